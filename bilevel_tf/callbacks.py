@@ -1,0 +1,137 @@
+"""Callbacks for :func:`bilevel_tf.fit`: logging to CSV and TensorBoard, periodic evaluation, early stop."""
+from __future__ import annotations
+
+import csv
+import os
+from typing import Any, Callable, Dict, Optional
+
+import tensorflow as tf
+
+Logs = Dict[str, float]
+
+
+class Callback:
+    """Base class. ``fit`` calls the hooks below; set ``self.stop_fit = True`` to end the run early."""
+
+    stop_fit = False
+
+    def on_fit_begin(self, solver: Any, start_step: int, steps: int) -> None:
+        """Called before the first step; the run goes from ``start_step`` (after a resume) to ``steps``."""
+
+    def on_step_end(self, step: int, logs: Logs) -> None:
+        """``step`` counts completed upper iterations (1-based); ``logs`` holds Python floats and may be
+        extended in place (e.g. with evaluation metrics) for the callbacks that follow."""
+
+    def on_fit_end(self, history: list) -> None:
+        pass
+
+
+class LambdaCallback(Callback):
+    def __init__(self, on_step_end: Optional[Callable[[int, Logs], Any]] = None,
+                 on_fit_end: Optional[Callable[[list], Any]] = None):
+        self._step, self._end = on_step_end, on_fit_end
+
+    def on_step_end(self, step: int, logs: Logs) -> None:
+        if self._step is not None:
+            self._step(step, logs)
+
+    def on_fit_end(self, history: list) -> None:
+        if self._end is not None:
+            self._end(history)
+
+
+class Evaluate(Callback):
+    """Every ``every`` steps (and at the last step) call ``fn() -> dict`` and merge its metrics into the logs,
+    so progress bars, CSV files and the returned history all show them."""
+
+    def __init__(self, fn: Callable[[], Dict[str, Any]], every: int, prefix: str = ""):
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.fn, self.every, self.prefix = fn, int(every), prefix
+        self._final_step: Optional[int] = None
+
+    def on_fit_begin(self, solver: Any, start_step: int, steps: int) -> None:
+        self._final_step = steps
+
+    def on_step_end(self, step: int, logs: Logs) -> None:
+        if step % self.every == 0 or step == self._final_step:
+            for key, value in self.fn().items():
+                logs[self.prefix + key] = float(value)
+
+
+class CSVLogger(Callback):
+    """Append one row per step to a CSV file (appending continues a resumed run's file)."""
+
+    def __init__(self, path: str, every: int = 1):
+        self.path, self.every = path, int(every)
+        self._file = None
+        self._writer = None
+        self._keys = None
+
+    def on_step_end(self, step: int, logs: Logs) -> None:
+        if step % self.every:
+            return
+        row = {"step": step, **logs}
+        if self._writer is None:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            exists = os.path.exists(self.path) and os.path.getsize(self.path) > 0
+            if exists:
+                with open(self.path, newline="") as f:
+                    header = next(csv.reader(f), None)
+                self._keys = header or list(row)
+            else:
+                self._keys = list(row)
+            self._file = open(self.path, "a", newline="")
+            self._writer = csv.DictWriter(self._file, fieldnames=self._keys, extrasaction="ignore")
+            if not exists:
+                self._writer.writeheader()
+        self._writer.writerow(row)
+        self._file.flush()
+
+    def on_fit_end(self, history: list) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = self._writer = None
+
+
+class TensorBoard(Callback):
+    """Write every log value as a scalar summary."""
+
+    def __init__(self, log_dir: str, every: int = 1):
+        self.log_dir, self.every = log_dir, int(every)
+        self._writer = None
+
+    def on_step_end(self, step: int, logs: Logs) -> None:
+        if step % self.every:
+            return
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        with self._writer.as_default():
+            for key, value in logs.items():
+                tf.summary.scalar(key, value, step=step)
+
+    def on_fit_end(self, history: list) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` checks."""
+
+    def __init__(self, monitor: str, patience: int, mode: str = "min", min_delta: float = 0.0):
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.monitor, self.patience, self.sign, self.min_delta = monitor, int(patience), \
+            (1.0 if mode == "min" else -1.0), float(min_delta)
+        self.best, self.wait = float("inf"), 0
+
+    def on_step_end(self, step: int, logs: Logs) -> None:
+        if self.monitor not in logs:
+            return
+        value = self.sign * logs[self.monitor]
+        if value < self.best - self.min_delta:
+            self.best, self.wait = value, 0
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                self.stop_fit = True

@@ -1,0 +1,80 @@
+"""Private helpers: locating data files and unpickling them safely."""
+from __future__ import annotations
+
+import _compat_pickle
+import pickle
+from pathlib import Path
+from typing import Any, Iterable, List, Sequence
+
+from .errors import DataFileMissingError, DataFormatError, PathLike
+
+# Globals that pickled numpy arrays / plain containers need (numpy 1.x and 2.x spellings, Python 2 aliases
+# are normalised by _canonical). Anything else is refused: a pickle can run arbitrary code on load.
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how Python 3 writes bytes at pickle protocol <= 2
+    ("collections", "OrderedDict"),
+    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "bytearray"), ("builtins", "complex"),
+}
+
+
+def _canonical(module: str, name: str) -> tuple:
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if _canonical(module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+        return super().find_class(module, name)
+
+
+def safe_pickle_load(path: PathLike, encoding: str = "ASCII") -> Any:
+    """Unpickle ``path`` allowing only numpy arrays and builtin containers.
+
+    Raises DataFormatError for corrupt/foreign pickles; UnicodeDecodeError is passed through so the caller
+    can retry a Python-2 pickle with ``encoding='bytes'``.
+    """
+    try:
+        with open(path, "rb") as f:
+            return _RestrictedUnpickler(f, encoding=encoding).load()
+    except UnicodeDecodeError:
+        raise
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError,
+            ValueError, KeyError) as e:
+        raise DataFormatError(f"cannot unpickle ({type(e).__name__}: {e})",
+                              "a pickle holding only numpy arrays, lists, dicts and strings", path) from e
+
+
+def decode_keys(d: Any) -> Any:
+    """Return a copy of dict ``d`` whose bytes keys are decoded as UTF-8 (Python-2 pickles)."""
+    if not isinstance(d, dict):
+        return d
+    return {(k.decode("utf8") if isinstance(k, bytes) else k): v for k, v in d.items()}
+
+
+def find_file_set(bases: Iterable[Path], names: Sequence[str], how_to_get: str) -> List[Path]:
+    """Locate all of ``names`` inside one folder among ``bases`` (first folder holding them all wins).
+
+    If no folder holds all files, raise DataFileMissingError for the first missing file of the first folder
+    that holds at least one of them (or of the first folder when none holds any).
+    """
+    bases = [Path(b) for b in bases]
+    if not bases:
+        raise ValueError("no folder to search")
+    partial = None
+    for base in bases:
+        present = [(base / n).is_file() for n in names]
+        if all(present):
+            return [base / n for n in names]
+        if any(present) and partial is None:
+            partial = base
+    base = partial if partial is not None else bases[0]
+    missing = next(n for n in names if not (base / n).is_file())
+    searched = [b / missing for b in bases]
+    raise DataFileMissingError(Path(missing).name, base / missing, how_to_get, searched)

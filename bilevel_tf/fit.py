@@ -1,0 +1,202 @@
+"""The fit loop: run upper iterations over data sources with progress, logging, NaN guard and resume."""
+from __future__ import annotations
+
+import math
+import signal
+import time
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+from .callbacks import Callback, CSVLogger, TensorBoard
+from .solvers.base import BilevelSolver, check_positive_int
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss or schedule value became NaN/inf; the last good checkpoint is kept on disk."""
+
+
+class History(list):
+    """The logged records (one dict per logged step) plus timing."""
+
+    seconds_per_step: float = float("nan")
+
+
+class _Source:
+    """One batch per upper iteration from None, a ``tf.data.Dataset``, a callable ``step -> batch`` or a
+    Python iterable (restarted when exhausted if it can be)."""
+
+    def __init__(self, data: Any, name: str):
+        self.name, self.data = name, data
+        self.iterator = None
+        if data is None:
+            self.kind = "none"
+        elif isinstance(data, tf.data.Dataset):
+            self.kind = "dataset"
+            # repeat() so finite datasets cycle through epochs; the iterator is checkpointed for resume.
+            self.iterator = iter(data.repeat())
+        elif callable(data):
+            self.kind = "callable"
+        elif isinstance(data, Iterable):
+            self.kind = "iterable"
+            self._it = iter(data)
+        else:
+            raise ValueError(f"{name} must be None, a tf.data.Dataset, a callable(step) -> batch or an iterable, "
+                             f"got {type(data).__name__}")
+
+    def next(self, step: int) -> Any:
+        if self.kind == "none":
+            return None
+        if self.kind == "dataset":
+            return next(self.iterator)
+        if self.kind == "callable":
+            return self.data(step)
+        try:
+            return next(self._it)
+        except StopIteration:
+            if iter(self.data) is self.data:
+                raise ValueError(f"{self.name} ran out of batches at step {step}; pass a repeating source "
+                                 "(a tf.data.Dataset, a list, or a callable(step) -> batch)") from None
+            self._it = iter(self.data)
+            return next(self._it)
+
+    def skip(self, steps: int) -> None:
+        """Fast-forward a Python iterable after a resume (datasets restore their iterator position)."""
+        if self.kind == "iterable":
+            for step in range(steps):
+                self.next(step)
+
+
+def _all_finite_fn(variables: Sequence) -> Callable[[], tf.Tensor]:
+    @tf.function
+    def check():
+        return tf.reduce_all([tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v))) for v in variables])
+    return check
+
+
+def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, steps: int = 1, *,
+        checkpoint_dir: Optional[str] = None, checkpoint_every: int = 100, max_to_keep: int = 3,
+        callbacks: Optional[Sequence[Callback]] = None, verbose: int = 1, log_every: int = 1,
+        csv_path: Optional[str] = None, tensorboard_dir: Optional[str] = None) -> History:
+    """Run upper iterations until ``solver.iterations`` reaches ``steps``.
+
+    ``steps`` is the total: a solver restored from ``checkpoint_dir`` at iteration k runs ``steps - k`` more,
+    so re-running the same command after an interruption continues where it stopped. Each source gives one
+    batch per iteration: None, a ``tf.data.Dataset`` (repeated; its iterator position is checkpointed), a
+    callable ``step -> batch``, or a Python iterable (fast-forwarded on resume).
+
+    A NaN/inf log value raises :class:`NonFiniteError` naming the step and quantity; checkpoints are only
+    written from finite states, so the last one on disk is good. Ctrl-C (or SIGTERM) saves a checkpoint
+    first when the state is finite, then re-raises.
+
+    Returns a :class:`History`: one dict per logged step (``step``, ``seconds`` since the fit began, and
+    the solver's logs plus anything callbacks added), with ``seconds_per_step`` (median, first step excluded).
+    """
+    if not isinstance(solver, BilevelSolver):
+        raise ValueError(f"solver must be a bl.BilevelSolver, got {type(solver).__name__}")
+    steps = check_positive_int("steps", steps, minimum=0)
+    checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
+    log_every = check_positive_int("log_every", log_every)
+    upper = _Source(upper_data, "upper_data")
+    lower = _Source(lower_data, "lower_data")
+    callbacks = list(callbacks or [])
+    if csv_path:
+        callbacks.append(CSVLogger(csv_path, every=log_every))
+    if tensorboard_dir:
+        callbacks.append(TensorBoard(tensorboard_dir, every=log_every))
+
+    manager = None
+    checkpoint = None
+    if checkpoint_dir:
+        trackables: Dict[str, Any] = {"solver": solver.checkpoint}
+        for src, key in ((upper, "upper_data"), (lower, "lower_data")):
+            if src.iterator is not None:
+                trackables[key] = src.iterator
+        checkpoint = tf.train.Checkpoint(**trackables)
+        manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=max_to_keep)
+        if manager.latest_checkpoint:
+            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    start = int(solver.iterations.numpy())
+    upper.skip(start)
+    lower.skip(start)
+    finite = _all_finite_fn(list(solver.problem.upper_vars) + list(solver.problem.lower_vars))
+
+    def save(step: int) -> None:
+        if manager is not None and bool(finite()):
+            manager.save(checkpoint_number=step)
+
+    history = History()
+    progbar = None
+    for cb in callbacks:
+        cb.on_fit_begin(solver, start, steps)
+    durations: List[float] = []
+    t_begin = time.perf_counter()
+    step = start
+    previous_handler = _install_sigterm()
+    try:
+        for index in range(start, steps):
+            upper_batch, lower_batch = upper.next(index), lower.next(index)
+            t0 = time.perf_counter()
+            logs = {k: float(v) for k, v in solver.step(upper_batch, lower_batch).items()}
+            durations.append(time.perf_counter() - t0)
+            step = index + 1
+            bad = [k for k, v in logs.items() if not math.isfinite(v)]
+            if bad:
+                kept = manager.latest_checkpoint if manager is not None else None
+                raise NonFiniteError(
+                    f"step {step}: {', '.join(f'{k} = {logs[k]}' for k in bad)}; stopped"
+                    + (f", last good checkpoint kept: {kept}" if kept else " (no checkpoint was written)"))
+            for cb in callbacks:
+                cb.on_step_end(step, logs)
+            if step % log_every == 0 or step == steps:
+                history.append({"step": step, "seconds": time.perf_counter() - t_begin, **logs})
+            if verbose and progbar is None:
+                # Logs are current values, not running means: mark them all stateful.
+                progbar = keras.utils.Progbar(steps, verbose=1 if verbose == 1 else 2, stateful_metrics=set(logs))
+                progbar.update(start)
+            if progbar is not None and (step % log_every == 0 or step == steps):
+                progbar.update(step, values=[(k, v) for k, v in logs.items() if _show(k)], finalize=step == steps)
+            if step % checkpoint_every == 0:
+                save(step)
+            if any(cb.stop_fit for cb in callbacks):
+                break
+    except KeyboardInterrupt:
+        save(step)
+        raise
+    finally:
+        _restore_sigterm(previous_handler)
+    if manager is not None and step > start:
+        save(step)
+    if len(durations) > 1:
+        durations = sorted(durations[1:])
+        history.seconds_per_step = durations[len(durations) // 2]
+    elif durations:
+        history.seconds_per_step = durations[0]
+    for cb in callbacks:
+        cb.on_fit_end(history)
+    return history
+
+
+def _show(key: str) -> bool:
+    return key in ("upper_loss", "lower_loss") or not key.endswith("_sq")
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _install_sigterm():
+    """Turn SIGTERM into KeyboardInterrupt so a killed job checkpoints first (main thread only)."""
+    try:
+        return signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:  # not in the main thread
+        return None
+
+
+def _restore_sigterm(handler) -> None:
+    if handler is not None:
+        try:
+            signal.signal(signal.SIGTERM, handler)
+        except ValueError:
+            pass

@@ -1,0 +1,261 @@
+"""The shared machinery of every bilevel solver: validation, optimizers, the compiled step, checkpointing."""
+from __future__ import annotations
+
+import numbers
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
+
+import keras
+import tensorflow as tf
+
+from .. import tensor_ops as ops
+from ..problem import BilevelProblem
+
+Logs = Dict[str, tf.Tensor]
+
+
+def make_optimizer(spec: Any, name: str, default_cls: Type[keras.optimizers.Optimizer],
+                   default_lr: float) -> keras.optimizers.Optimizer:
+    """A Keras optimizer from an instance, a learning rate (-> ``default_cls``) or None (-> defaults)."""
+    if spec is None:
+        return default_cls(learning_rate=default_lr)
+    if isinstance(spec, keras.optimizers.Optimizer):
+        return spec
+    if isinstance(spec, numbers.Real) and not isinstance(spec, bool):
+        if spec <= 0:
+            raise ValueError(f"{name}: a learning rate must be positive, got {spec}")
+        return default_cls(learning_rate=float(spec))
+    raise ValueError(f"{name} must be a keras.optimizers.Optimizer, a positive learning rate or None, "
+                     f"got {type(spec).__name__}")
+
+
+def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_nonnegative(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def scalar_variable(value: float, name: str, dtype=tf.float32) -> tf.Variable:
+    return tf.Variable(value, dtype=dtype, trainable=False, name=name)
+
+
+class BilevelSolver:
+    """Base class: one call to :meth:`step` is one upper-level iteration, compiled as one ``tf.function``.
+
+    Subclasses implement :meth:`_direction`, which runs the lower-level phase (moving ``v``) and returns
+    the upper-level gradient, and optionally :meth:`_finish` for schedule updates after the ``u`` step.
+
+    Args:
+        problem: the :class:`~bilevel_tf.BilevelProblem`.
+        upper_optimizer, lower_optimizer: Keras optimizers for ``u`` and ``v`` (or a learning rate, or None
+            for the solver's defaults). They must be distinct instances.
+        inner_steps: T, lower-level steps per upper iteration (>= 1).
+        jit_compile: compile the step with XLA.
+    """
+
+    #: name used by ``bl.get_solver`` and in logs
+    method = "base"
+    default_optimizer = keras.optimizers.Adam
+    default_upper_lr = 1e-3
+    default_lower_lr = 1e-4
+    default_inner_steps = 1
+
+    def __init__(self, problem: BilevelProblem, upper_optimizer: Any = None, lower_optimizer: Any = None, *,
+                 inner_steps: Optional[int] = None, jit_compile: bool = False, **unknown: Any):
+        if unknown:
+            raise ValueError(f"{type(self).__name__} got unknown option(s) {sorted(unknown)}")
+        if not isinstance(problem, BilevelProblem):
+            raise ValueError(f"problem must be a bl.BilevelProblem, got {type(problem).__name__}")
+        self.problem = problem
+        self.inner_steps = check_positive_int(
+            "inner_steps", self.default_inner_steps if inner_steps is None else inner_steps)
+        self.jit_compile = bool(jit_compile)
+        self.upper_optimizer = make_optimizer(upper_optimizer, "upper_optimizer", self.default_optimizer,
+                                              self.default_upper_lr)
+        self.lower_optimizer = make_optimizer(lower_optimizer, "lower_optimizer", self.default_optimizer,
+                                              self.default_lower_lr)
+        if self.upper_optimizer is self.lower_optimizer:
+            raise ValueError("upper_optimizer and lower_optimizer are the same object; "
+                             "each level needs its own optimizer (its slots are per variable)")
+        self._build_optimizer(self.upper_optimizer, problem.upper_vars, "upper_optimizer")
+        self._build_optimizer(self.lower_optimizer, problem.lower_vars, "lower_optimizer")
+        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="upper_iterations")
+        #: number of times the step has been traced (Python side effect, grows only on retracing)
+        self.trace_count = 0
+        self._checkpoint: Optional[tf.train.Checkpoint] = None
+        self._initial_values: Optional[list] = None
+        self._step_fn = tf.function(self._step, jit_compile=self.jit_compile, reduce_retracing=True)
+        self._run_fn = tf.function(self._run, jit_compile=self.jit_compile, reduce_retracing=True)
+        self._hypergradient_fn = tf.function(self._hypergradient, jit_compile=self.jit_compile,
+                                             reduce_retracing=True)
+
+    # ------------------------------------------------------------------ public API
+    def step(self, upper_batch: Any = None, lower_batch: Any = None) -> Logs:
+        """One upper iteration (T lower steps inside the graph, then one upper step); returns scalar logs."""
+        self._ensure_snapshot()
+        return self._step_fn(upper_batch, lower_batch)
+
+    def run(self, steps: int, upper_batch: Any = None, lower_batch: Any = None) -> Logs:
+        """``steps`` upper iterations on the same batches inside ONE compiled call (a graph loop); returns the
+        last iteration's logs. For full-batch problems (synthetic examples, poisoning) this removes the
+        per-call overhead; ``steps`` is a tensor argument, so changing it does not retrace."""
+        steps = check_positive_int("steps", steps)
+        self._ensure_snapshot()
+        return self._run_fn(tf.constant(steps, tf.int32), upper_batch, lower_batch)
+
+    def hypergradient(self, upper_batch: Any = None, lower_batch: Any = None) -> List[tf.Tensor]:
+        """The upper-level direction the next :meth:`step` would apply, as dense tensors.
+
+        Runs the lower-level phase exactly as ``step`` does (so ``v`` and auxiliary state move) but leaves
+        ``u`` and the schedule untouched. Meant for diagnostics and tests.
+        """
+        self._ensure_snapshot()
+        return self._hypergradient_fn(upper_batch, lower_batch)
+
+    @property
+    def checkpoint(self) -> tf.train.Checkpoint:
+        """A ``tf.train.Checkpoint`` reaching every piece of solver state (variables, slots, schedule)."""
+        if self._checkpoint is None:
+            self._ensure_snapshot()
+            state = dict(upper_vars=list(self.problem.upper_vars), lower_vars=list(self.problem.lower_vars),
+                         upper_optimizer=self.upper_optimizer, lower_optimizer=self.lower_optimizer,
+                         iterations=self.iterations)
+            state.update(self._extra_state())
+            for key, value in self.problem.extra_state.items():
+                state[f"extra_{key}"] = value
+            self._checkpoint = tf.train.Checkpoint(**state)
+        return self._checkpoint
+
+    def reset_state(self) -> None:
+        """Return every piece of solver state (optimizer slots and iteration counts, learning rates,
+        schedule, auxiliary variables) to its value before the solver was first used; the problem's
+        variables are left alone. Reusing one compiled solver across trials this way avoids recompiling."""
+        self._ensure_snapshot()
+        for var, value in self._initial_values:
+            var.assign(value)
+
+    def _ensure_snapshot(self) -> None:
+        """Snapshot the solver-owned variables on first use (after every constructor has run)."""
+        if self._initial_values is not None:
+            return
+        problem_ids = {id(v) for v in list(self.problem.upper_vars) + list(self.problem.lower_vars)}
+        owned = []
+        for obj in [self.iterations, *self._optimizers(), *self._extra_state().values()]:
+            for var in _variables_of(obj):
+                if id(var) not in problem_ids and not any(var is o for o in owned):
+                    owned.append(var)
+        self._initial_values = [(v, tf.identity(tf.convert_to_tensor(v))) for v in owned]
+
+    def _optimizers(self) -> List[keras.optimizers.Optimizer]:
+        return [o for o in vars(self).values() if isinstance(o, keras.optimizers.Optimizer)]
+
+    def schedule(self) -> Dict[str, float]:
+        """Current schedule values (rho, lam, eps, gamma, ... as applicable) as Python floats."""
+        return {k: float(v.numpy()) for k, v in self._schedule_vars().items()}
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _direction(self, upper_batch: Any, lower_batch: Any) -> Tuple[List, Optional[List], Any]:
+        """Run the lower phase; return (upper gradients, joint lower gradients or None, aux for _finish)."""
+        raise NotImplementedError
+
+    def _finish(self, aux: Any) -> Logs:
+        return dict(aux)
+
+    def _extra_state(self) -> Dict[str, Any]:
+        return {}
+
+    def _schedule_vars(self) -> Dict[str, tf.Variable]:
+        return {}
+
+    # ------------------------------------------------------------------ compiled bodies
+    def _step(self, upper_batch: Any, lower_batch: Any) -> Logs:
+        self.trace_count += 1  # runs at trace time only
+        if self.problem.lower_init is not None:
+            self.problem.lower_init()
+        upper_grads, lower_grads, aux = self._direction(upper_batch, lower_batch)
+        self.apply_upper(upper_grads)
+        if lower_grads is not None:
+            self.apply_lower(lower_grads)
+        logs = self._finish(aux)
+        self.iterations.assign_add(1)
+        for key, var in self._schedule_vars().items():
+            logs.setdefault(key, tf.identity(var))
+        return logs
+
+    def _run(self, steps: tf.Tensor, upper_batch: Any, lower_batch: Any) -> Logs:
+        logs = self._step(upper_batch, lower_batch)
+        for _ in tf.range(steps - 1):
+            logs = self._step(upper_batch, lower_batch)
+        return logs
+
+    def _hypergradient(self, upper_batch: Any, lower_batch: Any) -> List[tf.Tensor]:
+        if self.problem.lower_init is not None:
+            self.problem.lower_init()
+        upper_grads, _, _ = self._direction(upper_batch, lower_batch)
+        return [ops.dense(g) for g in ops.fill_none(upper_grads, self.problem.upper_vars)]
+
+    # ------------------------------------------------------------------ helpers for subclasses
+    def apply_upper(self, grads: Sequence) -> None:
+        self._apply(self.upper_optimizer, grads, self.problem.upper_vars, self.problem.upper_constraint)
+
+    def apply_lower(self, grads: Sequence, optimizer: Optional[keras.optimizers.Optimizer] = None) -> None:
+        self._apply(optimizer or self.lower_optimizer, grads, self.problem.lower_vars,
+                    self.problem.lower_constraint)
+
+    @staticmethod
+    def _apply(optimizer, grads, variables, constraint) -> None:
+        pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+        optimizer.apply_gradients(pairs)
+        if constraint is not None:
+            project(constraint, variables)
+
+    @staticmethod
+    def _build_optimizer(optimizer, variables, name: str) -> None:
+        # Build slots eagerly: variables may not be created inside a tf.function after its first trace,
+        # and a checkpoint taken before the first step must already hold them.
+        try:
+            optimizer.build(list(variables))
+        except ValueError as e:
+            raise ValueError(f"{name} could not be built for these variables ({e}); "
+                             "pass a fresh optimizer instance") from e
+
+    @staticmethod
+    def decay_learning_rate(optimizer, factor) -> None:
+        lr = optimizer.learning_rate
+        lr.assign(lr * tf.cast(factor, lr.dtype))
+
+    @staticmethod
+    def check_decayable(optimizer, name: str) -> None:
+        if not hasattr(optimizer.learning_rate, "assign"):
+            raise ValueError(f"lr_decay needs {name} to have a constant learning rate (got a schedule); "
+                             "pass lr_decay=None to keep your schedule")
+
+
+def _variables_of(obj) -> List[Any]:
+    if isinstance(obj, keras.optimizers.Optimizer):
+        return list(obj.variables)
+    if isinstance(obj, (list, tuple)):
+        return [v for item in obj for v in _variables_of(item)]
+    if isinstance(obj, tf.Variable) or hasattr(obj, "assign"):
+        return [obj]
+    return []
+
+
+def project(constraint, variables) -> None:
+    """Assign ``constraint(values)`` back to the variables."""
+    values = constraint([tf.convert_to_tensor(v) for v in variables])
+    if len(values) != len(variables):
+        raise ValueError(f"constraint returned {len(values)} tensors for {len(variables)} variables")
+    for var, value in zip(variables, values):
+        var.assign(tf.cast(value, var.dtype))
