@@ -47,6 +47,10 @@ def parser(description: str, *, method: str = "penalty", methods: Sequence[str] 
     p.add_argument("--out", default=out, help="output folder for results.json and figures "
                                               "(default: runs/<experiment>/<method>)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes and few steps: checks the pipeline end to end")
+    p.add_argument("--checkpoint-every", type=int, default=100,
+                   help="save a checkpoint every N upper iterations in <out>/checkpoints; a rerun with the same "
+                        "--out resumes from the latest one")
+    p.add_argument("--fresh", action="store_true", help="ignore (delete) checkpoints in <out> and start over")
     p.add_argument("--jit", action="store_true", help="compile each upper iteration with XLA (jit_compile=True)")
     p.add_argument("--deterministic", action="store_true", help="enable TensorFlow op determinism")
     p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="0 silent, 1 progress bar, 2 one line per log")
@@ -64,8 +68,16 @@ def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment:
     if args.out is None:
         args.out = os.path.join("runs", experiment.replace("/", "_"), args.method)
     os.makedirs(args.out, exist_ok=True)
+    if args.fresh:
+        import shutil
+        shutil.rmtree(checkpoint_dir(args), ignore_errors=True)
     seed_everything(args.seed, deterministic=args.deterministic)
     return args
+
+
+def checkpoint_dir(args: argparse.Namespace, phase: str = "bilevel") -> str:
+    """Where a runner's ``bl.fit`` keeps checkpoints (one subfolder per training phase)."""
+    return os.path.join(args.out, "checkpoints", phase)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
