@@ -1,0 +1,27 @@
+"""Load an experiment runner script (they live in folders without __init__.py) and run its main()."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_runner(relative_path: str):
+    path = ROOT / relative_path
+    name = "runner_" + "_".join(path.with_suffix("").parts[-3:])
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))  # runners may import sibling modules (models, preprocessing)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
+
+
+def run_runner(relative_path: str, args, out_dir) -> dict:
+    """Run ``main(args + --out out_dir)`` in-process and return the parsed results.json."""
+    module = load_runner(relative_path)
+    module.main(list(args) + ["--out", str(out_dir), "--verbose", "0"])
+    return json.loads((Path(out_dir) / "results.json").read_text())
