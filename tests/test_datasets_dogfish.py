@@ -58,7 +58,7 @@ def test_features_h5_round_trip(tmp_path):
 def test_features_h5_missing_dataset_and_file(tmp_path):
     save_features_h5(tmp_path / "f.h5", X_train=np.zeros((2, 4)))
     with pytest.raises(DataFormatError, match=r"f.h5: missing datasets \['X_test'\] \(has \['X_train'\]\); "
-                                              r"expected datasets \['X_train', 'X_test'\]"):
+                                              r"expected HDF5 datasets \['X_train', 'X_test'\]"):
         load_features_h5(tmp_path / "f.h5")
     with pytest.raises(DataFileMissingError, match="nope.h5 not found at"):
         load_features_h5(tmp_path / "nope.h5")

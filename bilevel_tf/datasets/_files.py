@@ -4,7 +4,7 @@ from __future__ import annotations
 import _compat_pickle
 import pickle
 from pathlib import Path
-from typing import Any, Iterable, List, Sequence
+from typing import Any, Dict, Iterable, List, Sequence
 
 from .errors import DataFileMissingError, DataFormatError, PathLike
 
@@ -78,3 +78,24 @@ def find_file_set(bases: Iterable[Path], names: Sequence[str], how_to_get: str) 
     missing = next(n for n in names if not (base / n).is_file())
     searched = [b / missing for b in bases]
     raise DataFileMissingError(Path(missing).name, base / missing, how_to_get, searched)
+
+
+def read_h5(path: PathLike, required: Sequence[str], how_to_get: str, written_by: str) -> Dict[str, Any]:
+    """Every dataset of an HDF5 file as a dict of arrays; DataFileMissingError when the file is absent,
+    DataFormatError when it is unreadable or lacks one of ``required``."""
+    import h5py  # lazy
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileMissingError(path.name, path, how_to_get)
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in required if k not in f]
+            if missing:
+                raise DataFormatError(f"missing datasets {missing} (has {sorted(f.keys())})",
+                                      f"HDF5 datasets {list(required)}", path)
+            return {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+    except DataFormatError:
+        raise
+    except OSError as e:
+        raise DataFormatError(f"unreadable HDF5 file ({e})", f"an HDF5 file written by {written_by}", path) from e

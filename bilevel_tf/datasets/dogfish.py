@@ -7,6 +7,7 @@ from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
+from ._files import read_h5
 from .errors import DataFileMissingError, DataFormatError, PathLike
 
 DOGFISH_FILE = "dataset_dog-fish_train-900_test-300.npz"
@@ -80,20 +81,5 @@ def save_features_h5(path: PathLike, **arrays: np.ndarray) -> Path:
 def load_features_h5(path: PathLike, required: Sequence[str] = ("X_train", "X_test")) -> Dict[str, np.ndarray]:
     """Read every dataset of an HDF5 file written by :func:`save_features_h5` into a dict;
     DataFormatError if one of ``required`` is absent."""
-    import h5py  # lazy
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataFileMissingError(path.name, path, "Create it with bilevel_tf.datasets.save_features_h5 "
-                                   "(e.g. InceptionV3 features of the dog-fish images).")
-    try:
-        with h5py.File(path, "r") as f:
-            missing = [k for k in required if k not in f]
-            if missing:
-                raise DataFormatError(f"missing datasets {missing} (has {sorted(f.keys())})",
-                                      f"datasets {list(required)}", path)
-            return {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
-    except DataFormatError:
-        raise
-    except OSError as e:
-        raise DataFormatError(f"unreadable HDF5 file ({e})", "an HDF5 file written by save_features_h5", path) from e
+    return read_h5(path, required, "Create it with bilevel_tf.datasets.save_features_h5 (e.g. InceptionV3 "
+                   "features of the dog-fish images).", "save_features_h5")

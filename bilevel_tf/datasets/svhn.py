@@ -16,6 +16,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from ._files import read_h5
 from .errors import DataFileMissingError, DataFormatError, PathLike
 
 GREY_WEIGHTS = np.array([0.2989, 0.5870, 0.1140], dtype=np.float32)
@@ -131,24 +132,10 @@ def load_svhn_h5(path: PathLike) -> Dict[str, np.ndarray]:
     input is converted), images are returned as stored (grey float32 0..255 or RGB uint8).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataFileMissingError(
-            path.name, path,
-            "Build it with bilevel_tf.datasets.preprocess_svhn(train_32x32.mat, test_32x32.mat, out_dir) from the "
-            "official files at http://ufldl.stanford.edu/housenumbers/ (train_32x32.mat, test_32x32.mat).")
-    import h5py  # lazy
-
-    try:
-        with h5py.File(path, "r") as f:
-            missing = [k for k in H5_KEYS if k not in f]
-            if missing:
-                raise DataFormatError(f"missing datasets {missing} (has {sorted(f.keys())})",
-                                      f"HDF5 datasets {list(H5_KEYS)}", path)
-            raw = {k: f[k][()] for k in H5_KEYS}
-    except DataFormatError:
-        raise
-    except OSError as e:
-        raise DataFormatError(f"unreadable HDF5 file ({e})", "an HDF5 file written by preprocess_svhn", path) from e
+    raw = read_h5(path, H5_KEYS,
+                  "Build it with bilevel_tf.datasets.preprocess_svhn(train_32x32.mat, test_32x32.mat, out_dir) from the "
+                  "official files at http://ufldl.stanford.edu/housenumbers/ (train_32x32.mat, test_32x32.mat).",
+                  "preprocess_svhn")
     out = {}
     for split in ("train", "val", "test"):
         x, y = raw[f"X_{split}"], _labels_to_ids(raw[f"y_{split}"], f"y_{split}", path)
