@@ -27,7 +27,7 @@ class _Source:
     """One batch per upper iteration from None, a ``tf.data.Dataset``, a callable ``step -> batch`` or a
     Python iterable (restarted when exhausted if it can be)."""
 
-    def __init__(self, data: Any, name: str):
+    def __init__(self, data: Any, name: str, strategy: Any = None):
         self.name, self.data = name, data
         self.iterator = None
         if data is None:
@@ -35,7 +35,10 @@ class _Source:
         elif isinstance(data, tf.data.Dataset):
             self.kind = "dataset"
             # repeat() so finite datasets cycle through epochs; the iterator is checkpointed for resume.
-            self.iterator = iter(data.repeat())
+            data = data.repeat()
+            if strategy is not None:  # split each global batch across the replicas
+                data = strategy.experimental_distribute_dataset(data)
+            self.iterator = iter(data)
         elif callable(data):
             self.kind = "callable"
         elif isinstance(data, Iterable):
@@ -98,8 +101,8 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     steps = check_positive_int("steps", steps, minimum=0)
     checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
     log_every = check_positive_int("log_every", log_every)
-    upper = _Source(upper_data, "upper_data")
-    lower = _Source(lower_data, "lower_data")
+    upper = _Source(upper_data, "upper_data", solver.strategy)
+    lower = _Source(lower_data, "lower_data", solver.strategy)
     callbacks = list(callbacks or [])
     if csv_path:
         callbacks.append(CSVLogger(csv_path, every=log_every))

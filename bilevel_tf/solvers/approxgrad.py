@@ -6,10 +6,10 @@ from typing import Any, Dict, Optional
 import keras
 import tensorflow as tf
 
-from .. import autodiff
+from .. import autodiff, distribute
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
-from .base import BilevelSolver, check_nonnegative, check_positive_int, make_optimizer
+from .base import BilevelSolver, check_nonnegative, check_positive_int, make_optimizer, state_variable
 
 
 class ApproxGrad(BilevelSolver):
@@ -48,7 +48,7 @@ class ApproxGrad(BilevelSolver):
                                                default_lr)
         if self.linear_optimizer is self.lower_optimizer or self.linear_optimizer is self.upper_optimizer:
             raise ValueError("linear_optimizer must be a separate optimizer instance")
-        self.p = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name="p") for v in problem.lower_vars]
+        self.p = [state_variable(tf.zeros(v.shape, v.dtype), "p") for v in problem.lower_vars]
         self._build_optimizer(self.linear_optimizer, self.p, "linear_optimizer")
 
     def _extra_state(self) -> Dict[str, Any]:
@@ -62,17 +62,17 @@ class ApproxGrad(BilevelSolver):
     def _direction(self, upper_batch, lower_batch):
         problem = self.problem
         lower, upper = problem.lower_vars, problem.upper_vars
-        for _ in tf.range(self.inner_steps):
+        for _ in self.loop(self.inner_steps):
             _, grads = autodiff.lower_value_and_grad(problem, lower_batch)
             self.apply_lower(grads)
 
         if not self.warm_start:
             for p in self.p:
-                p.assign(tf.zeros_like(p))
+                distribute.assign(p, tf.zeros_like(p))
         _, b = autodiff.upper_value_and_grad(problem, upper_batch, lower)
         b = [tf.stop_gradient(ops.dense(x)) for x in b]
         residual_sq = tf.constant(0.0)
-        for _ in tf.range(self.linear_steps):
+        for _ in self.loop(self.linear_steps):
             p_now = [tf.convert_to_tensor(p) for p in self.p]
             r = [a - bi for a, bi in zip(self._linear_operator(lower_batch, p_now), b)]
             residual_sq = ops.sq_norm(r)

@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 import keras
 import tensorflow as tf
 
+from .. import distribute
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
 
@@ -46,8 +47,15 @@ def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     return value
 
 
+def state_variable(value: Any, name: str, dtype=None) -> tf.Variable:
+    """A solver-owned, non-trainable variable; under a strategy the first replica's update is kept
+    (replicas compute identical values, see ``bilevel_tf.distribute``)."""
+    return tf.Variable(value, dtype=dtype, trainable=False, name=name,
+                       aggregation=distribute.ONLY_FIRST_REPLICA)
+
+
 def scalar_variable(value: float, name: str, dtype=tf.float32) -> tf.Variable:
-    return tf.Variable(value, dtype=dtype, trainable=False, name=name)
+    return state_variable(value, name, dtype)
 
 
 class BilevelSolver:
@@ -62,6 +70,9 @@ class BilevelSolver:
             for the solver's defaults). They must be distinct instances.
         inner_steps: T, lower-level steps per upper iteration (>= 1).
         jit_compile: compile the step with XLA.
+
+    Built inside ``strategy.scope()`` of a ``tf.distribute`` strategy, the solver runs data parallel:
+    see :mod:`bilevel_tf.distribute`.
     """
 
     #: name used by ``bl.get_solver`` and in logs
@@ -90,13 +101,17 @@ class BilevelSolver:
                              "each level needs its own optimizer (its slots are per variable)")
         self._build_optimizer(self.upper_optimizer, problem.upper_vars, "upper_optimizer")
         self._build_optimizer(self.lower_optimizer, problem.lower_vars, "lower_optimizer")
-        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="upper_iterations")
+        self.iterations = state_variable(0, "upper_iterations", tf.int64)
+        #: the tf.distribute strategy the solver was built under (None: single device)
+        self.strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
         #: number of times the step has been traced (Python side effect, grows only on retracing)
         self.trace_count = 0
         self._checkpoint: Optional[tf.train.Checkpoint] = None
         self._initial_values: Optional[list] = None
         self._step_fn = tf.function(self._step, jit_compile=self.jit_compile, reduce_retracing=True)
         self._run_fn = tf.function(self._run, jit_compile=self.jit_compile, reduce_retracing=True)
+        self._distributed_step_fn = tf.function(self._distributed_step, jit_compile=self.jit_compile,
+                                                reduce_retracing=True)
         self._hypergradient_fn = tf.function(self._hypergradient, jit_compile=self.jit_compile,
                                              reduce_retracing=True)
 
@@ -104,6 +119,8 @@ class BilevelSolver:
     def step(self, upper_batch: Any = None, lower_batch: Any = None) -> Logs:
         """One upper iteration (T lower steps inside the graph, then one upper step); returns scalar logs."""
         self._ensure_snapshot()
+        if self.strategy is not None:
+            return self._distributed_step_fn(upper_batch, lower_batch)
         return self._step_fn(upper_batch, lower_batch)
 
     def run(self, steps: int, upper_batch: Any = None, lower_batch: Any = None) -> Logs:
@@ -112,6 +129,10 @@ class BilevelSolver:
         per-call overhead; ``steps`` is a tensor argument, so changing it does not retrace."""
         steps = check_positive_int("steps", steps)
         self._ensure_snapshot()
+        if self.strategy is not None:  # synchronization cannot sit inside a graph loop: one call per step
+            for _ in range(steps):
+                logs = self.step(upper_batch, lower_batch)
+            return logs
         return self._run_fn(tf.constant(steps, tf.int32), upper_batch, lower_batch)
 
     def hypergradient(self, upper_batch: Any = None, lower_batch: Any = None) -> List[tf.Tensor]:
@@ -179,9 +200,9 @@ class BilevelSolver:
         return {}
 
     # ------------------------------------------------------------------ compiled bodies
-    def _step(self, upper_batch: Any, lower_batch: Any) -> Logs:
+    def _step(self, upper_batch: Any, lower_batch: Any, initialized: bool = False) -> Logs:
         self.trace_count += 1  # runs at trace time only
-        if self.problem.lower_init is not None:
+        if self.problem.lower_init is not None and not initialized:
             self.problem.lower_init()
         upper_grads, lower_grads, aux = self._direction(upper_batch, lower_batch)
         self.apply_upper(upper_grads)
@@ -192,6 +213,13 @@ class BilevelSolver:
         for key, var in self._schedule_vars().items():
             logs.setdefault(key, tf.identity(var))
         return logs
+
+    def _distributed_step(self, upper_batch: Any, lower_batch: Any) -> Logs:
+        if self.problem.lower_init is not None:  # cross-replica context: plain assignments are fine here
+            self.problem.lower_init()
+        logs = self.strategy.run(self._step, args=(upper_batch, lower_batch), kwargs={"initialized": True})
+        # Every replica holds the same (averaged) values: take them from the first.
+        return {k: self.strategy.experimental_local_results(v)[0] for k, v in logs.items()}
 
     def _run(self, steps: tf.Tensor, upper_batch: Any, lower_batch: Any) -> Logs:
         logs = self._step(upper_batch, lower_batch)
@@ -214,8 +242,16 @@ class BilevelSolver:
                     self.problem.lower_constraint)
 
     @staticmethod
+    def loop(*range_args):
+        """The range of an inner loop: a graph loop on one device, unrolled under a strategy."""
+        return distribute.loop_range(*range_args)
+
+    @staticmethod
     def _apply(optimizer, grads, variables, constraint) -> None:
-        pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+        # Keras optimizers sum gradients over replicas; ours are already averaged.
+        share = 1.0 / distribute.num_replicas()
+        pairs = [(g if share == 1.0 else ops.scale([g], share)[0], v) for g, v in zip(grads, variables)
+                 if g is not None]
         optimizer.apply_gradients(pairs)
         if constraint is not None:
             project(constraint, variables)
@@ -229,11 +265,6 @@ class BilevelSolver:
         except ValueError as e:
             raise ValueError(f"{name} could not be built for these variables ({e}); "
                              "pass a fresh optimizer instance") from e
-
-    @staticmethod
-    def decay_learning_rate(optimizer, factor) -> None:
-        lr = optimizer.learning_rate
-        lr.assign(lr * tf.cast(factor, lr.dtype))
 
     @staticmethod
     def check_decayable(optimizer, name: str) -> None:
@@ -258,4 +289,4 @@ def project(constraint, variables) -> None:
     if len(values) != len(variables):
         raise ValueError(f"constraint returned {len(values)} tensors for {len(variables)} variables")
     for var, value in zip(variables, values):
-        var.assign(tf.cast(value, var.dtype))
+        distribute.assign(var, tf.cast(value, var.dtype))

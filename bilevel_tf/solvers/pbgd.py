@@ -6,10 +6,11 @@ from typing import Any, Dict, Optional
 import keras
 import tensorflow as tf
 
-from .. import autodiff
+from .. import autodiff, distribute
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
-from .base import BilevelSolver, check_nonnegative, check_positive_int, make_optimizer, scalar_variable
+from .base import (BilevelSolver, check_nonnegative, check_positive_int, make_optimizer, scalar_variable,
+                   state_variable)
 
 
 class _GammaSchedule(BilevelSolver):
@@ -29,7 +30,7 @@ class _GammaSchedule(BilevelSolver):
 
     def _update_gamma(self):
         frac = tf.minimum(tf.cast(self.iterations, tf.float32) / float(self.gamma_argmax_step), 1.0)
-        self.gamma.assign(self.gamma_init + (self.gamma_max - self.gamma_init) * frac)
+        distribute.assign(self.gamma, self.gamma_init + (self.gamma_max - self.gamma_init) * frac)
         return tf.where(self.gamma > 1.0, 1.0 / tf.maximum(self.gamma, 1e-12), 1.0)
 
     def _schedule_vars(self) -> Dict[str, tf.Variable]:
@@ -67,7 +68,7 @@ class VPBGD(_GammaSchedule):
         if self.inner_optimizer in (self.upper_optimizer, self.lower_optimizer):
             raise ValueError("inner_optimizer must be a separate optimizer instance")
         self._build_optimizer(self.inner_optimizer, problem.lower_vars, "inner_optimizer")
-        self.w = [tf.Variable(tf.convert_to_tensor(v), trainable=False, name="w_inner") for v in problem.lower_vars]
+        self.w = [state_variable(tf.convert_to_tensor(v), "w_inner") for v in problem.lower_vars]
 
     def _extra_state(self) -> Dict[str, Any]:
         return dict(gamma=self.gamma, w=list(self.w), inner_optimizer=self.inner_optimizer)
@@ -78,20 +79,22 @@ class VPBGD(_GammaSchedule):
         step_scale = self._update_gamma()
         saved = [tf.convert_to_tensor(v) for v in lower]
         for var, w in zip(lower, self.w):
-            var.assign(w)
-        for _ in tf.range(self.inner_steps):
+            distribute.assign(var, w)
+        for _ in self.loop(self.inner_steps):
             _, grads = autodiff.lower_value_and_grad(problem, lower_batch)
             self.apply_lower(grads, optimizer=self.inner_optimizer)
         g_inner, grad_u_inner = autodiff.lower_value_and_grad(problem, lower_batch, wrt=upper)
         for var, w, value in zip(lower, self.w, saved):
-            w.assign(var)
-            var.assign(value)
+            distribute.assign(w, tf.convert_to_tensor(var))
+            distribute.assign(var, value)
 
         with tf.GradientTape() as tape:
             f = problem.f(upper_batch)
             g = problem.g(lower_batch)
             total = f + self.gamma * g
-        grads = tape.gradient(total, list(upper) + list(lower), unconnected_gradients=autodiff.ZERO)
+        grads = distribute.mean_across_replicas(
+            tape.gradient(total, list(upper) + list(lower), unconnected_gradients=autodiff.ZERO))
+        f, g = distribute.mean_scalar(f), distribute.mean_scalar(g)
         grad_u = ops.add(grads[:len(upper)], ops.scale(grad_u_inner, -self.gamma))
         grad_u = ops.scale(grad_u, step_scale)
         grad_v = ops.scale(grads[len(upper):], step_scale)
@@ -128,7 +131,7 @@ class GPBGD(_GammaSchedule):
     def _direction(self, upper_batch, lower_batch):
         lower, upper = self.problem.lower_vars, self.problem.upper_vars
         step_scale = self._update_gamma()
-        for _ in tf.range(self.inner_steps - 1):
+        for _ in self.loop(self.inner_steps - 1):
             _, _, _, grads = self._penalized(upper_batch, lower_batch, lower)
             self.apply_lower(ops.scale(grads, step_scale))
         g, gv, f, grads = self._penalized(upper_batch, lower_batch, list(upper) + list(lower))

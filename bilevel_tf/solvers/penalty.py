@@ -5,10 +5,10 @@ from typing import Any, Dict, Optional
 
 import tensorflow as tf
 
-from .. import autodiff
+from .. import autodiff, distribute
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
-from .base import (BilevelSolver, check_choice, check_nonnegative, scalar_variable)
+from .base import BilevelSolver, check_choice, check_nonnegative, scalar_variable, state_variable
 
 
 class Penalty(BilevelSolver):
@@ -72,9 +72,9 @@ class Penalty(BilevelSolver):
         self.rho = scalar_variable(rho, "rho")
         self.lam = scalar_variable(lam, "lam")
         self.eps = scalar_variable(eps, "eps")
-        self.nu = [tf.Variable(tf.fill(v.shape, tf.cast(nu, v.dtype)), trainable=False, name="nu")
+        self.nu = [state_variable(tf.fill(v.shape, tf.cast(nu, v.dtype)), "nu")
                    for v in problem.lower_vars] if self.use_nu else []
-        self.schedule_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="schedule_updates")
+        self.schedule_updates = state_variable(0, "schedule_updates", tf.int64)
 
     def _schedule_vars(self) -> Dict[str, tf.Variable]:
         return {"rho": self.rho, "lam": self.lam, "eps": self.eps}
@@ -95,7 +95,7 @@ class Penalty(BilevelSolver):
 
     def _direction(self, upper_batch, lower_batch):
         lower = self.problem.lower_vars
-        for _ in tf.range(self.inner_steps):
+        for _ in self.loop(self.inner_steps):
             _, gv, _, grad_hu = self._penalty_grads(upper_batch, lower_batch, lower)
             # grad_v h_l = grad_v h_u + lam * grad_v g: the lam term reuses grad_v g, no extra pass.
             self.apply_lower(ops.add(grad_hu, ops.scale(gv, self.lam)))
@@ -112,28 +112,23 @@ class Penalty(BilevelSolver):
         measure = hu_sq ** 2 + hl_sq ** 2 if self.tolerance == "original" else hu_sq + hl_sq
         fired = measure < tf.square(self.eps)
         penalty = 0.5 * self.rho * aux["lower_grad_norm_sq"]
-        if fired:
-            rho_old = tf.identity(self.rho)
-            self.rho.assign(self.rho * self.c_rho)
-            self.lam.assign(self.lam * self.c_lam)
-            self.eps.assign(self.eps * self.c_eps)
-            rho_nu = self.rho if self.nu_rho == "new" else rho_old
-            for nu, g in zip(self.nu, aux["gv"]):
-                add_gradient(nu, g, rho_nu)
-            if self.lr_decay is not None:
-                self.decay_learning_rate(self.upper_optimizer, self.lr_decay)
-                self.decay_learning_rate(self.lower_optimizer, self.lr_decay)
-            self.schedule_updates.assign_add(1)
+        # Branch-free update (tf.where): no synchronization inside a conditional under a strategy, and
+        # one straight-line graph for XLA.
+        rho_old = tf.identity(self.rho)
+        rho_new = tf.where(fired, rho_old * self.c_rho, rho_old)
+        distribute.assign(self.rho, rho_new)
+        distribute.assign(self.lam, tf.where(fired, self.lam * self.c_lam, self.lam))
+        distribute.assign(self.eps, tf.where(fired, self.eps * self.c_eps, self.eps))
+        rho_nu = rho_new if self.nu_rho == "new" else rho_old
+        for nu, g in zip(self.nu, aux["gv"]):
+            distribute.assign(nu, tf.convert_to_tensor(nu) + ops.dense(g) * tf.where(fired, rho_nu, 0.0))
+        if self.lr_decay is not None:
+            factor = tf.where(fired, self.lr_decay, 1.0)
+            for optimizer in (self.upper_optimizer, self.lower_optimizer):
+                lr = optimizer.learning_rate
+                distribute.assign(lr, lr * tf.cast(factor, lr.dtype))
+        distribute.assign(self.schedule_updates, self.schedule_updates + tf.cast(fired, tf.int64))
         return dict(upper_loss=aux["upper_loss"], lower_loss=aux["lower_loss"], penalty=penalty,
                     lower_grad_norm_sq=aux["lower_grad_norm_sq"], upper_grad_norm_sq=hu_sq,
                     lower_objective_grad_norm_sq=hl_sq, schedule_fired=tf.cast(fired, tf.float32))
 
-
-def add_gradient(var: tf.Variable, grad, coefficient) -> None:
-    """var += coefficient * grad, scattering when grad is sparse."""
-    if grad is None:
-        return
-    if isinstance(grad, tf.IndexedSlices):
-        var.scatter_add(tf.IndexedSlices(grad.values * tf.cast(coefficient, var.dtype), grad.indices))
-    else:
-        var.assign_add(tf.cast(coefficient, var.dtype) * grad)

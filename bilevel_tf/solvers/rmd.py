@@ -6,7 +6,7 @@ from typing import Any, Optional
 import keras
 import tensorflow as tf
 
-from .. import autodiff
+from .. import autodiff, distribute
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
 from .base import BilevelSolver, check_positive_int, project
@@ -51,7 +51,7 @@ class RMD(BilevelSolver):
     def _sgd_step(self, lower_batch, eta):
         _, grads = autodiff.lower_value_and_grad(self.problem, lower_batch)
         for var, g in zip(self.problem.lower_vars, grads):
-            var.assign_sub(tf.cast(eta, var.dtype) * ops.dense(g))
+            distribute.assign(var, tf.convert_to_tensor(var) - tf.cast(eta, var.dtype) * ops.dense(g))
         if self.problem.lower_constraint is not None:
             project(self.problem.lower_constraint, self.problem.lower_vars)
 
@@ -60,10 +60,10 @@ class RMD(BilevelSolver):
         lower, upper = problem.lower_vars, problem.upper_vars
         eta = tf.identity(self.lower_optimizer.learning_rate)
         T, K = self.inner_steps, self.truncation
-        for _ in tf.range(T - K):  # steps outside the truncation window are not stored
+        for _ in self.loop(T - K):  # steps outside the truncation window are not stored
             self._sgd_step(lower_batch, eta)
         history = [tf.TensorArray(v.dtype, size=K, element_shape=v.shape, clear_after_read=False) for v in lower]
-        for t in tf.range(K):
+        for t in self.loop(K):
             history = [h.write(t, tf.convert_to_tensor(v)) for h, v in zip(history, lower)]
             self._sgd_step(lower_batch, eta)
 
@@ -71,14 +71,14 @@ class RMD(BilevelSolver):
         p = [ops.dense(g) for g in grads[:len(upper)]]
         q = [ops.dense(g) for g in grads[len(upper):]]
         final = [tf.convert_to_tensor(v) for v in lower]
-        for j in tf.range(K - 1, -1, -1):
+        for j in self.loop(K - 1, -1, -1):
             for var, h in zip(lower, history):
-                var.assign(h.read(j))
+                distribute.assign(var, h.read(j))
             q_now = q
             _, _, _, jac = autodiff.second_order(problem, lower_batch, lambda _: q_now, list(upper) + list(lower))
             p = [pi - tf.cast(eta, pi.dtype) * ops.dense(c) for pi, c in zip(p, jac[:len(upper)])]
             q = [qi - tf.cast(eta, qi.dtype) * ops.dense(c) for qi, c in zip(q, jac[len(upper):])]
         for var, value in zip(lower, final):
-            var.assign(value)
-        g = problem.g(lower_batch)
+            distribute.assign(var, value)
+        g = distribute.mean_scalar(problem.g(lower_batch))
         return p, None, dict(upper_loss=f, lower_loss=g)

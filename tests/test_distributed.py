@@ -1,0 +1,69 @@
+"""Data-parallel solvers under tf.distribute.MirroredStrategy on two logical CPU devices equal the
+single-device step on the same global batch."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import bilevel_tf as bl
+
+KW = {"penalty": dict(eps=1e3), "approxgrad": {}, "rmd": dict(lower_optimizer=0.1), "gd": {},
+      "vpbgd": dict(gamma_init=1.0, gamma_max=1.0, gamma_argmax_step=1), "gpbgd": dict(gamma_init=1.0)}
+
+
+def _data():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(8, 6)).astype(np.float32)
+    y = (np.arange(8) % 3).astype(np.int64)
+    x_val = rng.normal(size=(8, 6)).astype(np.float32)
+    y_val = (np.arange(8) % 3).astype(np.int64)
+    return (np.arange(8), x, y), (x_val, y_val)
+
+
+def _build(method, strategy):
+    with strategy.scope():
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(3)])
+        importance = tf.Variable(tf.zeros([8]), name="importance")
+        ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+
+        def g(batch):
+            idx, x, y = batch
+            return tf.reduce_mean(tf.sigmoid(tf.gather(importance, idx)) * ce(y, model(x)))
+
+        def f(batch):
+            x, y = batch
+            return tf.reduce_mean(ce(y, model(x)))
+
+        problem = bl.BilevelProblem(f, g, [importance], model.trainable_variables,
+                                    upper_constraint=bl.constraints.box(-0.05, 0.05))
+        kw = dict(upper_optimizer=keras.optimizers.SGD(0.5), inner_steps=2)
+        if method != "rmd":
+            kw["lower_optimizer"] = keras.optimizers.SGD(0.1)
+        kw.update(KW[method])
+        solver = bl.make_solver(method, problem, **kw)
+    return solver, importance, model
+
+
+@pytest.fixture(scope="module")
+def mirrored():
+    # One strategy for the module: several MirroredStrategy objects in one process reuse collective keys.
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+@pytest.mark.parametrize("method", sorted(KW))
+def test_two_replicas_equal_one_device(method, mirrored):
+    lower, upper = _data()
+    results = []
+    for strategy in (tf.distribute.get_strategy(), mirrored):
+        solver, importance, model = _build(method, strategy)
+        history = bl.fit(solver, tf.data.Dataset.from_tensor_slices(upper).batch(8),
+                         tf.data.Dataset.from_tensor_slices(lower).batch(8), steps=3, verbose=0)
+        results.append((importance.numpy(), [w.numpy() for w in model.trainable_variables], history[-1]))
+    (u1, w1, logs1), (u2, w2, logs2) = results
+    assert np.any(u1 != 0) or method == "gd"  # GD ignores u here: f does not depend on it directly
+    np.testing.assert_allclose(u2, u1, rtol=1e-4, atol=1e-6)
+    for a, b in zip(w1, w2):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+    for key in ("upper_loss", "lower_loss"):
+        assert logs2[key] == pytest.approx(logs1[key], rel=1e-4)
