@@ -1,0 +1,428 @@
+"""Few-shot learning as a bilevel problem (Mehra & Hamm, Sec. 3.3; original ``bilevel_meta_commonfilter.py``).
+
+Upper level u: a representation shared by all tasks (Omniglot conv net, Mini-ImageNet ResNet). Lower level v:
+one cosine-normalised softmax head per task of a meta-batch (``models.CosineClassifier``, W of shape
+(tasks, d, N)), re-initialised at the start of every meta-iteration::
+
+    g(u, v) = mean over tasks of the support cross-entropy      (lower loss, support sets)
+    f(u, v) = mean over tasks of the query cross-entropy        (upper loss, query sets)
+
+Meta-test as in the paper: freeze the representation, draw fresh heads, train them for 100 Adam(1e-3) steps on
+each task's support set, report mean query accuracy and its 95% interval over 600 tasks.
+
+Batch normalisation. The original builds one encoder copy per task and per split, so its batch norm (always in
+training mode, moving averages never used) normalises each task's support set and each task's query set with
+their own statistics. :func:`taskwise_encoder` reproduces this with one vectorised pass over the whole
+meta-batch (a statistics group per task) instead of 2 x meta-batch encoder copies.
+
+The runners ``few_shot/omniglot/...`` and ``few_shot/miniimagenet/...`` hold the paper's constants and data
+loading; everything else (flags, problem, solver, evaluation, the driver) lives here.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import bilevel_tf as bl
+from bilevel_tf import experiment
+from bilevel_tf.datasets import EpisodeSampler, load_digits, rotate_classes
+from bilevel_tf.models import CosineClassifier, cosine_logits
+
+METHODS = ("penalty", "approxgrad")
+ADAM_EPSILON = 1e-8  # tf.train.AdamOptimizer's default, used by every optimizer of the original
+CI95_Z = 1.96
+
+
+# ---------------------------------------------------------------------------------------------- data
+class Split(NamedTuple):
+    """Images (N, H, W, C) (uint8 or float32), int labels (N,), and the classes tasks are drawn from."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: np.ndarray
+
+
+class FewShotData(NamedTuple):
+    train: Split  # meta-train classes
+    test: Split   # meta-test classes (disjoint)
+    name: str
+
+    @property
+    def image_shape(self) -> Tuple[int, ...]:
+        return tuple(self.train.images.shape[1:])
+
+
+def rotated_digits(n_train_digits: int = 7, rotations: Sequence[int] = (0, 90, 180, 270)) -> FewShotData:
+    """Offline few-shot data set: scikit-learn's 8x8 digits with each (digit, rotation) its own class.
+
+    40 classes (id = digit * 4 + rotation index), ~180 images each, built like the Omniglot rotations.
+    Digits 0..n_train_digits-1 (all rotations; 28 classes by default) are meta-train, the rest meta-test.
+    """
+    x, digit = load_digits()
+    x, y = rotate_classes(x, digit, rotations)
+    y = y.astype(np.int64)
+    classes = np.unique(y)
+    n_train = n_train_digits * len(rotations)
+    if not 0 < n_train < len(classes):
+        raise ValueError(f"n_train_digits={n_train_digits} must be in [1, 9]")
+    return FewShotData(Split(x, y, classes[:n_train]), Split(x, y, classes[n_train:]), "digits")
+
+
+class EpisodeSource:
+    """Meta-batches for ``bl.fit``: ``query(step)`` is the upper batch and ``support(step)`` the lower batch of
+    the same episode. Episode ``step`` depends only on (seed, step), so a resumed run sees the same tasks."""
+
+    def __init__(self, sampler: EpisodeSampler, meta_batch: int, seed: int):
+        self.sampler, self.meta_batch, self.seed = sampler, meta_batch, seed
+        self._step, self._episode = None, None
+
+    def episode(self, step: int):
+        if step != self._step:
+            self.sampler.rng = np.random.default_rng([self.seed, step])
+            ep = self.sampler.sample(self.meta_batch)
+            self._episode = tuple(tf.convert_to_tensor(a) for a in ep)
+            self._step = step
+        return self._episode
+
+    def support(self, step: int):
+        return self.episode(step)[:2]
+
+    def query(self, step: int):
+        return self.episode(step)[2:]
+
+
+def random_episode(image_shape: Sequence[int], n_way: int, k_shot: int, n_query: int, meta_batch: int,
+                   seed: int = 0) -> Tuple[tf.Tensor, ...]:
+    """A meta-batch of random images and labels with the real shapes (for timing)."""
+    rng = np.random.default_rng(seed)
+
+    def part(per_class):
+        x = rng.random((meta_batch, n_way * per_class) + tuple(image_shape), dtype=np.float32)
+        y = np.tile(np.repeat(np.arange(n_way), per_class), (meta_batch, 1))
+        return tf.constant(x), tf.constant(y, tf.int64)
+
+    return part(k_shot) + part(n_query)
+
+
+# ---------------------------------------------------------------------------------------------- model
+class TaskBatchNorm(keras.layers.Layer):
+    """Training-mode batch norm of a wrapped ``BatchNormalization`` layer (same beta/gamma variables), with
+    statistics computed separately for each of ``groups`` equal consecutive blocks of the batch (one per task)."""
+
+    def __init__(self, bn: keras.layers.BatchNormalization, groups: int, **kwargs):
+        super().__init__(name=f"{bn.name}_per_task", **kwargs)
+        if bn.axis not in (-1, [-1], [3], 3):
+            raise ValueError(f"{bn.name}: only channels-last batch norm is supported (axis={bn.axis})")
+        self.bn, self.groups = bn, int(groups)
+
+    def call(self, x, training=None, mask=None):
+        shape = tf.shape(x)
+        grouped = tf.reshape(x, tf.concat([[self.groups, -1], shape[1:]], 0))
+        axes = list(range(1, len(x.shape)))  # of the grouped tensor: all but the group and channel axes
+        mean, var = tf.nn.moments(grouped, axes=axes, keepdims=True)
+        y = (grouped - mean) * tf.math.rsqrt(var + self.bn.epsilon)
+        if getattr(self.bn, "gamma", None) is not None:
+            y = y * self.bn.gamma
+        if getattr(self.bn, "beta", None) is not None:
+            y = y + self.bn.beta
+        return tf.reshape(y, shape)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def taskwise_encoder(encoder: keras.Model, num_tasks: int) -> keras.Model:
+    """The encoder with every BatchNormalization computing per-task statistics on a (num_tasks * n, ...) batch
+    of num_tasks consecutive blocks. All layers and variables are shared with ``encoder``."""
+    def swap(layer):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            return TaskBatchNorm(layer, num_tasks)
+        return layer
+
+    return keras.models.clone_model(encoder, clone_function=swap)
+
+
+class FewShotModel:
+    """Representation + per-task heads for meta-batches of ``meta_batch`` tasks, and the bilevel problem."""
+
+    def __init__(self, encoder: keras.Model, n_way: int, meta_batch: int, seed: Optional[int] = None):
+        self.encoder, self.n_way, self.meta_batch = encoder, int(n_way), int(meta_batch)
+        self.feature_dim = int(encoder.output_shape[-1])
+        self.head = CosineClassifier(self.n_way, num_tasks=self.meta_batch, feature_dim=self.feature_dim,
+                                     seed=seed)
+        self.seed = 0 if seed is None else int(seed)
+        self.head_resets = tf.Variable(0, dtype=tf.int64, trainable=False, name="head_resets")
+        self._taskwise: Dict[int, keras.Model] = {}
+        self.taskwise(self.meta_batch)
+
+    def reset_heads(self) -> None:
+        """Fresh heads (W ~ N(0, w_stddev), b = b_init, as ``CosineClassifier.reset``) drawn from a counter that
+        is checkpointed with the solver, so a resumed run draws the same heads as an uninterrupted one."""
+        seed = tf.stack([tf.constant(self.seed, tf.int64), self.head_resets])
+        self.head.W.assign(tf.random.stateless_normal(self.head.W.shape, seed, stddev=self.head.w_stddev))
+        self.head.b.assign(tf.fill(self.head.b.shape, tf.constant(self.head.b_init, self.head.b.dtype)))
+        self.head_resets.assign_add(1)
+
+    def taskwise(self, num_tasks: int) -> keras.Model:
+        """The per-task-statistics encoder for batches of ``num_tasks`` tasks (built eagerly, then cached)."""
+        if num_tasks not in self._taskwise:
+            self._taskwise[num_tasks] = taskwise_encoder(self.encoder, num_tasks)
+        return self._taskwise[num_tasks]
+
+    def features(self, x: tf.Tensor) -> tf.Tensor:
+        """(tasks, n, H, W, C) images -> (tasks, n, d) features."""
+        x = tf.convert_to_tensor(x)
+        tasks = int(x.shape[0])
+        flat = tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], 0))
+        return tf.reshape(self.taskwise(tasks)(flat), [tasks, -1, self.feature_dim])
+
+    def loss(self, batch) -> tf.Tensor:
+        """Mean over tasks of the mean cross-entropy of the tasks' heads on ``batch = (images, labels)``."""
+        x, y = batch
+        return mean_cross_entropy(self.head(self.features(x)), y)
+
+    def problem(self) -> bl.BilevelProblem:
+        """f = query loss (upper batch), g = support loss (lower batch); heads reset before every iteration."""
+        return bl.BilevelProblem(upper_loss=self.loss, lower_loss=self.loss,
+                                 upper_vars=self.encoder.trainable_variables,
+                                 lower_vars=[self.head.W, self.head.b], lower_init=self.reset_heads,
+                                 extra_state={"encoder": self.encoder, "head_resets": self.head_resets})
+
+
+def mean_cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    # Every task has the same number of examples, so the overall mean is the mean of per-task means.
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+# ---------------------------------------------------------------------------------------------- meta-test
+class MetaTester:
+    """The paper's meta-test: representation frozen, fresh heads trained ``steps`` Adam steps on each task's
+    support set, accuracy on its queries. One compiled call handles ``tasks_per_call`` tasks (features are
+    computed once since the representation is frozen; the head updates run in a graph loop)."""
+
+    def __init__(self, model: FewShotModel, tasks_per_call: int, steps: int = 100,
+                 learning_rate: float = 1e-3):
+        self.model, self.tasks_per_call = model, int(tasks_per_call)
+        self.steps, self.learning_rate = int(steps), float(learning_rate)
+        model.taskwise(self.tasks_per_call)  # build outside the tf.function
+        self._accuracy_fn = tf.function(self._task_accuracies, reduce_retracing=True)
+
+    def _task_accuracies(self, support_x, support_y, query_x, query_y, seed):
+        head = self.model.head
+        support, query = self.model.features(support_x), self.model.features(query_x)
+        tasks, d, n_way = int(support.shape[0]), self.model.feature_dim, self.model.n_way
+        params = [tf.random.stateless_normal([tasks, d, n_way], seed, stddev=head.w_stddev),
+                  tf.fill([tasks, n_way], tf.constant(head.b_init, tf.float32))]
+        m = [tf.zeros_like(p) for p in params]
+        v = list(m)
+        for step in tf.range(1, self.steps + 1):
+            with tf.GradientTape() as tape:
+                tape.watch(params)
+                loss = mean_cross_entropy(cosine_logits(support, *params, head.scale, head.eps), support_y)
+            params, m, v = adam_update(params, tape.gradient(loss, params), m, v, step, self.learning_rate)
+        predicted = tf.argmax(cosine_logits(query, *params, head.scale, head.eps), axis=-1)
+        return tf.reduce_mean(tf.cast(tf.equal(predicted, query_y), tf.float32), axis=-1)
+
+    def accuracies(self, sampler: EpisodeSampler, n_tasks: int, seed: int) -> np.ndarray:
+        """Query accuracies of ``n_tasks`` tasks drawn from ``sampler`` (the same tasks and head initialisations
+        for the same ``seed``)."""
+        sampler.rng = np.random.default_rng(seed)
+        out: List[np.ndarray] = []
+        for call in range(math.ceil(n_tasks / self.tasks_per_call)):
+            ep = sampler.sample(self.tasks_per_call)
+            out.append(self._accuracy_fn(*ep, tf.constant([seed, call], tf.int64)).numpy())
+        return np.concatenate(out)[:n_tasks]
+
+
+def adam_update(params: List[tf.Tensor], grads: List[tf.Tensor], m: List[tf.Tensor], v: List[tf.Tensor],
+                step: tf.Tensor, learning_rate: float, beta1: float = 0.9, beta2: float = 0.999):
+    """One Adam update (tf.train.AdamOptimizer's form) on plain tensors -> (params, m, v): a head trained in a
+    graph loop needs no variables or optimizer slots to reset between task batches."""
+    step = tf.cast(step, tf.float32)
+    rate = learning_rate * tf.sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step)
+    m = [beta1 * a + (1.0 - beta1) * g for a, g in zip(m, grads)]
+    v = [beta2 * a + (1.0 - beta2) * tf.square(g) for a, g in zip(v, grads)]
+    return [p - rate * a / (tf.sqrt(b) + ADAM_EPSILON) for p, a, b in zip(params, m, v)], m, v
+
+
+def summarize(accuracies: np.ndarray) -> Tuple[float, float]:
+    """(mean, 95% confidence half-width 1.96 * std / sqrt(n))."""
+    acc = np.asarray(accuracies, np.float64)
+    return float(acc.mean()), float(CI95_Z * acc.std() / math.sqrt(len(acc)))
+
+
+# ---------------------------------------------------------------------------------------------- flags
+SMOKE = dict(n_way=5, k_shot=1, query=2, meta_batch=2, meta_iterations=4, inner_steps=2, test_tasks=4,
+             eval_tasks=4, eval_every=2, test_steps=5, checkpoint_every=2)
+
+
+def build_parser(description: str, defaults: Dict, datasets: Sequence[str],
+                 data_help: Optional[str] = None) -> argparse.ArgumentParser:
+    """The shared flags plus the few-shot knobs; ``defaults`` holds a runner's constants (keys as the flags),
+    except ``meta_batch`` / ``meta_iterations``: callables ``(n_way, k_shot, method) -> value`` resolved after
+    parsing (the original picks them by N), described by ``meta_batch_help`` / ``meta_iterations_help``."""
+    p = experiment.parser(description, method="penalty", methods=METHODS, inner_steps=defaults["inner_steps"])
+    for action in p._actions:  # the shared texts name solvers and data folders these runners do not use
+        if action.dest == "method":
+            action.help = "bilevel solver: penalty (Mehra & Hamm) or approxgrad"
+        elif action.dest == "data_dir" and data_help:
+            action.help = data_help
+    p.add_argument("--dataset", default=datasets[0], choices=list(datasets),
+                   help="data set; 'digits' = scikit-learn's 8x8 digits x 4 rotations (offline demo, 28/12 classes)")
+    p.add_argument("--n-way", type=int, default=defaults["n_way"], help="N: classes per task")
+    p.add_argument("--k-shot", type=int, default=defaults["k_shot"], help="K: support images per class")
+    p.add_argument("--query", type=int, default=defaults["query"], help="query images per class")
+    p.add_argument("--meta-batch", type=int, default=None,
+                   help=f"tasks per meta-iteration (default: {defaults['meta_batch_help']})")
+    p.add_argument("--meta-iterations", "--epochs", dest="meta_iterations", type=int, default=None,
+                   help=f"upper iterations (default: {defaults['meta_iterations_help']})")
+    p.add_argument("--lr-u", type=float, default=defaults["lr_u"], help="Adam learning rate of the representation")
+    p.add_argument("--lr-v", type=float, default=defaults["lr_v"], help="Adam learning rate of the task heads")
+    p.add_argument("--lr-p", type=float, default=defaults["lr_p"], help="ApproxGrad: Adam rate of the linear solve")
+    p.add_argument("--sigma", type=float, default=defaults["sigma"], help="ApproxGrad: Hessian regularizer")
+    p.add_argument("--rho", type=float, default=defaults["rho"], help="Penalty: initial penalty weight (paper gamma_0)")
+    p.add_argument("--lam", type=float, default=defaults["lam"], help="Penalty: initial weight of g in h_l")
+    p.add_argument("--eps", type=float, default=defaults["eps"], help="Penalty: initial tolerance")
+    p.add_argument("--nu", type=float, default=defaults["nu"], help="Penalty: initial multiplier entries")
+    p.add_argument("--lr-decay", type=float, default=defaults["lr_decay"],
+                   help="Penalty: learning-rate factor when the schedule fires (few-shot original: 0.99)")
+    p.add_argument("--test-tasks", type=int, default=defaults["test_tasks"],
+                   help="meta-test tasks for the final accuracy and its 95%% interval")
+    p.add_argument("--eval-tasks", type=int, default=None,
+                   help="tasks per point of the accuracy-vs-time curves, on meta-train and on meta-test classes "
+                        "(default: --test-tasks)")
+    p.add_argument("--eval-every", type=int, default=defaults["eval_every"],
+                   help="evaluate the curves every N meta-iterations")
+    p.add_argument("--eval-batch", type=int, default=None,
+                   help="tasks per compiled meta-test call (default: the meta-batch; does not change results)")
+    p.add_argument("--test-steps", type=int, default=defaults["test_steps"],
+                   help="Adam steps training each meta-test task's head on its support set")
+    p.add_argument("--test-lr", type=float, default=defaults["test_lr"], help="Adam rate of those steps")
+    return p
+
+
+def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment_name: str,
+          defaults: Dict) -> argparse.Namespace:
+    """Parse (``--smoke`` first sets tiny defaults; explicit flags still win), resolve N-dependent defaults."""
+    if "--smoke" in (sys.argv[1:] if argv is None else list(argv)):
+        p.set_defaults(**SMOKE)
+    args = experiment.parse(p, argv, experiment_name)
+    if args.meta_batch is None:
+        args.meta_batch = defaults["meta_batch"](args.n_way, args.k_shot, args.method)
+    if args.meta_iterations is None:
+        args.meta_iterations = defaults["meta_iterations"](args.n_way, args.k_shot, args.method)
+    if args.eval_batch is None:
+        args.eval_batch = args.meta_batch
+    if args.eval_tasks is None:
+        args.eval_tasks = args.test_tasks
+    for name in ("n_way", "k_shot", "query", "meta_batch", "meta_iterations", "test_tasks", "eval_tasks", "eval_every",
+                 "eval_batch", "test_steps"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    return args
+
+
+# ---------------------------------------------------------------------------------------------- solver
+def make_solver(args: argparse.Namespace, problem: bl.BilevelProblem) -> bl.BilevelSolver:
+    """Penalty or ApproxGrad with the original's few-shot settings (Adam everywhere, T lower steps)."""
+    def adam(rate):
+        return keras.optimizers.Adam(rate, epsilon=ADAM_EPSILON)
+
+    common = dict(inner_steps=args.inner_steps, jit_compile=args.jit)
+    if args.method == "penalty":
+        return bl.Penalty(problem, adam(args.lr_u), adam(args.lr_v), rho=args.rho, lam=args.lam, eps=args.eps,
+                          nu=args.nu, c_rho=1.1, c_lam=0.9, c_eps=0.9, lr_decay=args.lr_decay, **common)
+    return bl.ApproxGrad(problem, adam(args.lr_u), adam(args.lr_v), linear_steps=args.inner_steps,
+                         linear_optimizer=adam(args.lr_p), sigma=args.sigma, **common)
+
+
+def seconds_per_upper_iteration(model: FewShotModel, args: argparse.Namespace, k_shot: int, n_query: int,
+                                image_shape: Sequence[int], repeats: int = 3) -> Dict[str, float]:
+    """Timing of upper iterations on random data of the given shapes: median wall-clock and process CPU seconds
+    of ``repeats`` iterations after the first call, and the first call (tracing + one iteration). CPU seconds
+    are the steadier figure on a shared machine."""
+    solver = make_solver(args, model.problem())
+    sx, sy, qx, qy = random_episode(image_shape, model.n_way, k_shot, n_query, model.meta_batch)
+    wall, cpu = [], []
+    for _ in range(repeats + 1):
+        t0, c0 = time.perf_counter(), time.process_time()
+        float(solver.step((qx, qy), (sx, sy))["upper_loss"])
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return {"seconds": float(np.median(wall[1:])), "cpu_seconds": float(np.median(cpu[1:])),
+            "first_call_seconds": wall[0]}
+
+
+# ---------------------------------------------------------------------------------------------- driver
+def _sampler(data: FewShotData, which: str, args: argparse.Namespace) -> EpisodeSampler:
+    split = data.train if which == "train" else data.test
+    if args.n_way > len(split.classes):
+        raise ValueError(f"--n-way {args.n_way} is larger than the {len(split.classes)} meta-{which} classes "
+                         f"of the {data.name} data set")
+    return EpisodeSampler(split.images, split.labels, split.classes, args.n_way, args.k_shot, args.query,
+                          seed=args.seed)
+
+
+def run(args: argparse.Namespace, data: FewShotData, make_encoder: Callable[[Tuple[int, ...]], keras.Model]
+        ) -> Dict:
+    """Meta-train with the chosen solver, evaluate as the paper, write results.json and the accuracy curves.
+    Returns the metrics."""
+    train_sampler, test_sampler = _sampler(data, "train", args), _sampler(data, "test", args)
+    encoder = make_encoder(data.image_shape)
+    model = FewShotModel(encoder, args.n_way, args.meta_batch, seed=args.seed)
+    solver = make_solver(args, model.problem())
+    tester = MetaTester(model, args.eval_batch, args.test_steps, args.test_lr)
+    source = EpisodeSource(_sampler(data, "train", args), args.meta_batch, args.seed)
+    # Fixed task streams: every curve point and the final test see the same tasks and head initialisations.
+    train_seed, test_seed = args.seed + 1, args.seed + 2
+    cache: Dict[Tuple, np.ndarray] = {}
+
+    def accuracies(which: str, n_tasks: int) -> np.ndarray:
+        key = (which, n_tasks, int(solver.iterations.numpy()))
+        if key not in cache:
+            sampler, seed = (train_sampler, train_seed) if which == "train" else (test_sampler, test_seed)
+            cache[key] = tester.accuracies(sampler, n_tasks, seed)
+        return cache[key]
+
+    untrained = summarize(accuracies("test", args.test_tasks))
+    start = [summarize(accuracies(w, args.eval_tasks))[0] for w in ("train", "test")]
+    clock = {"start": time.perf_counter(), "eval": 0.0}
+
+    def evaluate() -> Dict[str, float]:
+        t0 = time.perf_counter()
+        logs = {"train_seconds": t0 - clock["start"] - clock["eval"],
+                "meta_train_test_accuracy": summarize(accuracies("train", args.eval_tasks))[0],
+                "meta_test_test_accuracy": summarize(accuracies("test", args.eval_tasks))[0]}
+        clock["eval"] += time.perf_counter() - t0
+        return logs
+
+    history = bl.fit(solver, source.query, source.support, steps=args.meta_iterations,
+                     checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
+                     checkpoint_every=args.checkpoint_every, callbacks=[bl.Evaluate(evaluate, args.eval_every)],
+                     verbose=args.verbose, log_every=math.gcd(args.eval_every, 10))
+    test_acc, test_ci = summarize(accuracies("test", args.test_tasks))
+    train_acc, train_ci = summarize(accuracies("train", args.test_tasks))
+    metrics = {"test_accuracy": test_acc, "test_accuracy_ci95": test_ci,
+               "meta_train_test_accuracy": train_acc, "meta_train_test_accuracy_ci95": train_ci,
+               "untrained_test_accuracy": untrained[0], "untrained_test_accuracy_ci95": untrained[1],
+               "test_tasks": args.test_tasks, "meta_iterations": int(solver.iterations.numpy())}
+    points = [(0.0, *start)] + [(h["train_seconds"], h["meta_train_test_accuracy"], h["meta_test_test_accuracy"])
+                                for h in history if "train_seconds" in h]
+    t, tr, te = (list(c) for c in zip(*points))
+    experiment.plot_curves(os.path.join(args.out, "accuracy_vs_time.png"),
+                           {"meta-train-test": (t, tr), "meta-test-test": (t, te)},
+                           xlabel="wall-clock seconds (training only)", ylabel="query accuracy",
+                           title=f"{data.name} {args.n_way}-way {args.k_shot}-shot, {args.method}")
+    encoder.save_weights(os.path.join(args.out, "representation.weights.h5"))
+    experiment.write_results(args, metrics=metrics, history=history, dataset=data.name,
+                             seconds_per_upper_iteration=history.seconds_per_step,
+                             summary_keys=["test_accuracy", "test_accuracy_ci95", "untrained_test_accuracy"])
+    return metrics
