@@ -56,7 +56,7 @@ class ApproxGrad(BilevelSolver):
 
     def _linear_operator(self, lower_batch, x):
         """(H_vv g + sigma I) x."""
-        hx = autodiff.hvp(self.problem, lower_batch, x)
+        hx = autodiff.hvp(self.problem, lower_batch, x, mode=self.hvp)
         return [ops.dense(h) + self.sigma * xi for h, xi in zip(hx, x)]
 
     def _direction(self, upper_batch, lower_batch):
@@ -81,6 +81,6 @@ class ApproxGrad(BilevelSolver):
 
         # u direction: grad_u [f - <grad_v g, p>] = grad_u f - H_uv g p, in one double-backward sweep.
         p_final = [-tf.convert_to_tensor(p) for p in self.p]
-        g, _, f, grad_u = autodiff.second_order(problem, lower_batch, lambda _: p_final, upper,
-                                                extra=lambda: problem.f(upper_batch))
+        g, _, f, grad_u = autodiff.second_order(problem, lower_batch, p_final, upper,
+                                                extra=lambda: problem.f(upper_batch), mode=self.hvp)
         return grad_u, None, dict(upper_loss=f, lower_loss=g, linear_residual_sq=residual_sq)

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 import keras
 import tensorflow as tf
 
-from .. import distribute
+from .. import autodiff, distribute
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
 
@@ -70,6 +70,10 @@ class BilevelSolver:
             for the solver's defaults). They must be distinct instances.
         inner_steps: T, lower-level steps per upper iteration (>= 1).
         jit_compile: compile the step with XLA.
+        hvp: how second-order products are computed: ``"double_backward"`` (reverse-over-reverse) or
+            ``"forward_over_reverse"`` (see :mod:`bilevel_tf.autodiff`); None = the solver's ``default_hvp``,
+            the faster one in ``benchmarks/run.py``. Both give the same results to float tolerance; solvers
+            without second-order terms (GD, VPBGD) ignore it.
 
     Built inside ``strategy.scope()`` of a ``tf.distribute`` strategy, the solver runs data parallel:
     see :mod:`bilevel_tf.distribute`.
@@ -81,9 +85,12 @@ class BilevelSolver:
     default_upper_lr = 1e-3
     default_lower_lr = 1e-4
     default_inner_steps = 1
+    #: second-order mode when ``hvp=None``: double backward measured faster for every solver (CPU)
+    default_hvp = autodiff.DOUBLE_BACKWARD
 
     def __init__(self, problem: BilevelProblem, upper_optimizer: Any = None, lower_optimizer: Any = None, *,
-                 inner_steps: Optional[int] = None, jit_compile: bool = False, **unknown: Any):
+                 inner_steps: Optional[int] = None, jit_compile: bool = False, hvp: Optional[str] = None,
+                 **unknown: Any):
         if unknown:
             raise ValueError(f"{type(self).__name__} got unknown option(s) {sorted(unknown)}")
         if not isinstance(problem, BilevelProblem):
@@ -92,6 +99,7 @@ class BilevelSolver:
         self.inner_steps = check_positive_int(
             "inner_steps", self.default_inner_steps if inner_steps is None else inner_steps)
         self.jit_compile = bool(jit_compile)
+        self.hvp = check_choice("hvp", self.default_hvp if hvp is None else hvp, autodiff.HVP_MODES)
         self.upper_optimizer = make_optimizer(upper_optimizer, "upper_optimizer", self.default_optimizer,
                                               self.default_upper_lr)
         self.lower_optimizer = make_optimizer(lower_optimizer, "lower_optimizer", self.default_optimizer,

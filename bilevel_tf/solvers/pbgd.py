@@ -126,7 +126,7 @@ class GPBGD(_GammaSchedule):
 
     def _penalized(self, upper_batch, lower_batch, wrt):
         return autodiff.second_order(self.problem, lower_batch, lambda gv: ops.scale(gv, self.gamma), wrt,
-                                     extra=lambda: self.problem.f(upper_batch))
+                                     extra=lambda: self.problem.f(upper_batch), mode=self.hvp)
 
     def _direction(self, upper_batch, lower_batch):
         lower, upper = self.problem.lower_vars, self.problem.upper_vars

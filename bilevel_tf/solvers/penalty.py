@@ -91,7 +91,7 @@ class Penalty(BilevelSolver):
     def _penalty_grads(self, upper_batch, lower_batch, wrt):
         """(g, grad_v g, f, grad_wrt h_u) in one forward and one double-backward sweep."""
         return autodiff.second_order(self.problem, lower_batch, self._penalty_weights, wrt,
-                                     extra=lambda: self.problem.f(upper_batch))
+                                     extra=lambda: self.problem.f(upper_batch), mode=self.hvp)
 
     def _direction(self, upper_batch, lower_batch):
         lower = self.problem.lower_vars

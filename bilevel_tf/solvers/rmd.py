@@ -74,8 +74,7 @@ class RMD(BilevelSolver):
         for j in self.loop(K - 1, -1, -1):
             for var, h in zip(lower, history):
                 distribute.assign(var, h.read(j))
-            q_now = q
-            _, _, _, jac = autodiff.second_order(problem, lower_batch, lambda _: q_now, list(upper) + list(lower))
+            _, _, _, jac = autodiff.second_order(problem, lower_batch, q, list(upper) + list(lower), mode=self.hvp)
             p = [pi - tf.cast(eta, pi.dtype) * ops.dense(c) for pi, c in zip(p, jac[:len(upper)])]
             q = [qi - tf.cast(eta, qi.dtype) * ops.dense(c) for qi, c in zip(q, jac[len(upper):])]
         for var, value in zip(lower, final):
