@@ -1,0 +1,489 @@
+"""Data denoising by importance learning (Mehra & Hamm, Sec. 3.2, Table 2), shared by the four runners.
+
+Bilevel problem (the original ``bilevel_importance*.py``)::
+
+    upper  u in R^N_train  (one atanh-logit per training point),   a = (tanh(u) + 1) / 2 in (0, 1)
+    lower  v = the classifier's weights
+    g(u, v) = sum_i a_i CE_i / sum_i a_i      on a training batch (its example indices gather u)
+    f(u, v) = mean CE                          on a clean validation batch of the same size
+
+Protocol (as the original): flip a fraction of the training labels; pre-train the classifier on the
+validation set; initialise a to ``init_importance`` = (low, high) for training points whose noisy label
+disagrees / agrees with the pre-trained prediction; run the bilevel solver over shuffled training
+batches; after every epoch renormalise a <- 0.5 a / mean(a) clipped to [1e-5, 0.99999].
+
+Evaluation (DESIGN section 3): ``test_accuracy`` = a fresh classifier trained with the learned
+importance as example weights on train + val; ``noisy_baseline_test_accuracy`` = the same model and budget
+with uniform weights; ``bilevel_test_accuracy`` = the lower-level network itself (the number the original
+printed); ``noise_precision`` / ``noise_recall`` from :func:`importance_eval.noise_detection`.
+
+A runner defines a :class:`DenoisingSpec` (its constants and hyperparameter table) and calls
+:func:`run_denoising`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import bilevel_tf as bl
+
+from .. import datasets, experiment, models
+from . import importance_data as data
+from .importance_eval import (ClassifierTrainer, Predictor, accuracy_curves, importance_of, logits_of,
+                              noise_detection, train_classifier, weighted_ce)
+from .importance_optim import PerExampleAdam
+
+Sizes = data.Sizes
+METHODS = ("penalty", "approxgrad", "rmd", "gd")
+CLIP = (1e-5, 0.99999)
+#: keys of a hyperparameter row that are not solver keyword arguments
+_RUNNER_KEYS = ("lr_u", "lr_v", "lr_p", "halve_every", "pretrain_lr")
+
+
+@dataclass
+class DenoisingSpec:
+    """Everything that differs between the denoising runners (their constants block)."""
+
+    experiment: str                      # results.json "experiment" and default output folder
+    description: str                     # --help text
+    datasets: Dict[str, Sizes]           # data set name -> split sizes; the first is the default
+    model: Callable[[Tuple[int, ...], int], keras.Model]  # the paper's classifier: (input_shape, classes) -> logits
+    noise: float                         # fraction of training labels flipped
+    epochs: int                          # passes over the training set in the bilevel phase
+    inner_steps: int                     # T
+    batch_size: int
+    pretrain_epochs: int                 # warm start: passes over the validation set
+    init_importance: Tuple[float, float]  # (disagree, agree) with the pre-trained prediction
+    hyperparams: Dict[str, Dict[str, Any]]  # method -> lr_u, lr_v, [lr_p, halve_every, pretrain_lr], solver kwargs
+    eval_epochs: float                   # budget of every evaluation classifier, in passes over train + val
+    eval_lr: float                       # its Adam learning rate
+    paper: str = ""                      # the published number, echoed in results.json
+    augment: Optional[Dict[str, Any]] = None  # train/val augmentation (CIFAR-10); --no-augment turns it off
+    selection_threshold: Optional[float] = None  # retrain on {a > threshold} + val instead of weighting
+    overrides: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # per data set: fields to replace
+    default_data_dir: Optional[str] = None
+    default_model: str = "paper"         # --model default: "paper" (the field above) or a key of SMALL_MODELS
+
+    def classifier(self, name: str, input_shape: Tuple[int, ...]) -> keras.Model:
+        factory = self.model if name == "paper" else SMALL_MODELS[name]
+        return factory(input_shape, data.NUM_CLASSES)
+
+    def for_dataset(self, name: str) -> "DenoisingSpec":
+        """The spec with the data set's overrides applied (hyperparameter rows are merged per method)."""
+        changes = dict(self.overrides.get(name, {}))
+        rows = changes.pop("hyperparams", {})
+        merged = {m: {**row, **rows.get(m, {})} for m, row in self.hyperparams.items()}
+        return dataclasses.replace(self, hyperparams=merged, **changes)
+
+
+#: DenoisingSpec field <- the runner constant that holds it (see :func:`spec_from_constants`)
+RUNNER_CONSTANTS = dict(description="__doc__", noise="NOISE_LEVEL", epochs="EPOCHS", inner_steps="INNER_STEPS",
+                        batch_size="BATCH_SIZE", pretrain_epochs="PRETRAIN_EPOCHS", init_importance="INIT_IMPORTANCE",
+                        hyperparams="HYPERPARAMS", eval_epochs="EVAL_EPOCHS", eval_lr="EVAL_LR", paper="PAPER")
+
+
+def spec_from_constants(constants: Dict[str, Any], **fields: Any) -> DenoisingSpec:
+    """A runner's spec from its module constants (``globals()``: NOISE_LEVEL, EPOCHS, ...) plus ``fields``."""
+    return DenoisingSpec(**{f: constants[name] for f, name in RUNNER_CONSTANTS.items()}, **fields)
+
+
+#: the schedule every original Penalty runner shares: rho_0 = lamb_0 = eps_0 = 1e-2, c_rho/c_lamb/c_eps =
+#: 1.1/0.9/0.9, both learning rates x0.9 when the schedule fires
+PENALTY_SCHEDULE = dict(rho=1e-2, lam=1e-2, eps=1e-2, c_rho=1.1, c_lam=0.9, c_eps=0.9, lr_decay=0.9)
+#: the original ApproxGrad runners: sigma = 1e-3, lr_u and lr_v halved every 20 epochs
+APPROXGRAD_SCHEDULE = dict(sigma=1e-3, halve_every=20)
+
+#: small classifiers for the offline demo (--model): the paper's CNNs on 8x8 inputs cost as much per image as
+#: on 28x28 ones (their 5x5 / 3x3 convolutions run on padded maps) and do not fit a one-minute CPU demo
+SMALL_MODELS: Dict[str, Callable[[Tuple[int, ...], int], keras.Model]] = {
+    "mlp": lambda shape, n: models.mlp(shape, (256,), "relu", n),
+    "logistic": lambda shape, n: models.logistic_regression(shape, n),
+}
+
+#: the offline demo on scikit-learn's 8x8 digits (1000 train / 200 clean val / 597 test) for the CNN runners:
+#: the MLP above, batch 200 (5 upper iterations per epoch), 20 epochs, T = 20. The paper's learning rates are
+#: tuned for ~300 batches per epoch over 100+ epochs, so the demo takes larger lower-level steps; its
+#: evaluation classifiers train long enough (100 epochs, Adam 3e-3) for uniform weights to memorise the noise.
+DIGITS_DEMO = dict(
+    default_model="mlp", epochs=20, batch_size=200, pretrain_epochs=50, eval_epochs=100, eval_lr=3e-3,
+    inner_steps=20,
+    hyperparams=dict(penalty=dict(lr_u=1.0, lr_v=3e-3, pretrain_lr=1e-3),
+                     approxgrad=dict(lr_u=0.3, lr_v=1e-3, lr_p=1e-3, halve_every=None, pretrain_lr=1e-3),
+                     rmd=dict(lr_u=1.0, lr_v=0.1, pretrain_lr=1e-3),
+                     gd=dict(lr_u=1.0, lr_v=1e-3, pretrain_lr=1e-3)))
+DIGITS_SIZES = Sizes(1000, 200, 597)
+
+
+# --------------------------------------------------------------------------------------------- the problem
+class ImportanceLearning:
+    """The upper variable (importance logits), the losses, and the in-place epoch renormalisation."""
+
+    def __init__(self, model: keras.Model, init_logits: np.ndarray, training: bool = False):
+        self.model = model
+        self.training = bool(training)
+        self.logits = tf.Variable(np.asarray(init_logits, np.float32), name="importance_atanh")
+
+    def importance(self, idx: Optional[tf.Tensor] = None) -> tf.Tensor:
+        u = self.logits if idx is None else tf.gather(self.logits, idx)  # gather -> sparse gradients
+        return 0.5 * (tf.tanh(u) + 1.0)
+
+    def lower_loss(self, batch) -> tf.Tensor:
+        idx, x, y = batch
+        return weighted_ce(self.model(x, training=self.training), y, self.importance(idx))
+
+    def upper_loss(self, batch) -> tf.Tensor:
+        x, y = batch
+        return weighted_ce(self.model(x, training=self.training), y)
+
+    def problem(self) -> bl.BilevelProblem:
+        return bl.BilevelProblem(self.upper_loss, self.lower_loss, [self.logits], self.model.trainable_variables,
+                                 extra_state={"model": self.model})
+
+    def values(self) -> np.ndarray:
+        return importance_of(self.logits.numpy())
+
+    def renormalize(self) -> None:
+        """a <- 0.5 a / mean(a), clipped to [1e-5, 0.99999] (the original's end-of-epoch step)."""
+        a = self.values()
+        a = np.clip(0.5 * a / a.mean(), *CLIP)
+        self.logits.assign(logits_of(a).astype(np.float32))
+
+
+def initial_logits(predicted: np.ndarray, noisy_labels: np.ndarray, init: Tuple[float, float]) -> np.ndarray:
+    """Warm start: importance init[1] where the pre-trained prediction agrees with the label, else init[0]."""
+    a = np.where(np.asarray(predicted) == np.asarray(noisy_labels), init[1], init[0])
+    return logits_of(a).astype(np.float32)
+
+
+def make_solver(method: str, problem: bl.BilevelProblem, hp: Dict[str, Any], inner_steps: int,
+                upper_optimizer: str = "per_example_adam", jit_compile: bool = False) -> bl.BilevelSolver:
+    """The solver of ``method`` with the learning rates and options of one hyperparameter row."""
+    kwargs = {k: v for k, v in hp.items() if k not in _RUNNER_KEYS}
+    upper = (PerExampleAdam if upper_optimizer == "per_example_adam" else keras.optimizers.Adam)(hp["lr_u"])
+    common = dict(inner_steps=inner_steps, jit_compile=jit_compile)
+    if method == "approxgrad":
+        kwargs.setdefault("linear_optimizer", keras.optimizers.Adam(hp["lr_p"]))
+    if method == "rmd":  # differentiates plain SGD steps on v
+        return bl.RMD(problem, upper, keras.optimizers.SGD(hp["lr_v"]), **common, **kwargs)
+    return bl.make_solver(method, problem, upper_optimizer=upper,
+                          lower_optimizer=keras.optimizers.Adam(hp["lr_v"]), **common, **kwargs)
+
+
+class EpochEnd(bl.Callback):
+    """After every epoch: renormalise the importance in place (outside the compiled step) and halve the
+    learning rates every ``halve_every`` epochs (ApproxGrad's schedule)."""
+
+    def __init__(self, task: ImportanceLearning, steps_per_epoch: int, optimizers: Sequence = (),
+                 halve_every: Optional[int] = None):
+        self.task, self.steps_per_epoch = task, steps_per_epoch
+        self.optimizers, self.halve_every = list(optimizers), halve_every
+
+    def on_step_end(self, step: int, logs: Dict[str, float]) -> None:
+        if step % self.steps_per_epoch:
+            return
+        epoch = step // self.steps_per_epoch
+        self.task.renormalize()
+        if self.halve_every and epoch % self.halve_every == 0:
+            for opt in self.optimizers:
+                opt.learning_rate.assign(opt.learning_rate * 0.5)
+        logs["epoch"] = float(epoch)
+
+
+# --------------------------------------------------------------------------------------------- the run
+@dataclass
+class Setup:
+    """A built experiment: data, noisy labels, the bilevel task and its solver, the data streams."""
+
+    args: argparse.Namespace
+    spec: DenoisingSpec
+    splits: data.Splits
+    noisy: np.ndarray
+    flipped: np.ndarray
+    hp: Dict[str, Any]
+    task: ImportanceLearning
+    solver: bl.BilevelSolver
+    train_stream: tf.data.Dataset
+    val_stream: tf.data.Dataset
+    steps_per_epoch: int
+    augment: Optional[Callable]
+    predictor: Predictor  # of the lower-level network
+
+
+def build_parser(spec: DenoisingSpec) -> argparse.ArgumentParser:
+    names = list(spec.datasets)
+    p = experiment.parser(spec.description, method="penalty", methods=METHODS, inner_steps=spec.inner_steps,
+                          epochs=spec.epochs)
+    helps = {"epochs": "passes over the training set in the bilevel phase",
+             "out": "output folder (default: runs/<experiment>/<dataset>/<method>)",
+             "method": "bilevel solver: penalty (Mehra & Hamm), approxgrad, rmd (reverse-mode unrolling), gd "
+                       "(naive alternation: never moves the importance, f does not depend on it directly)"}
+    for action in p._actions:  # the shared parser's generic texts, made specific
+        action.help = helps.get(action.dest, action.help)
+    p.add_argument("--dataset", default=names[0], choices=names,
+                   help="data set: the paper's by default; 'digits' = scikit-learn's bundled 8x8 digits "
+                        "(offline demo, with its own smaller schedule)")
+    p.add_argument("--model", default=spec.default_model, choices=["paper"] + list(SMALL_MODELS),
+                   help="classifier: 'paper' = the original's network, or a small one (digits demo default)")
+    p.add_argument("--noise", type=float, default=spec.noise, help="fraction of training labels flipped")
+    p.add_argument("--batch-size", type=int, default=spec.batch_size, help="training and validation batch size")
+    p.add_argument("--lr-u", type=float, default=None, help="upper (importance) learning rate; default: table")
+    p.add_argument("--lr-v", type=float, default=None, help="lower (classifier) learning rate; default: table")
+    p.add_argument("--pretrain-epochs", type=int, default=spec.pretrain_epochs,
+                   help="warm start: epochs of training on the validation set")
+    p.add_argument("--eval-epochs", type=float, default=spec.eval_epochs,
+                   help="budget of each evaluation classifier, in passes over train + val")
+    p.add_argument("--eval-every", type=int, default=1,
+                   help="epochs between accuracy evaluations of the lower-level network (accuracy_vs_time.png)")
+    p.add_argument("--baselines", action="store_true",
+                   help="also train the Oracle (clean train + val), Val-only and Train+Val classifiers")
+    p.add_argument("--upper-optimizer", default="per_example_adam", choices=["per_example_adam", "adam"],
+                   help="Adam with per-example moments (default) or Keras' Adam (moments of all entries "
+                        "decay every step)")
+    p.add_argument("--dropout", action="store_true",
+                   help="run the classifier's dropout in the bilevel losses (the original never enabled "
+                        "Keras' learning phase, so its dropout was off)")
+    if spec.augment is not None:
+        p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+                       help="augment training and validation batches as the original (rotation 40, shifts "
+                            "0.2, zoom 0.2, horizontal flip)")
+    p.add_argument("--synthetic-data", action="store_true",
+                   help="random arrays of the real data's shape (timing at the paper's size without the files)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop the bilevel phase after this many upper "
+                                                               "iterations (timing)")
+    return p
+
+
+def _parse(spec: DenoisingSpec, argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, DenoisingSpec]:
+    """Flags -> (args, the spec for the chosen data set with the flags' overrides applied)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre, _ = build_parser(spec).parse_known_args(argv)
+    spec = spec.for_dataset(pre.dataset)
+    p = build_parser(spec)  # defaults (epochs, T, batch size, ...) of the chosen data set
+    if pre.out is None:  # one folder per data set, so a digits demo never resumes into a paper run
+        argv += ["--out", os.path.join("runs", spec.experiment.replace("/", "_"), pre.dataset, pre.method)]
+    args = experiment.parse(p, argv, spec.experiment)
+    if not 0.0 <= args.noise < 1.0:
+        p.error(f"--noise must be in [0, 1), got {args.noise}")
+    if args.smoke:  # tiny sizes (see _load) and a few steps
+        args.epochs, args.inner_steps = min(args.epochs, 2), min(args.inner_steps, 2)
+        args.batch_size, args.pretrain_epochs, args.eval_epochs = min(args.batch_size, 25), 1, 1
+    spec = dataclasses.replace(spec, batch_size=args.batch_size, pretrain_epochs=args.pretrain_epochs,
+                               eval_epochs=args.eval_epochs)
+    return args, spec
+
+
+def _hyperparams(spec: DenoisingSpec, args: argparse.Namespace) -> Dict[str, Any]:
+    hp = dict(spec.hyperparams[args.method])
+    for key in ("lr_u", "lr_v"):
+        if getattr(args, key) is not None:
+            hp[key] = getattr(args, key)
+    return hp
+
+
+def _load(spec: DenoisingSpec, args: argparse.Namespace) -> data.Splits:
+    sizes = spec.datasets[args.dataset]
+    if args.synthetic_data:
+        splits = data.synthetic_splits(args.dataset, sizes, args.seed)
+    else:
+        splits = data.load_splits(args.dataset, sizes, data_dir=args.data_dir, seed=args.seed,
+                                  svhn_dir=spec.default_data_dir)
+    if args.smoke:
+        splits = data.shrink(splits, 100, 50, 100)
+    return splits
+
+
+def prepare(spec: DenoisingSpec, args: argparse.Namespace, warm_start: bool = True) -> Setup:
+    """Load and corrupt the data, warm-start the classifier and the importance, build the solver."""
+    splits = _load(spec, args)
+    hp = _hyperparams(spec, args)
+    noisy, flipped = datasets.flip_labels(splits.y_train, args.noise, data.NUM_CLASSES, seed=args.seed)
+    model = spec.classifier(args.model, splits.input_shape)
+    predictor = Predictor(model, splits.scale)
+    batch = args.batch_size
+    init = np.zeros(len(noisy), np.float32)
+    if warm_start:
+        train_classifier(model, splits.x_val, splits.y_val, None,
+                         steps=spec.pretrain_epochs * data.steps_per_epoch(len(splits.x_val), batch),
+                         batch_size=batch, learning_rate=hp.get("pretrain_lr", hp["lr_v"]), scale=splits.scale,
+                         seed=args.seed)
+        init = initial_logits(predictor.predict(splits.x_train), noisy, spec.init_importance)
+    task = ImportanceLearning(model, init, training=args.dropout)
+    solver = make_solver(args.method, task.problem(), hp, args.inner_steps, args.upper_optimizer, args.jit)
+    augment = None
+    if spec.augment is not None and getattr(args, "augment", False):
+        augment = data.augmentation(**spec.augment)
+    train_stream = data.indexed_batches(splits.x_train, noisy, batch, args.seed, splits.scale, augment)
+    val_stream = data.indexed_batches(splits.x_val, splits.y_val, batch, args.seed + 1, splits.scale, augment,
+                                      with_index=False, repeat=True)
+    return Setup(args, spec, splits, noisy, flipped, hp, task, solver, train_stream, val_stream,
+                 data.steps_per_epoch(len(noisy), batch), augment, predictor)
+
+
+def check_run_folder(args: argparse.Namespace, fingerprint: Dict[str, Any]) -> bool:
+    """True when a checkpoint of the same configuration exists (resume); error on a different one."""
+    folder = experiment.checkpoint_dir(args, "bilevel")
+    path = os.path.join(folder, "run.json")
+    if not tf.train.latest_checkpoint(folder):
+        os.makedirs(folder, exist_ok=True)
+        experiment.atomic_write_text(path, json.dumps(fingerprint))
+        return False
+    if os.path.exists(path):
+        saved = json.loads(open(path).read())
+        if saved != fingerprint:
+            diff = {k: (saved.get(k), v) for k, v in fingerprint.items() if saved.get(k) != v}
+            raise ValueError(f"{folder} holds a checkpoint of another configuration {diff} (saved, now); "
+                             "pass --fresh to start over or choose another --out")
+    return True
+
+
+def _lower_evaluation(setup: Setup, clock: Dict[str, float]) -> Callable[[], Dict[str, float]]:
+    s, predictor = setup.splits, setup.predictor
+
+    def evaluate() -> Dict[str, float]:
+        t0 = time.perf_counter()
+        a = setup.task.values()
+        out = {"lower_train_accuracy": predictor.accuracy(s.x_train, setup.noisy),  # noisy labels, as fig. 4a
+               "lower_val_accuracy": predictor.accuracy(s.x_val, s.y_val),
+               "lower_test_accuracy": predictor.accuracy(s.x_test, s.y_test),
+               "mean_importance": float(a.mean()),
+               "noise_precision": noise_detection(a, setup.flipped)["noise_precision"]}
+        clock["eval"] += time.perf_counter() - t0
+        out["eval_seconds"] = clock["eval"]
+        return out
+    return evaluate
+
+
+def _evaluation_classifiers(setup: Setup, importance: np.ndarray, steps: int, baselines: bool) -> Dict[str, float]:
+    """Fresh classifiers (same initial weights, data order seed and step budget) on different weightings."""
+    s, spec, args = setup.splits, setup.spec, setup.args
+    model = spec.classifier(args.model, s.input_shape)
+    initial = model.get_weights()
+    trainer, predictor = ClassifierTrainer(model, spec.eval_lr), Predictor(model, s.scale)
+    x_tv = np.concatenate([s.x_train, s.x_val])
+    y_tv = np.concatenate([setup.noisy, s.y_val])
+    ones_val = np.ones(len(s.x_val), np.float32)
+    if spec.selection_threshold is not None:
+        learned = (importance > spec.selection_threshold).astype(np.float32)
+    else:
+        learned = importance.astype(np.float32)
+    runs = {"test_accuracy": (x_tv, y_tv, np.concatenate([learned, ones_val])),
+            "noisy_baseline_test_accuracy": (x_tv, y_tv, None)}
+    if baselines:
+        clean = ~setup.flipped
+        runs["oracle_test_accuracy"] = (np.concatenate([s.x_train[clean], s.x_val]),
+                                        np.concatenate([setup.noisy[clean], s.y_val]), None)
+        runs["val_only_test_accuracy"] = (s.x_val, s.y_val, None)
+    out = {}
+    for key, (x, y, w) in runs.items():
+        model.set_weights(initial)
+        trainer.fit(x, y, w, steps=steps, batch_size=args.batch_size, scale=s.scale, seed=args.seed + 2,
+                    augment=setup.augment)
+        out[key] = predictor.accuracy(s.x_test, s.y_test)
+    if baselines:
+        out["train_val_test_accuracy"] = out["noisy_baseline_test_accuracy"]
+    if spec.selection_threshold is not None:
+        out["selected_training_points"] = int(learned.sum())
+    return out
+
+
+def run_denoising(argv: Optional[Sequence[str]], spec: DenoisingSpec) -> Dict[str, Any]:
+    """The whole experiment for one runner; returns the metrics (results.json has everything)."""
+    args, spec = _parse(spec, argv)
+    fingerprint = {k: getattr(args, k) for k in ("method", "dataset", "noise", "seed", "batch_size", "smoke",
+                                                 "synthetic_data", "inner_steps", "upper_optimizer", "dropout", "model")}
+    resuming = check_run_folder(args, fingerprint)
+    warm_path = os.path.join(experiment.checkpoint_dir(args, "bilevel"), "warm_start.json")
+    setup = prepare(spec, args, warm_start=not resuming)  # a resumed run restores u and v from the checkpoint
+    s, task, solver = setup.splits, setup.task, setup.solver
+    if resuming and os.path.exists(warm_path):
+        warm = json.loads(open(warm_path).read())
+    else:
+        warm = {"pretrain_test_accuracy": setup.predictor.accuracy(s.x_test, s.y_test),
+                **{f"warm_start_{k}": v for k, v in noise_detection(task.values(), setup.flipped).items()
+                   if k in ("noise_precision", "noise_recall")}}
+        experiment.atomic_write_text(warm_path, json.dumps(warm))
+
+    clock = {"eval": 0.0}
+    evaluate = _lower_evaluation(setup, clock)
+    spe = setup.steps_per_epoch
+    total = args.epochs * spe if args.max_steps is None else min(args.max_steps, args.epochs * spe)
+    history: List[Dict[str, Any]] = []
+    if not resuming:
+        history.append({"step": 0, "seconds": 0.0, **evaluate(), "eval_seconds": 0.0})
+        clock["eval"] = 0.0  # fit's clock starts after this evaluation
+    halve = setup.hp.get("halve_every") if args.method == "approxgrad" else None
+    callbacks = [EpochEnd(task, spe, [solver.upper_optimizer, solver.lower_optimizer], halve),
+                 bl.Evaluate(evaluate, every=args.eval_every * spe)]
+    fit_history = bl.fit(solver, setup.val_stream, setup.train_stream, steps=total,
+                         checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
+                         checkpoint_every=args.checkpoint_every, callbacks=callbacks, verbose=args.verbose,
+                         log_every=max(1, spe // 5), csv_path=os.path.join(args.out, "history.csv"))
+    history += list(fit_history)
+
+    importance = task.values()
+    metrics: Dict[str, Any] = {}
+    eval_steps = data.epochs_to_steps(spec.eval_epochs, len(s.x_train) + len(s.x_val), args.batch_size)
+    metrics.update(_evaluation_classifiers(setup, importance, eval_steps, args.baselines))
+    metrics["bilevel_test_accuracy"] = setup.predictor.accuracy(s.x_test, s.y_test)
+    metrics.update(noise_detection(importance, setup.flipped))
+    metrics.update(warm)
+    metrics.update(n_train=len(s.x_train), n_val=len(s.x_val), n_test=len(s.x_test),
+                   n_flipped=int(setup.flipped.sum()), upper_iterations=int(solver.iterations.numpy()),
+                   eval_steps=eval_steps, step_traces=solver.trace_count)
+
+    experiment.plot_histograms(os.path.join(args.out, "importance_histogram.png"),
+                               {"clean": importance[~setup.flipped], "flipped": importance[setup.flipped]},
+                               xlabel="learned importance a_i",
+                               title=f"{args.method} on {s.source}, {args.noise:.0%} flipped labels")
+    curves = accuracy_curves(history, ["lower_train_accuracy", "lower_val_accuracy", "lower_test_accuracy"])
+    experiment.plot_curves(os.path.join(args.out, "accuracy_vs_time.png"),
+                           {k.split("_")[1]: v for k, v in curves.items()},
+                           xlabel="wall-clock of the bilevel phase (s, evaluation excluded)", ylabel="accuracy",
+                           title=f"lower-level network, {args.method} on {s.source}")
+    config = experiment.config_of(args, hyperparams={k: v for k, v in setup.hp.items()},
+                                  sizes=dataclasses.asdict(spec.datasets[args.dataset]), paper=spec.paper,
+                                  pretrain_epochs=spec.pretrain_epochs, eval_epochs=spec.eval_epochs,
+                                  eval_lr=spec.eval_lr, init_importance=list(spec.init_importance),
+                                  selection_threshold=spec.selection_threshold)
+    experiment.write_results(args, metrics=metrics, history=history,
+                             seconds_per_upper_iteration=fit_history.seconds_per_step, dataset=s.source,
+                             config=config,
+                             summary_keys=["test_accuracy", "noisy_baseline_test_accuracy", "bilevel_test_accuracy",
+                                           "noise_precision", "noise_recall", "oracle_test_accuracy",
+                                           "val_only_test_accuracy"])
+    return metrics
+
+
+def time_upper_iterations(spec: DenoisingSpec, method: str, *, steps: int = 3, dataset: Optional[str] = None,
+                          inner_steps: Optional[int] = None, out: str = "runs/timing") -> Dict[str, float]:
+    """Seconds per upper iteration of ``spec``'s runner at its paper size, on random data of the real shape
+    (no warm start, no evaluation): the median of ``steps`` iterations after the first (tracing) one."""
+    dataset = dataset or next(iter(spec.datasets))
+    argv = ["--method", method, "--dataset", dataset, "--synthetic-data", "--out", out, "--verbose", "0"]
+    if inner_steps is not None:
+        argv += ["--inner-steps", str(inner_steps)]
+    args, spec = _parse(spec, argv)
+    setup = prepare(spec, args, warm_start=False)
+    train, val = iter(setup.train_stream), iter(setup.val_stream)
+    t0 = time.perf_counter()
+    {k: float(v) for k, v in setup.solver.step(next(val), next(train)).items()}
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(steps):
+        ub, lb = next(val), next(train)
+        t0 = time.perf_counter()
+        {k: float(v) for k, v in setup.solver.step(ub, lb).items()}  # float() waits for the step to finish
+        times.append(time.perf_counter() - t0)
+    return {"seconds_per_upper_iteration": float(np.median(times)), "first_step_seconds": first,
+            "n_train": len(setup.noisy), "batch_size": args.batch_size, "inner_steps": args.inner_steps,
+            "lower_parameters": int(sum(np.prod(v.shape) for v in setup.task.model.trainable_variables))}

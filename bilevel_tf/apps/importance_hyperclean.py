@@ -1,0 +1,260 @@
+"""Data hyper-cleaning as in the PBGD code (Shen & Chen 2023, hanshen95/penalized-bilevel-gradient-descent).
+
+    upper  x in R^N_train (init 0), example weight sigmoid(x_i); predicted clean <=> x_i >= 0
+    lower  a linear (784-10) or MLP (784-300 sigmoid-10) network, PyTorch's default initialisation
+    g(x, y) = mean_i sigmoid(x_i) CE_i(train, polluted labels) + reg * sum ||w||^2      (full batch)
+    f(x, y) = mean CE(val)                                                               (full batch)
+
+Data (PBGD): the training split shuffled, 5000 train / 5000 val / 10000 test, pixels / max, flattened; a
+``pollute_rate`` fraction of the training points gets a label drawn uniformly from 0..9 (it may equal the
+true one) and all of them are marked dirty. Cleaner metrics as PBGD: p = precision of "clean" predictions,
+r = recall of the clean points, F1 = 2pr / (p + r).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import bilevel_tf as bl
+
+from .. import datasets, experiment, models
+from .importance_data import NUM_CLASSES
+from .importance import check_run_folder
+from .importance_eval import accuracy_curves, noise_detection, weighted_ce
+
+SIZES = {"MNIST": (5000, 5000, 10000), "FashionMNIST": (5000, 5000, 10000), "digits": (1000, 200, 597)}
+Split = Tuple[np.ndarray, np.ndarray]
+
+
+def load_hyperclean_data(name: str, pollute_rate: float, seed: int,
+                         data_dir: Optional[str] = None) -> Tuple[Split, Split, Split, np.ndarray, np.ndarray]:
+    """(train with polluted labels, val, test, dirty mask, clean training labels): PBGD's split of the
+    training set and its pollution."""
+    if name == "synthetic":  # random images of MNIST's shape (timing runs without the files)
+        rng = np.random.default_rng(seed)
+        x, y = rng.integers(0, 256, (20000, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 20000)
+        name = "MNIST"
+    elif name == "digits":
+        x, y = datasets.load_digits()
+    else:
+        loader = datasets.load_mnist if name == "MNIST" else datasets.load_fashion_mnist
+        (x, y), _ = loader(data_dir)
+    n_tr, n_val, n_te = SIZES[name]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(x))[:n_tr + n_val + n_te]
+    x = (x[order].reshape(len(order), -1).astype(np.float32) / float(x.max()))
+    y = y[order].astype(np.int64)
+    y_tr = y[:n_tr].copy()
+    dirty = np.zeros(n_tr, bool)
+    polluted = rng.permutation(n_tr)[:int(pollute_rate * n_tr)]
+    y_tr[polluted] = rng.integers(0, NUM_CLASSES, size=len(polluted))  # uniform over 0..9, as PBGD
+    dirty[polluted] = True
+    return ((x[:n_tr], y_tr), (x[n_tr:n_tr + n_val], y[n_tr:n_tr + n_val]), (x[n_tr + n_val:], y[n_tr + n_val:]),
+            dirty, y[:n_tr])
+
+
+def build_net(net: str, input_dim: int) -> keras.Model:
+    if net == "linear":
+        return models.logistic_regression(input_dim, NUM_CLASSES)
+    return models.mlp(input_dim, (300,), "sigmoid", NUM_CLASSES)
+
+
+def torch_default_init(model: keras.Model, rng: tf.random.Generator) -> None:
+    """PyTorch's nn.Linear initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases, in
+    place with TF ops (so it can run inside a compiled step: RHG restarts the net every outer step)."""
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.Dense):
+            continue
+        bound = 1.0 / math.sqrt(layer.kernel.shape[0])
+        for var in ([layer.kernel] + ([layer.bias] if layer.use_bias else [])):
+            var.assign(rng.uniform(var.shape, -bound, bound, dtype=var.dtype))
+
+
+def cleaner_scores(x: np.ndarray, dirty: np.ndarray) -> Dict[str, float]:
+    """PBGD's p, r and F1 of the prediction "clean <=> x_i >= 0" (as fractions, PBGD prints 100 F1)."""
+    predicted_clean = np.asarray(x) >= 0
+    clean = ~np.asarray(dirty, bool)
+    true_pos = float(np.sum(predicted_clean & clean))
+    p = true_pos / max(predicted_clean.sum(), 1)
+    r = true_pos / max(clean.sum(), 1)
+    return {"cleaner_precision": p, "cleaner_recall": r, "f1": 2 * p * r / (p + r + 1e-8)}
+
+
+class HyperCleaning:
+    """The full-batch bilevel problem; losses take no batch (the data are constants of the step)."""
+
+    def __init__(self, net: str, train: Split, val: Split, reg: float, seed: int):
+        (x_tr, y_tr), (x_val, y_val) = train, val
+        self.model = build_net(net, x_tr.shape[1])
+        self.rng = tf.random.Generator.from_seed(seed)
+        torch_default_init(self.model, self.rng)
+        self.x = tf.Variable(tf.zeros(len(x_tr)), name="x")
+        self.reg = float(reg)
+        self.train = (tf.constant(x_tr), tf.constant(y_tr, tf.int32))
+        self.val = (tf.constant(x_val), tf.constant(y_val, tf.int32))
+
+    def lower_loss(self, _batch=None) -> tf.Tensor:
+        x, y = self.train
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=self.model(x))
+        loss = tf.reduce_mean(tf.sigmoid(self.x) * ce)
+        if self.reg:
+            loss += self.reg * tf.add_n([tf.reduce_sum(tf.square(w)) for w in self.model.trainable_variables])
+        return loss
+
+    def upper_loss(self, _batch=None) -> tf.Tensor:
+        x, y = self.val
+        return weighted_ce(self.model(x), y)
+
+    def problem(self, restart_lower: bool) -> bl.BilevelProblem:
+        init = (lambda: torch_default_init(self.model, self.rng)) if restart_lower else None
+        return bl.BilevelProblem(self.upper_loss, self.lower_loss, [self.x], self.model.trainable_variables,
+                                 lower_init=init, extra_state={"init_rng": self.rng})
+
+
+def make_solver(args: argparse.Namespace, problem: bl.BilevelProblem, penalty_options: Dict[str, Any]):
+    sgd = keras.optimizers.SGD
+    common = dict(jit_compile=args.jit)
+    if args.method == "vpbgd":
+        return bl.VPBGD(problem, sgd(args.lrx), sgd(args.lry), inner_optimizer=sgd(args.lr_inner),
+                        inner_steps=args.inner_itr, gamma_init=args.gamma_init, gamma_max=args.gamma_max,
+                        gamma_argmax_step=args.gamma_argmax_step, **common)
+    if args.method == "gpbgd":
+        return bl.GPBGD(problem, sgd(args.lrx), sgd(args.lry), gamma_init=args.gamma_init,
+                        gamma_max=args.gamma_max, gamma_argmax_step=args.gamma_argmax_step, **common)
+    if args.method == "rhg":  # K < T: truncated (T-RHG)
+        return bl.RMD(problem, sgd(args.lrx), sgd(args.lr_inner), inner_steps=args.T,
+                      truncation=min(args.K, args.T), **common)
+    return bl.Penalty(problem, keras.optimizers.Adam(args.lrx), keras.optimizers.Adam(args.lry),
+                      inner_steps=args.inner_itr, **penalty_options, **common)
+
+
+def add_flags(p: argparse.ArgumentParser) -> None:
+    """PBGD's flags (underscored, as its scripts); None = the method's default from the runner's table."""
+    p.add_argument("--dataset", default="MNIST", choices=list(SIZES),
+                   help="MNIST / FashionMNIST (keras cache files) or the bundled 8x8 digits (offline)")
+    p.add_argument("--net", default="linear", choices=["linear", "MLP"], help="784-10 or 784-300(sigmoid)-10")
+    p.add_argument("--pollute_rate", type=float, default=None, help="fraction of training labels redrawn")
+    p.add_argument("--reg", type=float, default=0.0, help="weight of sum ||w||^2 in the lower loss")
+    for flag, kind, what in [("--lrx", float, "step size of x (upper)"), ("--lry", float, "step size of y (net)"),
+                             ("--lr_inner", float, "step size of the inner loop (V-PBGD copy, RHG unrolled SGD)"),
+                             ("--gamma_init", float, "initial penalty (PBGD)"), ("--gamma_max", float, "max penalty"),
+                             ("--gamma_argmax_step", int, "steps until gamma_max"),
+                             ("--outer_itr", int, "upper iterations K"),
+                             ("--inner_itr", int, "inner steps (V-PBGD, Penalty)"),
+                             ("--T", int, "RHG: unrolled inner steps"), ("--K", int, "RHG: truncation (K < T: T-RHG)")]:
+        p.add_argument(flag, type=kind, default=None, help=what + " (default: per method, see the table)")
+    p.add_argument("--eval_every", type=int, default=10, help="evaluate (test accuracy, F1) every N steps")
+
+
+def apply_defaults(args: argparse.Namespace, table: Dict[Tuple[str, str], Dict[str, Any]]) -> None:
+    defaults = dict(table[(args.method, "linear")])
+    defaults.update(table.get((args.method, args.net), {}))
+    for key, value in defaults.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    if args.smoke:
+        args.outer_itr, args.T, args.K = min(args.outer_itr, 20), min(args.T, 5), min(args.K, 5)
+        args.inner_itr, args.eval_every = min(args.inner_itr, 2), min(args.eval_every, 5)
+        args.gamma_argmax_step = min(args.gamma_argmax_step, 10)
+
+
+def baseline_accuracy(net: str, train: Split, test: Split, steps: int, lr: float, seed: int) -> float:
+    """The same net trained with uniform weights on the polluted training set (full-batch SGD)."""
+    model = build_net(net, train[0].shape[1])
+    torch_default_init(model, tf.random.Generator.from_seed(seed))
+    x, y = tf.constant(train[0]), tf.constant(train[1], tf.int32)
+    variables, opt = model.trainable_variables, keras.optimizers.SGD(lr)
+    opt.build(variables)
+
+    @tf.function
+    def run(n):
+        for _ in tf.range(n):
+            with tf.GradientTape() as tape:
+                loss = weighted_ce(model(x), y)
+            opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    run(tf.constant(steps))
+    return float(np.mean(np.argmax(model(test[0]).numpy(), -1) == test[1]))
+
+
+def time_upper_iterations(args: argparse.Namespace, penalty_options: Dict[str, Any],
+                          steps: int = 3) -> Dict[str, float]:
+    """Median seconds per upper iteration (after the tracing one) on random data of MNIST's shape."""
+    train, val, _, _, _ = load_hyperclean_data("synthetic", args.pollute_rate, args.seed)
+    task = HyperCleaning(args.net, train, val, args.reg, args.seed)
+    solver = make_solver(args, task.problem(restart_lower=args.method == "rhg"), penalty_options)
+    float(solver.step()["upper_loss"])
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        float(solver.step()["upper_loss"])  # float() waits for the step
+        times.append(time.perf_counter() - t0)
+    return {"seconds_per_upper_iteration": float(np.median(times))}
+
+
+def run_hyper_cleaning(args: argparse.Namespace, penalty_options: Dict[str, Any],
+                       baseline: Tuple[int, float] = (5000, 0.1)) -> Dict[str, Any]:
+    """The experiment; ``baseline`` = (steps, SGD learning rate) of the uniform-weight reference net."""
+    keys = ("method", "dataset", "net", "pollute_rate", "seed", "smoke", "reg", "lrx", "lry", "lr_inner", "gamma_init",
+            "gamma_max", "gamma_argmax_step", "inner_itr", "T", "K")
+    check_run_folder(args, {k: getattr(args, k) for k in keys})
+    train, val, test, dirty, y_clean = load_hyperclean_data(args.dataset, args.pollute_rate, args.seed, args.data_dir)
+    task = HyperCleaning(args.net, train, val, args.reg, args.seed)
+    solver = make_solver(args, task.problem(restart_lower=args.method == "rhg"), penalty_options)
+    x_test, y_test = tf.constant(test[0]), test[1]
+    clock = {"eval": 0.0}
+
+    def evaluate() -> Dict[str, float]:
+        t0 = time.perf_counter()
+        out = {"test_accuracy": float(np.mean(np.argmax(task.model(x_test).numpy(), -1) == y_test)),
+               **cleaner_scores(task.x.numpy(), dirty)}
+        clock["eval"] += time.perf_counter() - t0
+        out["eval_seconds"] = clock["eval"]
+        return out
+
+    history = bl.fit(solver, None, None, steps=args.outer_itr,
+                     checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
+                     checkpoint_every=args.checkpoint_every, callbacks=[bl.Evaluate(evaluate, args.eval_every)],
+                     verbose=args.verbose, log_every=args.eval_every,
+                     csv_path=os.path.join(args.out, "history.csv"))
+    weights = 1.0 / (1.0 + np.exp(-task.x.numpy()))
+    metrics: Dict[str, Any] = evaluate()
+    metrics.pop("eval_seconds")
+    metrics.update(noise_detection(weights, dirty, threshold=0.5))
+    steps, lr = baseline
+    steps = min(steps, args.outer_itr) if args.smoke else steps
+    metrics["noisy_baseline_test_accuracy"] = baseline_accuracy(args.net, train, test, steps, lr, args.seed)
+    metrics.update(n_train=len(dirty), n_dirty=int(dirty.sum()),
+                   labels_unchanged=float(np.mean(train[1] == y_clean)))
+    experiment.plot_histograms(os.path.join(args.out, "importance_histogram.png"),
+                               {"clean": weights[~dirty], "polluted": weights[dirty]},
+                               xlabel="learned weight sigmoid(x_i)", title=f"{args.method} hyper-cleaning")
+    curves = accuracy_curves(history, ["test_accuracy", "f1"])
+    experiment.plot_curves(os.path.join(args.out, "accuracy_vs_time.png"), curves,
+                           xlabel="wall-clock (s, evaluation excluded)", ylabel="test accuracy / cleaner F1",
+                           title=f"{args.method}, {args.net} net on {args.dataset}")
+    experiment.write_results(args, metrics=metrics, history=history,
+                             seconds_per_upper_iteration=history.seconds_per_step, dataset=args.dataset,
+                             summary_keys=["test_accuracy", "noisy_baseline_test_accuracy", "f1",
+                                           "cleaner_precision", "cleaner_recall"])
+    return metrics
+
+
+def parse(description: str, argv: Optional[Sequence[str]], table) -> argparse.Namespace:
+    p = experiment.parser(description, method="vpbgd", methods=("vpbgd", "gpbgd", "rhg", "penalty"),
+                          inner_steps=None, epochs=None, seed=2424)
+    add_flags(p)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre, _ = p.parse_known_args(argv)
+    if pre.out is None:  # one folder per data set and net, so runs never resume into each other
+        argv += ["--out", os.path.join("runs", "data_denoising_hyper_cleaning", f"{pre.dataset}_{pre.net}", pre.method)]
+    args = experiment.parse(p, argv, "data_denoising/hyper_cleaning")
+    apply_defaults(args, table)
+    return args
