@@ -24,10 +24,10 @@ class Quadratic:
         self.v_star = self.J @ self.u_star
         self.n, self.m = n, m
 
-    def problem(self, u0=None, v0=None, **kwargs):
-        self.u = tf.Variable(np.zeros(self.m, np.float32) if u0 is None else np.asarray(u0, np.float32), name="u")
-        self.v = tf.Variable(np.zeros(self.n, np.float32) if v0 is None else np.asarray(v0, np.float32), name="v")
-        A, B, c = (tf.constant(x, tf.float32) for x in (self.A, self.B, self.c))
+    def problem(self, u0=None, v0=None, dtype=np.float32, **kwargs):
+        self.u = tf.Variable(np.zeros(self.m, dtype) if u0 is None else np.asarray(u0, dtype), name="u")
+        self.v = tf.Variable(np.zeros(self.n, dtype) if v0 is None else np.asarray(v0, dtype), name="v")
+        A, B, c = (tf.constant(x, dtype) for x in (self.A, self.B, self.c))
         u, v, a = self.u, self.v, self.a
 
         def g(batch):

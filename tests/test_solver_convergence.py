@@ -43,6 +43,17 @@ def test_reaches_closed_form_solution(case):
     assert solver.trace_count == 1
 
 
+@pytest.mark.parametrize("case", ["penalty_T5", "approxgrad", "rmd", "vpbgd", "gpbgd"])
+def test_float64_problems_are_solved_in_float64(case):
+    # Schedule scalars (rho, lam, eps, gamma) and loop accumulators take the variables' dtype.
+    method, steps, kwargs = CASES[case]
+    q = Quadratic()
+    solver = bl.make_solver(method, q.problem(dtype=np.float64), **kwargs())
+    logs = solver.run(steps)
+    assert q.u.dtype == np.float64 and q.u_error() < 1e-2, (case, q.u_error())
+    assert all(np.asarray(value).dtype != np.float32 for key, value in logs.items() if key != "schedule_fired"), logs
+
+
 def test_gd_misses_the_solution_when_the_implicit_term_matters():
     # f depends on v, so dropping -H_uv H_vv^-1 grad_v f sends u to argmin_u f(u, v) = 0, not u*.
     q = Quadratic()

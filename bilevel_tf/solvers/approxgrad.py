@@ -71,7 +71,7 @@ class ApproxGrad(BilevelSolver):
                 distribute.assign(p, tf.zeros_like(p))
         _, b = autodiff.upper_value_and_grad(problem, upper_batch, lower)
         b = [tf.stop_gradient(ops.dense(x)) for x in b]
-        residual_sq = tf.constant(0.0)
+        residual_sq = tf.constant(0.0, self.dtype)
         for _ in self.loop(self.linear_steps):
             p_now = [tf.convert_to_tensor(p) for p in self.p]
             r = [a - bi for a, bi in zip(self._linear_operator(lower_batch, p_now), b)]

@@ -54,7 +54,7 @@ def state_variable(value: Any, name: str, dtype=None) -> tf.Variable:
                        aggregation=distribute.ONLY_FIRST_REPLICA)
 
 
-def scalar_variable(value: float, name: str, dtype=tf.float32) -> tf.Variable:
+def scalar_variable(value: float, name: str, dtype: Any = tf.float32) -> tf.Variable:
     return state_variable(value, name, dtype)
 
 
@@ -96,6 +96,9 @@ class BilevelSolver:
         if not isinstance(problem, BilevelProblem):
             raise ValueError(f"problem must be a bl.BilevelProblem, got {type(problem).__name__}")
         self.problem = problem
+        #: dtype of the solver's schedule scalars (rho, gamma, ...): the lower variables', so float64
+        #: problems work end to end
+        self.dtype = tf.as_dtype(problem.lower_vars[0].dtype)
         self.inner_steps = check_positive_int(
             "inner_steps", self.default_inner_steps if inner_steps is None else inner_steps)
         self.jit_compile = bool(jit_compile)

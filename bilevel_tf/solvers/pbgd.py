@@ -26,10 +26,10 @@ class _GammaSchedule(BilevelSolver):
         check_nonnegative("gamma_max", gamma_max)
         self.gamma_init, self.gamma_max = float(gamma_init), float(gamma_max)
         self.gamma_argmax_step = check_positive_int("gamma_argmax_step", gamma_argmax_step)
-        self.gamma = scalar_variable(gamma_init, "gamma")
+        self.gamma = scalar_variable(gamma_init, "gamma", self.dtype)
 
     def _update_gamma(self):
-        frac = tf.minimum(tf.cast(self.iterations, tf.float32) / float(self.gamma_argmax_step), 1.0)
+        frac = tf.minimum(tf.cast(self.iterations, self.gamma.dtype) / float(self.gamma_argmax_step), 1.0)
         distribute.assign(self.gamma, self.gamma_init + (self.gamma_max - self.gamma_init) * frac)
         return tf.where(self.gamma > 1.0, 1.0 / tf.maximum(self.gamma, 1e-12), 1.0)
 

@@ -69,9 +69,9 @@ class Penalty(BilevelSolver):
         if lr_decay is not None:
             self.check_decayable(self.upper_optimizer, "upper_optimizer")
             self.check_decayable(self.lower_optimizer, "lower_optimizer")
-        self.rho = scalar_variable(rho, "rho")
-        self.lam = scalar_variable(lam, "lam")
-        self.eps = scalar_variable(eps, "eps")
+        self.rho = scalar_variable(rho, "rho", self.dtype)
+        self.lam = scalar_variable(lam, "lam", self.dtype)
+        self.eps = scalar_variable(eps, "eps", self.dtype)
         self.nu = [state_variable(tf.fill(v.shape, tf.cast(nu, v.dtype)), "nu")
                    for v in problem.lower_vars] if self.use_nu else []
         self.schedule_updates = state_variable(0, "schedule_updates", tf.int64)
