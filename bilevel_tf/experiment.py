@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -27,6 +27,50 @@ METHODS = ("penalty", "approxgrad", "rmd", "gd", "vpbgd", "gpbgd")
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     pass
+
+
+class UsageError(ValueError):
+    """A flag value the data or the experiment cannot satisfy (e.g. more poison points than training points).
+    :func:`run_main` prints it as one line and exits with status 2, as argparse does for malformed flags."""
+
+
+def int_range(minimum: int, maximum: Optional[int] = None) -> Callable[[str], int]:
+    """An argparse ``type``: an integer in [minimum, maximum]; anything else is rejected at parse time (before
+    the run touches its output folder) with "argument --flag: must be an integer >= minimum, got '...'"."""
+    expected = f"an integer >= {minimum}" if maximum is None else f"an integer in [{minimum}, {maximum}]"
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
+        return value
+    return convert
+
+
+def float_range(minimum: float, maximum: Optional[float] = None, *,
+                include_maximum: bool = True) -> Callable[[str], float]:
+    """An argparse ``type``: a number in [minimum, maximum] (or [minimum, maximum) with
+    ``include_maximum=False``; no upper bound when maximum is None), checked at parse time like
+    :func:`int_range`."""
+    expected = (f"a number >= {minimum:g}" if maximum is None
+                else f"a number in [{minimum:g}, {maximum:g}{']' if include_maximum else ')'}")
+
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if maximum is None:
+            below = value < math.inf
+        else:
+            below = value <= maximum if include_maximum else value < maximum
+        if not (value >= minimum and below):  # also rejects NaN
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
+        return value
+    return convert
 
 
 def parser(description: str, *, method: str = "penalty", methods: Sequence[str] = METHODS,
@@ -41,13 +85,14 @@ def parser(description: str, *, method: str = "penalty", methods: Sequence[str] 
                        help="T: lower-level steps per upper iteration (ApproxGrad also uses T linear-system steps)")
     if epochs is not None:
         p.add_argument("--epochs", type=int, default=epochs, help="passes (or upper iterations, see above) to run")
-    p.add_argument("--seed", type=int, default=seed, help="seed for numpy, Python and TensorFlow")
+    p.add_argument("--seed", type=int_range(0, 2 ** 32 - 1), default=seed,
+                   help="seed for numpy, Python and TensorFlow")
     if data_dir:
         p.add_argument("--data-dir", default=None, help="folder holding the data files (default: the standard cache)")
     p.add_argument("--out", default=out, help="output folder for results.json and figures "
                                               "(default: runs/<experiment>/<method>)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes and few steps: checks the pipeline end to end")
-    p.add_argument("--checkpoint-every", type=int, default=100,
+    p.add_argument("--checkpoint-every", type=int_range(1), default=100,
                    help="save a checkpoint every N upper iterations in <out>/checkpoints; a rerun with the same "
                         "--out resumes from the latest one")
     p.add_argument("--fresh", action="store_true", help="ignore (delete) checkpoints in <out> and start over")
@@ -247,6 +292,6 @@ def run_main(main, argv: Optional[Sequence[str]] = None) -> None:
     from .datasets.errors import DataFileMissingError, DataFormatError
     try:
         main(argv)
-    except (DataFileMissingError, DataFormatError, FileNotFoundError) as e:
+    except (DataFileMissingError, DataFormatError, FileNotFoundError, UsageError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -87,7 +87,10 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     ``steps`` is the total: a solver restored from ``checkpoint_dir`` at iteration k runs ``steps - k`` more,
     so re-running the same command after an interruption continues where it stopped. Each source gives one
     batch per iteration: None, a ``tf.data.Dataset`` (repeated; its iterator position is checkpointed), a
-    callable ``step -> batch``, or a Python iterable (fast-forwarded on resume).
+    callable ``step -> batch``, or a Python iterable (fast-forwarded on resume). For resumes that are exact
+    to the bit, repeat a shuffled dataset yourself *before* its parallel ``map``/``prefetch`` stages: a
+    checkpoint taken while those buffers already hold the end of a pass can restore (TF 2.21) with another
+    shuffle order for the next pass (``bilevel_tf.apps.importance_data.indexed_batches(cycle=True)`` does so).
 
     A NaN/inf log value raises :class:`NonFiniteError` naming the step and quantity; checkpoints are only
     written from finite states, so the last one on disk is good. Ctrl-C (or SIGTERM) saves a checkpoint

@@ -42,10 +42,10 @@ def load(relative):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runners", nargs="+", default=list(RUNNERS) + ["hyper_cleaning"],
-                   choices=list(RUNNERS) + ["hyper_cleaning"])
-    p.add_argument("--methods", nargs="+", default=["penalty", "approxgrad"])
+                   choices=list(RUNNERS) + ["hyper_cleaning"], help="denoising runners to time at the paper's size")
+    p.add_argument("--methods", nargs="+", default=["penalty", "approxgrad"], help="bilevel solvers to time")
     p.add_argument("--steps", type=int, default=3, help="timed upper iterations per configuration")
-    p.add_argument("--out", default="runs/data_denoising_timing.json")
+    p.add_argument("--out", default="runs/data_denoising_timing.json", help="JSON file the timings are written to")
     args = p.parse_args(argv)
     from bilevel_tf.apps import importance, importance_hyperclean
 

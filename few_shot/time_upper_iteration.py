@@ -38,8 +38,10 @@ def runner_defaults(relative_path):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--datasets", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    p.add_argument("--methods", nargs="+", default=list(few_shot.METHODS), choices=list(few_shot.METHODS))
+    p.add_argument("--datasets", nargs="+", default=list(SETTINGS), choices=list(SETTINGS),
+                   help="paper settings to time (random data of their shapes)")
+    p.add_argument("--methods", nargs="+", default=list(few_shot.METHODS), choices=list(few_shot.METHODS),
+                   help="bilevel solvers to time")
     p.add_argument("--repeats", type=int, default=2, help="timed iterations after the first call")
     p.add_argument("--inner-steps", type=int, nargs="+", default=[None],
                    help="values of T to time (default: the runner's, 20); on a slow machine time small T values "

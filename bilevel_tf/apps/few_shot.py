@@ -365,8 +365,14 @@ def seconds_per_upper_iteration(model: FewShotModel, args: argparse.Namespace, k
 def _sampler(data: FewShotData, which: str, args: argparse.Namespace) -> EpisodeSampler:
     split = data.train if which == "train" else data.test
     if args.n_way > len(split.classes):
-        raise ValueError(f"--n-way {args.n_way} is larger than the {len(split.classes)} meta-{which} classes "
-                         f"of the {data.name} data set")
+        raise experiment.UsageError(f"--n-way {args.n_way} is larger than the {len(split.classes)} meta-{which} "
+                                    f"classes of the {data.name} data set")
+    present, counts = np.unique(split.labels, return_counts=True)
+    smallest = int(counts[np.isin(present, split.classes)].min(initial=len(split.labels)))
+    if args.k_shot + args.query > smallest:
+        raise experiment.UsageError(f"--k-shot {args.k_shot} + --query {args.query} = {args.k_shot + args.query} "
+                                    f"images per class, but the smallest meta-{which} class of the {data.name} "
+                                    f"data set has {smallest}; expected at most {smallest}")
     return EpisodeSampler(split.images, split.labels, split.classes, args.n_way, args.k_shot, args.query,
                           seed=args.seed)
 

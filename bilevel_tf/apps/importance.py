@@ -234,15 +234,17 @@ def build_parser(spec: DenoisingSpec) -> argparse.ArgumentParser:
                         "(offline demo, with its own smaller schedule)")
     p.add_argument("--model", default=spec.default_model, choices=["paper"] + list(SMALL_MODELS),
                    help="classifier: 'paper' = the original's network, or a small one (digits demo default)")
-    p.add_argument("--noise", type=float, default=spec.noise, help="fraction of training labels flipped")
-    p.add_argument("--batch-size", type=int, default=spec.batch_size, help="training and validation batch size")
+    p.add_argument("--noise", type=experiment.float_range(0.0, 1.0, include_maximum=False), default=spec.noise,
+                   help="fraction of training labels flipped")
+    p.add_argument("--batch-size", type=experiment.int_range(1), default=spec.batch_size,
+                   help="training and validation batch size")
     p.add_argument("--lr-u", type=float, default=None, help="upper (importance) learning rate; default: table")
     p.add_argument("--lr-v", type=float, default=None, help="lower (classifier) learning rate; default: table")
-    p.add_argument("--pretrain-epochs", type=int, default=spec.pretrain_epochs,
+    p.add_argument("--pretrain-epochs", type=experiment.int_range(0), default=spec.pretrain_epochs,
                    help="warm start: epochs of training on the validation set")
-    p.add_argument("--eval-epochs", type=float, default=spec.eval_epochs,
+    p.add_argument("--eval-epochs", type=experiment.float_range(0.0), default=spec.eval_epochs,
                    help="budget of each evaluation classifier, in passes over train + val")
-    p.add_argument("--eval-every", type=int, default=1,
+    p.add_argument("--eval-every", type=experiment.int_range(1), default=1,
                    help="epochs between accuracy evaluations of the lower-level network (accuracy_vs_time.png)")
     p.add_argument("--baselines", action="store_true",
                    help="also train the Oracle (clean train + val), Val-only and Train+Val classifiers")
@@ -258,8 +260,8 @@ def build_parser(spec: DenoisingSpec) -> argparse.ArgumentParser:
                             "0.2, zoom 0.2, horizontal flip)")
     p.add_argument("--synthetic-data", action="store_true",
                    help="random arrays of the real data's shape (timing at the paper's size without the files)")
-    p.add_argument("--max-steps", type=int, default=None, help="stop the bilevel phase after this many upper "
-                                                               "iterations (timing)")
+    p.add_argument("--max-steps", type=experiment.int_range(0), default=None,
+                   help="stop the bilevel phase after this many upper iterations (timing)")
     return p
 
 
@@ -272,8 +274,6 @@ def _parse(spec: DenoisingSpec, argv: Optional[Sequence[str]]) -> Tuple[argparse
     if pre.out is None:  # one folder per data set, so a digits demo never resumes into a paper run
         argv += ["--out", os.path.join("runs", spec.experiment.replace("/", "_"), pre.dataset, pre.method)]
     args = experiment.parse(p, argv, spec.experiment)
-    if not 0.0 <= args.noise < 1.0:
-        p.error(f"--noise must be in [0, 1), got {args.noise}")
     if args.smoke:  # tiny sizes (see _load) and a few steps
         args.epochs, args.inner_steps = min(args.epochs, 2), min(args.inner_steps, 2)
         args.batch_size, args.pretrain_epochs, args.eval_epochs = min(args.batch_size, 25), 1, 1
@@ -299,6 +299,10 @@ def _load(spec: DenoisingSpec, args: argparse.Namespace) -> data.Splits:
                                   svhn_dir=spec.default_data_dir)
     if args.smoke:
         splits = data.shrink(splits, 100, 50, 100)
+    for split, n in (("training", len(splits.x_train)), ("validation", len(splits.x_val))):
+        if args.batch_size > n:  # checked before the warm start, which would take a while to fail
+            raise experiment.UsageError(f"--batch-size {args.batch_size} is larger than the {n} {split} examples "
+                                        f"of {splits.source}; expected at most {n}")
     return splits
 
 
@@ -322,7 +326,8 @@ def prepare(spec: DenoisingSpec, args: argparse.Namespace, warm_start: bool = Tr
     augment = None
     if spec.augment is not None and getattr(args, "augment", False):
         augment = data.augmentation(**spec.augment)
-    train_stream = data.indexed_batches(splits.x_train, noisy, batch, args.seed, splits.scale, augment)
+    train_stream = data.indexed_batches(splits.x_train, noisy, batch, args.seed, splits.scale, augment,
+                                        cycle=True)  # cycle: exact resume from a checkpoint
     val_stream = data.indexed_batches(splits.x_val, splits.y_val, batch, args.seed + 1, splits.scale, augment,
                                       with_index=False, repeat=True)
     return Setup(args, spec, splits, noisy, flipped, hp, task, solver, train_stream, val_stream,

@@ -163,12 +163,17 @@ def augmentation(rotation_degrees: float, shift: float, zoom: float,
 
 def indexed_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, scale: float,
                     augment: Optional[Callable] = None, with_index: bool = True,
-                    weights: Optional[np.ndarray] = None, repeat: bool = False) -> tf.data.Dataset:
+                    weights: Optional[np.ndarray] = None, repeat: bool = False,
+                    cycle: bool = False) -> tf.data.Dataset:
     """Shuffled full batches ``(index, images, labels)`` (or ``(images, labels[, weights])``).
 
     Reshuffled every pass with a fixed seed, ``drop_remainder`` so every batch has the same shape (the
     compiled step never retraces), prefetched. ``repeat`` repeats after batching, so no batch mixes passes
-    (each validation batch is drawn without replacement, as the original's).
+    (each validation batch is drawn without replacement, as the original's). ``cycle`` yields the same
+    batches as ``.repeat()`` on the one-pass stream (augmentation seeds restart every pass) but repeats
+    BEFORE the asynchronous map/prefetch: an iterator checkpointed while those buffers had already hit the
+    end of a pass restores with another shuffle order for the next pass (TensorFlow 2.21), so a resumed
+    ``bl.fit`` would diverge from an uninterrupted run; with ``cycle`` every resume point is exact.
     """
     n = len(x)
     if batch_size > n:
@@ -192,6 +197,8 @@ def indexed_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, sc
         ds = ds.repeat()
     if augment is not None:  # a checkpointable stream of per-batch seeds for the stateless augmentation
         ds = tf.data.Dataset.zip(ds, tf.data.Dataset.random(seed=seed))
+    if cycle:
+        ds = ds.repeat()
     return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 

@@ -138,20 +138,23 @@ def make_solver(args: argparse.Namespace, problem: bl.BilevelProblem, penalty_op
 
 def add_flags(p: argparse.ArgumentParser) -> None:
     """PBGD's flags (underscored, as its scripts); None = the method's default from the runner's table."""
+    count = experiment.int_range(1)
     p.add_argument("--dataset", default="MNIST", choices=list(SIZES),
                    help="MNIST / FashionMNIST (keras cache files) or the bundled 8x8 digits (offline)")
     p.add_argument("--net", default="linear", choices=["linear", "MLP"], help="784-10 or 784-300(sigmoid)-10")
-    p.add_argument("--pollute_rate", type=float, default=None, help="fraction of training labels redrawn")
+    p.add_argument("--pollute_rate", type=experiment.float_range(0.0, 1.0, include_maximum=False), default=None,
+                   help="fraction of training labels redrawn")
     p.add_argument("--reg", type=float, default=0.0, help="weight of sum ||w||^2 in the lower loss")
     for flag, kind, what in [("--lrx", float, "step size of x (upper)"), ("--lry", float, "step size of y (net)"),
                              ("--lr_inner", float, "step size of the inner loop (V-PBGD copy, RHG unrolled SGD)"),
                              ("--gamma_init", float, "initial penalty (PBGD)"), ("--gamma_max", float, "max penalty"),
-                             ("--gamma_argmax_step", int, "steps until gamma_max"),
-                             ("--outer_itr", int, "upper iterations K"),
-                             ("--inner_itr", int, "inner steps (V-PBGD, Penalty)"),
-                             ("--T", int, "RHG: unrolled inner steps"), ("--K", int, "RHG: truncation (K < T: T-RHG)")]:
+                             ("--gamma_argmax_step", count, "steps until gamma_max"),
+                             ("--outer_itr", count, "upper iterations K"),
+                             ("--inner_itr", count, "inner steps (V-PBGD, Penalty)"),
+                             ("--T", count, "RHG: unrolled inner steps"),
+                             ("--K", count, "RHG: truncation (K < T: T-RHG)")]:
         p.add_argument(flag, type=kind, default=None, help=what + " (default: per method, see the table)")
-    p.add_argument("--eval_every", type=int, default=10, help="evaluate (test accuracy, F1) every N steps")
+    p.add_argument("--eval_every", type=count, default=10, help="evaluate (test accuracy, F1) every N steps")
 
 
 def apply_defaults(args: argparse.Namespace, table: Dict[Tuple[str, str], Dict[str, Any]]) -> None:

@@ -94,9 +94,11 @@ def untargeted_data(dataset: str, data_dir: Optional[str], n_train: int, n_val: 
     (MNIST) or of all 1797 digits; the poison starts as the first training images with random wrong labels."""
     (x, y), _ = load_flat_images(dataset, data_dir)
     if n_train + n_val + n_test > len(x):
-        raise ValueError(f"{dataset} has {len(x)} images, fewer than {n_train}+{n_val}+{n_test} requested")
+        raise experiment.UsageError(f"{dataset} has {len(x)} images, fewer than {n_train}+{n_val}+{n_test} "
+                                    "requested by --train-points/--val-points/--test-points")
     if not 0 < num_poison <= n_train:
-        raise ValueError(f"--num-poison must be in 1..{n_train} (it starts from training images), got {num_poison}")
+        raise experiment.UsageError(f"--num-poison must be in 1..{n_train} (it starts from training images), "
+                                    f"got {num_poison}")
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(x))
     x, y = x[perm], y[perm]
@@ -122,7 +124,8 @@ def targeted_data(dataset: str, data_dir: Optional[str], n_train: int, n_val: in
     labels swapped. Digits have no test split: the last third of the shuffled images serves as one."""
     (x, y), test = load_flat_images(dataset, data_dir)
     if source == target or not (0 <= source < 10 and 0 <= target < 10):
-        raise ValueError(f"source and target must be two different classes in 0..9, got {source} and {target}")
+        raise experiment.UsageError(f"--source-class and --target-class must be two different classes in 0..9, "
+                                    f"got {source} and {target}")
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(x))
     x, y = x[perm], y[perm]
@@ -135,8 +138,8 @@ def targeted_data(dataset: str, data_dir: Optional[str], n_train: int, n_val: in
     n_t, n_s = num_poison // 2, num_poison - num_poison // 2
     idx_t, idx_s = np.flatnonzero(y_tr == target)[:n_t], np.flatnonzero(y_tr == source)[:n_s]
     if len(idx_t) < n_t or len(idx_s) < n_s or num_poison < 1:
-        raise ValueError(f"--num-poison {num_poison} needs {n_t} {target}s and {n_s} {source}s in the training set, "
-                         f"which has {len(idx_t)} and {len(idx_s)}")
+        raise experiment.UsageError(f"--num-poison {num_poison} needs {n_t} {target}s and {n_s} {source}s in the "
+                                    f"training set, which has {len(idx_t)} and {len(idx_s)}")
     order = rng.permutation(num_poison)
     poison_x0 = np.concatenate([x_tr[idx_t], x_tr[idx_s]])[order]
     poison_y = np.concatenate([np.full(n_t, source), np.full(n_s, target)])[order].astype(np.int64)
@@ -308,14 +311,14 @@ def add_attack_flags(p, d: AttackDefaults) -> None:
     lrs = "; ".join(f"{m}: " + ", ".join(f"{k}={v:g}" for k, v in lr.items()) for m, lr in d.learning_rates.items())
     p.add_argument("--dataset", default="mnist", choices=list(DATASETS),
                    help="mnist (the paper's; keras cache, never downloaded) or digits (bundled 8x8, offline demo)")
-    p.add_argument("--num-poison", type=int, default=None,
+    p.add_argument("--num-poison", type=experiment.int_range(1), default=None,
                    help="number of poison points added to the training set (default per dataset: "
                         + ", ".join(f"{k} {v}" for k, v in d.num_poison.items()) + ")")
     for i, name in enumerate(("train", "val", "test")):
-        p.add_argument(f"--{name}-points", type=int, default=None,
+        p.add_argument(f"--{name}-points", type=experiment.int_range(1), default=None,
                        help=f"{name} subset size (default per dataset: "
                             + ", ".join(f"{k} {v[i]}" for k, v in d.splits.items()) + ")")
-    p.add_argument("--full-epochs", type=int, default=d.full_epochs,
+    p.add_argument("--full-epochs", type=experiment.int_range(0), default=d.full_epochs,
                    help="full-batch Adam steps to pre-train the clean model and to retrain on clean + poison")
     p.add_argument("--pretrain-lr", type=float, default=d.pretrain_lr, help="Adam learning rate of (re)training")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay,
@@ -325,9 +328,10 @@ def add_attack_flags(p, d: AttackDefaults) -> None:
     p.add_argument("--lr-v", type=float, default=None, help="lower (classifier) learning rate (default per method)")
     p.add_argument("--lr-p", type=float, default=None, help="ApproxGrad linear-system learning rate (per method)")
     add_solver_flags(p, d)
-    p.add_argument("--halve-every", type=int, default=d.halve_every,
+    p.add_argument("--halve-every", type=experiment.int_range(0), default=d.halve_every,
                    help="ApproxGrad: halve lr_u and lr_v every N upper iterations (0: never)")
-    p.add_argument("--log-every", type=int, default=10, help="keep one history record every N upper iterations")
+    p.add_argument("--log-every", type=experiment.int_range(1), default=10,
+                   help="keep one history record every N upper iterations")
 
 
 def resolve_attack_args(args, d: AttackDefaults) -> None:
@@ -750,7 +754,7 @@ def add_clean_label_flags(p, d: CleanLabelDefaults) -> None:
                    help=f"HDF5 features from extract_inception_features.py (default: <data-dir>/{FEATURES_FILE})")
     p.add_argument("--radii", type=_floats, default=tuple(d.radii),
                    help="comma-separated L2 radii eps searched in increasing order for each target")
-    p.add_argument("--num-targets", type=int, default=d.num_targets,
+    p.add_argument("--num-targets", type=experiment.int_range(0), default=d.num_targets,
                    help="attack the first N correctly classified test images (0: all of them)")
     for name, value in d.learning_rates.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=value,
@@ -759,16 +763,16 @@ def add_clean_label_flags(p, d: CleanLabelDefaults) -> None:
     add_solver_flags(p, d)
     p.add_argument("--beta", type=float, default=d.beta,
                    help="weight of ||u - base||^2 in the upper loss (paper 0: the eps-ball instead; original 0.01)")
-    p.add_argument("--full-epochs", type=int, default=d.full_epochs,
+    p.add_argument("--full-epochs", type=experiment.int_range(0), default=d.full_epochs,
                    help="full-batch RMSProp steps training the softmax layer (clean, and after each poisoning)")
     p.add_argument("--retrain-lr", type=float, default=d.retrain_lr, help="RMSProp learning rate of that training")
-    p.add_argument("--baseline-steps", type=int, default=d.baseline_steps,
+    p.add_argument("--baseline-steps", type=experiment.int_range(0), default=d.baseline_steps,
                    help="iterations of the Shafahi et al. feature-collision baseline (0: skip it)")
     p.add_argument("--baseline-beta", type=float, default=d.baseline_beta, help="baseline proximity weight beta")
     p.add_argument("--baseline-lr", type=float, default=d.baseline_lr, help="baseline step size lambda")
-    p.add_argument("--pgd-steps", type=int, default=d.pgd_steps,
+    p.add_argument("--pgd-steps", type=experiment.int_range(0), default=d.pgd_steps,
                    help="cleverhans L2 PGD steps of the test-time evasion reference on each target (0: skip it)")
-    p.add_argument("--figure-targets", type=int, default=10, help="targets shown in the image rows")
+    p.add_argument("--figure-targets", type=experiment.int_range(0), default=10, help="targets shown in the image rows")
 
 
 def resolve_clean_label_args(args, d: CleanLabelDefaults) -> None:

@@ -430,19 +430,18 @@ def make_toy(n: int, seed: int, x_init: Tuple[float, float] = (0.0, 3.5),
     [0, 3] after every update (the start itself may lie outside, as in the original).
 
     float64 by default: PBGD's stopping test (projected gradient <= 1e-5) lies below float32 resolution
-    for runs near x = 2.83 (curvature ~80 times an ulp of 2.4e-7). The losses are returned as float32
-    scalars because the solvers' schedule scalars are float32; the gradients still flow in ``dtype``
-    (the cast's upstream gradients, 1 and gamma, are exact in float32).
+    for runs near x = 2.83 (curvature ~80 times an ulp of 2.4e-7). The solvers' schedule scalars (gamma)
+    take the variables' dtype, so everything runs in ``dtype``.
     """
     rng = np.random.default_rng(seed)
     x = tf.Variable(rng.uniform(*x_init, size=n), dtype=dtype, name="toy_x")
     y = tf.Variable(rng.uniform(*y_init, size=n), dtype=dtype, name="toy_y")
 
     def upper(_):
-        return tf.cast(tf.reduce_sum(toy_f(x, y)), tf.float32)
+        return tf.reduce_sum(toy_f(x, y))
 
     def lower(_):
-        return tf.cast(tf.reduce_sum(toy_g(x, y)), tf.float32)
+        return tf.reduce_sum(toy_g(x, y))
 
     problem = bl.BilevelProblem(upper, lower, [x], [y], upper_constraint=bl.constraints.box(*TOY_X_BOX))
     return ToyProblem(problem, x, y)

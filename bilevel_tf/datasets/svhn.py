@@ -142,5 +142,11 @@ def load_svhn_h5(path: PathLike) -> Dict[str, np.ndarray]:
         if len(x) != len(y):
             raise DataFormatError(f"X_{split} has {len(x)} images but y_{split} has {len(y)} labels",
                                   "one label per image", path)
+        if np.ndim(x) != 4:
+            raise DataFormatError(f"X_{split} has shape {np.shape(x)}",
+                                  "images (N, 32, 32, 1) grey or (N, 32, 32, 3) RGB", path)
+        if len(y) and (y.min() < 0 or y.max() > 9):
+            raise DataFormatError(f"y_{split} holds labels in [{y.min()}, {y.max()}]",
+                                  "class ids 0..9 (digit 0 = class 0) or one-hot rows", path)
         out[f"X_{split}"], out[f"y_{split}"] = x, y
     return out
