@@ -66,8 +66,8 @@ def plan(args: argparse.Namespace) -> List[Dict[str, Any]]:
         specs.append(dict(kind="inner", problem="inner-small", batch=32, K=21, jit=[False, True], reps=9))
         specs.append(dict(kind="inner", problem="inner-compute", batch=512, K=6, jit=[False, True], reps=7))
     if "sweep" in args.sections:
-        sweep("mlp", 1.0, ts, isolate=True)
-        sweep("cnn", 1.0, ts, isolate=True)
+        for problem in args.problems:
+            sweep(problem, 1.0, ts, isolate=True)
     if "scale" in args.sections:
         for scale in SCALES[:-1]:  # the largest size is in the sweep
             sweep("mlp", scale, (10,), isolate=True)
@@ -108,6 +108,11 @@ def main(argv=None) -> None:
     parser.add_argument("--T", nargs="+", type=int, default=None, help="inner-step counts of the sweep")
     parser.add_argument("--batch", type=int, default=128, help="batch size of the sweep, scale, hvp, xla problems")
     parser.add_argument("--jit", action="store_true", help="compile the sweep's solvers and plain steps with XLA")
+    parser.add_argument("--problems", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"],
+                        help="which problems the sweep covers (default: both)")
+    parser.add_argument("--append", action="store_true",
+                        help="add this run's records to an existing results.json (e.g. to finish an interrupted "
+                             "full run section by section) instead of starting a new one")
     parser.add_argument("--report-only", action="store_true", help="rebuild the table and plots from results.json")
     args = parser.parse_args(argv)
     out = Path(args.out or HERE / "results" / ("quick" if args.quick else "full"))
@@ -119,15 +124,20 @@ def main(argv=None) -> None:
     specs = plan(args)
     meta = report.machine_info(args, sys.argv if argv is None else ["benchmarks/run.py", *argv])
     records: List[Dict[str, Any]] = []
+    earlier_seconds = 0.0
+    if args.append and results_path.exists():
+        earlier = json.loads(results_path.read_text())
+        records, earlier_seconds = earlier["records"], earlier["meta"].get("seconds", 0.0)
+        meta = dict(earlier["meta"], appended=earlier["meta"].get("appended", []) + [meta.get("command")])
     start = time.time()
-    with open(out / "workers.log", "w") as log:
+    with open(out / "workers.log", "a" if args.append else "w") as log:
         for i, spec in enumerate(specs, 1):
             label = {k: spec[k] for k in ("kind", "problem", "scale", "study") if k in spec}
             if spec["kind"] == "sweep":
                 label["configs"] = [f"{c['method']} T={c['T']}" for c in spec["configs"]]
             print(f"[{i}/{len(specs)} {time.time() - start:6.0f} s] {label}", flush=True)
             records.extend(run_worker(spec, log))
-            meta["seconds"] = time.time() - start
+            meta["seconds"] = earlier_seconds + time.time() - start
             report.write(dict(meta=meta, records=records), out)  # partial results survive a kill
     print(f"done in {time.time() - start:.0f} s: {out / 'results.md'}")
 

@@ -111,18 +111,25 @@ def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     args.experiment = experiment
     if args.out is None:
-        args.out = os.path.join("runs", experiment.replace("/", "_"), args.method)
+        args.out = os.path.join("runs", experiment.replace("/", "_"), getattr(args, "method", None) or "run")
     os.makedirs(args.out, exist_ok=True)
-    if args.fresh:
-        import shutil
-        shutil.rmtree(checkpoint_dir(args), ignore_errors=True)
+    # --fresh clears a phase's checkpoints when the runner first asks for that folder (checkpoint_dir), i.e.
+    # after data loading and flag checks: a run that fails before training loses nothing.
+    args._fresh_cleared = []  # phases already emptied (private: config_of leaves out '_' names)
     seed_everything(args.seed, deterministic=args.deterministic)
     return args
 
 
 def checkpoint_dir(args: argparse.Namespace, phase: str = "bilevel") -> str:
-    """Where a runner's ``bl.fit`` keeps checkpoints (one subfolder per training phase)."""
-    return os.path.join(args.out, "checkpoints", phase)
+    """Where a runner's ``bl.fit`` keeps checkpoints (one subfolder per training phase); with ``--fresh``
+    the folder is emptied the first time it is asked for."""
+    path = os.path.join(args.out, "checkpoints", phase)
+    cleared = getattr(args, "_fresh_cleared", None)
+    if getattr(args, "fresh", False) and cleared is not None and phase not in cleared:
+        import shutil
+        shutil.rmtree(path, ignore_errors=True)
+        cleared.append(phase)
+    return path
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -134,7 +141,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 def config_of(args: argparse.Namespace, **extra: Any) -> Dict[str, Any]:
-    cfg = {k: v for k, v in vars(args).items() if k not in ("verbose",)}
+    cfg = {k: v for k, v in vars(args).items() if k != "verbose" and not k.startswith("_")}
     cfg.update(extra)
     return _jsonable(cfg)
 

@@ -221,7 +221,11 @@ def _previous_run(out: Path) -> dict:
     (LARGE, DIGITS + ["--fresh", "--noise", "1.0"], SystemExit),  # rejected before --fresh deletes anything
     (UNTARGETED, ["--dataset", "digits", "--train-points", "100", "--num-poison", "500"], experiment.UsageError),
     (SVHN, ["--smoke", "--data-dir", "<empty>"], DataFileMissingError),
-], ids=["bad-flag", "too-many-poison-points", "missing-data"])
+    # --fresh empties the checkpoint folder only when training is about to use it
+    (SVHN, ["--smoke", "--fresh", "--data-dir", "<empty>"], DataFileMissingError),
+    (UNTARGETED, ["--dataset", "digits", "--fresh", "--train-points", "100", "--num-poison", "500"],
+     experiment.UsageError),
+], ids=["bad-flag", "too-many-poison-points", "missing-data", "missing-data-fresh", "too-many-poison-points-fresh"])
 def test_failed_run_leaves_the_output_folder_byte_identical(runner, args, error, tmp_path):
     out = tmp_path / "run"
     before = _previous_run(out)

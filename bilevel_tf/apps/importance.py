@@ -306,9 +306,10 @@ def _load(spec: DenoisingSpec, args: argparse.Namespace) -> data.Splits:
     return splits
 
 
-def prepare(spec: DenoisingSpec, args: argparse.Namespace, warm_start: bool = True) -> Setup:
+def prepare(spec: DenoisingSpec, args: argparse.Namespace, warm_start: bool = True,
+            splits: Optional[data.Splits] = None) -> Setup:
     """Load and corrupt the data, warm-start the classifier and the importance, build the solver."""
-    splits = _load(spec, args)
+    splits = _load(spec, args) if splits is None else splits
     hp = _hyperparams(spec, args)
     noisy, flipped = datasets.flip_labels(splits.y_train, args.noise, data.NUM_CLASSES, seed=args.seed)
     model = spec.classifier(args.model, splits.input_shape)
@@ -406,9 +407,10 @@ def run_denoising(argv: Optional[Sequence[str]], spec: DenoisingSpec) -> Dict[st
     args, spec = _parse(spec, argv)
     fingerprint = {k: getattr(args, k) for k in ("method", "dataset", "noise", "seed", "batch_size", "smoke",
                                                  "synthetic_data", "inner_steps", "upper_optimizer", "dropout", "model")}
+    splits = _load(spec, args)  # before the run folder is touched: missing data loses no checkpoint (--fresh)
     resuming = check_run_folder(args, fingerprint)
     warm_path = os.path.join(experiment.checkpoint_dir(args, "bilevel"), "warm_start.json")
-    setup = prepare(spec, args, warm_start=not resuming)  # a resumed run restores u and v from the checkpoint
+    setup = prepare(spec, args, warm_start=not resuming, splits=splits)  # a resumed run restores u and v from the checkpoint
     s, task, solver = setup.splits, setup.task, setup.solver
     if resuming and os.path.exists(warm_path):
         warm = json.loads(open(warm_path).read())
