@@ -32,14 +32,8 @@ CLEAN_LABEL_REPEATS = 2
 
 
 def _median_seconds(step, repeats: int) -> float:
-    step()
-    step()  # the first call traces and compiles
-    times = []
-    for _ in range(repeats):
-        watch = experiment.Stopwatch()
-        step()
-        times.append(watch())
-    return float(np.median(times))
+    step()  # two warm-up calls: the first traces and compiles, time_steps leaves out the second
+    return experiment.time_steps(step, repeats)["seconds"]
 
 
 def time_data_augmentation(method: str, inner_steps: int, repeats: int, rng: np.random.Generator,

@@ -351,14 +351,9 @@ def seconds_per_upper_iteration(model: FewShotModel, args: argparse.Namespace, k
     are the steadier figure on a shared machine."""
     solver = make_solver(args, model.problem())
     sx, sy, qx, qy = random_episode(image_shape, model.n_way, k_shot, n_query, model.meta_batch)
-    wall, cpu = [], []
-    for _ in range(repeats + 1):
-        t0, c0 = time.perf_counter(), time.process_time()
-        float(solver.step((qx, qy), (sx, sy))["upper_loss"])
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return {"seconds": float(np.median(wall[1:])), "cpu_seconds": float(np.median(cpu[1:])),
-            "first_call_seconds": wall[0]}
+    timing = experiment.time_steps(lambda: float(solver.step((qx, qy), (sx, sy))["upper_loss"]), repeats)
+    return {"seconds": timing["seconds"], "cpu_seconds": timing["cpu_seconds"],
+            "first_call_seconds": timing["first_seconds"]}
 
 
 # ---------------------------------------------------------------------------------------------- driver

@@ -482,15 +482,9 @@ def time_upper_iterations(spec: DenoisingSpec, method: str, *, steps: int = 3, d
     args, spec = _parse(spec, argv)
     setup = prepare(spec, args, warm_start=False)
     train, val = iter(setup.train_stream), iter(setup.val_stream)
-    t0 = time.perf_counter()
-    {k: float(v) for k, v in setup.solver.step(next(val), next(train)).items()}
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(steps):
-        ub, lb = next(val), next(train)
-        t0 = time.perf_counter()
-        {k: float(v) for k, v in setup.solver.step(ub, lb).items()}  # float() waits for the step to finish
-        times.append(time.perf_counter() - t0)
-    return {"seconds_per_upper_iteration": float(np.median(times)), "first_step_seconds": first,
+    timing = experiment.time_steps(  # float() waits for the step to finish
+        lambda ub, lb: {k: float(v) for k, v in setup.solver.step(ub, lb).items()}, steps,
+        inputs=lambda: (next(val), next(train)))
+    return {"seconds_per_upper_iteration": timing["seconds"], "first_step_seconds": timing["first_seconds"],
             "n_train": len(setup.noisy), "batch_size": args.batch_size, "inner_steps": args.inner_steps,
             "lower_parameters": int(sum(np.prod(v.shape) for v in setup.task.model.trainable_variables))}

@@ -193,13 +193,8 @@ def time_upper_iterations(args: argparse.Namespace, penalty_options: Dict[str, A
     train, val, _, _, _ = load_hyperclean_data("synthetic", args.pollute_rate, args.seed)
     task = HyperCleaning(args.net, train, val, args.reg, args.seed)
     solver = make_solver(args, task.problem(restart_lower=args.method == "rhg"), penalty_options)
-    float(solver.step()["upper_loss"])
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        float(solver.step()["upper_loss"])  # float() waits for the step
-        times.append(time.perf_counter() - t0)
-    return {"seconds_per_upper_iteration": float(np.median(times))}
+    timing = experiment.time_steps(lambda: float(solver.step()["upper_loss"]), steps)  # float() waits
+    return {"seconds_per_upper_iteration": timing["seconds"]}
 
 
 def run_hyper_cleaning(args: argparse.Namespace, penalty_options: Dict[str, Any],
