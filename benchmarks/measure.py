@@ -129,3 +129,12 @@ class PeakMemory:
 
     def __exit__(self, *exc) -> None:
         self.peak_mb = peak_mb(self.reset_ok)
+
+
+def graph_flops(concrete_function) -> int:
+    """Floating-point operations of one call, from TensorFlow's per-op cost model (MatMul, Conv2D and their
+    gradients, elementwise ops) on the traced graph: counts arithmetic, not time, so it is immune to load."""
+    from tensorflow.python.profiler import model_analyzer, option_builder
+    options = option_builder.ProfileOptionBuilder(
+        option_builder.ProfileOptionBuilder.float_operation()).with_empty_output().build()
+    return int(model_analyzer.profile(concrete_function.graph, options=options).total_float_ops)

@@ -15,6 +15,7 @@ Full run sections (``--sections`` picks a subset):
   the building blocks (gradients, HVPs, optimizer update) that make up their time.
 - ``hvp``: double backward vs forward-over-reverse second-order products, per solver.
 - ``xla``: ``jit_compile`` off vs on, per solver.
+- ``precision``: float32 vs mixed_bfloat16 (``bl.precision``) for Penalty and ApproxGrad on the split MLP.
 
 Writes ``<out>/results.json``, ``<out>/results.md`` and ``<out>/*.png`` (default ``benchmarks/results/full``
 or ``benchmarks/results/quick``).
@@ -40,7 +41,7 @@ SECOND_ORDER = ("penalty", "approxgrad", "rmd", "gpbgd")
 FULL_T = (1, 5, 10, 20, 50)
 QUICK_T = (1, 10, 50)
 SCALES = (1 / 64, 1 / 16, 1 / 4, 1.0)
-SECTIONS = ("sweep", "scale", "inner", "hvp", "xla")
+SECTIONS = ("sweep", "scale", "inner", "hvp", "xla", "precision")
 
 
 def plan(args: argparse.Namespace) -> List[Dict[str, Any]]:
@@ -80,6 +81,10 @@ def plan(args: argparse.Namespace) -> List[Dict[str, Any]]:
         for problem, scale in (("mlp", 1 / 16), ("cnn", 1.0)):
             specs.append(dict(kind="compare", study="xla", problem=problem, scale=scale, batch=args.batch, T=5,
                               methods=list(solvers), variants=[dict(jit=False), dict(jit=True)]))
+    if "precision" in args.sections:
+        variants = [dict(precision="float32"), dict(precision="mixed_bfloat16")]
+        specs.append(dict(kind="compare", study="precision", problem="mlp", scale=1 / 16, batch=args.batch, T=5,
+                          methods=[m for m in ("penalty", "approxgrad") if m in solvers], variants=variants))
     return specs
 
 

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import bilevel_tf as bl  # noqa: E402
 from bilevel_tf import autodiff  # noqa: E402
 import measure  # noqa: E402
 import problems  # noqa: E402
@@ -133,21 +134,36 @@ def run_inner(spec: Dict[str, Any]) -> None:
                                f"{prefix}ratio": measure.median([s / p for s, p in zip(slopes, clock["plain"])]),
                                f"{prefix}step_T1_ratio": measure.ratio(clock, f"{method} T=1", "plain")})
             emit(record)
+        plain_flops = measure.graph_flops(plain.concrete())
         for name in fns:
             if name == "plain" or " T=" in name:
                 continue
+            flops = measure.graph_flops(fns[name].get_concrete_function())
             emit(dict(kind="block", problem=bench.name, **bench.info, jit=jit, block=name,
+                      flops=flops, plain_flops=plain_flops, flop_ratio=flops / plain_flops,
                       **_timing(samples, name, "plain")))
 
 
 def run_compare(spec: Dict[str, Any]) -> None:
-    bench = _bench(spec)
+    benches: Dict[str, problems.Bench] = {}
+
+    def bench_for(variant: Dict[str, Any]) -> problems.Bench:
+        """The problem built under the variant's dtype policy (same seed: same initial weights and batches)."""
+        policy = variant.get("precision", bl.precision.FLOAT32)
+        if policy not in benches:
+            bl.precision.set_policy(policy)
+            benches[policy] = _bench(spec)
+            bl.precision.set_policy(bl.precision.FLOAT32)
+        return benches[policy]
+
+    bench = bench_for({})  # the float32 problem: its plain step is the reference of every variant
     variants: List[Dict[str, Any]] = spec["variants"]
     for method in spec["methods"]:
         fns = {}
         for variant in variants:
-            solver = problems.make_solver(bench, method, spec["T"], variant.get("jit", False), variant.get("hvp"))
-            fns[json.dumps(variant, sort_keys=True)] = _step_fn(solver, bench)
+            vb = bench_for(variant)
+            solver = problems.make_solver(vb, method, spec["T"], variant.get("jit", False), variant.get("hvp"))
+            fns[json.dumps(variant, sort_keys=True)] = _step_fn(solver, vb)
         fns["plain"] = bench.plain_step(False)
         compile_s = {name: _warm(fn) for name, fn in fns.items()}
         seconds = max(measure.timed(fn)[0] for fn in fns.values())

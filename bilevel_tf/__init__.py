@@ -6,7 +6,7 @@ Solvers: :class:`Penalty` (Mehra & Hamm, ACML 2021), :class:`ApproxGrad`, :class
 :class:`GD`, :class:`VPBGD`, :class:`GPBGD`. Each ``solver.step(upper_batch, lower_batch)`` is one compiled
 upper iteration; :func:`fit` runs many with progress, logging and checkpoint/resume.
 """
-from . import autodiff, constraints, tensor_ops
+from . import autodiff, constraints, precision, tensor_ops
 from .problem import BilevelProblem
 from .solvers import (GD, GPBGD, RMD, SOLVERS, VPBGD, ApproxGrad, BilevelSolver, Penalty, get_solver,
                       make_solver)
@@ -14,7 +14,7 @@ from .solvers import (GD, GPBGD, RMD, SOLVERS, VPBGD, ApproxGrad, BilevelSolver,
 __version__ = "0.1.0"
 
 __all__ = ["BilevelProblem", "BilevelSolver", "Penalty", "ApproxGrad", "RMD", "GD", "VPBGD", "GPBGD",
-           "SOLVERS", "get_solver", "make_solver", "constraints"]
+           "SOLVERS", "get_solver", "make_solver", "constraints", "precision"]
 
 from . import callbacks  # noqa: E402
 from .callbacks import Callback, CSVLogger, EarlyStopping, Evaluate, LambdaCallback, TensorBoard  # noqa: E402

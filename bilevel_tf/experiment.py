@@ -75,7 +75,7 @@ def float_range(minimum: float, maximum: Optional[float] = None, *,
 
 def parser(description: str, *, method: str = "penalty", methods: Sequence[str] = METHODS,
            inner_steps: Optional[int] = 20, epochs: Optional[int] = None, seed: int = 0,
-           out: Optional[str] = None, data_dir: bool = True) -> argparse.ArgumentParser:
+           out: Optional[str] = None, data_dir: bool = True, mixed_precision: bool = True) -> argparse.ArgumentParser:
     """An ``argparse`` parser with the flags every runner shares; the runner adds its own knobs."""
     p = argparse.ArgumentParser(description=description, formatter_class=_Formatter)
     p.add_argument("--method", default=method, choices=list(methods),
@@ -97,6 +97,11 @@ def parser(description: str, *, method: str = "penalty", methods: Sequence[str] 
                         "--out resumes from the latest one")
     p.add_argument("--fresh", action="store_true", help="ignore (delete) checkpoints in <out> and start over")
     p.add_argument("--jit", action="store_true", help="compile each upper iteration with XLA (jit_compile=True)")
+    if mixed_precision:
+        p.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
+                       help="mixed_bfloat16: the models compute in bfloat16 while variables, losses and every "
+                            "solver quantity stay float32 (pays off on GPUs/TPUs with bfloat16 units; slower on "
+                            "CPUs without them)")
     p.add_argument("--deterministic", action="store_true", help="enable TensorFlow op determinism")
     p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="0 silent, 1 progress bar, 2 one line per log")
     return p
@@ -117,6 +122,9 @@ def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment:
     # after data loading and flag checks: a run that fails before training loses nothing.
     args._fresh_cleared = []  # phases already emptied (private: config_of leaves out '_' names)
     seed_everything(args.seed, deterministic=args.deterministic)
+    from . import precision
+    # set on every parse (float32 included): a policy never leaks from one in-process run into the next
+    precision.set_policy(getattr(args, "precision", precision.FLOAT32))
     return args
 
 

@@ -5,6 +5,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import tensorflow as tf
 
+from . import precision
+
 Loss = Callable[[Any], tf.Tensor]
 Constraint = Callable[[List[tf.Tensor]], List[tf.Tensor]]
 
@@ -95,7 +97,8 @@ def _scalar(name: str, value: Any) -> tf.Tensor:
         value = tf.reshape(value, [])
     if not value.dtype.is_floating:
         raise ValueError(f"{name} must return a floating scalar, got dtype {value.dtype.name}")
-    return value
+    # Mixed precision: a loss computed in bfloat16/float16 is combined and reported in float32.
+    return precision.to_float32(value)
 
 
 def check_constraint_output(name: str, constraint: Optional[Constraint], variables: List[Any]) -> None:

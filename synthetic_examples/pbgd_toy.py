@@ -35,7 +35,8 @@ SMOKE = dict(num_starts=50, max_iterations=300)
 
 
 def main(argv=None):
-    p = experiment.parser(__doc__, method="vpbgd", methods=["vpbgd"], inner_steps=INNER_STEPS, data_dir=False)
+    p = experiment.parser(__doc__, method="vpbgd", methods=["vpbgd"], inner_steps=INNER_STEPS, data_dir=False,
+                          mixed_precision=False)  # float64 end to end
     p.add_argument("--num-starts", type=int, default=NUM_STARTS, help="independent runs (random starts)")
     p.add_argument("--gamma", type=float, default=GAMMA, help="penalty constant (held fixed)")
     p.add_argument("--lr", type=float, default=LEARNING_RATE, help="SGD learning rate before the 1/gamma scaling")

@@ -71,7 +71,7 @@ def resolve(p, args) -> None:
 
 def main(argv=None):
     p = experiment.parser(__doc__, method=None, methods=synthetic.METHODS, inner_steps=None, data_dir=False,
-                          out=os.path.join("runs", "synthetic"))
+                          out=os.path.join("runs", "synthetic"), mixed_precision=False)  # no Keras model
     add_flags(p)
     args = experiment.parse(p, argv, "synthetic")
     resolve(p, args)

@@ -58,18 +58,21 @@ def test_iterations_counter_and_optimizer_steps():
 
 
 @pytest.mark.parametrize("method", sorted(KW))
-def test_xla_step_equals_graph_step(method):
+def test_xla_and_unrolled_steps_equal_the_graph_loop_step(method):
     results = []
-    for jit in (False, True):
+    # (jit_compile, unroll): graph loop, unrolled loop, XLA graph loop, XLA with the default (auto) unrolling
+    for jit, unroll in ((False, False), (False, True), (True, False), (True, None)):
         q = Quadratic()
-        solver = bl.make_solver(method, q.problem(), inner_steps=3, jit_compile=jit, **KW[method])
+        solver = bl.make_solver(method, q.problem(), inner_steps=3, jit_compile=jit, unroll=unroll, **KW[method])
+        assert solver.unroll == (unroll if unroll is not None else not tf.config.list_logical_devices("GPU"))
         for _ in range(3):
             logs = solver.step()
         results.append((q.u.numpy(), q.v.numpy(), float(logs["upper_loss"])))
-    (u0, v0, f0), (u1, v1, f1) = results
-    tf.debugging.assert_near(u0, u1, rtol=1e-5, atol=1e-6)
-    tf.debugging.assert_near(v0, v1, rtol=1e-5, atol=1e-6)
-    assert f0 == pytest.approx(f1, rel=1e-5, abs=1e-6)
+    u0, v0, f0 = results[0]
+    for u1, v1, f1 in results[1:]:
+        tf.debugging.assert_near(u0, u1, rtol=1e-5, atol=1e-6)
+        tf.debugging.assert_near(v0, v1, rtol=1e-5, atol=1e-6)
+        assert f0 == pytest.approx(f1, rel=1e-5, abs=1e-6)
 
 
 @pytest.mark.parametrize("method", ["penalty", "approxgrad", "vpbgd"])

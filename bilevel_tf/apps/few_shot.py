@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import experiment
+from bilevel_tf import experiment, precision
 from bilevel_tf.datasets import EpisodeSampler, load_digits, rotate_classes
 from bilevel_tf.models import CosineClassifier, cosine_logits
 
@@ -199,7 +199,7 @@ class FewShotModel:
 
 def mean_cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     # Every task has the same number of examples, so the overall mean is the mean of per-task means.
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    return tf.reduce_mean(precision.cross_entropy(logits, labels))
 
 
 # ---------------------------------------------------------------------------------------------- meta-test

@@ -7,12 +7,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .. import precision
 from .importance_data import indexed_batches
 
 
 def weighted_ce(logits: tf.Tensor, labels: tf.Tensor, weights: Optional[tf.Tensor] = None) -> tf.Tensor:
     """sum_i w_i CE_i / sum_i w_i (mean CE without weights): the original's importance-weighted loss."""
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32), logits=logits)
+    ce = precision.cross_entropy(logits, labels)
     if weights is None:
         return tf.reduce_mean(ce)
     weights = tf.cast(weights, ce.dtype)

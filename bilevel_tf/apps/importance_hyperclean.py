@@ -25,7 +25,7 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from .. import datasets, experiment, models
+from .. import datasets, experiment, models, precision
 from .importance_data import NUM_CLASSES
 from .importance import check_run_folder
 from .importance_eval import accuracy_curves, noise_detection, weighted_ce
@@ -103,7 +103,7 @@ class HyperCleaning:
 
     def lower_loss(self, _batch=None) -> tf.Tensor:
         x, y = self.train
-        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=self.model(x))
+        ce = precision.cross_entropy(self.model(x), y)
         loss = tf.reduce_mean(tf.sigmoid(self.x) * ce)
         if self.reg:
             loss += self.reg * tf.add_n([tf.reduce_sum(tf.square(w)) for w in self.model.trainable_variables])

@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import datasets, experiment, models
+from bilevel_tf import datasets, experiment, models, precision
 
 METHODS = ("penalty", "approxgrad", "rmd")
 DATASETS = ("mnist", "digits")
@@ -152,7 +152,7 @@ def targeted_data(dataset: str, data_dir: Optional[str], n_train: int, n_val: in
 
 # ====================================================================================== classifiers
 def cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    return tf.reduce_mean(precision.cross_entropy(logits, labels))
 
 
 def regularized_loss(model: keras.Model, x: tf.Tensor, y: tf.Tensor, weight_decay: float) -> tf.Tensor:
