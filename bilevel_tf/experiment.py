@@ -98,7 +98,8 @@ def parser(description: str, *, method: str = "penalty", methods: Sequence[str] 
     p.add_argument("--fresh", action="store_true", help="ignore (delete) checkpoints in <out> and start over")
     p.add_argument("--jit", action="store_true", help="compile each upper iteration with XLA (jit_compile=True)")
     if mixed_precision:
-        p.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
+        from . import precision
+        p.add_argument("--precision", default=precision.FLOAT32, choices=list(precision.POLICIES),
                        help="mixed_bfloat16: the models compute in bfloat16 while variables, losses and every "
                             "solver quantity stay float32 (pays off on GPUs/TPUs with bfloat16 units; slower on "
                             "CPUs without them)")
