@@ -182,7 +182,8 @@ def make_solver(bench: Bench, method: str, inner_steps: int, jit_compile: bool =
     adam = keras.optimizers.Adam
     sgd = keras.optimizers.SGD
     if method == "penalty":
-        return bl.Penalty(bench.problem, lower_optimizer=adam(1e-4), rho=1e-2, lam=1e-2, eps=1e-2, **common)
+        return bl.Penalty(bench.problem, lower_optimizer=adam(1e-4), schedule="original", rho=1e-2, lam=1e-2,
+                          eps=1e-2, **common)
     if method == "approxgrad":
         return bl.ApproxGrad(bench.problem, lower_optimizer=adam(1e-4), linear_optimizer=adam(1e-5),
                              sigma=1e-3, **common)

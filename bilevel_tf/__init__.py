@@ -6,7 +6,7 @@ Solvers: :class:`Penalty` (Mehra & Hamm, ACML 2021), :class:`ApproxGrad`, :class
 :class:`GD`, :class:`VPBGD`, :class:`GPBGD`. Each ``solver.step(upper_batch, lower_batch)`` is one compiled
 upper iteration; :func:`fit` runs many with progress, logging and checkpoint/resume.
 """
-from . import autodiff, constraints, precision, tensor_ops
+from . import autodiff, constraints, precision, tensor_ops, toy
 from .problem import BilevelProblem
 from .solvers import (GD, GPBGD, RMD, SOLVERS, VPBGD, ApproxGrad, BilevelSolver, Penalty, get_solver,
                       make_solver)

@@ -93,6 +93,18 @@ def hvp(problem: BilevelProblem, lower_batch: Any, vector: Sequence, wrt: Option
     return grads
 
 
+def loss_hvp(loss: Callable[[], tf.Tensor], variables: Sequence, vector: Sequence) -> List[tf.Tensor]:
+    """(d^2 loss / d variables^2) · vector by double backward, as dense tensors (replica-averaged)."""
+    w = _constant(vector)
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner_tape:
+            value = loss()
+        grads = inner_tape.gradient(value, list(variables), unconnected_gradients=ZERO)
+        total = ops.inner(grads, w)
+    products = outer.gradient(total, list(variables), unconnected_gradients=ZERO)
+    return [ops.dense(x) for x in mean_across_replicas(products)]
+
+
 def _constant(w: Sequence) -> List:
     return [None if x is None else tf.stop_gradient(ops.dense(x)) for x in w]
 

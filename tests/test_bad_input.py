@@ -90,8 +90,10 @@ def test_optimizer_misuse():
         bl.RMD(Quadratic().problem(), inner_steps=3, truncation=5)
     schedule = keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)
     with pytest.raises(ValueError, match="lr_decay needs upper_optimizer to have a constant learning rate"):
-        bl.Penalty(Quadratic().problem(), upper_optimizer=keras.optimizers.Adam(schedule))
-    bl.Penalty(Quadratic().problem(), upper_optimizer=keras.optimizers.Adam(schedule), lr_decay=None)
+        bl.Penalty(Quadratic().problem(), upper_optimizer=keras.optimizers.Adam(schedule), schedule="original")
+    bl.Penalty(Quadratic().problem(), upper_optimizer=keras.optimizers.Adam(schedule), schedule="original",
+               lr_decay=None)
+    bl.Penalty(Quadratic().problem(), upper_optimizer=keras.optimizers.Adam(schedule))  # default: no decay
 
 
 def test_negative_schedule_values():

@@ -19,7 +19,7 @@ def test_schedule_fires_and_updates_every_quantity(nu_rho):
     q = Quadratic()
     solver = bl.Penalty(q.problem(u0=U0), upper_optimizer=SGD(0.1), lower_optimizer=SGD(0.05), inner_steps=3,
                         rho=2.0, lam=5.0, eps=1e6, nu=0.25, c_rho=1.5, c_lam=0.5, c_eps=0.8, lr_decay=0.9,
-                        nu_rho=nu_rho)
+                        nu_rho=nu_rho, schedule="original")
     logs = solver.step()
     assert float(logs["schedule_fired"]) == 1.0
     s = solver.schedule()
@@ -36,7 +36,7 @@ def test_schedule_fires_and_updates_every_quantity(nu_rho):
 def test_schedule_holds_when_tolerance_not_met():
     q = Quadratic()
     solver = bl.Penalty(q.problem(u0=U0), upper_optimizer=SGD(0.1), lower_optimizer=SGD(0.05), inner_steps=3,
-                        rho=2.0, lam=5.0, eps=1e-8, nu=0.25)
+                        rho=2.0, lam=5.0, eps=1e-8, nu=0.25, schedule="original")
     logs = solver.step()
     assert float(logs["schedule_fired"]) == 0.0
     assert solver.schedule() == pytest.approx({"rho": 2.0, "lam": 5.0, "eps": 1e-8})
@@ -49,7 +49,7 @@ def test_tolerance_forms_differ_as_documented():
     def run(tolerance, eps):
         q = Quadratic()
         solver = bl.Penalty(q.problem(u0=3 * U0), upper_optimizer=SGD(0.01), lower_optimizer=SGD(0.01),
-                            inner_steps=1, rho=1.0, lam=1.0, eps=eps, tolerance=tolerance)
+                            inner_steps=1, rho=1.0, lam=1.0, eps=eps, tolerance=tolerance, schedule="original")
         logs = solver.step()
         return logs
     probe = run("paper", 0.0)
@@ -63,6 +63,6 @@ def test_tolerance_forms_differ_as_documented():
 
 def test_without_nu_no_multiplier_is_kept():
     q = Quadratic()
-    solver = bl.Penalty(q.problem(), use_nu=False, eps=1e6, inner_steps=1)
+    solver = bl.Penalty(q.problem(), use_nu=False, eps=1e6, inner_steps=1, schedule="original")
     solver.step()
     assert solver.nu == []

@@ -71,7 +71,7 @@ def test_penalty_with_the_original_schedule_approaches_the_solution():
     # converge too, more slowly, as rho grows and nu accumulates.
     q = Quadratic()
     solver = bl.Penalty(q.problem(), upper_optimizer=SGD(0.1), lower_optimizer=SGD(0.1), inner_steps=5,
-                        rho=1.0, lam=1.0, eps=1.0, lr_decay=1 / 1.1, tolerance="paper")
+                        schedule="original", rho=1.0, lam=1.0, eps=1.0, lr_decay=1 / 1.1, tolerance="paper")
     errors = []
     for i in range(1500):
         solver.step()

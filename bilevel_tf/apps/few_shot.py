@@ -339,7 +339,8 @@ def make_solver(args: argparse.Namespace, problem: bl.BilevelProblem) -> bl.Bile
     common = dict(inner_steps=args.inner_steps, jit_compile=args.jit)
     if args.method == "penalty":
         return bl.Penalty(problem, adam(args.lr_u), adam(args.lr_v), rho=args.rho, lam=args.lam, eps=args.eps,
-                          nu=args.nu, c_rho=1.1, c_lam=0.9, c_eps=0.9, lr_decay=args.lr_decay, **common)
+                          nu=args.nu, c_rho=1.1, c_lam=0.9, c_eps=0.9, lr_decay=args.lr_decay,
+                          schedule="original", **common)
     return bl.ApproxGrad(problem, adam(args.lr_u), adam(args.lr_v), linear_steps=args.inner_steps,
                          linear_optimizer=adam(args.lr_p), sigma=args.sigma, **common)
 

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 
 
+@keras.saving.register_keras_serializable(package="bilevel_tf")
 class PerExampleAdam(keras.optimizers.Optimizer):
     """Lazy Adam with per-entry step counts (see the module docstring)."""
 

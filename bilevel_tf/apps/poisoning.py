@@ -227,8 +227,8 @@ def make_attack_solver(method: str, problem: bl.BilevelProblem, *, lr_u: float, 
     RMD unrolls plain SGD at the lower level and takes Adam steps on the poison."""
     adam = keras.optimizers.Adam
     if method == "penalty":
-        return bl.Penalty(problem, adam(lr_u), adam(lr_v), inner_steps=inner_steps, rho=rho, lam=lam, eps=eps,
-                          nu=nu, jit_compile=jit_compile)
+        return bl.Penalty(problem, adam(lr_u), adam(lr_v), inner_steps=inner_steps, schedule="original", rho=rho,
+                          lam=lam, eps=eps, nu=nu, jit_compile=jit_compile)
     if method == "approxgrad":
         return bl.ApproxGrad(problem, adam(lr_u), adam(lr_v), inner_steps=inner_steps,
                              linear_optimizer=adam(lr_p or lr_v), sigma=sigma, jit_compile=jit_compile)

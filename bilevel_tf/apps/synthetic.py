@@ -166,7 +166,7 @@ def build_solver(method: str, problem: bl.BilevelProblem, inner_steps: int, *,
     if method == "penalty":
         shrink = 1.0 / s.c_rho
         return bl.Penalty(problem, adam(s.lr_u), adam(s.lr_v), rho=s.rho, lam=s.lam, eps=s.eps, nu=s.nu,
-                          c_rho=s.c_rho, c_lam=shrink, c_eps=shrink, lr_decay=shrink, use_nu=s.use_nu,
+                          c_rho=s.c_rho, c_lam=shrink, c_eps=shrink, lr_decay=shrink, use_nu=s.use_nu, schedule="original",
                           tolerance="original", nu_rho="new", **common)
     raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
 

@@ -9,7 +9,8 @@ import tensorflow as tf
 from .. import autodiff, distribute
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
-from .base import BilevelSolver, check_nonnegative, check_positive_int, make_optimizer, state_variable
+from .base import (BilevelSolver, check_nonnegative, check_positive_int, make_optimizer, optimizer_config,
+                   state_variable)
 
 
 class ApproxGrad(BilevelSolver):
@@ -48,11 +49,14 @@ class ApproxGrad(BilevelSolver):
                                                default_lr)
         if self.linear_optimizer is self.lower_optimizer or self.linear_optimizer is self.upper_optimizer:
             raise ValueError("linear_optimizer must be a separate optimizer instance")
-        self.p = [state_variable(tf.zeros(v.shape, v.dtype), "p") for v in problem.lower_vars]
+        self.p = self.add_state("p", [state_variable(tf.zeros(v.shape, v.dtype), "p") for v in problem.lower_vars])
         self._build_optimizer(self.linear_optimizer, self.p, "linear_optimizer")
+        self.add_state("linear_optimizer", self.linear_optimizer)
+        self._linear_optimizer_config = optimizer_config(self.linear_optimizer)
 
-    def _extra_state(self) -> Dict[str, Any]:
-        return dict(p=list(self.p), linear_optimizer=self.linear_optimizer)
+    def _config(self) -> Dict[str, Any]:
+        return dict(linear_steps=self.linear_steps, linear_optimizer=self._linear_optimizer_config,
+                    sigma=self.sigma, warm_start=self.warm_start)
 
     def _linear_operator(self, lower_batch, x):
         """(H_vv g + sigma I) x."""

@@ -1,6 +1,7 @@
 """The shared machinery of every bilevel solver: validation, optimizers, the compiled step, checkpointing."""
 from __future__ import annotations
 
+import json
 import numbers
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
@@ -54,8 +55,18 @@ def state_variable(value: Any, name: str, dtype=None) -> tf.Variable:
                        aggregation=distribute.ONLY_FIRST_REPLICA)
 
 
-def scalar_variable(value: float, name: str, dtype: Any = tf.float32) -> tf.Variable:
-    return state_variable(value, name, dtype)
+def optimizer_config(optimizer: keras.optimizers.Optimizer) -> Dict[str, Any]:
+    """A JSON-able description of a Keras optimizer (``keras.saving.serialize_keras_object``), read when the
+    solver is built so that later learning-rate decay does not change it."""
+    return json.loads(json.dumps(keras.saving.serialize_keras_object(optimizer), default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "numpy"):
+        return value.numpy().tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    return repr(value)
 
 
 def _has_accelerator() -> bool:
@@ -121,12 +132,20 @@ class BilevelSolver:
                              "each level needs its own optimizer (its slots are per variable)")
         self._build_optimizer(self.upper_optimizer, problem.upper_vars, "upper_optimizer")
         self._build_optimizer(self.lower_optimizer, problem.lower_vars, "lower_optimizer")
-        self.iterations = state_variable(0, "upper_iterations", tf.int64)
+        self._unroll_option = unroll
+        self._optimizer_configs = {"upper_optimizer": optimizer_config(self.upper_optimizer),
+                                   "lower_optimizer": optimizer_config(self.lower_optimizer)}
+        self._checkpoint: Optional[tf.train.Checkpoint] = None
+        #: solver-owned state by checkpoint key (see :meth:`add_state`); names are checkpoint keys, keep them
+        self._state: Dict[str, Any] = {}
+        self._schedule_keys: List[str] = []
+        self.add_state("upper_optimizer", self.upper_optimizer)
+        self.add_state("lower_optimizer", self.lower_optimizer)
+        self.iterations = self.add_state("iterations", state_variable(0, "upper_iterations", tf.int64))
         #: the tf.distribute strategy the solver was built under (None: single device)
         self.strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
         #: number of times the step has been traced (Python side effect, grows only on retracing)
         self.trace_count = 0
-        self._checkpoint: Optional[tf.train.Checkpoint] = None
         self._initial_values: Optional[list] = None
         self._step_fn = tf.function(self._step, jit_compile=self.jit_compile, reduce_retracing=True)
         self._run_fn = tf.function(self._run, jit_compile=self.jit_compile, reduce_retracing=True)
@@ -139,6 +158,7 @@ class BilevelSolver:
     def step(self, upper_batch: Any = None, lower_batch: Any = None) -> Logs:
         """One upper iteration (T lower steps inside the graph, then one upper step); returns scalar logs."""
         self._ensure_snapshot()
+        self._prepare(upper_batch, lower_batch)
         if self.strategy is not None:
             return self._distributed_step_fn(upper_batch, lower_batch)
         return self._step_fn(upper_batch, lower_batch)
@@ -149,6 +169,7 @@ class BilevelSolver:
         per-call overhead; ``steps`` is a tensor argument, so changing it does not retrace."""
         steps = check_positive_int("steps", steps)
         self._ensure_snapshot()
+        self._prepare(upper_batch, lower_batch)
         if self.strategy is not None:  # synchronization cannot sit inside a graph loop: one call per step
             for _ in range(steps):
                 logs = self.step(upper_batch, lower_batch)
@@ -162,17 +183,49 @@ class BilevelSolver:
         ``u`` and the schedule untouched. Meant for diagnostics and tests.
         """
         self._ensure_snapshot()
+        self._prepare(upper_batch, lower_batch)
         return self._hypergradient_fn(upper_batch, lower_batch)
+
+    def get_config(self) -> Dict[str, Any]:
+        """Every option the solver was built with (Keras convention): ``method``, ``inner_steps``, the compile
+        options, each optimizer's ``keras.saving.serialize_keras_object`` form as it was at construction, the
+        solver's own options (schedule constants after resolving presets). JSON-able; with the same problem,
+        :meth:`from_config` builds an equal solver."""
+        config: Dict[str, Any] = {"method": self.method, "inner_steps": self.inner_steps,
+                                  "jit_compile": self.jit_compile, "hvp": self.hvp, "unroll": self._unroll_option}
+        config.update(self._optimizer_configs)
+        config.update(self._config())
+        return config
+
+    @classmethod
+    def from_config(cls, problem: BilevelProblem, config: Dict[str, Any]) -> "BilevelSolver":
+        """A new solver for ``problem`` from :meth:`get_config` output (optimizers rebuilt from their configs)."""
+        options = {k: v for k, v in config.items() if k != "method"}
+        for key, value in options.items():
+            if key.endswith("_optimizer") and isinstance(value, dict):
+                options[key] = keras.saving.deserialize_keras_object(value)
+        return cls(problem, **options)
+
+    def add_state(self, name: str, value: Any, schedule: bool = False) -> Any:
+        """Register solver-owned state (a variable, a list of variables or a trackable such as an optimizer)
+        under checkpoint key ``name``: :attr:`checkpoint` saves it, :meth:`reset_state` restores its initial
+        value, and with ``schedule=True`` :meth:`schedule` and the step's logs report it. Returns ``value``."""
+        if self._checkpoint is not None:
+            raise RuntimeError(f"state {name!r} added after the checkpoint was built")
+        if name in self._state:
+            raise ValueError(f"solver state {name!r} registered twice")
+        self._state[name] = list(value) if isinstance(value, (list, tuple)) else value
+        if schedule:
+            self._schedule_keys.append(name)
+        return value
 
     @property
     def checkpoint(self) -> tf.train.Checkpoint:
         """A ``tf.train.Checkpoint`` reaching every piece of solver state (variables, slots, schedule)."""
         if self._checkpoint is None:
             self._ensure_snapshot()
-            state = dict(upper_vars=list(self.problem.upper_vars), lower_vars=list(self.problem.lower_vars),
-                         upper_optimizer=self.upper_optimizer, lower_optimizer=self.lower_optimizer,
-                         iterations=self.iterations)
-            state.update(self._extra_state())
+            state = dict(upper_vars=list(self.problem.upper_vars), lower_vars=list(self.problem.lower_vars))
+            state.update(self._state)
             for key, value in self.problem.extra_state.items():
                 state[f"extra_{key}"] = value
             self._checkpoint = tf.train.Checkpoint(**state)
@@ -192,18 +245,15 @@ class BilevelSolver:
             return
         problem_ids = {id(v) for v in list(self.problem.upper_vars) + list(self.problem.lower_vars)}
         owned = []
-        for obj in [self.iterations, *self._optimizers(), *self._extra_state().values()]:
+        for obj in self._state.values():
             for var in _variables_of(obj):
                 if id(var) not in problem_ids and not any(var is o for o in owned):
                     owned.append(var)
         self._initial_values = [(v, tf.identity(tf.convert_to_tensor(v))) for v in owned]
 
-    def _optimizers(self) -> List[keras.optimizers.Optimizer]:
-        return [o for o in vars(self).values() if isinstance(o, keras.optimizers.Optimizer)]
-
     def schedule(self) -> Dict[str, float]:
         """Current schedule values (rho, lam, eps, gamma, ... as applicable) as Python floats."""
-        return {k: float(v.numpy()) for k, v in self._schedule_vars().items()}
+        return {k: float(self._state[k].numpy()) for k in self._schedule_keys}
 
     # ------------------------------------------------------------------ subclass hooks
     def _direction(self, upper_batch: Any, lower_batch: Any) -> Tuple[List, Optional[List], Any]:
@@ -213,11 +263,12 @@ class BilevelSolver:
     def _finish(self, aux: Any) -> Logs:
         return dict(aux)
 
-    def _extra_state(self) -> Dict[str, Any]:
+    def _config(self) -> Dict[str, Any]:
+        """The subclass's own constructor options, for :meth:`get_config`."""
         return {}
 
-    def _schedule_vars(self) -> Dict[str, tf.Variable]:
-        return {}
+    def _prepare(self, upper_batch: Any, lower_batch: Any) -> None:
+        """Called before every compiled call with its batches (e.g. one-time calibration); must be cheap."""
 
     # ------------------------------------------------------------------ compiled bodies
     def _step(self, upper_batch: Any, lower_batch: Any, initialized: bool = False) -> Logs:
@@ -230,8 +281,8 @@ class BilevelSolver:
             self.apply_lower(lower_grads)
         logs = self._finish(aux)
         self.iterations.assign_add(1)
-        for key, var in self._schedule_vars().items():
-            logs.setdefault(key, tf.identity(var))
+        for key in self._schedule_keys:
+            logs.setdefault(key, tf.identity(self._state[key]))
         return logs
 
     def _distributed_step(self, upper_batch: Any, lower_batch: Any) -> Logs:

@@ -9,7 +9,7 @@ import tensorflow as tf
 from .. import autodiff, distribute
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
-from .base import (BilevelSolver, check_nonnegative, check_positive_int, make_optimizer, scalar_variable,
+from .base import (BilevelSolver, check_nonnegative, check_positive_int, make_optimizer, optimizer_config,
                    state_variable)
 
 
@@ -26,18 +26,15 @@ class _GammaSchedule(BilevelSolver):
         check_nonnegative("gamma_max", gamma_max)
         self.gamma_init, self.gamma_max = float(gamma_init), float(gamma_max)
         self.gamma_argmax_step = check_positive_int("gamma_argmax_step", gamma_argmax_step)
-        self.gamma = scalar_variable(gamma_init, "gamma", self.dtype)
+        self.gamma = self.add_state("gamma", state_variable(gamma_init, "gamma", self.dtype), schedule=True)
 
     def _update_gamma(self):
         frac = tf.minimum(tf.cast(self.iterations, self.gamma.dtype) / float(self.gamma_argmax_step), 1.0)
         distribute.assign(self.gamma, self.gamma_init + (self.gamma_max - self.gamma_init) * frac)
         return tf.where(self.gamma > 1.0, 1.0 / tf.maximum(self.gamma, 1e-12), 1.0)
 
-    def _schedule_vars(self) -> Dict[str, tf.Variable]:
-        return {"gamma": self.gamma}
-
-    def _extra_state(self) -> Dict[str, Any]:
-        return dict(gamma=self.gamma)
+    def _config(self) -> Dict[str, Any]:
+        return dict(gamma_init=self.gamma_init, gamma_max=self.gamma_max, gamma_argmax_step=self.gamma_argmax_step)
 
 
 class VPBGD(_GammaSchedule):
@@ -68,10 +65,12 @@ class VPBGD(_GammaSchedule):
         if self.inner_optimizer in (self.upper_optimizer, self.lower_optimizer):
             raise ValueError("inner_optimizer must be a separate optimizer instance")
         self._build_optimizer(self.inner_optimizer, problem.lower_vars, "inner_optimizer")
-        self.w = [state_variable(tf.convert_to_tensor(v), "w_inner") for v in problem.lower_vars]
+        self.w = self.add_state("w", [state_variable(tf.convert_to_tensor(v), "w_inner") for v in problem.lower_vars])
+        self.add_state("inner_optimizer", self.inner_optimizer)
+        self._inner_optimizer_config = optimizer_config(self.inner_optimizer)
 
-    def _extra_state(self) -> Dict[str, Any]:
-        return dict(gamma=self.gamma, w=list(self.w), inner_optimizer=self.inner_optimizer)
+    def _config(self) -> Dict[str, Any]:
+        return dict(super()._config(), inner_optimizer=self._inner_optimizer_config)
 
     def _direction(self, upper_batch, lower_batch):
         problem = self.problem

@@ -1,7 +1,7 @@
 """Reverse-mode differentiation through unrolled lower-level SGD (RMD / RHG / ITD, and truncated T-RHG)."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import keras
 import tensorflow as tf
@@ -47,6 +47,9 @@ class RMD(BilevelSolver):
         self.truncation = check_positive_int("truncation", self.inner_steps if truncation is None else truncation)
         if self.truncation > self.inner_steps:
             raise ValueError(f"truncation ({self.truncation}) cannot exceed inner_steps ({self.inner_steps})")
+
+    def _config(self) -> Dict[str, Any]:
+        return dict(truncation=self.truncation)
 
     def _sgd_step(self, lower_batch, eta):
         _, grads = autodiff.lower_value_and_grad(self.problem, lower_batch)
