@@ -108,6 +108,15 @@ def parser(description: str, *, method: str = "penalty", methods: Sequence[str] 
     return p
 
 
+def add_schedule_flag(p: argparse.ArgumentParser, default: str) -> None:
+    """``--schedule``: the Penalty method's schedule preset (see ``bl.Penalty``)."""
+    from .solvers.penalty import SCHEDULES
+    p.add_argument("--schedule", default=default, choices=list(SCHEDULES),
+                   help="Penalty schedule: auglag (the library default: multiplier step every iteration, penalty "
+                        "scaled to the problem), original (the code behind the paper's tables: its constants "
+                        "from this runner's table), paper (Algorithm 2 as printed)")
+
+
 def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment: str) -> argparse.Namespace:
     """Parse flags, validate the common ones, seed everything and create the output folder."""
     args = p.parse_args(argv)

@@ -47,7 +47,7 @@ Sizes = data.Sizes
 METHODS = ("penalty", "approxgrad", "rmd", "gd")
 CLIP = (1e-5, 0.99999)
 #: keys of a hyperparameter row that are not solver keyword arguments
-_RUNNER_KEYS = ("lr_u", "lr_v", "lr_p", "halve_every", "pretrain_lr")
+_RUNNER_KEYS = ("lr_u", "lr_v", "lr_p", "halve_every", "pretrain_lr", "by_schedule")
 
 
 @dataclass
@@ -73,6 +73,7 @@ class DenoisingSpec:
     overrides: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # per data set: fields to replace
     default_data_dir: Optional[str] = None
     default_model: str = "paper"         # --model default: "paper" (the field above) or a key of SMALL_MODELS
+    schedule: str = "original"           # --schedule default (Penalty): the paper's runs use the original's
 
     def classifier(self, name: str, input_shape: Tuple[int, ...]) -> keras.Model:
         factory = self.model if name == "paper" else SMALL_MODELS[name]
@@ -99,7 +100,8 @@ def spec_from_constants(constants: Dict[str, Any], **fields: Any) -> DenoisingSp
 
 #: the schedule every original Penalty runner shares: rho_0 = lamb_0 = eps_0 = 1e-2, c_rho/c_lamb/c_eps =
 #: 1.1/0.9/0.9, both learning rates x0.9 when the schedule fires
-PENALTY_SCHEDULE = dict(rho=1e-2, lam=1e-2, eps=1e-2, c_rho=1.1, c_lam=0.9, c_eps=0.9, lr_decay=0.9)
+PENALTY_SCHEDULE = dict(schedule="original", rho=1e-2, lam=1e-2, eps=1e-2, c_rho=1.1, c_lam=0.9, c_eps=0.9,
+                        lr_decay=0.9)
 #: the original ApproxGrad runners: sigma = 1e-3, lr_u and lr_v halved every 20 epochs
 APPROXGRAD_SCHEDULE = dict(sigma=1e-3, halve_every=20)
 
@@ -116,8 +118,10 @@ SMALL_MODELS: Dict[str, Callable[[Tuple[int, ...], int], keras.Model]] = {
 #: evaluation classifiers train long enough (100 epochs, Adam 3e-3) for uniform weights to memorise the noise.
 DIGITS_DEMO = dict(
     default_model="mlp", epochs=20, batch_size=200, pretrain_epochs=50, eval_epochs=100, eval_lr=3e-3,
-    inner_steps=20,
-    hyperparams=dict(penalty=dict(lr_u=1.0, lr_v=3e-3, pretrain_lr=1e-3),
+    inner_steps=20, schedule="auglag",
+    # the library's default schedule takes graded steps of 0.3 on the atanh logits (a first per-example step
+    # of 1 already moves a from 0.5 to 0.88); --schedule original keeps the first demo's lr_u = 1
+    hyperparams=dict(penalty=dict(lr_u=1.0, lr_v=3e-3, pretrain_lr=1e-3, by_schedule={"auglag": dict(lr_u=0.3)}),
                      approxgrad=dict(lr_u=0.3, lr_v=1e-3, lr_p=1e-3, halve_every=None, pretrain_lr=1e-3),
                      rmd=dict(lr_u=1.0, lr_v=0.1, pretrain_lr=1e-3),
                      gd=dict(lr_u=1.0, lr_v=1e-3, pretrain_lr=1e-3)))
@@ -238,6 +242,7 @@ def build_parser(spec: DenoisingSpec) -> argparse.ArgumentParser:
                    help="fraction of training labels flipped")
     p.add_argument("--batch-size", type=experiment.int_range(1), default=spec.batch_size,
                    help="training and validation batch size")
+    experiment.add_schedule_flag(p, spec.schedule)
     p.add_argument("--lr-u", type=float, default=None, help="upper (importance) learning rate; default: table")
     p.add_argument("--lr-v", type=float, default=None, help="lower (classifier) learning rate; default: table")
     p.add_argument("--pretrain-epochs", type=experiment.int_range(0), default=spec.pretrain_epochs,
@@ -284,6 +289,11 @@ def _parse(spec: DenoisingSpec, argv: Optional[Sequence[str]]) -> Tuple[argparse
 
 def _hyperparams(spec: DenoisingSpec, args: argparse.Namespace) -> Dict[str, Any]:
     hp = dict(spec.hyperparams[args.method])
+    if args.method == "penalty":
+        if args.schedule != "original":  # the table's constants are the original schedule's
+            hp = {k: v for k, v in hp.items() if k not in PENALTY_SCHEDULE}
+        hp.update(hp.pop("by_schedule", {}).get(args.schedule, {}))
+        hp["schedule"] = args.schedule
     for key in ("lr_u", "lr_v"):
         if getattr(args, key) is not None:
             hp[key] = getattr(args, key)
@@ -405,7 +415,7 @@ def _evaluation_classifiers(setup: Setup, importance: np.ndarray, steps: int, ba
 def run_denoising(argv: Optional[Sequence[str]], spec: DenoisingSpec) -> Dict[str, Any]:
     """The whole experiment for one runner; returns the metrics (results.json has everything)."""
     args, spec = _parse(spec, argv)
-    fingerprint = {k: getattr(args, k) for k in ("method", "dataset", "noise", "seed", "batch_size", "smoke",
+    fingerprint = {k: getattr(args, k) for k in ("method", "schedule", "dataset", "noise", "seed", "batch_size", "smoke",
                                                  "synthetic_data", "inner_steps", "upper_optimizer", "dropout", "model")}
     splits = _load(spec, args)  # before the run folder is touched: missing data loses no checkpoint (--fresh)
     resuming = check_run_folder(args, fingerprint)

@@ -132,8 +132,10 @@ def make_solver(args: argparse.Namespace, problem: bl.BilevelProblem, penalty_op
     if args.method == "rhg":  # K < T: truncated (T-RHG)
         return bl.RMD(problem, sgd(args.lrx), sgd(args.lr_inner), inner_steps=args.T,
                       truncation=min(args.K, args.T), **common)
+    options = dict(penalty_options) if args.schedule == "original" else {}  # the table holds original constants
+    options["schedule"] = args.schedule
     return bl.Penalty(problem, keras.optimizers.Adam(args.lrx), keras.optimizers.Adam(args.lry),
-                      inner_steps=args.inner_itr, **penalty_options, **common)
+                      inner_steps=args.inner_itr, **options, **common)
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -144,7 +146,8 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--net", default="linear", choices=["linear", "MLP"], help="784-10 or 784-300(sigmoid)-10")
     p.add_argument("--pollute_rate", type=experiment.float_range(0.0, 1.0, include_maximum=False), default=None,
                    help="fraction of training labels redrawn")
-    p.add_argument("--reg", type=float, default=0.0, help="weight of sum ||w||^2 in the lower loss")
+    p.add_argument("--reg", type=float, default=None,
+                   help="weight of sum ||w||^2 in the lower loss (default: per method, see the table)")
     for flag, kind, what in [("--lrx", float, "step size of x (upper)"), ("--lry", float, "step size of y (net)"),
                              ("--lr_inner", float, "step size of the inner loop (V-PBGD copy, RHG unrolled SGD)"),
                              ("--gamma_init", float, "initial penalty (PBGD)"), ("--gamma_max", float, "max penalty"),
@@ -155,10 +158,12 @@ def add_flags(p: argparse.ArgumentParser) -> None:
                              ("--K", count, "RHG: truncation (K < T: T-RHG)")]:
         p.add_argument(flag, type=kind, default=None, help=what + " (default: per method, see the table)")
     p.add_argument("--eval_every", type=count, default=10, help="evaluate (test accuracy, F1) every N steps")
+    experiment.add_schedule_flag(p, "auglag")
 
 
 def apply_defaults(args: argparse.Namespace, table: Dict[Tuple[str, str], Dict[str, Any]]) -> None:
-    defaults = dict(table[(args.method, "linear")])
+    defaults = dict(reg=0.0)
+    defaults.update(table[(args.method, "linear")])
     defaults.update(table.get((args.method, args.net), {}))
     for key, value in defaults.items():
         if getattr(args, key, None) is None:
@@ -200,7 +205,7 @@ def time_upper_iterations(args: argparse.Namespace, penalty_options: Dict[str, A
 def run_hyper_cleaning(args: argparse.Namespace, penalty_options: Dict[str, Any],
                        baseline: Tuple[int, float] = (5000, 0.1)) -> Dict[str, Any]:
     """The experiment; ``baseline`` = (steps, SGD learning rate) of the uniform-weight reference net."""
-    keys = ("method", "dataset", "net", "pollute_rate", "seed", "smoke", "reg", "lrx", "lry", "lr_inner", "gamma_init",
+    keys = ("method", "schedule", "dataset", "net", "pollute_rate", "seed", "smoke", "reg", "lrx", "lry", "lr_inner", "gamma_init",
             "gamma_max", "gamma_argmax_step", "inner_itr", "T", "K")
     check_run_folder(args, {k: getattr(args, k) for k in keys})
     train, val, test, dirty, y_clean = load_hyperclean_data(args.dataset, args.pollute_rate, args.seed, args.data_dir)
@@ -225,6 +230,10 @@ def run_hyper_cleaning(args: argparse.Namespace, penalty_options: Dict[str, Any]
     weights = 1.0 / (1.0 + np.exp(-task.x.numpy()))
     metrics: Dict[str, Any] = evaluate()
     metrics.pop("eval_seconds")
+    evaluated = [r for r in history if "test_accuracy" in r] or [dict(step=args.outer_itr, **metrics)]
+    best = max(evaluated, key=lambda r: r["test_accuracy"])
+    metrics.update(best_test_accuracy=best["test_accuracy"], best_test_accuracy_iteration=best["step"],
+                   final_test_accuracy=metrics["test_accuracy"])
     metrics.update(noise_detection(weights, dirty, threshold=0.5))
     steps, lr = baseline
     steps = min(steps, args.outer_itr) if args.smoke else steps
