@@ -454,6 +454,8 @@ def run_denoising(argv: Optional[Sequence[str]], spec: DenoisingSpec) -> Dict[st
     metrics["bilevel_test_accuracy"] = setup.predictor.accuracy(s.x_test, s.y_test)
     metrics.update(noise_detection(importance, setup.flipped))
     metrics.update(warm)
+    if "warm_start_noise_precision" in warm:  # what the bilevel phase added to the warm start's ranking
+        metrics["noise_precision_gain"] = metrics["noise_precision"] - warm["warm_start_noise_precision"]
     metrics.update(n_train=len(s.x_train), n_val=len(s.x_val), n_test=len(s.x_test),
                    n_flipped=int(setup.flipped.sum()), upper_iterations=int(solver.iterations.numpy()),
                    eval_steps=eval_steps, step_traces=solver.trace_count)
