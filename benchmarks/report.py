@@ -7,7 +7,7 @@ import platform
 from collections import defaultdict
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List
 
 SOLVER_ORDER = ("penalty", "approxgrad", "rmd", "gd", "vpbgd", "gpbgd")
 

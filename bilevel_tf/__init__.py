@@ -6,8 +6,12 @@ Solvers: :class:`Penalty` (Mehra & Hamm, ACML 2021), :class:`ApproxGrad`, :class
 :class:`GD`, :class:`VPBGD`, :class:`GPBGD`. Each ``solver.step(upper_batch, lower_batch)`` is one compiled
 upper iteration; :func:`fit` runs many with progress, logging and checkpoint/resume.
 """
-from . import autodiff, constraints, precision, tensor_ops, toy
-from .problem import BilevelProblem
+from ._quiet import import_tensorflow_quietly
+
+import_tensorflow_quietly()
+
+from . import autodiff, constraints, precision, tensor_ops, toy  # noqa: E402
+from .problem import BilevelProblem  # noqa: E402
 from .solvers import (GD, GPBGD, RMD, SOLVERS, VPBGD, ApproxGrad, BilevelSolver, Penalty, get_solver,
                       make_solver)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import os
+import time
 from typing import Any, Callable, Dict, Optional
 
 import tensorflow as tf
@@ -17,6 +18,10 @@ class Callback:
 
     def on_fit_begin(self, solver: Any, start_step: int, steps: int) -> None:
         """Called before the first step; the run goes from ``start_step`` (after a resume) to ``steps``."""
+
+    def on_history_restored(self, history: list) -> None:
+        """Called before :meth:`on_fit_begin` with the records of the run so far (restored from a checkpoint
+        on a resume, else the ``history`` passed to ``fit``), e.g. to continue a clock."""
 
     def on_step_end(self, step: int, logs: Logs) -> None:
         """``step`` counts completed upper iterations (1-based); ``logs`` holds Python floats and may be
@@ -42,31 +47,59 @@ class LambdaCallback(Callback):
 
 class Evaluate(Callback):
     """Every ``every`` steps (and at the last step) call ``fn() -> dict`` and merge its metrics into the logs,
-    so progress bars, CSV files and the returned history all show them."""
+    so progress bars, CSV files and the returned history all show them. The seconds spent in ``fn`` so far
+    (across resumes) go into the logs as ``time_key`` (default ``eval_seconds``; None to leave out), so
+    ``seconds - eval_seconds`` is the training time of a curve point."""
 
-    def __init__(self, fn: Callable[[], Dict[str, Any]], every: int, prefix: str = ""):
+    def __init__(self, fn: Callable[[], Dict[str, Any]], every: int, prefix: str = "",
+                 time_key: Optional[str] = "eval_seconds"):
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
-        self.fn, self.every, self.prefix = fn, int(every), prefix
+        self.fn, self.every, self.prefix, self.time_key = fn, int(every), prefix, time_key
         self._final_step: Optional[int] = None
+        self.seconds = 0.0
+
+    def on_history_restored(self, history: list) -> None:
+        if self.time_key is not None:
+            self.seconds = next((float(r[self.time_key]) for r in reversed(history) if self.time_key in r), 0.0)
 
     def on_fit_begin(self, solver: Any, start_step: int, steps: int) -> None:
         self._final_step = steps
 
     def on_step_end(self, step: int, logs: Logs) -> None:
         if step % self.every == 0 or step == self._final_step:
+            t0 = time.perf_counter()
             for key, value in self.fn().items():
                 logs[self.prefix + key] = float(value)
+            self.seconds += time.perf_counter() - t0
+            if self.time_key is not None:
+                logs[self.time_key] = self.seconds
 
 
 class CSVLogger(Callback):
-    """Append one row per step to a CSV file (appending continues a resumed run's file)."""
+    """One row per ``every`` steps in a CSV file. A resumed run continues the file after dropping the rows
+    logged after the restored step (a kill past the last checkpoint would otherwise repeat them); a run that
+    starts at step 0 starts a new file."""
 
     def __init__(self, path: str, every: int = 1):
         self.path, self.every = path, int(every)
         self._file = None
         self._writer = None
         self._keys = None
+
+    def on_fit_begin(self, solver: Any, start_step: int, steps: int) -> None:
+        if not os.path.exists(self.path):
+            return
+        with open(self.path, newline="") as f:
+            rows = list(csv.reader(f))
+        kept = rows[:1] + [r for r in rows[1:] if r and _step_of(r) is not None and _step_of(r) <= start_step]
+        if start_step == 0 or len(kept) == 1:
+            os.unlink(self.path)
+            return
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(kept)
+        os.replace(tmp, self.path)
 
     def on_step_end(self, step: int, logs: Logs) -> None:
         if step % self.every:
@@ -92,6 +125,13 @@ class CSVLogger(Callback):
         if self._file is not None:
             self._file.close()
             self._file = self._writer = None
+
+
+def _step_of(row: list) -> Optional[int]:
+    try:
+        return int(float(row[0]))
+    except (ValueError, IndexError):
+        return None
 
 
 class TensorBoard(Callback):

@@ -11,6 +11,7 @@ A runner reads like its experiment::
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import math
 import os
@@ -18,15 +19,28 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 METHODS = ("penalty", "approxgrad", "rmd", "gd", "vpbgd", "gpbgd")
+METHOD_NAMES = {"penalty": "Mehra & Hamm", "approxgrad": "approximate implicit gradient", "rmd": "reverse-mode "
+                "unrolling", "rhg": "RHG/T-RHG: reverse-mode unrolling", "gd": "naive alternation",
+                "vpbgd": "PBGD value-gap penalty", "gpbgd": "PBGD gradient penalty"}
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Adds "(default: X)" to a flag's help once: not when the help already says its default, and not for
+    defaults that are None (resolved later, e.g. per method or per data set) or False (plain switches)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is False or default is argparse.SUPPRESS
+                or action.option_strings == [] or isinstance(action, argparse._HelpAction)):
+            return text
+        shown = ", ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        return f"{text} (default: {shown})"
 
 
 class UsageError(ValueError):
@@ -73,13 +87,39 @@ def float_range(minimum: float, maximum: Optional[float] = None, *,
     return convert
 
 
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a finite number > 0 (learning rates, step sizes)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < math.inf):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+#: an argparse ``type``: a finite number >= 0 (penalty weights, regularizers)
+nonnegative_float = float_range(0.0)
+
+
+def finite_float(text: str) -> float:
+    """An argparse ``type``: any finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
 def parser(description: str, *, method: str = "penalty", methods: Sequence[str] = METHODS,
            inner_steps: Optional[int] = 20, epochs: Optional[int] = None, seed: int = 0,
            out: Optional[str] = None, data_dir: bool = True, mixed_precision: bool = True) -> argparse.ArgumentParser:
     """An ``argparse`` parser with the flags every runner shares; the runner adds its own knobs."""
     p = argparse.ArgumentParser(description=description, formatter_class=_Formatter)
     p.add_argument("--method", default=method, choices=list(methods),
-                   help="bilevel solver: penalty (Mehra & Hamm), approxgrad, rmd (RHG/T-RHG), gd, vpbgd, gpbgd")
+                   help="bilevel solver: " + ", ".join(f"{m} ({METHOD_NAMES.get(m, m)})" for m in methods))
     if inner_steps is not None:
         p.add_argument("--inner-steps", type=int, default=inner_steps,
                        help="T: lower-level steps per upper iteration (ApproxGrad also uses T linear-system steps)")
@@ -104,7 +144,10 @@ def parser(description: str, *, method: str = "penalty", methods: Sequence[str] 
                             "solver quantity stay float32 (pays off on GPUs/TPUs with bfloat16 units; slower on "
                             "CPUs without them)")
     p.add_argument("--deterministic", action="store_true", help="enable TensorFlow op determinism")
-    p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="0 silent, 1 progress bar, 2 one line per log")
+    p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2],
+                   help="0 silent, 1 progress bar (plain lines when not on a terminal), 2 one line per log and "
+                        "TensorFlow's start-up messages")
+    p.add_argument("--debug", action="store_true", help="show the traceback of a failure instead of one line")
     return p
 
 
@@ -128,9 +171,6 @@ def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment:
     if args.out is None:
         args.out = os.path.join("runs", experiment.replace("/", "_"), getattr(args, "method", None) or "run")
     os.makedirs(args.out, exist_ok=True)
-    # --fresh clears a phase's checkpoints when the runner first asks for that folder (checkpoint_dir), i.e.
-    # after data loading and flag checks: a run that fails before training loses nothing.
-    args._fresh_cleared = []  # phases already emptied (private: config_of leaves out '_' names)
     seed_everything(args.seed, deterministic=args.deterministic)
     from . import precision
     # set on every parse (float32 included): a policy never leaks from one in-process run into the next
@@ -139,15 +179,113 @@ def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment:
 
 
 def checkpoint_dir(args: argparse.Namespace, phase: str = "bilevel") -> str:
-    """Where a runner's ``bl.fit`` keeps checkpoints (one subfolder per training phase); with ``--fresh``
-    the folder is emptied the first time it is asked for."""
-    path = os.path.join(args.out, "checkpoints", phase)
-    cleared = getattr(args, "_fresh_cleared", None)
-    if getattr(args, "fresh", False) and cleared is not None and phase not in cleared:
+    """Where a runner's ``bl.fit`` keeps checkpoints (one subfolder per training phase)."""
+    return os.path.join(args.out, "checkpoints", phase)
+
+
+#: flags that change where and how loudly a run works, not what it computes: free to differ on a rerun
+NON_RESULT_FLAGS = ("out", "fresh", "verbose", "debug", "checkpoint_every", "jit", "data_dir", "tensorboard",
+                    "steps_per_execution", "experiment")
+#: how long to run: a rerun may change them (continue a run further, or stop it earlier); a finished run
+#: counts as finished only for the same values
+BUDGET_FLAGS = ("epochs", "max_steps", "meta_iterations", "outer_itr", "iterations", "max_iterations")
+#: what --fresh deletes in the output folder (besides checkpoints/ and tensorboard/)
+OUTPUT_FILES = ("results.json", "run.json", "history.csv", "*.png", "*.jsonl", "*.npz", "*.weights.h5")
+
+
+def fingerprint(*arrays: Any) -> str:
+    """A short hash of arrays (shapes, dtypes and bytes): what the run was computed on."""
+    import hashlib
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+class Run:
+    """The output folder of one run: one process at a time, one configuration, nothing half-written.
+
+    Open it after the data are loaded and the flags checked (so a run that fails early loses nothing)::
+
+        with experiment.Run(args, data=fingerprint(y_noisy)) as run:
+            if run.complete:            # rerun of a finished run: outputs left as they are
+                return run.metrics
+            ... bl.fit(..., config=run.config) ...; experiment.write_results(...)
+
+    Opening locks ``--out`` (a second run is refused; a killed run's lock is taken over), removes what a kill
+    left half-written, and with ``--fresh`` deletes the previous outputs (``OUTPUT_FILES``, checkpoints,
+    TensorBoard logs). ``run.json`` records the configuration (every flag but ``NON_RESULT_FLAGS``, plus the
+    keyword arguments, e.g. a data fingerprint); a folder holding another configuration is refused with
+    :class:`~bilevel_tf.checkpoints.ResumeMismatchError` naming the differences. The ``BUDGET_FLAGS`` may
+    change (a rerun continues the run further or stops it earlier); a finished run is reused only when they
+    are the same.
+    """
+
+    def __init__(self, args: argparse.Namespace, **extra: Any):
+        self.args, self.folder = args, args.out
+        everything = config_of(args, **extra)
+        self.config = {k: v for k, v in everything.items() if k not in NON_RESULT_FLAGS + BUDGET_FLAGS}
+        self.budget = {k: v for k, v in everything.items() if k in BUDGET_FLAGS}
+        self.complete, self.metrics = False, None
+        self._lock = None
+
+    def __enter__(self) -> "Run":
+        from .checkpoints import FolderLock, ResumeMismatchError, config_differences, remove_partial_files
+        self._lock = FolderLock(self.folder).acquire()
+        try:
+            for folder in [self.folder] + sorted(glob.glob(os.path.join(self.folder, "checkpoints", "*"))):
+                remove_partial_files(folder)
+            if getattr(self.args, "fresh", False):
+                self._delete_outputs()
+            path = os.path.join(self.folder, "run.json")
+            if os.path.exists(path):
+                try:
+                    saved = json.loads(Path(path).read_text())["config"]
+                except (OSError, ValueError, KeyError, TypeError) as e:
+                    raise ResumeMismatchError(f"{path} is unreadable ({_one_line(e)}); pass --fresh to start over") \
+                        from None
+                differences = config_differences(saved, self.config)
+                if differences:
+                    raise ResumeMismatchError(
+                        f"{self.folder} holds a run of another configuration ({'; '.join(differences[:6])}); rerun "
+                        "with the same flags to resume or reuse it, pass --fresh to start over, or choose another --out")
+            atomic_write_text(path, json.dumps({"config": self.config, "budget": self.budget}, indent=1,
+                                               sort_keys=True))
+            results = os.path.join(self.folder, "results.json")
+            if os.path.exists(results):
+                try:
+                    finished = json.loads(Path(results).read_text())
+                    self.metrics = finished["metrics"]
+                    self.complete = all(finished["config"].get(k) == v for k, v in self.budget.items())
+                except (OSError, ValueError, KeyError, TypeError):
+                    self.complete = False  # damaged: the run is redone (checkpoints make that cheap)
+            if self.complete:
+                print(f"[{self.args.experiment}] {self.folder} already holds the finished run of this configuration "
+                      f"(results.json); nothing to do (--fresh redoes it)", flush=True)
+        except BaseException:
+            self._lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._lock is not None:
+            self._lock.release()
+
+    @classmethod
+    def once(cls, args: argparse.Namespace, body: Callable[["Run"], Any], **extra: Any) -> Any:
+        """``body(run)`` inside the open folder, unless the run is already complete (then its metrics)."""
+        with cls(args, **extra) as run:
+            return run.metrics if run.complete else body(run)
+
+    def _delete_outputs(self) -> None:
         import shutil
-        shutil.rmtree(path, ignore_errors=True)
-        cleared.append(phase)
-    return path
+        for pattern in OUTPUT_FILES:
+            for path in glob.glob(os.path.join(self.folder, pattern)):
+                os.unlink(path)
+        for sub in ("checkpoints", "tensorboard"):
+            shutil.rmtree(os.path.join(self.folder, sub), ignore_errors=True)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -215,6 +353,7 @@ def atomic_write_text(path: str, text: str) -> None:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=os.path.basename(path))
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make results.json unreadable to others
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
@@ -224,6 +363,12 @@ def atomic_write_text(path: str, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_results(args: argparse.Namespace, *, metrics: Mapping[str, Any], history: Iterable[Mapping[str, Any]] = (),
@@ -329,10 +474,43 @@ def plot_image_rows(path: str, rows: Mapping[str, np.ndarray], *, title: str = "
 
 
 def run_main(main, argv: Optional[Sequence[str]] = None) -> None:
-    """Script entry: run ``main(argv)`` and turn expected errors (missing files, bad flags) into one line."""
-    from .datasets.errors import DataFileMissingError, DataFormatError
+    """Script entry: run ``main(argv)``; every expected failure prints ONE line and exits with status 2 (the
+    run cannot start or continue as asked: flags, data files, a folder in use or of another configuration,
+    checkpoints, files that cannot be written) or 1 (the run failed: NaN/inf, interrupted). ``--debug``
+    shows the traceback instead."""
+    argv_list = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv_list
     try:
         main(argv)
-    except (DataFileMissingError, DataFormatError, FileNotFoundError, UsageError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("error: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        raise SystemExit(1) from None
+    except Exception as e:  # noqa: BLE001 -- classified below, re-raised with --debug
+        status = _exit_status(e)
+        if debug or status is None:
+            raise
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        raise SystemExit(status) from None
+
+
+def _exit_status(error: BaseException) -> Optional[int]:
+    """2: cannot start/continue as asked; 1: the run failed; None: not an expected failure (a bug)."""
+    from .checkpoints import CheckpointError, FolderLockedError
+    from .fit import NonFiniteError
+    if isinstance(error, NonFiniteError):
+        return 1
+    if isinstance(error, (UsageError, CheckpointError, FolderLockedError, OSError, ValueError, TypeError)):
+        return 2  # data files (DataFileMissingError is an OSError, DataFormatError a ValueError), config, I/O
+    return None
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}"  # e.g. read-only folder, no space left, --out is a file
+    text = " ".join(str(error).split()) or type(error).__name__
+    hint = "" if isinstance(error, (UsageError, OSError)) else " (--debug shows the traceback)"
+    return text + hint

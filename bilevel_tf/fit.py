@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import keras
 import tensorflow as tf
 
 from .callbacks import Callback, CSVLogger, TensorBoard
+from .checkpoints import FolderLock, RunCheckpoints, remove_partial_files, run_config
 from .solvers.base import BilevelSolver, check_positive_int
 
 
@@ -81,7 +83,8 @@ def _all_finite_fn(variables: Sequence) -> Callable[[], tf.Tensor]:
 def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, steps: int = 1, *,
         checkpoint_dir: Optional[str] = None, checkpoint_every: int = 100, max_to_keep: int = 3,
         callbacks: Optional[Sequence[Callback]] = None, verbose: int = 1, log_every: int = 1,
-        csv_path: Optional[str] = None, tensorboard_dir: Optional[str] = None) -> History:
+        csv_path: Optional[str] = None, tensorboard_dir: Optional[str] = None,
+        config: Optional[Mapping[str, Any]] = None, history: Optional[Sequence[Mapping[str, Any]]] = None) -> History:
     """Run upper iterations until ``solver.iterations`` reaches ``steps``.
 
     ``steps`` is the total: a solver restored from ``checkpoint_dir`` at iteration k runs ``steps - k`` more,
@@ -96,8 +99,18 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     written from finite states, so the last one on disk is good. Ctrl-C (or SIGTERM) saves a checkpoint
     first when the state is finite, then re-raises.
 
-    Returns a :class:`History`: one dict per logged step (``step``, ``seconds`` since the fit began, and
-    the solver's logs plus anything callbacks added), with ``seconds_per_step`` (median, first step excluded).
+    With ``checkpoint_dir`` (see :mod:`bilevel_tf.checkpoints`): the folder is locked for the run (a second
+    process is refused with ``FolderLockedError``; a lock left by a killed one is taken over) and leftovers
+    of an interrupted write are removed; each checkpoint also stores the run's configuration (the solver's
+    class and ``get_config()`` plus ``config``, any JSON-able description such as the runner's flags) and
+    the history so far. Resuming under another configuration raises ``ResumeMismatchError``; a damaged
+    latest checkpoint falls back to the previous one (with a warning), and ``CheckpointError`` is raised
+    when none is usable. ``history`` holds records logged before the fit (e.g. an evaluation at step 0);
+    they belong to the run and are restored with it.
+
+    Returns a :class:`History` of the WHOLE run, across resumes: ``history``, then one dict per logged step
+    (``step``, ``seconds`` of fitting so far, the solver's logs plus anything callbacks added), with
+    ``seconds_per_step`` (median of this call's steps, the first excluded).
     """
     if not isinstance(solver, BilevelSolver):
         raise ValueError(f"solver must be a bl.BilevelSolver, got {type(solver).__name__}")
@@ -112,34 +125,43 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     if tensorboard_dir:
         callbacks.append(TensorBoard(tensorboard_dir, every=log_every))
 
-    manager = None
-    checkpoint = None
+    records: List[Dict[str, Any]] = [dict(r) for r in (history or [])]
+    checkpoints, lock = None, None
+    run = run_config(solver, config)
     if checkpoint_dir:
-        trackables: Dict[str, Any] = {"solver": solver.checkpoint}
-        for src, key in ((upper, "upper_data"), (lower, "lower_data")):
-            if src.iterator is not None:
-                trackables[key] = src.iterator
-        checkpoint = tf.train.Checkpoint(**trackables)
-        manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=max_to_keep)
-        if manager.latest_checkpoint:
-            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        lock = FolderLock(checkpoint_dir).acquire()
+        try:
+            remove_partial_files(checkpoint_dir)
+            trackables: Dict[str, Any] = {"solver": solver.checkpoint}
+            for src, key in ((upper, "upper_data"), (lower, "lower_data")):
+                if src.iterator is not None:
+                    trackables[key] = src.iterator
+            checkpoints = RunCheckpoints(checkpoint_dir, trackables, max_to_keep=max_to_keep)
+            restored = checkpoints.restore(run)
+        except BaseException:
+            lock.release()
+            raise
+        if restored is not None and restored[1]:
+            records = restored[1]
     start = int(solver.iterations.numpy())
     upper.skip(start)
     lower.skip(start)
     finite = _all_finite_fn(list(solver.problem.upper_vars) + list(solver.problem.lower_vars))
 
     def save(step: int) -> None:
-        if manager is not None and bool(finite()):
-            manager.save(checkpoint_number=step)
+        if checkpoints is not None and bool(finite()):
+            checkpoints.save(step, run, records)
 
-    history = History()
-    progbar = None
+    progress = None
     for cb in callbacks:
+        cb.on_history_restored(list(records))
         cb.on_fit_begin(solver, start, steps)
     durations: List[float] = []
-    t_begin = time.perf_counter()
+    # "seconds" continues the restored run's clock, so curves against wall-clock time stay monotone
+    t_begin = time.perf_counter() - next((r["seconds"] for r in reversed(records) if "seconds" in r), 0.0)
     step = start
     previous_handler = _install_sigterm()
+    finished = False
     try:
         for index in range(start, steps):
             upper_batch, lower_batch = upper.next(index), lower.next(index)
@@ -149,31 +171,34 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
             step = index + 1
             bad = [k for k, v in logs.items() if not math.isfinite(v)]
             if bad:
-                kept = manager.latest_checkpoint if manager is not None else None
+                kept = checkpoints.latest if checkpoints is not None else None
                 raise NonFiniteError(
                     f"step {step}: {', '.join(f'{k} = {logs[k]}' for k in bad)}; stopped"
                     + (f", last good checkpoint kept: {kept}" if kept else " (no checkpoint was written)"))
             for cb in callbacks:
                 cb.on_step_end(step, logs)
             if step % log_every == 0 or step == steps:
-                history.append({"step": step, "seconds": time.perf_counter() - t_begin, **logs})
-            if verbose and progbar is None:
-                # Logs are current values, not running means: mark them all stateful.
-                progbar = keras.utils.Progbar(steps, verbose=1 if verbose == 1 else 2, stateful_metrics=set(logs))
-                progbar.update(start)
-            if progbar is not None and (step % log_every == 0 or step == steps):
-                progbar.update(step, values=[(k, v) for k, v in logs.items() if _show(k)], finalize=step == steps)
+                records.append({"step": step, "seconds": time.perf_counter() - t_begin, **logs})
+                if verbose:
+                    progress = progress or _Progress(steps, start, verbose)
+                    progress.update(step, logs)
             if step % checkpoint_every == 0:
                 save(step)
             if any(cb.stop_fit for cb in callbacks):
                 break
+        finished = True
     except KeyboardInterrupt:
         save(step)
         raise
     finally:
         _restore_sigterm(previous_handler)
-    if manager is not None and step > start:
+        if lock is not None and not finished:
+            lock.release()
+    if checkpoints is not None and step > start:
         save(step)
+    if lock is not None:
+        lock.release()
+    history = History(records)
     if len(durations) > 1:
         durations = sorted(durations[1:])
         history.seconds_per_step = durations[len(durations) // 2]
@@ -186,6 +211,30 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
 
 def _show(key: str) -> bool:
     return key in ("upper_loss", "lower_loss") or not key.endswith("_sq")
+
+
+class _Progress:
+    """A Keras progress bar on a terminal (``verbose=1``); otherwise plain flushed lines: one per logged step
+    with ``verbose=2``, about twenty per run with ``verbose=1`` (a log file gets no escape codes)."""
+
+    def __init__(self, steps: int, start: int, verbose: int):
+        self.steps, self.verbose = steps, verbose
+        self.bar = None
+        if verbose == 1 and sys.stdout.isatty():
+            self.bar = keras.utils.Progbar(steps, verbose=1)
+            self.bar.update(start)
+        self.every = 1 if verbose == 2 else max(1, (steps - start) // 20)
+        self.t0 = time.perf_counter()
+
+    def update(self, step: int, logs: Dict[str, float]) -> None:
+        shown = {k: v for k, v in logs.items() if _show(k)}
+        if self.bar is not None:
+            # every value is the current one (evaluation metrics too), never a running mean
+            self.bar.stateful_metrics.update(shown)
+            self.bar.update(step, values=list(shown.items()), finalize=step == self.steps)
+        elif step % self.every == 0 or step == self.steps:
+            values = " ".join(f"{k}={v:.4g}" for k, v in shown.items())
+            print(f"step {step}/{self.steps} ({time.perf_counter() - self.t0:.0f} s) {values}", flush=True)
 
 
 def _raise_interrupt(signum, frame):

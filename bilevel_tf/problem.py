@@ -27,8 +27,13 @@ def _check_vars(name: str, variables: Any) -> List[Any]:
     for i, v in enumerate(variables):
         if not is_variable(v):
             raise ValueError(f"{name}[{i}] is a {type(v).__name__}, expected a tf.Variable or keras.Variable")
-        if not tf.as_dtype(v.dtype).is_floating:
-            raise ValueError(f"{name}[{i}] ({v.name}) has dtype {tf.as_dtype(v.dtype).name}; only floating variables can be optimized")
+        dtype = tf.as_dtype(v.dtype)
+        if not dtype.is_floating:
+            raise ValueError(f"{name}[{i}] ({v.name}) has dtype {dtype.name}; only floating variables can be optimized")
+        if dtype in precision.HALF:
+            raise ValueError(f"{name}[{i}] ({v.name}) is {dtype.name}: second-order products and the solvers' "
+                             "state need float32 or float64 variables; for half-precision compute build the model "
+                             "after bl.precision.set_policy('mixed_bfloat16'), which keeps its variables float32")
     ids = [id(v) for v in variables]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{name} lists the same variable twice")
@@ -60,6 +65,10 @@ class BilevelProblem:
             raise ValueError(f"upper_loss must be callable(batch) -> scalar, got {type(upper_loss).__name__}")
         if not callable(lower_loss):
             raise ValueError(f"lower_loss must be callable(batch) -> scalar, got {type(lower_loss).__name__}")
+        if precision.policy() not in precision.POLICIES + ("float64",):
+            raise ValueError(f"Keras' dtype policy is {precision.policy()!r}: bilevel_tf supports float32, float64 and "
+                             "'mixed_bfloat16' (float16 underflows in second-order products); set it with "
+                             "bl.precision.set_policy")
         self.upper_loss = upper_loss
         self.lower_loss = lower_loss
         self.upper_vars = _check_vars("upper_vars", upper_vars)
@@ -78,6 +87,24 @@ class BilevelProblem:
         # Check the constraints eagerly on the current values: a wrong output fails here, not mid-run.
         check_constraint_output("upper_constraint", upper_constraint, self.upper_vars)
         check_constraint_output("lower_constraint", lower_constraint, self.lower_vars)
+
+    def check_connected(self, upper_batch: Any, lower_batch: Any) -> None:
+        """Raise ValueError naming the variables that no loss reaches: an upper variable that neither f nor g
+        depends on (it would never move), or a lower variable that g does not use (the lower problem says
+        nothing about it). Call inside a trace; only the graph's structure is inspected."""
+        with tf.GradientTape(persistent=True) as tape:
+            f, g = self.f(upper_batch), self.g(lower_batch)
+        unused_upper = [v.name for v, a, b in zip(self.upper_vars, tape.gradient(f, self.upper_vars),
+                                                   tape.gradient(g, self.upper_vars)) if a is None and b is None]
+        unused_lower = [v.name for v, d in zip(self.lower_vars, tape.gradient(g, self.lower_vars)) if d is None]
+        del tape
+        if unused_upper:
+            raise ValueError(f"upper_vars {unused_upper} are not used by upper_loss nor lower_loss, so no solver can "
+                             "move them; remove them or make a loss depend on them")
+        if unused_lower:
+            raise ValueError(f"lower_vars {unused_lower} are not used by lower_loss, so the lower problem does not "
+                             "determine them; pass only the variables g depends on (e.g. the trainable weights of "
+                             "the layers g calls)")
 
     def f(self, batch: Any) -> tf.Tensor:
         """The upper loss, checked to be a scalar."""

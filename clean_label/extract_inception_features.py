@@ -10,7 +10,6 @@ only from the Keras cache (~/.keras/models/inception_v3_weights_tf_dim_ordering_
     python clean_label/extract_inception_features.py --smoke --random-weights   # tiny generated images
 """
 import os
-import time
 
 import numpy as np
 

@@ -38,10 +38,10 @@ def main(argv=None):
     p = experiment.parser(__doc__, method="vpbgd", methods=["vpbgd"], inner_steps=INNER_STEPS, data_dir=False,
                           mixed_precision=False)  # float64 end to end
     p.add_argument("--num-starts", type=int, default=NUM_STARTS, help="independent runs (random starts)")
-    p.add_argument("--gamma", type=float, default=GAMMA, help="penalty constant (held fixed)")
-    p.add_argument("--lr", type=float, default=LEARNING_RATE, help="SGD learning rate before the 1/gamma scaling")
-    p.add_argument("--inner-lr", type=float, default=INNER_LEARNING_RATE, help="SGD learning rate of the inner copy")
-    p.add_argument("--tolerance", type=float, default=TOLERANCE, help="projected-gradient norm that ends a run")
+    p.add_argument("--gamma", type=experiment.nonnegative_float, default=GAMMA, help="penalty constant (held fixed)")
+    p.add_argument("--lr", type=experiment.positive_float, default=LEARNING_RATE, help="SGD learning rate before the 1/gamma scaling")
+    p.add_argument("--inner-lr", type=experiment.positive_float, default=INNER_LEARNING_RATE, help="SGD learning rate of the inner copy")
+    p.add_argument("--tolerance", type=experiment.positive_float, default=TOLERANCE, help="projected-gradient norm that ends a run")
     p.add_argument("--max-iterations", type=int, default=MAX_ITERATIONS, help="iteration cap")
     p.add_argument("--check-every", type=int, default=CHECK_EVERY, help="iterations between convergence checks")
     synthetic.add_jit_flag(p)
@@ -51,56 +51,59 @@ def main(argv=None):
         for name, value in SMOKE.items():
             setattr(args, name, min(getattr(args, name), value))
 
-    toy = synthetic.make_toy(args.num_starts, args.seed)
-    solver = bl.VPBGD(toy.problem, keras.optimizers.SGD(args.lr), keras.optimizers.SGD(args.lr),
-                      inner_steps=args.inner_steps, inner_optimizer=keras.optimizers.SGD(args.inner_lr),
-                      gamma_init=args.gamma, gamma_max=args.gamma, gamma_argmax_step=1, jit_compile=args.jit)
-    pg_norm = synthetic.toy_projected_gradient_norm(toy, args.gamma, args.lr / max(args.gamma, 1.0))
-    x0 = toy.x.numpy()
+    def run_all(run):  # inside the locked output folder (experiment.Run)
+        toy = synthetic.make_toy(args.num_starts, args.seed)
+        solver = bl.VPBGD(toy.problem, keras.optimizers.SGD(args.lr), keras.optimizers.SGD(args.lr),
+                          inner_steps=args.inner_steps, inner_optimizer=keras.optimizers.SGD(args.inner_lr),
+                          gamma_init=args.gamma, gamma_max=args.gamma, gamma_argmax_step=1, jit_compile=args.jit)
+        pg_norm = synthetic.toy_projected_gradient_norm(toy, args.gamma, args.lr / max(args.gamma, 1.0))
+        x0 = toy.x.numpy()
 
-    first_converged = np.full(args.num_starts, -1)
-    history, done, clock = [], 0, experiment.Stopwatch()
-    while done < args.max_iterations:
-        chunk = min(args.check_every, args.max_iterations - done)
-        solver.run(chunk)
-        done += chunk
-        pg = pg_norm().numpy()
-        first_converged[(first_converged < 0) & (pg <= args.tolerance)] = done
-        history.append(dict(iteration=done, converged_fraction=float(np.mean(first_converged >= 0)),
-                            max_projected_gradient=float(np.max(pg)), seconds=clock()))
-        if args.verbose >= 2 or (args.verbose == 1 and len(history) % 100 == 0):
-            print(f"iteration {done}: converged {history[-1]['converged_fraction']:.3f}, "
-                  f"max projected gradient {history[-1]['max_projected_gradient']:.2e}", flush=True)
-        if np.all(first_converged >= 0):
-            break
-    # timing excludes the first chunk, which includes tracing and compilation
-    timed = done - history[0]["iteration"]
-    seconds_per_iteration = (history[-1]["seconds"] - history[0]["seconds"]) / timed if timed else None
+        first_converged = np.full(args.num_starts, -1)
+        history, done, clock = [], 0, experiment.Stopwatch()
+        while done < args.max_iterations:
+            chunk = min(args.check_every, args.max_iterations - done)
+            solver.run(chunk)
+            done += chunk
+            pg = pg_norm().numpy()
+            first_converged[(first_converged < 0) & (pg <= args.tolerance)] = done
+            history.append(dict(iteration=done, converged_fraction=float(np.mean(first_converged >= 0)),
+                                max_projected_gradient=float(np.max(pg)), seconds=clock()))
+            if args.verbose >= 2 or (args.verbose == 1 and len(history) % 100 == 0):
+                print(f"iteration {done}: converged {history[-1]['converged_fraction']:.3f}, "
+                      f"max projected gradient {history[-1]['max_projected_gradient']:.2e}", flush=True)
+            if np.all(first_converged >= 0):
+                break
+        # timing excludes the first chunk, which includes tracing and compilation
+        timed = done - history[0]["iteration"]
+        seconds_per_iteration = (history[-1]["seconds"] - history[0]["seconds"]) / timed if timed else None
 
-    x, y = toy.x.numpy().astype(np.float64), toy.y.numpy().astype(np.float64)
-    minima = synthetic.toy_local_minima()
-    nearest = np.abs(x[:, None] - minima[None, :]).argmin(axis=1)
-    at_minimum = np.abs(x - minima[nearest]) <= MINIMUM_RADIUS
-    per_minimum = [dict(x=float(m), phi=float(synthetic.toy_hyper_objective(m)),
-                        fraction=float(np.mean(at_minimum & (nearest == i)))) for i, m in enumerate(minima)]
-    global_i = int(np.argmin([m["phi"] for m in per_minimum]))
-    used = np.where(first_converged >= 0, first_converged, done)
-    metrics = dict(
-        local_minima=per_minimum,
-        fraction_at_global_minimum=per_minimum[global_i]["fraction"],
-        fraction_at_a_local_minimum=float(np.mean(at_minimum)),
-        converged_fraction=float(np.mean(first_converged >= 0)),
-        final_x=dict(mean=float(x.mean()), std=float(x.std()), min=float(x.min()), max=float(x.max()),
-                     quartiles=np.quantile(x, [0.25, 0.5, 0.75]).tolist()),
-        max_lower_level_gap=float(np.max(np.abs(x + y))),  # |x + y| = distance of y to argmin_y g
-        iterations_used=dict(total=done, median=float(np.median(used)), max=int(used.max())),
-        final_projected_gradient_max=history[-1]["max_projected_gradient"])
-    plot(args.out, x, minima, x0)
-    experiment.write_results(args, metrics=metrics, history=subsample(history), dataset="pbgd_toy",
-                             seconds_per_upper_iteration=seconds_per_iteration,
-                             summary_keys=["fraction_at_global_minimum", "fraction_at_a_local_minimum",
-                                           "converged_fraction"])
-    return metrics
+        x, y = toy.x.numpy().astype(np.float64), toy.y.numpy().astype(np.float64)
+        minima = synthetic.toy_local_minima()
+        nearest = np.abs(x[:, None] - minima[None, :]).argmin(axis=1)
+        at_minimum = np.abs(x - minima[nearest]) <= MINIMUM_RADIUS
+        per_minimum = [dict(x=float(m), phi=float(synthetic.toy_hyper_objective(m)),
+                            fraction=float(np.mean(at_minimum & (nearest == i)))) for i, m in enumerate(minima)]
+        global_i = int(np.argmin([m["phi"] for m in per_minimum]))
+        used = np.where(first_converged >= 0, first_converged, done)
+        metrics = dict(
+            local_minima=per_minimum,
+            fraction_at_global_minimum=per_minimum[global_i]["fraction"],
+            fraction_at_a_local_minimum=float(np.mean(at_minimum)),
+            converged_fraction=float(np.mean(first_converged >= 0)),
+            final_x=dict(mean=float(x.mean()), std=float(x.std()), min=float(x.min()), max=float(x.max()),
+                         quartiles=np.quantile(x, [0.25, 0.5, 0.75]).tolist()),
+            max_lower_level_gap=float(np.max(np.abs(x + y))),  # |x + y| = distance of y to argmin_y g
+            iterations_used=dict(total=done, median=float(np.median(used)), max=int(used.max())),
+            final_projected_gradient_max=history[-1]["max_projected_gradient"])
+        plot(args.out, x, minima, x0)
+        experiment.write_results(args, metrics=metrics, history=subsample(history), dataset="pbgd_toy",
+                                 seconds_per_upper_iteration=seconds_per_iteration,
+                                 summary_keys=["fraction_at_global_minimum", "fraction_at_a_local_minimum",
+                                               "converged_fraction"])
+        return metrics
+
+    return experiment.Run.once(args, run_all)
 
 
 def subsample(history, max_points=200):

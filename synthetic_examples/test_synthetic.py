@@ -75,47 +75,51 @@ def main(argv=None):
     add_flags(p)
     args = experiment.parse(p, argv, "synthetic")
     resolve(p, args)
-    log = print if args.verbose >= 1 else (lambda *a, **k: None)
-    trial_log = log if args.verbose >= 2 else None
-    sizes = dict(dim=args.dim, iterations=args.iterations, record_every=args.record_every, seed=args.seed,
-                 jit=args.jit, settings=synthetic.PAPER_SETTINGS)
-    cache = synthetic.CellCache(experiment.checkpoint_dir(args), sizes)
-    steps = synthetic.record_iterations(args.iterations, args.record_every)
-    run = dict(iterations=args.iterations, record_every=args.record_every, seed=args.seed, log=trial_log)
 
-    def cell(key, example, make_runner, trials, setup=None):
-        done = cache.get(key)
-        if done is not None and done.curves.shape[0] == trials:
-            log(f"{key}: cached")
-            return done
-        result = synthetic.run_trials(make_runner(), example, trials=trials, setup=setup, **run)
-        m = synthetic.cell_metrics(result)
-        log(f"{key}: final distance {m['distance_to_solution_mean']:.4g} +- {m['distance_to_solution_std']:.2g}, "
-            f"{m['seconds_per_upper_iteration'] * 1e6:.1f} us/iter")
-        return cache.put(key, result)
+    def run_all(run):  # inside the locked output folder (experiment.Run)
+        log = print if args.verbose >= 1 else (lambda *a, **k: None)
+        trial_log = log if args.verbose >= 2 else None
+        sizes = dict(dim=args.dim, iterations=args.iterations, record_every=args.record_every, seed=args.seed,
+                     jit=args.jit, settings=synthetic.PAPER_SETTINGS)
+        cache = synthetic.CellCache(experiment.checkpoint_dir(args), sizes)
+        steps = synthetic.record_iterations(args.iterations, args.record_every)
+        run = dict(iterations=args.iterations, record_every=args.record_every, seed=args.seed, log=trial_log)
 
-    metrics, history = {}, []
-    for e in args.examples:
-        example = synthetic.make_example(e, args.dim, args.seed)
-        for method in args.methods:
-            for t in args.ts:
-                c = cell(f"ex{e}/{method}/T{t}", example, lambda: synthetic.build_solver(
-                    method, example.problem, t, jit_compile=args.jit), args.trials)
-                metrics.setdefault(f"ex{e}", {}).setdefault(method, {})[f"T{t}"] = synthetic.cell_metrics(c)
-                history.append(dict(example=e, method=method, T=t,
-                                    **synthetic.mean_curve(c, steps, MAX_CURVE_POINTS)))
-    if not args.skip_ablation:
-        metrics["ablation"] = run_ablation(args, cell, steps, history)
+        def cell(key, example, make_runner, trials, setup=None):
+            done = cache.get(key)
+            if done is not None and done.curves.shape[0] == trials:
+                log(f"{key}: cached")
+                return done
+            result = synthetic.run_trials(make_runner(), example, trials=trials, setup=setup, **run)
+            m = synthetic.cell_metrics(result)
+            log(f"{key}: final distance {m['distance_to_solution_mean']:.4g} +- {m['distance_to_solution_std']:.2g}, "
+                f"{m['seconds_per_upper_iteration'] * 1e6:.1f} us/iter")
+            return cache.put(key, result)
 
-    write_figures(args.out, history)
-    print_table(metrics)
-    # the top-level timing is Penalty's mean over examples and T (per cell timings are in the metrics)
-    penalty = [m["seconds_per_upper_iteration"] for k, by_method in metrics.items() if k.startswith("ex")
-               for m in by_method.get("penalty", {}).values()]
-    experiment.write_results(args, metrics=metrics, history=history, dataset="synthetic",
-                             seconds_per_upper_iteration=float(np.mean(penalty)) if penalty else None,
-                             config=experiment.config_of(args, settings=dataclasses.asdict(synthetic.PAPER_SETTINGS)))
-    return metrics
+        metrics, history = {}, []
+        for e in args.examples:
+            example = synthetic.make_example(e, args.dim, args.seed)
+            for method in args.methods:
+                for t in args.ts:
+                    c = cell(f"ex{e}/{method}/T{t}", example, lambda: synthetic.build_solver(
+                        method, example.problem, t, jit_compile=args.jit), args.trials)
+                    metrics.setdefault(f"ex{e}", {}).setdefault(method, {})[f"T{t}"] = synthetic.cell_metrics(c)
+                    history.append(dict(example=e, method=method, T=t,
+                                        **synthetic.mean_curve(c, steps, MAX_CURVE_POINTS)))
+        if not args.skip_ablation:
+            metrics["ablation"] = run_ablation(args, cell, steps, history)
+
+        write_figures(args.out, history)
+        print_table(metrics)
+        # the top-level timing is Penalty's mean over examples and T (per cell timings are in the metrics)
+        penalty = [m["seconds_per_upper_iteration"] for k, by_method in metrics.items() if k.startswith("ex")
+                   for m in by_method.get("penalty", {}).values()]
+        experiment.write_results(args, metrics=metrics, history=history, dataset="synthetic",
+                                 seconds_per_upper_iteration=float(np.mean(penalty)) if penalty else None,
+                                 config=experiment.config_of(args, settings=dataclasses.asdict(synthetic.PAPER_SETTINGS)))
+        return metrics
+
+    return experiment.Run.once(args, run_all)
 
 
 def run_ablation(args, cell, steps, history):

@@ -1,6 +1,5 @@
 """Bad construction raises ValueError naming the problem."""
 import keras
-import numpy as np
 import pytest
 import tensorflow as tf
 

@@ -56,13 +56,16 @@ def test_resume_reaches_the_uninterrupted_state(tmp_path):
 
     problem, up, lo = _importance_problem()
     first = _solver(problem)
-    bl.fit(first, up, lo, steps=7, checkpoint_dir=str(tmp_path), checkpoint_every=5, verbose=0)
+    partial = bl.fit(first, up, lo, steps=7, checkpoint_dir=str(tmp_path), checkpoint_every=5, verbose=0)
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith("-7")
 
     problem, up, lo = _importance_problem()  # a new process would rebuild everything from scratch
     resumed = _solver(problem)
     history = bl.fit(resumed, up, lo, steps=12, checkpoint_dir=str(tmp_path), verbose=0)
-    assert [r["step"] for r in history] == [8, 9, 10, 11, 12]
+    # the whole run's history, the restored part included, with a clock that keeps running
+    assert [r["step"] for r in history] == list(range(1, 13))
+    assert [r["upper_loss"] for r in history[:7]] == [r["upper_loss"] for r in partial]
+    assert all(a["seconds"] <= b["seconds"] for a, b in zip(history, history[1:]))
     for a, b in zip(_state(reference), _state(resumed)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     # Optimizer slots were restored too: one more identical step keeps the runs together.

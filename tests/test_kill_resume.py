@@ -1,5 +1,6 @@
 """Crash safety: a runner killed with SIGKILL at a random step after a checkpoint, then started again with the
-same flags, ends with the same results.json metrics as an uninterrupted run with the same seed.
+same flags, ends with the same results.json metrics AND the same complete history as an uninterrupted run with
+the same seed; running it once more changes nothing.
 
 The killed run is a real process (``python <runner> ...``, killed by a watcher thread as soon as the chosen
 checkpoint is on disk). The uninterrupted reference and the rerun call the runner's ``main`` in the pytest
@@ -52,6 +53,16 @@ def restore_op_determinism():
 def _latest_step(folder) -> int:
     steps = [int(name[5:-6]) for name in os.listdir(folder) if name.startswith("ckpt-") and name.endswith(".index")]
     return max(steps, default=0)
+
+
+TIMINGS = ("seconds", "eval_seconds")
+
+
+def _assert_same_history(resumed: list, reference: list) -> None:
+    assert [r["step"] for r in resumed] == [r["step"] for r in reference]
+    for a, b in zip(resumed, reference):
+        _assert_same_metrics({k: v for k, v in a.items() if k not in TIMINGS},
+                             {k: v for k, v in b.items() if k not in TIMINGS})
 
 
 def _assert_same_metrics(resumed: dict, reference: dict) -> None:
@@ -129,9 +140,12 @@ def test_sigkill_then_rerun_matches_an_uninterrupted_run(tmp_path, restore_op_de
         run.wait_killed()
     for run in runs:
         resumed = run_runner(run.runner, run.args + COMMON, run.out)  # the same flags, the killed run's folder
-        steps = [r["step"] for r in resumed["history"]]
-        assert min(steps) > run.restored_step and max(steps) == run.total  # continued, not restarted
         _assert_same_metrics(resumed["metrics"], references[run.name]["metrics"])
+        _assert_same_history(resumed["history"], references[run.name]["history"])  # the whole run's
+        before = {p.name: p.read_bytes() for p in run.out.iterdir() if p.is_file()}
+        again = run_runner(run.runner, run.args + COMMON, run.out)  # finished: nothing to do, nothing lost
+        assert again["history"] == resumed["history"]
+        assert {p.name: p.read_bytes() for p in run.out.iterdir() if p.is_file()} == before
         KILLS_SURVIVED.append(run.name)
         print(f"{run.name}: SIGKILL after checkpoint {run.killed_after} (target {run.kill_step}), resumed from "
               f"{run.restored_step}: metrics equal to the uninterrupted run's")

@@ -1,5 +1,4 @@
 """One compiled graph per upper iteration: no Python loss code per inner step, no retracing."""
-import keras
 import pytest
 import tensorflow as tf
 

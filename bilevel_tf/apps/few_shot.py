@@ -24,7 +24,6 @@ import argparse
 import math
 import os
 import sys
-import time
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import keras
@@ -284,15 +283,15 @@ def build_parser(description: str, defaults: Dict, datasets: Sequence[str],
                    help=f"tasks per meta-iteration (default: {defaults['meta_batch_help']})")
     p.add_argument("--meta-iterations", "--epochs", dest="meta_iterations", type=int, default=None,
                    help=f"upper iterations (default: {defaults['meta_iterations_help']})")
-    p.add_argument("--lr-u", type=float, default=defaults["lr_u"], help="Adam learning rate of the representation")
-    p.add_argument("--lr-v", type=float, default=defaults["lr_v"], help="Adam learning rate of the task heads")
-    p.add_argument("--lr-p", type=float, default=defaults["lr_p"], help="ApproxGrad: Adam rate of the linear solve")
-    p.add_argument("--sigma", type=float, default=defaults["sigma"], help="ApproxGrad: Hessian regularizer")
-    p.add_argument("--rho", type=float, default=defaults["rho"], help="Penalty: initial penalty weight (paper gamma_0)")
-    p.add_argument("--lam", type=float, default=defaults["lam"], help="Penalty: initial weight of g in h_l")
-    p.add_argument("--eps", type=float, default=defaults["eps"], help="Penalty: initial tolerance")
-    p.add_argument("--nu", type=float, default=defaults["nu"], help="Penalty: initial multiplier entries")
-    p.add_argument("--lr-decay", type=float, default=defaults["lr_decay"],
+    p.add_argument("--lr-u", type=experiment.positive_float, default=defaults["lr_u"], help="Adam learning rate of the representation")
+    p.add_argument("--lr-v", type=experiment.positive_float, default=defaults["lr_v"], help="Adam learning rate of the task heads")
+    p.add_argument("--lr-p", type=experiment.positive_float, default=defaults["lr_p"], help="ApproxGrad: Adam rate of the linear solve")
+    p.add_argument("--sigma", type=experiment.nonnegative_float, default=defaults["sigma"], help="ApproxGrad: Hessian regularizer")
+    p.add_argument("--rho", type=experiment.nonnegative_float, default=defaults["rho"], help="Penalty: initial penalty weight (paper gamma_0)")
+    p.add_argument("--lam", type=experiment.nonnegative_float, default=defaults["lam"], help="Penalty: initial weight of g in h_l")
+    p.add_argument("--eps", type=experiment.nonnegative_float, default=defaults["eps"], help="Penalty: initial tolerance")
+    p.add_argument("--nu", type=experiment.finite_float, default=defaults["nu"], help="Penalty: initial multiplier entries")
+    p.add_argument("--lr-decay", type=experiment.float_range(0.0, 1.0), default=defaults["lr_decay"],
                    help="Penalty: learning-rate factor when the schedule fires (few-shot original: 0.99)")
     p.add_argument("--test-tasks", type=int, default=defaults["test_tasks"],
                    help="meta-test tasks for the final accuracy and its 95%% interval")
@@ -305,7 +304,7 @@ def build_parser(description: str, defaults: Dict, datasets: Sequence[str],
                    help="tasks per compiled meta-test call (default: the meta-batch; does not change results)")
     p.add_argument("--test-steps", type=int, default=defaults["test_steps"],
                    help="Adam steps training each meta-test task's head on its support set")
-    p.add_argument("--test-lr", type=float, default=defaults["test_lr"], help="Adam rate of those steps")
+    p.add_argument("--test-lr", type=experiment.positive_float, default=defaults["test_lr"], help="Adam rate of those steps")
     return p
 
 
@@ -378,6 +377,13 @@ def run(args: argparse.Namespace, data: FewShotData, make_encoder: Callable[[Tup
     """Meta-train with the chosen solver, evaluate as the paper, write results.json and the accuracy curves.
     Returns the metrics."""
     train_sampler, test_sampler = _sampler(data, "train", args), _sampler(data, "test", args)
+    fingerprint = experiment.fingerprint(data.train.labels, data.test.labels, data.train.images[:64])
+    return experiment.Run.once(args, lambda run: _run(args, data, make_encoder, train_sampler, test_sampler, run),
+                               data=fingerprint)
+
+
+def _run(args: argparse.Namespace, data: FewShotData, make_encoder: Callable[[Tuple[int, ...]], keras.Model],
+         train_sampler: EpisodeSampler, test_sampler: EpisodeSampler, run: experiment.Run) -> Dict:
     encoder = make_encoder(data.image_shape)
     model = FewShotModel(encoder, args.n_way, args.meta_batch, seed=args.seed)
     solver = make_solver(args, model.problem())
@@ -396,28 +402,24 @@ def run(args: argparse.Namespace, data: FewShotData, make_encoder: Callable[[Tup
 
     untrained = summarize(accuracies("test", args.test_tasks))
     start = [summarize(accuracies(w, args.eval_tasks))[0] for w in ("train", "test")]
-    clock = {"start": time.perf_counter(), "eval": 0.0}
 
     def evaluate() -> Dict[str, float]:
-        t0 = time.perf_counter()
-        logs = {"train_seconds": t0 - clock["start"] - clock["eval"],
-                "meta_train_test_accuracy": summarize(accuracies("train", args.eval_tasks))[0],
+        return {"meta_train_test_accuracy": summarize(accuracies("train", args.eval_tasks))[0],
                 "meta_test_test_accuracy": summarize(accuracies("test", args.eval_tasks))[0]}
-        clock["eval"] += time.perf_counter() - t0
-        return logs
 
     history = bl.fit(solver, source.query, source.support, steps=args.meta_iterations,
                      checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
                      checkpoint_every=args.checkpoint_every, callbacks=[bl.Evaluate(evaluate, args.eval_every)],
-                     verbose=args.verbose, log_every=math.gcd(args.eval_every, 10))
+                     verbose=args.verbose, log_every=math.gcd(args.eval_every, 10), config=run.config)
     test_acc, test_ci = summarize(accuracies("test", args.test_tasks))
     train_acc, train_ci = summarize(accuracies("train", args.test_tasks))
     metrics = {"test_accuracy": test_acc, "test_accuracy_ci95": test_ci,
                "meta_train_test_accuracy": train_acc, "meta_train_test_accuracy_ci95": train_ci,
                "untrained_test_accuracy": untrained[0], "untrained_test_accuracy_ci95": untrained[1],
                "test_tasks": args.test_tasks, "meta_iterations": int(solver.iterations.numpy())}
-    points = [(0.0, *start)] + [(h["train_seconds"], h["meta_train_test_accuracy"], h["meta_test_test_accuracy"])
-                                for h in history if "train_seconds" in h]
+    # training seconds: fit's clock (continued across resumes) minus the evaluations' share
+    points = [(0.0, *start)] + [(h["seconds"] - h["eval_seconds"], h["meta_train_test_accuracy"],
+                                 h["meta_test_test_accuracy"]) for h in history if "eval_seconds" in h]
     t, tr, te = (list(c) for c in zip(*points))
     experiment.plot_curves(os.path.join(args.out, "accuracy_vs_time.png"),
                            {"meta-train-test": (t, tr), "meta-test-test": (t, te)},

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import glob
 import json
 import os
 import sys
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -243,8 +243,8 @@ def build_parser(spec: DenoisingSpec) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=experiment.int_range(1), default=spec.batch_size,
                    help="training and validation batch size")
     experiment.add_schedule_flag(p, spec.schedule)
-    p.add_argument("--lr-u", type=float, default=None, help="upper (importance) learning rate; default: table")
-    p.add_argument("--lr-v", type=float, default=None, help="lower (classifier) learning rate; default: table")
+    p.add_argument("--lr-u", type=experiment.positive_float, default=None, help="upper (importance) learning rate; default: table")
+    p.add_argument("--lr-v", type=experiment.positive_float, default=None, help="lower (classifier) learning rate; default: table")
     p.add_argument("--pretrain-epochs", type=experiment.int_range(0), default=spec.pretrain_epochs,
                    help="warm start: epochs of training on the validation set")
     p.add_argument("--eval-epochs", type=experiment.float_range(0.0), default=spec.eval_epochs,
@@ -345,37 +345,21 @@ def prepare(spec: DenoisingSpec, args: argparse.Namespace, warm_start: bool = Tr
                  data.steps_per_epoch(len(noisy), batch), augment, predictor)
 
 
-def check_run_folder(args: argparse.Namespace, fingerprint: Dict[str, Any]) -> bool:
-    """True when a checkpoint of the same configuration exists (resume); error on a different one."""
-    folder = experiment.checkpoint_dir(args, "bilevel")
-    path = os.path.join(folder, "run.json")
-    if not tf.train.latest_checkpoint(folder):
-        os.makedirs(folder, exist_ok=True)
-        experiment.atomic_write_text(path, json.dumps(fingerprint))
-        return False
-    if os.path.exists(path):
-        saved = json.loads(open(path).read())
-        if saved != fingerprint:
-            diff = {k: (saved.get(k), v) for k, v in fingerprint.items() if saved.get(k) != v}
-            raise ValueError(f"{folder} holds a checkpoint of another configuration {diff} (saved, now); "
-                             "pass --fresh to start over or choose another --out")
-    return True
+def has_checkpoint(folder: str) -> bool:
+    """True when ``folder`` holds checkpoint files (a run to resume rather than start)."""
+    return bool(glob.glob(os.path.join(folder, "ckpt-*.index")))
 
 
-def _lower_evaluation(setup: Setup, clock: Dict[str, float]) -> Callable[[], Dict[str, float]]:
+def _lower_evaluation(setup: Setup) -> Callable[[], Dict[str, float]]:
     s, predictor = setup.splits, setup.predictor
 
     def evaluate() -> Dict[str, float]:
-        t0 = time.perf_counter()
         a = setup.task.values()
-        out = {"lower_train_accuracy": predictor.accuracy(s.x_train, setup.noisy),  # noisy labels, as fig. 4a
-               "lower_val_accuracy": predictor.accuracy(s.x_val, s.y_val),
-               "lower_test_accuracy": predictor.accuracy(s.x_test, s.y_test),
-               "mean_importance": float(a.mean()),
-               "noise_precision": noise_detection(a, setup.flipped)["noise_precision"]}
-        clock["eval"] += time.perf_counter() - t0
-        out["eval_seconds"] = clock["eval"]
-        return out
+        return {"lower_train_accuracy": predictor.accuracy(s.x_train, setup.noisy),  # noisy labels, as fig. 4a
+                "lower_val_accuracy": predictor.accuracy(s.x_val, s.y_val),
+                "lower_test_accuracy": predictor.accuracy(s.x_test, s.y_test),
+                "mean_importance": float(a.mean()),
+                "noise_precision": noise_detection(a, setup.flipped)["noise_precision"]}
     return evaluate
 
 
@@ -415,11 +399,16 @@ def _evaluation_classifiers(setup: Setup, importance: np.ndarray, steps: int, ba
 def run_denoising(argv: Optional[Sequence[str]], spec: DenoisingSpec) -> Dict[str, Any]:
     """The whole experiment for one runner; returns the metrics (results.json has everything)."""
     args, spec = _parse(spec, argv)
-    fingerprint = {k: getattr(args, k) for k in ("method", "schedule", "dataset", "noise", "seed", "batch_size", "smoke",
-                                                 "synthetic_data", "inner_steps", "upper_optimizer", "dropout", "model")}
     splits = _load(spec, args)  # before the run folder is touched: missing data loses no checkpoint (--fresh)
-    resuming = check_run_folder(args, fingerprint)
-    warm_path = os.path.join(experiment.checkpoint_dir(args, "bilevel"), "warm_start.json")
+    data_fingerprint = experiment.fingerprint(splits.y_train, splits.y_val, splits.x_train[:256], splits.x_val[:256])
+    return experiment.Run.once(args, lambda run: _run_denoising(args, spec, splits, run), data=data_fingerprint)
+
+
+def _run_denoising(args: argparse.Namespace, spec: DenoisingSpec, splits: data.Splits,
+                   run: experiment.Run) -> Dict[str, Any]:
+    ckpt = experiment.checkpoint_dir(args, "bilevel")
+    resuming = has_checkpoint(ckpt)
+    warm_path = os.path.join(ckpt, "warm_start.json")
     setup = prepare(spec, args, warm_start=not resuming, splits=splits)  # a resumed run restores u and v from the checkpoint
     s, task, solver = setup.splits, setup.task, setup.solver
     if resuming and os.path.exists(warm_path):
@@ -428,24 +417,22 @@ def run_denoising(argv: Optional[Sequence[str]], spec: DenoisingSpec) -> Dict[st
         warm = {"pretrain_test_accuracy": setup.predictor.accuracy(s.x_test, s.y_test),
                 **{f"warm_start_{k}": v for k, v in noise_detection(task.values(), setup.flipped).items()
                    if k in ("noise_precision", "noise_recall")}}
+        os.makedirs(ckpt, exist_ok=True)
         experiment.atomic_write_text(warm_path, json.dumps(warm))
 
-    clock = {"eval": 0.0}
-    evaluate = _lower_evaluation(setup, clock)
+    evaluate = _lower_evaluation(setup)
     spe = setup.steps_per_epoch
     total = args.epochs * spe if args.max_steps is None else min(args.max_steps, args.epochs * spe)
-    history: List[Dict[str, Any]] = []
-    if not resuming:
-        history.append({"step": 0, "seconds": 0.0, **evaluate(), "eval_seconds": 0.0})
-        clock["eval"] = 0.0  # fit's clock starts after this evaluation
+    # the state before the bilevel phase (evaluation time not counted); a resume restores it with the rest
+    start = [] if resuming else [{"step": 0, "seconds": 0.0, **evaluate(), "eval_seconds": 0.0}]
     halve = setup.hp.get("halve_every") if args.method == "approxgrad" else None
     callbacks = [EpochEnd(task, spe, [solver.upper_optimizer, solver.lower_optimizer], halve),
                  bl.Evaluate(evaluate, every=args.eval_every * spe)]
-    fit_history = bl.fit(solver, setup.val_stream, setup.train_stream, steps=total,
-                         checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
+    fit_history = bl.fit(solver, setup.val_stream, setup.train_stream, steps=total, checkpoint_dir=ckpt,
                          checkpoint_every=args.checkpoint_every, callbacks=callbacks, verbose=args.verbose,
-                         log_every=max(1, spe // 5), csv_path=os.path.join(args.out, "history.csv"))
-    history += list(fit_history)
+                         log_every=max(1, spe // 5), csv_path=os.path.join(args.out, "history.csv"),
+                         config=run.config, history=start)
+    history = list(fit_history)
 
     importance = task.values()
     metrics: Dict[str, Any] = {}

@@ -1,7 +1,7 @@
 """Evaluation for importance learning: accuracies, weighted training of fresh classifiers, noise detection."""
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import keras
 import numpy as np

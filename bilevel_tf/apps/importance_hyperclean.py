@@ -16,7 +16,6 @@ import argparse
 import math
 import os
 import sys
-import time
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import keras
@@ -27,7 +26,6 @@ import bilevel_tf as bl
 
 from .. import datasets, experiment, models, precision
 from .importance_data import NUM_CLASSES
-from .importance import check_run_folder
 from .importance_eval import accuracy_curves, noise_detection, weighted_ce
 
 SIZES = {"MNIST": (5000, 5000, 10000), "FashionMNIST": (5000, 5000, 10000), "digits": (1000, 200, 597)}
@@ -138,7 +136,7 @@ def make_solver(args: argparse.Namespace, problem: bl.BilevelProblem, penalty_op
                       inner_steps=args.inner_itr, **options, **common)
 
 
-def add_flags(p: argparse.ArgumentParser) -> None:
+def add_flags(p: argparse.ArgumentParser, table: Optional[Dict[Tuple[str, str], Dict[str, Any]]] = None) -> None:
     """PBGD's flags (underscored, as its scripts); None = the method's default from the runner's table."""
     count = experiment.int_range(1)
     p.add_argument("--dataset", default="MNIST", choices=list(SIZES),
@@ -146,17 +144,23 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--net", default="linear", choices=["linear", "MLP"], help="784-10 or 784-300(sigmoid)-10")
     p.add_argument("--pollute_rate", type=experiment.float_range(0.0, 1.0, include_maximum=False), default=None,
                    help="fraction of training labels redrawn")
-    p.add_argument("--reg", type=float, default=None,
+    p.add_argument("--reg", type=experiment.nonnegative_float, default=None,
                    help="weight of sum ||w||^2 in the lower loss (default: per method, see the table)")
-    for flag, kind, what in [("--lrx", float, "step size of x (upper)"), ("--lry", float, "step size of y (net)"),
-                             ("--lr_inner", float, "step size of the inner loop (V-PBGD copy, RHG unrolled SGD)"),
-                             ("--gamma_init", float, "initial penalty (PBGD)"), ("--gamma_max", float, "max penalty"),
+    step = experiment.nonnegative_float  # 0 for the step sizes a method does not use (see the table)
+    for flag, kind, what in [("--lrx", step, "step size of x (upper)"), ("--lry", step, "step size of y (net)"),
+                             ("--lr_inner", step, "step size of the inner loop (V-PBGD copy, RHG unrolled SGD)"),
+                             ("--gamma_init", step, "initial penalty (PBGD)"), ("--gamma_max", step, "max penalty"),
                              ("--gamma_argmax_step", count, "steps until gamma_max"),
                              ("--outer_itr", count, "upper iterations K"),
                              ("--inner_itr", count, "inner steps (V-PBGD, Penalty)"),
                              ("--T", count, "RHG: unrolled inner steps"),
                              ("--K", count, "RHG: truncation (K < T: T-RHG)")]:
-        p.add_argument(flag, type=kind, default=None, help=what + " (default: per method, see the table)")
+        key = flag[2:]
+        per_method = ", ".join(f"{m} {v[key]}" for (m, net), v in (table or {}).items() if net == "linear" and key in v)
+        names = [flag] + ([flag.replace("_", "-")] if "_" in flag else [])  # PBGD's names and hyphenated ones
+        p.add_argument(*names, dest=key, type=kind, default=None,
+                       help=what + (f" (default for the linear net: {per_method}; MLP rows may differ)"
+                                    if per_method else ""))
     p.add_argument("--eval_every", type=count, default=10, help="evaluate (test accuracy, F1) every N steps")
     experiment.add_schedule_flag(p, "auglag")
 
@@ -205,31 +209,28 @@ def time_upper_iterations(args: argparse.Namespace, penalty_options: Dict[str, A
 def run_hyper_cleaning(args: argparse.Namespace, penalty_options: Dict[str, Any],
                        baseline: Tuple[int, float] = (5000, 0.1)) -> Dict[str, Any]:
     """The experiment; ``baseline`` = (steps, SGD learning rate) of the uniform-weight reference net."""
-    keys = ("method", "schedule", "dataset", "net", "pollute_rate", "seed", "smoke", "reg", "lrx", "lry", "lr_inner", "gamma_init",
-            "gamma_max", "gamma_argmax_step", "inner_itr", "T", "K")
-    check_run_folder(args, {k: getattr(args, k) for k in keys})
-    train, val, test, dirty, y_clean = load_hyperclean_data(args.dataset, args.pollute_rate, args.seed, args.data_dir)
+    data = load_hyperclean_data(args.dataset, args.pollute_rate, args.seed, args.data_dir)
+    return experiment.Run.once(args, lambda run: _run_hyper_cleaning(args, penalty_options, baseline, data, run),
+                               data=experiment.fingerprint(data[0][1], data[1][1], data[0][0][:256]))
+
+
+def _run_hyper_cleaning(args, penalty_options, baseline, data, run: experiment.Run) -> Dict[str, Any]:
+    train, val, test, dirty, y_clean = data
     task = HyperCleaning(args.net, train, val, args.reg, args.seed)
     solver = make_solver(args, task.problem(restart_lower=args.method == "rhg"), penalty_options)
     x_test, y_test = tf.constant(test[0]), test[1]
-    clock = {"eval": 0.0}
 
     def evaluate() -> Dict[str, float]:
-        t0 = time.perf_counter()
-        out = {"test_accuracy": float(np.mean(np.argmax(task.model(x_test).numpy(), -1) == y_test)),
-               **cleaner_scores(task.x.numpy(), dirty)}
-        clock["eval"] += time.perf_counter() - t0
-        out["eval_seconds"] = clock["eval"]
-        return out
+        return {"test_accuracy": float(np.mean(np.argmax(task.model(x_test).numpy(), -1) == y_test)),
+                **cleaner_scores(task.x.numpy(), dirty)}
 
     history = bl.fit(solver, None, None, steps=args.outer_itr,
                      checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
                      checkpoint_every=args.checkpoint_every, callbacks=[bl.Evaluate(evaluate, args.eval_every)],
                      verbose=args.verbose, log_every=args.eval_every,
-                     csv_path=os.path.join(args.out, "history.csv"))
+                     csv_path=os.path.join(args.out, "history.csv"), config=run.config)
     weights = 1.0 / (1.0 + np.exp(-task.x.numpy()))
     metrics: Dict[str, Any] = evaluate()
-    metrics.pop("eval_seconds")
     evaluated = [r for r in history if "test_accuracy" in r] or [dict(step=args.outer_itr, **metrics)]
     best = max(evaluated, key=lambda r: r["test_accuracy"])
     metrics.update(best_test_accuracy=best["test_accuracy"], best_test_accuracy_iteration=best["step"],
@@ -257,7 +258,7 @@ def run_hyper_cleaning(args: argparse.Namespace, penalty_options: Dict[str, Any]
 def parse(description: str, argv: Optional[Sequence[str]], table) -> argparse.Namespace:
     p = experiment.parser(description, method="vpbgd", methods=("vpbgd", "gpbgd", "rhg", "penalty"),
                           inner_steps=None, epochs=None, seed=2424)
-    add_flags(p)
+    add_flags(p, table)
     argv = list(sys.argv[1:] if argv is None else argv)
     pre, _ = p.parse_known_args(argv)
     if pre.out is None:  # one folder per data set and net, so runs never resume into each other

@@ -299,12 +299,12 @@ class AttackDefaults:
 
 def add_solver_flags(p, d) -> None:
     """--rho --lam --eps --nu (Penalty) and --sigma (ApproxGrad), defaults from a runner's constants."""
-    p.add_argument("--rho", type=float, default=d.rho, help="Penalty: initial penalty weight (paper gamma_0)")
-    p.add_argument("--lam", type=float, default=d.lam,
+    p.add_argument("--rho", type=experiment.nonnegative_float, default=d.rho, help="Penalty: initial penalty weight (paper gamma_0)")
+    p.add_argument("--lam", type=experiment.nonnegative_float, default=d.lam,
                    help="Penalty: initial weight of g in the lower objective (lambda_0)")
-    p.add_argument("--eps", type=float, default=d.eps, help="Penalty: initial tolerance (epsilon_0)")
-    p.add_argument("--nu", type=float, default=d.nu, help="Penalty: initial multiplier (nu_0)")
-    p.add_argument("--sigma", type=float, default=d.sigma, help="ApproxGrad: Hessian regularizer")
+    p.add_argument("--eps", type=experiment.nonnegative_float, default=d.eps, help="Penalty: initial tolerance (epsilon_0)")
+    p.add_argument("--nu", type=experiment.finite_float, default=d.nu, help="Penalty: initial multiplier (nu_0)")
+    p.add_argument("--sigma", type=experiment.nonnegative_float, default=d.sigma, help="ApproxGrad: Hessian regularizer")
 
 
 def add_attack_flags(p, d: AttackDefaults) -> None:
@@ -320,13 +320,13 @@ def add_attack_flags(p, d: AttackDefaults) -> None:
                             + ", ".join(f"{k} {v[i]}" for k, v in d.splits.items()) + ")")
     p.add_argument("--full-epochs", type=experiment.int_range(0), default=d.full_epochs,
                    help="full-batch Adam steps to pre-train the clean model and to retrain on clean + poison")
-    p.add_argument("--pretrain-lr", type=float, default=d.pretrain_lr, help="Adam learning rate of (re)training")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay,
+    p.add_argument("--pretrain-lr", type=experiment.positive_float, default=d.pretrain_lr, help="Adam learning rate of (re)training")
+    p.add_argument("--weight-decay", type=experiment.nonnegative_float, default=d.weight_decay,
                    help="coefficient of ||W||^2 in the lower loss (original: 0.5*0.01*l2_loss = 0.0025; "
                         "the paper says 0.05)")
-    p.add_argument("--lr-u", type=float, default=None, help=f"upper (poison) learning rate; default per method ({lrs})")
-    p.add_argument("--lr-v", type=float, default=None, help="lower (classifier) learning rate (default per method)")
-    p.add_argument("--lr-p", type=float, default=None, help="ApproxGrad linear-system learning rate (per method)")
+    p.add_argument("--lr-u", type=experiment.positive_float, default=None, help=f"upper (poison) learning rate; default per method ({lrs})")
+    p.add_argument("--lr-v", type=experiment.positive_float, default=None, help="lower (classifier) learning rate (default per method)")
+    p.add_argument("--lr-p", type=experiment.positive_float, default=None, help="ApproxGrad linear-system learning rate (per method)")
     add_solver_flags(p, d)
     p.add_argument("--halve-every", type=experiment.int_range(0), default=d.halve_every,
                    help="ApproxGrad: halve lr_u and lr_v every N upper iterations (0: never)")
@@ -354,6 +354,11 @@ def resolve_attack_args(args, d: AttackDefaults) -> None:
 def run_data_augmentation_attack(args, data: PoisonData) -> Dict[str, Any]:
     """Pre-train, attack (bl.fit, resumable), retrain on clean + poison, compare with label flipping; writes
     results.json, the poison (poison.npz) and figures; returns the metrics."""
+    fingerprint = experiment.fingerprint(data.y_train, data.poison_y, data.x_train[:256])
+    return experiment.Run.once(args, lambda run: _run_data_augmentation_attack(args, data, run), data=fingerprint)
+
+
+def _run_data_augmentation_attack(args, data: PoisonData, run: experiment.Run) -> Dict[str, Any]:
     model = models.logistic_regression(data.x_train.shape[1], data.num_classes, use_bias=False)
     trainer = ClassifierTrainer(model, keras.optimizers.Adam(args.pretrain_lr), args.weight_decay, args.jit)
 
@@ -374,7 +379,7 @@ def run_data_augmentation_attack(args, data: PoisonData) -> Dict[str, Any]:
     callbacks = [halve_learning_rates(solver, args.halve_every)] if args.method == "approxgrad" else []
     history = bl.fit(solver, None, None, steps=args.epochs, checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
                      checkpoint_every=args.checkpoint_every, callbacks=callbacks, verbose=args.verbose,
-                     log_every=args.log_every)
+                     log_every=args.log_every, config=run.config)
     learned = poison.numpy()
     poisoned = retrain_and_score(learned)
 
@@ -757,19 +762,19 @@ def add_clean_label_flags(p, d: CleanLabelDefaults) -> None:
     p.add_argument("--num-targets", type=experiment.int_range(0), default=d.num_targets,
                    help="attack the first N correctly classified test images (0: all of them)")
     for name, value in d.learning_rates.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=value,
+        p.add_argument(f"--{name.replace('_', '-')}", type=experiment.positive_float, default=value,
                        help={"lr_u": "Adam learning rate of the poison image", "lr_v": "lower-level learning rate",
                              "lr_p": "ApproxGrad linear-system learning rate"}[name])
     add_solver_flags(p, d)
-    p.add_argument("--beta", type=float, default=d.beta,
+    p.add_argument("--beta", type=experiment.nonnegative_float, default=d.beta,
                    help="weight of ||u - base||^2 in the upper loss (paper 0: the eps-ball instead; original 0.01)")
     p.add_argument("--full-epochs", type=experiment.int_range(0), default=d.full_epochs,
                    help="full-batch RMSProp steps training the softmax layer (clean, and after each poisoning)")
-    p.add_argument("--retrain-lr", type=float, default=d.retrain_lr, help="RMSProp learning rate of that training")
+    p.add_argument("--retrain-lr", type=experiment.positive_float, default=d.retrain_lr, help="RMSProp learning rate of that training")
     p.add_argument("--baseline-steps", type=experiment.int_range(0), default=d.baseline_steps,
                    help="iterations of the Shafahi et al. feature-collision baseline (0: skip it)")
-    p.add_argument("--baseline-beta", type=float, default=d.baseline_beta, help="baseline proximity weight beta")
-    p.add_argument("--baseline-lr", type=float, default=d.baseline_lr, help="baseline step size lambda")
+    p.add_argument("--baseline-beta", type=experiment.nonnegative_float, default=d.baseline_beta, help="baseline proximity weight beta")
+    p.add_argument("--baseline-lr", type=experiment.positive_float, default=d.baseline_lr, help="baseline step size lambda")
     p.add_argument("--pgd-steps", type=experiment.int_range(0), default=d.pgd_steps,
                    help="cleverhans L2 PGD steps of the test-time evasion reference on each target (0: skip it)")
     p.add_argument("--figure-targets", type=experiment.int_range(0), default=10, help="targets shown in the image rows")
@@ -807,71 +812,74 @@ def run_clean_label_attack(args, default_data_dir: str) -> Dict[str, Any]:
         raise datasets.DataFormatError(f"{len(f_tr)}/{len(f_te)} feature rows for {len(x_tr)}/{len(x_te)} images",
                                        "one feature row per dog-fish image", features_path)
     check_features_match(network, x_tr[:2], f_tr[:2], str(features_path))
-    num_classes = int(max(y_tr.max(), y_te.max())) + 1
-    trainer = ClassifierTrainer(softmax_layer(f_tr.shape[1], num_classes), keras.optimizers.RMSprop(args.retrain_lr),
-                                0.0, args.jit)
-    trainer.fit(f_tr, y_tr, args.full_epochs)
-    clean_weights = trainer.snapshot()
-    clean_accuracy = trainer.accuracy(f_te, y_te)
-    correct = np.flatnonzero(trainer.predict(f_te) == y_te)
-    targets = [int(t) for t in (correct[:args.num_targets] if args.num_targets else correct)]
+    fingerprint = experiment.fingerprint(y_tr, y_te, f_tr[:64])
 
-    attack = CleanLabelAttack(network, trainer, f_tr, y_tr, x_tr.shape[1:], method=args.method, lr_u=args.lr_u,
-                              lr_v=args.lr_v, lr_p=getattr(args, "lr_p", None), inner_steps=args.inner_steps,
-                              rho=args.rho, lam=args.lam, eps=args.eps, nu=args.nu, sigma=args.sigma,
-                              beta=args.beta, jit_compile=args.jit)
-    baseline = FeatureCollision(network, args.baseline_beta, args.baseline_lr)
-    classifier = trainer.model
+    def attack_all(run: experiment.Run) -> Dict[str, Any]:  # --fresh (run.open) deletes targets.jsonl
+        num_classes = int(max(y_tr.max(), y_te.max())) + 1
+        trainer = ClassifierTrainer(softmax_layer(f_tr.shape[1], num_classes), keras.optimizers.RMSprop(args.retrain_lr),
+                                    0.0, args.jit)
+        trainer.fit(f_tr, y_tr, args.full_epochs)
+        clean_weights = trainer.snapshot()
+        clean_accuracy = trainer.accuracy(f_te, y_te)
+        correct = np.flatnonzero(trainer.predict(f_te) == y_te)
+        targets = [int(t) for t in (correct[:args.num_targets] if args.num_targets else correct)]
 
-    def model_fn(x):
-        return classifier(network(x), training=False)
+        attack = CleanLabelAttack(network, trainer, f_tr, y_tr, x_tr.shape[1:], method=args.method, lr_u=args.lr_u,
+                                  lr_v=args.lr_v, lr_p=getattr(args, "lr_p", None), inner_steps=args.inner_steps,
+                                  rho=args.rho, lam=args.lam, eps=args.eps, nu=args.nu, sigma=args.sigma,
+                                  beta=args.beta, jit_compile=args.jit)
+        baseline = FeatureCollision(network, args.baseline_beta, args.baseline_lr)
+        classifier = trainer.model
 
-    records_path, image_dir = os.path.join(args.out, "targets.jsonl"), os.path.join(args.out, "images")
-    if args.fresh and os.path.exists(records_path):
-        os.remove(records_path)
-    os.makedirs(image_dir, exist_ok=True)
-    records = [r for r in read_jsonl(records_path) if r["target"] in set(targets)]
-    done = {r["target"] for r in records}
-    for t in targets:
-        if t in done:
-            continue
-        b = closest_other_class(f_tr, y_tr, f_te[t], y_te[t])
-        attack.set_pair(x_tr[b], int(y_tr[b]), f_te[t], int(y_te[t]))
+        def model_fn(x):
+            return classifier(network(x), training=False)
 
-        def flips(poison: np.ndarray) -> bool:
-            feature = network.extract(poison[None])
-            trainer.fit(np.concatenate([f_tr, feature]), np.concatenate([y_tr, y_tr[b:b + 1]]), args.full_epochs)
-            return bool(trainer.predict(f_te[t:t + 1])[0] != y_te[t])
+        records_path, image_dir = os.path.join(args.out, "targets.jsonl"), os.path.join(args.out, "images")
+        os.makedirs(image_dir, exist_ok=True)
+        records = [r for r in read_jsonl(records_path) if r["target"] in set(targets)]
+        done = {r["target"] for r in records}
+        for t in targets:
+            if t in done:
+                continue
+            b = closest_other_class(f_tr, y_tr, f_te[t], y_te[t])
+            attack.set_pair(x_tr[b], int(y_tr[b]), f_te[t], int(y_te[t]))
 
-        bilevel = smallest_flipping_radius(lambda r: attack.craft(r, args.epochs, clean_weights), flips, x_tr[b],
-                                           args.radii)
-        shafahi = (smallest_flipping_radius(lambda r: baseline.craft(x_tr[b], f_te[t], r, args.baseline_steps),
-                                            flips, x_tr[b], args.radii) if args.baseline_steps else None)
-        trainer.load(clean_weights)
-        record = dict(target=t, base=b, target_label=int(y_te[t]), base_label=int(y_tr[b]),
-                      feature_distance=float(np.linalg.norm(f_tr[b] - f_te[t])),
-                      bilevel={k: bilevel[k] for k in ("radius", "distortions")},
-                      baseline=None if shafahi is None else {k: shafahi[k] for k in ("radius", "distortions")})
-        if args.pgd_steps:
-            record["pgd_radius"] = pgd_evasion_radius(model_fn, x_te[t], int(y_te[t]), args.radii, args.pgd_steps)
-        if len(records) < args.figure_targets or bilevel["radius"] is not None:
-            np.savez_compressed(os.path.join(image_dir, f"target_{t}.npz"), target=x_te[t], base=x_tr[b],
-                                poison=bilevel["poison"],
-                                baseline=x_tr[b] if shafahi is None else shafahi["poison"])
-        append_jsonl(records_path, record)
-        records.append(record)
-        print(f"target {t}: bilevel radius {bilevel['radius']}, baseline radius "
-              f"{None if shafahi is None else shafahi['radius']}, PGD radius {record.get('pgd_radius')}", flush=True)
+            def flips(poison: np.ndarray) -> bool:
+                feature = network.extract(poison[None])
+                trainer.fit(np.concatenate([f_tr, feature]), np.concatenate([y_tr, y_tr[b:b + 1]]), args.full_epochs)
+                return bool(trainer.predict(f_te[t:t + 1])[0] != y_te[t])
 
-    metrics = clean_label_metrics(records, args.radii, clean_accuracy, len(f_tr))
-    plot_clean_label(args.out, records, metrics, image_dir, args.figure_targets, args.method)
-    seconds = attack.seconds[1:] or attack.seconds
-    experiment.write_results(args, metrics=metrics, history=records,
-                             seconds_per_upper_iteration=float(np.median(seconds)) if seconds else None,
-                             dataset="smoke" if args.smoke and not args.data_dir else "dogfish",
-                             summary_keys=["clean_test_accuracy", "num_targets", "attack_success_rate",
-                                           "baseline_attack_success_rate", "pgd_evasion_success_rate"])
-    return metrics
+            bilevel = smallest_flipping_radius(lambda r: attack.craft(r, args.epochs, clean_weights), flips, x_tr[b],
+                                               args.radii)
+            shafahi = (smallest_flipping_radius(lambda r: baseline.craft(x_tr[b], f_te[t], r, args.baseline_steps),
+                                                flips, x_tr[b], args.radii) if args.baseline_steps else None)
+            trainer.load(clean_weights)
+            record = dict(target=t, base=b, target_label=int(y_te[t]), base_label=int(y_tr[b]),
+                          feature_distance=float(np.linalg.norm(f_tr[b] - f_te[t])),
+                          bilevel={k: bilevel[k] for k in ("radius", "distortions")},
+                          baseline=None if shafahi is None else {k: shafahi[k] for k in ("radius", "distortions")})
+            if args.pgd_steps:
+                record["pgd_radius"] = pgd_evasion_radius(model_fn, x_te[t], int(y_te[t]), args.radii, args.pgd_steps)
+            if len(records) < args.figure_targets or bilevel["radius"] is not None:
+                np.savez_compressed(os.path.join(image_dir, f"target_{t}.npz"), target=x_te[t], base=x_tr[b],
+                                    poison=bilevel["poison"],
+                                    baseline=x_tr[b] if shafahi is None else shafahi["poison"])
+            append_jsonl(records_path, record)
+            records.append(record)
+            print(f"target {t}: bilevel radius {bilevel['radius']}, baseline radius "
+                  f"{None if shafahi is None else shafahi['radius']}, PGD radius {record.get('pgd_radius')}", flush=True)
+
+        metrics = clean_label_metrics(records, args.radii, clean_accuracy, len(f_tr))
+        plot_clean_label(args.out, records, metrics, image_dir, args.figure_targets, args.method)
+        seconds = attack.seconds[1:] or attack.seconds
+        experiment.write_results(args, metrics=metrics, history=records,
+                                 seconds_per_upper_iteration=float(np.median(seconds)) if seconds else None,
+                                 dataset="smoke" if args.smoke and not args.data_dir else "dogfish",
+                                 summary_keys=["clean_test_accuracy", "num_targets", "attack_success_rate",
+                                               "baseline_attack_success_rate", "pgd_evasion_success_rate"])
+        return metrics
+
+    return experiment.Run.once(args, attack_all, data=fingerprint)
 
 
 def clean_label_metrics(records: Sequence[Mapping[str, Any]], radii: Sequence[float], clean_accuracy: float,

@@ -30,6 +30,16 @@ def make_optimizer(spec: Any, name: str, default_cls: Type[keras.optimizers.Opti
                      f"got {type(spec).__name__}")
 
 
+def check_learning_rate(optimizer: keras.optimizers.Optimizer, name: str) -> None:
+    """A constant learning rate must be finite and > 0 (a schedule is the user's business)."""
+    lr = optimizer.learning_rate
+    if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule) or callable(lr):
+        return
+    value = float(keras.ops.convert_to_numpy(lr))
+    if not (value > 0 and value < float("inf")):
+        raise ValueError(f"{name} has learning rate {value}; it must be a finite number > 0")
+
+
 def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -127,6 +137,8 @@ class BilevelSolver:
                                               self.default_upper_lr)
         self.lower_optimizer = make_optimizer(lower_optimizer, "lower_optimizer", self.default_optimizer,
                                               self.default_lower_lr)
+        for name in ("upper_optimizer", "lower_optimizer"):
+            check_learning_rate(getattr(self, name), name)
         if self.upper_optimizer is self.lower_optimizer:
             raise ValueError("upper_optimizer and lower_optimizer are the same object; "
                              "each level needs its own optimizer (its slots are per variable)")
@@ -146,6 +158,7 @@ class BilevelSolver:
         self.strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
         #: number of times the step has been traced (Python side effect, grows only on retracing)
         self.trace_count = 0
+        self._validated = False
         self._initial_values: Optional[list] = None
         self._step_fn = tf.function(self._step, jit_compile=self.jit_compile, reduce_retracing=True)
         self._run_fn = tf.function(self._run, jit_compile=self.jit_compile, reduce_retracing=True)
@@ -158,6 +171,7 @@ class BilevelSolver:
     def step(self, upper_batch: Any = None, lower_batch: Any = None) -> Logs:
         """One upper iteration (T lower steps inside the graph, then one upper step); returns scalar logs."""
         self._ensure_snapshot()
+        self._validate(upper_batch, lower_batch)
         self._prepare(upper_batch, lower_batch)
         if self.strategy is not None:
             return self._distributed_step_fn(upper_batch, lower_batch)
@@ -169,6 +183,7 @@ class BilevelSolver:
         per-call overhead; ``steps`` is a tensor argument, so changing it does not retrace."""
         steps = check_positive_int("steps", steps)
         self._ensure_snapshot()
+        self._validate(upper_batch, lower_batch)
         self._prepare(upper_batch, lower_batch)
         if self.strategy is not None:  # synchronization cannot sit inside a graph loop: one call per step
             for _ in range(steps):
@@ -183,6 +198,7 @@ class BilevelSolver:
         ``u`` and the schedule untouched. Meant for diagnostics and tests.
         """
         self._ensure_snapshot()
+        self._validate(upper_batch, lower_batch)
         self._prepare(upper_batch, lower_batch)
         return self._hypergradient_fn(upper_batch, lower_batch)
 
@@ -266,6 +282,18 @@ class BilevelSolver:
     def _config(self) -> Dict[str, Any]:
         """The subclass's own constructor options, for :meth:`get_config`."""
         return {}
+
+    def _validate(self, upper_batch: Any, lower_batch: Any) -> None:
+        """Once per solver: trace (not run) the losses' gradients and refuse variables no loss reaches."""
+        if self._validated:
+            return
+        check = self.problem.check_connected
+        if self.strategy is not None:
+            fn = tf.function(lambda ub, lb: self.strategy.run(check, args=(ub, lb)))
+        else:
+            fn = tf.function(check)
+        fn.get_concrete_function(upper_batch, lower_batch)
+        self._validated = True
 
     def _prepare(self, upper_batch: Any, lower_batch: Any) -> None:
         """Called before every compiled call with its batches (e.g. one-time calibration); must be cheap."""

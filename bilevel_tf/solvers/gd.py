@@ -1,7 +1,6 @@
 """Naive alternating gradient descent (the paper's GD baseline)."""
 from __future__ import annotations
 
-import tensorflow as tf
 
 from .. import autodiff, distribute
 from .base import BilevelSolver

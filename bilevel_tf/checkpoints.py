@@ -1,0 +1,274 @@
+"""The run state ``bl.fit`` checkpoints, and the rules that keep a run folder honest.
+
+A checkpoint holds the solver (variables, optimizer slots, schedule), the data iterators' positions, and a
+small :class:`RunState`: the run's configuration (the solver's class and ``get_config()`` plus whatever the
+caller describes, e.g. every runner flag) and its history so far. So a resumed run
+
+- refuses to continue under another configuration (:class:`ResumeMismatchError`, naming the differences),
+- returns the history of the whole run, not just of the part after the restart,
+- falls back to the previous checkpoint when the latest one is damaged (with a warning), and refuses with
+  :class:`CheckpointError` when no usable one is left, instead of silently starting over.
+
+:class:`FolderLock` keeps a second process out of a folder in use (a lock file with the owner's pid; a
+lock left by a killed process is detected and taken over), and :func:`remove_partial_files` deletes what a
+kill can leave behind (TensorFlow's ``*_temp`` checkpoint folders, ``.tmp_*`` files of atomic writes).
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+import socket
+import warnings
+import zlib
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import tensorflow as tf
+
+#: solver options that change how a step is computed, not what it computes: allowed to differ on resume
+EXECUTION_OPTIONS = ("jit_compile", "unroll", "hvp")
+
+
+class ResumeMismatchError(ValueError):
+    """A checkpoint exists for another configuration than the one asked for."""
+
+
+class CheckpointError(RuntimeError):
+    """Checkpoints exist but none of them can be restored."""
+
+
+class FolderLockedError(RuntimeError):
+    """Another live process is using the folder."""
+
+
+# ---------------------------------------------------------------------------------------------- run state
+class RunState(tf.Module):
+    """Configuration and history as (compressed JSON) string variables, saved with every checkpoint."""
+
+    def __init__(self):
+        super().__init__(name="run_state")
+        self.config = tf.Variable(b"", dtype=tf.string, trainable=False, name="config")
+        self.history = tf.Variable(b"", dtype=tf.string, trainable=False, name="history")
+
+    def store(self, config: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> None:
+        self.config.assign(_pack(config))
+        self.history.assign(_pack(list(history)))
+
+    def loaded_history(self) -> List[Dict[str, Any]]:
+        return _unpack(self.history.numpy()) or []
+
+
+def _pack(value: Any) -> bytes:
+    return zlib.compress(json.dumps(value, sort_keys=True, default=_json_default).encode())
+
+
+def _unpack(blob: bytes) -> Any:
+    return json.loads(zlib.decompress(blob).decode()) if blob else None
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "numpy"):
+        value = value.numpy()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return repr(value)
+
+
+def run_config(solver: Any, config: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """What a checkpoint must agree with: the solver's class and options, and the caller's description."""
+    return json.loads(json.dumps({"solver_class": type(solver).__name__, "solver": solver.get_config(),
+                                  "run": dict(config or {})}, sort_keys=True, default=_json_default))
+
+
+def config_differences(saved: Any, now: Any, prefix: str = "") -> List[str]:
+    """Human-readable differences ``key: saved -> now`` between two configurations, ignoring execution
+    options and Keras' auto-generated optimizer names (which depend on how many optimizers a process made)."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        out = []
+        for key in sorted(set(saved) | set(now)):
+            if key in EXECUTION_OPTIONS or (key == "name" and prefix.endswith("config")):
+                continue
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in saved or key not in now:
+                out.append(f"{path}: {saved.get(key, '(absent)')!r} -> {now.get(key, '(absent)')!r}")
+            else:
+                out += config_differences(saved[key], now[key], path)
+        return out
+    return [] if saved == now else [f"{prefix}: {saved!r} -> {now!r}"]
+
+
+def _short(differences: List[str], limit: int = 6) -> str:
+    # the solver's class and the caller's settings (e.g. flags) first: they explain the rest
+    rank = {"solver_class": 0, "run": 1}
+    differences = sorted(differences, key=lambda d: rank.get(d.split(":")[0].split(".")[0], 2))
+    shown = "; ".join(d.replace("run.", "", 1) if d.startswith("run.") else d for d in differences[:limit])
+    return shown + (f"; and {len(differences) - limit} more" if len(differences) > limit else "")
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+class RunCheckpoints:
+    """A ``tf.train.CheckpointManager`` over ``trackables`` plus the :class:`RunState`, with safe restore."""
+
+    def __init__(self, folder: str, trackables: Mapping[str, Any], max_to_keep: int = 3):
+        self.folder = folder
+        self.state = RunState()
+        self.checkpoint = tf.train.Checkpoint(run_state=self.state, **trackables)
+        # checkpoints of an earlier version of bl.fit have no run state
+        self._legacy = tf.train.Checkpoint(**trackables)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, folder, max_to_keep=max_to_keep)
+
+    def candidates(self) -> List[str]:
+        """Checkpoint prefixes on disk, newest first (from the files, so a damaged state file does not hide them)."""
+        listed = list(reversed(self.manager.checkpoints))
+        found = sorted(glob.glob(os.path.join(self.folder, "ckpt-*.index")),
+                       key=lambda p: int(re.search(r"ckpt-(\d+)\.index$", p).group(1)), reverse=True)
+        on_disk = [p[:-len(".index")] for p in found]
+        if on_disk and not listed:
+            warnings.warn(f"{os.path.join(self.folder, 'checkpoint')} is missing or unreadable; resuming from the "
+                          "checkpoint files themselves", stacklevel=3)
+        return listed + [p for p in on_disk if p not in listed]
+
+    def restore(self, config: Dict[str, Any]) -> Optional[Tuple[str, List[Dict[str, Any]]]]:
+        """Restore the newest usable checkpoint after checking its configuration; returns (path, history) or
+        None when the folder holds no checkpoint. Raises ResumeMismatchError or CheckpointError."""
+        candidates = self.candidates()
+        failures = []
+        for path in candidates:
+            try:
+                saved = _saved_config(path)
+            except Exception as e:  # a damaged file fails in many ways (OpError, IndexError, zlib, JSON)
+                failures.append(f"{os.path.basename(path)}: {_first_line(e)}")
+                continue
+            if saved is not None:
+                differences = config_differences(saved, config)
+                if differences:
+                    raise ResumeMismatchError(
+                        f"{self.folder} holds a checkpoint of another configuration ({_short(differences)}); "
+                        "rerun with the same settings to resume it, or start over (--fresh, or delete the folder)")
+            try:
+                target = self.checkpoint if saved is not None else self._legacy
+                target.restore(path).assert_existing_objects_matched()
+                history = self.state.loaded_history() if saved is not None else []
+            except Exception as e:
+                failures.append(f"{os.path.basename(path)}: {_first_line(e)}")
+                continue
+            if failures:
+                warnings.warn(f"skipped damaged checkpoint(s) in {self.folder} ({'; '.join(failures)}); "
+                              f"resuming from {os.path.basename(path)}", stacklevel=3)
+            return path, history
+        if candidates:
+            raise CheckpointError(f"no usable checkpoint in {self.folder} ({'; '.join(failures)}); "
+                                  "start over with --fresh (or delete the folder)")
+        return None
+
+    def save(self, step: int, config: Dict[str, Any], history: Sequence[Mapping[str, Any]]) -> str:
+        self.state.store(config, history)
+        return self.manager.save(checkpoint_number=step)
+
+    @property
+    def latest(self) -> Optional[str]:
+        return self.manager.latest_checkpoint
+
+
+def _saved_config(path: str) -> Optional[Dict[str, Any]]:
+    """The configuration stored in a checkpoint, read without restoring anything (None: no run state)."""
+    reader = tf.train.load_checkpoint(path)
+    keys = [k for k in reader.get_variable_to_shape_map() if k.startswith("run_state/config/")]
+    if not keys:
+        return None
+    return _unpack(reader.get_tensor(keys[0]))
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:200]
+
+
+# ---------------------------------------------------------------------------------------------- folders
+def remove_partial_files(folder: str) -> List[str]:
+    """Delete what an interrupted write leaves in ``folder``: ``*_temp`` checkpoint folders and ``.tmp_*``
+    files (only call this while holding the folder's lock). Returns the removed paths."""
+    removed = []
+    for path in glob.glob(os.path.join(folder, "*_temp")) + glob.glob(os.path.join(folder, ".tmp_*")):
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+        removed.append(path)
+    return removed
+
+
+class FolderLock:
+    """An exclusive lock on a folder for the lifetime of a run (a ``.lock`` file holding host and pid).
+
+    A lock whose process no longer runs on this host (a killed run) is stale and taken over. Use as a
+    context manager or call :meth:`acquire` / :meth:`release`.
+    """
+
+    def __init__(self, folder: str, name: str = ".lock"):
+        self.folder = folder
+        self.path = os.path.join(folder, name)
+        self._held = False
+
+    def acquire(self) -> "FolderLock":
+        os.makedirs(self.folder, exist_ok=True)
+        me = f"{socket.gethostname()} {os.getpid()}"
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = _read(self.path)
+                if owner == me:  # re-entrant within one process (e.g. two phases of one run)
+                    return self
+                if owner and not _stale(owner):
+                    host, pid = owner.split()
+                    raise FolderLockedError(f"{self.folder} is in use by process {pid} on {host}; wait for it to "
+                                            "finish or choose another output folder") from None
+                try:
+                    os.unlink(self.path)  # stale (or empty, from a kill between create and write)
+                except FileNotFoundError:
+                    pass
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(me)
+            self._held = True
+            return self
+        raise FolderLockedError(f"could not lock {self.folder}; another process keeps taking it")
+
+    def release(self) -> None:
+        if self._held and _read(self.path) == f"{socket.gethostname()} {os.getpid()}":
+            os.unlink(self.path)
+        self._held = False
+
+    def __enter__(self) -> "FolderLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        return None
+    return text if len(text.split()) == 2 else ""
+
+
+def _stale(owner: str) -> bool:
+    host, pid = owner.split()
+    if host != socket.gethostname():
+        return False  # another machine's process: cannot check, assume alive
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
