@@ -136,5 +136,5 @@ def test_mat_with_wrong_variables(tmp_path):
     with pytest.raises(DataFormatError, match=r"variables \['images'\]; expected variables 'X'"):
         load_svhn_mat(tmp_path / "w.mat")
     scipy.io.savemat(tmp_path / "w.mat", {"X": np.zeros((2, 32, 32, 3), np.uint8), "y": np.ones((2, 1))})
-    with pytest.raises(DataFormatError, match=r"'X' has shape \(2, 32, 32, 3\)"):
+    with pytest.raises(DataFormatError, match=r"'X' is uint8 \(2, 32, 32, 3\); expected uint8 'X' of shape \(32, 32"):
         load_svhn_mat(tmp_path / "w.mat")

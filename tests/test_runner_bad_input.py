@@ -128,9 +128,11 @@ def _svhn_h5(path: Path, **replace):
 
 @pytest.mark.parametrize("replace, message", [
     (dict(y_test=None), r"missing datasets \['y_test'\] \(has \[.*\]\); expected HDF5 datasets \['X_train'"),
-    (dict(y_train=np.tile(np.arange(1, 11), 6)), r"y_train holds labels in \[1, 10\]; expected class ids 0..9"),
+    (dict(y_train=np.tile(np.arange(1, 11), 6)),
+     r"label 10 at index 9 of y_train is outside 0..9; expected integer class ids 0..9"),
     (dict(X_train=np.zeros((60, 32, 32), np.float32)),
-     r"X_train has shape \(60, 32, 32\); expected images \(N, 32, 32, 1\) grey or \(N, 32, 32, 3\) RGB"),
+     r"X_train is float32 \(60, 32, 32\); expected uint8 or float images \(N, 32, 32, 1\|3\) with values in "
+     r"\[0, 255\]"),
 ], ids=["h5-missing-dataset", "h5-labels-out-of-range", "h5-wrong-image-shape"])
 def test_svhn_cache_in_the_wrong_layout(replace, message, tmp_path):
     h5 = _svhn_h5(tmp_path / "SVHN_single_grey_without_extra.h5", **replace)
@@ -176,7 +178,8 @@ def test_miniimagenet_class_indices_out_of_range(tmp_path):
 def test_omniglot_cache_with_the_wrong_image_shape(tmp_path):
     np.save(tmp_path / "x_omniglot_1.npy", np.zeros((8, 28, 28), np.float32))  # channel axis missing
     np.save(tmp_path / "y_omniglot_1.npy", np.arange(8, dtype=np.int32))
-    with pytest.raises(DataFormatError, match=r"x float32\(8, 28, 28\) and y \(8,\); expected x \(N, 28, 28, 1\)"):
+    with pytest.raises(DataFormatError, match=r"x_omniglot_1.npy: x_omniglot_1.npy is float32 \(8, 28, 28\); "
+                                              r"expected float images \(N, 28, 28, 1\)"):
         _main(OMNIGLOT, ["--smoke", "--data-dir", str(tmp_path)], tmp_path / "run")
 
 

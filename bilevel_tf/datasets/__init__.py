@@ -1,7 +1,9 @@
 """Offline data loaders for the bilevel experiments (numpy only; nothing is ever downloaded).
 
-Missing files raise :class:`DataFileMissingError` (says what to fetch and where to put it); damaged or
-foreign files raise :class:`DataFormatError`.
+Missing files raise :class:`DataFileMissingError` (says what to fetch, where to put it and, for the data sets
+whose runners have one, the offline alternative). Damaged, truncated or foreign files, and images or labels
+outside the data set's format (a label 12 of a 10-class set, a NaN label or pixel), raise :class:`DataFormatError`
+naming the file and the first offending value.
 """
 from .digits import load_digits, train_val_test_split
 from .dogfish import load_dogfish, load_dogfish_features_npy, load_features_h5, save_features_h5

@@ -1,10 +1,13 @@
-"""Private helpers: locating data files and unpickling them safely."""
+"""Private helpers: locating data files and reading them (safely for pickles), every failure as one error."""
 from __future__ import annotations
 
 import _compat_pickle
 import pickle
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Sequence
+
+import numpy as np
 
 from .errors import DataFileMissingError, DataFormatError, PathLike
 
@@ -34,21 +37,57 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def safe_pickle_load(path: PathLike, encoding: str = "ASCII") -> Any:
-    """Unpickle ``path`` allowing only numpy arrays and builtin containers.
+@contextmanager
+def reading(path: PathLike, what: str, expected: str) -> Iterator[None]:
+    """Turn any failure of a third-party reader inside the block into one DataFormatError naming ``path``.
 
-    Raises DataFormatError for corrupt/foreign pickles; UnicodeDecodeError is passed through so the caller
-    can retry a Python-2 pickle with ``encoding='bytes'``.
+    Damaged files make numpy, zipfile, gzip, pickle, scipy, h5py and PIL raise a zoo of types (BadZipFile,
+    zlib.error, EOFError, OSError, tokenize.TokenError, MemoryError from a corrupt length field, ...), so all
+    are caught: keep only the raw read inside the block, never the loader's own checks.
     """
     try:
-        with open(path, "rb") as f:
-            return _RestrictedUnpickler(f, encoding=encoding).load()
-    except UnicodeDecodeError:
+        yield
+    except (DataFormatError, DataFileMissingError):
         raise
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError,
-            ValueError, KeyError) as e:
-        raise DataFormatError(f"cannot unpickle ({type(e).__name__}: {e})",
-                              "a pickle holding only numpy arrays, lists, dicts and strings", path) from e
+    except Exception as e:
+        detail = " ".join(str(e).split())[:200]  # one line, however chatty the reader
+        raise DataFormatError(f"{what} ({type(e).__name__}: {detail})", expected, path) from e
+
+
+def _unpickle(path: PathLike, encoding: str) -> Any:
+    with open(path, "rb") as f:
+        return _RestrictedUnpickler(f, encoding=encoding).load()
+
+
+def safe_pickle_load(path: PathLike, encoding: str = "ASCII") -> Any:
+    """Unpickle ``path`` allowing only numpy arrays and builtin containers; DataFormatError when it fails.
+
+    A Python-2 pickle that is not ASCII text (raw py2 strings) is read again with ``encoding='bytes'``.
+    """
+    with reading(path, "cannot unpickle", "a pickle holding only numpy arrays, lists, dicts and strings"):
+        try:
+            return _unpickle(path, encoding)
+        except UnicodeDecodeError:
+            if encoding == "bytes":
+                raise
+            return _unpickle(path, "bytes")
+
+
+def read_npz(path: PathLike, keys: Sequence[str], expected: str) -> List[Any]:
+    """The arrays ``keys`` of an .npz file (no pickles); DataFormatError if it is damaged or lacks one."""
+    with reading(path, "unreadable npz", expected):
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in keys if k not in f.files]
+            if missing:
+                raise DataFormatError(f"missing arrays {missing} (has {sorted(f.files)})", f"npz arrays {list(keys)}",
+                                      path)
+            return [f[k] for k in keys]  # members are read lazily: damage shows up here
+
+
+def read_npy(path: PathLike, expected: str) -> Any:
+    """The array of an .npy file (no pickles); DataFormatError if it is damaged."""
+    with reading(path, "unreadable .npy file", expected):
+        return np.load(path, allow_pickle=False)
 
 
 def decode_keys(d: Any) -> Any:
@@ -88,14 +127,11 @@ def read_h5(path: PathLike, required: Sequence[str], how_to_get: str, written_by
     path = Path(path)
     if not path.is_file():
         raise DataFileMissingError(path.name, path, how_to_get)
-    try:
+    with reading(path, "unreadable HDF5 file", f"an HDF5 file written by {written_by}"):
         with h5py.File(path, "r") as f:
-            missing = [k for k in required if k not in f]
-            if missing:
-                raise DataFormatError(f"missing datasets {missing} (has {sorted(f.keys())})",
-                                      f"HDF5 datasets {list(required)}", path)
-            return {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
-    except DataFormatError:
-        raise
-    except OSError as e:
-        raise DataFormatError(f"unreadable HDF5 file ({e})", f"an HDF5 file written by {written_by}", path) from e
+            arrays = {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+    missing = [k for k in required if k not in arrays]
+    if missing:
+        raise DataFormatError(f"missing datasets {missing} (has {sorted(arrays)})", f"HDF5 datasets {list(required)}",
+                              path)
+    return arrays

@@ -10,6 +10,18 @@ from typing import Optional, Sequence, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
+#: How to run without the files, for the data sets whose runners have an offline demo: said last by the
+#: missing-file message, since a user without internet cannot follow the download advice before it.
+DIGITS_HINT = "or run offline on the bundled digits: --dataset digits"
+SMOKE_HINT = "or check the pipeline offline on generated images: --smoke --random-weights without --data-dir"
+
+
+def with_hint(how_to_get: str, hint: Optional[str]) -> str:
+    """``how_to_get`` (one sentence) ending in ``, <hint>.``; unchanged for no hint."""
+    if not hint:
+        return how_to_get
+    return f"{how_to_get.rstrip().rstrip('.')}, {hint}."
+
 
 class DataFileMissingError(FileNotFoundError):
     """A required data file is not on disk.

@@ -15,16 +15,18 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import zipfile
 from pathlib import Path
 from typing import List, Optional, Tuple
 
 import numpy as np
 
-from ._files import decode_keys, find_file_set, safe_pickle_load
-from .errors import DataFormatError, PathLike
+from ._checks import DataFormat, as_array, check_split
+from ._files import decode_keys, find_file_set, read_npz, reading, safe_pickle_load
+from .errors import DIGITS_HINT, DataFormatError, PathLike, with_hint
 
 Split = Tuple[np.ndarray, np.ndarray]
+GREY_28 = DataFormat((28, 28, 1), (np.uint8,), num_classes=10)  # MNIST and Fashion-MNIST
+CIFAR10 = DataFormat((32, 32, 3), (np.uint8,), num_classes=10)
 
 _FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                   "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
@@ -50,40 +52,40 @@ def _search_bases(data_dir: Optional[PathLike]) -> List[Path]:
     return bases + keras_cache_dirs()
 
 
-def _how_to_get(loader: str, cache_sub: str, manual: str) -> str:
-    return (f"Get it with keras.datasets.{loader}.load_data() on a machine with internet (it caches to "
-            f"~/.keras/datasets/{cache_sub}) or {manual}, then copy it here or pass --data-dir pointing "
-            f"to a folder holding it.")
+def _how_to_get(loader: str, cache_sub: str, manual: str, offline_hint: Optional[str]) -> str:
+    return with_hint(f"Get it with keras.datasets.{loader}.load_data() on a machine with internet (it caches to "
+                     f"~/.keras/datasets/{cache_sub}) or {manual}, then copy it here or pass --data-dir pointing "
+                     f"to a folder holding it.", offline_hint)
 
 
-def load_mnist(data_dir: Optional[PathLike] = None) -> Tuple[Split, Split]:
-    """MNIST from ``mnist.npz``: images uint8 (N, 28, 28, 1), labels int64 (60000 train / 10000 test)."""
-    how = _how_to_get("mnist", "", "download https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz")
+def _grey_split(x: np.ndarray, y: np.ndarray, path: Path, x_name: str, y_name: str,
+                y_path: Optional[Path] = None) -> Split:
+    x = np.asarray(x)
+    if x.ndim == 3:  # the files store (N, 28, 28); the loaders add the channel axis
+        x = x[..., None]
+    x, y = check_split(x, y, GREY_28, path, x_name, y_name, y_path)
+    return np.ascontiguousarray(x), y
+
+
+def load_mnist(data_dir: Optional[PathLike] = None, offline_hint: Optional[str] = DIGITS_HINT) -> Tuple[Split, Split]:
+    """MNIST from ``mnist.npz``: images uint8 (N, 28, 28, 1), labels int64 (60000 train / 10000 test).
+
+    ``offline_hint`` ends the missing-file message (None for callers without an offline alternative).
+    """
+    how = _how_to_get("mnist", "", "download https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz",
+                      offline_hint)
     (path,) = find_file_set(_search_bases(data_dir), ["mnist.npz"], how)
-    keys = ("x_train", "y_train", "x_test", "y_test")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in keys if k not in f.files]
-            if missing:
-                raise DataFormatError(f"missing arrays {missing} (has {sorted(f.files)})",
-                                      f"npz arrays {list(keys)}", path)
-            arrays = [f[k] for k in keys]
-    except DataFormatError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # not a zip / truncated
-        raise DataFormatError(f"unreadable npz ({e})", "keras' mnist.npz", path) from e
-    x_train, y_train, x_test, y_test = arrays
-    return _images_labels(x_train, y_train, 28, 1, path), _images_labels(x_test, y_test, 28, 1, path)
+    x_train, y_train, x_test, y_test = read_npz(path, ("x_train", "y_train", "x_test", "y_test"), "keras' mnist.npz")
+    return (_grey_split(x_train, y_train, path, "x_train", "y_train"),
+            _grey_split(x_test, y_test, path, "x_test", "y_test"))
 
 
 def read_idx(path: PathLike) -> np.ndarray:
     """Read a (gzipped if the name ends in .gz) IDX file: magic 0x0000TTDD, DD big-endian uint32 dims, data."""
     opener = gzip.open if os.fspath(path).endswith(".gz") else open
-    try:
+    with reading(path, "unreadable file", "a gzipped IDX file"):
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as e:
-        raise DataFormatError(f"unreadable file ({e})", "a gzipped IDX file", path) from e
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DataFormatError(f"bad IDX magic 0x{raw[:4].hex()}",
                               "magic 0x0000TTDD (TT = data type code, DD = number of dims)", path)
@@ -100,37 +102,46 @@ def read_idx(path: PathLike) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
 
 
-def load_fashion_mnist(data_dir: Optional[PathLike] = None) -> Tuple[Split, Split]:
-    """Fashion-MNIST from the four gzipped IDX files: images uint8 (N, 28, 28, 1), labels int64."""
+def load_fashion_mnist(data_dir: Optional[PathLike] = None,
+                       offline_hint: Optional[str] = DIGITS_HINT) -> Tuple[Split, Split]:
+    """Fashion-MNIST from the four gzipped IDX files: images uint8 (N, 28, 28, 1), labels int64.
+
+    ``offline_hint`` ends the missing-file message (None for callers without an offline alternative).
+    """
     how = _how_to_get("fashion_mnist", "fashion-mnist/",
                       "download the four *-ubyte.gz files from https://github.com/zalandoresearch/fashion-mnist "
-                      "into a fashion-mnist/ folder")
+                      "into a fashion-mnist/ folder", offline_hint)
     bases = [b / "fashion-mnist" for b in _search_bases(data_dir)]
     if data_dir is not None:
         bases.insert(1, Path(data_dir).expanduser())  # the files directly in data_dir
     paths = find_file_set(bases, _FASHION_FILES, how)
     xtr, ytr, xte, yte = (read_idx(p) for p in paths)
-    folder = paths[0].parent
-    return _images_labels(xtr, ytr, 28, 1, folder), _images_labels(xte, yte, 28, 1, folder)
+    return tuple(_grey_split(x, y, px, px.name, py.name, py)
+                 for x, y, px, py in ((xtr, ytr, paths[0], paths[1]), (xte, yte, paths[2], paths[3])))
 
 
 def _load_cifar_batch(path: Path) -> Split:
     d = decode_keys(safe_pickle_load(path, encoding="bytes"))
     if not isinstance(d, dict) or "data" not in d or "labels" not in d:
-        got = sorted(d) if isinstance(d, dict) else type(d).__name__
+        got = sorted(map(str, d)) if isinstance(d, dict) else type(d).__name__
         raise DataFormatError(f"pickle has keys {got}", "a dict with b'data' and b'labels'", path)
-    data = np.asarray(d["data"])
-    labels = np.asarray(d["labels"])
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
-        raise DataFormatError(f"data {data.dtype}{data.shape} with {len(labels)} labels",
-                              "uint8 data of shape (N, 3072) and N labels", path)
-    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+    expected = "uint8 data of shape (N, 3072)"
+    data = as_array(d["data"], path, "data", expected)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise DataFormatError(f"data is {data.dtype} {data.shape}", expected, path)
+    images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))  # CHW rows -> NHWC
+    return check_split(images, d["labels"], CIFAR10, path, "data", "labels")
 
 
-def load_cifar10(data_dir: Optional[PathLike] = None) -> Tuple[Split, Split]:
-    """CIFAR-10 from the python-version batches: images uint8 (N, 32, 32, 3) channels-last, labels int64."""
+def load_cifar10(data_dir: Optional[PathLike] = None,
+                 offline_hint: Optional[str] = DIGITS_HINT) -> Tuple[Split, Split]:
+    """CIFAR-10 from the python-version batches: images uint8 (N, 32, 32, 3) channels-last, labels int64.
+
+    ``offline_hint`` ends the missing-file message (None for callers without an offline alternative).
+    """
     how = _how_to_get("cifar10", "cifar-10-batches-py-target/cifar-10-batches-py/",
-                      "extract https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (folder cifar-10-batches-py)")
+                      "extract https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (folder cifar-10-batches-py)",
+                      offline_hint)
     bases = []
     for b in _search_bases(data_dir):
         bases += [b / "cifar-10-batches-py", b / "cifar-10-batches-py-target" / "cifar-10-batches-py"]
@@ -140,21 +151,7 @@ def load_cifar10(data_dir: Optional[PathLike] = None) -> Tuple[Split, Split]:
     batches = [_load_cifar_batch(p) for p in paths]
     x_train = np.concatenate([b[0] for b in batches[:5]])
     y_train = np.concatenate([b[1] for b in batches[:5]])
-    x_test, y_test = batches[5]
-    folder = paths[0].parent
-    return _images_labels(x_train, y_train, 32, 3, folder), _images_labels(x_test, y_test, 32, 3, folder)
-
-
-def _images_labels(x: np.ndarray, y: np.ndarray, size: int, channels: int, path: PathLike) -> Split:
-    x = np.asarray(x)
-    if x.ndim == 3 and channels == 1:
-        x = x[..., None]
-    if x.dtype != np.uint8 or x.shape[1:] != (size, size, channels):
-        raise DataFormatError(f"images are {x.dtype} {x.shape}", f"uint8 (N, {size}, {size}[, {channels}])", path)
-    y = np.asarray(y).reshape(-1)
-    if len(y) != len(x):
-        raise DataFormatError(f"{len(x)} images but {len(y)} labels", "one label per image", path)
-    return np.ascontiguousarray(x), y.astype(np.int64)
+    return (x_train, y_train), batches[5]
 
 
 __all__ = ["load_mnist", "load_fashion_mnist", "load_cifar10", "keras_cache_dirs", "read_idx"]

@@ -14,12 +14,15 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import DataFileMissingError, DataFormatError, PathLike
+from ._checks import DataFormat, check_split
+from ._files import read_npy, reading
+from .errors import DIGITS_HINT, DataFileMissingError, DataFormatError, PathLike, with_hint
 
 X_FILE = "x_omniglot_1.npy"
 Y_FILE = "y_omniglot_1.npy"
 RESIZED_DIR = "omniglot_resized"
 IMAGE_SIZE = 28
+CHARACTERS = 1623  # 964 of images_background + 659 of images_evaluation
 _SOURCE = ("Either put the original code's cache {x} and {y} there, or an {r}/ folder (alphabet/character/*.png) "
            "to build them from: download images_background.zip and images_evaluation.zip from "
            "https://github.com/brendenlake/omniglot (python/), merge both sets' alphabets into one folder and "
@@ -41,11 +44,16 @@ def list_omniglot_characters(root: PathLike) -> List[Path]:
 def _read_png(path: Path, size: int) -> np.ndarray:
     from PIL import Image  # lazy
 
-    with Image.open(path) as im:
-        im = im.convert("L")
-        if im.size != (size, size):
-            im = im.resize((size, size), resample=Image.LANCZOS)
-        return np.asarray(im, dtype=np.uint8)
+    expected = f"a square PNG of at least {size}x{size} pixels (omniglot_resized: 28x28, the originals: 105x105)"
+    with reading(path, "unreadable image", expected):
+        with Image.open(path) as im:
+            kind, (width, height) = im.format, im.size
+            grey = im.convert("L")  # decodes the pixels: a damaged file fails here
+    if kind != "PNG" or width != height or width < size:
+        raise DataFormatError(f"{kind or 'unknown'} image of {width}x{height} pixels", expected, path)
+    if grey.size != (size, size):
+        grey = grey.resize((size, size), resample=Image.LANCZOS)
+    return np.asarray(grey, dtype=np.uint8)
 
 
 def load_omniglot_folders(root: PathLike, size: int = IMAGE_SIZE) -> Tuple[np.ndarray, np.ndarray]:
@@ -108,14 +116,14 @@ def build_omniglot_arrays(root: PathLike, out_dir: PathLike,
 
 
 def load_omniglot(data_dir: PathLike, n_train_characters: int = 1200, n_rotations: int = 4,
-                  rotations: Optional[Sequence[int]] = None
+                  rotations: Optional[Sequence[int]] = None, offline_hint: Optional[str] = DIGITS_HINT
                   ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Load (building if needed) the Omniglot cache -> ``(x, y, train_classes, test_classes)``.
 
     Reads ``data_dir/x_omniglot_1.npy`` and ``y_omniglot_1.npy``; if they are missing but
     ``data_dir/omniglot_resized/`` exists, builds them there first. Classes ``< n_train_characters *
     n_rotations`` are meta-train, the rest meta-test. ``rotations`` (default: the first ``n_rotations`` of
-    0/90/180/270) is only used when building.
+    0/90/180/270) is only used when building. ``offline_hint`` ends the missing-file message.
     """
     data_dir = Path(data_dir)
     if rotations is None:
@@ -124,19 +132,20 @@ def load_omniglot(data_dir: PathLike, n_train_characters: int = 1200, n_rotation
         raise ValueError(f"{len(rotations)} rotations given but n_rotations={n_rotations}")
     xp, yp = data_dir / X_FILE, data_dir / Y_FILE
     if xp.is_file() and yp.is_file():
-        x, y = np.load(xp, allow_pickle=False), np.load(yp, allow_pickle=False)
+        x, y = read_npy(xp, "the original's x_omniglot_1.npy"), read_npy(yp, "the original's y_omniglot_1.npy")
     elif (data_dir / RESIZED_DIR).is_dir():
         x, y = build_omniglot_arrays(data_dir / RESIZED_DIR, data_dir, rotations)
     else:
         missing = xp if not xp.is_file() else yp
-        raise DataFileMissingError(missing.name, missing, _SOURCE.format(x=X_FILE, y=Y_FILE, r=RESIZED_DIR),
-                                   [missing, data_dir / RESIZED_DIR])
-    if x.ndim != 4 or x.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 1) or len(x) != len(y):
-        raise DataFormatError(f"x {x.dtype}{x.shape} and y {y.shape}", "x (N, 28, 28, 1) and y (N,)", data_dir)
+        how = with_hint(_SOURCE.format(x=X_FILE, y=Y_FILE, r=RESIZED_DIR), offline_hint)
+        raise DataFileMissingError(missing.name, missing, how, [missing, data_dir / RESIZED_DIR])
+    # ink = 1 - pixel/255 in [0, 1]; class id = character * n_rotations + rotation index
+    cache = DataFormat((IMAGE_SIZE, IMAGE_SIZE, 1), (np.floating,), CHARACTERS * n_rotations, value_range=(0.0, 1.0))
+    x, y = check_split(x, y, cache, xp, X_FILE, Y_FILE, yp)
     classes = np.unique(y)
     n_train = n_train_characters * n_rotations
     train_classes, test_classes = classes[classes < n_train], classes[classes >= n_train]
     if len(train_classes) == 0 or len(test_classes) == 0:
         raise ValueError(f"n_train_characters={n_train_characters} leaves an empty meta-train or meta-test set "
                          f"({len(classes)} classes = {len(classes) // n_rotations} characters x {n_rotations})")
-    return x, y.astype(np.int64), train_classes.astype(np.int64), test_classes.astype(np.int64)
+    return x, y, train_classes, test_classes

@@ -16,43 +16,46 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from ._files import read_h5
-from .errors import DataFileMissingError, DataFormatError, PathLike
+from ._checks import DataFormat, check_split
+from ._files import read_h5, reading
+from .errors import DIGITS_HINT, DataFileMissingError, DataFormatError, PathLike, with_hint
 
 GREY_WEIGHTS = np.array([0.2989, 0.5870, 0.1140], dtype=np.float32)
 H5_GREY = "SVHN_single_grey_without_extra.h5"
 H5_RGB = "SVHN_single_without_extra.h5"
 H5_KEYS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
+MAT_FORMAT = DataFormat((32, 32, 3), (np.uint8,), num_classes=10)
+#: the cache: grey float 0..255 (N, 32, 32, 1) or RGB (uint8 from preprocess_svhn)
+H5_FORMAT = DataFormat((32, 32, (1, 3)), (np.uint8, np.floating), num_classes=10, value_range=(0.0, 255.0))
 _MAT_SOURCE = ("Download train_32x32.mat and test_32x32.mat (format 2, cropped digits) from "
                "http://ufldl.stanford.edu/housenumbers/ on a machine with internet and copy them here "
                "(or pass --data-dir pointing to a folder holding them).")
+_H5_SOURCE = ("Build it with bilevel_tf.datasets.preprocess_svhn(train_32x32.mat, test_32x32.mat, out_dir) from the "
+              "official files at http://ufldl.stanford.edu/housenumbers/ (train_32x32.mat, test_32x32.mat).")
 
 
-def load_svhn_mat(path: PathLike) -> Tuple[np.ndarray, np.ndarray]:
-    """Read an official SVHN .mat: images uint8 (N, 32, 32, 3), labels int64 0..9 (10 -> 0)."""
+def load_svhn_mat(path: PathLike, offline_hint: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Read an official SVHN .mat: images uint8 (N, 32, 32, 3), labels int64 0..9 (10 -> 0).
+
+    ``offline_hint`` ends the missing-file message (None by default: its caller builds the cache and has no
+    offline alternative).
+    """
     path = Path(path)
     if not path.is_file():
-        raise DataFileMissingError(path.name, path, _MAT_SOURCE)
+        raise DataFileMissingError(path.name, path, with_hint(_MAT_SOURCE, offline_hint))
     import scipy.io  # lazy
 
-    try:
+    with reading(path, "unreadable .mat file", "an intact MATLAB v5 file from the SVHN site (re-download it)"):
         d = scipy.io.loadmat(os.fspath(path))
-    except Exception as e:  # scipy raises MatReadError/OSError/IndexError/ValueError for damaged files
-        raise DataFormatError(f"unreadable .mat file ({type(e).__name__}: {e})",
-                              "an intact MATLAB v5 file from the SVHN site (re-download it)", path) from e
     if "X" not in d or "y" not in d:
         raise DataFormatError(f"variables {sorted(k for k in d if not k.startswith('__'))}",
                               "variables 'X' (32, 32, 3, N) and 'y' (N, 1)", path)
-    x, y = np.asarray(d["X"]), np.asarray(d["y"]).reshape(-1)
-    if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != len(y):
-        raise DataFormatError(f"'X' has shape {x.shape} and 'y' has {len(y)} labels",
-                              "'X' of shape (32, 32, 3, N) and N labels", path)
-    if len(y) and (y.min() < 0 or y.max() > 10):
-        raise DataFormatError(f"labels in [{y.min()}, {y.max()}]", "labels 1..10 (10 = digit 0)", path)
-    labels = y.astype(np.int64)
-    labels[labels == 10] = 0
-    images = np.ascontiguousarray(np.transpose(x, (3, 0, 1, 2)), dtype=np.uint8)
-    return images, labels
+    x, y = np.asarray(d["X"]), np.asarray(d["y"])
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
+        raise DataFormatError(f"'X' is {x.dtype} {x.shape}", "uint8 'X' of shape (32, 32, 3, N)", path)
+    images = np.ascontiguousarray(np.transpose(x, (3, 0, 1, 2)))
+    digits = np.where(y == 10, 0, y) if y.dtype.kind in "iuf" else y  # check_split refuses the others
+    return check_split(images, digits, MAT_FORMAT, path, "'X'", "'y' (10 read as 0)")
 
 
 def svhn_split_indices(labels: np.ndarray, val_per_class: int = 100,
@@ -116,37 +119,17 @@ def preprocess_svhn(train_mat: PathLike, test_mat: PathLike, out_dir: PathLike, 
     return out
 
 
-def _labels_to_ids(y: np.ndarray, key: str, path: PathLike) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] > 1:  # one-hot, as the original wrote
-        return np.argmax(y, axis=1).astype(np.int64)
-    if y.ndim > 2:
-        raise DataFormatError(f"{key} has shape {y.shape}", "class ids (N,) / (N, 1) or one-hot (N, C)", path)
-    return y.reshape(-1).astype(np.int64)
-
-
-def load_svhn_h5(path: PathLike) -> Dict[str, np.ndarray]:
+def load_svhn_h5(path: PathLike, offline_hint: Optional[str] = DIGITS_HINT) -> Dict[str, np.ndarray]:
     """Load an SVHN cache written by :func:`preprocess_svhn` or the original script.
 
     Returns a dict with X_train, y_train, X_val, y_val, X_test, y_test; labels are int64 ids (one-hot
-    input is converted), images are returned as stored (grey float32 0..255 or RGB uint8).
+    input is converted), images are returned as stored (grey float32 0..255 or RGB uint8). ``offline_hint``
+    ends the missing-file message (None for callers without an offline alternative).
     """
     path = Path(path)
-    raw = read_h5(path, H5_KEYS,
-                  "Build it with bilevel_tf.datasets.preprocess_svhn(train_32x32.mat, test_32x32.mat, out_dir) from the "
-                  "official files at http://ufldl.stanford.edu/housenumbers/ (train_32x32.mat, test_32x32.mat).",
-                  "preprocess_svhn")
+    raw = read_h5(path, H5_KEYS, with_hint(_H5_SOURCE, offline_hint), "preprocess_svhn")
     out = {}
     for split in ("train", "val", "test"):
-        x, y = raw[f"X_{split}"], _labels_to_ids(raw[f"y_{split}"], f"y_{split}", path)
-        if len(x) != len(y):
-            raise DataFormatError(f"X_{split} has {len(x)} images but y_{split} has {len(y)} labels",
-                                  "one label per image", path)
-        if np.ndim(x) != 4:
-            raise DataFormatError(f"X_{split} has shape {np.shape(x)}",
-                                  "images (N, 32, 32, 1) grey or (N, 32, 32, 3) RGB", path)
-        if len(y) and (y.min() < 0 or y.max() > 9):
-            raise DataFormatError(f"y_{split} holds labels in [{y.min()}, {y.max()}]",
-                                  "class ids 0..9 (digit 0 = class 0) or one-hot rows", path)
-        out[f"X_{split}"], out[f"y_{split}"] = x, y
+        out[f"X_{split}"], out[f"y_{split}"] = check_split(raw[f"X_{split}"], raw[f"y_{split}"], H5_FORMAT, path,
+                                                           f"X_{split}", f"y_{split}")
     return out
