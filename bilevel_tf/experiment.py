@@ -240,7 +240,8 @@ class Run:
             if getattr(self.args, "fresh", False):
                 self._delete_outputs()
             path = os.path.join(self.folder, "run.json")
-            if os.path.exists(path):
+            known = os.path.exists(path)  # without it a results.json cannot be matched to its configuration
+            if known:
                 try:
                     saved = json.loads(Path(path).read_text())["config"]
                 except (OSError, ValueError, KeyError, TypeError) as e:
@@ -254,7 +255,7 @@ class Run:
             atomic_write_text(path, json.dumps({"config": self.config, "budget": self.budget}, indent=1,
                                                sort_keys=True))
             results = os.path.join(self.folder, "results.json")
-            if os.path.exists(results):
+            if known and os.path.exists(results):
                 try:
                     finished = json.loads(Path(results).read_text())
                     self.metrics = finished["metrics"]

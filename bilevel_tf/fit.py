@@ -159,7 +159,7 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     durations: List[float] = []
     # "seconds" continues the restored run's clock, so curves against wall-clock time stay monotone
     t_begin = time.perf_counter() - next((r["seconds"] for r in reversed(records) if "seconds" in r), 0.0)
-    step = start
+    step = logged = start
     previous_handler = _install_sigterm()
     finished = False
     try:
@@ -178,7 +178,12 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
             for cb in callbacks:
                 cb.on_step_end(step, logs)
             if step % log_every == 0 or step == steps:
-                records.append({"step": step, "seconds": time.perf_counter() - t_begin, **logs})
+                # step_seconds (median since the last record, the call's first step excluded: it traces) lets
+                # a resumed run that has few or no new steps still report its speed
+                timed = durations[max(1, len(durations) - (step - logged)):] or durations[-1:]
+                logged = step
+                records.append({"step": step, "seconds": time.perf_counter() - t_begin, **logs,
+                                "step_seconds": _median(timed)})
                 if verbose:
                     progress = progress or _Progress(steps, start, verbose)
                     progress.update(step, logs)
@@ -200,13 +205,18 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
         lock.release()
     history = History(records)
     if len(durations) > 1:
-        durations = sorted(durations[1:])
-        history.seconds_per_step = durations[len(durations) // 2]
-    elif durations:
-        history.seconds_per_step = durations[0]
+        history.seconds_per_step = _median(durations[1:])
+    else:  # nothing (or only the tracing step) timed in this call: the restored run's own timings
+        earlier = [r["step_seconds"] for r in records if "step_seconds" in r]
+        history.seconds_per_step = _median(earlier) if earlier else (durations[0] if durations else float("nan"))
     for cb in callbacks:
         cb.on_fit_end(history)
     return history
+
+
+def _median(values: Sequence[float]) -> float:
+    values = sorted(values)
+    return values[len(values) // 2]
 
 
 def _show(key: str) -> bool:

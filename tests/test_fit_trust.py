@@ -158,3 +158,11 @@ def test_plain_progress_lines_show_current_evaluation_values(capsys):
     lines = [l for l in out.splitlines() if l.startswith("step ")]
     assert len(lines) == 4 and "\x1b" not in out and "\r" not in out
     assert "metric=1" in lines[3]  # the latest evaluation (0 at step 2, 1 at step 4), not a running mean
+
+
+def test_a_resume_without_new_steps_still_reports_the_runs_speed(tmp_path):
+    _, _, first = _run(tmp_path, 6)
+    assert all(r["step_seconds"] > 0 for r in first) and first.seconds_per_step > 0
+    _, _, again = _run(tmp_path, 6)  # restored at step 6: nothing left to run
+    assert [r["step"] for r in again] == [r["step"] for r in first]
+    assert again.seconds_per_step == sorted(r["step_seconds"] for r in first)[len(first) // 2]

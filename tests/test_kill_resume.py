@@ -55,7 +55,7 @@ def _latest_step(folder) -> int:
     return max(steps, default=0)
 
 
-TIMINGS = ("seconds", "eval_seconds")
+TIMINGS = ("seconds", "eval_seconds", "step_seconds")
 
 
 def _assert_same_history(resumed: list, reference: list) -> None:
