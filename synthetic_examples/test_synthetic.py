@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from bilevel_tf import experiment
+from bilevel_tf import experiment, paper_cells, tensorboard_logs
 from bilevel_tf.apps import synthetic
 
 EXAMPLES = [1, 2, 3, 4]
@@ -108,11 +108,13 @@ def main(argv=None):
         metrics["ablation"] = run_ablation(args, cell, steps, history)
 
     write_figures(args.out, history)
+    write_tensorboard(args, history)
     print_table(metrics)
     # the top-level timing is Penalty's mean over examples and T (per cell timings are in the metrics)
     penalty = [m["seconds_per_upper_iteration"] for k, by_method in metrics.items() if k.startswith("ex")
                for m in by_method.get("penalty", {}).values()]
     experiment.write_results(args, metrics=metrics, history=history, dataset="synthetic",
+                             paper=paper_cells.paper_entry(args, "synthetic"),
                              seconds_per_upper_iteration=float(np.mean(penalty)) if penalty else None,
                              config=experiment.config_of(args, settings=dataclasses.asdict(synthetic.PAPER_SETTINGS)))
     return metrics
@@ -163,6 +165,15 @@ def write_figures(out, history):
         if grid:
             synthetic.plot_grid(f"{out}/{name}", grid, xlabel="upper iteration", ylabel="distance to solution",
                                 title=titles[name])
+
+
+def write_tensorboard(args, history):
+    """--tensorboard: each curve as a run named after its example, method and T (and ablation setting)."""
+    for h in history:
+        run = f"ex{h['example']}/{h['method']}/T{h['T']}"
+        if "ablation" in h:
+            run += f"/lam0={h['ablation']['lam0']:g}_nu={h['ablation']['use_nu']}"
+        tensorboard_logs.write_series(args, run, h["iteration"], {"distance_mean": h["distance_mean"]})
 
 
 def print_table(metrics):

@@ -37,7 +37,7 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from .. import datasets, experiment, models
+from .. import datasets, experiment, models, paper_cells, tensorboard_logs
 from . import importance_data as data
 from .importance_eval import (ClassifierTrainer, Predictor, accuracy_curves, importance_of, logits_of,
                               noise_detection, train_classifier, weighted_ce)
@@ -444,7 +444,8 @@ def run_denoising(argv: Optional[Sequence[str]], spec: DenoisingSpec) -> Dict[st
     fit_history = bl.fit(solver, setup.val_stream, setup.train_stream, steps=total,
                          checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
                          checkpoint_every=args.checkpoint_every, callbacks=callbacks, verbose=args.verbose,
-                         log_every=max(1, spe // 5), csv_path=os.path.join(args.out, "history.csv"))
+                         log_every=max(1, spe // 5), csv_path=os.path.join(args.out, "history.csv"),
+                         tensorboard_dir=tensorboard_logs.log_dir(args))
     history += list(fit_history)
 
     importance = task.values()
@@ -474,7 +475,7 @@ def run_denoising(argv: Optional[Sequence[str]], spec: DenoisingSpec) -> Dict[st
                                   selection_threshold=spec.selection_threshold)
     experiment.write_results(args, metrics=metrics, history=history,
                              seconds_per_upper_iteration=fit_history.seconds_per_step, dataset=s.source,
-                             config=config,
+                             config=config, paper=paper_cells.paper_entry(args, s.source),
                              summary_keys=["test_accuracy", "noisy_baseline_test_accuracy", "bilevel_test_accuracy",
                                            "noise_precision", "noise_recall", "oracle_test_accuracy",
                                            "val_only_test_accuracy"])

@@ -25,7 +25,7 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from .. import datasets, experiment, models, precision
+from .. import datasets, experiment, models, paper_cells, precision, tensorboard_logs
 from .importance_data import NUM_CLASSES
 from .importance import check_run_folder
 from .importance_eval import accuracy_curves, noise_detection, weighted_ce
@@ -226,7 +226,7 @@ def run_hyper_cleaning(args: argparse.Namespace, penalty_options: Dict[str, Any]
                      checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
                      checkpoint_every=args.checkpoint_every, callbacks=[bl.Evaluate(evaluate, args.eval_every)],
                      verbose=args.verbose, log_every=args.eval_every,
-                     csv_path=os.path.join(args.out, "history.csv"))
+                     csv_path=os.path.join(args.out, "history.csv"), tensorboard_dir=tensorboard_logs.log_dir(args))
     weights = 1.0 / (1.0 + np.exp(-task.x.numpy()))
     metrics: Dict[str, Any] = evaluate()
     metrics.pop("eval_seconds")
@@ -249,6 +249,7 @@ def run_hyper_cleaning(args: argparse.Namespace, penalty_options: Dict[str, Any]
                            title=f"{args.method}, {args.net} net on {args.dataset}")
     experiment.write_results(args, metrics=metrics, history=history,
                              seconds_per_upper_iteration=history.seconds_per_step, dataset=args.dataset,
+                             paper=paper_cells.paper_entry(args, args.dataset),
                              summary_keys=["test_accuracy", "noisy_baseline_test_accuracy", "f1",
                                            "cleaner_precision", "cleaner_recall"])
     return metrics
