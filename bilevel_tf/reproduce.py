@@ -167,9 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=plans.PROFILES, default="cpu",
                    help="cpu: scaled rows that finish on a 2-core CPU (default); paper: the paper's data and "
                         "settings (the GPU job)")
-    p.add_argument("--seeds", type=int, default=5, help="runs per row, seeds 0..N-1 (the paper: 5 trials)")
+    p.add_argument("--seeds", type=int, default=5,
+                   help="runs per row, seeds 0..N-1 (default 5, the paper's number of trials)")
     p.add_argument("--out", default=os.path.join("runs", "reproduce"),
-                   help="output folder: runs go to OUT/<table>/<row>/seed<k>, the tables to OUT/tables.md")
+                   help="output folder (default runs/reproduce): runs go to OUT/<table>/<row>/seed<k>, the tables "
+                        "to OUT/tables.md, OUT/tables.csv and OUT/<table>.png")
     p.add_argument("--methods", nargs="+", default=None,
                    help="solvers to run (default: the table's columns: " +
                         "; ".join(f"{t} {' '.join(m)}" for t, m in plans.DEFAULT_METHODS.items()) + ")")

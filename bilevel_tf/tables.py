@@ -1,6 +1,6 @@
 """Our runs next to the paper's tables: ``python -m bilevel_tf.tables RUNS_DIR``.
 
-Finds every results.json under RUNS_DIR, places each run in the paper's tables (:mod:`bilevel_tf.paper_cells`),
+Finds every results.json under RUNS_DIR, places each run in the paper's tables (bilevel_tf/paper_cells.py),
 pools runs whose configuration differs only by seed (and output paths), and prints one markdown table per paper
 table with our mean ± s.d. (n seeds) beside the published value and the difference. Rows whose data or setting
 are not the paper's (e.g. the bundled digits) are labelled with their data set and never compared. Writes

@@ -67,7 +67,8 @@ class DenoisingSpec:
     hyperparams: Dict[str, Dict[str, Any]]  # method -> lr_u, lr_v, [lr_p, halve_every, pretrain_lr], solver kwargs
     eval_epochs: float                   # budget of every evaluation classifier, in passes over train + val
     eval_lr: float                       # its Adam learning rate
-    paper: str = ""                      # the published number, echoed in results.json
+    paper: str = ""                      # the published numbers, for the reader (results.json's "paper" entry
+                                         # comes from bilevel_tf.paper_results, and only for the paper's data)
     augment: Optional[Dict[str, Any]] = None  # train/val augmentation (CIFAR-10); --no-augment turns it off
     selection_threshold: Optional[float] = None  # retrain on {a > threshold} + val instead of weighting
     overrides: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # per data set: fields to replace
@@ -469,7 +470,7 @@ def run_denoising(argv: Optional[Sequence[str]], spec: DenoisingSpec) -> Dict[st
                            xlabel="wall-clock of the bilevel phase (s, evaluation excluded)", ylabel="accuracy",
                            title=f"lower-level network, {args.method} on {s.source}")
     config = experiment.config_of(args, hyperparams={k: v for k, v in setup.hp.items()},
-                                  sizes=dataclasses.asdict(spec.datasets[args.dataset]), paper=spec.paper,
+                                  sizes=dataclasses.asdict(spec.datasets[args.dataset]),
                                   pretrain_epochs=spec.pretrain_epochs, eval_epochs=spec.eval_epochs,
                                   eval_lr=spec.eval_lr, init_importance=list(spec.init_importance),
                                   selection_threshold=spec.selection_threshold)
