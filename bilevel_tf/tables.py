@@ -75,15 +75,15 @@ def find_runs(runs_dir: str) -> Tuple[List[Run], List[str]]:
     return runs, problems
 
 
-def flatten(config: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """Nested dicts as dotted keys; lists as JSON text (hashable, printable)."""
+def flatten(mapping: Mapping[str, Any], sep: str = ".", prefix: str = "") -> Dict[str, Any]:
+    """Nested dicts as one level, keys joined by ``sep`` ({"a": {"b": 1}} -> {"a.b": 1})."""
     out: Dict[str, Any] = {}
-    for key, value in config.items():
+    for key, value in mapping.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            out.update(flatten(value, name + "."))
+            out.update(flatten(value, sep, name + sep))
         else:
-            out[name] = json.dumps(value) if isinstance(value, list) else value
+            out[name] = value
     return out
 
 
@@ -140,7 +140,8 @@ def _groups(runs: Sequence[Run]) -> Tuple[List[Group], List[str]]:
         if not placement.cells:
             skipped.append(f"{run.path}: {placement.reason}")
             continue
-        flat = {k: v for k, v in flatten(run.config).items() if _top(k) not in IGNORED_KEYS}
+        flat = {k: json.dumps(v) if isinstance(v, list) else v  # lists as text: hashable, printable
+                for k, v in flatten(run.config).items() if _top(k) not in IGNORED_KEYS}
         setting = {k: v for k, v in flat.items() if _top(k) not in BILEVEL_KEYS}
         solver = {k: v for k, v in flat.items()
                   if _top(k) in BILEVEL_KEYS and k not in ("method", "schedule", "hyperparams.schedule")}

@@ -19,16 +19,11 @@ def log_dir(args: Any, run: str = "") -> Optional[str]:
     return os.path.join(args.out, "tensorboard", run) if run else os.path.join(args.out, "tensorboard")
 
 
-def scalars(record: Mapping[str, Any], prefix: str = "") -> Dict[str, float]:
+def scalars(record: Mapping[str, Any]) -> Dict[str, float]:
     """The finite numbers of a record, nested dicts flattened to 'a/b' tags (lists and text left out)."""
-    out: Dict[str, float] = {}
-    for key, value in record.items():
-        tag = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(scalars(value, tag + "/"))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            out[tag] = float(value)
-    return out
+    from .tables import flatten
+    return {tag: float(v) for tag, v in flatten(record, "/").items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
 def _board(folder: str):
