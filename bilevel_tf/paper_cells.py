@@ -106,7 +106,7 @@ def _few_shot(experiment: str, dataset: str, method: str, config: Mapping[str, A
     setting = f"{config['n_way']}-way {config['k_shot']}-shot"
     row, p = _choose_row("table3", f"{paper_name} {setting}", f"{dataset} {setting} [{_runner(experiment)}]",
                          _data_set_check(config, dataset, paper_dataset, paper_name))
-    order = (0 if p.paper_data else 1, row[:3], int(config["n_way"]), int(config["k_shot"]))
+    order = (0 if p.paper_data else 1, dataset, int(config["n_way"]), int(config["k_shot"]))
     p.cells.append(Cell("table3", row, METHOD_COLUMNS.get(method, method), ("test_accuracy",), method=method,
                         order=order))
     return p
@@ -148,7 +148,8 @@ def _synthetic(experiment: str, dataset: str, method: str, config: Mapping[str, 
             for m in config.get("methods", []):
                 p.cells.append(Cell("supp4", row, METHOD_COLUMNS.get(m, m),
                                     (f"ex{example}", m, f"T{t}", "seconds_per_upper_iteration"),
-                                    scale=SYNTHETIC_ITERATIONS, method=m, order=(0 if p.paper_data else 1, dim, example, t)))
+                                    scale=SYNTHETIC_ITERATIONS, method=m,
+                                    order=(0 if p.paper_data else 1, dim, example, t)))
     return p
 
 

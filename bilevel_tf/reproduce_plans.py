@@ -11,7 +11,7 @@ iterations only; evaluation and pre-training add to it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 PROFILES = ("cpu", "paper")
 TABLE_NAMES = ("table2", "table3", "supp4", "supp5", "small_scale")
@@ -31,6 +31,7 @@ class Row:
     runner: str                      # script path relative to the repository root
     args: Tuple[str, ...]            # runner flags (reproduce adds --seed and --out)
     seconds: Optional[float] = None  # estimated wall-clock of one run (one seed); None: not measured
+    per_iteration: bool = False      # estimated from seconds per upper iteration (bilevel phase only)
 
     def command(self) -> List[str]:
         return [self.runner, *self.args]
@@ -86,7 +87,8 @@ def table2(profile: str, methods: Sequence[str]) -> List[Row]:
                     args.append("--baselines")
                 seconds = (CPU_RUN_SECONDS["table2"] if profile == "cpu"
                            else _paper_estimate(dataset, method, PAPER_ITERATIONS[dataset]))
-                rows.append(Row(f"{dataset}_noise{_percent(noise)}_{method}", runner, tuple(args), seconds))
+                rows.append(Row(f"{dataset}_noise{_percent(noise)}_{method}", runner, tuple(args), seconds,
+                                per_iteration=profile == "paper"))
     return rows
 
 
@@ -121,7 +123,7 @@ def table3(profile: str, methods: Sequence[str]) -> List[Row]:
             for method in methods:
                 args = ("--n-way", str(n_way), "--k-shot", str(k_shot), "--method", method)
                 seconds = _paper_estimate(dataset, method, _few_shot_iterations(dataset, n_way, k_shot, method))
-                rows.append(Row(f"{dataset}_{n_way}way_{k_shot}shot_{method}", runner, args, seconds))
+                rows.append(Row(f"{dataset}_{n_way}way_{k_shot}shot_{method}", runner, args, seconds, True))
     return rows
 
 
@@ -154,7 +156,8 @@ def supp5(profile: str, methods: Sequence[str]) -> List[Row]:
                     n = 10 * percent
                     args = ("--num-poison", str(n))
                     seconds = _paper_estimate("poisoning", method, PAPER_ITERATIONS["poisoning"])
-                rows.append(Row(f"{attack}_{percent}pct_{method}", runner, (*args, "--method", method), seconds))
+                rows.append(Row(f"{attack}_{percent}pct_{method}", runner, (*args, "--method", method), seconds,
+                                per_iteration=profile == "paper"))
     return rows
 
 
@@ -170,7 +173,7 @@ def small_scale(profile: str, methods: Sequence[str]) -> List[Row]:
         seconds = (CPU_RUN_SECONDS["small_scale"] if profile == "cpu"
                    else _paper_estimate("small_scale", method, PAPER_ITERATIONS["small_scale"]))
         rows.append(Row(f"{'digits' if profile == 'cpu' else 'mnist'}_noise50_{method}", SMALL_SCALE, tuple(args),
-                        seconds))
+                        seconds, per_iteration=profile == "paper"))
     return rows
 
 
@@ -189,11 +192,3 @@ def plan(table: str, profile: str, methods: Optional[Sequence[str]] = None) -> L
         raise ValueError(f"{table}'s runners do not take --method {unknown[0]}; choose from "
                          f"{list(RUNNER_METHODS[table])}")
     return PLANS[table](profile, methods)
-
-
-def describe(rows: Sequence[Row]) -> Dict[str, int]:
-    """How many rows use each runner (for the plan's header)."""
-    out: Dict[str, int] = {}
-    for r in rows:
-        out[r.runner] = out.get(r.runner, 0) + 1
-    return out
