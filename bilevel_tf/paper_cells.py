@@ -69,10 +69,9 @@ def _choose_row(table: str, paper_row: str, other_row: str, not_paper: Optional[
 
 
 def _data_set_check(config: Mapping[str, Any], dataset: str, paper_dataset: str, paper_name: str) -> Optional[str]:
-    not_paper = _blocker(config)
-    if not_paper is None and dataset != paper_dataset:
-        not_paper = f"{dataset} is not the paper's data set for this runner ({paper_name})"
-    return not_paper
+    if dataset != paper_dataset:
+        return f"{dataset} is not the paper's data set for this runner ({paper_name})"
+    return _blocker(config)
 
 
 # ------------------------------------------------------------------------------------------ per experiment

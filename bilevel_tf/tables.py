@@ -29,8 +29,8 @@ import numpy as np
 from .paper_cells import Cell, place
 from .paper_results import TABLES, PaperTable
 
-#: run plumbing, never a reason to keep runs apart
-IGNORED_KEYS = frozenset({"seed", "out", "data_dir", "fresh", "verbose", "checkpoint_every", "tensorboard",
+#: run plumbing (and --baselines, which adds metrics without changing the others), never a reason to keep runs apart
+IGNORED_KEYS = frozenset({"seed", "out", "data_dir", "fresh", "verbose", "checkpoint_every", "tensorboard", "baselines",
                           "deterministic", "debug", "eval_batch", "log_every", "paper", "steps_per_execution",
                           "strategy", "experiment", "examples", "methods", "ts", "skip_ablation", "ablation_trials"})
 #: keys that change only the bilevel phase (solver, schedule, budget); baselines shared by all methods ignore them
