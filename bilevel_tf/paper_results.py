@@ -116,7 +116,7 @@ SUPP4 = PaperTable(
     name="supp4", source="supp. Table 4", title="Synthetic examples: wall-clock time of 10,000 upper iterations",
     unit="s per 10,000 upper iterations", spread="s.d. over 10 runs", row_header="Example, T", columns=_S4,
     rows={synthetic_row(e, t): _row(_S4, *values) for (e, t), values in _S4_ROWS.items()},
-    notes="Paper hardware: Intel Core i9-7920X, TITAN RTX, TensorFlow 1.x. u, v in R^10, Adam (RMD: plain GD).")
+    notes="Measured on an Intel Core i9-7920X with a TITAN RTX, TensorFlow 1.x; u, v in R^10, Adam (RMD: plain GD).")
 
 _S5 = ("Untargeted: Label flip", "Untargeted: RMD", "Untargeted: ApproxGrad", "Untargeted: Penalty",
        "Targeted: Label flip", "Targeted: RMD", "Targeted: ApproxGrad", "Targeted: Penalty")
