@@ -97,7 +97,8 @@ def test_tiny_table2_end_to_end_then_resume(tmp_path, capsys):
     runs = sorted(glob.glob(os.path.join(out, "table2", "digits_noise25_penalty", "seed*", "results.json")))
     assert len(runs) == 2
     result = json.load(open(runs[1]))
-    assert result["config"]["seed"] == 1 and result["paper"] is None and "--smoke" in result["paper_reason"]
+    assert result["config"]["seed"] == 1 and result["paper"] is None and result["config"]["smoke"]
+    assert result["paper_reason"] == "digits is not the paper's data set for this runner (MNIST)"  # said first
     assert glob.glob(os.path.join(os.path.dirname(runs[1]), "tensorboard", "events.out.tfevents.*"))
     # the same command again: both runs are done, nothing is rerun
     assert reproduce.main(argv) == 0
