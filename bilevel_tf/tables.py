@@ -284,9 +284,10 @@ def diff_text(g: Optional[Group], v, unit: str) -> str:
 
 def markdown(t: TableResult) -> str:
     p = t.paper
+    printed_spread = any(v.spread is not None for row in p.rows.values() for v in row.values())
     lines = [f"### {p.source}: {p.title} ({p.unit})", "",
-             f"ours: mean ± s.d. over seeds (n); paper: mean ± {p.spread}; diff = ours − paper (paper-data rows "
-             "only).", "",
+             f"ours: mean ± s.d. over seeds (n); paper: {'mean ± ' if printed_spread else ''}{p.spread}; "
+             "diff = ours − paper (paper-data rows only).", "",
              "| " + " | ".join([p.row_header, ""] + t.columns) + " |",
              "|" + "---|" * (len(t.columns) + 2)]
     for row in t.rows:

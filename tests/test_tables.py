@@ -174,6 +174,17 @@ def test_other_tables_and_runs_without_a_table(tmp_path):
     assert "table2" not in {t.paper.name for t in results}
 
 
+def test_legend_of_a_paper_table_without_spreads(tmp_path):
+    root = str(tmp_path)
+    write_run(root, "ss/0", "data_denoising/mnist_small_scale", "penalty", "digits",
+              {"test_accuracy": 0.93, "noisy_baseline_test_accuracy": 0.86}, seed=0, noise=0.5, model="paper",
+              smoke=False, synthetic_data=False)
+    text = tables.report(root, files=False)
+    assert "paper: single numbers (no ± printed);" in text and "mean ± single" not in text
+    assert "paper: mean ± s.d. over 5 runs;" in tables.markdown(
+        tables.TableResult(TABLES["table2"], [], [], {}, {}, {}, {}, {}))
+
+
 def test_paper_entry_only_for_the_papers_data_and_setting():
     base = dict(experiment="data_denoising/mnist_large_scale", method="penalty", noise=0.25, model="paper",
                 smoke=False, synthetic_data=False, max_steps=None)
