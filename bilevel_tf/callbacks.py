@@ -134,21 +134,30 @@ def _step_of(row: list) -> Optional[int]:
         return None
 
 
+def _scalar_metadata():
+    """What marks a summary as a scalar for TensorBoard's scalars dashboard. ``tf.summary.scalar`` needs the
+    tensorboard package installed only to build this; writing it with ``tf.summary.write`` does not."""
+    from tensorflow.core.framework import summary_pb2
+    return summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+
+
 class TensorBoard(Callback):
-    """Write every log value as a scalar summary."""
+    """Write every log value as a scalar summary (viewing the logs needs ``pip install tensorboard``;
+    writing them does not)."""
 
     def __init__(self, log_dir: str, every: int = 1):
         self.log_dir, self.every = log_dir, int(every)
-        self._writer = None
+        self._writer = self._metadata = None
 
     def on_step_end(self, step: int, logs: Logs) -> None:
         if step % self.every:
             return
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
+            self._metadata = _scalar_metadata()
         with self._writer.as_default():
             for key, value in logs.items():
-                tf.summary.scalar(key, value, step=step)
+                tf.summary.write(key, tf.constant(value, tf.float32), step=step, metadata=self._metadata)
 
     def on_fit_end(self, history: list) -> None:
         if self._writer is not None:

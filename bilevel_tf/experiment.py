@@ -137,6 +137,7 @@ def parser(description: str, *, method: str = "penalty", methods: Sequence[str] 
                         "--out resumes from the latest one")
     p.add_argument("--fresh", action="store_true", help="ignore (delete) checkpoints in <out> and start over")
     p.add_argument("--jit", action="store_true", help="compile each upper iteration with XLA (jit_compile=True)")
+    p.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to <out>/tensorboard")
     if mixed_precision:
         from . import precision
         p.add_argument("--precision", default=precision.FLOAT32, choices=list(precision.POLICIES),
@@ -374,13 +375,18 @@ def _umask() -> int:
 
 def write_results(args: argparse.Namespace, *, metrics: Mapping[str, Any], history: Iterable[Mapping[str, Any]] = (),
                   seconds_per_upper_iteration: Optional[float] = None, dataset: Optional[str] = None,
-                  config: Optional[Mapping[str, Any]] = None, summary_keys: Optional[Sequence[str]] = None) -> str:
-    """Write ``<out>/results.json`` in the layout of DESIGN.md and print a one-line summary."""
+                  config: Optional[Mapping[str, Any]] = None, summary_keys: Optional[Sequence[str]] = None,
+                  paper: Optional[Tuple[Optional[Mapping[str, Any]], Optional[str]]] = None) -> str:
+    """Write ``<out>/results.json`` in the layout of DESIGN.md and print a one-line summary. ``paper``:
+    ``paper_cells.paper_entry(args, dataset)``, i.e. the published values this run compares with, or None
+    and the reason it does not (recorded as ``paper_reason``)."""
     result = {
         "experiment": args.experiment,
         "method": args.method,
         "dataset": dataset if dataset is not None else getattr(args, "dataset", None),
         "config": dict(config) if config is not None else config_of(args),
+        "paper": paper[0] if paper else None,
+        "paper_reason": paper[1] if paper else "this runner records no comparison with the paper",
         "metrics": dict(metrics),
         "history": list(history),
         "seconds_per_upper_iteration": seconds_per_upper_iteration,

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 import bilevel_tf as bl
-from bilevel_tf import experiment
+from bilevel_tf import experiment, paper_cells, tensorboard_logs
 from bilevel_tf.apps import synthetic
 
 NUM_STARTS = 1000
@@ -97,7 +97,9 @@ def main(argv=None):
             iterations_used=dict(total=done, median=float(np.median(used)), max=int(used.max())),
             final_projected_gradient_max=history[-1]["max_projected_gradient"])
         plot(args.out, x, minima, x0)
+        tensorboard_logs.write_records(args, history, step="iteration")
         experiment.write_results(args, metrics=metrics, history=subsample(history), dataset="pbgd_toy",
+                                 paper=paper_cells.paper_entry(args, "pbgd_toy"),
                                  seconds_per_upper_iteration=seconds_per_iteration,
                                  summary_keys=["fraction_at_global_minimum", "fraction_at_a_local_minimum",
                                                "converged_fraction"])

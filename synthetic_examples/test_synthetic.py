@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from bilevel_tf import experiment
+from bilevel_tf import experiment, paper_cells, tensorboard_logs
 from bilevel_tf.apps import synthetic
 
 EXAMPLES = [1, 2, 3, 4]
@@ -76,21 +76,21 @@ def main(argv=None):
     args = experiment.parse(p, argv, "synthetic")
     resolve(p, args)
 
-    def run_all(run):  # inside the locked output folder (experiment.Run)
+    def run_all(_run):  # inside the locked output folder (experiment.Run)
         log = print if args.verbose >= 1 else (lambda *a, **k: None)
         trial_log = log if args.verbose >= 2 else None
         sizes = dict(dim=args.dim, iterations=args.iterations, record_every=args.record_every, seed=args.seed,
                      jit=args.jit, settings=synthetic.PAPER_SETTINGS)
         cache = synthetic.CellCache(experiment.checkpoint_dir(args), sizes)
         steps = synthetic.record_iterations(args.iterations, args.record_every)
-        run = dict(iterations=args.iterations, record_every=args.record_every, seed=args.seed, log=trial_log)
+        trial_options = dict(iterations=args.iterations, record_every=args.record_every, seed=args.seed, log=trial_log)
 
         def cell(key, example, make_runner, trials, setup=None):
             done = cache.get(key)
             if done is not None and done.curves.shape[0] == trials:
                 log(f"{key}: cached")
                 return done
-            result = synthetic.run_trials(make_runner(), example, trials=trials, setup=setup, **run)
+            result = synthetic.run_trials(make_runner(), example, trials=trials, setup=setup, **trial_options)
             m = synthetic.cell_metrics(result)
             log(f"{key}: final distance {m['distance_to_solution_mean']:.4g} +- {m['distance_to_solution_std']:.2g}, "
                 f"{m['seconds_per_upper_iteration'] * 1e6:.1f} us/iter")
@@ -110,11 +110,13 @@ def main(argv=None):
             metrics["ablation"] = run_ablation(args, cell, steps, history)
 
         write_figures(args.out, history)
+        write_tensorboard(args, history)
         print_table(metrics)
         # the top-level timing is Penalty's mean over examples and T (per cell timings are in the metrics)
         penalty = [m["seconds_per_upper_iteration"] for k, by_method in metrics.items() if k.startswith("ex")
                    for m in by_method.get("penalty", {}).values()]
         experiment.write_results(args, metrics=metrics, history=history, dataset="synthetic",
+                                 paper=paper_cells.paper_entry(args, "synthetic"),
                                  seconds_per_upper_iteration=float(np.mean(penalty)) if penalty else None,
                                  config=experiment.config_of(args, settings=dataclasses.asdict(synthetic.PAPER_SETTINGS)))
         return metrics
@@ -167,6 +169,15 @@ def write_figures(out, history):
         if grid:
             synthetic.plot_grid(f"{out}/{name}", grid, xlabel="upper iteration", ylabel="distance to solution",
                                 title=titles[name])
+
+
+def write_tensorboard(args, history):
+    """--tensorboard: each curve as a run named after its example, method and T (and ablation setting)."""
+    for h in history:
+        run = f"ex{h['example']}/{h['method']}/T{h['T']}"
+        if "ablation" in h:
+            run += f"/lam0={h['ablation']['lam0']:g}_nu={h['ablation']['use_nu']}"
+        tensorboard_logs.write_series(args, run, h["iteration"], {"distance_mean": h["distance_mean"]})
 
 
 def print_table(metrics):

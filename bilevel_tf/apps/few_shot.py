@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import experiment, precision
+from bilevel_tf import experiment, paper_cells, precision, tensorboard_logs
 from bilevel_tf.datasets import EpisodeSampler, load_digits, rotate_classes
 from bilevel_tf.models import CosineClassifier, cosine_logits
 
@@ -410,7 +410,8 @@ def _run(args: argparse.Namespace, data: FewShotData, make_encoder: Callable[[Tu
     history = bl.fit(solver, source.query, source.support, steps=args.meta_iterations,
                      checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
                      checkpoint_every=args.checkpoint_every, callbacks=[bl.Evaluate(evaluate, args.eval_every)],
-                     verbose=args.verbose, log_every=math.gcd(args.eval_every, 10), config=run.config)
+                     verbose=args.verbose, log_every=math.gcd(args.eval_every, 10), config=run.config,
+                     tensorboard_dir=tensorboard_logs.log_dir(args))
     test_acc, test_ci = summarize(accuracies("test", args.test_tasks))
     train_acc, train_ci = summarize(accuracies("train", args.test_tasks))
     metrics = {"test_accuracy": test_acc, "test_accuracy_ci95": test_ci,
@@ -427,6 +428,7 @@ def _run(args: argparse.Namespace, data: FewShotData, make_encoder: Callable[[Tu
                            title=f"{data.name} {args.n_way}-way {args.k_shot}-shot, {args.method}")
     encoder.save_weights(os.path.join(args.out, "representation.weights.h5"))
     experiment.write_results(args, metrics=metrics, history=history, dataset=data.name,
+                             paper=paper_cells.paper_entry(args, data.name),
                              seconds_per_upper_iteration=history.seconds_per_step,
                              summary_keys=["test_accuracy", "test_accuracy_ci95", "untrained_test_accuracy"])
     return metrics

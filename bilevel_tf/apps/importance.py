@@ -37,7 +37,7 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from .. import datasets, experiment, models
+from .. import datasets, experiment, models, paper_cells, tensorboard_logs
 from . import importance_data as data
 from .importance_eval import (ClassifierTrainer, Predictor, accuracy_curves, importance_of, logits_of,
                               noise_detection, train_classifier, weighted_ce)
@@ -67,7 +67,8 @@ class DenoisingSpec:
     hyperparams: Dict[str, Dict[str, Any]]  # method -> lr_u, lr_v, [lr_p, halve_every, pretrain_lr], solver kwargs
     eval_epochs: float                   # budget of every evaluation classifier, in passes over train + val
     eval_lr: float                       # its Adam learning rate
-    paper: str = ""                      # the published number, echoed in results.json
+    paper: str = ""                      # the published numbers, for the reader (results.json's "paper" entry
+                                         # comes from bilevel_tf.paper_results, and only for the paper's data)
     augment: Optional[Dict[str, Any]] = None  # train/val augmentation (CIFAR-10); --no-augment turns it off
     selection_threshold: Optional[float] = None  # retrain on {a > threshold} + val instead of weighting
     overrides: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # per data set: fields to replace
@@ -431,7 +432,7 @@ def _run_denoising(args: argparse.Namespace, spec: DenoisingSpec, splits: data.S
     fit_history = bl.fit(solver, setup.val_stream, setup.train_stream, steps=total, checkpoint_dir=ckpt,
                          checkpoint_every=args.checkpoint_every, callbacks=callbacks, verbose=args.verbose,
                          log_every=max(1, spe // 5), csv_path=os.path.join(args.out, "history.csv"),
-                         config=run.config, history=start)
+                         config=run.config, history=start, tensorboard_dir=tensorboard_logs.log_dir(args))
     history = list(fit_history)
 
     importance = task.values()
@@ -457,13 +458,13 @@ def _run_denoising(args: argparse.Namespace, spec: DenoisingSpec, splits: data.S
                            xlabel="wall-clock of the bilevel phase (s, evaluation excluded)", ylabel="accuracy",
                            title=f"lower-level network, {args.method} on {s.source}")
     config = experiment.config_of(args, hyperparams={k: v for k, v in setup.hp.items()},
-                                  sizes=dataclasses.asdict(spec.datasets[args.dataset]), paper=spec.paper,
+                                  sizes=dataclasses.asdict(spec.datasets[args.dataset]),
                                   pretrain_epochs=spec.pretrain_epochs, eval_epochs=spec.eval_epochs,
                                   eval_lr=spec.eval_lr, init_importance=list(spec.init_importance),
                                   selection_threshold=spec.selection_threshold)
     experiment.write_results(args, metrics=metrics, history=history,
                              seconds_per_upper_iteration=fit_history.seconds_per_step, dataset=s.source,
-                             config=config,
+                             config=config, paper=paper_cells.paper_entry(args, s.source),
                              summary_keys=["test_accuracy", "noisy_baseline_test_accuracy", "bilevel_test_accuracy",
                                            "noise_precision", "noise_recall", "oracle_test_accuracy",
                                            "val_only_test_accuracy"])

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from .. import datasets, experiment, models, precision
+from .. import datasets, experiment, models, paper_cells, precision, tensorboard_logs
 from .importance_data import NUM_CLASSES
 from .importance_eval import accuracy_curves, noise_detection, weighted_ce
 
@@ -228,7 +228,8 @@ def _run_hyper_cleaning(args, penalty_options, baseline, data, run: experiment.R
                      checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
                      checkpoint_every=args.checkpoint_every, callbacks=[bl.Evaluate(evaluate, args.eval_every)],
                      verbose=args.verbose, log_every=args.eval_every,
-                     csv_path=os.path.join(args.out, "history.csv"), config=run.config)
+                     csv_path=os.path.join(args.out, "history.csv"), config=run.config,
+                     tensorboard_dir=tensorboard_logs.log_dir(args))
     weights = 1.0 / (1.0 + np.exp(-task.x.numpy()))
     metrics: Dict[str, Any] = evaluate()
     evaluated = [r for r in history if "test_accuracy" in r] or [dict(step=args.outer_itr, **metrics)]
@@ -250,6 +251,7 @@ def _run_hyper_cleaning(args, penalty_options, baseline, data, run: experiment.R
                            title=f"{args.method}, {args.net} net on {args.dataset}")
     experiment.write_results(args, metrics=metrics, history=history,
                              seconds_per_upper_iteration=history.seconds_per_step, dataset=args.dataset,
+                             paper=paper_cells.paper_entry(args, args.dataset),
                              summary_keys=["test_accuracy", "noisy_baseline_test_accuracy", "f1",
                                            "cleaner_precision", "cleaner_recall"])
     return metrics

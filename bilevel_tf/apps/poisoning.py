@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import datasets, experiment, models, precision
+from bilevel_tf import datasets, experiment, models, paper_cells, precision, tensorboard_logs
 
 METHODS = ("penalty", "approxgrad", "rmd")
 DATASETS = ("mnist", "digits")
@@ -379,7 +379,7 @@ def _run_data_augmentation_attack(args, data: PoisonData, run: experiment.Run) -
     callbacks = [halve_learning_rates(solver, args.halve_every)] if args.method == "approxgrad" else []
     history = bl.fit(solver, None, None, steps=args.epochs, checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
                      checkpoint_every=args.checkpoint_every, callbacks=callbacks, verbose=args.verbose,
-                     log_every=args.log_every, config=run.config)
+                     log_every=args.log_every, config=run.config, tensorboard_dir=tensorboard_logs.log_dir(args))
     learned = poison.numpy()
     poisoned = retrain_and_score(learned)
 
@@ -401,7 +401,8 @@ def _run_data_augmentation_attack(args, data: PoisonData, run: experiment.Run) -
     keys = ["clean_test_accuracy"] + (["label_flip_attack_success_rate", "attack_success_rate"] if data.targeted
                                       else ["label_flip_test_accuracy", "poisoned_test_accuracy"])
     experiment.write_results(args, metrics=metrics, history=history, seconds_per_upper_iteration=seconds,
-                             dataset=args.dataset, summary_keys=keys)
+                             dataset=args.dataset, summary_keys=keys,
+                             paper=paper_cells.paper_entry(args, args.dataset))
     return metrics
 
 
@@ -872,7 +873,8 @@ def run_clean_label_attack(args, default_data_dir: str) -> Dict[str, Any]:
         metrics = clean_label_metrics(records, args.radii, clean_accuracy, len(f_tr))
         plot_clean_label(args.out, records, metrics, image_dir, args.figure_targets, args.method)
         seconds = attack.seconds[1:] or attack.seconds
-        experiment.write_results(args, metrics=metrics, history=records,
+        tensorboard_logs.write_records(args, records)
+        experiment.write_results(args, metrics=metrics, history=records, paper=paper_cells.paper_entry(args, "dogfish"),
                                  seconds_per_upper_iteration=float(np.median(seconds)) if seconds else None,
                                  dataset="smoke" if args.smoke and not args.data_dir else "dogfish",
                                  summary_keys=["clean_test_accuracy", "num_targets", "attack_success_rate",

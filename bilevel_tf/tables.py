@@ -1,0 +1,412 @@
+"""Our runs next to the paper's tables: ``python -m bilevel_tf.tables RUNS_DIR``.
+
+Finds every results.json under RUNS_DIR, places each run in the paper's tables (bilevel_tf/paper_cells.py),
+pools runs whose configuration differs only by seed (and output paths), and prints one markdown table per paper
+table with our mean ± s.d. (n seeds) beside the published value and the difference. Rows whose data or setting
+are not the paper's (e.g. the bundled digits) are labelled with their data set and never compared. Writes
+RUNS_DIR/tables.md, RUNS_DIR/tables.csv and RUNS_DIR/<table>.png (ours vs paper, error bars).
+
+Pooling rules: runs are pooled per cell when their configs agree on every key except seed and output/run
+plumbing (IGNORED_KEYS). Groups of one row that differ in a setting (data, evaluation protocol) become separate
+rows labelled with the differing keys; groups of one column that differ in a solver setting (BILEVEL_KEYS)
+become separate columns, and Penalty columns always name the schedule that produced them. Baselines every
+method's run computes alike (Train+Val, Oracle, Val-Only, label flipping) are counted once per seed.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .paper_cells import Cell, place
+from .paper_results import TABLES, PaperTable
+
+#: run plumbing (and --baselines, which adds metrics without changing the others), never a reason to keep runs apart
+IGNORED_KEYS = frozenset({"seed", "out", "data_dir", "fresh", "verbose", "checkpoint_every", "tensorboard", "baselines",
+                          "deterministic", "debug", "eval_batch", "log_every", "paper", "steps_per_execution",
+                          "strategy", "experiment", "examples", "methods", "ts", "skip_ablation", "ablation_trials"})
+#: keys that change only the bilevel phase (solver, schedule, budget); baselines shared by all methods ignore them
+BILEVEL_KEYS = frozenset({"method", "hyperparams", "schedule", "lr_u", "lr_v", "lr_p", "sigma", "rho", "lam", "eps",
+                          "nu", "lr_decay", "halve_every", "inner_steps", "epochs", "meta_iterations",
+                          "upper_optimizer", "dropout", "eval_every", "eval_tasks", "max_steps"})
+MISSING = "-"
+
+
+# --------------------------------------------------------------------------------------------- loading
+@dataclass
+class Run:
+    path: str
+    experiment: str
+    dataset: Optional[str]
+    method: Optional[str]
+    config: Dict[str, Any]
+    metrics: Dict[str, Any]
+
+    @property
+    def seed(self) -> Any:
+        return self.config.get("seed")
+
+
+def find_runs(runs_dir: str) -> Tuple[List[Run], List[str]]:
+    """Every results.json under ``runs_dir`` (checkpoint and TensorBoard folders skipped), sorted by path;
+    and the unreadable ones with the reason."""
+    runs, problems = [], []
+    for folder, subfolders, files in os.walk(runs_dir):
+        subfolders[:] = sorted(d for d in subfolders if d not in ("checkpoints", "tensorboard"))
+        if "results.json" not in files:
+            continue
+        path = os.path.join(folder, "results.json")
+        try:
+            with open(path) as f:
+                r = json.load(f)
+            runs.append(Run(path, r["experiment"], r.get("dataset"), r.get("method"), dict(r.get("config") or {}),
+                            dict(r.get("metrics") or {})))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            problems.append(f"{path}: {type(e).__name__}: {e}")
+    runs.sort(key=lambda r: r.path)
+    return runs, problems
+
+
+def flatten(mapping: Mapping[str, Any], sep: str = ".", prefix: str = "") -> Dict[str, Any]:
+    """Nested dicts as one level, keys joined by ``sep`` ({"a": {"b": 1}} -> {"a.b": 1})."""
+    out: Dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, sep, name + sep))
+        else:
+            out[name] = value
+    return out
+
+
+def _top(key: str) -> str:
+    return key.split(".", 1)[0]
+
+
+def penalty_schedule(config: Mapping[str, Any]) -> str:
+    """The Penalty schedule of a run: the denoising runners record it in hyperparams, others with a
+    --schedule flag in the config; the remaining runners hard-code the original code's schedule."""
+    hyper = config.get("hyperparams") if isinstance(config.get("hyperparams"), Mapping) else {}
+    return str(hyper.get("schedule") or config.get("schedule") or "original")
+
+
+def metric_value(metrics: Mapping[str, Any], path: Sequence[str]) -> Optional[float]:
+    value: Any = metrics
+    for key in path:
+        if not isinstance(value, Mapping) or key not in value:
+            return None
+        value = value[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+# --------------------------------------------------------------------------------------------- pooling
+@dataclass
+class Group:
+    """Our values of one table cell for one configuration: one value per seed."""
+
+    cell: Cell
+    experiment: str
+    setting: Dict[str, Any]             # flattened config without plumbing and solver keys
+    solver: Dict[str, Any]              # flattened solver keys (empty for shared baselines)
+    paper_data: bool
+    reason: Optional[str]
+    values: Dict[Any, float] = field(default_factory=dict)   # seed -> value
+    paths: List[str] = field(default_factory=list)
+    row: str = ""                       # final labels (with variants)
+    column: str = ""
+
+    @property
+    def stats(self) -> Tuple[float, Optional[float], int]:
+        """Mean, sample s.d. (ddof=1; None for one seed) and the number of seeds."""
+        x = np.array(list(self.values.values()), float)
+        return float(x.mean()), (float(x.std(ddof=1)) if len(x) > 1 else None), len(x)
+
+
+def _groups(runs: Sequence[Run]) -> Tuple[List[Group], List[str]]:
+    groups: Dict[Tuple, Group] = {}
+    skipped = []
+    for run in runs:
+        placement = place(run.experiment, run.dataset, run.method, run.config)
+        if not placement.cells:
+            skipped.append(f"{run.path}: {placement.reason}")
+            continue
+        flat = {k: json.dumps(v) if isinstance(v, list) else v  # lists as text: hashable, printable
+                for k, v in flatten(run.config).items() if _top(k) not in IGNORED_KEYS}
+        setting = {k: v for k, v in flat.items() if _top(k) not in BILEVEL_KEYS}
+        solver = {k: v for k, v in flat.items()
+                  if _top(k) in BILEVEL_KEYS and k not in ("method", "schedule", "hyperparams.schedule")}
+        for cell in placement.cells:
+            value = metric_value(run.metrics, cell.metric)
+            if value is None:
+                continue
+            own = {} if cell.shared else {**solver, "method": cell.method}
+            if cell.method == "penalty":
+                own["schedule"] = penalty_schedule(run.config)
+            key = (cell, run.experiment, json.dumps(setting, sort_keys=True, default=str),
+                   json.dumps(own, sort_keys=True, default=str))
+            g = groups.setdefault(key, Group(cell, run.experiment, setting, own, placement.paper_data,
+                                             placement.reason))
+            if run.seed in g.values:  # a baseline already counted for this seed, or a copied run folder
+                continue
+            g.values[run.seed] = value * cell.scale
+            g.paths.append(run.path)
+    return list(groups.values()), skipped
+
+
+def _differing(dicts: Sequence[Mapping[str, Any]]) -> List[str]:
+    keys = sorted({k for d in dicts for k in d})
+    return [k for k in keys if len({json.dumps(d.get(k), default=str) for d in dicts}) > 1]
+
+
+def _label(base: str, values: Mapping[str, Any], keys: Sequence[str]) -> str:
+    parts = [f"{k}={_short(values[k])}" for k in keys if k in values]
+    return f"{base} [{', '.join(parts)}]" if parts else base
+
+
+def _short(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _assign_labels(groups: Sequence[Group]) -> None:
+    """Row variants: setting keys that differ between groups of one experiment in one row. Column variants:
+    solver keys that differ between groups of one cell; Penalty columns always name their schedule."""
+    by_row: Dict[Tuple, List[Group]] = {}
+    for g in groups:
+        by_row.setdefault((g.cell.table, g.cell.row, g.experiment), []).append(g)
+    for members in by_row.values():
+        keys = _differing([g.setting for g in members])
+        for g in members:
+            g.row = _label(g.cell.row, g.setting, keys)
+    by_cell: Dict[Tuple, List[Group]] = {}
+    for g in groups:
+        by_cell.setdefault((g.cell.table, g.row, g.cell.column), []).append(g)
+    for members in by_cell.values():
+        keys = _differing([g.solver for g in members])
+        for g in members:
+            shown = (["schedule"] if "schedule" in g.solver else []) + [k for k in keys if k != "schedule"]
+            g.column = _label(g.cell.column, g.solver, shown)
+
+
+# --------------------------------------------------------------------------------------------- tables
+@dataclass
+class TableResult:
+    paper: PaperTable
+    rows: List[str]                          # row labels in print order
+    columns: List[str]                       # column labels (paper's order, variants in place, extras last)
+    cells: Dict[Tuple[str, str], Group]      # (row, column) -> our values
+    row_base: Dict[str, str]                 # row label -> the paper's row label
+    column_base: Dict[str, str]              # column label -> the paper's column label
+    paper_rows: Dict[str, bool]              # row label -> comparable with the paper
+    notes: Dict[str, str]                    # row label -> why it is not compared
+
+    def paper_value(self, row: str, column: str):
+        if not self.paper_rows.get(row):
+            return None
+        return self.paper.value(self.row_base[row], self.column_base[column])
+
+
+def build_tables(groups: Sequence[Group]) -> List[TableResult]:
+    out = []
+    for name, paper in TABLES.items():
+        mine = [g for g in groups if g.cell.table == name]
+        if not mine:
+            continue
+        paper_order = {row: i for i, row in enumerate(paper.rows)}
+
+        def row_key(g: Group) -> Tuple:
+            if g.paper_data:
+                return (0, paper_order.get(g.cell.row, len(paper_order)), g.row)
+            return (1, g.cell.order, g.row)
+
+        rows = list(dict.fromkeys(g.row for g in sorted(mine, key=row_key)))
+        variants: Dict[str, List[str]] = {}
+        for g in mine:
+            variants.setdefault(g.cell.column, [])
+            if g.column not in variants[g.cell.column]:
+                variants[g.cell.column].append(g.column)
+        columns = []
+        for column in list(paper.columns) + sorted(c for c in variants if c not in paper.columns):
+            columns += sorted(variants.get(column, [column]))
+        column_base = {c: c for c in paper.columns}
+        column_base.update({g.column: g.cell.column for g in mine})
+        out.append(TableResult(
+            paper, rows, columns, {(g.row, g.column): g for g in mine}, {g.row: g.cell.row for g in mine},
+            column_base,
+            {g.row: g.paper_data for g in mine}, {g.row: g.reason for g in mine if not g.paper_data and g.reason}))
+    return out
+
+
+def aggregate(runs_dir: str) -> Tuple[List[TableResult], List[str], int]:
+    """The tables of ``runs_dir``, the notes on runs that fill no table (or could not be read), and the
+    number of runs found."""
+    runs, problems = find_runs(runs_dir)
+    groups, skipped = _groups(runs)
+    _assign_labels(groups)
+    return build_tables(groups), problems + skipped, len(runs)
+
+
+# --------------------------------------------------------------------------------------------- output
+def fmt(x: Optional[float], unit: str) -> str:
+    if x is None:
+        return MISSING
+    return f"{x:.2f}" if unit == "%" else f"{x:.3g}"
+
+
+def ours_text(g: Optional[Group], unit: str) -> str:
+    if g is None:
+        return MISSING
+    mean, sd, n = g.stats
+    return f"{fmt(mean, unit)} ± {fmt(sd, unit)} ({n})" if sd is not None else f"{fmt(mean, unit)} ({n})"
+
+
+def paper_text(v) -> str:
+    if v is None:
+        return MISSING
+    return f"{v.mean:g} ± {v.spread:g}" if v.spread is not None else f"{v.mean:g}"
+
+
+def diff_text(g: Optional[Group], v, unit: str) -> str:
+    if g is None or v is None:
+        return MISSING
+    d = g.stats[0] - v.mean
+    return ("+" if d >= 0 else "") + fmt(d, unit)
+
+
+def markdown(t: TableResult) -> str:
+    p = t.paper
+    printed_spread = any(v.spread is not None for row in p.rows.values() for v in row.values())
+    lines = [f"### {p.source}: {p.title} ({p.unit})", "",
+             f"ours: mean ± s.d. over seeds (n); paper: {'mean ± ' if printed_spread else ''}{p.spread}; "
+             "diff = ours − paper (paper-data rows only).", "",
+             "| " + " | ".join([p.row_header, ""] + t.columns) + " |",
+             "|" + "---|" * (len(t.columns) + 2)]
+    for row in t.rows:
+        lines.append("| " + " | ".join([row, "ours"] + [ours_text(t.cells.get((row, c)), p.unit)
+                                                       for c in t.columns]) + " |")
+        if t.paper_rows.get(row):
+            values = [t.paper_value(row, c) for c in t.columns]
+            spread = p.spread_of(t.row_base[row])
+            lines.append("| " + " | ".join(["", "paper" + (f" ({spread})" if spread != p.spread else "")]
+                                           + [paper_text(v) for v in values]) + " |")
+            lines.append("| " + " | ".join(["", "diff"] + [diff_text(t.cells.get((row, c)), v, p.unit)
+                                                          for c, v in zip(t.columns, values)]) + " |")
+    notes = sorted({f"- {row}: not compared, {reason}" for row, reason in t.notes.items()})
+    if notes:
+        lines += [""] + notes
+    if p.notes:
+        lines += ["", f"Paper: {p.notes}"]
+    return "\n".join(lines) + "\n"
+
+
+CSV_FIELDS = ["table", "row", "column", "paper_row", "paper_column", "paper_data", "n", "mean", "sd", "seeds",
+              "paper_mean", "paper_spread", "paper_spread_means", "diff", "unit", "experiment", "runs"]
+
+
+def csv_rows(t: TableResult) -> Iterator[Dict[str, Any]]:
+    for row in t.rows:
+        for column in t.columns:
+            g = t.cells.get((row, column))
+            if g is None:
+                continue
+            mean, sd, n = g.stats
+            v = t.paper_value(row, column)
+            yield {"table": t.paper.name, "row": row, "column": column, "paper_row": t.row_base[row],
+                   "paper_column": t.column_base[column], "paper_data": g.paper_data, "n": n, "mean": mean,
+                   "sd": "" if sd is None else sd, "seeds": " ".join(str(s) for s in sorted(g.values, key=str)),
+                   "paper_mean": "" if v is None else v.mean,
+                   "paper_spread": "" if v is None or v.spread is None else v.spread,
+                   "paper_spread_means": t.paper.spread_of(t.row_base[row]) if v is not None else "",
+                   "diff": "" if v is None else mean - v.mean, "unit": t.paper.unit, "experiment": g.experiment,
+                   "runs": " ".join(g.paths)}
+
+
+def write_csv(path: str, tables: Sequence[TableResult]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    for t in tables:
+        writer.writerows(csv_rows(t))
+    _write(path, buffer.getvalue())
+
+
+def plot(path: str, t: TableResult) -> str:
+    """Grouped bars: ours (± s.d.) and the paper's (± its spread) for every cell we have."""
+    from .experiment import _pyplot
+    plt = _pyplot()
+    pairs = [(row, column) for row in t.rows for column in t.columns if (row, column) in t.cells]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(pairs) + 2), 4.5))
+    x = np.arange(len(pairs))
+    ours = [t.cells[pc].stats for pc in pairs]
+    paper = [t.paper_value(*pc) for pc in pairs]
+    ax.bar(x - 0.2, [m for m, _, _ in ours], 0.4, yerr=[sd or 0 for _, sd, _ in ours], capsize=3, label="ours")
+    has = [i for i, v in enumerate(paper) if v is not None]
+    if has:
+        ax.bar(x[has] + 0.2, [paper[i].mean for i in has], 0.4, yerr=[paper[i].spread or 0 for i in has],
+               capsize=3, label="paper")
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"{r}\n{c}" for r, c in pairs], rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel(t.paper.unit)
+    values = [m for m, _, _ in ours] + [paper[i].mean for i in has]
+    if t.paper.unit == "%" and values and min(values) > 40:  # zoom on the differences between accuracies
+        ax.set_ylim(min(values) - 10, 100)
+    ax.set_title(f"{t.paper.source}: ours vs paper", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _write(path: str, text: str) -> None:
+    from .experiment import atomic_write_text
+    atomic_write_text(path, text)
+
+
+def report(runs_dir: str, tables: Optional[Sequence[str]] = None, files: bool = True) -> str:
+    """The markdown of every table filled by runs under ``runs_dir`` (optionally only ``tables``); with
+    ``files``, also writes tables.md, tables.csv and one PNG per table into ``runs_dir``."""
+    results, notes, n_runs = aggregate(runs_dir)
+    if tables:
+        results = [t for t in results if t.paper.name in tables]
+    parts = [f"# Runs under {runs_dir} next to the paper ({n_runs} results.json)\n"]
+    parts += [markdown(t) for t in results] or ["No run under this folder fills a table of the paper.\n"]
+    if notes:
+        parts.append("Not in any table:\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
+    text = "\n".join(parts)
+    if files:
+        _write(os.path.join(runs_dir, "tables.md"), text)
+        write_csv(os.path.join(runs_dir, "tables.csv"), results)
+        for t in results:
+            plot(os.path.join(runs_dir, f"{t.paper.name}.png"), t)
+    return text
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m bilevel_tf.tables", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.split("\n\n", 1)[1])
+    p.add_argument("runs_dir", metavar="RUNS_DIR", help="folder searched recursively for results.json files")
+    p.add_argument("--tables", nargs="+", choices=list(TABLES), default=None,
+                   help="print only these tables (default: every table some run fills)")
+    p.add_argument("--no-files", action="store_true",
+                   help="print only; do not write tables.md, tables.csv and the PNGs into RUNS_DIR")
+    args = p.parse_args(argv)
+    if not os.path.isdir(args.runs_dir):
+        print(f"error: {args.runs_dir} is not a folder", file=sys.stderr)
+        return 2
+    print(report(args.runs_dir, args.tables, files=not args.no_files))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,118 @@
+"""python -m bilevel_tf.reproduce: the plans (--dry-run) of every table and profile, one tiny real run of
+Table 2 end to end (runners as subprocesses, then the aggregator), resuming, and a runner's failure."""
+import glob
+import json
+import os
+import re
+
+import pytest
+
+from bilevel_tf import reproduce, reproduce_plans, tables
+from bilevel_tf.paper_results import TABLES
+
+
+def dry_run(capsys, *argv):
+    argv = list(argv)
+    at = argv.index("--") if "--" in argv else len(argv)  # flags after "--" belong to the runners
+    assert reproduce.main(argv[:at] + ["--dry-run"] + argv[at:]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    return lines, [line.split() for line in lines if line.startswith("python ")]
+
+
+@pytest.mark.parametrize("profile", reproduce_plans.PROFILES)
+@pytest.mark.parametrize("table", reproduce_plans.TABLE_NAMES)
+def test_dry_run_prints_one_command_per_row_and_seed(tmp_path, capsys, table, profile):
+    out = str(tmp_path / "runs")
+    lines, commands = dry_run(capsys, table, "--profile", profile, "--seeds", "2", "--out", out)
+    rows = reproduce_plans.plan(table, profile)
+    assert len(commands) == 2 * len(rows) and lines[1].startswith("estimated time")
+    assert len({r.name for r in rows}) == len(rows)
+    for row, (first, second) in zip(rows, zip(commands[::2], commands[1::2])):
+        assert os.path.isfile(os.path.join(reproduce.REPO_ROOT, first[1]))  # the runner exists
+        for seed, cmd in enumerate((first, second)):
+            assert cmd[-4:] == ["--seed", str(seed), "--out", os.path.join(out, table, row.name, f"seed{seed}")]
+    assert not os.path.exists(out)  # nothing run, nothing written
+    flags = [" ".join(c) for c in commands]
+    if table in ("table2", "small_scale"):
+        assert all(("--dataset digits" in f) == (profile == "cpu") for f in flags)
+        assert all(("--baselines" in f) == ("--method penalty" in f) for f in flags)  # once per seed
+    if table == "table3" and profile == "paper":
+        settings = {(c[c.index("--n-way") + 1], c[c.index("--k-shot") + 1], "miniimagenet" in c[1]) for c in commands}
+        assert len(settings) == len(TABLES["table3"].rows)  # every row of the paper's Table 3
+    if table == "supp5":
+        points = sorted({int(c[c.index("--num-poison") + 1]) for c in commands})
+        assert points == ([6, 12, 18] if profile == "cpu" else [10, 20, 30, 40, 50, 60])
+    if table == "supp4":
+        assert "--iterations 10000" in flags[0] and "--methods gd rmd approxgrad penalty" in flags[0]
+
+
+def test_paper_profile_prints_its_run_time_first(capsys):
+    lines, _ = dry_run(capsys, "table2", "--profile", "paper", "--seeds", "5")
+    hours = [r.seconds for r in reproduce_plans.plan("table2", "paper")]
+    assert all(h is not None and h > 86400 for h in hours)  # CNNs at the paper's size: days per run on a CPU
+    days = float(re.search(r"([\d.]+) days for 5 seed", lines[1]).group(1))
+    assert days == pytest.approx(5 * sum(hours) / 86400, rel=0.01)
+    assert "GPU" in lines[1]
+
+
+def test_flags_for_the_runners_methods_and_rows(tmp_path, capsys):
+    _, commands = dry_run(capsys, "supp5", "--methods", "rmd", "--rows", "targeted_6*", "--seeds", "1",
+                          "--tensorboard", "--out", str(tmp_path), "--", "--epochs", "7")
+    assert [c[1] for c in commands] == [reproduce_plans.POISONING["targeted"]]
+    text = " ".join(commands[0])
+    assert "--method rmd" in text and "--tensorboard --epochs 7 --seed 0" in text
+    for bad in (["table2", "--methods", "vpbgd"], ["table3", "--rows", "digits"], ["table2", "--seeds", "0"]):
+        with pytest.raises(SystemExit):
+            reproduce.main(bad + ["--dry-run"])
+
+
+def test_a_folder_of_another_command_is_refused(tmp_path):
+    row = reproduce_plans.plan("small_scale", "cpu")[0]
+    folder = reproduce.run_dir(str(tmp_path), "small_scale", row, 0)
+    argv = reproduce.command(row, 0, folder)
+    assert reproduce.status(folder, argv) == "new"
+    os.makedirs(folder)
+    with open(os.path.join(folder, reproduce.RECORD), "w") as f:
+        json.dump({"command": reproduce._identity(argv)}, f)
+    assert reproduce.status(folder, argv) == "resume"
+    assert reproduce.status(folder, reproduce.command(row, 0, folder, ["--smoke"])) == "other"
+    with open(os.path.join(folder, "results.json"), "w") as f:
+        f.write("{}")
+    assert reproduce.status(folder, argv) == "done"
+    with pytest.raises(reproduce.ReproduceError, match="another command"):
+        reproduce.run_rows("small_scale", [row], 1, str(tmp_path), ["--smoke"], log=lambda *a, **k: None)
+
+
+def test_tiny_table2_end_to_end_then_resume(tmp_path, capsys):
+    """Two seeds of the digits Penalty row at --smoke sizes through the real runner, then the table."""
+    out = str(tmp_path / "t2")
+    argv = ["table2", "--profile", "cpu", "--smoke", "--seeds", "2", "--methods", "penalty", "--rows", "*noise25*",
+            "--tensorboard", "--out", out]
+    assert reproduce.main(argv) == 0
+    printed = capsys.readouterr().out
+    row = next(line for line in printed.splitlines() if line.startswith("| digits (25) [mnist_large_scale] | ours"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[-1].endswith("(2)") and cells[2].endswith("(2)")  # Penalty and Oracle over both seeds
+    assert os.path.exists(os.path.join(out, "tables.md")) and os.path.exists(os.path.join(out, "table2.png"))
+    runs = sorted(glob.glob(os.path.join(out, "table2", "digits_noise25_penalty", "seed*", "results.json")))
+    assert len(runs) == 2
+    result = json.load(open(runs[1]))
+    assert result["config"]["seed"] == 1 and result["paper"] is None and result["config"]["smoke"]
+    assert result["paper_reason"] == "digits is not the paper's data set for this runner (MNIST)"  # said first
+    assert glob.glob(os.path.join(os.path.dirname(runs[1]), "tensorboard", "events.out.tfevents.*"))
+    # the same command again: both runs are done, nothing is rerun
+    assert reproduce.main(argv) == 0
+    again = capsys.readouterr().out
+    assert again.count(": done (") == 2 and "running" not in again
+    assert tables.aggregate(out)[2] == 2
+
+
+def test_missing_paper_data_fails_with_the_runners_message(tmp_path, capsys):
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    code = reproduce.main(["table2", "--profile", "paper", "--rows", "svhn_noise50_penalty", "--seeds", "1",
+                           "--out", str(tmp_path / "runs"), "--", "--data-dir", str(empty)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "SVHN_single_grey_without_extra.h5" in err and "status 2" in err and "Traceback" not in err
+    assert "rerun the same command to continue" in err
