@@ -1,12 +1,17 @@
-"""Plumbing shared by the experiment runners: flags, seeding, solver construction, results and figures.
+"""Plumbing shared by the experiment runners: flags, the output folder, seeding, results, figures, errors.
 
-A runner reads like its experiment::
+A runner's app reads like its experiment::
 
-    parser = experiment.parser("Importance learning on MNIST", method="penalty", epochs=100, ...)
-    parser.add_argument("--noise", type=float, default=NOISE_LEVEL, help=...)
-    args = experiment.parse(parser, argv)            # seeds, output folder, --smoke sizes
-    ...
-    experiment.write_results(args, "data_denoising/mnist", metrics=..., history=..., seconds_per_iteration=...)
+    p = experiment.parser(__doc__, method="penalty", epochs=EPOCHS, inner_steps=INNER_STEPS)
+    p.add_argument("--noise", type=experiment.float_range(0, 1, include_maximum=False), default=NOISE_LEVEL, ...)
+    args = experiment.parse(p, argv, "data_denoising/mnist_large_scale")  # seeds, --out
+    ... load data ...
+    with experiment.Run(args, data=experiment.fingerprint(y_noisy)) as run:  # lock, resume check
+        history = bl.fit(solver, ..., checkpoint_dir=experiment.checkpoint_dir(args), config=run.config)
+        experiment.write_results(args, metrics=..., history=history,
+                                 seconds_per_upper_iteration=history.seconds_per_step)
+
+and its script ends with ``experiment.run_main(main)`` (one-line errors, exit status 2 or 1).
 """
 from __future__ import annotations
 
@@ -377,7 +382,8 @@ def write_results(args: argparse.Namespace, *, metrics: Mapping[str, Any], histo
                   seconds_per_upper_iteration: Optional[float] = None, dataset: Optional[str] = None,
                   config: Optional[Mapping[str, Any]] = None, summary_keys: Optional[Sequence[str]] = None,
                   paper: Optional[Tuple[Optional[Mapping[str, Any]], Optional[str]]] = None) -> str:
-    """Write ``<out>/results.json`` in the layout of DESIGN.md and print a one-line summary. ``paper``:
+    """Write ``<out>/results.json`` (experiment, method, dataset, config, metrics, history,
+    seconds_per_upper_iteration, paper) atomically and print a one-line summary. ``paper``:
     ``paper_cells.paper_entry(args, dataset)``, i.e. the published values this run compares with, or None
     and the reason it does not (recorded as ``paper_reason``)."""
     result = {

@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 import keras
 import tensorflow as tf
 
+from . import tensor_ops
 from .callbacks import Callback, CSVLogger, TensorBoard
 from .checkpoints import FolderLock, RunCheckpoints, remove_partial_files, run_config
 from .solvers.base import BilevelSolver, check_positive_int
@@ -74,10 +75,7 @@ class _Source:
 
 
 def _all_finite_fn(variables: Sequence) -> Callable[[], tf.Tensor]:
-    @tf.function
-    def check():
-        return tf.reduce_all([tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v))) for v in variables])
-    return check
+    return tf.function(lambda: tensor_ops.all_finite(variables))
 
 
 def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, steps: int = 1, *,

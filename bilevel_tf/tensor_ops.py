@@ -92,13 +92,10 @@ def add(a: Sequence[Optional[Grad]], b: Sequence[Optional[Grad]]) -> List[Option
     return out
 
 
-def zeros_like_vars(variables: Sequence) -> List[tf.Tensor]:
-    return [tf.zeros(v.shape, v.dtype) for v in variables]
-
-
 def fill_none(grads: Sequence[Optional[Grad]], variables: Sequence) -> List[Grad]:
     return [tf.zeros(v.shape, v.dtype) if g is None else g for g, v in zip(grads, variables)]
 
 
 def all_finite(values: Sequence[tf.Tensor]) -> tf.Tensor:
-    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(tf.cast(v, tf.float32))) for v in values])
+    """True when no entry of any tensor (or variable) is NaN or +-inf, in each tensor's own dtype."""
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v))) for v in values])
