@@ -4,13 +4,14 @@ from __future__ import annotations
 import math
 import signal
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
 
-from .callbacks import Callback, CSVLogger, TensorBoard
-from .solvers.base import BilevelSolver, check_positive_int
+from . import workers
+from .callbacks import Callback, CSVLogger, TensorBoard, crossed
+from .solvers.base import BilevelSolver, Feed, check_positive_int
 
 
 class NonFiniteError(FloatingPointError):
@@ -35,10 +36,11 @@ class _Source:
         elif isinstance(data, tf.data.Dataset):
             self.kind = "dataset"
             # repeat() so finite datasets cycle through epochs; the iterator is checkpointed for resume.
-            data = data.repeat()
-            if strategy is not None:  # split each global batch across the replicas
-                data = strategy.experimental_distribute_dataset(data)
-            self.iterator = iter(data)
+            self._dataset, self._strategy = data.repeat(), strategy
+            if workers.worker_count(strategy) == 1:
+                self.iterator = self._iterate(self._dataset)
+            # else: each worker's iterator holds its own shard's position, but every worker restores the chief's
+            # checkpoint, so the stream is fast-forwarded instead (skip)
         elif callable(data):
             self.kind = "callable"
         elif isinstance(data, Iterable):
@@ -64,11 +66,38 @@ class _Source:
             self._it = iter(self.data)
             return next(self._it)
 
+    def _iterate(self, data: tf.data.Dataset) -> Any:
+        if self._strategy is not None:  # split each global batch across the replicas
+            data = self._strategy.experimental_distribute_dataset(data)
+        return iter(data)
+
     def skip(self, steps: int) -> None:
-        """Fast-forward a Python iterable after a resume (datasets restore their iterator position)."""
+        """Fast-forward after a resume: a Python iterable, or a dataset whose position is not checkpointed
+        (several workers); datasets otherwise restore their iterator position."""
         if self.kind == "iterable":
             for step in range(steps):
                 self.next(step)
+        if self.kind == "dataset" and self.iterator is None:
+            self.iterator = self._iterate(self._dataset.skip(steps))
+
+    def feed(self, step: int, count: int) -> Tuple[Any, Feed]:
+        """The batch of ``step`` and a :class:`Feed` of the next ``count - 1`` for one multi-step call."""
+        if self.kind == "none":
+            return None, Feed.none()
+        if self.kind == "dataset":  # the first batch goes through the host so that ``_prepare`` can see it
+            return next(self.iterator), Feed.iterator(self.iterator)
+        batches = [self.next(step + i) for i in range(count)]
+        return batches[0], Feed.stacked(_stack(batches[1:], self.name))
+
+
+def _stack(batches: List[Any], name: str) -> Any:
+    """k batches of a Python source as one structure with a leading axis of length k."""
+    try:
+        return tf.nest.map_structure(lambda *xs: tf.stack([tf.convert_to_tensor(x) for x in xs]), *batches)
+    except (ValueError, TypeError, tf.errors.InvalidArgumentError) as e:
+        raise ValueError(f"{name}: steps_per_execution > 1 stacks the batches of a callable or iterable source, "
+                         f"so they must have one structure and shape ({e}); pass steps_per_execution=1 or a "
+                         "tf.data.Dataset") from None
 
 
 def _all_finite_fn(variables: Sequence) -> Callable[[], tf.Tensor]:
@@ -79,8 +108,8 @@ def _all_finite_fn(variables: Sequence) -> Callable[[], tf.Tensor]:
 
 
 def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, steps: int = 1, *,
-        checkpoint_dir: Optional[str] = None, checkpoint_every: int = 100, max_to_keep: int = 3,
-        callbacks: Optional[Sequence[Callback]] = None, verbose: int = 1, log_every: int = 1,
+        steps_per_execution: int = 1, checkpoint_dir: Optional[str] = None, checkpoint_every: int = 100,
+        max_to_keep: int = 3, callbacks: Optional[Sequence[Callback]] = None, verbose: int = 1, log_every: int = 1,
         csv_path: Optional[str] = None, tensorboard_dir: Optional[str] = None) -> History:
     """Run upper iterations until ``solver.iterations`` reaches ``steps``.
 
@@ -92,16 +121,35 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     checkpoint taken while those buffers already hold the end of a pass can restore (TF 2.21) with another
     shuffle order for the next pass (``bilevel_tf.apps.importance_data.indexed_batches(cycle=True)`` does so).
 
-    A NaN/inf log value raises :class:`NonFiniteError` naming the step and quantity; checkpoints are only
-    written from finite states, so the last one on disk is good. Ctrl-C (or SIGTERM) saves a checkpoint
-    first when the state is finite, then re-raises.
+    ``steps_per_execution`` (Keras' name and meaning): up to k upper iterations run inside ONE compiled call
+    (:meth:`BilevelSolver.run_feeds`), which removes TensorFlow's per-call overhead on small problems. The
+    iterations and their batches are exactly those of k = 1, so the trajectory is the same. Calls end on
+    multiples of k (and at ``steps``), also after a resume, and everything between iterations happens at call
+    boundaries only: callbacks (``on_step_end`` once per call, with the call's last step and logs), history
+    records and the progress bar (at the first boundary at or after each multiple of ``log_every``) and
+    checkpoints (at the first boundary at or after each multiple of ``checkpoint_every``: with k = 10 and
+    ``checkpoint_every=25`` they land on steps 30, 50, 80, ...). Datasets are drawn inside the graph (the first
+    batch of a call through the host, for the solver's ``_prepare`` hook); callables and iterables are called
+    on the host for the call's k batches, which are stacked into one tensor per leaf (so they must share
+    their shapes; the last, shorter call traces once more).
+
+    A NaN/inf log value raises :class:`NonFiniteError` naming the step and quantity. A multi-step call stops
+    after the first iteration whose logs are not finite, so the named step is exact for every k (the state
+    is that of the bad step). Checkpoints are only written from finite states at call boundaries, so the last
+    one on disk is good. Ctrl-C (or SIGTERM) saves a checkpoint first when the state is finite, then re-raises.
+
+    Under a multi-worker strategy (``bilevel_tf.workers``) every worker restores from ``checkpoint_dir``
+    but only the chief writes there (the others write to a temporary folder they delete, TensorFlow's rule),
+    and datasets are fast-forwarded on resume instead of restoring a per-worker iterator position.
 
     Returns a :class:`History`: one dict per logged step (``step``, ``seconds`` since the fit began, and
-    the solver's logs plus anything callbacks added), with ``seconds_per_step`` (median, first step excluded).
+    the solver's logs plus anything callbacks added), with ``seconds_per_step`` (median over calls of seconds
+    per upper iteration, first call excluded).
     """
     if not isinstance(solver, BilevelSolver):
         raise ValueError(f"solver must be a bl.BilevelSolver, got {type(solver).__name__}")
     steps = check_positive_int("steps", steps, minimum=0)
+    per_call = check_positive_int("steps_per_execution", steps_per_execution)
     checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
     log_every = check_positive_int("log_every", log_every)
     upper = _Source(upper_data, "upper_data", solver.strategy)
@@ -120,9 +168,12 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
             if src.iterator is not None:
                 trackables[key] = src.iterator
         checkpoint = tf.train.Checkpoint(**trackables)
-        manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=max_to_keep)
-        if manager.latest_checkpoint:
-            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        manager = tf.train.CheckpointManager(checkpoint, workers.writable_dir(checkpoint_dir, solver.strategy),
+                                             max_to_keep=max_to_keep)
+        latest = tf.train.latest_checkpoint(checkpoint_dir)  # the chief's, on every worker
+        if latest:
+            checkpoint.restore(latest).assert_existing_objects_matched()
+    workers.sync_from_chief(solver.strategy, list(solver.problem.upper_vars) + list(solver.problem.lower_vars))
     start = int(solver.iterations.numpy())
     upper.skip(start)
     lower.skip(start)
@@ -141,12 +192,20 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     step = start
     previous_handler = _install_sigterm()
     try:
-        for index in range(start, steps):
-            upper_batch, lower_batch = upper.next(index), lower.next(index)
-            t0 = time.perf_counter()
-            logs = {k: float(v) for k, v in solver.step(upper_batch, lower_batch).items()}
-            durations.append(time.perf_counter() - t0)
-            step = index + 1
+        while step < steps:
+            count = min(steps, (step // per_call + 1) * per_call) - step  # calls end on multiples of k
+            if count == 1:
+                batches = (upper.next(step), lower.next(step))
+                t0 = time.perf_counter()
+                out, done = solver.step(*batches), 1
+            else:
+                (ub, upper_rest), (lb, lower_rest) = upper.feed(step, count), lower.feed(step, count)
+                t0 = time.perf_counter()
+                out, done = solver.run_feeds(count, ub, lb, upper_rest, lower_rest)
+            logs = {k: float(v) for k, v in out.items()}
+            done = int(done)
+            durations.append((time.perf_counter() - t0) / done)
+            previous, step = step, step + done
             bad = [k for k, v in logs.items() if not math.isfinite(v)]
             if bad:
                 kept = manager.latest_checkpoint if manager is not None else None
@@ -155,25 +214,28 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
                     + (f", last good checkpoint kept: {kept}" if kept else " (no checkpoint was written)"))
             for cb in callbacks:
                 cb.on_step_end(step, logs)
-            if step % log_every == 0 or step == steps:
+            logged = crossed(previous, step, log_every) or step == steps
+            if logged:
                 history.append({"step": step, "seconds": time.perf_counter() - t_begin, **logs})
             if verbose and progbar is None:
                 # Logs are current values, not running means: mark them all stateful.
                 progbar = keras.utils.Progbar(steps, verbose=1 if verbose == 1 else 2, stateful_metrics=set(logs))
                 progbar.update(start)
-            if progbar is not None and (step % log_every == 0 or step == steps):
+            if progbar is not None and logged:
                 progbar.update(step, values=[(k, v) for k, v in logs.items() if _show(k)], finalize=step == steps)
-            if step % checkpoint_every == 0:
+            if crossed(previous, step, checkpoint_every):
                 save(step)
             if any(cb.stop_fit for cb in callbacks):
                 break
+        if step > start:
+            save(step)
     except KeyboardInterrupt:
         save(step)
         raise
     finally:
         _restore_sigterm(previous_handler)
-    if manager is not None and step > start:
-        save(step)
+        if manager is not None:
+            workers.remove_temporary(manager.directory, solver.strategy)
     if len(durations) > 1:
         durations = sorted(durations[1:])
         history.seconds_per_step = durations[len(durations) // 2]

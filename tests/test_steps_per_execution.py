@@ -1,0 +1,147 @@
+"""bl.fit(..., steps_per_execution=k): k upper iterations per compiled call, the same trajectory as k = 1,
+exact resume, call-boundary logging/checkpoints, the exact NaN step, Python sources stacked on the host."""
+import os
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import bilevel_tf as bl
+from bilevel_tf.apps import synthetic
+from quadratic import Quadratic
+from test_fit import _importance_problem
+
+
+def _penalty(problem, jit=False):
+    # the default ("auglag") schedule calibrates rho and lam in _prepare from the first batches
+    return bl.Penalty(problem, upper_optimizer=keras.optimizers.Adam(0.05),
+                      lower_optimizer=keras.optimizers.Adam(0.01), inner_steps=3, jit_compile=jit)
+
+
+def _values(problem, solver):
+    return [np.array(v) for v in list(problem.upper_vars) + list(problem.lower_vars) + list(solver.nu)]
+
+
+def _assert_same(a, b):
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)  # bit for bit
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["graph", "xla"])
+def test_k_steps_per_call_follow_the_one_step_trajectory_and_resume_exactly(tmp_path, jit):
+    problem, up, lo = _importance_problem()
+    reference = _penalty(problem, jit)
+    ref_history = bl.fit(reference, up, lo, steps=12, verbose=0)
+    expected = _values(problem, reference)
+    ref_logs = {r["step"]: r for r in ref_history}
+
+    problem, up, lo = _importance_problem()
+    solver = _penalty(problem, jit)
+    # calls 1-5, 6-10, 11-12: the last one is shorter
+    history = bl.fit(solver, up, lo, steps=12, steps_per_execution=5, verbose=0)
+    assert [r["step"] for r in history] == [5, 10, 12]
+    _assert_same(_values(problem, solver), expected)
+    for record in history:  # each call returns its last iteration's logs
+        assert {k: v for k, v in record.items() if k != "seconds"} == \
+            {k: v for k, v in ref_logs[record["step"]].items() if k != "seconds"}
+    assert int(solver.lower_optimizer.iterations.numpy()) == 36
+    assert solver.schedule() == reference.schedule()
+
+    # interrupted at 7 (calls 1-4, 5-7 with k = 4), resumed with k = 4: calls 8, 9-12
+    problem, up, lo = _importance_problem()
+    first = _penalty(problem, jit)
+    bl.fit(first, up, lo, steps=7, steps_per_execution=4, checkpoint_dir=str(tmp_path), checkpoint_every=100,
+           verbose=0)
+    problem, up, lo = _importance_problem()
+    resumed = _penalty(problem, jit)
+    history = bl.fit(resumed, up, lo, steps=12, steps_per_execution=4, checkpoint_dir=str(tmp_path), verbose=0)
+    assert [r["step"] for r in history] == [8, 12]  # calls end on multiples of k after a resume too
+    _assert_same(_values(problem, resumed), expected)
+
+
+def test_calls_do_not_retrace_and_callbacks_run_at_call_boundaries(tmp_path):
+    problem, up, lo = _importance_problem()
+    solver = _penalty(problem)
+    seen, evaluated = [], []
+    history = bl.fit(solver, up, lo, steps=23, steps_per_execution=4, checkpoint_dir=str(tmp_path),
+                     checkpoint_every=6, max_to_keep=10, log_every=5, verbose=0,
+                     csv_path=str(tmp_path / "log.csv"),
+                     callbacks=[bl.LambdaCallback(on_step_end=lambda s, logs: seen.append(s)),
+                                bl.Evaluate(lambda: evaluated.append(1) or {"x": 1.0}, every=8)])
+    assert seen == [4, 8, 12, 16, 20, 23]
+    # the first boundary at or after each multiple of log_every (5, 10, 15, 20) and the last step
+    assert [r["step"] for r in history] == [8, 12, 16, 20, 23]
+    assert [int(line.split(",")[0]) for line in (tmp_path / "log.csv").read_text().splitlines()[1:]] == [8, 12, 16, 20]
+    assert len(evaluated) == 3  # at 8, 16 and the final step
+    # checkpoints: the boundaries at or after 6, 12, 18 (8, 12, 20) and the final step
+    saved = sorted(int(f[5:-6]) for f in os.listdir(tmp_path) if f.startswith("ckpt-") and f.endswith(".index"))
+    assert saved == [8, 12, 20, 23]
+    # in-graph draws have the dataset's shapes ([None, ...]): one more trace than the eager first batch, then none
+    assert solver.trace_count == 2
+    assert int(solver.iterations.numpy()) == 23
+
+
+@pytest.mark.parametrize("kind", ["callable", "iterable", "dataset", "dataset_xla"])
+def test_nan_stops_the_call_at_the_exact_step(tmp_path, kind):
+    q = Quadratic()
+    base = q.problem()
+    bad_at = 6  # the batch of step 6 poisons the upper loss; calls are 1-4, 5-8
+
+    def f(batch):
+        return base.upper_loss(batch) + tf.reduce_sum(batch)
+
+    problem = bl.BilevelProblem(f, base.lower_loss, base.upper_vars, base.lower_vars)
+    solver = bl.GD(problem, inner_steps=1, jit_compile=kind == "dataset_xla")
+    batches = [tf.constant([np.nan if i == bad_at - 1 else 0.0]) for i in range(10)]
+    source = {"callable": lambda step: batches[step], "iterable": batches}.get(
+        kind, tf.data.Dataset.from_tensor_slices(tf.stack(batches)).batch(1).map(lambda b: tf.reshape(b, [1])))
+    with pytest.raises(bl.NonFiniteError, match=r"step 6: upper_loss = nan; stopped, last good checkpoint kept: .*-4"):
+        bl.fit(solver, source, None, steps=10, steps_per_execution=4, checkpoint_dir=str(tmp_path),
+               checkpoint_every=2, verbose=0)
+    assert int(solver.iterations.numpy()) == bad_at  # the call stopped at the bad step
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("-4")
+
+
+def test_python_sources_are_stacked_per_call():
+    results = []
+    for k in (1, 3):
+        q = Quadratic()
+        solver = bl.GD(q.problem(), inner_steps=1)
+        calls = []
+
+        def upper(step):
+            calls.append(step)
+            return tf.fill([2], float(step))
+
+        bl.fit(solver, upper_data=upper, lower_data=[tf.ones([2]) * i for i in range(4)], steps=8,
+               steps_per_execution=k, verbose=0)
+        assert calls == list(range(8))  # called once per step, in order, on the host
+        results.append((q.u.numpy(), q.v.numpy()))
+    _assert_same(results[0], results[1])
+
+    solver = bl.GD(Quadratic().problem(), inner_steps=1)
+    with pytest.raises(ValueError, match="steps_per_execution > 1 stacks the batches"):
+        bl.fit(solver, upper_data=lambda step: tf.zeros([step + 1]), steps=4, steps_per_execution=3, verbose=0)
+    with pytest.raises(ValueError, match="steps_per_execution must be an integer >= 1"):
+        bl.fit(solver, steps=4, steps_per_execution=0, verbose=0)
+
+
+def test_ex1_hundred_steps_per_call_is_five_times_faster_with_the_same_trajectory():
+    """The issue's target: paper Ex.1 (u, v in R^10), Penalty with T = 10, XLA, through bl.fit."""
+    timings, states = {}, {}
+    for k in (1, 100):
+        example = synthetic.make_example(1)
+        synthetic.initialize(example, seed=0)
+        solver = synthetic.build_solver("penalty", example.problem, 10, jit_compile=True)
+        bl.fit(solver, steps=100, steps_per_execution=k, verbose=0)  # compile
+        start = time.perf_counter()
+        bl.fit(solver, steps=600, steps_per_execution=k, verbose=0)
+        timings[k] = (time.perf_counter() - start) / 500
+        states[k] = (example.u.numpy(), example.v.numpy(), solver.schedule())
+    print(f"Ex.1 T=10 XLA: {timings[1] * 1e3:.3f} ms (k=1) vs {timings[100] * 1e3:.3f} ms (k=100) per upper "
+          f"iteration, {timings[1] / timings[100]:.1f}x")
+    _assert_same(states[1][:2], states[100][:2])
+    assert states[1][2] == states[100][2]
+    assert timings[1] / timings[100] >= 5.0
