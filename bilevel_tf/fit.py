@@ -37,10 +37,11 @@ class _Source:
             self.kind = "dataset"
             # repeat() so finite datasets cycle through epochs; the iterator is checkpointed for resume.
             self._dataset, self._strategy = data.repeat(), strategy
-            if workers.worker_count(strategy) == 1:
-                self.iterator = self._iterate(self._dataset)
-            # else: each worker's iterator holds its own shard's position, but every worker restores the chief's
-            # checkpoint, so the stream is fast-forwarded instead (skip)
+            if strategy is None:
+                self.iterator = iter(self._dataset)
+            # else: the strategy's iterators cannot be checkpointed (a DistributedIterator is not trackable;
+            # with several workers each would hold its own shard's position while every worker restores the
+            # chief's checkpoint), so the stream is fast-forwarded instead (skip)
         elif callable(data):
             self.kind = "callable"
         elif isinstance(data, Iterable):
@@ -73,7 +74,7 @@ class _Source:
 
     def skip(self, steps: int) -> None:
         """Fast-forward after a resume: a Python iterable, or a dataset whose position is not checkpointed
-        (several workers); datasets otherwise restore their iterator position."""
+        (under a strategy); datasets otherwise restore their iterator position."""
         if self.kind == "iterable":
             for step in range(steps):
                 self.next(step)
@@ -139,8 +140,9 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     one on disk is good. Ctrl-C (or SIGTERM) saves a checkpoint first when the state is finite, then re-raises.
 
     Under a multi-worker strategy (``bilevel_tf.workers``) every worker restores from ``checkpoint_dir``
-    but only the chief writes there (the others write to a temporary folder they delete, TensorFlow's rule),
-    and datasets are fast-forwarded on resume instead of restoring a per-worker iterator position.
+    but only the chief writes there (the others write to a temporary folder they delete, TensorFlow's rule).
+    Under any strategy datasets are fast-forwarded on resume (``skip``; a strategy's distributed iterator
+    cannot be checkpointed), which replays the same batches when the dataset's order is seeded.
 
     Returns a :class:`History`: one dict per logged step (``step``, ``seconds`` since the fit began, and
     the solver's logs plus anything callbacks added), with ``seconds_per_step`` (median over calls of seconds
