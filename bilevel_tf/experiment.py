@@ -23,6 +23,8 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 import numpy as np
 
 METHODS = ("penalty", "approxgrad", "rmd", "gd", "vpbgd", "gpbgd")
+#: --steps-per-execution default (README "Performance", benchmarks/run.py --sections overhead)
+STEPS_PER_EXECUTION = 1
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -115,6 +117,33 @@ def add_schedule_flag(p: argparse.ArgumentParser, default: str) -> None:
                    help="Penalty schedule: auglag (the library default: multiplier step every iteration, penalty "
                         "scaled to the problem), original (the code behind the paper's tables: its constants "
                         "from this runner's table), paper (Algorithm 2 as printed)")
+
+
+def add_fit_flags(p: argparse.ArgumentParser, strategy: bool = True) -> None:
+    """``--steps-per-execution`` and (``strategy=True``) ``--strategy`` for a runner whose training goes through
+    ``bl.fit`` (build the strategy with :func:`make_strategy`). Full-batch runners leave ``--strategy`` out:
+    without batches to split, every replica would repeat the whole computation."""
+    from .workers import STRATEGIES
+    if strategy:
+        p.add_argument("--strategy", default="none", choices=list(STRATEGIES),
+                       help="tf.distribute strategy: none (one device), mirrored (every local GPU), multi_worker "
+                            "(the workers of the cluster in the TF_CONFIG environment variable, one process each, "
+                            "each global batch split across them; only the chief writes results and checkpoints; "
+                            "see the README's 'Multi-device and long runs')")
+    p.add_argument("--steps-per-execution", type=int_range(1), default=STEPS_PER_EXECUTION,
+                   help="upper iterations per compiled call of bl.fit (Keras' steps_per_execution): removes "
+                        "TensorFlow's per-call overhead on small problems, mostly with --jit (README 'Performance'); "
+                        "logging, callbacks and checkpoints happen at call boundaries")
+
+
+def make_strategy(args: argparse.Namespace):
+    """The ``tf.distribute`` strategy of ``--strategy`` (None for "none"); a missing TF_CONFIG is a one-line
+    usage error."""
+    from . import workers
+    try:
+        return workers.make_strategy(args.strategy)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment: str) -> argparse.Namespace:

@@ -23,8 +23,10 @@ A runner defines a :class:`DenoisingSpec` (its constants and hyperparameter tabl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -37,7 +39,7 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from .. import datasets, experiment, models
+from .. import datasets, experiment, models, workers
 from . import importance_data as data
 from .importance_eval import (ClassifierTrainer, Predictor, accuracy_curves, importance_of, logits_of,
                               noise_detection, train_classifier, weighted_ce)
@@ -243,6 +245,7 @@ def build_parser(spec: DenoisingSpec) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=experiment.int_range(1), default=spec.batch_size,
                    help="training and validation batch size")
     experiment.add_schedule_flag(p, spec.schedule)
+    experiment.add_fit_flags(p)
     p.add_argument("--lr-u", type=float, default=None, help="upper (importance) learning rate; default: table")
     p.add_argument("--lr-v", type=float, default=None, help="lower (classifier) learning rate; default: table")
     p.add_argument("--pretrain-epochs", type=experiment.int_range(0), default=spec.pretrain_epochs,
@@ -317,9 +320,15 @@ def _load(spec: DenoisingSpec, args: argparse.Namespace) -> data.Splits:
 
 
 def prepare(spec: DenoisingSpec, args: argparse.Namespace, warm_start: bool = True,
-            splits: Optional[data.Splits] = None) -> Setup:
-    """Load and corrupt the data, warm-start the classifier and the importance, build the solver."""
+            splits: Optional[data.Splits] = None, strategy: Optional[tf.distribute.Strategy] = None) -> Setup:
+    """Load and corrupt the data, warm-start the classifier and the importance, build the solver (the model,
+    the importance and the solver inside ``strategy``'s scope)."""
     splits = _load(spec, args) if splits is None else splits
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        return _prepare(spec, args, warm_start, splits)
+
+
+def _prepare(spec: DenoisingSpec, args: argparse.Namespace, warm_start: bool, splits: data.Splits) -> Setup:
     hp = _hyperparams(spec, args)
     noisy, flipped = datasets.flip_labels(splits.y_train, args.noise, data.NUM_CLASSES, seed=args.seed)
     model = spec.classifier(args.model, splits.input_shape)
@@ -345,13 +354,15 @@ def prepare(spec: DenoisingSpec, args: argparse.Namespace, warm_start: bool = Tr
                  data.steps_per_epoch(len(noisy), batch), augment, predictor)
 
 
-def check_run_folder(args: argparse.Namespace, fingerprint: Dict[str, Any]) -> bool:
-    """True when a checkpoint of the same configuration exists (resume); error on a different one."""
+def check_run_folder(args: argparse.Namespace, fingerprint: Dict[str, Any], write: bool = True) -> bool:
+    """True when a checkpoint of the same configuration exists (resume); error on a different one.
+    ``write=False`` (workers other than the chief) only reads the folder."""
     folder = experiment.checkpoint_dir(args, "bilevel")
     path = os.path.join(folder, "run.json")
     if not tf.train.latest_checkpoint(folder):
-        os.makedirs(folder, exist_ok=True)
-        experiment.atomic_write_text(path, json.dumps(fingerprint))
+        if write:
+            os.makedirs(folder, exist_ok=True)
+            experiment.atomic_write_text(path, json.dumps(fingerprint))
         return False
     if os.path.exists(path):
         saved = json.loads(open(path).read())
@@ -415,12 +426,18 @@ def _evaluation_classifiers(setup: Setup, importance: np.ndarray, steps: int, ba
 def run_denoising(argv: Optional[Sequence[str]], spec: DenoisingSpec) -> Dict[str, Any]:
     """The whole experiment for one runner; returns the metrics (results.json has everything)."""
     args, spec = _parse(spec, argv)
+    strategy = experiment.make_strategy(args)
+    chief = workers.is_chief(strategy)
     fingerprint = {k: getattr(args, k) for k in ("method", "schedule", "dataset", "noise", "seed", "batch_size", "smoke",
                                                  "synthetic_data", "inner_steps", "upper_optimizer", "dropout", "model")}
     splits = _load(spec, args)  # before the run folder is touched: missing data loses no checkpoint (--fresh)
-    resuming = check_run_folder(args, fingerprint)
+    fresh = args.fresh
+    if not chief:  # only the chief clears (--fresh) and writes the shared folder; the others just read it
+        args.fresh = False
+    resuming = check_run_folder(args, fingerprint, write=chief) and not fresh
     warm_path = os.path.join(experiment.checkpoint_dir(args, "bilevel"), "warm_start.json")
-    setup = prepare(spec, args, warm_start=not resuming, splits=splits)  # a resumed run restores u and v from the checkpoint
+    # a resumed run restores u and v from the checkpoint
+    setup = prepare(spec, args, warm_start=not resuming, splits=splits, strategy=strategy)
     s, task, solver = setup.splits, setup.task, setup.solver
     if resuming and os.path.exists(warm_path):
         warm = json.loads(open(warm_path).read())
@@ -428,7 +445,8 @@ def run_denoising(argv: Optional[Sequence[str]], spec: DenoisingSpec) -> Dict[st
         warm = {"pretrain_test_accuracy": setup.predictor.accuracy(s.x_test, s.y_test),
                 **{f"warm_start_{k}": v for k, v in noise_detection(task.values(), setup.flipped).items()
                    if k in ("noise_precision", "noise_recall")}}
-        experiment.atomic_write_text(warm_path, json.dumps(warm))
+        if chief:
+            experiment.atomic_write_text(warm_path, json.dumps(warm))
 
     clock = {"eval": 0.0}
     evaluate = _lower_evaluation(setup, clock)
@@ -442,10 +460,15 @@ def run_denoising(argv: Optional[Sequence[str]], spec: DenoisingSpec) -> Dict[st
     callbacks = [EpochEnd(task, spe, [solver.upper_optimizer, solver.lower_optimizer], halve),
                  bl.Evaluate(evaluate, every=args.eval_every * spe)]
     fit_history = bl.fit(solver, setup.val_stream, setup.train_stream, steps=total,
+                         steps_per_execution=_steps_per_execution(args, spe),
                          checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
                          checkpoint_every=args.checkpoint_every, callbacks=callbacks, verbose=args.verbose,
-                         log_every=max(1, spe // 5), csv_path=os.path.join(args.out, "history.csv"))
+                         log_every=max(1, spe // 5), csv_path=os.path.join(args.out, "history.csv") if chief else None)
     history += list(fit_history)
+    if not chief:  # TensorFlow's rule: only the chief writes results; its evaluation would be discarded here
+        print(f"[{args.experiment}] worker {workers.task_index(strategy)}: bilevel phase done, the chief writes "
+              "the results", flush=True)
+        return {}
 
     importance = task.values()
     metrics: Dict[str, Any] = {}
@@ -479,6 +502,16 @@ def run_denoising(argv: Optional[Sequence[str]], spec: DenoisingSpec) -> Dict[st
                                            "noise_precision", "noise_recall", "oracle_test_accuracy",
                                            "val_only_test_accuracy"])
     return metrics
+
+
+def _steps_per_execution(args: argparse.Namespace, steps_per_epoch: int) -> int:
+    """--steps-per-execution, lowered to a divisor of the epoch so that the end-of-epoch renormalisation
+    (a callback, run at call boundaries) keeps its exact steps."""
+    k = math.gcd(args.steps_per_execution, steps_per_epoch)
+    if k != args.steps_per_execution and args.verbose:
+        print(f"--steps-per-execution {args.steps_per_execution} -> {k}: a divisor of the {steps_per_epoch} "
+              "upper iterations per epoch (the importance is renormalised at every epoch's end)", flush=True)
+    return k
 
 
 def time_upper_iterations(spec: DenoisingSpec, method: str, *, steps: int = 3, dataset: Optional[str] = None,

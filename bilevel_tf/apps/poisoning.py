@@ -308,6 +308,7 @@ def add_solver_flags(p, d) -> None:
 
 
 def add_attack_flags(p, d: AttackDefaults) -> None:
+    experiment.add_fit_flags(p, strategy=False)  # a full-batch attack: nothing to split across replicas
     lrs = "; ".join(f"{m}: " + ", ".join(f"{k}={v:g}" for k, v in lr.items()) for m, lr in d.learning_rates.items())
     p.add_argument("--dataset", default="mnist", choices=list(DATASETS),
                    help="mnist (the paper's; keras cache, never downloaded) or digits (bundled 8x8, offline demo)")
@@ -372,7 +373,8 @@ def run_data_augmentation_attack(args, data: PoisonData) -> Dict[str, Any]:
                                 inner_steps=args.inner_steps, rho=args.rho, lam=args.lam, eps=args.eps,
                                 nu=args.nu, sigma=args.sigma, jit_compile=args.jit)
     callbacks = [halve_learning_rates(solver, args.halve_every)] if args.method == "approxgrad" else []
-    history = bl.fit(solver, None, None, steps=args.epochs, checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
+    history = bl.fit(solver, None, None, steps=args.epochs, steps_per_execution=args.steps_per_execution,
+                     checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
                      checkpoint_every=args.checkpoint_every, callbacks=callbacks, verbose=args.verbose,
                      log_every=args.log_every)
     learned = poison.numpy()
