@@ -145,3 +145,26 @@ def test_ex1_hundred_steps_per_call_is_five_times_faster_with_the_same_trajector
     _assert_same(states[1][:2], states[100][:2])
     assert states[1][2] == states[100][2]
     assert timings[1] / timings[100] >= 5.0
+
+
+def test_runner_flag_gives_the_same_run(tmp_path):
+    """--steps-per-execution reaches bl.fit in a runner (the digits denoising one: 100 points, batch 20, so 5 upper
+    iterations per epoch, logged every step; k = 10 is lowered to 5, a divisor, so that the end-of-epoch
+    renormalisation keeps its steps) and changes nothing in the results."""
+    from runner_utils import run_runner
+
+    runner = "data_denoising/mnist_small_scale/test_bilevel_importance_learning_mnist.py"
+    flags = ["--dataset", "digits", "--smoke", "--batch-size", "20", "--inner-steps", "2", "--seed", "4"]
+    one = run_runner(runner, flags, tmp_path / "k1")
+    more = run_runner(runner, flags + ["--steps-per-execution", "10"], tmp_path / "k10")
+    logged = [r["step"] for r in one["history"] if "upper_loss" in r]
+    assert logged == list(range(1, 11))
+    assert [r["step"] for r in more["history"] if "upper_loss" in r] == [5, 10]  # call boundaries only
+    by_step = {r["step"]: r for r in one["history"] if "upper_loss" in r}
+    for record in more["history"]:
+        if "upper_loss" in record:
+            for key in ("upper_loss", "lower_loss", "penalty"):
+                assert record[key] == pytest.approx(by_step[record["step"]][key], rel=1e-5, abs=1e-7), key
+    for key, value in one["metrics"].items():
+        assert more["metrics"][key] == (pytest.approx(value, rel=1e-5, abs=1e-7) if isinstance(value, float)
+                                        else value), key
