@@ -135,6 +135,26 @@ def _compare_table(records, study: str) -> List[str]:
                    "vs first variant", "first call (compile)"], rows) + [""]
 
 
+def _overhead_table(records) -> List[str]:
+    """Seconds per upper iteration through bl.fit for each steps_per_execution k, and the solver.run floor."""
+    rs = _of(records, kind="overhead")
+    ks = [k for k in (1, 10, 100) if _of(rs, k=k)]
+    rows = []
+    for problem in sorted({r["problem"] for r in rs}, key=lambda p: p != "ex1"):
+        for jit in (False, True):
+            cells = []
+            for k in ks + ["solver.run"]:
+                r = _of(rs, problem=problem, jit=jit, k=k)
+                cells.append(f"{r[0]['seconds'] * 1000:.3f} ms ({r[0]['speedup_vs_first_k']:.1f}x)" if r else "-")
+            if any(c != "-" for c in cells):
+                first = _of(rs, problem=problem, jit=jit)[0]
+                rows.append([problem, f"T={first['T']}", "XLA" if jit else "graph"] + cells)
+    return _table(["problem", "T", "compile"] + [f"bl.fit k={k}" for k in ks] + ["solver.run (in-graph floor)"],
+                  rows) + ["", "Wall seconds per upper iteration (median of repeated fits after a warm-up fit, "
+                           "the whole bl.fit call timed); in brackets the speed-up over k=1. Not interleaved with a "
+                           "plain step: compare within a row.", ""]
+
+
 # --------------------------------------------------------------------------------------------- targets
 def targets(records) -> List[str]:
     lines = []
@@ -183,6 +203,17 @@ def targets(records) -> List[str]:
                          f"step, {'CPU' if key == 'cpu_ratio' else 'wall'} time): "
                          f"{', '.join(f'T={t}: {s:.2f}x' for t, s in speed)} (target >= 1): "
                          f"**{'met' if ok else 'NOT met'}**")
+    for jit in (False, True):
+        one, hundred = _of(records, kind="overhead", problem="ex1", jit=jit, k=1), \
+            _of(records, kind="overhead", problem="ex1", jit=jit, k=100)
+        if one and hundred:
+            speedup = one[0]["seconds"] / hundred[0]["seconds"]
+            cpu = one[0]["cpu_seconds"] / hundred[0]["cpu_seconds"]
+            floor = _of(records, kind="overhead", problem="ex1", jit=jit, k="solver.run")
+            bound = f"; solver.run's in-graph loop, the floor, is {floor[0]['speedup_vs_first_k']:.1f}x" if floor else ""
+            lines.append(f"- Ex.1 (T=10) through bl.fit, {'XLA' if jit else 'graph'}: steps_per_execution=100 is "
+                         f"{speedup:.1f}x (CPU time {cpu:.1f}x) faster per upper iteration than k=1{bound} "
+                         f"(target >= 5x): **{'met' if speedup >= 5 else 'NOT met'}**")
     largest = [r for r in sweep if r.get("scale") == 1.0 and r["problem"].startswith("mlp")]
     if largest:
         worst = max(largest, key=lambda r: r["peak_rss_mb"])
@@ -268,6 +299,8 @@ def write(results: Dict[str, Any], out: Path) -> None:
                          ("precision", "Mixed precision: float32 vs mixed_bfloat16")):
         if _of(records, kind="compare", study=study):
             lines += [f"## {title}", ""] + _compare_table(records, study)
+    if _of(records, kind="overhead"):
+        lines += ["## Per-call overhead: bl.fit steps_per_execution", ""] + _overhead_table(records)
     errors = _of(records, kind="error")
     if errors:
         lines += ["## Failed workers", ""] + [f"- `{json.dumps(e['spec'])}`: {e['error']}" for e in errors] + [""]

@@ -16,6 +16,10 @@ Full run sections (``--sections`` picks a subset):
 - ``hvp``: double backward vs forward-over-reverse second-order products, per solver.
 - ``xla``: ``jit_compile`` off vs on, per solver.
 - ``precision``: float32 vs mixed_bfloat16 (``bl.precision``) for Penalty and ApproxGrad on the split MLP.
+- ``overhead``: seconds per upper iteration through ``bl.fit`` with ``steps_per_execution`` k in {1, 10, 100},
+  graph and XLA, on paper Example 1 (u, v in R^10, Penalty T = 10) and on the digits denoising demo's bilevel
+  problem (its tf.data streams, T = 20, batch 100), next to ``solver.run``'s in-graph loop (the floor):
+  ``python benchmarks/run.py --sections overhead --out benchmarks/results/overhead``.
 
 Writes ``<out>/results.json``, ``<out>/results.md`` and ``<out>/*.png`` (default ``benchmarks/results/full``
 or ``benchmarks/results/quick``).
@@ -41,7 +45,7 @@ SECOND_ORDER = ("penalty", "approxgrad", "rmd", "gpbgd")
 FULL_T = (1, 5, 10, 20, 50)
 QUICK_T = (1, 10, 50)
 SCALES = (1 / 64, 1 / 16, 1 / 4, 1.0)
-SECTIONS = ("sweep", "scale", "inner", "hvp", "xla", "precision")
+SECTIONS = ("sweep", "scale", "inner", "hvp", "xla", "precision", "overhead")
 
 
 def plan(args: argparse.Namespace) -> List[Dict[str, Any]]:
@@ -81,6 +85,10 @@ def plan(args: argparse.Namespace) -> List[Dict[str, Any]]:
         for problem, scale in (("mlp", 1 / 16), ("cnn", 1.0)):
             specs.append(dict(kind="compare", study="xla", problem=problem, scale=scale, batch=args.batch, T=5,
                               methods=list(solvers), variants=[dict(jit=False), dict(jit=True)]))
+    if "overhead" in args.sections:  # bl.fit with steps_per_execution k vs solver.run's in-graph loop
+        for problem, iterations in (("ex1", 1000), ("digits", 200)):
+            specs.append(dict(kind="overhead", problem=problem, iterations=iterations, ks=[1, 10, 100],
+                              jit=[False, True], reps=5))
     if "precision" in args.sections:
         variants = [dict(precision="float32"), dict(precision="mixed_bfloat16")]
         specs.append(dict(kind="compare", study="precision", problem="mlp", scale=1 / 16, batch=args.batch, T=5,

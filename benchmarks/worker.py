@@ -9,6 +9,8 @@ Spec kinds:
 - ``inner``: the marginal cost of ONE inner step (slope of step time between T=1 and T=K) of Penalty and
   ApproxGrad against the plain step, plus the building blocks of both (where their time goes).
 - ``compare``: one solver and T under several option sets (``hvp`` modes, ``jit_compile``), interleaved.
+- ``overhead``: seconds per upper iteration through ``bl.fit`` with ``steps_per_execution`` k (graph and XLA) on
+  paper Example 1 and on the digits denoising problem, next to ``solver.run``'s in-graph loop (the floor).
 """
 from __future__ import annotations
 
@@ -177,9 +179,64 @@ def run_compare(spec: Dict[str, Any]) -> None:
                       cpu_ratio_to_first=measure.ratio(samples.cpu, name, reference), compile_seconds=compile_s[name]))
 
 
+# ------------------------------------------------------------------------------------------ overhead
+def _overhead_problem(name: str, jit: bool):
+    """(solver, upper data, lower data, (upper batch, lower batch) for the solver.run floor)."""
+    if name == "ex1":  # paper Example 1, u, v in R^10, Penalty with T = 10, full batch (no data)
+        from bilevel_tf.apps import synthetic
+        example = synthetic.make_example(1, dim=10)
+        solver = synthetic.build_solver("penalty", example.problem, 10, jit_compile=jit)  # the paper's setup
+        return solver, None, None, (None, None)
+    if name == "digits":  # the digits denoising demo's bilevel phase (its tf.data streams), no warm start
+        import importlib.util
+        import tempfile
+        path = Path(__file__).resolve().parents[1] / "data_denoising" / "mnist_small_scale" / \
+            "test_bilevel_importance_learning_mnist.py"
+        loader = importlib.util.spec_from_file_location("digits_runner", path)
+        runner = importlib.util.module_from_spec(loader)
+        loader.loader.exec_module(runner)
+        from bilevel_tf.apps import importance
+        argv = ["--dataset", "digits", "--out", tempfile.mkdtemp(), "--verbose", "0"] + (["--jit"] if jit else [])
+        args, spec = importance._parse(runner.SPEC, argv)
+        setup = importance.prepare(spec, args, warm_start=False)
+        first = (next(iter(setup.val_stream)), next(iter(setup.train_stream)))
+        return setup.solver, setup.val_stream, setup.train_stream, first
+    raise ValueError(f"unknown overhead problem {name!r}")
+
+
+def run_overhead(spec: Dict[str, Any]) -> None:
+    """For each k: a warm-up fit (traces the k-iteration call), then ``reps`` timed fits of ``iterations``
+    upper iterations each (a multiple of every k), timed around the whole ``bl.fit`` call (its Python loop,
+    batch handling and logging included); the floor is ``solver.run(iterations)`` on one fixed pair of batches."""
+    n, reps = spec["iterations"], spec.get("reps", 3)
+    for jit in spec["jit"]:
+        solver, upper, lower, (ub, lb) = _overhead_problem(spec["problem"], jit)
+        info = dict(kind="overhead", problem=spec["problem"], method="penalty", T=solver.inner_steps, jit=jit,
+                    iterations=n)
+        base = None
+        for k in spec["ks"]:
+            def fit(count):
+                start = int(solver.iterations.numpy())
+                t0, c0 = time.perf_counter(), time.process_time()
+                bl.fit(solver, upper, lower, steps=start + count, steps_per_execution=k, verbose=0)
+                return (time.perf_counter() - t0) / count, (time.process_time() - c0) / count
+            warm = -int(solver.iterations.numpy()) % k + 2 * k  # end on a multiple of k: every timed call is k long
+            compile_s = fit(warm)[0] * warm
+            samples = [fit(n) for _ in range(reps)]
+            wall, cpu = measure.median([w for w, _ in samples]), measure.median([c for _, c in samples])
+            base = wall if base is None else base
+            emit(dict(info, k=k, seconds=wall, cpu_seconds=cpu, samples=[w for w, _ in samples],
+                      speedup_vs_first_k=base / wall, warmup_seconds=compile_s))
+        measure.sync(solver.run(n, ub, lb))  # trace
+        samples = [measure.timed(lambda: solver.run(n, ub, lb)) for _ in range(reps)]
+        emit(dict(info, k="solver.run", seconds=measure.median([w for w, _ in samples]) / n,
+                  cpu_seconds=measure.median([c for _, c in samples]) / n,
+                  speedup_vs_first_k=base / (measure.median([w for w, _ in samples]) / n)))
+
+
 def main(argv: List[str]) -> None:
     spec = json.loads(argv[0])
-    {"sweep": run_sweep, "inner": run_inner, "compare": run_compare}[spec["kind"]](spec)
+    {"sweep": run_sweep, "inner": run_inner, "compare": run_compare, "overhead": run_overhead}[spec["kind"]](spec)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,12 @@ import tensorflow as tf
 Logs = Dict[str, float]
 
 
+def crossed(previous: int, step: int, every: int) -> bool:
+    """A multiple of ``every`` lies in (previous, step]. ``fit`` with ``steps_per_execution`` k > 1 calls
+    ``on_step_end`` once per k steps: periodic work is due at the first call boundary at or after each multiple."""
+    return step // every > previous // every
+
+
 class Callback:
     """Base class. ``fit`` calls the hooks below; set ``self.stop_fit = True`` to end the run early."""
 
@@ -25,10 +31,28 @@ class Callback:
 
     def on_step_end(self, step: int, logs: Logs) -> None:
         """``step`` counts completed upper iterations (1-based); ``logs`` holds Python floats and may be
-        extended in place (e.g. with evaluation metrics) for the callbacks that follow."""
+        extended in place (e.g. with evaluation metrics) for the callbacks that follow. With
+        ``fit(..., steps_per_execution=k)`` it runs at call boundaries only (every k steps, with the logs
+        of the call's last step): use :func:`crossed` for periodic work."""
 
     def on_fit_end(self, history: list) -> None:
         pass
+
+
+class Periodic(Callback):
+    """Base of callbacks that act every ``every`` steps: :meth:`due` is True at the first ``on_step_end`` at or
+    after each multiple of ``every`` (every multiple when ``fit`` runs one step per call)."""
+
+    def __init__(self, every: int):
+        self.every = int(every)
+        self._previous = 0
+
+    def on_fit_begin(self, solver: Any, start_step: int, steps: int) -> None:
+        self._previous = start_step
+
+    def due(self, step: int) -> bool:
+        previous, self._previous = self._previous, step
+        return crossed(previous, step, self.every)
 
 
 class LambdaCallback(Callback):
@@ -45,7 +69,7 @@ class LambdaCallback(Callback):
             self._end(history)
 
 
-class Evaluate(Callback):
+class Evaluate(Periodic):
     """Every ``every`` steps (and at the last step) call ``fn() -> dict`` and merge its metrics into the logs,
     so progress bars, CSV files and the returned history all show them. The seconds spent in ``fn`` so far
     (across resumes) go into the logs as ``time_key`` (default ``eval_seconds``; None to leave out), so
@@ -55,7 +79,8 @@ class Evaluate(Callback):
                  time_key: Optional[str] = "eval_seconds"):
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
-        self.fn, self.every, self.prefix, self.time_key = fn, int(every), prefix, time_key
+        super().__init__(every)
+        self.fn, self.prefix, self.time_key = fn, prefix, time_key
         self._final_step: Optional[int] = None
         self.seconds = 0.0
 
@@ -64,10 +89,11 @@ class Evaluate(Callback):
             self.seconds = next((float(r[self.time_key]) for r in reversed(history) if self.time_key in r), 0.0)
 
     def on_fit_begin(self, solver: Any, start_step: int, steps: int) -> None:
+        super().on_fit_begin(solver, start_step, steps)
         self._final_step = steps
 
     def on_step_end(self, step: int, logs: Logs) -> None:
-        if step % self.every == 0 or step == self._final_step:
+        if self.due(step) or step == self._final_step:
             t0 = time.perf_counter()
             for key, value in self.fn().items():
                 logs[self.prefix + key] = float(value)
@@ -76,18 +102,20 @@ class Evaluate(Callback):
                 logs[self.time_key] = self.seconds
 
 
-class CSVLogger(Callback):
+class CSVLogger(Periodic):
     """One row per ``every`` steps in a CSV file. A resumed run continues the file after dropping the rows
     logged after the restored step (a kill past the last checkpoint would otherwise repeat them); a run that
     starts at step 0 starts a new file."""
 
     def __init__(self, path: str, every: int = 1):
-        self.path, self.every = path, int(every)
+        super().__init__(every)
+        self.path = path
         self._file = None
         self._writer = None
         self._keys = None
 
     def on_fit_begin(self, solver: Any, start_step: int, steps: int) -> None:
+        super().on_fit_begin(solver, start_step, steps)
         if not os.path.exists(self.path):
             return
         with open(self.path, newline="") as f:
@@ -102,7 +130,7 @@ class CSVLogger(Callback):
         os.replace(tmp, self.path)
 
     def on_step_end(self, step: int, logs: Logs) -> None:
-        if step % self.every:
+        if not self.due(step):
             return
         row = {"step": step, **logs}
         if self._writer is None:
@@ -141,16 +169,17 @@ def _scalar_metadata():
     return summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
 
 
-class TensorBoard(Callback):
+class TensorBoard(Periodic):
     """Write every log value as a scalar summary (viewing the logs needs ``pip install tensorboard``;
     writing them does not)."""
 
     def __init__(self, log_dir: str, every: int = 1):
-        self.log_dir, self.every = log_dir, int(every)
+        super().__init__(every)
+        self.log_dir = log_dir
         self._writer = self._metadata = None
 
     def on_step_end(self, step: int, logs: Logs) -> None:
-        if step % self.every:
+        if not self.due(step):
             return
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)

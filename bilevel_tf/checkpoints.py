@@ -111,21 +111,25 @@ def _short(differences: List[str], limit: int = 6) -> str:
 class RunCheckpoints:
     """A ``tf.train.CheckpointManager`` over ``trackables`` plus the :class:`RunState`, with safe restore."""
 
-    def __init__(self, folder: str, trackables: Mapping[str, Any], max_to_keep: int = 3):
+    def __init__(self, folder: str, trackables: Mapping[str, Any], max_to_keep: int = 3,
+                 write_folder: Optional[str] = None):
+        """Restore from ``folder``; save to ``write_folder`` (default ``folder``; a multi-worker run's
+        non-chief workers save to a temporary folder, see :mod:`bilevel_tf.workers`)."""
         self.folder = folder
+        self.write_folder = write_folder or folder
         self.state = RunState()
         self.checkpoint = tf.train.Checkpoint(run_state=self.state, **trackables)
         # checkpoints of an earlier version of bl.fit have no run state
         self._legacy = tf.train.Checkpoint(**trackables)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, folder, max_to_keep=max_to_keep)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_folder, max_to_keep=max_to_keep)
 
     def candidates(self) -> List[str]:
         """Checkpoint prefixes on disk, newest first (from the files, so a damaged state file does not hide them)."""
-        listed = list(reversed(self.manager.checkpoints))
+        listed = list(reversed(self.manager.checkpoints)) if self.write_folder == self.folder else []
         found = sorted(glob.glob(os.path.join(self.folder, "ckpt-*.index")),
                        key=lambda p: int(re.search(r"ckpt-(\d+)\.index$", p).group(1)), reverse=True)
         on_disk = [p[:-len(".index")] for p in found]
-        if on_disk and not listed:
+        if on_disk and not listed and self.write_folder == self.folder:
             warnings.warn(f"{os.path.join(self.folder, 'checkpoint')} is missing or unreadable; resuming from the "
                           "checkpoint files themselves", stacklevel=3)
         return listed + [p for p in on_disk if p not in listed]

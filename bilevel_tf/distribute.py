@@ -53,6 +53,14 @@ def mean_across_replicas(values: Sequence[Any]) -> List[Any]:
     reduced = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, dense) if present else []
     out = list(values)
     for i, r in zip(present, reduced):
+        value = values[i]
+        if isinstance(value, tf.IndexedSlices):
+            # ... and made sparse again on the rows of the global batch (every replica's indices, gathered
+            # after the reduction; each row once, since the reduced row already holds every occurrence's sum),
+            # so that sparse-aware optimizers (per-row state, e.g. a lazy Adam) update the same rows as on one
+            # device.
+            rows, _ = tf.unique(ctx.all_gather(value.indices, axis=0))
+            r = tf.IndexedSlices(tf.gather(r, rows), rows, value.dense_shape)
         out[i] = r
     return out
 

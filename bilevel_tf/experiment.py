@@ -33,6 +33,9 @@ METHOD_NAMES = {"penalty": "Mehra & Hamm", "approxgrad": "approximate implicit g
                 "unrolling", "rhg": "RHG/T-RHG: reverse-mode unrolling", "gd": "naive alternation",
                 "vpbgd": "PBGD value-gap penalty", "gpbgd": "PBGD gradient penalty"}
 
+#: --steps-per-execution default (README "Performance", benchmarks/run.py --sections overhead)
+STEPS_PER_EXECUTION = 1
+
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Adds "(default: X)" to a flag's help once: not when the help already says its default, and not for
@@ -166,6 +169,33 @@ def add_schedule_flag(p: argparse.ArgumentParser, default: str) -> None:
                         "from this runner's table), paper (Algorithm 2 as printed)")
 
 
+def add_fit_flags(p: argparse.ArgumentParser, strategy: bool = True) -> None:
+    """``--steps-per-execution`` and (``strategy=True``) ``--strategy`` for a runner whose training goes through
+    ``bl.fit`` (build the strategy with :func:`make_strategy`). Full-batch runners leave ``--strategy`` out:
+    without batches to split, every replica would repeat the whole computation."""
+    from .workers import STRATEGIES
+    if strategy:
+        p.add_argument("--strategy", default="none", choices=list(STRATEGIES),
+                       help="tf.distribute strategy: none (one device), mirrored (every local GPU), multi_worker "
+                            "(the workers of the cluster in the TF_CONFIG environment variable, one process each, "
+                            "each global batch split across them; only the chief writes results and checkpoints; "
+                            "see the README's 'Multi-device and long runs')")
+    p.add_argument("--steps-per-execution", type=int_range(1), default=STEPS_PER_EXECUTION,
+                   help="upper iterations per compiled call of bl.fit (Keras' steps_per_execution): removes "
+                        "TensorFlow's per-call overhead on small problems, mostly with --jit (README 'Performance'); "
+                        "logging, callbacks and checkpoints happen at call boundaries")
+
+
+def make_strategy(args: argparse.Namespace):
+    """The ``tf.distribute`` strategy of ``--strategy`` (None for "none"); a missing TF_CONFIG is a one-line
+    usage error."""
+    from . import workers
+    try:
+        return workers.make_strategy(args.strategy)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
 def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment: str) -> argparse.Namespace:
     """Parse flags, validate the common ones, seed everything and create the output folder."""
     args = p.parse_args(argv)
@@ -226,11 +256,12 @@ class Run:
     keyword arguments, e.g. a data fingerprint); a folder holding another configuration is refused with
     :class:`~bilevel_tf.checkpoints.ResumeMismatchError` naming the differences. The ``BUDGET_FLAGS`` may
     change (a rerun continues the run further or stops it earlier); a finished run is reused only when they
-    are the same.
+    are the same. In a multi-worker run only the chief (``chief=True``) locks and writes the folder; the other
+    workers check the same configuration and read it.
     """
 
-    def __init__(self, args: argparse.Namespace, **extra: Any):
-        self.args, self.folder = args, args.out
+    def __init__(self, args: argparse.Namespace, *, chief: bool = True, **extra: Any):
+        self.args, self.folder, self.chief = args, args.out, chief
         everything = config_of(args, **extra)
         self.config = {k: v for k, v in everything.items() if k not in NON_RESULT_FLAGS + BUDGET_FLAGS}
         self.budget = {k: v for k, v in everything.items() if k in BUDGET_FLAGS}
@@ -238,42 +269,50 @@ class Run:
         self._lock = None
 
     def __enter__(self) -> "Run":
-        from .checkpoints import FolderLock, ResumeMismatchError, config_differences, remove_partial_files
+        from .checkpoints import FolderLock, remove_partial_files
+        if not self.chief:  # a multi-worker run's other workers only read the chief's folder
+            return self._check()
         self._lock = FolderLock(self.folder).acquire()
         try:
             for folder in [self.folder] + sorted(glob.glob(os.path.join(self.folder, "checkpoints", "*"))):
                 remove_partial_files(folder)
             if getattr(self.args, "fresh", False):
                 self._delete_outputs()
-            path = os.path.join(self.folder, "run.json")
-            known = os.path.exists(path)  # without it a results.json cannot be matched to its configuration
-            if known:
-                try:
-                    saved = json.loads(Path(path).read_text())["config"]
-                except (OSError, ValueError, KeyError, TypeError) as e:
-                    raise ResumeMismatchError(f"{path} is unreadable ({_one_line(e)}); pass --fresh to start over") \
-                        from None
-                differences = config_differences(saved, self.config)
-                if differences:
-                    raise ResumeMismatchError(
-                        f"{self.folder} holds a run of another configuration ({'; '.join(differences[:6])}); rerun "
-                        "with the same flags to resume or reuse it, pass --fresh to start over, or choose another --out")
-            atomic_write_text(path, json.dumps({"config": self.config, "budget": self.budget}, indent=1,
-                                               sort_keys=True))
-            results = os.path.join(self.folder, "results.json")
-            if known and os.path.exists(results):
-                try:
-                    finished = json.loads(Path(results).read_text())
-                    self.metrics = finished["metrics"]
-                    self.complete = all(finished["config"].get(k) == v for k, v in self.budget.items())
-                except (OSError, ValueError, KeyError, TypeError):
-                    self.complete = False  # damaged: the run is redone (checkpoints make that cheap)
-            if self.complete:
-                print(f"[{self.args.experiment}] {self.folder} already holds the finished run of this configuration "
-                      f"(results.json); nothing to do (--fresh redoes it)", flush=True)
+            return self._check()
         except BaseException:
             self._lock.release()
             raise
+
+    def _check(self) -> "Run":
+        """Compare run.json, record this configuration (chief only) and find out whether the run is complete."""
+        from .checkpoints import ResumeMismatchError, config_differences
+        path = os.path.join(self.folder, "run.json")
+        known = os.path.exists(path)  # without it a results.json cannot be matched to its configuration
+        if known:
+            try:
+                saved = json.loads(Path(path).read_text())["config"]
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise ResumeMismatchError(f"{path} is unreadable ({_one_line(e)}); pass --fresh to start over") \
+                    from None
+            differences = config_differences(saved, self.config)
+            if differences:
+                raise ResumeMismatchError(
+                    f"{self.folder} holds a run of another configuration ({'; '.join(differences[:6])}); rerun "
+                    "with the same flags to resume or reuse it, pass --fresh to start over, or choose another --out")
+        if self.chief:
+            atomic_write_text(path, json.dumps({"config": self.config, "budget": self.budget}, indent=1,
+                                               sort_keys=True))
+        results = os.path.join(self.folder, "results.json")
+        if known and os.path.exists(results):
+            try:
+                finished = json.loads(Path(results).read_text())
+                self.metrics = finished["metrics"]
+                self.complete = all(finished["config"].get(k) == v for k, v in self.budget.items())
+            except (OSError, ValueError, KeyError, TypeError):
+                self.complete = False  # damaged: the run is redone (checkpoints make that cheap)
+        if self.complete:
+            print(f"[{self.args.experiment}] {self.folder} already holds the finished run of this configuration "
+                  f"(results.json); nothing to do (--fresh redoes it)", flush=True)
         return self
 
     def __exit__(self, *exc) -> None:

@@ -5,15 +5,15 @@ import math
 import signal
 import sys
 import time
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
 
-from . import tensor_ops
-from .callbacks import Callback, CSVLogger, TensorBoard
+from . import tensor_ops, workers
+from .callbacks import Callback, CSVLogger, TensorBoard, crossed
 from .checkpoints import FolderLock, RunCheckpoints, remove_partial_files, run_config
-from .solvers.base import BilevelSolver, check_positive_int
+from .solvers.base import BilevelSolver, Feed, check_positive_int
 
 
 class NonFiniteError(FloatingPointError):
@@ -38,10 +38,12 @@ class _Source:
         elif isinstance(data, tf.data.Dataset):
             self.kind = "dataset"
             # repeat() so finite datasets cycle through epochs; the iterator is checkpointed for resume.
-            data = data.repeat()
-            if strategy is not None:  # split each global batch across the replicas
-                data = strategy.experimental_distribute_dataset(data)
-            self.iterator = iter(data)
+            self._dataset, self._strategy = data.repeat(), strategy
+            if strategy is None:
+                self.iterator = iter(self._dataset)
+            # else: the strategy's iterators cannot be checkpointed (a DistributedIterator is not trackable;
+            # with several workers each would hold its own shard's position while every worker restores the
+            # chief's checkpoint), so the stream is fast-forwarded instead (skip)
         elif callable(data):
             self.kind = "callable"
         elif isinstance(data, Iterable):
@@ -67,11 +69,38 @@ class _Source:
             self._it = iter(self.data)
             return next(self._it)
 
+    def _iterate(self, data: tf.data.Dataset) -> Any:
+        if self._strategy is not None:  # split each global batch across the replicas
+            data = self._strategy.experimental_distribute_dataset(data)
+        return iter(data)
+
     def skip(self, steps: int) -> None:
-        """Fast-forward a Python iterable after a resume (datasets restore their iterator position)."""
+        """Fast-forward after a resume: a Python iterable, or a dataset whose position is not checkpointed
+        (under a strategy); datasets otherwise restore their iterator position."""
         if self.kind == "iterable":
             for step in range(steps):
                 self.next(step)
+        if self.kind == "dataset" and self.iterator is None:
+            self.iterator = self._iterate(self._dataset.skip(steps))
+
+    def feed(self, step: int, count: int) -> Tuple[Any, Feed]:
+        """The batch of ``step`` and a :class:`Feed` of the next ``count - 1`` for one multi-step call."""
+        if self.kind == "none":
+            return None, Feed.none()
+        if self.kind == "dataset":  # the first batch goes through the host so that ``_prepare`` can see it
+            return next(self.iterator), Feed.iterator(self.iterator)
+        batches = [self.next(step + i) for i in range(count)]
+        return batches[0], Feed.stacked(_stack(batches[1:], self.name))
+
+
+def _stack(batches: List[Any], name: str) -> Any:
+    """k batches of a Python source as one structure with a leading axis of length k."""
+    try:
+        return tf.nest.map_structure(lambda *xs: tf.stack([tf.convert_to_tensor(x) for x in xs]), *batches)
+    except (ValueError, TypeError, tf.errors.InvalidArgumentError) as e:
+        raise ValueError(f"{name}: steps_per_execution > 1 stacks the batches of a callable or iterable source, "
+                         f"so they must have one structure and shape ({e}); pass steps_per_execution=1 or a "
+                         "tf.data.Dataset") from None
 
 
 def _all_finite_fn(variables: Sequence) -> Callable[[], tf.Tensor]:
@@ -79,8 +108,8 @@ def _all_finite_fn(variables: Sequence) -> Callable[[], tf.Tensor]:
 
 
 def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, steps: int = 1, *,
-        checkpoint_dir: Optional[str] = None, checkpoint_every: int = 100, max_to_keep: int = 3,
-        callbacks: Optional[Sequence[Callback]] = None, verbose: int = 1, log_every: int = 1,
+        steps_per_execution: int = 1, checkpoint_dir: Optional[str] = None, checkpoint_every: int = 100,
+        max_to_keep: int = 3, callbacks: Optional[Sequence[Callback]] = None, verbose: int = 1, log_every: int = 1,
         csv_path: Optional[str] = None, tensorboard_dir: Optional[str] = None,
         config: Optional[Mapping[str, Any]] = None, history: Optional[Sequence[Mapping[str, Any]]] = None) -> History:
     """Run upper iterations until ``solver.iterations`` reaches ``steps``.
@@ -93,9 +122,27 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     checkpoint taken while those buffers already hold the end of a pass can restore (TF 2.21) with another
     shuffle order for the next pass (``bilevel_tf.apps.importance_data.indexed_batches(cycle=True)`` does so).
 
-    A NaN/inf log value raises :class:`NonFiniteError` naming the step and quantity; checkpoints are only
-    written from finite states, so the last one on disk is good. Ctrl-C (or SIGTERM) saves a checkpoint
-    first when the state is finite, then re-raises.
+    ``steps_per_execution`` (Keras' name and meaning): up to k upper iterations run inside ONE compiled call
+    (:meth:`BilevelSolver.run_feeds`), which removes TensorFlow's per-call overhead on small problems. The
+    iterations and their batches are exactly those of k = 1, so the trajectory is the same. Calls end on
+    multiples of k (and at ``steps``), also after a resume, and everything between iterations happens at call
+    boundaries only: callbacks (``on_step_end`` once per call, with the call's last step and logs), history
+    records and the progress bar (at the first boundary at or after each multiple of ``log_every``) and
+    checkpoints (at the first boundary at or after each multiple of ``checkpoint_every``: with k = 10 and
+    ``checkpoint_every=25`` they land on steps 30, 50, 80, ...). Datasets are drawn inside the graph (the first
+    batch of a call through the host, for the solver's ``_prepare`` hook); callables and iterables are called
+    on the host for the call's k batches, which are stacked into one tensor per leaf (so they must share
+    their shapes; the last, shorter call traces once more).
+
+    A NaN/inf log value raises :class:`NonFiniteError` naming the step and quantity. A multi-step call stops
+    after the first iteration whose logs are not finite, so the named step is exact for every k (the state
+    is that of the bad step). Checkpoints are only written from finite states at call boundaries, so the last
+    one on disk is good. Ctrl-C (or SIGTERM) saves a checkpoint first when the state is finite, then re-raises.
+
+    Under a multi-worker strategy (``bilevel_tf.workers``) every worker restores from ``checkpoint_dir``
+    but only the chief writes there (the others write to a temporary folder they delete, TensorFlow's rule).
+    Under any strategy datasets are fast-forwarded on resume (``skip``; a strategy's distributed iterator
+    cannot be checkpointed), which replays the same batches when the dataset's order is seeded.
 
     With ``checkpoint_dir`` (see :mod:`bilevel_tf.checkpoints`): the folder is locked for the run (a second
     process is refused with ``FolderLockedError``; a lock left by a killed one is taken over) and leftovers
@@ -108,11 +155,13 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
 
     Returns a :class:`History` of the WHOLE run, across resumes: ``history``, then one dict per logged step
     (``step``, ``seconds`` of fitting so far, the solver's logs plus anything callbacks added), with
-    ``seconds_per_step`` (median of this call's steps, the first excluded).
+    ``seconds_per_step`` (median seconds per upper iteration over this fit's calls, the first excluded; from
+    the restored records' ``step_seconds`` when this fit ran none).
     """
     if not isinstance(solver, BilevelSolver):
         raise ValueError(f"solver must be a bl.BilevelSolver, got {type(solver).__name__}")
     steps = check_positive_int("steps", steps, minimum=0)
+    per_call = check_positive_int("steps_per_execution", steps_per_execution)
     checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
     log_every = check_positive_int("log_every", log_every)
     upper = _Source(upper_data, "upper_data", solver.strategy)
@@ -127,20 +176,26 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     checkpoints, lock = None, None
     run = run_config(solver, config)
     if checkpoint_dir:
-        lock = FolderLock(checkpoint_dir).acquire()
+        # multi-worker: every worker restores the chief's checkpoints; only the chief locks and writes there
+        chief = workers.is_chief(solver.strategy)
+        lock = FolderLock(checkpoint_dir).acquire() if chief else None
         try:
-            remove_partial_files(checkpoint_dir)
+            if chief:
+                remove_partial_files(checkpoint_dir)
             trackables: Dict[str, Any] = {"solver": solver.checkpoint}
             for src, key in ((upper, "upper_data"), (lower, "lower_data")):
                 if src.iterator is not None:
                     trackables[key] = src.iterator
-            checkpoints = RunCheckpoints(checkpoint_dir, trackables, max_to_keep=max_to_keep)
+            checkpoints = RunCheckpoints(checkpoint_dir, trackables, max_to_keep=max_to_keep,
+                                         write_folder=workers.writable_dir(checkpoint_dir, solver.strategy))
             restored = checkpoints.restore(run)
         except BaseException:
-            lock.release()
+            if lock is not None:
+                lock.release()
             raise
         if restored is not None and restored[1]:
             records = restored[1]
+    workers.sync_from_chief(solver.strategy, list(solver.problem.upper_vars) + list(solver.problem.lower_vars))
     start = int(solver.iterations.numpy())
     upper.skip(start)
     lower.skip(start)
@@ -157,16 +212,26 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     durations: List[float] = []
     # "seconds" continues the restored run's clock, so curves against wall-clock time stay monotone
     t_begin = time.perf_counter() - next((r["seconds"] for r in reversed(records) if "seconds" in r), 0.0)
-    step = logged = start
+    step = start
+    calls_since_log = 0
     previous_handler = _install_sigterm()
     finished = False
     try:
-        for index in range(start, steps):
-            upper_batch, lower_batch = upper.next(index), lower.next(index)
-            t0 = time.perf_counter()
-            logs = {k: float(v) for k, v in solver.step(upper_batch, lower_batch).items()}
-            durations.append(time.perf_counter() - t0)
-            step = index + 1
+        while step < steps:
+            count = min(steps, (step // per_call + 1) * per_call) - step  # calls end on multiples of k
+            if count == 1:
+                batches = (upper.next(step), lower.next(step))
+                t0 = time.perf_counter()
+                out, done = solver.step(*batches), 1
+            else:
+                (ub, upper_rest), (lb, lower_rest) = upper.feed(step, count), lower.feed(step, count)
+                t0 = time.perf_counter()
+                out, done = solver.run_feeds(count, ub, lb, upper_rest, lower_rest)
+            logs = {k: float(v) for k, v in out.items()}
+            done = int(done)
+            durations.append((time.perf_counter() - t0) / done)
+            calls_since_log += 1
+            previous, step = step, step + done
             bad = [k for k, v in logs.items() if not math.isfinite(v)]
             if bad:
                 kept = checkpoints.latest if checkpoints is not None else None
@@ -175,17 +240,17 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
                     + (f", last good checkpoint kept: {kept}" if kept else " (no checkpoint was written)"))
             for cb in callbacks:
                 cb.on_step_end(step, logs)
-            if step % log_every == 0 or step == steps:
-                # step_seconds (median since the last record, the call's first step excluded: it traces) lets
-                # a resumed run that has few or no new steps still report its speed
-                timed = durations[max(1, len(durations) - (step - logged)):] or durations[-1:]
-                logged = step
+            if crossed(previous, step, log_every) or step == steps:
+                # step_seconds (this record's calls, the fit's first call excluded: it traces) lets a resumed
+                # run with few or no new steps still report its speed
+                timed = durations[max(1, len(durations) - calls_since_log):] or durations[-1:]
+                calls_since_log = 0
                 records.append({"step": step, "seconds": time.perf_counter() - t_begin, **logs,
                                 "step_seconds": _median(timed)})
                 if verbose:
                     progress = progress or _Progress(steps, start, verbose)
                     progress.update(step, logs)
-            if step % checkpoint_every == 0:
+            if crossed(previous, step, checkpoint_every):
                 save(step)
             if any(cb.stop_fit for cb in callbacks):
                 break
@@ -197,8 +262,12 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
         _restore_sigterm(previous_handler)
         if lock is not None and not finished:
             lock.release()
-    if checkpoints is not None and step > start:
-        save(step)
+        if checkpoints is not None and not finished:
+            workers.remove_temporary(checkpoints.write_folder, solver.strategy)
+    if checkpoints is not None:
+        if step > start:
+            save(step)
+        workers.remove_temporary(checkpoints.write_folder, solver.strategy)
     if lock is not None:
         lock.release()
     history = History(records)

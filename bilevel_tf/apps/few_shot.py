@@ -274,6 +274,7 @@ def build_parser(description: str, defaults: Dict, datasets: Sequence[str],
             action.help = "bilevel solver: penalty (Mehra & Hamm) or approxgrad"
         elif action.dest == "data_dir" and data_help:
             action.help = data_help
+    experiment.add_fit_flags(p, strategy=False)  # meta-batches come from Python callables, not split per replica
     p.add_argument("--dataset", default=datasets[0], choices=list(datasets),
                    help="data set; 'digits' = scikit-learn's 8x8 digits x 4 rotations (offline demo, 28/12 classes)")
     p.add_argument("--n-way", type=int, default=defaults["n_way"], help="N: classes per task")
@@ -408,6 +409,7 @@ def _run(args: argparse.Namespace, data: FewShotData, make_encoder: Callable[[Tu
                 "meta_test_test_accuracy": summarize(accuracies("test", args.eval_tasks))[0]}
 
     history = bl.fit(solver, source.query, source.support, steps=args.meta_iterations,
+                     steps_per_execution=args.steps_per_execution,
                      checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
                      checkpoint_every=args.checkpoint_every, callbacks=[bl.Evaluate(evaluate, args.eval_every)],
                      verbose=args.verbose, log_every=math.gcd(args.eval_every, 10), config=run.config,

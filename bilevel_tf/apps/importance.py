@@ -23,9 +23,11 @@ A runner defines a :class:`DenoisingSpec` (its constants and hyperparameter tabl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import glob
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -37,7 +39,7 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from .. import datasets, experiment, models, paper_cells, tensorboard_logs
+from .. import datasets, experiment, models, paper_cells, tensorboard_logs, workers
 from . import importance_data as data
 from .importance_eval import (ClassifierTrainer, Predictor, accuracy_curves, importance_of, logits_of,
                               noise_detection, train_classifier, weighted_ce)
@@ -244,6 +246,7 @@ def build_parser(spec: DenoisingSpec) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=experiment.int_range(1), default=spec.batch_size,
                    help="training and validation batch size")
     experiment.add_schedule_flag(p, spec.schedule)
+    experiment.add_fit_flags(p)
     p.add_argument("--lr-u", type=experiment.positive_float, default=None, help="upper (importance) learning rate; default: table")
     p.add_argument("--lr-v", type=experiment.positive_float, default=None, help="lower (classifier) learning rate; default: table")
     p.add_argument("--pretrain-epochs", type=experiment.int_range(0), default=spec.pretrain_epochs,
@@ -318,9 +321,15 @@ def _load(spec: DenoisingSpec, args: argparse.Namespace) -> data.Splits:
 
 
 def prepare(spec: DenoisingSpec, args: argparse.Namespace, warm_start: bool = True,
-            splits: Optional[data.Splits] = None) -> Setup:
-    """Load and corrupt the data, warm-start the classifier and the importance, build the solver."""
+            splits: Optional[data.Splits] = None, strategy: Optional[tf.distribute.Strategy] = None) -> Setup:
+    """Load and corrupt the data, warm-start the classifier and the importance, build the solver (the model,
+    the importance and the solver inside ``strategy``'s scope)."""
     splits = _load(spec, args) if splits is None else splits
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        return _prepare(spec, args, warm_start, splits)
+
+
+def _prepare(spec: DenoisingSpec, args: argparse.Namespace, warm_start: bool, splits: data.Splits) -> Setup:
     hp = _hyperparams(spec, args)
     noisy, flipped = datasets.flip_labels(splits.y_train, args.noise, data.NUM_CLASSES, seed=args.seed)
     model = spec.classifier(args.model, splits.input_shape)
@@ -400,17 +409,22 @@ def _evaluation_classifiers(setup: Setup, importance: np.ndarray, steps: int, ba
 def run_denoising(argv: Optional[Sequence[str]], spec: DenoisingSpec) -> Dict[str, Any]:
     """The whole experiment for one runner; returns the metrics (results.json has everything)."""
     args, spec = _parse(spec, argv)
+    strategy = experiment.make_strategy(args)
+    chief = workers.is_chief(strategy)  # only the chief writes the shared folder; the others read it
     splits = _load(spec, args)  # before the run folder is touched: missing data loses no checkpoint (--fresh)
     data_fingerprint = experiment.fingerprint(splits.y_train, splits.y_val, splits.x_train[:256], splits.x_val[:256])
-    return experiment.Run.once(args, lambda run: _run_denoising(args, spec, splits, run), data=data_fingerprint)
+    return experiment.Run.once(args, lambda run: _run_denoising(args, spec, splits, run, strategy), chief=chief,
+                               data=data_fingerprint)
 
 
-def _run_denoising(args: argparse.Namespace, spec: DenoisingSpec, splits: data.Splits,
-                   run: experiment.Run) -> Dict[str, Any]:
+def _run_denoising(args: argparse.Namespace, spec: DenoisingSpec, splits: data.Splits, run: experiment.Run,
+                   strategy: Optional[tf.distribute.Strategy]) -> Dict[str, Any]:
+    chief = run.chief
     ckpt = experiment.checkpoint_dir(args, "bilevel")
     resuming = has_checkpoint(ckpt)
     warm_path = os.path.join(ckpt, "warm_start.json")
-    setup = prepare(spec, args, warm_start=not resuming, splits=splits)  # a resumed run restores u and v from the checkpoint
+    # a resumed run restores u and v from the checkpoint
+    setup = prepare(spec, args, warm_start=not resuming, splits=splits, strategy=strategy)
     s, task, solver = setup.splits, setup.task, setup.solver
     if resuming and os.path.exists(warm_path):
         warm = json.loads(open(warm_path).read())
@@ -418,8 +432,9 @@ def _run_denoising(args: argparse.Namespace, spec: DenoisingSpec, splits: data.S
         warm = {"pretrain_test_accuracy": setup.predictor.accuracy(s.x_test, s.y_test),
                 **{f"warm_start_{k}": v for k, v in noise_detection(task.values(), setup.flipped).items()
                    if k in ("noise_precision", "noise_recall")}}
-        os.makedirs(ckpt, exist_ok=True)
-        experiment.atomic_write_text(warm_path, json.dumps(warm))
+        if chief:
+            os.makedirs(ckpt, exist_ok=True)
+            experiment.atomic_write_text(warm_path, json.dumps(warm))
 
     evaluate = _lower_evaluation(setup)
     spe = setup.steps_per_epoch
@@ -429,11 +444,17 @@ def _run_denoising(args: argparse.Namespace, spec: DenoisingSpec, splits: data.S
     halve = setup.hp.get("halve_every") if args.method == "approxgrad" else None
     callbacks = [EpochEnd(task, spe, [solver.upper_optimizer, solver.lower_optimizer], halve),
                  bl.Evaluate(evaluate, every=args.eval_every * spe)]
-    fit_history = bl.fit(solver, setup.val_stream, setup.train_stream, steps=total, checkpoint_dir=ckpt,
+    fit_history = bl.fit(solver, setup.val_stream, setup.train_stream, steps=total,
+                         steps_per_execution=_steps_per_execution(args, spe), checkpoint_dir=ckpt,
                          checkpoint_every=args.checkpoint_every, callbacks=callbacks, verbose=args.verbose,
-                         log_every=max(1, spe // 5), csv_path=os.path.join(args.out, "history.csv"),
-                         config=run.config, history=start, tensorboard_dir=tensorboard_logs.log_dir(args))
+                         log_every=max(1, spe // 5), csv_path=os.path.join(args.out, "history.csv") if chief else None,
+                         config=run.config, history=start,
+                         tensorboard_dir=tensorboard_logs.log_dir(args) if chief else None)
     history = list(fit_history)
+    if not chief:  # TensorFlow's rule: only the chief writes results; its evaluation would be discarded here
+        print(f"[{args.experiment}] worker {workers.task_index(strategy)}: bilevel phase done, the chief writes "
+              "the results", flush=True)
+        return {}
 
     importance = task.values()
     metrics: Dict[str, Any] = {}
@@ -469,6 +490,16 @@ def _run_denoising(args: argparse.Namespace, spec: DenoisingSpec, splits: data.S
                                            "noise_precision", "noise_recall", "oracle_test_accuracy",
                                            "val_only_test_accuracy"])
     return metrics
+
+
+def _steps_per_execution(args: argparse.Namespace, steps_per_epoch: int) -> int:
+    """--steps-per-execution, lowered to a divisor of the epoch so that the end-of-epoch renormalisation
+    (a callback, run at call boundaries) keeps its exact steps."""
+    k = math.gcd(args.steps_per_execution, steps_per_epoch)
+    if k != args.steps_per_execution and args.verbose:
+        print(f"--steps-per-execution {args.steps_per_execution} -> {k}: a divisor of the {steps_per_epoch} "
+              "upper iterations per epoch (the importance is renormalised at every epoch's end)", flush=True)
+    return k
 
 
 def time_upper_iterations(spec: DenoisingSpec, method: str, *, steps: int = 3, dataset: Optional[str] = None,

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .. import precision
+from .. import distribute, precision
 from .importance_data import indexed_batches
 
 
@@ -17,8 +17,10 @@ def weighted_ce(logits: tf.Tensor, labels: tf.Tensor, weights: Optional[tf.Tenso
     if weights is None:
         return tf.reduce_mean(ce)
     weights = tf.cast(weights, ce.dtype)
-    # a batch whose weights are all zero (hard selection) contributes nothing instead of 0/0
-    return tf.reduce_sum(weights * ce) / tf.maximum(tf.reduce_sum(weights), 1e-12)
+    # a batch whose weights are all zero (hard selection) contributes nothing instead of 0/0; inside a
+    # multi-replica step the denominator is the replicas' mean, so the mean over replicas is the global batch's
+    # weighted mean
+    return tf.reduce_sum(weights * ce) / tf.maximum(distribute.mean_scalar(tf.reduce_sum(weights)), 1e-12)
 
 
 class Predictor:
@@ -43,7 +45,9 @@ class ClassifierTrainer:
     """Adam on the (weighted) cross-entropy over shuffled full batches of (x, y, w).
 
     One compiled training loop per model: training several classifiers in turn (the evaluation runs,
-    from the same initial weights) resets the optimizer instead of tracing a new loop each time.
+    from the same initial weights) resets the optimizer instead of tracing a new loop each time. Built
+    inside a ``tf.distribute`` strategy's scope (a model with distributed variables), it trains data parallel:
+    each global batch split across the replicas.
     """
 
     def __init__(self, model: keras.Model, learning_rate: float, training: bool = False):
@@ -52,16 +56,22 @@ class ClassifierTrainer:
         self.optimizer.build(model.trainable_variables)
         self._initial = [(v, np.array(v)) for v in self.optimizer.variables]
         variables = model.trainable_variables
+        self._strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
 
         def step(xb, yb, wb):
             with tf.GradientTape() as tape:
                 loss = weighted_ce(model(xb, training=training), yb, wb)
+                if self._strategy is not None:  # Keras sums the replicas' gradients: each adds its share
+                    loss = loss / self._strategy.num_replicas_in_sync
             self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+
+        def replica_step(xb, yb, wb):
+            self._strategy.run(step, args=(xb, yb, wb))
 
         @tf.function
         def run(dataset):  # the whole loop in one graph: no per-step Python overhead
             for xb, yb, wb in dataset:
-                step(xb, yb, wb)
+                (step if self._strategy is None else replica_step)(xb, yb, wb)
         self._run = run
 
     def fit(self, x: np.ndarray, y: np.ndarray, weights: Optional[np.ndarray], *, steps: int, batch_size: int,
@@ -71,8 +81,11 @@ class ClassifierTrainer:
             var.assign(value)
         w = np.ones(len(x), np.float32) if weights is None else np.asarray(weights, np.float32)
         if steps > 0:
-            self._run(indexed_batches(x, y, min(batch_size, len(x)), seed, scale, augment, with_index=False,
-                                      weights=w, repeat=True).take(steps))
+            batches = indexed_batches(x, y, min(batch_size, len(x)), seed, scale, augment, with_index=False,
+                                      weights=w, repeat=True).take(steps)
+            if self._strategy is not None:
+                batches = self._strategy.experimental_distribute_dataset(batches)
+            self._run(batches)
         return self.model
 
 

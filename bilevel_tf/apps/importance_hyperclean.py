@@ -139,6 +139,7 @@ def make_solver(args: argparse.Namespace, problem: bl.BilevelProblem, penalty_op
 def add_flags(p: argparse.ArgumentParser, table: Optional[Dict[Tuple[str, str], Dict[str, Any]]] = None) -> None:
     """PBGD's flags (underscored, as its scripts); None = the method's default from the runner's table."""
     count = experiment.int_range(1)
+    experiment.add_fit_flags(p, strategy=False)  # full batch: nothing to split across replicas
     p.add_argument("--dataset", default="MNIST", choices=list(SIZES),
                    help="MNIST / FashionMNIST (keras cache files) or the bundled 8x8 digits (offline)")
     p.add_argument("--net", default="linear", choices=["linear", "MLP"], help="784-10 or 784-300(sigmoid)-10")
@@ -224,7 +225,7 @@ def _run_hyper_cleaning(args, penalty_options, baseline, data, run: experiment.R
         return {"test_accuracy": float(np.mean(np.argmax(task.model(x_test).numpy(), -1) == y_test)),
                 **cleaner_scores(task.x.numpy(), dirty)}
 
-    history = bl.fit(solver, None, None, steps=args.outer_itr,
+    history = bl.fit(solver, None, None, steps=args.outer_itr, steps_per_execution=args.steps_per_execution,
                      checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
                      checkpoint_every=args.checkpoint_every, callbacks=[bl.Evaluate(evaluate, args.eval_every)],
                      verbose=args.verbose, log_every=args.eval_every,

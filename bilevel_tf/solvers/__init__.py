@@ -2,7 +2,7 @@
 from typing import Any, Dict, Type
 
 from .approxgrad import ApproxGrad
-from .base import BilevelSolver
+from .base import BilevelSolver, Feed
 from .gd import GD
 from .pbgd import GPBGD, VPBGD
 from .penalty import Penalty
@@ -27,5 +27,5 @@ def make_solver(method: str, problem, **kwargs: Any) -> BilevelSolver:
     return get_solver(method)(problem, **kwargs)
 
 
-__all__ = ["BilevelSolver", "Penalty", "ApproxGrad", "RMD", "GD", "VPBGD", "GPBGD", "SOLVERS", "get_solver",
+__all__ = ["BilevelSolver", "Feed", "Penalty", "ApproxGrad", "RMD", "GD", "VPBGD", "GPBGD", "SOLVERS", "get_solver",
            "make_solver"]

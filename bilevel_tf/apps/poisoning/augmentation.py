@@ -67,6 +67,7 @@ class AttackDefaults:
 
 
 def add_attack_flags(p, d: AttackDefaults) -> None:
+    experiment.add_fit_flags(p, strategy=False)  # a full-batch attack: nothing to split across replicas
     lrs = "; ".join(f"{m}: " + ", ".join(f"{k}={v:g}" for k, v in lr.items()) for m, lr in d.learning_rates.items())
     p.add_argument("--dataset", default="mnist", choices=list(DATASETS),
                    help="mnist (the paper's; keras cache, never downloaded) or digits (bundled 8x8, offline demo)")
@@ -136,7 +137,8 @@ def _run_data_augmentation_attack(args, data: PoisonData, run: experiment.Run) -
                                 inner_steps=args.inner_steps, rho=args.rho, lam=args.lam, eps=args.eps,
                                 nu=args.nu, sigma=args.sigma, jit_compile=args.jit)
     callbacks = [halve_learning_rates(solver, args.halve_every)] if args.method == "approxgrad" else []
-    history = bl.fit(solver, None, None, steps=args.epochs, checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
+    history = bl.fit(solver, None, None, steps=args.epochs, steps_per_execution=args.steps_per_execution,
+                     checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
                      checkpoint_every=args.checkpoint_every, callbacks=callbacks, verbose=args.verbose,
                      log_every=args.log_every, config=run.config, tensorboard_dir=tensorboard_logs.log_dir(args))
     learned = poison.numpy()
