@@ -9,6 +9,8 @@ import bilevel_tf as bl
 from bilevel_tf import datasets
 from bilevel_tf.apps import poisoning
 
+pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
+
 SHAPE = (8, 8, 3)
 
 

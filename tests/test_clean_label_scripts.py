@@ -10,6 +10,8 @@ from bilevel_tf import datasets
 from bilevel_tf.apps import poisoning
 from runner_utils import run_runner
 
+pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
+
 EXTRACT = "clean_label/extract_inception_features.py"
 ATTACK = "clean_label/test_bilevel_clean_label_attack.py"
 

@@ -1,6 +1,9 @@
 """The README demo learns: on the bundled digits with 25% flipped labels, Penalty's learned importance beats
 the uniform-weight noisy baseline and gives flipped points low weight (fixed seeds)."""
+import pytest
 from runner_utils import run_runner
+
+pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
 LARGE = "data_denoising/mnist_large_scale/test_bilevel_importance_learning_mnist.py"
 

@@ -7,6 +7,8 @@ import pytest
 
 from runner_utils import run_runner
 
+pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
+
 SMALL = "data_denoising/mnist_small_scale/test_bilevel_importance_learning_mnist.py"
 LARGE = "data_denoising/mnist_large_scale/test_bilevel_importance_learning_mnist.py"
 CIFAR = "data_denoising/cifar10/test_bilevel_importance_learning_cifar10.py"

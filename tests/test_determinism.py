@@ -4,6 +4,8 @@ from tensorflow.python.framework import config as tf_config
 
 from runner_utils import run_runner
 
+pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
+
 DENOISING = "data_denoising/mnist_large_scale/test_bilevel_importance_learning_mnist.py"
 POISONING = "data_poisoning/untargeted/test_bilevel_poisoning_untargeted.py"
 

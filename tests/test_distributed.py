@@ -7,6 +7,8 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
+pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
+
 KW = {"penalty": dict(eps=1e3), "approxgrad": {}, "rmd": dict(lower_optimizer=0.1), "gd": {},
       "vpbgd": dict(gamma_init=1.0, gamma_max=1.0, gamma_argmax_step=1), "gpbgd": dict(gamma_init=1.0)}
 

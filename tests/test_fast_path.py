@@ -8,6 +8,8 @@ import tensorflow as tf
 import bilevel_tf as bl
 from bilevel_tf import autodiff
 
+pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
+
 N_TRAIN, BATCH = 40, 12
 KW = {"penalty": {}, "approxgrad": {}, "rmd": {"lower_optimizer": 0.05}, "gd": {}, "vpbgd": {}, "gpbgd": {}}
 SECOND_ORDER = ["penalty", "approxgrad", "rmd", "gpbgd"]

@@ -1,7 +1,10 @@
 """Learning test: Penalty meta-training of the Omniglot conv net on rotated 8x8 digits (28 meta-train classes)
 makes 5-way 1-shot accuracy on the 12 unseen meta-test classes clearly better than the untrained representation
 (same tasks, same head initialisations, the paper's 100-step meta-test)."""
+import pytest
 from runner_utils import run_runner
+
+pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
 OMNIGLOT = "few_shot/omniglot/test_bilevel_few_shot_learning_omniglot.py"
 

@@ -10,6 +10,8 @@ from runner_utils import load_runner, run_runner
 from bilevel_tf.datasets import DataFileMissingError
 from bilevel_tf.datasets._testing import py2_pickle_dumps
 
+pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
+
 OMNIGLOT = "few_shot/omniglot/test_bilevel_few_shot_learning_omniglot.py"
 MINIIMAGENET = "few_shot/miniimagenet/test_bilevel_few_shot_learning_miniimagenet.py"
 

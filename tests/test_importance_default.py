@@ -12,6 +12,8 @@ from bilevel_tf import datasets
 from bilevel_tf.apps import importance_data
 from bilevel_tf.apps.importance import ImportanceLearning
 
+pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
+
 
 def _digits_784(seed):
     x, y = datasets.load_digits()

@@ -22,6 +22,8 @@ from tensorflow.python.framework import config as tf_config
 
 from runner_utils import ROOT, run_runner
 
+pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
+
 COMMON = ["--checkpoint-every", "1", "--seed", "3", "--deterministic"]
 RUNNERS = {
     # 1000 digits, batch 50: 20 upper iterations per epoch, 40 in all

@@ -8,6 +8,8 @@ import bilevel_tf as bl
 from runner_utils import run_runner
 from test_fast_path import KW, Importance
 
+pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
+
 LARGE = "data_denoising/mnist_large_scale/test_bilevel_importance_learning_mnist.py"
 
 

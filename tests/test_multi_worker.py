@@ -20,6 +20,8 @@ import pytest
 
 from runner_utils import ROOT, run_runner
 
+pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
+
 RUNNER = "data_denoising/mnist_small_scale/test_bilevel_importance_learning_mnist.py"
 # 100 digits (--smoke), global batch 10: 10 upper iterations per epoch, 20 in all; each worker gets 5 of every 10
 FLAGS = ["--dataset", "digits", "--smoke", "--batch-size", "10", "--inner-steps", "2", "--checkpoint-every", "2",

@@ -8,6 +8,8 @@ import bilevel_tf as bl
 from bilevel_tf import toy
 from quadratic import Quadratic
 
+pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
+
 Adam, SGD = keras.optimizers.Adam, keras.optimizers.SGD
 
 PROBLEMS = {

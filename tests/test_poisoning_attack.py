@@ -1,8 +1,11 @@
 """The untargeted attack on real offline data (bundled digits, logistic regression): Penalty's learned
 poison must hurt the retrained classifier clearly more than the same points with flipped labels."""
+import pytest
 import numpy as np
 
 from runner_utils import run_runner
+
+pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
 UNTARGETED = "data_poisoning/untargeted/test_bilevel_poisoning_untargeted.py"
 

@@ -6,6 +6,8 @@ import pytest
 
 from runner_utils import run_runner
 
+pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
+
 UNTARGETED = "data_poisoning/untargeted/test_bilevel_poisoning_untargeted.py"
 TARGETED = "data_poisoning/targeted/test_bilevel_poisoning_targeted.py"
 TIMING = "data_poisoning/time_upper_iterations.py"

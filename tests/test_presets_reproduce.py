@@ -1,9 +1,12 @@
 """The schedule presets reproduce, number for number, what the runners produced before the default changed
 (values recorded from the code of commit 8093d34 on this machine's TensorFlow; timings left out)."""
+import pytest
 import json
 from pathlib import Path
 
 from runner_utils import run_runner
+
+pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
 DATA = Path(__file__).resolve().parent / "data"
 SYNTHETIC = "synthetic_examples/test_synthetic.py"

@@ -10,6 +10,8 @@ import pytest
 from bilevel_tf import reproduce, reproduce_plans, tables
 from bilevel_tf.paper_results import TABLES
 
+pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
+
 
 def dry_run(capsys, *argv):
     argv = list(argv)

@@ -15,6 +15,8 @@ from runner_utils import load_runner
 
 from bilevel_tf import experiment
 
+pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
+
 LARGE = "data_denoising/mnist_large_scale/test_bilevel_importance_learning_mnist.py"
 UNTARGETED = "data_poisoning/untargeted/test_bilevel_poisoning_untargeted.py"
 OMNIGLOT = "few_shot/omniglot/test_bilevel_few_shot_learning_omniglot.py"

@@ -6,6 +6,8 @@ import pytest
 import bilevel_tf as bl
 from quadratic import Quadratic
 
+pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
+
 SGD = keras.optimizers.SGD
 
 CASES = {

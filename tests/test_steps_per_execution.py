@@ -12,6 +12,8 @@ from bilevel_tf.apps import synthetic
 from quadratic import Quadratic
 from test_fit import _importance_problem
 
+pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
+
 
 def _penalty(problem, jit=False):
     # the default ("auglag") schedule calibrates rho and lam in _prepare from the first batches

@@ -5,6 +5,8 @@ import pytest
 from bilevel_tf.apps import synthetic
 from runner_utils import run_runner
 
+pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
+
 RUNNER = "synthetic_examples/test_synthetic.py"
 TOY = "synthetic_examples/pbgd_toy.py"
 
