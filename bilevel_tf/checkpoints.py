@@ -125,7 +125,10 @@ class RunCheckpoints:
 
     def candidates(self) -> List[str]:
         """Checkpoint prefixes on disk, newest first (from the files, so a damaged state file does not hide them)."""
-        listed = list(reversed(self.manager.checkpoints)) if self.write_folder == self.folder else []
+        if self.write_folder == self.folder:
+            listed = list(reversed(self.manager.checkpoints))
+        else:  # a non-chief worker: the chief's state file decides, so every worker restores the same step
+            listed = _listed_in_state_file(self.folder)
         found = sorted(glob.glob(os.path.join(self.folder, "ckpt-*.index")),
                        key=lambda p: int(re.search(r"ckpt-(\d+)\.index$", p).group(1)), reverse=True)
         on_disk = [p[:-len(".index")] for p in found]
@@ -174,6 +177,17 @@ class RunCheckpoints:
     @property
     def latest(self) -> Optional[str]:
         return self.manager.latest_checkpoint
+
+
+def _listed_in_state_file(folder: str) -> List[str]:
+    """Checkpoint prefixes named by ``folder``'s ``checkpoint`` state file, newest first ([] if unreadable)."""
+    try:
+        state = tf.train.get_checkpoint_state(folder)
+    except Exception:  # a garbled state file: the files on disk decide
+        return []
+    if state is None:
+        return []
+    return [os.path.join(folder, os.path.basename(p)) for p in reversed(state.all_model_checkpoint_paths)]
 
 
 def _saved_config(path: str) -> Optional[Dict[str, Any]]:
