@@ -23,7 +23,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import Collection, List, Optional, Sequence, Tuple
 
 from . import reproduce_plans as plans
 from .reproduce_plans import Row
@@ -76,12 +76,17 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def estimate(rows: Sequence[Row], seeds: int) -> str:
-    """The expected wall-clock of the rows on a 2-core CPU, from the measurements in reproduce_plans."""
+def estimate(rows: Sequence[Row], seeds: int, done: Collection[Tuple[str, int]] = ()) -> str:
+    """The expected wall-clock of the rows on a 2-core CPU, from the measurements in reproduce_plans; ``done``:
+    the (row name, seed) pairs already finished, whose time is subtracted from what is left."""
     total = seeds * sum(r.seconds for r in rows if r.seconds is not None)
     where = ("seconds per upper iteration at the paper's sizes x iterations: bilevel phase only"
              if any(r.per_iteration for r in rows) else "measured whole runs")
     text = f"estimated time on a 2-core CPU ({where}): {_hours(total)} for {seeds} seed(s)"
+    if done:
+        left = total - sum(r.seconds for r in rows for seed in range(seeds)
+                           if (r.name, seed) in done and r.seconds is not None)
+        text += f" ({len(done)} of {seeds * len(rows)} run(s) done, {_hours(left)} left)"
     missing = [r.name for r in rows if r.seconds is None]
     if missing:
         text += f"; not measured: {', '.join(missing)}"
@@ -219,7 +224,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     extra = (["--smoke"] if args.smoke else []) + (["--tensorboard"] if args.tensorboard else []) + runner_flags
     print(f"{args.table}, profile {args.profile}: {len(rows)} row(s) x {args.seeds} seed(s) -> "
           f"{os.path.join(args.out, args.table)}")
-    print(estimate(rows, args.seeds), flush=True)
+    done = {(row.name, seed) for row in rows for seed in range(args.seeds)
+            if status(run_dir(args.out, args.table, row, seed),
+                      command(row, seed, run_dir(args.out, args.table, row, seed), extra)) == "done"}
+    print(estimate(rows, args.seeds, done), flush=True)
     if args.dry_run:
         for row in rows:
             for seed in range(args.seeds):

@@ -85,6 +85,15 @@ def test_a_folder_of_another_command_is_refused(tmp_path):
         reproduce.run_rows("small_scale", [row], 1, str(tmp_path), ["--smoke"], log=lambda *a, **k: None)
 
 
+def test_estimate_subtracts_finished_runs():
+    rows = [reproduce_plans.Row("a", "x.py", (), 600.0), reproduce_plans.Row("b", "x.py", (), 60.0),
+            reproduce_plans.Row("c", "x.py", ())]
+    fresh = reproduce.estimate(rows, 2)
+    assert "22 min for 2 seed(s); not measured: c" in fresh and "left" not in fresh
+    resumed = reproduce.estimate(rows, 2, {("a", 1), ("b", 0), ("c", 0)})
+    assert "22 min for 2 seed(s) (3 of 6 run(s) done, 11 min left); not measured: c" in resumed
+
+
 def test_tiny_table2_end_to_end_then_resume(tmp_path, capsys):
     """Two seeds of the digits Penalty row at --smoke sizes through the real runner, then the table."""
     out = str(tmp_path / "t2")
@@ -106,6 +115,7 @@ def test_tiny_table2_end_to_end_then_resume(tmp_path, capsys):
     assert reproduce.main(argv) == 0
     again = capsys.readouterr().out
     assert again.count(": done (") == 2 and "running" not in again
+    assert "(2 of 2 run(s) done, 0 s left)" in again
     assert tables.aggregate(out)[2] == 2
 
 
