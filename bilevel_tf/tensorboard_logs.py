@@ -37,8 +37,11 @@ def write_records(args: Any, records: Iterable[Mapping[str, Any]], step: Optiona
     if folder is None:
         return
     board = _board(folder)
-    for i, record in enumerate(records):
-        at = int(record[step]) if step is not None else i
+    records = list(records)
+    steps = [int(record[step]) if step is not None else i for i, record in enumerate(records)]
+    if steps:  # as if a fit started just before the first record (the callback acts on steps after its start)
+        board.on_fit_begin(None, min(steps) - 1, max(steps))
+    for at, record in zip(steps, records):
         board.on_step_end(at, scalars({k: v for k, v in record.items() if k != step}))
     board.on_fit_end([])
 

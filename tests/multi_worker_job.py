@@ -30,26 +30,15 @@ def fit(strategy, checkpoint_dir):
     import keras
     import tensorflow as tf
 
+    from importance_toy import importance_problem
+
     import bilevel_tf as bl
     from bilevel_tf import workers
 
     keras.utils.set_random_seed(1)
     scope = strategy.scope() if strategy is not None else tf.distribute.get_strategy().scope()
     with scope:
-        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(3)])
-        importance = tf.Variable(tf.zeros([16]), name="importance")
-        ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
-
-        def g(batch):
-            idx, x, y = batch
-            return tf.reduce_mean(tf.sigmoid(tf.gather(importance, idx)) * ce(y, model(x)))
-
-        def f(batch):
-            x, y = batch
-            return tf.reduce_mean(ce(y, model(x)))
-
-        problem = bl.BilevelProblem(f, g, [importance], model.trainable_variables,
-                                    upper_constraint=bl.constraints.box(-0.5, 0.5))
+        problem, importance, model = importance_problem(16, 0.5)
         solver = bl.Penalty(problem, upper_optimizer=keras.optimizers.SGD(0.5),
                             lower_optimizer=keras.optimizers.SGD(0.1), inner_steps=2)
     lower, upper = data()

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import bilevel_tf as bl
+from importance_toy import importance_problem
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
@@ -25,20 +26,7 @@ def _data():
 def _build(method, strategy):
     with strategy.scope():
         keras.utils.set_random_seed(1)
-        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(3)])
-        importance = tf.Variable(tf.zeros([8]), name="importance")
-        ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
-
-        def g(batch):
-            idx, x, y = batch
-            return tf.reduce_mean(tf.sigmoid(tf.gather(importance, idx)) * ce(y, model(x)))
-
-        def f(batch):
-            x, y = batch
-            return tf.reduce_mean(ce(y, model(x)))
-
-        problem = bl.BilevelProblem(f, g, [importance], model.trainable_variables,
-                                    upper_constraint=bl.constraints.box(-0.05, 0.05))
+        problem, importance, model = importance_problem(8, 0.05)
         kw = dict(upper_optimizer=keras.optimizers.SGD(0.5), inner_steps=2)
         if method != "rmd":
             kw["lower_optimizer"] = keras.optimizers.SGD(0.1)

@@ -145,7 +145,8 @@ def test_two_workers_equal_one_process_and_resume_after_sigkill(tmp_path):
     seconds = time.monotonic() - t0
     resumed = json.loads((out / "results.json").read_text())
     steps = [r["step"] for r in resumed["history"] if "upper_loss" in r]
-    assert min(steps) > restored and max(steps) == TOTAL  # continued, not restarted
+    # the whole run's history (what the checkpoint restored, then the rest), each step once
+    assert steps == sorted(set(steps)) and min(steps) <= restored < max(steps) == TOTAL
     for record in resumed["history"]:
         if "upper_loss" in record:
             for key in COMPARED:
