@@ -420,11 +420,14 @@ def _umask() -> int:
 def write_results(args: argparse.Namespace, *, metrics: Mapping[str, Any], history: Iterable[Mapping[str, Any]] = (),
                   seconds_per_upper_iteration: Optional[float] = None, dataset: Optional[str] = None,
                   config: Optional[Mapping[str, Any]] = None, summary_keys: Optional[Sequence[str]] = None,
-                  paper: Optional[Tuple[Optional[Mapping[str, Any]], Optional[str]]] = None) -> str:
+                  paper: Optional[Tuple[Optional[Mapping[str, Any]], Optional[str]]] = None,
+                  solver: Any = None) -> str:
     """Write ``<out>/results.json`` (experiment, method, dataset, config, metrics, history,
     seconds_per_upper_iteration, paper) atomically and print a one-line summary. ``paper``:
     ``paper_cells.paper_entry(args, dataset)``, i.e. the published values this run compares with, or None
-    and the reason it does not (recorded as ``paper_reason``)."""
+    and the reason it does not (recorded as ``paper_reason``). ``solver``: the bilevel solver that produced
+    the result; its class and full ``get_config()`` (every schedule constant, each optimizer's config) go
+    into ``config["solver"]``."""
     result = {
         "experiment": args.experiment,
         "method": args.method,
@@ -436,6 +439,8 @@ def write_results(args: argparse.Namespace, *, metrics: Mapping[str, Any], histo
         "history": list(history),
         "seconds_per_upper_iteration": seconds_per_upper_iteration,
     }
+    if solver is not None:
+        result["config"]["solver"] = {"class": type(solver).__name__, **solver.get_config()}
     path = os.path.join(args.out, "results.json")
     atomic_write_text(path, json.dumps(_jsonable(result), indent=1))
     keys = summary_keys or [k for k, v in metrics.items() if isinstance(v, (int, float, np.floating))]

@@ -99,7 +99,7 @@ def main(argv=None):
         plot(args.out, x, minima, x0)
         tensorboard_logs.write_records(args, history, step="iteration")
         experiment.write_results(args, metrics=metrics, history=subsample(history), dataset="pbgd_toy",
-                                 paper=paper_cells.paper_entry(args, "pbgd_toy"),
+                                 paper=paper_cells.paper_entry(args, "pbgd_toy"), solver=solver,
                                  seconds_per_upper_iteration=seconds_per_iteration,
                                  summary_keys=["fraction_at_global_minimum", "fraction_at_a_local_minimum",
                                                "converged_fraction"])

@@ -25,3 +25,17 @@ def run_runner(relative_path: str, args, out_dir) -> dict:
     module = load_runner(relative_path)
     module.main(list(args) + ["--out", str(out_dir), "--verbose", "0"])
     return json.loads((Path(out_dir) / "results.json").read_text())
+
+
+SOLVER_CLASSES = {"penalty": "Penalty", "approxgrad": "ApproxGrad", "rmd": "RMD", "rhg": "RMD", "gd": "GD",
+                  "vpbgd": "VPBGD", "gpbgd": "GPBGD"}
+
+
+def assert_solver_config(result: dict, method: str) -> dict:
+    """results.json records the full configuration of the solver that produced it (class, T, optimizers)."""
+    solver = result["config"]["solver"]
+    assert solver["class"] == SOLVER_CLASSES[method], solver
+    assert solver["inner_steps"] >= 1
+    for level in ("upper_optimizer", "lower_optimizer"):
+        assert solver[level]["config"]["learning_rate"] > 0, (level, solver[level])
+    return solver

@@ -8,7 +8,7 @@ import pytest
 
 from bilevel_tf import datasets
 from bilevel_tf.apps import poisoning
-from runner_utils import run_runner
+from runner_utils import assert_solver_config, run_runner
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
@@ -54,6 +54,7 @@ def test_attack_smoke_end_to_end(features, dogfish, tmp_path):
     result = run_runner(ATTACK, ["--data-dir", str(dogfish), "--features", str(path), "--random-weights",
                                  "--smoke"], tmp_path / "attack")
     m, out = result["metrics"], tmp_path / "attack"
+    assert_solver_config(result, "penalty")
     assert m["num_targets"] == 2 and m["num_train"] == 8 and 0 <= m["clean_test_accuracy"] <= 1
     for key in ("success_curve", "baseline_success_curve"):
         curve = m[key]

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runner_utils import run_runner
+from runner_utils import assert_solver_config, run_runner
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
@@ -29,6 +29,7 @@ def _check_outputs(out: Path, result: dict, method: str):
     rows = (out / "history.csv").read_text().splitlines()
     assert rows[0].startswith("step,") and len(rows) > 2
     assert result["seconds_per_upper_iteration"] > 0
+    assert_solver_config(result, method)
 
 
 def _check_denoising(out: Path, result: dict, method: str, epochs: int = 2):
@@ -102,6 +103,7 @@ def test_hyper_cleaning_smoke(tmp_path, method, extra):
     assert result["history"][-1]["step"] == 20
     if method == "rhg":
         assert result["config"]["T"] == 5 and result["config"]["K"] == 2
+        assert result["config"]["solver"]["truncation"] == 2 and result["config"]["solver"]["inner_steps"] == 5
 
 
 def test_svhn_preprocessing_and_runner_on_real_format_files(tmp_path):

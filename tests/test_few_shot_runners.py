@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 from PIL import Image
-from runner_utils import load_runner, run_runner
+from runner_utils import assert_solver_config, load_runner, run_runner
 
 from bilevel_tf.datasets import DataFileMissingError
 from bilevel_tf.datasets._testing import py2_pickle_dumps
@@ -19,6 +19,7 @@ MINIIMAGENET = "few_shot/miniimagenet/test_bilevel_few_shot_learning_miniimagene
 def _check_results(out, result, method, dataset, iterations, start=0):
     assert result["experiment"].startswith("few_shot/") and result["method"] == method
     assert result["dataset"] == dataset
+    assert_solver_config(result, method)
     m = result["metrics"]
     for key in ("test_accuracy", "meta_train_test_accuracy", "untrained_test_accuracy"):
         assert 0.0 <= m[key] <= 1.0

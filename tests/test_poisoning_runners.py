@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runner_utils import run_runner
+from runner_utils import assert_solver_config, run_runner
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
@@ -15,6 +15,7 @@ TIMING = "data_poisoning/time_upper_iterations.py"
 
 def _check(out: Path, result: dict, method: str, keys):
     assert result["method"] == method and result["dataset"] == "digits"
+    assert_solver_config(result, method)
     m = result["metrics"]
     for key in keys:
         assert 0.0 <= m[key] <= 1.0, key

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from bilevel_tf.apps import synthetic
-from runner_utils import run_runner
+from runner_utils import assert_solver_config, run_runner
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
@@ -113,6 +113,7 @@ def test_pbgd_toy_smoke(tmp_path):
     assert m["max_lower_level_gap"] < 0.1                      # y tracks argmin_y g = -x
     assert m["iterations_used"]["total"] <= 300
     assert (tmp_path / "hyper_objective.png").stat().st_size > 1000
+    assert assert_solver_config(res, "vpbgd")["gamma_max"] == res["config"]["gamma"]
 
 
 def test_toy_projected_gradient_respects_the_box():

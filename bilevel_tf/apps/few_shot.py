@@ -430,7 +430,7 @@ def _run(args: argparse.Namespace, data: FewShotData, make_encoder: Callable[[Tu
                            title=f"{data.name} {args.n_way}-way {args.k_shot}-shot, {args.method}")
     encoder.save_weights(os.path.join(args.out, "representation.weights.h5"))
     experiment.write_results(args, metrics=metrics, history=history, dataset=data.name,
-                             paper=paper_cells.paper_entry(args, data.name),
+                             paper=paper_cells.paper_entry(args, data.name), solver=solver,
                              seconds_per_upper_iteration=history.seconds_per_step,
                              summary_keys=["test_accuracy", "test_accuracy_ci95", "untrained_test_accuracy"])
     return metrics

@@ -485,7 +485,7 @@ def _run_denoising(args: argparse.Namespace, spec: DenoisingSpec, splits: data.S
                                   selection_threshold=spec.selection_threshold)
     experiment.write_results(args, metrics=metrics, history=history,
                              seconds_per_upper_iteration=fit_history.seconds_per_step, dataset=s.source,
-                             config=config, paper=paper_cells.paper_entry(args, s.source),
+                             config=config, paper=paper_cells.paper_entry(args, s.source), solver=solver,
                              summary_keys=["test_accuracy", "noisy_baseline_test_accuracy", "bilevel_test_accuracy",
                                            "noise_precision", "noise_recall", "oracle_test_accuracy",
                                            "val_only_test_accuracy"])

@@ -252,7 +252,7 @@ def _run_hyper_cleaning(args, penalty_options, baseline, data, run: experiment.R
                            title=f"{args.method}, {args.net} net on {args.dataset}")
     experiment.write_results(args, metrics=metrics, history=history,
                              seconds_per_upper_iteration=history.seconds_per_step, dataset=args.dataset,
-                             paper=paper_cells.paper_entry(args, args.dataset),
+                             paper=paper_cells.paper_entry(args, args.dataset), solver=solver,
                              summary_keys=["test_accuracy", "noisy_baseline_test_accuracy", "f1",
                                            "cleaner_precision", "cleaner_recall"])
     return metrics

@@ -163,7 +163,7 @@ def _run_data_augmentation_attack(args, data: PoisonData, run: experiment.Run) -
                                       else ["label_flip_test_accuracy", "poisoned_test_accuracy"])
     experiment.write_results(args, metrics=metrics, history=history, seconds_per_upper_iteration=seconds,
                              dataset=args.dataset, summary_keys=keys,
-                             paper=paper_cells.paper_entry(args, args.dataset))
+                             paper=paper_cells.paper_entry(args, args.dataset), solver=solver)
     return metrics
 
 

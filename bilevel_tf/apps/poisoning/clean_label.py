@@ -354,6 +354,7 @@ def run_clean_label_attack(args, default_data_dir: str) -> Dict[str, Any]:
         tensorboard_logs.write_records(args, records)
         experiment.write_results(args, metrics=metrics, history=records, paper=paper_cells.paper_entry(args, "dogfish"),
                                  seconds_per_upper_iteration=float(np.median(seconds)) if seconds else None,
+                                 solver=attack.solver,
                                  dataset="smoke" if args.smoke and not args.data_dir else "dogfish",
                                  summary_keys=["clean_test_accuracy", "num_targets", "attack_success_rate",
                                                "baseline_attack_success_rate", "pgd_evasion_success_rate"])
