@@ -1,6 +1,7 @@
 """The small importance-weighted classifier that the data-parallel tests fit: per-example importance (upper,
 kept in a box) and a 6-4-3 network (lower), with batches (indices, x, y) below and (x, y) above."""
 import keras
+import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
@@ -23,3 +24,13 @@ def importance_problem(n_train: int, bound: float):
     problem = bl.BilevelProblem(f, g, [importance], model.trainable_variables,
                                 upper_constraint=bl.constraints.box(-bound, bound))
     return problem, importance, model
+
+
+def importance_data(n: int):
+    """(lower batch (indices, x, y) of n training points, upper batch (x, y) of n validation points)."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    y = (np.arange(n) % 3).astype(np.int64)
+    x_val = rng.normal(size=(n, 6)).astype(np.float32)
+    y_val = (np.arange(n) % 3).astype(np.int64)
+    return (np.arange(n), x, y), (x_val, y_val)

@@ -1,5 +1,5 @@
 """One solver through the library API alone, for tests/test_multi_worker.py: the importance-weighted
-classifier of tests/test_distributed.py fitted by ``bl.Penalty`` through ``bl.fit`` on shuffled global batches.
+classifier of tests/importance_toy.py (as in tests/test_distributed.py) fitted by ``bl.Penalty`` through ``bl.fit`` on shuffled global batches.
 
 ``python multi_worker_job.py OUT`` runs it as one worker of the cluster in ``TF_CONFIG``
 (``--strategy multi_worker``) and, on the chief, writes the final variables and logs to ``OUT/final.json``; the
@@ -9,19 +9,8 @@ import json
 import os
 import sys
 
-import numpy as np
-
 STEPS = 6
 GLOBAL_BATCH = 8
-
-
-def data():
-    rng = np.random.default_rng(5)
-    x = rng.normal(size=(16, 6)).astype(np.float32)
-    y = (np.arange(16) % 3).astype(np.int64)
-    x_val = rng.normal(size=(16, 6)).astype(np.float32)
-    y_val = (np.arange(16) % 3).astype(np.int64)
-    return (np.arange(16), x, y), (x_val, y_val)
 
 
 def fit(strategy, checkpoint_dir):
@@ -30,7 +19,7 @@ def fit(strategy, checkpoint_dir):
     import keras
     import tensorflow as tf
 
-    from importance_toy import importance_problem
+    from importance_toy import importance_data, importance_problem
 
     import bilevel_tf as bl
     from bilevel_tf import workers
@@ -41,7 +30,7 @@ def fit(strategy, checkpoint_dir):
         problem, importance, model = importance_problem(16, 0.5)
         solver = bl.Penalty(problem, upper_optimizer=keras.optimizers.SGD(0.5),
                             lower_optimizer=keras.optimizers.SGD(0.1), inner_steps=2)
-    lower, upper = data()
+    lower, upper = importance_data(16)
     # every worker builds the same shuffled stream of global batches; bl.fit gives each its half of every batch
     lower_ds = tf.data.Dataset.from_tensor_slices(lower).shuffle(16, seed=2).batch(GLOBAL_BATCH, drop_remainder=True)
     upper_ds = tf.data.Dataset.from_tensor_slices(upper).shuffle(16, seed=3).batch(GLOBAL_BATCH, drop_remainder=True)

@@ -6,21 +6,12 @@ import pytest
 import tensorflow as tf
 
 import bilevel_tf as bl
-from importance_toy import importance_problem
+from importance_toy import importance_data, importance_problem
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
 KW = {"penalty": dict(eps=1e3), "approxgrad": {}, "rmd": dict(lower_optimizer=0.1), "gd": {},
       "vpbgd": dict(gamma_init=1.0, gamma_max=1.0, gamma_argmax_step=1), "gpbgd": dict(gamma_init=1.0)}
-
-
-def _data():
-    rng = np.random.default_rng(5)
-    x = rng.normal(size=(8, 6)).astype(np.float32)
-    y = (np.arange(8) % 3).astype(np.int64)
-    x_val = rng.normal(size=(8, 6)).astype(np.float32)
-    y_val = (np.arange(8) % 3).astype(np.int64)
-    return (np.arange(8), x, y), (x_val, y_val)
 
 
 def _build(method, strategy):
@@ -43,7 +34,7 @@ def mirrored():
 
 @pytest.mark.parametrize("method", sorted(KW))
 def test_two_replicas_equal_one_device(method, mirrored):
-    lower, upper = _data()
+    lower, upper = importance_data(8)
     results = []
     for strategy in (tf.distribute.get_strategy(), mirrored):
         solver, importance, model = _build(method, strategy)
