@@ -22,11 +22,14 @@ import math
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+
+# figures and timers are part of the runners' API: experiment.plot_curves, experiment.Stopwatch, ...
+from .plots import plot_curves, plot_histograms, plot_image_rows  # noqa: F401
+from .timing import Stopwatch, time_steps  # noqa: F401
 
 METHODS = ("penalty", "approxgrad", "rmd", "gd", "vpbgd", "gpbgd")
 METHOD_NAMES = {"penalty": "Mehra & Hamm", "approxgrad": "approximate implicit gradient", "rmd": "reverse-mode "
@@ -348,32 +351,6 @@ def config_of(args: argparse.Namespace, **extra: Any) -> Dict[str, Any]:
     return _jsonable(cfg)
 
 
-class Stopwatch:
-    """Wall-clock since creation, for accuracy-vs-time curves."""
-
-    def __init__(self):
-        self.start = time.perf_counter()
-
-    def __call__(self) -> float:
-        return time.perf_counter() - self.start
-
-
-def time_steps(step: Callable[..., Any], repeats: int,
-               inputs: Callable[[], Sequence[Any]] = tuple) -> Dict[str, float]:
-    """Time ``step(*inputs())``: the first call (tracing and compilation plus one iteration) and the median
-    wall-clock and process-CPU seconds of ``repeats`` further calls. ``inputs`` is drawn before each timer
-    starts; ``step`` must wait for its result (e.g. ``float()`` of a log value). CPU seconds are the steadier
-    figure on a shared machine."""
-    wall, cpu = [], []
-    for _ in range(repeats + 1):
-        args = inputs()
-        t0, c0 = time.perf_counter(), time.process_time()
-        step(*args)
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return {"first_seconds": wall[0], "seconds": float(np.median(wall[1:])), "cpu_seconds": float(np.median(cpu[1:]))}
-
-
 def _jsonable(x: Any) -> Any:
     if isinstance(x, Mapping):
         return {str(k): _jsonable(v) for k, v in x.items()}
@@ -453,81 +430,6 @@ def write_results(args: argparse.Namespace, *, metrics: Mapping[str, Any], histo
 
 def _fmt(x: Any) -> str:
     return f"{x:.4f}" if isinstance(x, (float, np.floating)) else str(x)
-
-
-# ---------------------------------------------------------------------------------------------- figures
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def plot_curves(path: str, curves: Mapping[str, Tuple[Sequence[float], Sequence[float]]], *, xlabel: str,
-                ylabel: str, title: str = "", logy: bool = False, bands: Optional[Mapping[str, Tuple]] = None) -> str:
-    """One line per label (x, y); optional shaded (low, high) bands per label. Saved as PNG."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, (x, y) in curves.items():
-        line, = ax.plot(x, y, label=label)
-        if bands and label in bands:
-            lo, hi = bands[label]
-            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2)
-    if logy:
-        ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    if curves:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def plot_histograms(path: str, groups: Mapping[str, Sequence[float]], *, xlabel: str, title: str = "",
-                    bins: int = 30) -> str:
-    """Overlaid histograms (e.g. learned importance of clean vs flipped points)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    all_values = np.concatenate([np.asarray(v, float).ravel() for v in groups.values() if len(v)] or [np.zeros(1)])
-    edges = np.histogram_bin_edges(all_values, bins=bins)
-    for label, values in groups.items():
-        ax.hist(np.asarray(values, float).ravel(), bins=edges, alpha=0.55, label=f"{label} (n={len(values)})")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("count")
-    if title:
-        ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def plot_image_rows(path: str, rows: Mapping[str, np.ndarray], *, title: str = "", max_cols: int = 10) -> str:
-    """A grid with one row per label (e.g. poison starts above learned poisons); images in [0, 1]."""
-    plt = _pyplot()
-    n_rows = len(rows)
-    n_cols = max(1, min(max_cols, max(len(v) for v in rows.values())))
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.2 * n_cols, 1.3 * n_rows + 0.4), squeeze=False)
-    for r, (label, images) in enumerate(rows.items()):
-        for c in range(n_cols):
-            ax = axes[r][c]
-            ax.axis("off")
-            if c < len(images):
-                img = np.clip(np.asarray(images[c], float), 0, 1)
-                ax.imshow(img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img, cmap="gray" if img.ndim == 2
-                          or img.shape[-1] == 1 else None, vmin=0, vmax=1)
-        axes[r][0].set_title(label, fontsize=8, loc="left")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def run_main(main, argv: Optional[Sequence[str]] = None) -> None:

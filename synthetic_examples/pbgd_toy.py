@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 import bilevel_tf as bl
-from bilevel_tf import experiment, paper_cells, tensorboard_logs
+from bilevel_tf import experiment, paper_cells, plots, tensorboard_logs
 from bilevel_tf.apps import synthetic
 
 NUM_STARTS = 1000
@@ -114,7 +114,7 @@ def subsample(history, max_points=200):
 
 def plot(out, x, minima, x0):
     """phi on [0, 3] with the final iterates (and the local minima) marked; histogram of final x."""
-    plt = synthetic.pyplot()
+    plt = plots.pyplot()
     grid = np.linspace(*synthetic.TOY_X_BOX, 2001)
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     a.plot(grid, synthetic.toy_hyper_objective(grid), color="k", lw=1.2, label="phi(x) = f(x, -x)")
@@ -131,7 +131,7 @@ def plot(out, x, minima, x0):
     b.set_xlabel("x")
     b.set_ylabel("runs")
     b.legend(fontsize=8)
-    synthetic.save_figure(fig, f"{out}/hyper_objective.png", "V-PBGD (gamma constant) on the PBGD toy problem")
+    plots.save_figure(fig, f"{out}/hyper_objective.png", "V-PBGD (gamma constant) on the PBGD toy problem")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
+from bilevel_tf import plots
 
 EXAMPLES = (1, 2, 3, 4)
 METHODS = ("gd", "rmd", "approxgrad", "penalty")
@@ -331,7 +332,7 @@ Curves = Mapping[str, Tuple[Sequence[float], Sequence[float]]]
 def plot_grid(path: str, grid: Mapping[str, Mapping[str, Curves]], *, xlabel: str, ylabel: str,
               title: str = "") -> str:
     """Panels grid[row][column] = {line label: (x, y)}, log y, one shared legend per row."""
-    plt = pyplot()
+    plt = plots.pyplot()
     rows = list(grid)
     cols = list(dict.fromkeys(c for r in rows for c in grid[r]))
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(3.6 * len(cols), 2.9 * len(rows)), squeeze=False)
@@ -349,25 +350,7 @@ def plot_grid(path: str, grid: Mapping[str, Mapping[str, Curves]], *, xlabel: st
             if j == 0:
                 ax.set_ylabel(ylabel)
         axes[i][0].legend(fontsize=7)
-    return save_figure(fig, path, title)
-
-
-def pyplot():
-    """matplotlib.pyplot on the file-only Agg backend (runs on machines without a display)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def save_figure(fig, path: str, title: str = "") -> str:
-    """Title, tight layout, PNG at the resolution of the other figures, and free the figure."""
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    pyplot().close(fig)
-    return path
+    return plots.save_figure(fig, path, title)
 
 
 def add_jit_flag(p) -> None:
