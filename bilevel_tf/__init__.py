@@ -18,7 +18,7 @@ from .solvers import (GD, GPBGD, RMD, SOLVERS, VPBGD, ApproxGrad, BilevelSolver,
 __version__ = "0.1.0"
 
 __all__ = ["BilevelProblem", "BilevelSolver", "Penalty", "ApproxGrad", "RMD", "GD", "VPBGD", "GPBGD",
-           "SOLVERS", "get_solver", "make_solver", "constraints", "precision"]
+           "SOLVERS", "get_solver", "make_solver", "autodiff", "constraints", "precision", "tensor_ops", "toy"]
 
 from . import callbacks  # noqa: E402
 from .callbacks import Callback, CSVLogger, EarlyStopping, Evaluate, LambdaCallback, TensorBoard  # noqa: E402
