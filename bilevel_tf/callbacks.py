@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 import time
 from typing import Any, Callable, Dict, Optional
 
 import tensorflow as tf
+
+from .experiment import atomic_write_text
 
 Logs = Dict[str, float]
 
@@ -124,10 +127,9 @@ class CSVLogger(Periodic):
         if start_step == 0 or len(kept) == 1:
             os.unlink(self.path)
             return
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", newline="") as f:
-            csv.writer(f).writerows(kept)
-        os.replace(tmp, self.path)
+        text = io.StringIO(newline="")
+        csv.writer(text).writerows(kept)
+        atomic_write_text(self.path, text.getvalue())  # a kill mid-write leaves a .tmp_ file the next run removes
 
     def on_step_end(self, step: int, logs: Logs) -> None:
         if not self.due(step):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import signal
+import statistics
 import sys
 import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -215,7 +216,6 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     step = start
     calls_since_log = 0
     previous_handler = _install_sigterm()
-    finished = False
     try:
         while step < steps:
             count = min(steps, (step // per_call + 1) * per_call) - step  # calls end on multiples of k
@@ -246,7 +246,7 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
                 timed = durations[max(1, len(durations) - calls_since_log):] or durations[-1:]
                 calls_since_log = 0
                 records.append({"step": step, "seconds": time.perf_counter() - t_begin, **logs,
-                                "step_seconds": _median(timed)})
+                                "step_seconds": statistics.median_high(timed)})
                 if verbose:
                     progress = progress or _Progress(steps, start, verbose)
                     progress.update(step, logs)
@@ -254,36 +254,27 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
                 save(step)
             if any(cb.stop_fit for cb in callbacks):
                 break
-        finished = True
+        if step > start:
+            save(step)
     except KeyboardInterrupt:
         save(step)
         raise
     finally:
         _restore_sigterm(previous_handler)
-        if lock is not None and not finished:
-            lock.release()
-        if checkpoints is not None and not finished:
+        if checkpoints is not None:
             workers.remove_temporary(checkpoints.write_folder, solver.strategy)
-    if checkpoints is not None:
-        if step > start:
-            save(step)
-        workers.remove_temporary(checkpoints.write_folder, solver.strategy)
-    if lock is not None:
-        lock.release()
+        if lock is not None:
+            lock.release()
     history = History(records)
     if len(durations) > 1:
-        history.seconds_per_step = _median(durations[1:])
+        history.seconds_per_step = statistics.median_high(durations[1:])
     else:  # nothing (or only the tracing step) timed in this call: the restored run's own timings
         earlier = [r["step_seconds"] for r in records if "step_seconds" in r]
-        history.seconds_per_step = _median(earlier) if earlier else (durations[0] if durations else float("nan"))
+        history.seconds_per_step = (statistics.median_high(earlier) if earlier
+                                    else durations[0] if durations else float("nan"))
     for cb in callbacks:
         cb.on_fit_end(history)
     return history
-
-
-def _median(values: Sequence[float]) -> float:
-    values = sorted(values)
-    return values[len(values) // 2]
 
 
 def _show(key: str) -> bool:
