@@ -5,24 +5,65 @@
 Solvers: :class:`Penalty` (Mehra & Hamm, ACML 2021), :class:`ApproxGrad`, :class:`RMD` (RHG / T-RHG),
 :class:`GD`, :class:`VPBGD`, :class:`GPBGD`. Each ``solver.step(upper_batch, lower_batch)`` is one compiled
 upper iteration; :func:`fit` runs many with progress, logging and checkpoint/resume.
+
+Importing the package is cheap: TensorFlow loads (quietly, see ``_quiet``) the first time a name that needs
+it is used, so the experiment runners parse their flags and answer ``--help`` before it.
 """
-from ._quiet import import_tensorflow_quietly
+import importlib
+import sys
+import types
 
-import_tensorflow_quietly()
+from ._quiet import install_quiet_import
 
-from . import autodiff, constraints, precision, tensor_ops, toy  # noqa: E402
-from .problem import BilevelProblem  # noqa: E402
-from .solvers import (GD, GPBGD, RMD, SOLVERS, VPBGD, ApproxGrad, BilevelSolver, Penalty, get_solver,
-                      make_solver)
+install_quiet_import()
 
 __version__ = "0.1.0"
 
+#: public name -> the submodule that defines it (loaded on first use)
+_LAZY_NAMES = {
+    "BilevelProblem": "problem",
+    **{name: "solvers" for name in ("BilevelSolver", "Penalty", "ApproxGrad", "RMD", "GD", "VPBGD", "GPBGD",
+                                    "SOLVERS", "get_solver", "make_solver")},
+    **{name: "fit" for name in ("History", "NonFiniteError")},
+    **{name: "callbacks" for name in ("Callback", "CSVLogger", "TensorBoard", "Evaluate", "EarlyStopping",
+                                      "LambdaCallback")},
+}
+_SUBMODULES = ("autodiff", "callbacks", "constraints", "precision", "tensor_ops", "toy")
+
 __all__ = ["BilevelProblem", "BilevelSolver", "Penalty", "ApproxGrad", "RMD", "GD", "VPBGD", "GPBGD",
-           "SOLVERS", "get_solver", "make_solver", "autodiff", "constraints", "precision", "tensor_ops", "toy"]
+           "SOLVERS", "get_solver", "make_solver", "autodiff", "constraints", "precision", "tensor_ops", "toy",
+           "fit", "History", "NonFiniteError", "callbacks", "Callback", "CSVLogger", "TensorBoard", "Evaluate",
+           "EarlyStopping", "LambdaCallback"]
 
-from . import callbacks  # noqa: E402
-from .callbacks import Callback, CSVLogger, EarlyStopping, Evaluate, LambdaCallback, TensorBoard  # noqa: E402
-from .fit import History, NonFiniteError, fit  # noqa: E402
 
-__all__ += ["fit", "History", "NonFiniteError", "callbacks", "Callback", "CSVLogger", "TensorBoard", "Evaluate",
-            "EarlyStopping", "LambdaCallback"]
+def __getattr__(name: str):
+    if name in _LAZY_NAMES:
+        value = getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """``bl.fit`` is the function although ``bilevel_tf/fit.py`` is a submodule of the same name: importing
+    the submodule binds it on the package, which this setter ignores (``bilevel_tf.fit`` the module stays
+    reachable through ``sys.modules`` and ``from bilevel_tf.fit import ...``)."""
+
+    @property
+    def fit(self):
+        from .fit import fit
+        return fit
+
+    @fit.setter
+    def fit(self, _submodule) -> None:
+        pass
+
+
+sys.modules[__name__].__class__ = _Package

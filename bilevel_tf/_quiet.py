@@ -3,11 +3,19 @@
 They go to file descriptor 2 from C++, so Python cannot filter them: stderr is pointed at /dev/null while
 TensorFlow loads and probes its devices, then restored. Anything TensorFlow logs later still shows. They
 are kept when a runner is started with ``--verbose 2`` or when ``BILEVEL_TF_TF_LOGS=1``.
+
+``import bilevel_tf`` does not import TensorFlow (so a runner's ``--help`` answers at once); it installs
+:class:`QuietTensorFlowFinder`, which makes the first ``import tensorflow`` from anywhere (``import keras``
+included) a quiet one.
 """
 from __future__ import annotations
 
+import contextlib
+import importlib.abc
+import importlib.util
 import os
 import sys
+from typing import Iterator
 
 
 def wants_tensorflow_logs(argv=None) -> bool:
@@ -20,23 +28,74 @@ def wants_tensorflow_logs(argv=None) -> bool:
     return False
 
 
-def import_tensorflow_quietly() -> None:
-    if "tensorflow" in sys.modules or wants_tensorflow_logs():
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+@contextlib.contextmanager
+def stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 points at /dev/null inside the block (no-op without a usable stderr)."""
     try:
         saved = os.dup(2)
     except OSError:  # no usable stderr (some embedded interpreters): nothing to hide
-        import tensorflow  # noqa: F401
+        yield
         return
     sys.stderr.flush()
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import tensorflow as tf
-        tf.config.list_physical_devices()  # the CUDA probe ("failed call to cuInit") happens here
+        yield
     finally:
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow now, quietly (unless its logs are wanted or it is already imported)."""
+    if "tensorflow" in sys.modules:
+        return
+    if wants_tensorflow_logs():
+        import tensorflow  # noqa: F401
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with stderr_silenced():
+        import tensorflow as tf
+        tf.config.list_physical_devices()  # the CUDA probe ("failed call to cuInit") happens here
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """Runs TensorFlow's own loader with stderr silenced, then probes the devices (also silenced)."""
+
+    def __init__(self, loader: importlib.abc.Loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        module.__loader__ = module.__spec__.loader = self.loader  # TensorFlow sees its own loader
+        with stderr_silenced():
+            self.loader.exec_module(module)
+            module.config.list_physical_devices()
+
+
+class QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
+    """A meta path entry that hands the first ``import tensorflow`` to :class:`_QuietLoader`, then leaves."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        uninstall_quiet_import()
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None or wants_tensorflow_logs():
+            return spec
+        spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+def install_quiet_import() -> None:
+    if "tensorflow" not in sys.modules and not any(isinstance(f, QuietTensorFlowFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, QuietTensorFlowFinder())
+
+
+def uninstall_quiet_import() -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, QuietTensorFlowFinder)]

@@ -24,14 +24,11 @@ precision`` measures it), so it is off by default.
 """
 from __future__ import annotations
 
-from typing import Tuple
-
 import keras
 import tensorflow as tf
 
-FLOAT32 = "float32"
-MIXED_BFLOAT16 = "mixed_bfloat16"
-POLICIES: Tuple[str, ...] = (FLOAT32, MIXED_BFLOAT16)
+from .options import FLOAT32, MIXED_BFLOAT16, PRECISIONS as POLICIES  # noqa: F401
+
 #: dtypes that losses are promoted from (to float32)
 HALF = (tf.bfloat16, tf.float16)
 

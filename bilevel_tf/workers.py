@@ -26,8 +26,8 @@ from typing import Dict, Optional, Sequence
 import tensorflow as tf
 
 from . import distribute
+from .options import STRATEGIES
 
-STRATEGIES = ("none", "mirrored", "multi_worker")
 # One object per kind and process: TensorFlow allows a single MultiWorkerMirroredStrategy per process, and
 # several MirroredStrategy objects in one process reuse collective keys.
 _CREATED: Dict[str, tf.distribute.Strategy] = {}

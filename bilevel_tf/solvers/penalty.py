@@ -10,20 +10,7 @@ from .. import tensor_ops as ops
 from ..problem import BilevelProblem
 from .base import BilevelSolver, check_choice, check_nonnegative, state_variable
 
-#: The schedules (``schedule=``). Every key is also a constructor argument that overrides its preset value.
-SCHEDULES: Dict[str, Dict[str, Any]] = {
-    # The library default, measured on benchmarks/robustness.py: the multiplier moves every iteration
-    # (augmented-Lagrangian dual ascent), rho and lam stay fixed, no tolerance test, no learning-rate decay.
-    "auglag": dict(rho="auto", lam="auto", eps=0.0, nu=0.0, c_rho=1.0, c_lam=1.0, c_eps=1.0, use_nu=True,
-                   lr_decay=None, tolerance="paper", nu_rho="old", nu_update="every_step"),
-    # What hammlab/bilevel-penalty's bilevel_penalty_aug_lag.py does (the code behind the paper's tables).
-    "original": dict(rho=1.0, lam=10.0, eps=1.0, nu=0.0, c_rho=1.1, c_lam=0.9, c_eps=0.9, use_nu=True,
-                     lr_decay=0.9, tolerance="original", nu_rho="new", nu_update="on_tolerance"),
-    # Algorithm 2 as printed in the paper.
-    "paper": dict(rho=1.0, lam=10.0, eps=1.0, nu=0.0, c_rho=1.1, c_lam=0.9, c_eps=0.9, use_nu=True,
-                  lr_decay=None, tolerance="paper", nu_rho="old", nu_update="on_tolerance"),
-}
-DEFAULT_SCHEDULE = "auglag"
+from ..options import DEFAULT_SCHEDULE, PENALTY_SCHEDULES as SCHEDULES  # noqa: F401  (re-exported)
 AUTO = "auto"
 #: lam_0 = LAM_FRACTION x f's curvature / g's curvature along grad_v f (see ``Penalty``)
 LAM_FRACTION = 0.1

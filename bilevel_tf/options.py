@@ -1,0 +1,34 @@
+"""What a user chooses by name: methods, Penalty schedule presets, precision policies, distribution strategies.
+
+Plain data without TensorFlow, so that the runners can offer them as flag choices (and answer ``--help``)
+before TensorFlow loads; the solvers and :mod:`bilevel_tf.precision` read them from here.
+"""
+from typing import Any, Dict, Tuple
+
+METHODS = ("penalty", "approxgrad", "rmd", "gd", "vpbgd", "gpbgd")
+METHOD_NAMES = {"penalty": "Mehra & Hamm", "approxgrad": "approximate implicit gradient", "rmd": "reverse-mode "
+                "unrolling", "rhg": "RHG/T-RHG: reverse-mode unrolling", "gd": "naive alternation",
+                "vpbgd": "PBGD value-gap penalty", "gpbgd": "PBGD gradient penalty"}
+
+#: The Penalty method's schedules (``bl.Penalty(schedule=...)``). Every key is also a constructor argument
+#: that overrides its preset value.
+PENALTY_SCHEDULES: Dict[str, Dict[str, Any]] = {
+    # The library default, measured on benchmarks/robustness.py: the multiplier moves every iteration
+    # (augmented-Lagrangian dual ascent), rho and lam stay fixed, no tolerance test, no learning-rate decay.
+    "auglag": dict(rho="auto", lam="auto", eps=0.0, nu=0.0, c_rho=1.0, c_lam=1.0, c_eps=1.0, use_nu=True,
+                   lr_decay=None, tolerance="paper", nu_rho="old", nu_update="every_step"),
+    # What hammlab/bilevel-penalty's bilevel_penalty_aug_lag.py does (the code behind the paper's tables).
+    "original": dict(rho=1.0, lam=10.0, eps=1.0, nu=0.0, c_rho=1.1, c_lam=0.9, c_eps=0.9, use_nu=True,
+                     lr_decay=0.9, tolerance="original", nu_rho="new", nu_update="on_tolerance"),
+    # Algorithm 2 as printed in the paper.
+    "paper": dict(rho=1.0, lam=10.0, eps=1.0, nu=0.0, c_rho=1.1, c_lam=0.9, c_eps=0.9, use_nu=True,
+                  lr_decay=None, tolerance="paper", nu_rho="old", nu_update="on_tolerance"),
+}
+DEFAULT_SCHEDULE = "auglag"
+
+FLOAT32 = "float32"
+MIXED_BFLOAT16 = "mixed_bfloat16"
+#: the Keras dtype policies the library supports (``bl.precision.set_policy``)
+PRECISIONS: Tuple[str, ...] = (FLOAT32, MIXED_BFLOAT16)
+#: ``--strategy`` values (``bilevel_tf.workers.make_strategy``)
+STRATEGIES: Tuple[str, ...] = ("none", "mirrored", "multi_worker")
