@@ -23,18 +23,16 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 # figures and timers are part of the runners' API: experiment.plot_curves, experiment.Stopwatch, ...
+from . import options
 from .plots import plot_curves, plot_histograms, plot_image_rows  # noqa: F401
 from .timing import Stopwatch, time_steps  # noqa: F401
 
-METHODS = ("penalty", "approxgrad", "rmd", "gd", "vpbgd", "gpbgd")
-METHOD_NAMES = {"penalty": "Mehra & Hamm", "approxgrad": "approximate implicit gradient", "rmd": "reverse-mode "
-                "unrolling", "rhg": "RHG/T-RHG: reverse-mode unrolling", "gd": "naive alternation",
-                "vpbgd": "PBGD value-gap penalty", "gpbgd": "PBGD gradient penalty"}
+from .options import METHOD_NAMES, METHODS  # noqa: E402,F401  (re-exported: the runners' choices)
 
 #: --steps-per-execution default (README "Performance", benchmarks/run.py --sections overhead)
 STEPS_PER_EXECUTION = 1
@@ -126,47 +124,54 @@ def finite_float(text: str) -> float:
 
 def parser(description: str, *, method: str = "penalty", methods: Sequence[str] = METHODS,
            inner_steps: Optional[int] = 20, epochs: Optional[int] = None, seed: int = 0,
-           out: Optional[str] = None, data_dir: bool = True, mixed_precision: bool = True) -> argparse.ArgumentParser:
-    """An ``argparse`` parser with the flags every runner shares; the runner adds its own knobs."""
+           out: Optional[str] = None, data_dir: bool = True, mixed_precision: bool = True,
+           helps: Optional[Mapping[str, Optional[str]]] = None) -> argparse.ArgumentParser:
+    """An ``argparse`` parser with the flags every runner shares; the runner adds its own knobs. ``helps``
+    (flag dest -> text; None keeps the shared text) makes a shared flag's help specific to the runner."""
     p = argparse.ArgumentParser(description=description, formatter_class=_Formatter)
-    p.add_argument("--method", default=method, choices=list(methods),
-                   help="bilevel solver: " + ", ".join(f"{m} ({METHOD_NAMES.get(m, m)})" for m in methods))
+    helps = {k: v for k, v in (helps or {}).items() if v}
+
+    def add(*names: str, **kwargs: Any) -> None:  # the runner's text wins over the shared one
+        dest = kwargs.get("dest") or names[0].lstrip("-").replace("-", "_")
+        p.add_argument(*names, **{**kwargs, "help": helps.get(dest, kwargs.get("help"))})
+
+    add("--method", default=method, choices=list(methods),
+        help="bilevel solver: " + ", ".join(f"{m} ({METHOD_NAMES.get(m, m)})" for m in methods))
     if inner_steps is not None:
-        p.add_argument("--inner-steps", type=int, default=inner_steps,
-                       help="T: lower-level steps per upper iteration (ApproxGrad also uses T linear-system steps)")
+        add("--inner-steps", type=int, default=inner_steps,
+            help="T: lower-level steps per upper iteration (ApproxGrad also uses T linear-system steps)")
     if epochs is not None:
-        p.add_argument("--epochs", type=int, default=epochs, help="passes (or upper iterations, see above) to run")
-    p.add_argument("--seed", type=int_range(0, 2 ** 32 - 1), default=seed,
-                   help="seed for numpy, Python and TensorFlow")
+        add("--epochs", type=int, default=epochs, help="passes (or upper iterations, see above) to run")
+    add("--seed", type=int_range(0, 2 ** 32 - 1), default=seed,
+        help="seed for numpy, Python and TensorFlow")
     if data_dir:
-        p.add_argument("--data-dir", default=None, help="folder holding the data files (default: the standard cache)")
-    p.add_argument("--out", default=out, help="output folder for results.json and figures "
-                                              "(default: runs/<experiment>/<method>)")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes and few steps: checks the pipeline end to end")
-    p.add_argument("--checkpoint-every", type=int_range(1), default=100,
-                   help="save a checkpoint every N upper iterations in <out>/checkpoints; a rerun with the same "
-                        "--out resumes from the latest one")
-    p.add_argument("--fresh", action="store_true", help="ignore (delete) checkpoints in <out> and start over")
-    p.add_argument("--jit", action="store_true", help="compile each upper iteration with XLA (jit_compile=True)")
-    p.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to <out>/tensorboard")
+        add("--data-dir", default=None, help="folder holding the data files (default: the standard cache)")
+    add("--out", default=out, help="output folder for results.json and figures "
+                                   "(default: runs/<experiment>/<method>)")
+    add("--smoke", action="store_true", help="tiny sizes and few steps on offline data (the bundled digits, random "
+        "arrays or generated images, unless the data are named): checks the pipeline end to end")
+    add("--checkpoint-every", type=int_range(1), default=100,
+        help="save a checkpoint every N upper iterations in <out>/checkpoints; a rerun with the same "
+             "--out resumes from the latest one")
+    add("--fresh", action="store_true", help="ignore (delete) checkpoints in <out> and start over")
+    add("--jit", action="store_true", help="compile each upper iteration with XLA (jit_compile=True)")
+    add("--tensorboard", action="store_true", help="write TensorBoard logs to <out>/tensorboard")
     if mixed_precision:
-        from . import precision
-        p.add_argument("--precision", default=precision.FLOAT32, choices=list(precision.POLICIES),
-                       help="mixed_bfloat16: the models compute in bfloat16 while variables, losses and every "
-                            "solver quantity stay float32 (pays off on GPUs/TPUs with bfloat16 units; slower on "
-                            "CPUs without them)")
-    p.add_argument("--deterministic", action="store_true", help="enable TensorFlow op determinism")
-    p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2],
-                   help="0 silent, 1 progress bar (plain lines when not on a terminal), 2 one line per log and "
-                        "TensorFlow's start-up messages")
-    p.add_argument("--debug", action="store_true", help="show the traceback of a failure instead of one line")
+        add("--precision", default=options.FLOAT32, choices=list(options.PRECISIONS),
+            help="mixed_bfloat16: the models compute in bfloat16 while variables, losses and every "
+                 "solver quantity stay float32 (pays off on GPUs/TPUs with bfloat16 units; slower on "
+                 "CPUs without them)")
+    add("--deterministic", action="store_true", help="enable TensorFlow op determinism")
+    add("--verbose", type=int, default=1, choices=[0, 1, 2],
+        help="0 silent, 1 progress bar (plain lines when not on a terminal), 2 one line per log and "
+             "TensorFlow's start-up messages")
+    add("--debug", action="store_true", help="show the traceback of a failure instead of one line")
     return p
 
 
 def add_schedule_flag(p: argparse.ArgumentParser, default: str) -> None:
     """``--schedule``: the Penalty method's schedule preset (see ``bl.Penalty``)."""
-    from .solvers.penalty import SCHEDULES
-    p.add_argument("--schedule", default=default, choices=list(SCHEDULES),
+    p.add_argument("--schedule", default=default, choices=list(options.PENALTY_SCHEDULES),
                    help="Penalty schedule: auglag (the library default: multiplier step every iteration, penalty "
                         "scaled to the problem), original (the code behind the paper's tables: its constants "
                         "from this runner's table), paper (Algorithm 2 as printed)")
@@ -176,9 +181,8 @@ def add_fit_flags(p: argparse.ArgumentParser, strategy: bool = True) -> None:
     """``--steps-per-execution`` and (``strategy=True``) ``--strategy`` for a runner whose training goes through
     ``bl.fit`` (build the strategy with :func:`make_strategy`). Full-batch runners leave ``--strategy`` out:
     without batches to split, every replica would repeat the whole computation."""
-    from .workers import STRATEGIES
     if strategy:
-        p.add_argument("--strategy", default="none", choices=list(STRATEGIES),
+        p.add_argument("--strategy", default="none", choices=list(options.STRATEGIES),
                        help="tf.distribute strategy: none (one device), mirrored (every local GPU), multi_worker "
                             "(the workers of the cluster in the TF_CONFIG environment variable, one process each, "
                             "each global batch split across them; only the chief writes results and checkpoints; "
@@ -199,8 +203,21 @@ def make_strategy(args: argparse.Namespace):
         raise UsageError(str(e)) from None
 
 
-def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment: str) -> argparse.Namespace:
-    """Parse flags, validate the common ones, seed everything and create the output folder."""
+def offline_smoke_argv(argv: Sequence[str], flag: str = "--dataset", offline: str = "digits") -> List[str]:
+    """``argv`` with ``flag offline`` added when it has ``--smoke`` but no ``flag``: a smoke run is offline
+    (the bundled digits, random arrays or generated images) unless the user names the data."""
+    argv = list(argv)
+    if "--smoke" in argv and not any(a == flag or a.startswith(flag + "=") for a in argv):
+        argv += [flag, offline]
+    return argv
+
+
+def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment: str,
+          offline_dataset: Optional[str] = None) -> argparse.Namespace:
+    """Parse flags, validate the common ones, seed everything and create the output folder. With
+    ``offline_dataset``, ``--smoke`` without ``--dataset`` runs on it (see :func:`offline_smoke_argv`)."""
+    if offline_dataset is not None:
+        argv = offline_smoke_argv(sys.argv[1:] if argv is None else argv, offline=offline_dataset)
     args = p.parse_args(argv)
     for name in ("inner_steps", "epochs"):
         value = getattr(args, name, None)

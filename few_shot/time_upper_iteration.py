@@ -18,12 +18,11 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
 
-from bilevel_tf.apps import few_shot  # noqa: E402
-from bilevel_tf.models import miniimagenet_resnet, omniglot_encoder  # noqa: E402
+from bilevel_tf.apps import few_shot_config  # noqa: E402  (no TensorFlow before the flags are parsed)
 
-SETTINGS = {
-    "omniglot": ("few_shot/omniglot/test_bilevel_few_shot_learning_omniglot.py", omniglot_encoder, (28, 28, 1)),
-    "miniimagenet": ("few_shot/miniimagenet/test_bilevel_few_shot_learning_miniimagenet.py", miniimagenet_resnet,
+SETTINGS = {  # data set -> (its runner, the bilevel_tf.models factory of its representation, image shape)
+    "omniglot": ("few_shot/omniglot/test_bilevel_few_shot_learning_omniglot.py", "omniglot_encoder", (28, 28, 1)),
+    "miniimagenet": ("few_shot/miniimagenet/test_bilevel_few_shot_learning_miniimagenet.py", "miniimagenet_resnet",
                      (84, 84, 3)),
 }
 
@@ -40,7 +39,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", nargs="+", default=list(SETTINGS), choices=list(SETTINGS),
                    help="paper settings to time (random data of their shapes)")
-    p.add_argument("--methods", nargs="+", default=list(few_shot.METHODS), choices=list(few_shot.METHODS),
+    p.add_argument("--methods", nargs="+", default=list(few_shot_config.METHODS),
+                   choices=list(few_shot_config.METHODS),
                    help="bilevel solvers to time")
     p.add_argument("--repeats", type=int, default=2, help="timed iterations after the first call")
     p.add_argument("--inner-steps", type=int, nargs="+", default=[None],
@@ -48,8 +48,11 @@ def main(argv=None):
                         "and extrapolate linearly, the inner loop costing the same per step")
     p.add_argument("--jit", action="store_true", help="compile the step with XLA")
     cli = p.parse_args(argv)
+    from bilevel_tf import models
+    from bilevel_tf.apps import few_shot
     for name in cli.datasets:
-        path, make_encoder, shape = SETTINGS[name]
+        path, encoder, shape = SETTINGS[name]
+        make_encoder = getattr(models, encoder)
         defaults = runner_defaults(path)
         for method, inner_steps in ((m, t) for m in cli.methods for t in cli.inner_steps):
             args = few_shot.build_parser("", defaults, (name,)).parse_args(["--method", method])

@@ -14,13 +14,10 @@ Each finished (example, method, T) cell is saved under <out>/checkpoints/bilevel
 the unit of resumption). XLA is on by default (--no-jit turns it off). --verbose 0 prints only the final
 table, 1 a line per cell, 2 also a line per trial.
 """
-import dataclasses
 import os
 
-import numpy as np
-
-from bilevel_tf import experiment, paper_cells, tensorboard_logs
-from bilevel_tf.apps import synthetic
+from bilevel_tf import experiment
+from bilevel_tf.apps import synthetic_config as synthetic  # no TensorFlow before the flags are parsed
 
 EXAMPLES = [1, 2, 3, 4]
 METHODS = ["gd", "rmd", "approxgrad", "penalty"]
@@ -76,118 +73,8 @@ def main(argv=None):
     args = experiment.parse(p, argv, "synthetic")
     resolve(p, args)
 
-    def run_all(_run):  # inside the locked output folder (experiment.Run)
-        log = print if args.verbose >= 1 else (lambda *a, **k: None)
-        trial_log = log if args.verbose >= 2 else None
-        sizes = dict(dim=args.dim, iterations=args.iterations, record_every=args.record_every, seed=args.seed,
-                     jit=args.jit, settings=synthetic.PAPER_SETTINGS)
-        cache = synthetic.CellCache(experiment.checkpoint_dir(args), sizes)
-        steps = synthetic.record_iterations(args.iterations, args.record_every)
-        trial_options = dict(iterations=args.iterations, record_every=args.record_every, seed=args.seed, log=trial_log)
-
-        def cell(key, example, make_runner, trials, setup=None):
-            done = cache.get(key)
-            if done is not None and done.curves.shape[0] == trials:
-                log(f"{key}: cached")
-                return done
-            result = synthetic.run_trials(make_runner(), example, trials=trials, setup=setup, **trial_options)
-            m = synthetic.cell_metrics(result)
-            log(f"{key}: final distance {m['distance_to_solution_mean']:.4g} +- {m['distance_to_solution_std']:.2g}, "
-                f"{m['seconds_per_upper_iteration'] * 1e6:.1f} us/iter")
-            return cache.put(key, result)
-
-        metrics, history = {}, []
-        for e in args.examples:
-            example = synthetic.make_example(e, args.dim, args.seed)
-            for method in args.methods:
-                for t in args.ts:
-                    c = cell(f"ex{e}/{method}/T{t}", example, lambda: synthetic.build_solver(
-                        method, example.problem, t, jit_compile=args.jit), args.trials)
-                    metrics.setdefault(f"ex{e}", {}).setdefault(method, {})[f"T{t}"] = synthetic.cell_metrics(c)
-                    history.append(dict(example=e, method=method, T=t,
-                                        **synthetic.mean_curve(c, steps, MAX_CURVE_POINTS)))
-        if not args.skip_ablation:
-            metrics["ablation"] = run_ablation(args, cell, steps, history)
-
-        write_figures(args.out, history)
-        write_tensorboard(args, history)
-        print_table(metrics)
-        # the top-level timing is Penalty's mean over examples and T (per cell timings are in the metrics)
-        penalty = [m["seconds_per_upper_iteration"] for k, by_method in metrics.items() if k.startswith("ex")
-                   for m in by_method.get("penalty", {}).values()]
-        experiment.write_results(args, metrics=metrics, history=history, dataset="synthetic",
-                                 paper=paper_cells.paper_entry(args, "synthetic"),
-                                 seconds_per_upper_iteration=float(np.mean(penalty)) if penalty else None,
-                                 config=experiment.config_of(args, settings=dataclasses.asdict(synthetic.PAPER_SETTINGS)))
-        return metrics
-
-    return experiment.Run.once(args, run_all)
-
-
-def run_ablation(args, cell, steps, history):
-    """Penalty on Ex.1 with lam_0 in ABLATION_LAMBDAS, with and without nu (one solver per (T, nu))."""
-    example = synthetic.make_example(1, args.dim, args.seed)
-    out = {}
-    for use_nu in (True, False):
-        settings = dataclasses.replace(synthetic.PAPER_SETTINGS, use_nu=use_nu)
-        row = "with_nu" if use_nu else "without_nu"
-        for t in args.ts:
-            runners = []
-
-            def make_runner():  # one compiled solver per (T, nu), shared by every lam_0
-                if not runners:
-                    solver = synthetic.build_solver("penalty", example.problem, t, settings=settings,
-                                                    jit_compile=args.jit)
-                    runners.append(synthetic.TrialRunner(solver, example.distance, args.record_every))
-                return runners[0]
-
-            for lam0 in ABLATION_LAMBDAS:
-                c = cell(f"ablation/{row}/T{t}/lam{lam0:g}", example, make_runner, args.ablation_trials,
-                         setup=lambda s, lam0=lam0: s.lam.assign(lam0))
-                out.setdefault(row, {}).setdefault(f"T{t}", {})[f"lam0={lam0:g}"] = synthetic.cell_metrics(c)
-                history.append(dict(example=1, method="penalty", T=t, ablation=dict(lam0=lam0, use_nu=use_nu),
-                                    **synthetic.mean_curve(c, steps, MAX_CURVE_POINTS)))
-    return out
-
-
-def write_figures(out, history):
-    """fig2 (Ex.1, Ex.2), fig3 (Ex.3, Ex.4): panels per example and T, a line per method; fig5: the
-    ablation, panels per nu and T, a line per lam_0. Mean distance over trials, log scale."""
-    figures = {"fig2.png": {}, "fig3.png": {}, "fig5.png": {}}
-    for h in history:
-        xy = (h["iteration"], h["distance_mean"])
-        if "ablation" in h:
-            row = "with nu" if h["ablation"]["use_nu"] else "without nu"
-            label, name = f"lam0={h['ablation']['lam0']:g}", "fig5.png"
-        else:
-            row, label = f"Ex.{h['example']}", h["method"]
-            name = "fig2.png" if h["example"] in (1, 2) else "fig3.png"
-        figures[name].setdefault(row, {}).setdefault(f"T={h['T']}", {})[label] = xy
-    titles = {"fig2.png": "paper fig. 1 (Ex.1, Ex.2)", "fig3.png": "paper fig. 2 (Ex.3, Ex.4)",
-              "fig5.png": "Penalty on Ex.1: lam_0 and nu (supp. fig. 7)"}
-    for name, grid in figures.items():
-        if grid:
-            synthetic.plot_grid(f"{out}/{name}", grid, xlabel="upper iteration", ylabel="distance to solution",
-                                title=titles[name])
-
-
-def write_tensorboard(args, history):
-    """--tensorboard: each curve as a run named after its example, method and T (and ablation setting)."""
-    for h in history:
-        run = f"ex{h['example']}/{h['method']}/T{h['T']}"
-        if "ablation" in h:
-            run += f"/lam0={h['ablation']['lam0']:g}_nu={h['ablation']['use_nu']}"
-        tensorboard_logs.write_series(args, run, h["iteration"], {"distance_mean": h["distance_mean"]})
-
-
-def print_table(metrics):
-    for ex, by_method in metrics.items():
-        if not ex.startswith("ex"):
-            continue
-        for method, by_t in by_method.items():
-            cells = "  ".join(f"{t}: {m['distance_to_solution_mean']:.3g}+-{m['distance_to_solution_std']:.2g}"
-                              for t, m in by_t.items())
-            print(f"[synthetic] {ex} {method:<10} final distance  {cells}", flush=True)
+    from bilevel_tf.apps.synthetic_sweep import run_sweep  # TensorFlow loads here, after parsing
+    return experiment.Run.once(args, lambda _run: run_sweep(args, ABLATION_LAMBDAS, MAX_CURVE_POINTS))
 
 
 if __name__ == "__main__":

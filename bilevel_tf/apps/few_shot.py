@@ -23,8 +23,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -32,49 +31,17 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 from bilevel_tf import experiment, paper_cells, precision, tensorboard_logs
-from bilevel_tf.datasets import EpisodeSampler, load_digits, rotate_classes
+from bilevel_tf.datasets import EpisodeSampler
 from bilevel_tf.models import CosineClassifier, cosine_logits
 
-METHODS = ("penalty", "approxgrad")
+from .few_shot_config import (METHODS, SMOKE, FewShotData, Split, build_parser, parse,  # noqa: F401
+                              rotated_digits)
+
 ADAM_EPSILON = 1e-8  # tf.train.AdamOptimizer's default, used by every optimizer of the original
 CI95_Z = 1.96
 
 
 # ---------------------------------------------------------------------------------------------- data
-class Split(NamedTuple):
-    """Images (N, H, W, C) (uint8 or float32), int labels (N,), and the classes tasks are drawn from."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    classes: np.ndarray
-
-
-class FewShotData(NamedTuple):
-    train: Split  # meta-train classes
-    test: Split   # meta-test classes (disjoint)
-    name: str
-
-    @property
-    def image_shape(self) -> Tuple[int, ...]:
-        return tuple(self.train.images.shape[1:])
-
-
-def rotated_digits(n_train_digits: int = 7, rotations: Sequence[int] = (0, 90, 180, 270)) -> FewShotData:
-    """Offline few-shot data set: scikit-learn's 8x8 digits with each (digit, rotation) its own class.
-
-    40 classes (id = digit * 4 + rotation index), ~180 images each, built like the Omniglot rotations.
-    Digits 0..n_train_digits-1 (all rotations; 28 classes by default) are meta-train, the rest meta-test.
-    """
-    x, digit = load_digits()
-    x, y = rotate_classes(x, digit, rotations)
-    y = y.astype(np.int64)
-    classes = np.unique(y)
-    n_train = n_train_digits * len(rotations)
-    if not 0 < n_train < len(classes):
-        raise ValueError(f"n_train_digits={n_train_digits} must be in [1, 9]")
-    return FewShotData(Split(x, y, classes[:n_train]), Split(x, y, classes[n_train:]), "digits")
-
-
 class EpisodeSource:
     """Meta-batches for ``bl.fit``: ``query(step)`` is the upper batch and ``support(step)`` the lower batch of
     the same episode. Episode ``step`` depends only on (seed, step), so a resumed run sees the same tasks."""
@@ -259,77 +226,6 @@ def summarize(accuracies: np.ndarray) -> Tuple[float, float]:
 
 
 # ---------------------------------------------------------------------------------------------- flags
-SMOKE = dict(n_way=5, k_shot=1, query=2, meta_batch=2, meta_iterations=4, inner_steps=2, test_tasks=4,
-             eval_tasks=4, eval_every=2, test_steps=5, checkpoint_every=2)
-
-
-def build_parser(description: str, defaults: Dict, datasets: Sequence[str],
-                 data_help: Optional[str] = None) -> argparse.ArgumentParser:
-    """The shared flags plus the few-shot knobs; ``defaults`` holds a runner's constants (keys as the flags),
-    except ``meta_batch`` / ``meta_iterations``: callables ``(n_way, k_shot, method) -> value`` resolved after
-    parsing (the original picks them by N), described by ``meta_batch_help`` / ``meta_iterations_help``."""
-    p = experiment.parser(description, method="penalty", methods=METHODS, inner_steps=defaults["inner_steps"])
-    for action in p._actions:  # the shared texts name solvers and data folders these runners do not use
-        if action.dest == "method":
-            action.help = "bilevel solver: penalty (Mehra & Hamm) or approxgrad"
-        elif action.dest == "data_dir" and data_help:
-            action.help = data_help
-    experiment.add_fit_flags(p, strategy=False)  # meta-batches come from Python callables, not split per replica
-    p.add_argument("--dataset", default=datasets[0], choices=list(datasets),
-                   help="data set; 'digits' = scikit-learn's 8x8 digits x 4 rotations (offline demo, 28/12 classes)")
-    p.add_argument("--n-way", type=int, default=defaults["n_way"], help="N: classes per task")
-    p.add_argument("--k-shot", type=int, default=defaults["k_shot"], help="K: support images per class")
-    p.add_argument("--query", type=int, default=defaults["query"], help="query images per class")
-    p.add_argument("--meta-batch", type=int, default=None,
-                   help=f"tasks per meta-iteration (default: {defaults['meta_batch_help']})")
-    p.add_argument("--meta-iterations", "--epochs", dest="meta_iterations", type=int, default=None,
-                   help=f"upper iterations (default: {defaults['meta_iterations_help']})")
-    p.add_argument("--lr-u", type=experiment.positive_float, default=defaults["lr_u"], help="Adam learning rate of the representation")
-    p.add_argument("--lr-v", type=experiment.positive_float, default=defaults["lr_v"], help="Adam learning rate of the task heads")
-    p.add_argument("--lr-p", type=experiment.positive_float, default=defaults["lr_p"], help="ApproxGrad: Adam rate of the linear solve")
-    p.add_argument("--sigma", type=experiment.nonnegative_float, default=defaults["sigma"], help="ApproxGrad: Hessian regularizer")
-    p.add_argument("--rho", type=experiment.nonnegative_float, default=defaults["rho"], help="Penalty: initial penalty weight (paper gamma_0)")
-    p.add_argument("--lam", type=experiment.nonnegative_float, default=defaults["lam"], help="Penalty: initial weight of g in h_l")
-    p.add_argument("--eps", type=experiment.nonnegative_float, default=defaults["eps"], help="Penalty: initial tolerance")
-    p.add_argument("--nu", type=experiment.finite_float, default=defaults["nu"], help="Penalty: initial multiplier entries")
-    p.add_argument("--lr-decay", type=experiment.float_range(0.0, 1.0), default=defaults["lr_decay"],
-                   help="Penalty: learning-rate factor when the schedule fires (few-shot original: 0.99)")
-    p.add_argument("--test-tasks", type=int, default=defaults["test_tasks"],
-                   help="meta-test tasks for the final accuracy and its 95%% interval")
-    p.add_argument("--eval-tasks", type=int, default=None,
-                   help="tasks per point of the accuracy-vs-time curves, on meta-train and on meta-test classes "
-                        "(default: --test-tasks)")
-    p.add_argument("--eval-every", type=int, default=defaults["eval_every"],
-                   help="evaluate the curves every N meta-iterations")
-    p.add_argument("--eval-batch", type=int, default=None,
-                   help="tasks per compiled meta-test call (default: the meta-batch; does not change results)")
-    p.add_argument("--test-steps", type=int, default=defaults["test_steps"],
-                   help="Adam steps training each meta-test task's head on its support set")
-    p.add_argument("--test-lr", type=experiment.positive_float, default=defaults["test_lr"], help="Adam rate of those steps")
-    return p
-
-
-def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment_name: str,
-          defaults: Dict) -> argparse.Namespace:
-    """Parse (``--smoke`` first sets tiny defaults; explicit flags still win), resolve N-dependent defaults."""
-    if "--smoke" in (sys.argv[1:] if argv is None else list(argv)):
-        p.set_defaults(**SMOKE)
-    args = experiment.parse(p, argv, experiment_name)
-    if args.meta_batch is None:
-        args.meta_batch = defaults["meta_batch"](args.n_way, args.k_shot, args.method)
-    if args.meta_iterations is None:
-        args.meta_iterations = defaults["meta_iterations"](args.n_way, args.k_shot, args.method)
-    if args.eval_batch is None:
-        args.eval_batch = args.meta_batch
-    if args.eval_tasks is None:
-        args.eval_tasks = args.test_tasks
-    for name in ("n_way", "k_shot", "query", "meta_batch", "meta_iterations", "test_tasks", "eval_tasks", "eval_every",
-                 "eval_batch", "test_steps"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    return args
-
-
 # ---------------------------------------------------------------------------------------------- solver
 def make_solver(args: argparse.Namespace, problem: bl.BilevelProblem) -> bl.BilevelSolver:
     """Penalty or ApproxGrad with the original's few-shot settings (Adam everywhere, T lower steps)."""

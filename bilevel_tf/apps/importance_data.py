@@ -12,12 +12,14 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 
 import numpy as np
-import tensorflow as tf
 
 from .. import datasets
+
+if TYPE_CHECKING:  # TensorFlow is imported where it is used: the runners parse their flags without it
+    import tensorflow as tf
 
 NUM_CLASSES = 10
 #: ImageDataGenerator(rotation_range=40, width/height_shift_range=0.2, zoom_range=0.2,
@@ -138,6 +140,7 @@ def augmentation(rotation_degrees: float, shift: float, zoom: float,
     preprocessing layers draw from a SeedGenerator *variable*, which makes a tf.data iterator
     unserializable ("ReadVariableOp is stateful"), so ``bl.fit`` could not checkpoint the pipeline.
     """
+    import tensorflow as tf
     import keras
 
     def augment(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -175,6 +178,7 @@ def indexed_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, sc
     end of a pass restores with another shuffle order for the next pass (TensorFlow 2.21), so a resumed
     ``bl.fit`` would diverge from an uninterrupted run; with ``cycle`` every resume point is exact.
     """
+    import tensorflow as tf
     n = len(x)
     if batch_size > n:
         raise ValueError(f"batch size {batch_size} is larger than the {n} examples available; lower --batch-size")

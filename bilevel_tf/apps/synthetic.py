@@ -39,8 +39,8 @@ import tensorflow as tf
 import bilevel_tf as bl
 from bilevel_tf import plots
 
-EXAMPLES = (1, 2, 3, 4)
-METHODS = ("gd", "rmd", "approxgrad", "penalty")
+from .synthetic_config import EXAMPLES, METHODS, add_jit_flag, resolve_jit  # noqa: F401  (re-exported)
+
 BOX = 5.0  # |u_i|, |v_i| <= BOX
 
 
@@ -351,20 +351,6 @@ def plot_grid(path: str, grid: Mapping[str, Mapping[str, Curves]], *, xlabel: st
                 ax.set_ylabel(ylabel)
         axes[i][0].legend(fontsize=7)
     return plots.save_figure(fig, path, title)
-
-
-def add_jit_flag(p) -> None:
-    """``--no-jit``: XLA is the default for these tiny full-batch problems (an upper step is several times
-    faster), except with --smoke where compiling costs more than it saves (``--jit`` forces it)."""
-    p.add_argument("--no-jit", dest="jit", action="store_false",
-                   help="do not compile with XLA (default: XLA, a tiny upper step is ~8x faster; "
-                        "off with --smoke unless --jit is given)")
-    p.set_defaults(jit=None)
-
-
-def resolve_jit(args) -> None:
-    if args.jit is None:
-        args.jit = not args.smoke
 
 
 # ============================================================================================ PBGD toy

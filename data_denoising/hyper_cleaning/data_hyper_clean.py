@@ -17,7 +17,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # run from anywhere
 
 from bilevel_tf import experiment  # noqa: E402
-from bilevel_tf.apps import importance, importance_hyperclean as hc  # noqa: E402
+from bilevel_tf.apps import hyperclean_config, importance_config  # noqa: E402  (no TensorFlow before parsing)
 
 POLLUTE_RATE = 0.5  # PBGD's default
 #: noisy_baseline_test_accuracy: the same net, uniform weights, full-batch SGD (steps, lr): the same for every
@@ -43,14 +43,15 @@ DEFAULTS = {
     ("penalty", "linear"): dict(lrx=0.03, lry=1e-3, lr_inner=0.0, gamma_init=0.0, gamma_max=0.0,
                                 gamma_argmax_step=1, outer_itr=2000, inner_itr=20, T=1, K=1, reg=1e-3),
 }
-PENALTY = dict(importance.PENALTY_SCHEDULE, nu=1e-4)  # the small-scale MNIST schedule
+PENALTY = dict(importance_config.PENALTY_SCHEDULE, nu=1e-4)  # the small-scale MNIST schedule
 
 
 def main(argv=None):
-    args = hc.parse(__doc__, argv, DEFAULTS)
+    args = hyperclean_config.parse(__doc__, argv, DEFAULTS)
     if args.pollute_rate is None:
         args.pollute_rate = POLLUTE_RATE
-    return hc.run_hyper_cleaning(args, PENALTY, BASELINE)
+    from bilevel_tf.apps.importance_hyperclean import run_hyper_cleaning
+    return run_hyper_cleaning(args, PENALTY, BASELINE)
 
 
 if __name__ == "__main__":

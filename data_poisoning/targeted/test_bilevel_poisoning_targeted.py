@@ -35,7 +35,7 @@ def main(argv=None):
     poisoning.add_attack_flags(p, DEFAULTS)
     p.add_argument("--source-class", type=int, default=SOURCE_CLASS, help="class whose test images should be misread")
     p.add_argument("--target-class", type=int, default=TARGET_CLASS, help="the label the attacker wants them to get")
-    args = experiment.parse(p, argv, "data_poisoning/targeted")
+    args = experiment.parse(p, argv, "data_poisoning/targeted", offline_dataset="digits")
     poisoning.resolve_attack_args(args, DEFAULTS)
     data = poisoning.targeted_data(args.dataset, args.data_dir, args.train_points, args.val_points, args.test_points,
                                    args.num_poison, args.source_class, args.target_class, args.seed)

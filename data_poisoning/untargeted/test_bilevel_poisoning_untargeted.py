@@ -31,7 +31,7 @@ DEFAULTS = poisoning.AttackDefaults.from_constants(globals())  # the block above
 def main(argv=None):
     p = experiment.parser(__doc__, methods=poisoning.METHODS, inner_steps=INNER_STEPS, epochs=EPOCHS)
     poisoning.add_attack_flags(p, DEFAULTS)
-    args = experiment.parse(p, argv, "data_poisoning/untargeted")
+    args = experiment.parse(p, argv, "data_poisoning/untargeted", offline_dataset="digits")
     poisoning.resolve_attack_args(args, DEFAULTS)
     data = poisoning.untargeted_data(args.dataset, args.data_dir, args.train_points, args.val_points,
                                      args.test_points, args.num_poison, args.seed)

@@ -16,9 +16,8 @@ import numpy as np
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 from bilevel_tf import experiment  # noqa: E402
-from bilevel_tf.apps import few_shot  # noqa: E402
+from bilevel_tf.apps import few_shot_config  # noqa: E402  (no TensorFlow before the flags are parsed)
 from bilevel_tf.datasets import load_miniimagenet_split  # noqa: E402
-from bilevel_tf.models import miniimagenet_resnet  # noqa: E402
 
 # ---- the paper's / original runner's settings --------------------------------------------------------
 N_WAY = 5                  # N
@@ -63,18 +62,20 @@ DEFAULTS = dict(n_way=N_WAY, k_shot=K_SHOT, query=N_QUERY, inner_steps=INNER_STE
 
 def load_data(args):
     if args.dataset == "digits":
-        return few_shot.rotated_digits()
+        return few_shot_config.rotated_digits()
     data_dir = args.data_dir or os.path.join(os.path.dirname(os.path.abspath(__file__)), "dataset_miniimagenet")
     splits = [load_miniimagenet_split(os.path.join(data_dir, name)) for name in SPLIT_FILES]
-    train, test = (few_shot.Split(images, labels, np.unique(labels)) for images, labels in splits)
-    return few_shot.FewShotData(train, test, "miniimagenet")
+    train, test = (few_shot_config.Split(images, labels, np.unique(labels)) for images, labels in splits)
+    return few_shot_config.FewShotData(train, test, "miniimagenet")
 
 
 def main(argv=None):
-    parser = few_shot.build_parser(__doc__, DEFAULTS, datasets=("miniimagenet", "digits"), data_help=DATA_HELP)
-    args = few_shot.parse(parser, argv, "few_shot/miniimagenet", DEFAULTS)
+    parser = few_shot_config.build_parser(__doc__, DEFAULTS, datasets=("miniimagenet", "digits"), data_help=DATA_HELP)
+    args = few_shot_config.parse(parser, argv, "few_shot/miniimagenet", DEFAULTS)
     resnet = SMOKE_RESNET if args.smoke else {}
-    return few_shot.run(args, load_data(args), lambda shape: miniimagenet_resnet(shape, **resnet))
+    from bilevel_tf import models
+    from bilevel_tf.apps import few_shot
+    return few_shot.run(args, load_data(args), lambda shape: models.miniimagenet_resnet(shape, **resnet))
 
 
 if __name__ == "__main__":

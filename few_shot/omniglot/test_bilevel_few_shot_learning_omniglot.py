@@ -14,9 +14,8 @@ import sys
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 from bilevel_tf import experiment  # noqa: E402
-from bilevel_tf.apps import few_shot  # noqa: E402
+from bilevel_tf.apps import few_shot_config  # noqa: E402  (no TensorFlow before the flags are parsed)
 from bilevel_tf.datasets import load_omniglot  # noqa: E402
-from bilevel_tf.models import omniglot_encoder  # noqa: E402
 
 # ---- the paper's / original runner's settings --------------------------------------------------------
 N_WAY = 20                 # N: 5 or 20 in Table 3
@@ -55,19 +54,21 @@ DEFAULTS = dict(n_way=N_WAY, k_shot=K_SHOT, query=N_QUERY, inner_steps=INNER_STE
 
 def load_data(args):
     if args.dataset == "digits":
-        return few_shot.rotated_digits()
+        return few_shot_config.rotated_digits()
     data_dir = args.data_dir or os.path.dirname(os.path.abspath(__file__))
     x, y, train_classes, test_classes = load_omniglot(data_dir, n_train_characters=args.train_characters)
-    return few_shot.FewShotData(few_shot.Split(x, y, train_classes), few_shot.Split(x, y, test_classes),
+    return few_shot_config.FewShotData(few_shot_config.Split(x, y, train_classes), few_shot_config.Split(x, y, test_classes),
                                 "omniglot")
 
 
 def main(argv=None):
-    parser = few_shot.build_parser(__doc__, DEFAULTS, datasets=("omniglot", "digits"), data_help=DATA_HELP)
+    parser = few_shot_config.build_parser(__doc__, DEFAULTS, datasets=("omniglot", "digits"), data_help=DATA_HELP)
     parser.add_argument("--train-characters", type=int, default=TRAIN_CHARACTERS,
                         help="characters (before rotation) in meta-train; the rest are meta-test")
-    args = few_shot.parse(parser, argv, "few_shot/omniglot", DEFAULTS)
-    return few_shot.run(args, load_data(args), lambda shape: omniglot_encoder(shape))
+    args = few_shot_config.parse(parser, argv, "few_shot/omniglot", DEFAULTS)
+    from bilevel_tf import models
+    from bilevel_tf.apps import few_shot
+    return few_shot.run(args, load_data(args), lambda shape: models.omniglot_encoder(shape))
 
 
 if __name__ == "__main__":

@@ -21,23 +21,43 @@ the training set with the label of the base image b it starts from::
 
 and the attack searches the smallest eps in 1..16 that makes the retrained layer misclassify the target t.
 
-The package's modules, one concern each: ``data`` (MNIST/digits splits and poison start points), ``trainer``
+The package's modules, one concern each: ``config`` (the runners' constants blocks and flags, without
+TensorFlow), ``data`` (MNIST/digits splits and poison start points), ``trainer``
 (losses and the full-batch classifier trainer), ``solver`` (the attacks' solvers and flags), ``augmentation``
 (the data-augmentation attacks), ``features`` (the InceptionV3 feature map and feature files) and
 ``clean_label`` (the clean-label attack, its baselines and reports).
 """
-from .augmentation import (AttackDefaults, add_attack_flags, data_augmentation_problem, plot_poison_rows,
-                           resolve_attack_args, run_data_augmentation_attack)
-from .clean_label import (CleanLabelAttack, CleanLabelDefaults, FeatureCollision, add_clean_label_flags,
-                          append_jsonl, clean_label_metrics, clean_label_paths, closest_other_class,
-                          pgd_evasion_radius, plot_clean_label, poison_projection, read_jsonl,
-                          resolve_clean_label_args, run_clean_label_attack, smallest_flipping_radius, success_curve,
-                          to_unit_range)
-from .data import (DATASETS, METHODS, PoisonData, balanced_subset, load_flat_images, targeted_data,
-                   untargeted_data, wrong_labels)
-from .features import (FEATURES_FILE, SMOKE_IMAGES, FeatureMap, add_network_flags, check_features_match,
-                       feature_network, smoke_subset, write_smoke_dogfish)
-from .solver import add_solver_flags, halve_learning_rates, make_attack_solver
-from .trainer import ClassifierTrainer, cross_entropy, regularized_loss, softmax_layer
+import importlib
+from typing import Any
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+#: submodule -> the public names it defines; ``poisoning.X`` imports the submodule on first use, so a runner
+#: that only parses its flags (``config``, ``data``) never loads TensorFlow
+_EXPORTS = {
+    "config": ("AttackDefaults", "CleanLabelDefaults", "FEATURES_FILE", "SMOKE_IMAGES", "add_attack_flags",
+               "add_clean_label_flags", "add_network_flags", "add_solver_flags", "resolve_attack_args",
+               "resolve_clean_label_args"),
+    "data": ("DATASETS", "METHODS", "PoisonData", "balanced_subset", "load_flat_images", "targeted_data",
+             "untargeted_data", "wrong_labels"),
+    "augmentation": ("data_augmentation_problem", "plot_poison_rows", "run_data_augmentation_attack"),
+    "clean_label": ("CleanLabelAttack", "FeatureCollision", "append_jsonl", "clean_label_metrics",
+                    "clean_label_paths", "closest_other_class", "pgd_evasion_radius", "plot_clean_label",
+                    "poison_projection", "read_jsonl", "run_clean_label_attack", "smallest_flipping_radius",
+                    "success_curve", "to_unit_range"),
+    "features": ("FeatureMap", "check_features_match", "feature_network", "smoke_subset", "write_smoke_dogfish"),
+    "solver": ("halve_learning_rates", "make_attack_solver"),
+    "trainer": ("ClassifierTrainer", "cross_entropy", "regularized_loss", "softmax_layer"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import keras
 import numpy as np
@@ -12,8 +11,9 @@ import tensorflow as tf
 import bilevel_tf as bl
 from bilevel_tf import experiment, models, paper_cells, tensorboard_logs
 
-from .data import DATASETS, PoisonData
-from .solver import add_solver_flags, halve_learning_rates, make_attack_solver
+from .data import PoisonData
+from .config import AttackDefaults, add_attack_flags, resolve_attack_args  # noqa: F401  (re-exported)
+from .solver import halve_learning_rates, make_attack_solver
 from .trainer import ClassifierTrainer, cross_entropy, regularized_loss
 
 def data_augmentation_problem(model: keras.Model, poison: tf.Variable, data: PoisonData,
@@ -33,82 +33,6 @@ def data_augmentation_problem(model: keras.Model, poison: tf.Variable, data: Poi
 
     return bl.BilevelProblem(upper_loss, lower_loss, [poison], model.trainable_variables,
                              upper_constraint=bl.constraints.box(0.0, 1.0))
-
-
-# =========================================================================== MNIST runner plumbing
-@dataclass
-class AttackDefaults:
-    """The constants block of a data-augmentation runner (the paper's / original's knobs)."""
-
-    num_poison: Mapping[str, int]                      # dataset -> number of poison points
-    splits: Mapping[str, Tuple[int, int, int]]        # dataset (and "smoke") -> (train, val, test)
-    learning_rates: Mapping[str, Mapping[str, float]]  # method -> lr_u, lr_v (, lr_p)
-    rho: float
-    lam: float
-    eps: float
-    nu: float
-    sigma: float
-    halve_every: int
-    full_epochs: int
-    pretrain_lr: float
-    weight_decay: float
-    smoke: Mapping[str, int] = field(default_factory=lambda: dict(num_poison=6, epochs=3, inner_steps=2,
-                                                                   full_epochs=100))
-
-    @classmethod
-    def from_constants(cls, constants: Mapping[str, Any]) -> "AttackDefaults":
-        """Read a runner's module-level constants (NUM_POISON, DIGITS_NUM_POISON, SPLITS, LEARNING_RATES, RHO,
-        LAM, EPS, NU, SIGMA, HALVE_EVERY, FULL_EPOCHS, PRETRAIN_LR, WEIGHT_DECAY)."""
-        c = constants
-        return cls(num_poison={"mnist": c["NUM_POISON"], "digits": c["DIGITS_NUM_POISON"]}, splits=c["SPLITS"],
-                   learning_rates=c["LEARNING_RATES"], rho=c["RHO"], lam=c["LAM"], eps=c["EPS"], nu=c["NU"],
-                   sigma=c["SIGMA"], halve_every=c["HALVE_EVERY"], full_epochs=c["FULL_EPOCHS"],
-                   pretrain_lr=c["PRETRAIN_LR"], weight_decay=c["WEIGHT_DECAY"])
-
-
-def add_attack_flags(p, d: AttackDefaults) -> None:
-    experiment.add_fit_flags(p, strategy=False)  # a full-batch attack: nothing to split across replicas
-    lrs = "; ".join(f"{m}: " + ", ".join(f"{k}={v:g}" for k, v in lr.items()) for m, lr in d.learning_rates.items())
-    p.add_argument("--dataset", default="mnist", choices=list(DATASETS),
-                   help="mnist (the paper's; keras cache, never downloaded) or digits (bundled 8x8, offline demo)")
-    p.add_argument("--num-poison", type=experiment.int_range(1), default=None,
-                   help="number of poison points added to the training set (default per dataset: "
-                        + ", ".join(f"{k} {v}" for k, v in d.num_poison.items()) + ")")
-    for i, name in enumerate(("train", "val", "test")):
-        p.add_argument(f"--{name}-points", type=experiment.int_range(1), default=None,
-                       help=f"{name} subset size (default per dataset: "
-                            + ", ".join(f"{k} {v[i]}" for k, v in d.splits.items()) + ")")
-    p.add_argument("--full-epochs", type=experiment.int_range(0), default=d.full_epochs,
-                   help="full-batch Adam steps to pre-train the clean model and to retrain on clean + poison")
-    p.add_argument("--pretrain-lr", type=experiment.positive_float, default=d.pretrain_lr, help="Adam learning rate of (re)training")
-    p.add_argument("--weight-decay", type=experiment.nonnegative_float, default=d.weight_decay,
-                   help="coefficient of ||W||^2 in the lower loss (original: 0.5*0.01*l2_loss = 0.0025; "
-                        "the paper says 0.05)")
-    p.add_argument("--lr-u", type=experiment.positive_float, default=None, help=f"upper (poison) learning rate; default per method ({lrs})")
-    p.add_argument("--lr-v", type=experiment.positive_float, default=None, help="lower (classifier) learning rate (default per method)")
-    p.add_argument("--lr-p", type=experiment.positive_float, default=None, help="ApproxGrad linear-system learning rate (per method)")
-    add_solver_flags(p, d)
-    p.add_argument("--halve-every", type=experiment.int_range(0), default=d.halve_every,
-                   help="ApproxGrad: halve lr_u and lr_v every N upper iterations (0: never)")
-    p.add_argument("--log-every", type=experiment.int_range(1), default=10,
-                   help="keep one history record every N upper iterations")
-
-
-def resolve_attack_args(args, d: AttackDefaults) -> None:
-    """Fill per-dataset and per-method defaults and apply --smoke sizes (in place)."""
-    if args.num_poison is None:
-        args.num_poison = d.num_poison[args.dataset]
-    split = d.splits["smoke" if args.smoke else args.dataset]
-    for name, value in zip(("train_points", "val_points", "test_points"), split):
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    for name, value in d.learning_rates[args.method].items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    if args.smoke:
-        for name, value in d.smoke.items():
-            setattr(args, name, min(getattr(args, name), value))
-        args.checkpoint_every = min(args.checkpoint_every, args.epochs)
 
 
 def run_data_augmentation_attack(args, data: PoisonData) -> Dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -15,9 +14,10 @@ import tensorflow as tf
 import bilevel_tf as bl
 from bilevel_tf import datasets, experiment, paper_cells, tensorboard_logs
 
-from .features import (FEATURES_FILE, FeatureMap, add_network_flags, check_features_match, feature_network,
+from .features import (FEATURES_FILE, FeatureMap, check_features_match, feature_network,
                        smoke_subset, write_smoke_dogfish)
-from .solver import add_solver_flags, make_attack_solver
+from .config import CleanLabelDefaults, add_clean_label_flags, resolve_clean_label_args  # noqa: F401
+from .solver import make_attack_solver
 from .trainer import ClassifierTrainer, cross_entropy, softmax_layer
 
 def poison_projection(center, radius, clip: Tuple[float, float] = (-1.0, 1.0)) -> Callable:
@@ -203,74 +203,6 @@ def clean_label_paths(args, default_data_dir: str) -> Tuple[Path, Path]:
         data_dir = Path(write_smoke_dogfish(os.path.join(args.out, "smoke_data"), seed=args.seed))
     features = Path(args.features) if getattr(args, "features", None) else data_dir / FEATURES_FILE
     return data_dir, features
-
-
-@dataclass
-class CleanLabelDefaults:
-    """The constants block of the clean-label runner (paper supp. E.4 / the original)."""
-
-    radii: Sequence[float]
-    learning_rates: Mapping[str, float]   # lr_u, lr_v (, lr_p)
-    rho: float
-    lam: float
-    eps: float
-    nu: float
-    sigma: float
-    beta: float
-    full_epochs: int
-    retrain_lr: float
-    baseline_steps: int
-    baseline_beta: float
-    baseline_lr: float
-    pgd_steps: int
-    num_targets: int
-    smoke: Mapping[str, Any] = field(default_factory=lambda: dict(
-        epochs=3, inner_steps=2, radii=(1.0, 2.0), num_targets=2, baseline_steps=3, full_epochs=50, pgd_steps=2))
-
-
-def _floats(text: str) -> Tuple[float, ...]:
-    return tuple(float(t) for t in str(text).split(",") if t.strip())
-
-
-def add_clean_label_flags(p, d: CleanLabelDefaults) -> None:
-    add_network_flags(p)
-    p.add_argument("--features", default=None,
-                   help=f"HDF5 features from extract_inception_features.py (default: <data-dir>/{FEATURES_FILE})")
-    p.add_argument("--radii", type=_floats, default=tuple(d.radii),
-                   help="comma-separated L2 radii eps searched in increasing order for each target")
-    p.add_argument("--num-targets", type=experiment.int_range(0), default=d.num_targets,
-                   help="attack the first N correctly classified test images (0: all of them)")
-    for name, value in d.learning_rates.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=experiment.positive_float, default=value,
-                       help={"lr_u": "Adam learning rate of the poison image", "lr_v": "lower-level learning rate",
-                             "lr_p": "ApproxGrad linear-system learning rate"}[name])
-    add_solver_flags(p, d)
-    p.add_argument("--beta", type=experiment.nonnegative_float, default=d.beta,
-                   help="weight of ||u - base||^2 in the upper loss (paper 0: the eps-ball instead; original 0.01)")
-    p.add_argument("--full-epochs", type=experiment.int_range(0), default=d.full_epochs,
-                   help="full-batch RMSProp steps training the softmax layer (clean, and after each poisoning)")
-    p.add_argument("--retrain-lr", type=experiment.positive_float, default=d.retrain_lr, help="RMSProp learning rate of that training")
-    p.add_argument("--baseline-steps", type=experiment.int_range(0), default=d.baseline_steps,
-                   help="iterations of the Shafahi et al. feature-collision baseline (0: skip it)")
-    p.add_argument("--baseline-beta", type=experiment.nonnegative_float, default=d.baseline_beta, help="baseline proximity weight beta")
-    p.add_argument("--baseline-lr", type=experiment.positive_float, default=d.baseline_lr, help="baseline step size lambda")
-    p.add_argument("--pgd-steps", type=experiment.int_range(0), default=d.pgd_steps,
-                   help="cleverhans L2 PGD steps of the test-time evasion reference on each target (0: skip it)")
-    p.add_argument("--figure-targets", type=experiment.int_range(0), default=10, help="targets shown in the image rows")
-
-
-def resolve_clean_label_args(args, d: CleanLabelDefaults) -> None:
-    """Apply the --smoke sizes (in place) and check the radii."""
-    if args.smoke:
-        for name, value in d.smoke.items():
-            current = getattr(args, name)
-            if name == "radii":
-                value = tuple(r for r in current if r <= max(value)) or tuple(value)
-            elif not (name == "num_targets" and not current):  # 0 = all targets: take the smoke count
-                value = min(current, value)
-            setattr(args, name, value)
-    if not args.radii or min(args.radii) <= 0:
-        raise ValueError(f"--radii must list positive numbers, got {args.radii}")
 
 
 def run_clean_label_attack(args, default_data_dir: str) -> Dict[str, Any]:

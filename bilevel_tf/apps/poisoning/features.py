@@ -10,20 +10,12 @@ import tensorflow as tf
 
 from bilevel_tf import datasets, models
 
-FEATURES_FILE = "dogfish_inception_features.h5"
-SMOKE_IMAGES = 8   # --smoke: both clean-label scripts use the first 8 training and test images
+from .config import FEATURES_FILE, SMOKE_IMAGES, add_network_flags  # noqa: F401  (re-exported)
+
 
 
 def smoke_subset(args, *arrays: np.ndarray) -> List[np.ndarray]:
     return [a[:SMOKE_IMAGES] for a in arrays] if args.smoke else list(arrays)
-
-
-def add_network_flags(p) -> None:
-    p.add_argument("--weights", default=None,
-                   help="InceptionV3 weights file (.h5); default: the ImageNet notop file in the Keras cache "
-                        "(~/.keras/models), never downloaded")
-    p.add_argument("--random-weights", action="store_true",
-                   help="random InceptionV3 weights (tests and smoke runs only; features are meaningless)")
 
 
 def feature_network(args, input_shape: Sequence[int]) -> "FeatureMap":

@@ -6,7 +6,6 @@ from typing import Optional
 import keras
 
 import bilevel_tf as bl
-from bilevel_tf import experiment
 
 from .data import METHODS  # noqa: F401  (re-exported: the methods these solvers cover)
 
@@ -39,11 +38,3 @@ def halve_learning_rates(solver: bl.BilevelSolver, every: int) -> bl.LambdaCallb
     return bl.LambdaCallback(on_step_end=on_step_end)
 
 
-def add_solver_flags(p, d) -> None:
-    """--rho --lam --eps --nu (Penalty) and --sigma (ApproxGrad), defaults from a runner's constants."""
-    p.add_argument("--rho", type=experiment.nonnegative_float, default=d.rho, help="Penalty: initial penalty weight (paper gamma_0)")
-    p.add_argument("--lam", type=experiment.nonnegative_float, default=d.lam,
-                   help="Penalty: initial weight of g in the lower objective (lambda_0)")
-    p.add_argument("--eps", type=experiment.nonnegative_float, default=d.eps, help="Penalty: initial tolerance (epsilon_0)")
-    p.add_argument("--nu", type=experiment.finite_float, default=d.nu, help="Penalty: initial multiplier (nu_0)")
-    p.add_argument("--sigma", type=experiment.nonnegative_float, default=d.sigma, help="ApproxGrad: Hessian regularizer")

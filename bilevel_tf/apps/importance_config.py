@@ -1,0 +1,173 @@
+"""The importance-learning runners' configuration: the spec a runner fills in, its flags, the demo settings.
+
+Nothing here imports TensorFlow, so a runner parses its flags (and answers ``--help``) at once; the
+experiment itself (:mod:`bilevel_tf.apps.importance`) loads after parsing.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+
+from .. import experiment
+from .importance_data import NUM_CLASSES, Sizes
+
+METHODS = ("penalty", "approxgrad", "rmd", "gd")
+
+
+@dataclass
+class DenoisingSpec:
+    """Everything that differs between the denoising runners (their constants block)."""
+
+    experiment: str                      # results.json "experiment" and default output folder
+    description: str                     # --help text
+    datasets: Dict[str, Sizes]           # data set name -> split sizes; the first is the default
+    model: Union[str, Callable[..., Any]]  # the paper's classifier: a bilevel_tf.models factory name, or any
+                                           # (input_shape, num_classes) -> logits model callable
+    noise: float                         # fraction of training labels flipped
+    epochs: int                          # passes over the training set in the bilevel phase
+    inner_steps: int                     # T
+    batch_size: int
+    pretrain_epochs: int                 # warm start: passes over the validation set
+    init_importance: Tuple[float, float]  # (disagree, agree) with the pre-trained prediction
+    hyperparams: Dict[str, Dict[str, Any]]  # method -> lr_u, lr_v, [lr_p, halve_every, pretrain_lr], solver kwargs
+    eval_epochs: float                   # budget of every evaluation classifier, in passes over train + val
+    eval_lr: float                       # its Adam learning rate
+    paper: str = ""                      # the published numbers, for the reader (results.json's "paper" entry
+                                         # comes from bilevel_tf.paper_results, and only for the paper's data)
+    augment: Optional[Dict[str, Any]] = None  # train/val augmentation (CIFAR-10); --no-augment turns it off
+    selection_threshold: Optional[float] = None  # retrain on {a > threshold} + val instead of weighting
+    overrides: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # per data set: fields to replace
+    default_data_dir: Optional[str] = None
+    default_model: str = "paper"         # --model default: "paper" (the field above) or a key of SMALL_MODELS
+    schedule: str = "original"           # --schedule default (Penalty): the paper's runs use the original's
+
+    def classifier(self, name: str, input_shape: Tuple[int, ...]):
+        """A fresh Keras classifier: the paper's (``name == "paper"``) or one of :data:`SMALL_MODELS`."""
+        from .. import models  # Keras loads here, after the flags are parsed
+        if name != "paper":
+            factory, options = SMALL_MODELS[name]
+            return getattr(models, factory)(input_shape, num_classes=NUM_CLASSES, **options)
+        factory = getattr(models, self.model) if isinstance(self.model, str) else self.model
+        return factory(input_shape, NUM_CLASSES)
+
+    def for_dataset(self, name: str) -> "DenoisingSpec":
+        """The spec with the data set's overrides applied (hyperparameter rows are merged per method)."""
+        changes = dict(self.overrides.get(name, {}))
+        rows = changes.pop("hyperparams", {})
+        merged = {m: {**row, **rows.get(m, {})} for m, row in self.hyperparams.items()}
+        return dataclasses.replace(self, hyperparams=merged, **changes)
+
+
+#: DenoisingSpec field <- the runner constant that holds it (see :func:`spec_from_constants`)
+RUNNER_CONSTANTS = dict(description="__doc__", noise="NOISE_LEVEL", epochs="EPOCHS", inner_steps="INNER_STEPS",
+                        batch_size="BATCH_SIZE", pretrain_epochs="PRETRAIN_EPOCHS", init_importance="INIT_IMPORTANCE",
+                        hyperparams="HYPERPARAMS", eval_epochs="EVAL_EPOCHS", eval_lr="EVAL_LR", paper="PAPER")
+
+
+def spec_from_constants(constants: Dict[str, Any], **fields: Any) -> DenoisingSpec:
+    """A runner's spec from its module constants (``globals()``: NOISE_LEVEL, EPOCHS, ...) plus ``fields``."""
+    return DenoisingSpec(**{f: constants[name] for f, name in RUNNER_CONSTANTS.items()}, **fields)
+
+
+#: the schedule every original Penalty runner shares: rho_0 = lamb_0 = eps_0 = 1e-2, c_rho/c_lamb/c_eps =
+#: 1.1/0.9/0.9, both learning rates x0.9 when the schedule fires
+PENALTY_SCHEDULE = dict(schedule="original", rho=1e-2, lam=1e-2, eps=1e-2, c_rho=1.1, c_lam=0.9, c_eps=0.9,
+                        lr_decay=0.9)
+#: the original ApproxGrad runners: sigma = 1e-3, lr_u and lr_v halved every 20 epochs
+APPROXGRAD_SCHEDULE = dict(sigma=1e-3, halve_every=20)
+
+#: small classifiers for the offline demo (--model): the paper's CNNs on 8x8 inputs cost as much per image as
+#: on 28x28 ones (their 5x5 / 3x3 convolutions run on padded maps) and do not fit a one-minute CPU demo
+SMALL_MODELS: Dict[str, Tuple[str, Dict[str, Any]]] = {  # --model name -> (models factory, its options)
+    "mlp": ("mlp", dict(hidden=(256,), activation="relu")),
+    "logistic": ("logistic_regression", {}),
+}
+
+#: the offline demo on scikit-learn's 8x8 digits (1000 train / 200 clean val / 597 test) for the CNN runners:
+#: the MLP above, batch 200 (5 upper iterations per epoch), 20 epochs, T = 20. The paper's learning rates are
+#: tuned for ~300 batches per epoch over 100+ epochs, so the demo takes larger lower-level steps; its
+#: evaluation classifiers train long enough (100 epochs, Adam 3e-3) for uniform weights to memorise the noise.
+DIGITS_DEMO = dict(
+    default_model="mlp", epochs=20, batch_size=200, pretrain_epochs=50, eval_epochs=100, eval_lr=3e-3,
+    inner_steps=20, schedule="auglag",
+    # the library's default schedule takes graded steps of 0.3 on the atanh logits (a first per-example step
+    # of 1 already moves a from 0.5 to 0.88); --schedule original keeps the first demo's lr_u = 1
+    hyperparams=dict(penalty=dict(lr_u=1.0, lr_v=3e-3, pretrain_lr=1e-3, by_schedule={"auglag": dict(lr_u=0.3)}),
+                     approxgrad=dict(lr_u=0.3, lr_v=1e-3, lr_p=1e-3, halve_every=None, pretrain_lr=1e-3),
+                     rmd=dict(lr_u=1.0, lr_v=0.1, pretrain_lr=1e-3),
+                     gd=dict(lr_u=1.0, lr_v=1e-3, pretrain_lr=1e-3)))
+DIGITS_SIZES = Sizes(1000, 200, 597)
+
+
+def build_parser(spec: DenoisingSpec) -> argparse.ArgumentParser:
+    names = list(spec.datasets)
+    helps = {"epochs": "passes over the training set in the bilevel phase",
+             "out": "output folder (default: runs/<experiment>/<dataset>/<method>)",
+             "method": "bilevel solver: penalty (Mehra & Hamm), approxgrad, rmd (reverse-mode unrolling), gd "
+                       "(naive alternation: never moves the importance, f does not depend on it directly)"}
+    p = experiment.parser(spec.description, method="penalty", methods=METHODS, inner_steps=spec.inner_steps,
+                          epochs=spec.epochs, helps=helps)
+    p.add_argument("--dataset", default=names[0], choices=names,
+                   help="data set: the paper's by default; 'digits' = scikit-learn's bundled 8x8 digits "
+                        "(offline demo, with its own smaller schedule)")
+    p.add_argument("--model", default=spec.default_model, choices=["paper"] + list(SMALL_MODELS),
+                   help="classifier: 'paper' = the original's network, or a small one (digits demo default)")
+    p.add_argument("--noise", type=experiment.float_range(0.0, 1.0, include_maximum=False), default=spec.noise,
+                   help="fraction of training labels flipped")
+    p.add_argument("--batch-size", type=experiment.int_range(1), default=spec.batch_size,
+                   help="training and validation batch size")
+    experiment.add_schedule_flag(p, spec.schedule)
+    experiment.add_fit_flags(p)
+    p.add_argument("--lr-u", type=experiment.positive_float, default=None, help="upper (importance) learning rate; default: table")
+    p.add_argument("--lr-v", type=experiment.positive_float, default=None, help="lower (classifier) learning rate; default: table")
+    p.add_argument("--pretrain-epochs", type=experiment.int_range(0), default=spec.pretrain_epochs,
+                   help="warm start: epochs of training on the validation set")
+    p.add_argument("--eval-epochs", type=experiment.float_range(0.0), default=spec.eval_epochs,
+                   help="budget of each evaluation classifier, in passes over train + val")
+    p.add_argument("--eval-every", type=experiment.int_range(1), default=1,
+                   help="epochs between accuracy evaluations of the lower-level network (accuracy_vs_time.png)")
+    p.add_argument("--baselines", action="store_true",
+                   help="also train the Oracle (clean train + val), Val-only and Train+Val classifiers")
+    p.add_argument("--upper-optimizer", default="per_example_adam", choices=["per_example_adam", "adam"],
+                   help="Adam with per-example moments (default) or Keras' Adam (moments of all entries "
+                        "decay every step)")
+    p.add_argument("--dropout", action="store_true",
+                   help="run the classifier's dropout in the bilevel losses (the original never enabled "
+                        "Keras' learning phase, so its dropout was off)")
+    if spec.augment is not None:
+        p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+                       help="augment training and validation batches as the original (rotation 40, shifts "
+                            "0.2, zoom 0.2, horizontal flip)")
+    p.add_argument("--synthetic-data", action="store_true",
+                   help="random arrays of the real data's shape (timing at the paper's size without the files)")
+    p.add_argument("--max-steps", type=experiment.int_range(0), default=None,
+                   help="stop the bilevel phase after this many upper iterations (timing)")
+    return p
+
+
+def parse(spec: DenoisingSpec, argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, DenoisingSpec]:
+    """Flags -> (args, the spec for the chosen data set with the flags' overrides applied)."""
+    argv = experiment.offline_smoke_argv(sys.argv[1:] if argv is None else argv)
+    pre, _ = build_parser(spec).parse_known_args(argv)
+    spec = spec.for_dataset(pre.dataset)
+    p = build_parser(spec)  # defaults (epochs, T, batch size, ...) of the chosen data set
+    if pre.out is None:  # one folder per data set, so a digits demo never resumes into a paper run
+        argv += ["--out", os.path.join("runs", spec.experiment.replace("/", "_"), pre.dataset, pre.method)]
+    args = experiment.parse(p, argv, spec.experiment)
+    if args.smoke:  # tiny sizes (see _load) and a few steps
+        args.epochs, args.inner_steps = min(args.epochs, 2), min(args.inner_steps, 2)
+        args.batch_size, args.pretrain_epochs, args.eval_epochs = min(args.batch_size, 25), 1, 1
+    spec = dataclasses.replace(spec, batch_size=args.batch_size, pretrain_epochs=args.pretrain_epochs,
+                               eval_epochs=args.eval_epochs)
+    return args, spec
+
+
+def run_denoising(argv: Optional[Sequence[str]], spec: DenoisingSpec) -> Dict[str, Any]:
+    """The whole experiment for one runner; returns the metrics (results.json has everything)."""
+    args, spec = parse(spec, argv)
+    from .importance import run_parsed  # TensorFlow loads here, after the flags are parsed
+    return run_parsed(args, spec)
