@@ -204,10 +204,12 @@ def make_strategy(args: argparse.Namespace):
 
 
 def offline_smoke_argv(argv: Sequence[str], flag: str = "--dataset", offline: str = "digits") -> List[str]:
-    """``argv`` with ``flag offline`` added when it has ``--smoke`` but no ``flag``: a smoke run is offline
-    (the bundled digits, random arrays or generated images) unless the user names the data."""
+    """``argv`` with ``flag offline`` added when it has ``--smoke`` but neither ``flag`` nor ``--data-dir``: a
+    smoke run is offline (the bundled digits, random arrays or generated images) unless the user names the
+    data (a data set, or a folder of its files)."""
     argv = list(argv)
-    if "--smoke" in argv and not any(a == flag or a.startswith(flag + "=") for a in argv):
+    named = [a for a in argv for name in (flag, "--data-dir") if a == name or a.startswith(name + "=")]
+    if "--smoke" in argv and not named:
         argv += [flag, offline]
     return argv
 
