@@ -123,10 +123,13 @@ def finite_float(text: str) -> float:
 
 
 def parser(description: str, *, method: str = "penalty", methods: Sequence[str] = METHODS,
-           inner_steps: Optional[int] = 20, epochs: Optional[int] = None, seed: int = 0,
+           inner_steps: Optional[int] = 20, epochs: Optional[int] = None,
+           upper_iterations: Optional[int] = None, seed: int = 0,
            out: Optional[str] = None, data_dir: bool = True, mixed_precision: bool = True,
            helps: Optional[Mapping[str, Optional[str]]] = None) -> argparse.ArgumentParser:
-    """An ``argparse`` parser with the flags every runner shares; the runner adds its own knobs. ``helps``
+    """An ``argparse`` parser with the flags every runner shares; the runner adds its own knobs. A budget is
+    ``epochs`` (passes over the training set) or ``upper_iterations`` (``--upper-iterations``, alias ``--epochs``
+    as the original scripts name it; stored as ``args.epochs`` all the same). ``helps``
     (flag dest -> text; None keeps the shared text) makes a shared flag's help specific to the runner."""
     p = argparse.ArgumentParser(description=description, formatter_class=_Formatter)
     helps = {k: v for k, v in (helps or {}).items() if v}
@@ -140,8 +143,11 @@ def parser(description: str, *, method: str = "penalty", methods: Sequence[str] 
     if inner_steps is not None:
         add("--inner-steps", type=int, default=inner_steps,
             help="T: lower-level steps per upper iteration (ApproxGrad also uses T linear-system steps)")
-    if epochs is not None:
-        add("--epochs", type=int, default=epochs, help="passes (or upper iterations, see above) to run")
+    if epochs is not None:  # an epoch is one pass over the training set, in every runner
+        add("--epochs", type=int, default=epochs, help="passes over the training set")
+    if upper_iterations is not None:  # runners without a training-set pass count upper iterations (K)
+        add("--upper-iterations", "--epochs", dest="epochs", type=int, default=upper_iterations,
+            help="K: upper iterations to run (--epochs: the original code's name, nepochs)")
     add("--seed", type=int_range(0, 2 ** 32 - 1), default=seed,
         help="seed for numpy, Python and TensorFlow")
     if data_dir:

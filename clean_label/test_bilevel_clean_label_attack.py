@@ -41,7 +41,8 @@ DEFAULTS = poisoning.CleanLabelDefaults(
 
 
 def main(argv=None):
-    p = experiment.parser(__doc__, methods=poisoning.METHODS, inner_steps=INNER_STEPS, epochs=EPOCHS)
+    p = experiment.parser(__doc__, methods=poisoning.METHODS, inner_steps=INNER_STEPS,
+                          upper_iterations=EPOCHS)
     poisoning.add_clean_label_flags(p, DEFAULTS)
     args = experiment.parse(p, argv, "clean_label")
     poisoning.resolve_clean_label_args(args, DEFAULTS)

@@ -39,7 +39,8 @@ def add_flags(p) -> None:
                    help="solvers to compare (--method X runs X only)")
     p.add_argument("--ts", type=int, nargs="+", default=TS, help="values of T (lower steps per upper iteration)")
     p.add_argument("--trials", type=int, default=TRIALS, help="random starts per (example, method, T)")
-    p.add_argument("--iterations", type=int, default=ITERATIONS, help="upper iterations per trial (paper's K)")
+    p.add_argument("--upper-iterations", "--iterations", dest="iterations", type=int, default=ITERATIONS,
+                   help="K: upper iterations per trial (--iterations: this runner's former name)")
     p.add_argument("--record-every", type=int, default=RECORD_EVERY,
                    help="record the distance to the solution every N upper iterations")
     p.add_argument("--dim", type=int, default=DIM, help="dimension of u and of v")

@@ -54,3 +54,25 @@ def test_help_exits_zero_and_explains_every_option(runner, monkeypatch, capsys):
     assert not undocumented, f"{runner}: options without a help text: {undocumented}"
     for action in options:
         assert action.option_strings[0] in text, (runner, action.option_strings[0])
+
+
+def test_budget_flags_have_one_meaning():
+    from bilevel_tf import experiment
+    passes = experiment.parser("", epochs=7)
+    assert passes.parse_args([]).epochs == 7
+    assert "passes over the training set" in passes.format_help()
+    upper = experiment.parser("", upper_iterations=5)
+    assert upper.parse_args([]).epochs == 5
+    assert upper.parse_args(["--upper-iterations", "3"]).epochs == 3
+    assert upper.parse_args(["--epochs", "4"]).epochs == 4  # the original scripts' name for K
+    assert "K: upper iterations" in upper.format_help()
+
+
+@pytest.mark.parametrize("runner", [r for r in RUNNERS if "poisoning/" in r and "time_" not in r]
+                         + ["clean_label/test_bilevel_clean_label_attack.py", "synthetic_examples/test_synthetic.py",
+                            "data_denoising/hyper_cleaning/data_hyper_clean.py",
+                            "few_shot/omniglot/test_bilevel_few_shot_learning_omniglot.py"])
+def test_runners_that_count_upper_iterations_accept_upper_iterations(runner, capsys):
+    with pytest.raises(SystemExit):
+        load_runner(runner).main(["--help"])
+    assert "--upper-iterations" in capsys.readouterr().out

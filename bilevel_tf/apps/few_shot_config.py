@@ -68,8 +68,9 @@ def build_parser(description: str, defaults: Dict, datasets: Sequence[str],
     p.add_argument("--query", type=int, default=defaults["query"], help="query images per class")
     p.add_argument("--meta-batch", type=int, default=None,
                    help=f"tasks per meta-iteration (default: {defaults['meta_batch_help']})")
-    p.add_argument("--meta-iterations", "--epochs", dest="meta_iterations", type=int, default=None,
-                   help=f"upper iterations (default: {defaults['meta_iterations_help']})")
+    p.add_argument("--meta-iterations", "--upper-iterations", "--epochs", dest="meta_iterations", type=int,
+                   default=None, help=f"upper iterations K (default: {defaults['meta_iterations_help']}); "
+                                      "--epochs: the original code's name")
     p.add_argument("--lr-u", type=experiment.positive_float, default=defaults["lr_u"], help="Adam learning rate of the representation")
     p.add_argument("--lr-v", type=experiment.positive_float, default=defaults["lr_v"], help="Adam learning rate of the task heads")
     p.add_argument("--lr-p", type=experiment.positive_float, default=defaults["lr_p"], help="ApproxGrad: Adam rate of the linear solve")

@@ -35,6 +35,8 @@ def add_flags(p: argparse.ArgumentParser, table: Optional[Dict[Tuple[str, str], 
         key = flag[2:]
         per_method = ", ".join(f"{m} {v[key]}" for (m, net), v in (table or {}).items() if net == "linear" and key in v)
         names = [flag] + ([flag.replace("_", "-")] if "_" in flag else [])  # PBGD's names and hyphenated ones
+        if key == "outer_itr":  # the name the other runners give the same count
+            names.append("--upper-iterations")
         p.add_argument(*names, dest=key, type=kind, default=None,
                        help=what + (f" (default for the linear net: {per_method}; MLP rows may differ)"
                                     if per_method else ""))

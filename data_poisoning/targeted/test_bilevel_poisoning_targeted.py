@@ -31,7 +31,8 @@ DEFAULTS = poisoning.AttackDefaults.from_constants(globals())  # the block above
 
 
 def main(argv=None):
-    p = experiment.parser(__doc__, methods=poisoning.METHODS, inner_steps=INNER_STEPS, epochs=EPOCHS)
+    p = experiment.parser(__doc__, methods=poisoning.METHODS, inner_steps=INNER_STEPS,
+                          upper_iterations=EPOCHS)
     poisoning.add_attack_flags(p, DEFAULTS)
     p.add_argument("--source-class", type=int, default=SOURCE_CLASS, help="class whose test images should be misread")
     p.add_argument("--target-class", type=int, default=TARGET_CLASS, help="the label the attacker wants them to get")

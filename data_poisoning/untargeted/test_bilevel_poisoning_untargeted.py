@@ -29,7 +29,8 @@ DEFAULTS = poisoning.AttackDefaults.from_constants(globals())  # the block above
 
 
 def main(argv=None):
-    p = experiment.parser(__doc__, methods=poisoning.METHODS, inner_steps=INNER_STEPS, epochs=EPOCHS)
+    p = experiment.parser(__doc__, methods=poisoning.METHODS, inner_steps=INNER_STEPS,
+                          upper_iterations=EPOCHS)
     poisoning.add_attack_flags(p, DEFAULTS)
     args = experiment.parse(p, argv, "data_poisoning/untargeted", offline_dataset="digits")
     poisoning.resolve_attack_args(args, DEFAULTS)
