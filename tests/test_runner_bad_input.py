@@ -51,7 +51,7 @@ FLAG_CASES = [
     (LARGE, DIGITS + ["--eval-every", "0"], "argument --eval-every: must be an integer >= 1, got '0'"),
     (UNTARGETED, DIGITS + ["--checkpoint-every", "0"], "argument --checkpoint-every: must be an integer >= 1, got '0'"),
     (UNTARGETED, DIGITS + ["--seed", "-1"], "argument --seed: must be an integer in [0, 4294967295], got '-1'"),
-    (HYPER, DIGITS + ["--outer_itr", "0"], "argument --outer_itr/--outer-itr: must be an integer >= 1, got '0'"),
+    (HYPER, DIGITS + ["--outer_itr", "0"], "argument --outer_itr/--outer-itr/--upper-iterations: must be an integer >= 1, got '0'"),
     (CLEAN_LABEL, ["--smoke", "--num-targets", "-1"], "argument --num-targets: must be an integer >= 0, got '-1'"),
     (OMNIGLOT, DIGITS + ["--k-shot", "0"], "--k-shot must be >= 1, got 0"),
     (PREPROCESS, ["--val-per-class", "-1"], "argument --val-per-class: must be an integer >= 0, got '-1'"),

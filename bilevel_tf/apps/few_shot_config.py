@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Dict, NamedTuple, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Callable, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -48,65 +49,92 @@ def rotated_digits(n_train_digits: int = 7, rotations: Sequence[int] = (0, 90, 1
     return FewShotData(Split(x, y, classes[:n_train]), Split(x, y, classes[n_train:]), "digits")
 
 
+@dataclass(frozen=True)
+class FewShotDefaults:
+    """A few-shot runner's constants block (the paper's / original's settings; fields named as the flags).
+    ``meta_batch`` and ``meta_iterations`` are functions ``(n_way, k_shot, method) -> value`` resolved after
+    parsing (the original picks them by N and K), described in ``--help`` by the two ``*_help`` texts."""
+
+    n_way: int
+    k_shot: int
+    query: int
+    inner_steps: int
+    lr_u: float
+    lr_v: float
+    lr_p: float
+    sigma: float
+    rho: float
+    lam: float
+    eps: float
+    nu: float
+    lr_decay: float
+    test_tasks: int
+    test_steps: int
+    test_lr: float
+    eval_every: int
+    meta_batch: Callable[[int, int, str], int]
+    meta_iterations: Callable[[int, int, str], int]
+    meta_batch_help: str
+    meta_iterations_help: str
+
+
 SMOKE = dict(n_way=5, k_shot=1, query=2, meta_batch=2, meta_iterations=4, inner_steps=2, test_tasks=4,
              eval_tasks=4, eval_every=2, test_steps=5, checkpoint_every=2)
 
 
-def build_parser(description: str, defaults: Dict, datasets: Sequence[str],
+def build_parser(description: str, defaults: "FewShotDefaults", datasets: Sequence[str],
                  data_help: Optional[str] = None) -> argparse.ArgumentParser:
-    """The shared flags plus the few-shot knobs; ``defaults`` holds a runner's constants (keys as the flags),
-    except ``meta_batch`` / ``meta_iterations``: callables ``(n_way, k_shot, method) -> value`` resolved after
-    parsing (the original picks them by N), described by ``meta_batch_help`` / ``meta_iterations_help``."""
+    """The shared flags plus the few-shot knobs, their defaults from a runner's :class:`FewShotDefaults`."""
     helps = {"method": "bilevel solver: penalty (Mehra & Hamm) or approxgrad", "data_dir": data_help}
-    p = experiment.parser(description, method="penalty", methods=METHODS, inner_steps=defaults["inner_steps"],
+    p = experiment.parser(description, method="penalty", methods=METHODS, inner_steps=defaults.inner_steps,
                           helps=helps)
     experiment.add_fit_flags(p, strategy=False)  # meta-batches come from Python callables, not split per replica
     p.add_argument("--dataset", default=datasets[0], choices=list(datasets),
                    help="data set; 'digits' = scikit-learn's 8x8 digits x 4 rotations (offline demo, 28/12 classes)")
-    p.add_argument("--n-way", type=int, default=defaults["n_way"], help="N: classes per task")
-    p.add_argument("--k-shot", type=int, default=defaults["k_shot"], help="K: support images per class")
-    p.add_argument("--query", type=int, default=defaults["query"], help="query images per class")
+    p.add_argument("--n-way", type=int, default=defaults.n_way, help="N: classes per task")
+    p.add_argument("--k-shot", type=int, default=defaults.k_shot, help="K: support images per class")
+    p.add_argument("--query", type=int, default=defaults.query, help="query images per class")
     p.add_argument("--meta-batch", type=int, default=None,
-                   help=f"tasks per meta-iteration (default: {defaults['meta_batch_help']})")
+                   help=f"tasks per meta-iteration (default: {defaults.meta_batch_help})")
     p.add_argument("--meta-iterations", "--upper-iterations", "--epochs", dest="meta_iterations", type=int,
-                   default=None, help=f"upper iterations K (default: {defaults['meta_iterations_help']}); "
+                   default=None, help=f"upper iterations K (default: {defaults.meta_iterations_help}); "
                                       "--epochs: the original code's name")
-    p.add_argument("--lr-u", type=experiment.positive_float, default=defaults["lr_u"], help="Adam learning rate of the representation")
-    p.add_argument("--lr-v", type=experiment.positive_float, default=defaults["lr_v"], help="Adam learning rate of the task heads")
-    p.add_argument("--lr-p", type=experiment.positive_float, default=defaults["lr_p"], help="ApproxGrad: Adam rate of the linear solve")
-    p.add_argument("--sigma", type=experiment.nonnegative_float, default=defaults["sigma"], help="ApproxGrad: Hessian regularizer")
-    p.add_argument("--rho", type=experiment.nonnegative_float, default=defaults["rho"], help="Penalty: initial penalty weight (paper gamma_0)")
-    p.add_argument("--lam", type=experiment.nonnegative_float, default=defaults["lam"], help="Penalty: initial weight of g in h_l")
-    p.add_argument("--eps", type=experiment.nonnegative_float, default=defaults["eps"], help="Penalty: initial tolerance")
-    p.add_argument("--nu", type=experiment.finite_float, default=defaults["nu"], help="Penalty: initial multiplier entries")
-    p.add_argument("--lr-decay", type=experiment.float_range(0.0, 1.0), default=defaults["lr_decay"],
+    p.add_argument("--lr-u", type=experiment.positive_float, default=defaults.lr_u, help="Adam learning rate of the representation")
+    p.add_argument("--lr-v", type=experiment.positive_float, default=defaults.lr_v, help="Adam learning rate of the task heads")
+    p.add_argument("--lr-p", type=experiment.positive_float, default=defaults.lr_p, help="ApproxGrad: Adam rate of the linear solve")
+    p.add_argument("--sigma", type=experiment.nonnegative_float, default=defaults.sigma, help="ApproxGrad: Hessian regularizer")
+    p.add_argument("--rho", type=experiment.nonnegative_float, default=defaults.rho, help="Penalty: initial penalty weight (paper gamma_0)")
+    p.add_argument("--lam", type=experiment.nonnegative_float, default=defaults.lam, help="Penalty: initial weight of g in h_l")
+    p.add_argument("--eps", type=experiment.nonnegative_float, default=defaults.eps, help="Penalty: initial tolerance")
+    p.add_argument("--nu", type=experiment.finite_float, default=defaults.nu, help="Penalty: initial multiplier entries")
+    p.add_argument("--lr-decay", type=experiment.float_range(0.0, 1.0), default=defaults.lr_decay,
                    help="Penalty: learning-rate factor when the schedule fires (few-shot original: 0.99)")
-    p.add_argument("--test-tasks", type=int, default=defaults["test_tasks"],
+    p.add_argument("--test-tasks", type=int, default=defaults.test_tasks,
                    help="meta-test tasks for the final accuracy and its 95%% interval")
     p.add_argument("--eval-tasks", type=int, default=None,
                    help="tasks per point of the accuracy-vs-time curves, on meta-train and on meta-test classes "
                         "(default: --test-tasks)")
-    p.add_argument("--eval-every", type=int, default=defaults["eval_every"],
+    p.add_argument("--eval-every", type=int, default=defaults.eval_every,
                    help="evaluate the curves every N meta-iterations")
     p.add_argument("--eval-batch", type=int, default=None,
                    help="tasks per compiled meta-test call (default: the meta-batch; does not change results)")
-    p.add_argument("--test-steps", type=int, default=defaults["test_steps"],
+    p.add_argument("--test-steps", type=int, default=defaults.test_steps,
                    help="Adam steps training each meta-test task's head on its support set")
-    p.add_argument("--test-lr", type=experiment.positive_float, default=defaults["test_lr"], help="Adam rate of those steps")
+    p.add_argument("--test-lr", type=experiment.positive_float, default=defaults.test_lr, help="Adam rate of those steps")
     return p
 
 
 def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment_name: str,
-          defaults: Dict) -> argparse.Namespace:
+          defaults: "FewShotDefaults") -> argparse.Namespace:
     """Parse (``--smoke`` first sets tiny defaults; explicit flags still win), resolve N-dependent defaults."""
     argv = experiment.offline_smoke_argv(sys.argv[1:] if argv is None else argv)
     if "--smoke" in argv:
         p.set_defaults(**SMOKE)
     args = experiment.parse(p, argv, experiment_name)
     if args.meta_batch is None:
-        args.meta_batch = defaults["meta_batch"](args.n_way, args.k_shot, args.method)
+        args.meta_batch = defaults.meta_batch(args.n_way, args.k_shot, args.method)
     if args.meta_iterations is None:
-        args.meta_iterations = defaults["meta_iterations"](args.n_way, args.k_shot, args.method)
+        args.meta_iterations = defaults.meta_iterations(args.n_way, args.k_shot, args.method)
     if args.eval_batch is None:
         args.eval_batch = args.meta_batch
     if args.eval_tasks is None:

@@ -44,8 +44,7 @@ from .importance_eval import (ClassifierTrainer, Predictor, accuracy_curves, imp
                               noise_detection, train_classifier, weighted_ce)
 from .importance_optim import PerExampleAdam
 from .importance_config import (APPROXGRAD_SCHEDULE, DIGITS_DEMO, DIGITS_SIZES, METHODS, PENALTY_SCHEDULE,  # noqa: F401
-                              RUNNER_CONSTANTS, SMALL_MODELS, DenoisingSpec, build_parser, parse, run_denoising,
-                              spec_from_constants)
+                              SMALL_MODELS, DenoisingSpec, build_parser, parse, run_denoising)
 
 Sizes = data.Sizes
 CLIP = (1e-5, 0.99999)

@@ -18,9 +18,9 @@ from .importance_data import NUM_CLASSES, Sizes
 METHODS = ("penalty", "approxgrad", "rmd", "gd")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DenoisingSpec:
-    """Everything that differs between the denoising runners (their constants block)."""
+    """Everything that differs between the denoising runners: each builds one from its constants block."""
 
     experiment: str                      # results.json "experiment" and default output folder
     description: str                     # --help text
@@ -60,17 +60,6 @@ class DenoisingSpec:
         rows = changes.pop("hyperparams", {})
         merged = {m: {**row, **rows.get(m, {})} for m, row in self.hyperparams.items()}
         return dataclasses.replace(self, hyperparams=merged, **changes)
-
-
-#: DenoisingSpec field <- the runner constant that holds it (see :func:`spec_from_constants`)
-RUNNER_CONSTANTS = dict(description="__doc__", noise="NOISE_LEVEL", epochs="EPOCHS", inner_steps="INNER_STEPS",
-                        batch_size="BATCH_SIZE", pretrain_epochs="PRETRAIN_EPOCHS", init_importance="INIT_IMPORTANCE",
-                        hyperparams="HYPERPARAMS", eval_epochs="EVAL_EPOCHS", eval_lr="EVAL_LR", paper="PAPER")
-
-
-def spec_from_constants(constants: Dict[str, Any], **fields: Any) -> DenoisingSpec:
-    """A runner's spec from its module constants (``globals()``: NOISE_LEVEL, EPOCHS, ...) plus ``fields``."""
-    return DenoisingSpec(**{f: constants[name] for f, name in RUNNER_CONSTANTS.items()}, **fields)
 
 
 #: the schedule every original Penalty runner shares: rho_0 = lamb_0 = eps_0 = 1e-2, c_rho/c_lamb/c_eps =

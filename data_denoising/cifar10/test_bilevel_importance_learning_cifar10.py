@@ -15,7 +15,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # run from anywhere
 
 from bilevel_tf import experiment  # noqa: E402
-from bilevel_tf.apps import importance_config  # noqa: E402  (no TensorFlow before the flags are parsed)
+from bilevel_tf.apps import importance_config as denoising  # noqa: E402  (TensorFlow-free)
 from bilevel_tf.apps.importance_data import CIFAR_AUGMENTATION  # noqa: E402
 
 NOISE_LEVEL = 0.25             # the original's line 70; Table 2 also reports 0.5
@@ -31,23 +31,25 @@ PAPER = ("Table 2, CIFAR10 25% noise: Penalty 79.67 +- 1.01, ApproxGrad 71.59 +-
          "Train+Val 79.1 (50%: 79.03 / 68.08)")
 
 HYPERPARAMS = {
-    "penalty": dict(importance_config.PENALTY_SCHEDULE, lr_u=3.0, lr_v=1e-4, nu=1e-4, pretrain_lr=1e-4),
-    "approxgrad": dict(importance_config.APPROXGRAD_SCHEDULE, lr_u=1.0, lr_v=1e-5, lr_p=1e-4, pretrain_lr=1e-3),
+    "penalty": dict(denoising.PENALTY_SCHEDULE, lr_u=3.0, lr_v=1e-4, nu=1e-4, pretrain_lr=1e-4),
+    "approxgrad": dict(denoising.APPROXGRAD_SCHEDULE, lr_u=1.0, lr_v=1e-5, lr_p=1e-4, pretrain_lr=1e-3),
     "rmd": dict(lr_u=1.0, lr_v=1e-2, pretrain_lr=1e-4),  # not in the paper, untuned
     "gd": dict(lr_u=3.0, lr_v=1e-4, pretrain_lr=1e-4),
 }
 
-SPEC = importance_config.spec_from_constants(
-    globals(),
+SPEC = denoising.DenoisingSpec(  # the constants above, and where this runner differs
+    description=__doc__, noise=NOISE_LEVEL, epochs=EPOCHS, inner_steps=INNER_STEPS, batch_size=BATCH_SIZE,
+    pretrain_epochs=PRETRAIN_EPOCHS, init_importance=INIT_IMPORTANCE, hyperparams=HYPERPARAMS,
+    eval_epochs=EVAL_EPOCHS, eval_lr=EVAL_LR, paper=PAPER,
     experiment="data_denoising/cifar10",
-    datasets={"cifar10": importance_config.Sizes(40000, 10000, 10000), "digits": importance_config.DIGITS_SIZES},
+    datasets={"cifar10": denoising.Sizes(40000, 10000, 10000), "digits": denoising.DIGITS_SIZES},
     model="cifar10_cnn",
     augment=AUGMENTATION,
-    overrides={"digits": importance_config.DIGITS_DEMO})
+    overrides={"digits": denoising.DIGITS_DEMO})
 
 
 def main(argv=None):
-    return importance_config.run_denoising(argv, SPEC)
+    return denoising.run_denoising(argv, SPEC)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # run from anywhere
 
 from bilevel_tf import experiment  # noqa: E402
-from bilevel_tf.apps import importance_config  # noqa: E402  (no TensorFlow before the flags are parsed)
+from bilevel_tf.apps import importance_config as denoising  # noqa: E402  (TensorFlow-free)
 
 NOISE_LEVEL = 0.25             # the original's line 64; Table 2 also reports 0.5
 EPOCHS = 100                   # nepochs (upper iterations = EPOCHS * 59000 / BATCH_SIZE)
@@ -29,26 +29,28 @@ PAPER = "Table 2, MNIST 25% noise: Penalty 98.89 +- 0.04, ApproxGrad 98.11 +- 0.
 
 HYPERPARAMS = {
     # Penalty runner: lr_u=3, lr_v=1e-4, rho_0=lamb_0=eps_0=1e-2, nu_0=1e-6, c 1.1/0.9/0.9, lrs x0.9 on updates
-    "penalty": dict(importance_config.PENALTY_SCHEDULE, lr_u=3.0, lr_v=1e-4, nu=1e-6, pretrain_lr=1e-4),
+    "penalty": dict(denoising.PENALTY_SCHEDULE, lr_u=3.0, lr_v=1e-4, nu=1e-6, pretrain_lr=1e-4),
     # ApproxGrad runner: lr_u=1, lr_v=1e-6, lr_p=1e-5, sigma=1e-3, lr_u and lr_v halved every 20 epochs,
     # pre-training with Adam(1e-3)
-    "approxgrad": dict(importance_config.APPROXGRAD_SCHEDULE, lr_u=1.0, lr_v=1e-6, lr_p=1e-5, pretrain_lr=1e-3),
+    "approxgrad": dict(denoising.APPROXGRAD_SCHEDULE, lr_u=1.0, lr_v=1e-6, lr_p=1e-5, pretrain_lr=1e-3),
     # not in the paper (untuned): reverse-mode unrolling through T SGD steps, and naive alternation
     "rmd": dict(lr_u=1.0, lr_v=1e-2, pretrain_lr=1e-4),
     "gd": dict(lr_u=3.0, lr_v=1e-4, pretrain_lr=1e-4),
 }
 
-SPEC = importance_config.spec_from_constants(
-    globals(),
+SPEC = denoising.DenoisingSpec(  # the constants above, and where this runner differs
+    description=__doc__, noise=NOISE_LEVEL, epochs=EPOCHS, inner_steps=INNER_STEPS, batch_size=BATCH_SIZE,
+    pretrain_epochs=PRETRAIN_EPOCHS, init_importance=INIT_IMPORTANCE, hyperparams=HYPERPARAMS,
+    eval_epochs=EVAL_EPOCHS, eval_lr=EVAL_LR, paper=PAPER,
     experiment="data_denoising/mnist_large_scale",
-    datasets={"mnist": importance_config.Sizes(59000, 1000, 10000), "fashion_mnist": importance_config.Sizes(59000, 1000, 10000),
-              "digits": importance_config.DIGITS_SIZES},
+    datasets={"mnist": denoising.Sizes(59000, 1000, 10000), "fashion_mnist": denoising.Sizes(59000, 1000, 10000),
+              "digits": denoising.DIGITS_SIZES},
     model="mnist_cnn",
-    overrides={"digits": importance_config.DIGITS_DEMO})
+    overrides={"digits": denoising.DIGITS_DEMO})
 
 
 def main(argv=None):
-    return importance_config.run_denoising(argv, SPEC)
+    return denoising.run_denoising(argv, SPEC)
 
 
 if __name__ == "__main__":

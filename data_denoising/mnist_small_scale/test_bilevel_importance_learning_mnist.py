@@ -16,7 +16,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # run from anywhere
 
 from bilevel_tf import experiment  # noqa: E402
-from bilevel_tf.apps import importance_config  # noqa: E402  (no TensorFlow before the flags are parsed)
+from bilevel_tf.apps import importance_config as denoising  # noqa: E402  (TensorFlow-free)
 
 NOISE_LEVEL = 0.5              # the original's line 62
 EPOCHS = 100                   # nepochs
@@ -32,9 +32,9 @@ PAPER = ("supp. D.1.1, MNIST 5000/5000/10000, 50% noise, retrain on {a > 0.9} + 
 
 HYPERPARAMS = {
     # the original runner: lr_u=3, lr_v=1e-4, rho_0=lamb_0=eps_0=1e-2, nu_0=1e-4 (the paper lists nu_0=0)
-    "penalty": dict(importance_config.PENALTY_SCHEDULE, lr_u=3.0, lr_v=1e-4, nu=1e-4, pretrain_lr=1e-4),
+    "penalty": dict(denoising.PENALTY_SCHEDULE, lr_u=3.0, lr_v=1e-4, nu=1e-4, pretrain_lr=1e-4),
     # no original runner at this scale: the large-scale MNIST ApproxGrad values
-    "approxgrad": dict(importance_config.APPROXGRAD_SCHEDULE, lr_u=1.0, lr_v=1e-6, lr_p=1e-5, pretrain_lr=1e-4),
+    "approxgrad": dict(denoising.APPROXGRAD_SCHEDULE, lr_u=1.0, lr_v=1e-6, lr_p=1e-5, pretrain_lr=1e-4),
     # Franceschi et al.'s reverse-mode hypergradient (T SGD steps); not the original's code, untuned
     "rmd": dict(lr_u=1.0, lr_v=0.1, pretrain_lr=1e-4),
     "gd": dict(lr_u=3.0, lr_v=1e-4, pretrain_lr=1e-4),
@@ -47,18 +47,20 @@ DIGITS = dict(epochs=20, batch_size=100, pretrain_epochs=100, eval_epochs=100, e
                                approxgrad=dict(lr_u=0.3, lr_v=1e-2, lr_p=1e-2, halve_every=None, pretrain_lr=1e-2),
                                rmd=dict(lr_v=0.3, pretrain_lr=1e-2), gd=dict(lr_v=1e-2, pretrain_lr=1e-2)))
 
-SPEC = importance_config.spec_from_constants(
-    globals(),
+SPEC = denoising.DenoisingSpec(  # the constants above, and where this runner differs
+    description=__doc__, noise=NOISE_LEVEL, epochs=EPOCHS, inner_steps=INNER_STEPS, batch_size=BATCH_SIZE,
+    pretrain_epochs=PRETRAIN_EPOCHS, init_importance=INIT_IMPORTANCE, hyperparams=HYPERPARAMS,
+    eval_epochs=EVAL_EPOCHS, eval_lr=EVAL_LR, paper=PAPER,
     experiment="data_denoising/mnist_small_scale",
-    datasets={"mnist": importance_config.Sizes(5000, 5000, 10000), "fashion_mnist": importance_config.Sizes(5000, 5000, 10000),
-              "digits": importance_config.DIGITS_SIZES},
+    datasets={"mnist": denoising.Sizes(5000, 5000, 10000), "fashion_mnist": denoising.Sizes(5000, 5000, 10000),
+              "digits": denoising.DIGITS_SIZES},
     model="logistic_regression",
     selection_threshold=SELECTION_THRESHOLD,
     overrides={"digits": DIGITS})
 
 
 def main(argv=None):
-    return importance_config.run_denoising(argv, SPEC)
+    return denoising.run_denoising(argv, SPEC)
 
 
 if __name__ == "__main__":

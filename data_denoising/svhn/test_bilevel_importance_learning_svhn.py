@@ -17,7 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", ".."))  # run from anywhere
 
 from bilevel_tf import experiment  # noqa: E402
-from bilevel_tf.apps import importance_config  # noqa: E402  (no TensorFlow before the flags are parsed)
+from bilevel_tf.apps import importance_config as denoising  # noqa: E402  (TensorFlow-free)
 
 NOISE_LEVEL = 0.5              # the original's line 62; Table 2 also reports 0.25
 EPOCHS = 101                   # nepochs
@@ -32,23 +32,25 @@ PAPER = ("Table 2, SVHN 50% noise: Penalty 85.21 +- 0.34, ApproxGrad 74.18 +- 1.
 
 HYPERPARAMS = {
     # the original runner: lr_v=1e-5 and nu_0=0 (unlike MNIST / CIFAR-10)
-    "penalty": dict(importance_config.PENALTY_SCHEDULE, lr_u=3.0, lr_v=1e-5, nu=0.0, pretrain_lr=1e-5),
-    "approxgrad": dict(importance_config.APPROXGRAD_SCHEDULE, lr_u=1.0, lr_v=1e-6, lr_p=1e-5, pretrain_lr=1e-3),
+    "penalty": dict(denoising.PENALTY_SCHEDULE, lr_u=3.0, lr_v=1e-5, nu=0.0, pretrain_lr=1e-5),
+    "approxgrad": dict(denoising.APPROXGRAD_SCHEDULE, lr_u=1.0, lr_v=1e-6, lr_p=1e-5, pretrain_lr=1e-3),
     "rmd": dict(lr_u=1.0, lr_v=1e-4, pretrain_lr=1e-5),  # not in the paper, untuned (inputs are 0..255)
     "gd": dict(lr_u=3.0, lr_v=1e-5, pretrain_lr=1e-5),
 }
 
-SPEC = importance_config.spec_from_constants(
-    globals(),
+SPEC = denoising.DenoisingSpec(  # the constants above, and where this runner differs
+    description=__doc__, noise=NOISE_LEVEL, epochs=EPOCHS, inner_steps=INNER_STEPS, batch_size=BATCH_SIZE,
+    pretrain_epochs=PRETRAIN_EPOCHS, init_importance=INIT_IMPORTANCE, hyperparams=HYPERPARAMS,
+    eval_epochs=EVAL_EPOCHS, eval_lr=EVAL_LR, paper=PAPER,
     experiment="data_denoising/svhn",
-    datasets={"svhn": importance_config.Sizes(72257, 1000, 26032), "digits": importance_config.DIGITS_SIZES},
+    datasets={"svhn": denoising.Sizes(72257, 1000, 26032), "digits": denoising.DIGITS_SIZES},
     model="svhn_cnn",
     default_data_dir=HERE,
-    overrides={"digits": importance_config.DIGITS_DEMO})
+    overrides={"digits": denoising.DIGITS_DEMO})
 
 
 def main(argv=None):
-    return importance_config.run_denoising(argv, SPEC)
+    return denoising.run_denoising(argv, SPEC)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,10 @@ LEARNING_RATES = {"penalty": dict(lr_u=1e-1, lr_v=1e-3),
 RHO, LAM, EPS, NU = 10.0, 100.0, 1.0, 0.0               # Penalty rho_0 (paper gamma_0), lambda_0, eps_0, nu_0
 SIGMA, HALVE_EVERY = 1e-3, 1000                          # ApproxGrad
 
-DEFAULTS = poisoning.AttackDefaults.from_constants(globals())  # the block above
+DEFAULTS = poisoning.AttackDefaults(  # the block above
+    num_poison={"mnist": NUM_POISON, "digits": DIGITS_NUM_POISON}, splits=SPLITS, learning_rates=LEARNING_RATES,
+    rho=RHO, lam=LAM, eps=EPS, nu=NU, sigma=SIGMA, halve_every=HALVE_EVERY, full_epochs=FULL_EPOCHS,
+    pretrain_lr=PRETRAIN_LR, weight_decay=WEIGHT_DECAY)
 
 
 def main(argv=None):

@@ -53,11 +53,12 @@ def meta_iterations(n_way, k_shot, method):
     return 20001
 
 
-DEFAULTS = dict(n_way=N_WAY, k_shot=K_SHOT, query=N_QUERY, inner_steps=INNER_STEPS, lr_u=LR_U, lr_v=LR_V,
-                lr_p=LR_P, sigma=SIGMA, rho=RHO, lam=LAM, eps=EPS, nu=NU, lr_decay=LR_DECAY, test_tasks=TEST_TASKS,
-                test_steps=TEST_STEPS, test_lr=TEST_LR, eval_every=EVAL_EVERY, meta_batch=meta_batch,
-                meta_iterations=meta_iterations, meta_batch_help=str(META_BATCH),
-                meta_iterations_help="Penalty 20001; ApproxGrad 10000 for 5-shot, 20000 for 1-shot")
+DEFAULTS = few_shot_config.FewShotDefaults(
+    n_way=N_WAY, k_shot=K_SHOT, query=N_QUERY, inner_steps=INNER_STEPS, lr_u=LR_U, lr_v=LR_V,
+    lr_p=LR_P, sigma=SIGMA, rho=RHO, lam=LAM, eps=EPS, nu=NU, lr_decay=LR_DECAY, test_tasks=TEST_TASKS,
+    test_steps=TEST_STEPS, test_lr=TEST_LR, eval_every=EVAL_EVERY, meta_batch=meta_batch,
+    meta_iterations=meta_iterations, meta_batch_help=str(META_BATCH),
+    meta_iterations_help="Penalty 20001; ApproxGrad 10000 for 5-shot, 20000 for 1-shot")
 
 
 def load_data(args):

@@ -45,11 +45,12 @@ def meta_iterations(n_way, k_shot, method):
     return 5000 if n_way == 5 else 10000
 
 
-DEFAULTS = dict(n_way=N_WAY, k_shot=K_SHOT, query=N_QUERY, inner_steps=INNER_STEPS, lr_u=LR_U, lr_v=LR_V,
-                lr_p=LR_P, sigma=SIGMA, rho=RHO, lam=LAM, eps=EPS, nu=NU, lr_decay=LR_DECAY, test_tasks=TEST_TASKS,
-                test_steps=TEST_STEPS, test_lr=TEST_LR, eval_every=EVAL_EVERY, meta_batch=meta_batch,
-                meta_iterations=meta_iterations, meta_batch_help="30 for 5-way, 15 otherwise",
-                meta_iterations_help="5000 for 5-way, 10000 otherwise")
+DEFAULTS = few_shot_config.FewShotDefaults(
+    n_way=N_WAY, k_shot=K_SHOT, query=N_QUERY, inner_steps=INNER_STEPS, lr_u=LR_U, lr_v=LR_V,
+    lr_p=LR_P, sigma=SIGMA, rho=RHO, lam=LAM, eps=EPS, nu=NU, lr_decay=LR_DECAY, test_tasks=TEST_TASKS,
+    test_steps=TEST_STEPS, test_lr=TEST_LR, eval_every=EVAL_EVERY, meta_batch=meta_batch,
+    meta_iterations=meta_iterations, meta_batch_help="30 for 5-way, 15 otherwise",
+    meta_iterations_help="5000 for 5-way, 10000 otherwise")
 
 
 def load_data(args):
@@ -57,8 +58,8 @@ def load_data(args):
         return few_shot_config.rotated_digits()
     data_dir = args.data_dir or os.path.dirname(os.path.abspath(__file__))
     x, y, train_classes, test_classes = load_omniglot(data_dir, n_train_characters=args.train_characters)
-    return few_shot_config.FewShotData(few_shot_config.Split(x, y, train_classes), few_shot_config.Split(x, y, test_classes),
-                                "omniglot")
+    train, test = few_shot_config.Split(x, y, train_classes), few_shot_config.Split(x, y, test_classes)
+    return few_shot_config.FewShotData(train, test, "omniglot")
 
 
 def main(argv=None):

@@ -33,7 +33,7 @@ def add_network_flags(p) -> None:
 
 
 
-@dataclass
+@dataclass(frozen=True)
 class AttackDefaults:
     """The constants block of a data-augmentation runner (the paper's / original's knobs)."""
 
@@ -52,15 +52,6 @@ class AttackDefaults:
     smoke: Mapping[str, int] = field(default_factory=lambda: dict(num_poison=6, epochs=3, inner_steps=2,
                                                                    full_epochs=100))
 
-    @classmethod
-    def from_constants(cls, constants: Mapping[str, Any]) -> "AttackDefaults":
-        """Read a runner's module-level constants (NUM_POISON, DIGITS_NUM_POISON, SPLITS, LEARNING_RATES, RHO,
-        LAM, EPS, NU, SIGMA, HALVE_EVERY, FULL_EPOCHS, PRETRAIN_LR, WEIGHT_DECAY)."""
-        c = constants
-        return cls(num_poison={"mnist": c["NUM_POISON"], "digits": c["DIGITS_NUM_POISON"]}, splits=c["SPLITS"],
-                   learning_rates=c["LEARNING_RATES"], rho=c["RHO"], lam=c["LAM"], eps=c["EPS"], nu=c["NU"],
-                   sigma=c["SIGMA"], halve_every=c["HALVE_EVERY"], full_epochs=c["FULL_EPOCHS"],
-                   pretrain_lr=c["PRETRAIN_LR"], weight_decay=c["WEIGHT_DECAY"])
 
 
 def add_attack_flags(p, d: AttackDefaults) -> None:
@@ -109,7 +100,7 @@ def resolve_attack_args(args, d: AttackDefaults) -> None:
 
 
 
-@dataclass
+@dataclass(frozen=True)
 class CleanLabelDefaults:
     """The constants block of the clean-label runner (paper supp. E.4 / the original)."""
 
