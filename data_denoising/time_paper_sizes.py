@@ -55,10 +55,9 @@ def main(argv=None):
             module = load(HYPER_CLEANING)
             for method, net, extra in HYPER_CLEANING_CONFIGS:
                 flags = ["--method", method, "--net", net, "--out", os.path.join("runs", "timing")] + extra
-                run_args = importance_hyperclean.parse("", flags, module.DEFAULTS)
-                run_args.pollute_rate = module.POLLUTE_RATE
+                run_args = importance_hyperclean.parse("", flags, module.CONFIG)
                 t0 = time.perf_counter()
-                r = importance_hyperclean.time_upper_iterations(run_args, module.PENALTY, args.steps)
+                r = importance_hyperclean.time_upper_iterations(run_args, module.CONFIG.penalty, args.steps)
                 rows.append(dict(runner=f"hyper_cleaning ({net})", method=method, flags=" ".join(extra), **r,
                                  wall_seconds=time.perf_counter() - t0))
                 print(json.dumps(rows[-1]), flush=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Dict, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from .. import experiment
 
@@ -57,14 +58,27 @@ def apply_defaults(args: argparse.Namespace, table: Dict[Tuple[str, str], Dict[s
         args.gamma_argmax_step = min(args.gamma_argmax_step, 10)
 
 
-def parse(description: str, argv: Optional[Sequence[str]], table) -> argparse.Namespace:
+@dataclass(frozen=True)
+class HyperCleaningConfig:
+    """The hyper-cleaning runner's constants block: PBGD's defaults per (method, net), the pollution rate, the
+    Penalty row's original-schedule constants and the uniform-weight baseline's (steps, SGD learning rate)."""
+
+    defaults: Mapping[Tuple[str, str], Mapping[str, Any]]
+    pollute_rate: float
+    penalty: Mapping[str, Any]
+    baseline: Tuple[int, float]
+
+
+def parse(description: str, argv: Optional[Sequence[str]], config: HyperCleaningConfig) -> argparse.Namespace:
     p = experiment.parser(description, method="vpbgd", methods=("vpbgd", "gpbgd", "rhg", "penalty"),
                           inner_steps=None, epochs=None, seed=2424)
-    add_flags(p, table)
+    add_flags(p, config.defaults)
     argv = experiment.offline_smoke_argv(sys.argv[1:] if argv is None else argv)
     pre, _ = p.parse_known_args(argv)
     if pre.out is None:  # one folder per data set and net, so runs never resume into each other
         argv += ["--out", os.path.join("runs", "data_denoising_hyper_cleaning", f"{pre.dataset}_{pre.net}", pre.method)]
     args = experiment.parse(p, argv, "data_denoising/hyper_cleaning")
-    apply_defaults(args, table)
+    apply_defaults(args, config.defaults)
+    if args.pollute_rate is None:
+        args.pollute_rate = config.pollute_rate
     return args

@@ -45,13 +45,14 @@ DEFAULTS = {
 }
 PENALTY = dict(importance_config.PENALTY_SCHEDULE, nu=1e-4)  # the small-scale MNIST schedule
 
+CONFIG = hyperclean_config.HyperCleaningConfig(defaults=DEFAULTS, pollute_rate=POLLUTE_RATE, penalty=PENALTY,
+                                               baseline=BASELINE)
+
 
 def main(argv=None):
-    args = hyperclean_config.parse(__doc__, argv, DEFAULTS)
-    if args.pollute_rate is None:
-        args.pollute_rate = POLLUTE_RATE
-    from bilevel_tf.apps.importance_hyperclean import run_hyper_cleaning
-    return run_hyper_cleaning(args, PENALTY, BASELINE)
+    args = hyperclean_config.parse(__doc__, argv, CONFIG)
+    from bilevel_tf.apps.importance_hyperclean import run_hyper_cleaning  # TensorFlow loads here
+    return run_hyper_cleaning(args, CONFIG.penalty, CONFIG.baseline)
 
 
 if __name__ == "__main__":
