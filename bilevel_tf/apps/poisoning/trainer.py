@@ -9,6 +9,8 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 from bilevel_tf import precision
+from bilevel_tf.models import softmax_layer  # noqa: F401  (re-exported: poisoning.softmax_layer)
+
 
 def cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(precision.cross_entropy(logits, labels))
@@ -20,14 +22,6 @@ def regularized_loss(model: keras.Model, x: tf.Tensor, y: tf.Tensor, weight_deca
     if weight_decay:
         loss += weight_decay * tf.add_n([tf.reduce_sum(tf.square(v)) for v in model.trainable_variables])
     return loss
-
-
-def softmax_layer(feature_dim: int = 2048, num_classes: int = 2) -> keras.Model:
-    """The clean-label lower level: one dense layer on the features, W ~ N(0, 0.01), b = 0 (original)."""
-    inputs = keras.Input((feature_dim,))
-    logits = keras.layers.Dense(num_classes, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
-                                bias_initializer="zeros", name="logits")(inputs)
-    return keras.Model(inputs, logits, name="softmax_layer")
 
 
 class ClassifierTrainer:
