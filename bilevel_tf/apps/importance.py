@@ -41,8 +41,8 @@ import bilevel_tf as bl
 
 from .. import datasets, experiment, models, paper_cells, tensorboard_logs, workers
 from . import importance_data as data
-from .importance_eval import (ClassifierTrainer, Predictor, accuracy_curves, importance_of, logits_of,
-                              noise_detection, train_classifier, weighted_ce)
+from .classifier import ClassifierTrainer, train_classifier, weighted_ce
+from .importance_eval import Predictor, accuracy_curves, importance_of, logits_of, noise_detection
 from .importance_optim import PerExampleAdam
 
 Sizes = data.Sizes
@@ -377,8 +377,8 @@ def _evaluation_classifiers(setup: Setup, importance: np.ndarray, steps: int, ba
     """Fresh classifiers (same initial weights, data order seed and step budget) on different weightings."""
     s, spec, args = setup.splits, setup.spec, setup.args
     model = spec.classifier(args.model, s.input_shape)
-    initial = model.get_weights()
-    trainer, predictor = ClassifierTrainer(model, spec.eval_lr), Predictor(model, s.scale)
+    # every fit restarts from the model's initial weights and a fresh Adam
+    trainer, predictor = ClassifierTrainer(model, keras.optimizers.Adam(spec.eval_lr)), Predictor(model, s.scale)
     x_tv = np.concatenate([s.x_train, s.x_val])
     y_tv = np.concatenate([setup.noisy, s.y_val])
     ones_val = np.ones(len(s.x_val), np.float32)
@@ -395,9 +395,8 @@ def _evaluation_classifiers(setup: Setup, importance: np.ndarray, steps: int, ba
         runs["val_only_test_accuracy"] = (s.x_val, s.y_val, None)
     out = {}
     for key, (x, y, w) in runs.items():
-        model.set_weights(initial)
-        trainer.fit(x, y, w, steps=steps, batch_size=args.batch_size, scale=s.scale, seed=args.seed + 2,
-                    augment=setup.augment)
+        trainer.fit_batches(x, y, w, steps=steps, batch_size=args.batch_size, scale=s.scale, seed=args.seed + 2,
+                            augment=setup.augment)
         out[key] = predictor.accuracy(s.x_test, s.y_test)
     if baselines:
         out["train_val_test_accuracy"] = out["noisy_baseline_test_accuracy"]
