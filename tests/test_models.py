@@ -280,3 +280,15 @@ def test_get_model_registry():
     for name in ("mnist_cnn", "cifar10_cnn", "svhn_cnn", "logistic_regression", "mlp",
                  "omniglot_encoder", "miniimagenet_resnet"):
         assert name in message
+    # positional arguments go to the factory too, as in the runners' models.svhn_cnn(shape, n)
+    assert models.get_model("softmax_layer", 16, 3).output_shape == (None, 3)
+
+
+def test_registry_names_every_model_factory():
+    import inspect
+
+    not_factories = {"cosine_logits", "keras_weights_cache_path", "taskwise_encoder", "get_model"}
+    functions = {name for name in models.__all__
+                 if inspect.isfunction(getattr(models, name)) and name not in not_factories}
+    assert functions == set(models.MODEL_FACTORIES)
+    assert all(models.MODEL_FACTORIES[name] is getattr(models, name) for name in functions)

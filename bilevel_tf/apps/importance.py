@@ -40,8 +40,9 @@ import bilevel_tf as bl
 
 from .. import datasets, experiment, paper_cells, tensorboard_logs, workers
 from . import importance_data as data
-from .importance_eval import (ClassifierTrainer, Predictor, accuracy_curves, importance_of, logits_of,
-                              noise_detection, train_classifier, weighted_ce)
+from .classifier import train_classifier, weighted_ce
+from .importance_eval import (Predictor, accuracy_curves, evaluation_classifiers, importance_of, logits_of,
+                              lower_evaluation, noise_detection)
 from .importance_optim import PerExampleAdam
 from .importance_config import (APPROXGRAD_SCHEDULE, DIGITS_DEMO, DIGITS_SIZES, METHODS, PENALTY_SCHEDULE,  # noqa: F401
                               SMALL_MODELS, DenoisingSpec, build_parser, parse, run_denoising)
@@ -215,52 +216,6 @@ def has_checkpoint(folder: str) -> bool:
     return bool(glob.glob(os.path.join(folder, "ckpt-*.index")))
 
 
-def _lower_evaluation(setup: Setup) -> Callable[[], Dict[str, float]]:
-    s, predictor = setup.splits, setup.predictor
-
-    def evaluate() -> Dict[str, float]:
-        a = setup.task.values()
-        return {"lower_train_accuracy": predictor.accuracy(s.x_train, setup.noisy),  # noisy labels, as fig. 4a
-                "lower_val_accuracy": predictor.accuracy(s.x_val, s.y_val),
-                "lower_test_accuracy": predictor.accuracy(s.x_test, s.y_test),
-                "mean_importance": float(a.mean()),
-                "noise_precision": noise_detection(a, setup.flipped)["noise_precision"]}
-    return evaluate
-
-
-def _evaluation_classifiers(setup: Setup, importance: np.ndarray, steps: int, baselines: bool) -> Dict[str, float]:
-    """Fresh classifiers (same initial weights, data order seed and step budget) on different weightings."""
-    s, spec, args = setup.splits, setup.spec, setup.args
-    model = spec.classifier(args.model, s.input_shape)
-    initial = model.get_weights()
-    trainer, predictor = ClassifierTrainer(model, spec.eval_lr), Predictor(model, s.scale)
-    x_tv = np.concatenate([s.x_train, s.x_val])
-    y_tv = np.concatenate([setup.noisy, s.y_val])
-    ones_val = np.ones(len(s.x_val), np.float32)
-    if spec.selection_threshold is not None:
-        learned = (importance > spec.selection_threshold).astype(np.float32)
-    else:
-        learned = importance.astype(np.float32)
-    runs = {"test_accuracy": (x_tv, y_tv, np.concatenate([learned, ones_val])),
-            "noisy_baseline_test_accuracy": (x_tv, y_tv, None)}
-    if baselines:
-        clean = ~setup.flipped
-        runs["oracle_test_accuracy"] = (np.concatenate([s.x_train[clean], s.x_val]),
-                                        np.concatenate([setup.noisy[clean], s.y_val]), None)
-        runs["val_only_test_accuracy"] = (s.x_val, s.y_val, None)
-    out = {}
-    for key, (x, y, w) in runs.items():
-        model.set_weights(initial)
-        trainer.fit(x, y, w, steps=steps, batch_size=args.batch_size, scale=s.scale, seed=args.seed + 2,
-                    augment=setup.augment)
-        out[key] = predictor.accuracy(s.x_test, s.y_test)
-    if baselines:
-        out["train_val_test_accuracy"] = out["noisy_baseline_test_accuracy"]
-    if spec.selection_threshold is not None:
-        out["selected_training_points"] = int(learned.sum())
-    return out
-
-
 def run_parsed(args: argparse.Namespace, spec: DenoisingSpec) -> Dict[str, Any]:
     """The whole experiment for parsed flags (:func:`importance_config.run_denoising` parses and calls this);
     returns the metrics (results.json has everything)."""
@@ -291,7 +246,7 @@ def _run_denoising(args: argparse.Namespace, spec: DenoisingSpec, splits: data.S
             os.makedirs(ckpt, exist_ok=True)
             experiment.atomic_write_text(warm_path, json.dumps(warm))
 
-    evaluate = _lower_evaluation(setup)
+    evaluate = lower_evaluation(setup)
     spe = setup.steps_per_epoch
     total = args.epochs * spe if args.max_steps is None else min(args.max_steps, args.epochs * spe)
     # the state before the bilevel phase (evaluation time not counted); a resume restores it with the rest
@@ -314,7 +269,7 @@ def _run_denoising(args: argparse.Namespace, spec: DenoisingSpec, splits: data.S
     importance = task.values()
     metrics: Dict[str, Any] = {}
     eval_steps = data.epochs_to_steps(spec.eval_epochs, len(s.x_train) + len(s.x_val), args.batch_size)
-    metrics.update(_evaluation_classifiers(setup, importance, eval_steps, args.baselines))
+    metrics.update(evaluation_classifiers(setup, importance, eval_steps, args.baselines))
     metrics["bilevel_test_accuracy"] = setup.predictor.accuracy(s.x_test, s.y_test)
     metrics.update(noise_detection(importance, setup.flipped))
     metrics.update(warm)

@@ -1,26 +1,18 @@
-"""Evaluation for importance learning: accuracies, weighted training of fresh classifiers, noise detection."""
+"""Evaluation for importance learning: batched predictions, the lower level's accuracies during the bilevel
+phase, fresh classifiers trained on the learned weighting and the baselines' (with ``apps.classifier``), noise
+detection, the importance parametrization, accuracy curves."""
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Dict, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from .. import distribute, precision
-from .importance_data import indexed_batches
+from .classifier import ClassifierTrainer, weighted_ce  # noqa: F401  (weighted_ce re-exported)
 
-
-def weighted_ce(logits: tf.Tensor, labels: tf.Tensor, weights: Optional[tf.Tensor] = None) -> tf.Tensor:
-    """sum_i w_i CE_i / sum_i w_i (mean CE without weights): the original's importance-weighted loss."""
-    ce = precision.cross_entropy(logits, labels)
-    if weights is None:
-        return tf.reduce_mean(ce)
-    weights = tf.cast(weights, ce.dtype)
-    # a batch whose weights are all zero (hard selection) contributes nothing instead of 0/0; inside a
-    # multi-replica step the denominator is the replicas' mean, so the mean over replicas is the global batch's
-    # weighted mean
-    return tf.reduce_sum(weights * ce) / tf.maximum(distribute.mean_scalar(tf.reduce_sum(weights)), 1e-12)
+if TYPE_CHECKING:
+    from .importance import Setup
 
 
 class Predictor:
@@ -39,62 +31,6 @@ class Predictor:
 
     def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
         return float(np.mean(self.predict(x) == np.asarray(y))) if len(x) else float("nan")
-
-
-class ClassifierTrainer:
-    """Adam on the (weighted) cross-entropy over shuffled full batches of (x, y, w).
-
-    One compiled training loop per model: training several classifiers in turn (the evaluation runs,
-    from the same initial weights) resets the optimizer instead of tracing a new loop each time. Built
-    inside a ``tf.distribute`` strategy's scope (a model with distributed variables), it trains data parallel:
-    each global batch split across the replicas.
-    """
-
-    def __init__(self, model: keras.Model, learning_rate: float, training: bool = False):
-        self.model = model
-        self.optimizer = keras.optimizers.Adam(learning_rate)
-        self.optimizer.build(model.trainable_variables)
-        self._initial = [(v, np.array(v)) for v in self.optimizer.variables]
-        variables = model.trainable_variables
-        self._strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
-
-        def step(xb, yb, wb):
-            with tf.GradientTape() as tape:
-                loss = weighted_ce(model(xb, training=training), yb, wb)
-                if self._strategy is not None:  # Keras sums the replicas' gradients: each adds its share
-                    loss = loss / self._strategy.num_replicas_in_sync
-            self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-
-        def replica_step(xb, yb, wb):
-            self._strategy.run(step, args=(xb, yb, wb))
-
-        @tf.function
-        def run(dataset):  # the whole loop in one graph: no per-step Python overhead
-            for xb, yb, wb in dataset:
-                (step if self._strategy is None else replica_step)(xb, yb, wb)
-        self._run = run
-
-    def fit(self, x: np.ndarray, y: np.ndarray, weights: Optional[np.ndarray], *, steps: int, batch_size: int,
-            scale: float, seed: int, augment: Optional[Callable] = None) -> keras.Model:
-        """``steps`` Adam steps from a fresh optimizer state (the model's weights are the caller's business)."""
-        for var, value in self._initial:
-            var.assign(value)
-        w = np.ones(len(x), np.float32) if weights is None else np.asarray(weights, np.float32)
-        if steps > 0:
-            batches = indexed_batches(x, y, min(batch_size, len(x)), seed, scale, augment, with_index=False,
-                                      weights=w, repeat=True).take(steps)
-            if self._strategy is not None:
-                batches = self._strategy.experimental_distribute_dataset(batches)
-            self._run(batches)
-        return self.model
-
-
-def train_classifier(model: keras.Model, x: np.ndarray, y: np.ndarray, weights: Optional[np.ndarray], *,
-                     steps: int, batch_size: int, learning_rate: float, scale: float, seed: int,
-                     augment: Optional[Callable] = None, training: bool = False) -> keras.Model:
-    """``steps`` Adam steps on the (weighted) cross-entropy (one-off use of :class:`ClassifierTrainer`)."""
-    return ClassifierTrainer(model, learning_rate, training).fit(x, y, weights, steps=steps, batch_size=batch_size,
-                                                                 scale=scale, seed=seed, augment=augment)
 
 
 def importance_of(logits: np.ndarray) -> np.ndarray:
@@ -139,3 +75,48 @@ def accuracy_curves(history: Sequence[Dict], keys: Sequence[str]) -> Dict[str, t
         if rows:
             curves[key] = ([r["seconds"] - r.get("eval_seconds", 0.0) for r in rows], [r[key] for r in rows])
     return curves
+
+
+def lower_evaluation(setup: Setup) -> Callable[[], Dict[str, float]]:
+    s, predictor = setup.splits, setup.predictor
+
+    def evaluate() -> Dict[str, float]:
+        a = setup.task.values()
+        return {"lower_train_accuracy": predictor.accuracy(s.x_train, setup.noisy),  # noisy labels, as fig. 4a
+                "lower_val_accuracy": predictor.accuracy(s.x_val, s.y_val),
+                "lower_test_accuracy": predictor.accuracy(s.x_test, s.y_test),
+                "mean_importance": float(a.mean()),
+                "noise_precision": noise_detection(a, setup.flipped)["noise_precision"]}
+    return evaluate
+
+
+def evaluation_classifiers(setup: Setup, importance: np.ndarray, steps: int, baselines: bool) -> Dict[str, float]:
+    """Fresh classifiers (same initial weights, data order seed and step budget) on different weightings."""
+    s, spec, args = setup.splits, setup.spec, setup.args
+    model = spec.classifier(args.model, s.input_shape)
+    # every fit restarts from the model's initial weights and a fresh Adam
+    trainer, predictor = ClassifierTrainer(model, keras.optimizers.Adam(spec.eval_lr)), Predictor(model, s.scale)
+    x_tv = np.concatenate([s.x_train, s.x_val])
+    y_tv = np.concatenate([setup.noisy, s.y_val])
+    ones_val = np.ones(len(s.x_val), np.float32)
+    if spec.selection_threshold is not None:
+        learned = (importance > spec.selection_threshold).astype(np.float32)
+    else:
+        learned = importance.astype(np.float32)
+    runs = {"test_accuracy": (x_tv, y_tv, np.concatenate([learned, ones_val])),
+            "noisy_baseline_test_accuracy": (x_tv, y_tv, None)}
+    if baselines:
+        clean = ~setup.flipped
+        runs["oracle_test_accuracy"] = (np.concatenate([s.x_train[clean], s.x_val]),
+                                        np.concatenate([setup.noisy[clean], s.y_val]), None)
+        runs["val_only_test_accuracy"] = (s.x_val, s.y_val, None)
+    out = {}
+    for key, (x, y, w) in runs.items():
+        trainer.fit_batches(x, y, w, steps=steps, batch_size=args.batch_size, scale=s.scale, seed=args.seed + 2,
+                            augment=setup.augment)
+        out[key] = predictor.accuracy(s.x_test, s.y_test)
+    if baselines:
+        out["train_val_test_accuracy"] = out["noisy_baseline_test_accuracy"]
+    if spec.selection_threshold is not None:
+        out["selected_training_points"] = int(learned.sum())
+    return out

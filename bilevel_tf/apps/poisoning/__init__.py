@@ -22,10 +22,10 @@ the training set with the label of the base image b it starts from::
 and the attack searches the smallest eps in 1..16 that makes the retrained layer misclassify the target t.
 
 The package's modules, one concern each: ``config`` (the runners' constants blocks and flags, without
-TensorFlow), ``data`` (MNIST/digits splits and poison start points), ``trainer``
-(losses and the full-batch classifier trainer), ``solver`` (the attacks' solvers and flags), ``augmentation``
-(the data-augmentation attacks), ``features`` (the InceptionV3 feature map and feature files) and
-``clean_label`` (the clean-label attack, its baselines and reports).
+TensorFlow), ``data`` (MNIST/digits splits and poison start points), ``trainer`` (the losses; the classifier
+trainer is ``apps.classifier``'s, re-exported), ``solver`` (the attacks' solvers), ``augmentation`` (the
+data-augmentation attacks), ``features`` (the InceptionV3 feature map and feature files) and ``clean_label``
+(the clean-label attack, its baselines and reports).
 """
 import importlib
 from typing import Any
