@@ -12,12 +12,12 @@ import_tensorflow_quietly()
 
 from . import autodiff, constraints, precision, tensor_ops, toy  # noqa: E402
 from .problem import BilevelProblem  # noqa: E402
-from .solvers import (GD, GPBGD, RMD, SOLVERS, VPBGD, ApproxGrad, BilevelSolver, Penalty, get_solver,
-                      make_solver)
+from .solvers import (GD, GPBGD, METHODS, RMD, SOLVERS, VPBGD, ApproxGrad, BilevelSolver,  # noqa: E402
+                      Penalty, get_solver, make_solver)
 
 __version__ = "0.1.0"
 
-__all__ = ["BilevelProblem", "BilevelSolver", "Penalty", "ApproxGrad", "RMD", "GD", "VPBGD", "GPBGD",
+__all__ = ["BilevelProblem", "BilevelSolver", "Penalty", "ApproxGrad", "RMD", "GD", "VPBGD", "GPBGD", "METHODS",
            "SOLVERS", "get_solver", "make_solver", "autodiff", "constraints", "precision", "tensor_ops", "toy"]
 
 from . import callbacks  # noqa: E402

@@ -27,11 +27,12 @@ from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, T
 
 import numpy as np
 
+from .solvers import METHODS  # the canonical method names (bl.METHODS), parser()'s default --method choices
+
 # figures and timers are part of the runners' API: experiment.plot_curves, experiment.Stopwatch, ...
 from .plots import plot_curves, plot_histograms, plot_image_rows  # noqa: F401
 from .timing import Stopwatch, time_steps  # noqa: F401
 
-METHODS = ("penalty", "approxgrad", "rmd", "gd", "vpbgd", "gpbgd")
 METHOD_NAMES = {"penalty": "Mehra & Hamm", "approxgrad": "approximate implicit gradient", "rmd": "reverse-mode "
                 "unrolling", "rhg": "RHG/T-RHG: reverse-mode unrolling", "gd": "naive alternation",
                 "vpbgd": "PBGD value-gap penalty", "gpbgd": "PBGD gradient penalty"}
