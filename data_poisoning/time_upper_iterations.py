@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import bilevel_tf as bl
 from bilevel_tf import experiment, models
 from bilevel_tf.apps import poisoning
 
@@ -46,8 +47,8 @@ def time_data_augmentation(method: str, inner_steps: int, repeats: int, rng: np.
     model = models.logistic_regression(pixels, 10, use_bias=False)
     poison = tf.Variable(data.poison_x0, name="poison")
     problem = poisoning.data_augmentation_problem(model, poison, data, 0.0025)
-    solver = poisoning.make_attack_solver(method, problem, inner_steps=inner_steps, rho=10.0, lam=100.0,
-                                          **LEARNING_RATES[method])
+    solver = bl.make_solver(method, problem, **poisoning.attack_solver_options(
+        method, inner_steps=inner_steps, rho=10.0, lam=100.0, **LEARNING_RATES[method]))
     return _median_seconds(lambda: float(solver.step()["upper_loss"]), repeats)
 
 

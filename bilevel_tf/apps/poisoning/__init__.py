@@ -22,7 +22,7 @@ the training set with the label of the base image b it starts from::
 and the attack searches the smallest eps in 1..16 that makes the retrained layer misclassify the target t.
 
 The package's modules, one concern each: ``data`` (MNIST/digits splits and poison start points), ``trainer``
-(losses and the full-batch classifier trainer), ``solver`` (the attacks' solvers and flags), ``augmentation``
+(losses and the full-batch classifier trainer), ``solver`` (the attacks' solver options and flags), ``augmentation``
 (the data-augmentation attacks), ``features`` (the InceptionV3 feature map and feature files) and
 ``clean_label`` (the clean-label attack, its baselines and reports).
 """
@@ -33,11 +33,11 @@ from .clean_label import (CleanLabelAttack, CleanLabelDefaults, FeatureCollision
                           pgd_evasion_radius, plot_clean_label, poison_projection, read_jsonl,
                           resolve_clean_label_args, run_clean_label_attack, smallest_flipping_radius, success_curve,
                           to_unit_range)
-from .data import (DATASETS, METHODS, PoisonData, balanced_subset, load_flat_images, targeted_data,
-                   untargeted_data, wrong_labels)
+from .data import (DATASETS, PoisonData, balanced_subset, load_flat_images, targeted_data, untargeted_data,
+                   wrong_labels)
 from .features import (FEATURES_FILE, SMOKE_IMAGES, FeatureMap, add_network_flags, check_features_match,
                        feature_network, smoke_subset, write_smoke_dogfish)
-from .solver import add_solver_flags, halve_learning_rates, make_attack_solver
+from .solver import METHODS, SOLVER_OPTIONS, add_solver_flags, attack_solver_options, halve_learning_rates
 from .trainer import ClassifierTrainer, cross_entropy, regularized_loss, softmax_layer
 
 __all__ = [name for name in dir() if not name.startswith("_")]
