@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+import bilevel_tf as bl
 from bilevel_tf import experiment, paper_cells, tensorboard_logs
 from bilevel_tf.apps import synthetic
 
@@ -101,8 +102,9 @@ def main(argv=None):
             example = synthetic.make_example(e, args.dim, args.seed)
             for method in args.methods:
                 for t in args.ts:
-                    c = cell(f"ex{e}/{method}/T{t}", example, lambda: synthetic.build_solver(
-                        method, example.problem, t, jit_compile=args.jit), args.trials)
+                    c = cell(f"ex{e}/{method}/T{t}", example, lambda: bl.make_solver(
+                        method, example.problem, inner_steps=t, jit_compile=args.jit,
+                        **synthetic.SOLVER_OPTIONS[method](synthetic.PAPER_SETTINGS)), args.trials)
                     metrics.setdefault(f"ex{e}", {}).setdefault(method, {})[f"T{t}"] = synthetic.cell_metrics(c)
                     history.append(dict(example=e, method=method, T=t,
                                         **synthetic.mean_curve(c, steps, MAX_CURVE_POINTS)))
@@ -136,8 +138,8 @@ def run_ablation(args, cell, steps, history):
 
             def make_runner():  # one compiled solver per (T, nu), shared by every lam_0
                 if not runners:
-                    solver = synthetic.build_solver("penalty", example.problem, t, settings=settings,
-                                                    jit_compile=args.jit)
+                    solver = bl.make_solver("penalty", example.problem, inner_steps=t, jit_compile=args.jit,
+                                            **synthetic.SOLVER_OPTIONS["penalty"](settings))
                     runners.append(synthetic.TrialRunner(solver, example.distance, args.record_every))
                 return runners[0]
 

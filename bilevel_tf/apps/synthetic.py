@@ -32,7 +32,6 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -40,7 +39,6 @@ import bilevel_tf as bl
 from bilevel_tf import plots
 
 EXAMPLES = (1, 2, 3, 4)
-METHODS = ("gd", "rmd", "approxgrad", "penalty")
 BOX = 5.0  # |u_i|, |v_i| <= BOX
 
 
@@ -62,6 +60,26 @@ class SolverSettings:
 
 
 PAPER_SETTINGS = SolverSettings()
+
+
+def _adam(rate: float) -> Dict[str, Any]:
+    return {"class_name": "Adam", "config": {"learning_rate": rate}}
+
+
+#: per method: ``bl.make_solver``'s options from the settings (learning rates are the slots' default classes:
+#: Adam, and plain SGD at both levels of RMD); with T, ``inner_steps`` and ``jit_compile`` they build the paper's
+#: synthetic solvers: ``bl.make_solver(m, problem, inner_steps=T, **SOLVER_OPTIONS[m](PAPER_SETTINGS))``
+SOLVER_OPTIONS: Dict[str, Callable[[SolverSettings], Dict[str, Any]]] = {
+    "gd": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v),
+    "rmd": lambda s: dict(upper_optimizer=s.lr_u if s.rmd_sgd_upper else _adam(s.lr_u), lower_optimizer=s.lr_v),
+    "approxgrad": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v, linear_optimizer=s.lr_p,
+                                 sigma=s.sigma),
+    # the original synthetic schedule: rho *= c_rho, and lam, eps and both learning rates /= c_rho
+    "penalty": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v, rho=s.rho, lam=s.lam, eps=s.eps, nu=s.nu,
+                              c_rho=s.c_rho, c_lam=1.0 / s.c_rho, c_eps=1.0 / s.c_rho, lr_decay=1.0 / s.c_rho,
+                              use_nu=s.use_nu, schedule="original", tolerance="original", nu_rho="new"),
+}
+METHODS = tuple(m for m in bl.METHODS if m in SOLVER_OPTIONS)
 
 
 class SyntheticExample(NamedTuple):
@@ -148,28 +166,6 @@ def initialize(example: SyntheticExample, seed: int) -> None:
 def trial_seed(seed: int, trial: int) -> int:
     """Trial k starts from the same point for every method and T, so the curves are paired."""
     return 1_000_003 * (seed + 1) + trial
-
-
-def build_solver(method: str, problem: bl.BilevelProblem, inner_steps: int, *,
-                 settings: SolverSettings = PAPER_SETTINGS, jit_compile: bool = True) -> bl.BilevelSolver:
-    """The solver of the paper's synthetic setup for one method and T (fresh optimizers)."""
-    s = settings
-    common = dict(inner_steps=int(inner_steps), jit_compile=jit_compile)
-    adam = keras.optimizers.Adam
-    if method == "gd":
-        return bl.GD(problem, adam(s.lr_u), adam(s.lr_v), **common)
-    if method == "rmd":
-        upper = keras.optimizers.SGD(s.lr_u) if s.rmd_sgd_upper else adam(s.lr_u)
-        return bl.RMD(problem, upper, keras.optimizers.SGD(s.lr_v), **common)
-    if method == "approxgrad":
-        return bl.ApproxGrad(problem, adam(s.lr_u), adam(s.lr_v), linear_optimizer=adam(s.lr_p),
-                             sigma=s.sigma, **common)
-    if method == "penalty":
-        shrink = 1.0 / s.c_rho
-        return bl.Penalty(problem, adam(s.lr_u), adam(s.lr_v), rho=s.rho, lam=s.lam, eps=s.eps, nu=s.nu,
-                          c_rho=s.c_rho, c_lam=shrink, c_eps=shrink, lr_decay=shrink, use_nu=s.use_nu, schedule="original",
-                          tolerance="original", nu_rho="new", **common)
-    raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
 
 
 class TrialRunner:
