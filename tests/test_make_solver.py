@@ -94,3 +94,28 @@ def test_unknown_option_names_the_method_and_its_options():
 def test_bad_optimizer_options(spec, message):
     with pytest.raises(ValueError, match=message):
         bl.make_solver("vpbgd", Quadratic().problem(), inner_optimizer=spec)
+
+
+def test_apps_accept_subsets_of_the_canonical_methods():
+    from bilevel_tf import experiment, reproduce_plans
+    from bilevel_tf.apps import few_shot, importance, poisoning, synthetic
+    assert experiment.METHODS == bl.METHODS
+    for table, app in {"table2": importance, "small_scale": importance, "table3": few_shot, "supp4": synthetic,
+                       "supp5": poisoning}.items():
+        assert set(app.METHODS) == set(app.SOLVER_OPTIONS) and set(app.METHODS) <= set(bl.METHODS)
+        assert app.METHODS == tuple(m for m in bl.METHODS if m in app.METHODS)  # in the canonical order
+        # the reproduce driver keeps its own copy (it runs without TensorFlow)
+        assert set(reproduce_plans.RUNNER_METHODS[table]) == set(app.METHODS), table
+
+
+def test_the_poisoning_table_gives_the_originals_optimizers():
+    from bilevel_tf.apps import poisoning
+    options = poisoning.attack_solver_options("rmd", lr_u=0.01, lr_v=0.1, inner_steps=2)
+    solver = bl.make_solver("rmd", Quadratic().problem(), **options)
+    assert type(solver.upper_optimizer) is ADAM and type(solver.lower_optimizer) is SGD  # Adam on the poison
+    options = poisoning.attack_solver_options("approxgrad", lr_u=0.01, lr_v=0.1, inner_steps=2)
+    solver = bl.make_solver("approxgrad", Quadratic().problem(), **options)
+    assert type(solver.linear_optimizer) is ADAM
+    assert float(solver.linear_optimizer.learning_rate.numpy()) == pytest.approx(0.1)  # lr_p defaults to lr_v
+    with pytest.raises(ValueError, match=r"unknown method 'gd'; choose one of \['penalty', 'approxgrad', 'rmd'\]"):
+        poisoning.attack_solver_options("gd", lr_u=0.01, lr_v=0.1, inner_steps=2)
