@@ -32,7 +32,17 @@ from bilevel_tf import models
 from bilevel_tf.apps.importance import ImportanceLearning
 from bilevel_tf.apps.importance_optim import PerExampleAdam
 
-SOLVERS = ("penalty", "approxgrad", "rmd", "gd", "vpbgd", "gpbgd")
+#: per method: ``bl.make_solver``'s options with the denoising runners' settings (the values matter little for
+#: timing). Learning rates are the slots' default classes: Adam, and plain SGD for RMD and the PBGD solvers.
+SOLVER_OPTIONS: Dict[str, Dict[str, Any]] = {
+    "penalty": dict(lower_optimizer=1e-4, schedule="original", rho=1e-2, lam=1e-2, eps=1e-2),
+    "approxgrad": dict(lower_optimizer=1e-4, linear_optimizer=1e-5, sigma=1e-3),
+    "rmd": dict(lower_optimizer=1e-3),
+    "gd": dict(lower_optimizer=1e-4),
+    "vpbgd": dict(lower_optimizer=1e-3, inner_optimizer=1e-3),
+    "gpbgd": dict(lower_optimizer=1e-3),
+}
+SOLVERS = tuple(m for m in bl.METHODS if m in SOLVER_OPTIONS)
 #: the paper's largest problem (supp Table 7): Mini-ImageNet's 3.8M upper, MNIST's 1.4M lower variables
 LARGEST = (3_800_000, 1_400_000)
 MNIST_TRAIN = 59_000
@@ -172,27 +182,9 @@ def build(name: str, scale: float = 1.0, batch: int = 128) -> Bench:
     raise ValueError(f"unknown benchmark problem {name!r}")
 
 
-def make_solver(bench: Bench, method: str, inner_steps: int, jit_compile: bool = False,
-                hvp: Optional[str] = None) -> bl.BilevelSolver:
-    """``method`` on ``bench`` with the denoising runners' settings (the values matter little for timing)."""
-    common: Dict[str, Any] = dict(inner_steps=inner_steps, jit_compile=jit_compile,
-                                  upper_optimizer=bench.upper_optimizer())
-    if hvp is not None:
-        common["hvp"] = hvp
-    adam = keras.optimizers.Adam
-    sgd = keras.optimizers.SGD
-    if method == "penalty":
-        return bl.Penalty(bench.problem, lower_optimizer=adam(1e-4), schedule="original", rho=1e-2, lam=1e-2,
-                          eps=1e-2, **common)
-    if method == "approxgrad":
-        return bl.ApproxGrad(bench.problem, lower_optimizer=adam(1e-4), linear_optimizer=adam(1e-5),
-                             sigma=1e-3, **common)
-    if method == "rmd":
-        return bl.RMD(bench.problem, lower_optimizer=sgd(1e-3), **common)
-    if method == "gd":
-        return bl.GD(bench.problem, lower_optimizer=adam(1e-4), **common)
-    if method == "vpbgd":
-        return bl.VPBGD(bench.problem, lower_optimizer=sgd(1e-3), inner_optimizer=sgd(1e-3), **common)
-    if method == "gpbgd":
-        return bl.GPBGD(bench.problem, lower_optimizer=sgd(1e-3), **common)
-    raise ValueError(f"unknown method {method!r}")
+def solver_options(bench: Bench, method: str, inner_steps: int, jit_compile: bool = False,
+                   hvp: Optional[str] = None) -> Dict[str, Any]:
+    """``bl.make_solver``'s options for ``method`` on ``bench``: the table's, T, the compile options and the
+    bench's upper optimizer (a fresh one)."""
+    return dict(SOLVER_OPTIONS[method], inner_steps=inner_steps, jit_compile=jit_compile, hvp=hvp,
+                upper_optimizer=bench.upper_optimizer())

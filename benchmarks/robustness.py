@@ -30,6 +30,15 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 SOLVERS = ("exact", "penalty", "penalty_original", "approxgrad", "rmd", "vpbgd")
+#: each solver but "exact": (its bl.make_solver method, the optimizer slots that take the run's optimizer, its
+#: other options; everything else at its default)
+SOLVER_OPTIONS = {
+    "penalty": ("penalty", ("upper_optimizer", "lower_optimizer"), {}),
+    "penalty_original": ("penalty", ("upper_optimizer", "lower_optimizer"), dict(schedule="original")),
+    "approxgrad": ("approxgrad", ("upper_optimizer", "lower_optimizer", "linear_optimizer"), {}),
+    "rmd": ("rmd", ("upper_optimizer", "lower_optimizer"), {}),
+    "vpbgd": ("vpbgd", ("upper_optimizer", "lower_optimizer", "inner_optimizer"), {}),
+}
 OPTIMIZERS = (("adam", 1e-3), ("adam", 1e-2), ("adam", 1e-1), ("sgd", 1e-2), ("sgd", 3e-2), ("sgd", 1e-1))
 SUCCESS = 1e-2
 CHECK_EVERY = 500
@@ -87,21 +96,12 @@ class _Exact:
 def _build(solver: str, q, kind: str, lr: float, inner_steps: int):
     import keras
     import bilevel_tf as bl
-    opt = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[kind]
-    common = dict(upper_optimizer=opt(lr), lower_optimizer=opt(lr), inner_steps=inner_steps, jit_compile=True)
+    optimizer = {"class_name": {"adam": "Adam", "sgd": "SGD"}[kind], "config": {"learning_rate": lr}}
     if solver == "exact":
-        return _Exact(q, opt(lr))
-    if solver == "penalty":
-        return bl.Penalty(q.problem(), **common)
-    if solver == "penalty_original":
-        return bl.Penalty(q.problem(), schedule="original", **common)
-    if solver == "approxgrad":
-        return bl.ApproxGrad(q.problem(), linear_optimizer=opt(lr), **common)
-    if solver == "rmd":
-        return bl.RMD(q.problem(), **common)
-    if solver == "vpbgd":
-        return bl.VPBGD(q.problem(), inner_optimizer=opt(lr), **common)
-    raise ValueError(solver)
+        return _Exact(q, keras.optimizers.get(optimizer))
+    method, slots, options = SOLVER_OPTIONS[solver]
+    return bl.make_solver(method, q.problem(), inner_steps=inner_steps, jit_compile=True, **options,
+                          **{slot: optimizer for slot in slots})
 
 
 def _optimizers(solver) -> list:

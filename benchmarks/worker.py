@@ -63,7 +63,8 @@ def run_sweep(spec: Dict[str, Any]) -> None:
     _warm(plain)
     baseline = measure.rss_mb()  # model, data, TensorFlow and a warmed-up plain step
     for config in sorted(spec["configs"], key=lambda c: (c["method"], c["T"])):
-        solver = problems.make_solver(bench, config["method"], config["T"], jit, config.get("hvp"))
+        solver = bl.make_solver(config["method"], bench.problem,
+                                **problems.solver_options(bench, config["method"], config["T"], jit, config.get("hvp")))
         step = _step_fn(solver, bench)
         compile_s = _warm(step, twice=False)  # its time (compile + one step) bounds a step's from above
         reps = measure.reps_for(compile_s, spec.get("budget_s", 60), spec.get("min_reps", 3), spec.get("max_reps", 7))
@@ -121,7 +122,8 @@ def run_inner(spec: Dict[str, Any]) -> None:
         fns: Dict[str, Callable[[], object]] = {"plain": plain}
         for method in ("penalty", "approxgrad"):
             for T in (1, k):
-                fns[f"{method} T={T}"] = _step_fn(problems.make_solver(bench, method, T, jit), bench)
+                solver = bl.make_solver(method, bench.problem, **problems.solver_options(bench, method, T, jit))
+                fns[f"{method} T={T}"] = _step_fn(solver, bench)
         if spec.get("blocks", True):
             fns.update(_blocks(bench, jit))
         for fn in fns.values():
@@ -164,7 +166,8 @@ def run_compare(spec: Dict[str, Any]) -> None:
         fns = {}
         for variant in variants:
             vb = bench_for(variant)
-            solver = problems.make_solver(vb, method, spec["T"], variant.get("jit", False), variant.get("hvp"))
+            solver = bl.make_solver(method, vb.problem, **problems.solver_options(
+                vb, method, spec["T"], variant.get("jit", False), variant.get("hvp")))
             fns[json.dumps(variant, sort_keys=True)] = _step_fn(solver, vb)
         fns["plain"] = bench.plain_step(False)
         compile_s = {name: _warm(fn) for name, fn in fns.items()}
@@ -185,7 +188,8 @@ def _overhead_problem(name: str, jit: bool):
     if name == "ex1":  # paper Example 1, u, v in R^10, Penalty with T = 10, full batch (no data)
         from bilevel_tf.apps import synthetic
         example = synthetic.make_example(1, dim=10)
-        solver = synthetic.build_solver("penalty", example.problem, 10, jit_compile=jit)  # the paper's setup
+        solver = bl.make_solver("penalty", example.problem, inner_steps=10, jit_compile=jit,  # the paper's setup
+                                **synthetic.SOLVER_OPTIONS["penalty"](synthetic.PAPER_SETTINGS))
         return solver, None, None, (None, None)
     if name == "digits":  # the digits denoising demo's bilevel phase (its tf.data streams), no warm start
         import importlib.util

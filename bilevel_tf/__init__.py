@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 _LAZY_NAMES = {
     "BilevelProblem": "problem",
     **{name: "solvers" for name in ("BilevelSolver", "Penalty", "ApproxGrad", "RMD", "GD", "VPBGD", "GPBGD",
-                                    "SOLVERS", "get_solver", "make_solver")},
+                                    "SOLVERS", "METHODS", "get_solver", "make_solver")},
     **{name: "fit" for name in ("History", "NonFiniteError")},
     **{name: "callbacks" for name in ("Callback", "CSVLogger", "TensorBoard", "Evaluate", "EarlyStopping",
                                       "LambdaCallback")},
@@ -31,7 +31,7 @@ _LAZY_NAMES = {
 _SUBMODULES = ("autodiff", "callbacks", "constraints", "precision", "tensor_ops", "toy")
 
 __all__ = ["BilevelProblem", "BilevelSolver", "Penalty", "ApproxGrad", "RMD", "GD", "VPBGD", "GPBGD",
-           "SOLVERS", "get_solver", "make_solver", "autodiff", "constraints", "precision", "tensor_ops", "toy",
+           "METHODS", "SOLVERS", "get_solver", "make_solver", "autodiff", "constraints", "precision", "tensor_ops", "toy",
            "fit", "History", "NonFiniteError", "callbacks", "Callback", "CSVLogger", "TensorBoard", "Evaluate",
            "EarlyStopping", "LambdaCallback"]
 

@@ -27,6 +27,8 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 import numpy as np
 
+from .solvers import METHODS  # the canonical method names (bl.METHODS), parser()'s default --method choices
+
 # figures and timers are part of the runners' API: experiment.plot_curves, experiment.Stopwatch, ...
 from . import options
 from .plots import plot_curves, plot_histograms, plot_image_rows  # noqa: F401
@@ -428,8 +430,8 @@ def write_results(args: argparse.Namespace, *, metrics: Mapping[str, Any], histo
     seconds_per_upper_iteration, paper) atomically and print a one-line summary. ``paper``:
     ``paper_cells.paper_entry(args, dataset)``, i.e. the published values this run compares with, or None
     and the reason it does not (recorded as ``paper_reason``). ``solver``: the bilevel solver that produced
-    the result; its class and full ``get_config()`` (every schedule constant, each optimizer's config) go
-    into ``config["solver"]``."""
+    the result (or a mapping name -> solver); its class and full ``get_config()`` (every schedule constant,
+    each optimizer's config) go into ``config["solver"]``."""
     result = {
         "experiment": args.experiment,
         "method": args.method,
@@ -441,7 +443,9 @@ def write_results(args: argparse.Namespace, *, metrics: Mapping[str, Any], histo
         "history": list(history),
         "seconds_per_upper_iteration": seconds_per_upper_iteration,
     }
-    if solver is not None:
+    if isinstance(solver, Mapping):  # several solvers (e.g. the synthetic sweep's): one entry each
+        result["config"]["solver"] = {name: {"class": type(s).__name__, **s.get_config()} for name, s in solver.items()}
+    elif solver is not None:
         result["config"]["solver"] = {"class": type(solver).__name__, **solver.get_config()}
     path = os.path.join(args.out, "results.json")
     atomic_write_text(path, json.dumps(_jsonable(result), indent=1))

@@ -9,25 +9,36 @@
     python data_poisoning/time_upper_iterations.py                       # T = 20, both problems
     python data_poisoning/time_upper_iterations.py --inner-steps-list 1,10,20,50 --no-clean-label
 """
+import importlib.util
 import os
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-from bilevel_tf import experiment, models
-from bilevel_tf.apps import poisoning
+from bilevel_tf import experiment
+from bilevel_tf.apps import poisoning  # its flag-time names (METHODS) load without TensorFlow
 
-NUM_POISON = 60
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _runner(relative_path: str):
+    """A runner script's module, for its constants (runners import no TensorFlow at the top)."""
+    spec = importlib.util.spec_from_file_location("runner_" + os.path.basename(relative_path)[:-3],
+                                                  os.path.join(ROOT, relative_path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+#: the settings timed are the runners' own: the untargeted MNIST attack and the clean-label attack
+MNIST = _runner("data_poisoning/untargeted/test_bilevel_poisoning_untargeted.py")
+CLEAN_LABEL = _runner("clean_label/test_bilevel_clean_label_attack.py")
 TRAIN_POINTS = VAL_POINTS = 1000
 PIXELS = 784
-INNER_STEPS_LIST = (20,)
+INNER_STEPS_LIST = (MNIST.INNER_STEPS,)
 REPEATS = 10                     # timed upper iterations (after two warm-up iterations)
-LEARNING_RATES = {"penalty": dict(lr_u=1e-1, lr_v=1e-3), "approxgrad": dict(lr_u=1e-2, lr_v=1e-3, lr_p=1e-2),
-                  "rmd": dict(lr_u=1e-2, lr_v=1e-2)}
 CLEAN_LABEL_SIZE = 299           # InceptionV3 input side
 CLEAN_LABEL_TRAIN = 1800         # 900 dog + 900 fish training features
-CLEAN_LABEL_INNER_STEPS = 10
+CLEAN_LABEL_INNER_STEPS = CLEAN_LABEL.INNER_STEPS
 CLEAN_LABEL_REPEATS = 2
 
 
@@ -37,7 +48,11 @@ def _median_seconds(step, repeats: int) -> float:
 
 
 def time_data_augmentation(method: str, inner_steps: int, repeats: int, rng: np.random.Generator,
-                           sizes=(TRAIN_POINTS, VAL_POINTS, NUM_POISON, PIXELS)) -> float:
+                           sizes=(TRAIN_POINTS, VAL_POINTS, MNIST.NUM_POISON, PIXELS)) -> float:
+    import tensorflow as tf
+
+    import bilevel_tf as bl
+    from bilevel_tf import models
     n_train, n_val, n_poison, pixels = sizes
     x = rng.random((n_train + n_val + n_poison, pixels), dtype=np.float32)
     y = rng.integers(0, 10, len(x))
@@ -45,21 +60,26 @@ def time_data_augmentation(method: str, inner_steps: int, repeats: int, rng: np.
                                 x[-n_poison:], y[-n_poison:], {}, (28, 28), targeted=False)
     model = models.logistic_regression(pixels, 10, use_bias=False)
     poison = tf.Variable(data.poison_x0, name="poison")
-    problem = poisoning.data_augmentation_problem(model, poison, data, 0.0025)
-    solver = poisoning.make_attack_solver(method, problem, inner_steps=inner_steps, rho=10.0, lam=100.0,
-                                          **LEARNING_RATES[method])
+    problem = poisoning.data_augmentation_problem(model, poison, data, MNIST.WEIGHT_DECAY)
+    solver = bl.make_solver(method, problem, **poisoning.attack_solver_options(
+        method, inner_steps=inner_steps, rho=MNIST.RHO, lam=MNIST.LAM, eps=MNIST.EPS, nu=MNIST.NU,
+        sigma=MNIST.SIGMA, **MNIST.LEARNING_RATES[method]))
     return _median_seconds(lambda: float(solver.step()["upper_loss"]), repeats)
 
 
 def time_clean_label(size: int, n_train: int, inner_steps: int, repeats: int, rng: np.random.Generator) -> float:
+    import keras
+
+    from bilevel_tf import models
+    c = CLEAN_LABEL
     feature_map = poisoning.FeatureMap(models.inception_v3_features(None, (size, size, 3)))
     features = rng.normal(0, 0.3, (n_train, feature_map.network.output_shape[-1])).astype(np.float32)
     labels = np.arange(n_train) % 2
     trainer = poisoning.ClassifierTrainer(poisoning.softmax_layer(features.shape[1], 2),
-                                          keras.optimizers.RMSprop(1e-3))
+                                          keras.optimizers.RMSprop(c.RETRAIN_LR))
     attack = poisoning.CleanLabelAttack(feature_map, trainer, features, labels, (size, size, 3), method="penalty",
-                                        lr_u=1e-2, lr_v=1e-3, lr_p=None, inner_steps=inner_steps, rho=1.0, lam=1.0,
-                                        eps=1.0, nu=0.0, sigma=1e-3, beta=0.0)
+                                        lr_u=c.LR_U, lr_v=c.LR_V, lr_p=None, inner_steps=inner_steps, rho=c.RHO,
+                                        lam=c.LAM, eps=c.EPS, nu=c.NU, sigma=c.SIGMA, beta=c.BETA)
     image = rng.uniform(-1, 1, (size, size, 3)).astype(np.float32)
     attack.set_pair(image, 1, features[0], 0)
     attack.u.assign(image[None])
@@ -75,7 +95,7 @@ def main(argv=None):
                           data_dir=False)
     p.add_argument("--inner-steps-list", type=_ints, default=INNER_STEPS_LIST, help="comma-separated T values")
     p.add_argument("--repeats", type=int, default=REPEATS, help="timed upper iterations per setting")
-    p.add_argument("--num-poison", type=int, default=NUM_POISON, help="poison points of the MNIST problem")
+    p.add_argument("--num-poison", type=int, default=MNIST.NUM_POISON, help="poison points of the MNIST problem")
     p.add_argument("--no-clean-label", action="store_true", help="skip the InceptionV3 clean-label timing")
     p.add_argument("--clean-label-size", type=int, default=CLEAN_LABEL_SIZE, help="clean-label image side (>= 75)")
     args = experiment.parse(p, argv, "data_poisoning/time_upper_iterations")

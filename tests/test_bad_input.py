@@ -80,7 +80,9 @@ def test_optimizer_misuse():
     with pytest.raises(ValueError, match="the same object"):
         bl.Penalty(Quadratic().problem(), upper_optimizer=opt, lower_optimizer=opt)
     with pytest.raises(ValueError, match="upper_optimizer must be a keras.optimizers.Optimizer"):
-        bl.Penalty(Quadratic().problem(), upper_optimizer="adam")
+        bl.Penalty(Quadratic().problem(), upper_optimizer=[1e-3])
+    with pytest.raises(ValueError, match="upper_optimizer: no Keras optimizer from 'adamw2'"):
+        bl.Penalty(Quadratic().problem(), upper_optimizer="adamw2")
     with pytest.raises(ValueError, match="a learning rate must be positive"):
         bl.GD(Quadratic().problem(), lower_optimizer=-1.0)
     with pytest.raises(ValueError, match="plain SGD"):

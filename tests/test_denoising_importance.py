@@ -103,7 +103,7 @@ def test_losses_sparse_gradient_and_no_retracing():
     # uniform importance: g is the plain mean cross-entropy
     assert float(g) == pytest.approx(float(weighted_ce(task.model(batch[1]), batch[2])), rel=1e-6)
     hp = dict(lr_u=1.0, lr_v=0.01, rho=1.0, lam=1.0, eps=1e-3)
-    solver = imp.make_solver("penalty", task.problem(), hp, inner_steps=2)
+    solver = bl.make_solver("penalty", task.problem(), **imp.solver_options("penalty", hp, inner_steps=2))
     assert isinstance(solver.upper_optimizer, PerExampleAdam)
     for _ in range(3):
         solver.step(val, batch)
@@ -116,11 +116,16 @@ def test_losses_sparse_gradient_and_no_retracing():
 def test_every_method_builds_from_a_table_row(method):
     task, batch, val = _tiny_task()
     hp = dict(lr_u=1.0, lr_v=0.01, lr_p=0.01, halve_every=20, pretrain_lr=1e-3)
-    solver = imp.make_solver(method, task.problem(), hp, inner_steps=2, upper_optimizer="adam")
+    solver = bl.make_solver(method, task.problem(), **imp.solver_options(method, hp, inner_steps=2,
+                                                                          upper_optimizer="adam"))
     logs = solver.step(val, batch)
     assert np.isfinite(float(logs["upper_loss"]))
     expected = {"rmd": bl.RMD, "penalty": bl.Penalty, "approxgrad": bl.ApproxGrad, "gd": bl.GD}[method]
     assert isinstance(solver, expected)
+    assert type(solver.upper_optimizer) is keras.optimizers.Adam
+    lower = keras.optimizers.SGD if method == "rmd" else keras.optimizers.Adam  # RMD unrolls plain SGD steps
+    assert type(solver.lower_optimizer) is lower
+    assert float(solver.lower_optimizer.learning_rate.numpy()) == pytest.approx(0.01)
 
 
 def test_renormalize_in_place_and_warm_start_values():

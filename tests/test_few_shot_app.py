@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 from runner_utils import load_runner
 
+import bilevel_tf as bl
 from bilevel_tf.apps import few_shot as fs
 from bilevel_tf.datasets import EpisodeSampler
 from bilevel_tf.models import miniimagenet_resnet, omniglot_encoder
@@ -48,7 +49,10 @@ def test_problem_step_resets_heads_trains_representation_without_retracing():
     assert problem.lower_vars[0] is model.head.W and problem.lower_vars[0].shape == (2, 64, 3)
     args = argparse.Namespace(method="penalty", inner_steps=2, jit=False, lr_u=1e-2, lr_v=1e-2, rho=1e-2, lam=1e-2,
                               eps=1e-2, nu=1e-4, lr_decay=0.99)
-    solver = fs.make_solver(args, problem)
+    solver = bl.make_solver(args.method, problem, **fs.solver_options(args))
+    config = solver.get_config()  # the original's constants are recorded (results.json config.solver)
+    assert (config["c_rho"], config["c_lam"], config["c_eps"], config["schedule"]) == (1.1, 0.9, 0.9, "original")
+    assert config["upper_optimizer"]["config"]["epsilon"] == fs.ADAM_EPSILON == solver.lower_optimizer.epsilon
     before = [v.numpy().copy() for v in model.encoder.trainable_variables]
     for seed in range(3):
         sx, sy, qx, qy = fs.random_episode((8, 8, 1), 3, 2, 4, 2, seed=seed)

@@ -85,3 +85,15 @@ def test_checkpoints_written_before_the_registry_still_restore(method):
         np.testing.assert_allclose(s.p[0].numpy(), expected["p"], rtol=1e-6)
     s.step()  # and it continues
     assert int(s.iterations.numpy()) == expected["iterations"] + 1
+
+
+def test_reset_state_sets_schedule_values_and_refuses_unknown_names():
+    solver = bl.Penalty(Quadratic().problem(), 0.01, 0.01, schedule="original", lam=5.0, inner_steps=2)
+    solver.step()
+    solver.lam.assign(7.0)
+    solver.reset_state()
+    assert solver.schedule()["lam"] == 5.0 and int(solver.iterations.numpy()) == 0
+    solver.reset_state(lam=1e-2, rho=3.0)  # the synthetic ablation's trials: other lam_0, same compiled step
+    assert solver.schedule()["lam"] == pytest.approx(1e-2) and solver.schedule()["rho"] == 3.0
+    with pytest.raises(ValueError, match=r"no schedule entries \['gamma'\]"):
+        solver.reset_state(gamma=1.0)

@@ -140,7 +140,8 @@ def test_ex1_hundred_steps_per_call_follow_the_same_trajectory():
     for k in (1, 100):
         example = synthetic.make_example(1)
         synthetic.initialize(example, seed=0)
-        solver = synthetic.build_solver("penalty", example.problem, 10, jit_compile=True)
+        solver = bl.make_solver("penalty", example.problem, inner_steps=10, jit_compile=True,
+                                **synthetic.SOLVER_OPTIONS["penalty"](synthetic.PAPER_SETTINGS))
         bl.fit(solver, steps=300, steps_per_execution=k, verbose=0)
         states[k] = (example.u.numpy(), example.v.numpy(), solver.schedule())
     _assert_same(states[1][:2], states[100][:2])

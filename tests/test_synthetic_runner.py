@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+import bilevel_tf as bl
 from bilevel_tf.apps import synthetic
 from runner_utils import assert_solver_config, run_runner
 
@@ -51,7 +52,7 @@ def test_penalty_reaches_the_ex1_solution_where_gd_does_not():
     fast = synthetic.SolverSettings(lr_u=0.1, lr_v=0.1)
     final = {}
     for method in ("penalty", "gd"):
-        solver = synthetic.build_solver(method, example.problem, 1, settings=fast, jit_compile=False)
+        solver = bl.make_solver(method, example.problem, inner_steps=1, **synthetic.SOLVER_OPTIONS[method](fast))
         cell = synthetic.run_trials(solver, example, trials=3, iterations=4000, record_every=500, seed=0)
         assert np.all(cell.curves[:, 0] > 4.0)                  # random starts in the box are far away
         final[method] = cell.curves[:, -1]
@@ -62,7 +63,8 @@ def test_penalty_reaches_the_ex1_solution_where_gd_does_not():
 
 def test_trial_runner_records_every_n_iterations_and_resets():
     example = synthetic.make_example(2, dim=3, seed=0)
-    solver = synthetic.build_solver("gd", example.problem, 2, jit_compile=False)
+    solver = bl.make_solver("gd", example.problem, inner_steps=2,
+                            **synthetic.SOLVER_OPTIONS["gd"](synthetic.PAPER_SETTINGS))
     cell = synthetic.run_trials(solver, example, trials=2, iterations=25, record_every=10, seed=5)
     assert cell.curves.shape == (2, 4)                           # iterations 0, 10, 20, 25
     np.testing.assert_array_equal(synthetic.record_iterations(25, 10), [0, 10, 20, 25])

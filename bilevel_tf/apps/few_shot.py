@@ -198,18 +198,26 @@ def summarize(accuracies: np.ndarray) -> Tuple[float, float]:
 
 # ---------------------------------------------------------------------------------------------- flags
 # ---------------------------------------------------------------------------------------------- solver
-def make_solver(args: argparse.Namespace, problem: bl.BilevelProblem) -> bl.BilevelSolver:
-    """Penalty or ApproxGrad with the original's few-shot settings (Adam everywhere, T lower steps)."""
-    def adam(rate):
-        return keras.optimizers.Adam(rate, epsilon=ADAM_EPSILON)
+def _adam(rate: float) -> Dict:
+    """The original's optimizer (Adam with TF1's epsilon), as a Keras config ``bl.make_solver`` builds."""
+    return {"class_name": "Adam", "config": {"learning_rate": rate, "epsilon": ADAM_EPSILON}}
 
-    common = dict(inner_steps=args.inner_steps, jit_compile=args.jit)
-    if args.method == "penalty":
-        return bl.Penalty(problem, adam(args.lr_u), adam(args.lr_v), rho=args.rho, lam=args.lam, eps=args.eps,
-                          nu=args.nu, c_rho=1.1, c_lam=0.9, c_eps=0.9, lr_decay=args.lr_decay,
-                          schedule="original", **common)
-    return bl.ApproxGrad(problem, adam(args.lr_u), adam(args.lr_v), linear_steps=args.inner_steps,
-                         linear_optimizer=adam(args.lr_p), sigma=args.sigma, **common)
+
+#: per method: ``bl.make_solver``'s options from the flags, the original's few-shot settings (Adam everywhere,
+#: T lower steps; Penalty: the original schedule's factors)
+SOLVER_OPTIONS: Dict[str, Callable[[argparse.Namespace], Dict]] = {
+    "penalty": lambda args: dict(upper_optimizer=_adam(args.lr_u), lower_optimizer=_adam(args.lr_v),
+                                 schedule="original", rho=args.rho, lam=args.lam, eps=args.eps, nu=args.nu,
+                                 c_rho=1.1, c_lam=0.9, c_eps=0.9, lr_decay=args.lr_decay),
+    "approxgrad": lambda args: dict(upper_optimizer=_adam(args.lr_u), lower_optimizer=_adam(args.lr_v),
+                                    linear_steps=args.inner_steps, linear_optimizer=_adam(args.lr_p),
+                                    sigma=args.sigma),
+}
+
+
+def solver_options(args: argparse.Namespace) -> Dict:
+    """``bl.make_solver``'s options for ``args.method`` (see ``SOLVER_OPTIONS``)."""
+    return dict(SOLVER_OPTIONS[args.method](args), inner_steps=args.inner_steps, jit_compile=args.jit)
 
 
 def seconds_per_upper_iteration(model: FewShotModel, args: argparse.Namespace, k_shot: int, n_query: int,
@@ -217,7 +225,7 @@ def seconds_per_upper_iteration(model: FewShotModel, args: argparse.Namespace, k
     """Timing of upper iterations on random data of the given shapes: median wall-clock and process CPU seconds
     of ``repeats`` iterations after the first call, and the first call (tracing + one iteration). CPU seconds
     are the steadier figure on a shared machine."""
-    solver = make_solver(args, model.problem())
+    solver = bl.make_solver(args.method, model.problem(), **solver_options(args))
     sx, sy, qx, qy = random_episode(image_shape, model.n_way, k_shot, n_query, model.meta_batch)
     timing = experiment.time_steps(lambda: float(solver.step((qx, qy), (sx, sy))["upper_loss"]), repeats)
     return {"seconds": timing["seconds"], "cpu_seconds": timing["cpu_seconds"],
@@ -254,7 +262,7 @@ def _run(args: argparse.Namespace, data: FewShotData, make_encoder: Callable[[Tu
          train_sampler: EpisodeSampler, test_sampler: EpisodeSampler, run: experiment.Run) -> Dict:
     encoder = make_encoder(data.image_shape)
     model = FewShotModel(encoder, args.n_way, args.meta_batch, seed=args.seed)
-    solver = make_solver(args, model.problem())
+    solver = bl.make_solver(args.method, model.problem(), **solver_options(args))
     tester = MetaTester(model, args.eval_batch, args.test_steps, args.test_lr)
     source = EpisodeSource(_sampler(data, "train", args), args.meta_batch, args.seed)
     # Fixed task streams: every curve point and the final test see the same tasks and head initialisations.

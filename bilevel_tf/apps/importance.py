@@ -51,6 +51,17 @@ Sizes = data.Sizes
 CLIP = (1e-5, 0.99999)
 #: keys of a hyperparameter row that are not solver keyword arguments
 _RUNNER_KEYS = ("lr_u", "lr_v", "lr_p", "halve_every", "pretrain_lr", "by_schedule")
+#: per method: the solver options taken from a hyperparameter row's learning rates (the row's other keys, e.g.
+#: PENALTY_SCHEDULE's, are solver options as they are). A rate is the slot's default class: Adam, and for RMD's
+#: lower level the plain SGD steps it differentiates; the upper optimizer comes from --upper-optimizer.
+SOLVER_OPTIONS: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]] = {
+    "penalty": lambda hp: dict(lower_optimizer=hp["lr_v"]),
+    "approxgrad": lambda hp: dict(lower_optimizer=hp["lr_v"], linear_optimizer=hp["lr_p"]),
+    "rmd": lambda hp: dict(lower_optimizer=hp["lr_v"]),
+    "gd": lambda hp: dict(lower_optimizer=hp["lr_v"]),
+}
+#: --upper-optimizer -> the Keras class (registered) name of the importance optimizer
+UPPER_OPTIMIZERS = {"per_example_adam": keras.saving.get_registered_name(PerExampleAdam), "adam": "Adam"}
 
 # --------------------------------------------------------------------------------------------- the problem
 class ImportanceLearning:
@@ -93,18 +104,15 @@ def initial_logits(predicted: np.ndarray, noisy_labels: np.ndarray, init: Tuple[
     return logits_of(a).astype(np.float32)
 
 
-def make_solver(method: str, problem: bl.BilevelProblem, hp: Dict[str, Any], inner_steps: int,
-                upper_optimizer: str = "per_example_adam", jit_compile: bool = False) -> bl.BilevelSolver:
-    """The solver of ``method`` with the learning rates and options of one hyperparameter row."""
-    kwargs = {k: v for k, v in hp.items() if k not in _RUNNER_KEYS}
-    upper = (PerExampleAdam if upper_optimizer == "per_example_adam" else keras.optimizers.Adam)(hp["lr_u"])
-    common = dict(inner_steps=inner_steps, jit_compile=jit_compile)
-    if method == "approxgrad":
-        kwargs.setdefault("linear_optimizer", keras.optimizers.Adam(hp["lr_p"]))
-    if method == "rmd":  # differentiates plain SGD steps on v
-        return bl.RMD(problem, upper, keras.optimizers.SGD(hp["lr_v"]), **common, **kwargs)
-    return bl.make_solver(method, problem, upper_optimizer=upper,
-                          lower_optimizer=keras.optimizers.Adam(hp["lr_v"]), **common, **kwargs)
+def solver_options(method: str, hp: Dict[str, Any], inner_steps: int, upper_optimizer: str = "per_example_adam",
+                   jit_compile: bool = False) -> Dict[str, Any]:
+    """``bl.make_solver``'s options for ``method`` and one hyperparameter row: the table's, the upper
+    optimizer (an ``UPPER_OPTIMIZERS`` name) at ``lr_u``, then the row's solver keywords."""
+    upper = {"class_name": UPPER_OPTIMIZERS[upper_optimizer], "config": {"learning_rate": hp["lr_u"]}}
+    options = dict(SOLVER_OPTIONS[method](hp), upper_optimizer=upper, inner_steps=inner_steps,
+                   jit_compile=jit_compile)
+    options.update((k, v) for k, v in hp.items() if k not in _RUNNER_KEYS)
+    return options
 
 
 class EpochEnd(bl.Callback):
@@ -199,7 +207,8 @@ def _prepare(spec: DenoisingSpec, args: argparse.Namespace, warm_start: bool, sp
                          seed=args.seed)
         init = initial_logits(predictor.predict(splits.x_train), noisy, spec.init_importance)
     task = ImportanceLearning(model, init, training=args.dropout)
-    solver = make_solver(args.method, task.problem(), hp, args.inner_steps, args.upper_optimizer, args.jit)
+    solver = bl.make_solver(args.method, task.problem(),
+                            **solver_options(args.method, hp, args.inner_steps, args.upper_optimizer, args.jit))
     augment = None
     if spec.augment is not None and getattr(args, "augment", False):
         augment = data.augmentation(**spec.augment)

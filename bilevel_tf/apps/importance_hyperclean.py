@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import keras
 import numpy as np
@@ -117,23 +117,29 @@ class HyperCleaning:
                                  lower_init=init, extra_state={"init_rng": self.rng})
 
 
-def make_solver(args: argparse.Namespace, problem: bl.BilevelProblem, penalty_options: Dict[str, Any]):
-    sgd = keras.optimizers.SGD
-    common = dict(jit_compile=args.jit)
-    if args.method == "vpbgd":
-        return bl.VPBGD(problem, sgd(args.lrx), sgd(args.lry), inner_optimizer=sgd(args.lr_inner),
-                        inner_steps=args.inner_itr, gamma_init=args.gamma_init, gamma_max=args.gamma_max,
-                        gamma_argmax_step=args.gamma_argmax_step, **common)
-    if args.method == "gpbgd":
-        return bl.GPBGD(problem, sgd(args.lrx), sgd(args.lry), gamma_init=args.gamma_init,
-                        gamma_max=args.gamma_max, gamma_argmax_step=args.gamma_argmax_step, **common)
-    if args.method == "rhg":  # K < T: truncated (T-RHG)
-        return bl.RMD(problem, sgd(args.lrx), sgd(args.lr_inner), inner_steps=args.T,
-                      truncation=min(args.K, args.T), **common)
-    options = dict(penalty_options) if args.schedule == "original" else {}  # the table holds original constants
-    options["schedule"] = args.schedule
-    return bl.Penalty(problem, keras.optimizers.Adam(args.lrx), keras.optimizers.Adam(args.lry),
-                      inner_steps=args.inner_itr, **options, **common)
+def _gamma(args: argparse.Namespace) -> Dict[str, Any]:
+    return dict(gamma_init=args.gamma_init, gamma_max=args.gamma_max, gamma_argmax_step=args.gamma_argmax_step)
+
+
+#: per method: ``bl.make_solver``'s options from the flags and the runner's Penalty constants (used with
+#: --schedule original). Learning rates are the slots' default classes: plain SGD for the PBGD solvers and RHG
+#: (PBGD's optimizers), Adam for Penalty.
+SOLVER_OPTIONS: Dict[str, Callable[[argparse.Namespace, Dict[str, Any]], Dict[str, Any]]] = {
+    "vpbgd": lambda args, _: dict(upper_optimizer=args.lrx, lower_optimizer=args.lry, inner_optimizer=args.lr_inner,
+                                  inner_steps=args.inner_itr, **_gamma(args)),
+    "gpbgd": lambda args, _: dict(upper_optimizer=args.lrx, lower_optimizer=args.lry, **_gamma(args)),
+    # K < T: truncated (T-RHG)
+    "rhg": lambda args, _: dict(upper_optimizer=args.lrx, lower_optimizer=args.lr_inner, inner_steps=args.T,
+                                truncation=min(args.K, args.T)),
+    "penalty": lambda args, penalty: dict(penalty if args.schedule == "original" else {}, schedule=args.schedule,
+                                          upper_optimizer=args.lrx, lower_optimizer=args.lry,
+                                          inner_steps=args.inner_itr),
+}
+
+
+def solver_options(args: argparse.Namespace, penalty_options: Dict[str, Any]) -> Dict[str, Any]:
+    """``bl.make_solver``'s options for ``args.method`` (see ``SOLVER_OPTIONS``)."""
+    return dict(SOLVER_OPTIONS[args.method](args, penalty_options), jit_compile=args.jit)
 
 
 def baseline_accuracy(net: str, train: Split, test: Split, steps: int, lr: float, seed: int) -> float:
@@ -150,7 +156,8 @@ def time_upper_iterations(args: argparse.Namespace, penalty_options: Dict[str, A
     """Median seconds per upper iteration (after the tracing one) on random data of MNIST's shape."""
     train, val, _, _, _ = load_hyperclean_data("synthetic", args.pollute_rate, args.seed)
     task = HyperCleaning(args.net, train, val, args.reg, args.seed)
-    solver = make_solver(args, task.problem(restart_lower=args.method == "rhg"), penalty_options)
+    solver = bl.make_solver(args.method, task.problem(restart_lower=args.method == "rhg"),
+                            **solver_options(args, penalty_options))
     timing = experiment.time_steps(lambda: float(solver.step()["upper_loss"]), steps)  # float() waits
     return {"seconds_per_upper_iteration": timing["seconds"]}
 
@@ -166,7 +173,8 @@ def run_hyper_cleaning(args: argparse.Namespace, penalty_options: Dict[str, Any]
 def _run_hyper_cleaning(args, penalty_options, baseline, data, run: experiment.Run) -> Dict[str, Any]:
     train, val, test, dirty, y_clean = data
     task = HyperCleaning(args.net, train, val, args.reg, args.seed)
-    solver = make_solver(args, task.problem(restart_lower=args.method == "rhg"), penalty_options)
+    solver = bl.make_solver(args.method, task.problem(restart_lower=args.method == "rhg"),
+                            **solver_options(args, penalty_options))
     x_test, y_test = tf.constant(test[0]), test[1]
 
     def evaluate() -> Dict[str, float]:

@@ -32,7 +32,6 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -62,6 +61,25 @@ class SolverSettings:
 
 
 PAPER_SETTINGS = SolverSettings()
+
+
+def _adam(rate: float) -> Dict[str, Any]:
+    return {"class_name": "Adam", "config": {"learning_rate": rate}}
+
+
+#: per method: ``bl.make_solver``'s options from the settings (learning rates are the slots' default classes:
+#: Adam, and plain SGD at both levels of RMD); with T, ``inner_steps`` and ``jit_compile`` they build the paper's
+#: synthetic solvers: ``bl.make_solver(m, problem, inner_steps=T, **SOLVER_OPTIONS[m](PAPER_SETTINGS))``
+SOLVER_OPTIONS: Dict[str, Callable[[SolverSettings], Dict[str, Any]]] = {
+    "gd": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v),
+    "rmd": lambda s: dict(upper_optimizer=s.lr_u if s.rmd_sgd_upper else _adam(s.lr_u), lower_optimizer=s.lr_v),
+    "approxgrad": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v, linear_optimizer=s.lr_p,
+                                 sigma=s.sigma),
+    # the original synthetic schedule: rho *= c_rho, and lam, eps and both learning rates /= c_rho
+    "penalty": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v, rho=s.rho, lam=s.lam, eps=s.eps, nu=s.nu,
+                              c_rho=s.c_rho, c_lam=1.0 / s.c_rho, c_eps=1.0 / s.c_rho, lr_decay=1.0 / s.c_rho,
+                              use_nu=s.use_nu, schedule="original", tolerance="original", nu_rho="new"),
+}
 
 
 class SyntheticExample(NamedTuple):
@@ -150,28 +168,6 @@ def trial_seed(seed: int, trial: int) -> int:
     return 1_000_003 * (seed + 1) + trial
 
 
-def build_solver(method: str, problem: bl.BilevelProblem, inner_steps: int, *,
-                 settings: SolverSettings = PAPER_SETTINGS, jit_compile: bool = True) -> bl.BilevelSolver:
-    """The solver of the paper's synthetic setup for one method and T (fresh optimizers)."""
-    s = settings
-    common = dict(inner_steps=int(inner_steps), jit_compile=jit_compile)
-    adam = keras.optimizers.Adam
-    if method == "gd":
-        return bl.GD(problem, adam(s.lr_u), adam(s.lr_v), **common)
-    if method == "rmd":
-        upper = keras.optimizers.SGD(s.lr_u) if s.rmd_sgd_upper else adam(s.lr_u)
-        return bl.RMD(problem, upper, keras.optimizers.SGD(s.lr_v), **common)
-    if method == "approxgrad":
-        return bl.ApproxGrad(problem, adam(s.lr_u), adam(s.lr_v), linear_optimizer=adam(s.lr_p),
-                             sigma=s.sigma, **common)
-    if method == "penalty":
-        shrink = 1.0 / s.c_rho
-        return bl.Penalty(problem, adam(s.lr_u), adam(s.lr_v), rho=s.rho, lam=s.lam, eps=s.eps, nu=s.nu,
-                          c_rho=s.c_rho, c_lam=shrink, c_eps=shrink, lr_decay=shrink, use_nu=s.use_nu, schedule="original",
-                          tolerance="original", nu_rho="new", **common)
-    raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
-
-
 class TrialRunner:
     """Runs trials of one compiled solver and records the distance every ``record_every`` iterations.
 
@@ -249,13 +245,13 @@ class Cell(NamedTuple):
 
 def run_trials(runner: Union[TrialRunner, bl.BilevelSolver], example: SyntheticExample, *, trials: int,
                iterations: int, record_every: int, seed: int,
-               setup: Optional[Callable[[bl.BilevelSolver], None]] = None,
+               schedule: Optional[Mapping[str, float]] = None,
                log: Optional[Callable[[str], None]] = None) -> Cell:
     """``trials`` runs of one solver (or of a :class:`TrialRunner`, to share its compiled trajectory
     between calls) from the paired starts of :func:`trial_seed`.
 
-    Each trial resets the solver state (optimizer slots, schedule, learning rates) and draws fresh u, v;
-    ``setup(solver)`` may then override state (e.g. the ablation's lam_0). A warm-up call compiles the
+    Each trial resets the solver state (optimizer slots, schedule, learning rates; ``schedule`` overrides
+    starting values, e.g. the ablation's lam_0) and draws fresh u, v. A warm-up call compiles the
     trajectory first, so the timings exclude tracing and XLA compilation.
     """
     if not isinstance(runner, TrialRunner):
@@ -268,10 +264,8 @@ def run_trials(runner: Union[TrialRunner, bl.BilevelSolver], example: SyntheticE
         runner.compiled = True
     curves, seconds = [], []
     for trial in range(int(trials)):
-        solver.reset_state()
+        solver.reset_state(**(schedule or {}))
         initialize(example, trial_seed(seed, trial))
-        if setup is not None:
-            setup(solver)
         start = time.perf_counter()
         curves.append(runner.run(iterations))
         seconds.append((time.perf_counter() - start) / max(int(iterations), 1))

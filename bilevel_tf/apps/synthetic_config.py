@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 EXAMPLES = (1, 2, 3, 4)
-METHODS = ("gd", "rmd", "approxgrad", "penalty")
+#: the methods ``synthetic.SOLVER_OPTIONS`` covers, in ``bl.METHODS`` order (a test checks both)
+METHODS = ("penalty", "approxgrad", "rmd", "gd")
 
 
 def add_jit_flag(p) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Dict, Sequence
 
 import numpy as np
 
+import bilevel_tf as bl
 from bilevel_tf import experiment, paper_cells, tensorboard_logs
 
 from . import synthetic
@@ -23,24 +24,27 @@ def run_sweep(args, ablation_lambdas: Sequence[float], max_curve_points: int) ->
     steps = synthetic.record_iterations(args.iterations, args.record_every)
     trial_options = dict(iterations=args.iterations, record_every=args.record_every, seed=args.seed, log=trial_log)
 
-    def cell(key, example, make_runner, trials, setup=None):
+    def cell(key, example, make_runner, trials, schedule=None):
         done = cache.get(key)
         if done is not None and done.curves.shape[0] == trials:
             log(f"{key}: cached")
             return done
-        result = synthetic.run_trials(make_runner(), example, trials=trials, setup=setup, **trial_options)
+        result = synthetic.run_trials(make_runner(), example, trials=trials, schedule=schedule, **trial_options)
         m = synthetic.cell_metrics(result)
         log(f"{key}: final distance {m['distance_to_solution_mean']:.4g} +- {m['distance_to_solution_std']:.2g}, "
             f"{m['seconds_per_upper_iteration'] * 1e6:.1f} us/iter")
         return cache.put(key, result)
+
+    def solver_for(example, method, t):
+        return bl.make_solver(method, example.problem, inner_steps=t, jit_compile=args.jit,
+                              **synthetic.SOLVER_OPTIONS[method](synthetic.PAPER_SETTINGS))
 
     metrics, history = {}, []
     for e in args.examples:
         example = synthetic.make_example(e, args.dim, args.seed)
         for method in args.methods:
             for t in args.ts:
-                c = cell(f"ex{e}/{method}/T{t}", example, lambda: synthetic.build_solver(
-                    method, example.problem, t, jit_compile=args.jit), args.trials)
+                c = cell(f"ex{e}/{method}/T{t}", example, lambda: solver_for(example, method, t), args.trials)
                 metrics.setdefault(f"ex{e}", {}).setdefault(method, {})[f"T{t}"] = synthetic.cell_metrics(c)
                 history.append(dict(example=e, method=method, T=t,
                                     **synthetic.mean_curve(c, steps, max_curve_points)))
@@ -53,7 +57,9 @@ def run_sweep(args, ablation_lambdas: Sequence[float], max_curve_points: int) ->
     # the top-level timing is Penalty's mean over examples and T (per cell timings are in the metrics)
     penalty = [m["seconds_per_upper_iteration"] for k, by_method in metrics.items() if k.startswith("ex")
                for m in by_method.get("penalty", {}).values()]
-    experiment.write_results(args, metrics=metrics, history=history, dataset="synthetic",
+    # the solvers' full configurations, one per (method, T); built after every cell so nothing above changes
+    solvers = {f"{method}/T{t}": solver_for(example, method, t) for method in args.methods for t in args.ts}
+    experiment.write_results(args, metrics=metrics, history=history, dataset="synthetic", solver=solvers,
                              paper=paper_cells.paper_entry(args, "synthetic"),
                              seconds_per_upper_iteration=float(np.mean(penalty)) if penalty else None,
                              config=experiment.config_of(args, settings=dataclasses.asdict(synthetic.PAPER_SETTINGS)))
@@ -72,14 +78,14 @@ def run_ablation(args, cell, steps, history, ablation_lambdas, max_curve_points)
 
             def make_runner():  # one compiled solver per (T, nu), shared by every lam_0
                 if not runners:
-                    solver = synthetic.build_solver("penalty", example.problem, t, settings=settings,
-                                                    jit_compile=args.jit)
+                    solver = bl.make_solver("penalty", example.problem, inner_steps=t, jit_compile=args.jit,
+                                            **synthetic.SOLVER_OPTIONS["penalty"](settings))
                     runners.append(synthetic.TrialRunner(solver, example.distance, args.record_every))
                 return runners[0]
 
             for lam0 in ablation_lambdas:
                 c = cell(f"ablation/{row}/T{t}/lam{lam0:g}", example, make_runner, args.ablation_trials,
-                         setup=lambda s, lam0=lam0: s.lam.assign(lam0))
+                         schedule=dict(lam=lam0))
                 out.setdefault(row, {}).setdefault(f"T{t}", {})[f"lam0={lam0:g}"] = synthetic.cell_metrics(c)
                 history.append(dict(example=1, method="penalty", T=t, ablation=dict(lam0=lam0, use_nu=use_nu),
                                     **synthetic.mean_curve(c, steps, max_curve_points)))

@@ -9,8 +9,8 @@ import tensorflow as tf
 from .. import autodiff, distribute
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
-from .base import (BilevelSolver, check_nonnegative, check_positive_int, make_optimizer, optimizer_config,
-                   state_variable)
+from .base import BilevelSolver, check_nonnegative, check_positive_int, state_variable
+from .optimizers import make_optimizer, optimizer_config
 
 
 class ApproxGrad(BilevelSolver):
@@ -27,12 +27,14 @@ class ApproxGrad(BilevelSolver):
 
     ``sigma`` regularizes the possibly singular Hessian (the original's runners use 1e-3, its synthetic
     script 1e-6). ``warm_start=True`` keeps p from the previous iteration as the original does; False
-    restarts it from zero. ``linear_steps`` defaults to ``inner_steps`` and ``linear_optimizer`` to Adam with
-    the lower optimizer's initial learning rate. Memory does not grow with T.
+    restarts it from zero. ``linear_steps`` defaults to ``inner_steps`` and ``linear_optimizer`` (any form of
+    :class:`BilevelSolver`'s optimizer options; a learning rate gives Adam) to Adam with the lower optimizer's
+    initial learning rate. Memory does not grow with T.
     """
 
     method = "approxgrad"
     default_inner_steps = 20
+    default_linear_optimizer = keras.optimizers.Adam
 
     def __init__(self, problem: BilevelProblem, upper_optimizer: Any = None, lower_optimizer: Any = None, *,
                  inner_steps: Optional[int] = None, linear_steps: Optional[int] = None,
@@ -45,7 +47,7 @@ class ApproxGrad(BilevelSolver):
         self.sigma = check_nonnegative("sigma", sigma)
         self.warm_start = bool(warm_start)
         default_lr = float(keras.ops.convert_to_numpy(self.lower_optimizer.learning_rate))
-        self.linear_optimizer = make_optimizer(linear_optimizer, "linear_optimizer", keras.optimizers.Adam,
+        self.linear_optimizer = make_optimizer(linear_optimizer, "linear_optimizer", self.default_linear_optimizer,
                                                default_lr)
         if self.linear_optimizer is self.lower_optimizer or self.linear_optimizer is self.upper_optimizer:
             raise ValueError("linear_optimizer must be a separate optimizer instance")

@@ -1,7 +1,7 @@
 """The shared machinery of every bilevel solver: validation, optimizers, the compiled step, checkpointing."""
 from __future__ import annotations
 
-import json
+import inspect
 import numbers
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
@@ -11,33 +11,9 @@ import tensorflow as tf
 from .. import autodiff, distribute
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
+from .optimizers import check_learning_rate, make_optimizer, optimizer_config
 
 Logs = Dict[str, tf.Tensor]
-
-
-def make_optimizer(spec: Any, name: str, default_cls: Type[keras.optimizers.Optimizer],
-                   default_lr: float) -> keras.optimizers.Optimizer:
-    """A Keras optimizer from an instance, a learning rate (-> ``default_cls``) or None (-> defaults)."""
-    if spec is None:
-        return default_cls(learning_rate=default_lr)
-    if isinstance(spec, keras.optimizers.Optimizer):
-        return spec
-    if isinstance(spec, numbers.Real) and not isinstance(spec, bool):
-        if spec <= 0:
-            raise ValueError(f"{name}: a learning rate must be positive, got {spec}")
-        return default_cls(learning_rate=float(spec))
-    raise ValueError(f"{name} must be a keras.optimizers.Optimizer, a positive learning rate or None, "
-                     f"got {type(spec).__name__}")
-
-
-def check_learning_rate(optimizer: keras.optimizers.Optimizer, name: str) -> None:
-    """A constant learning rate must be finite and > 0 (a schedule is the user's business)."""
-    lr = optimizer.learning_rate
-    if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule) or callable(lr):
-        return
-    value = float(keras.ops.convert_to_numpy(lr))
-    if not (value > 0 and value < float("inf")):
-        raise ValueError(f"{name} has learning rate {value}; it must be a finite number > 0")
 
 
 def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -65,20 +41,6 @@ def state_variable(value: Any, name: str, dtype=None) -> tf.Variable:
                        aggregation=distribute.ONLY_FIRST_REPLICA)
 
 
-def optimizer_config(optimizer: keras.optimizers.Optimizer) -> Dict[str, Any]:
-    """A JSON-able description of a Keras optimizer (``keras.saving.serialize_keras_object``), read when the
-    solver is built so that later learning-rate decay does not change it."""
-    return json.loads(json.dumps(keras.saving.serialize_keras_object(optimizer), default=_json_default))
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "numpy"):
-        return value.numpy().tolist()
-    if hasattr(value, "item"):
-        return value.item()
-    return repr(value)
-
-
 def _has_accelerator() -> bool:
     return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
 
@@ -91,8 +53,14 @@ class BilevelSolver:
 
     Args:
         problem: the :class:`~bilevel_tf.BilevelProblem`.
-        upper_optimizer, lower_optimizer: Keras optimizers for ``u`` and ``v`` (or a learning rate, or None
-            for the solver's defaults). They must be distinct instances.
+        upper_optimizer, lower_optimizer: the optimizers of ``u`` and ``v``, each (like every optimizer option
+            of a subclass) in one of these forms (:func:`~bilevel_tf.solvers.optimizers.make_optimizer`):
+            a ``keras.optimizers.Optimizer`` instance, used as it is (never the same instance for two slots);
+            a positive learning rate, for the slot's default class (``default_upper_optimizer`` /
+            ``default_lower_optimizer``: Adam, plain SGD for RMD and the PBGD solvers); a Keras config dict
+            or class name, built by ``keras.optimizers.get`` (e.g. ``{"class_name": "Adam", "config":
+            {"learning_rate": 1e-2, "epsilon": 1e-8}}``, the form :meth:`get_config` records); or None, for
+            the default class at the solver's default learning rate.
         inner_steps: T, lower-level steps per upper iteration (>= 1).
         jit_compile: compile the step with XLA.
         unroll: write the inner loops out T times (True) or use one graph loop (False). A graph loop keeps
@@ -110,7 +78,9 @@ class BilevelSolver:
 
     #: name used by ``bl.get_solver`` and in logs
     method = "base"
-    default_optimizer = keras.optimizers.Adam
+    #: the class a learning rate (or None) becomes, per slot
+    default_upper_optimizer: Type[keras.optimizers.Optimizer] = keras.optimizers.Adam
+    default_lower_optimizer: Type[keras.optimizers.Optimizer] = keras.optimizers.Adam
     default_upper_lr = 1e-3
     default_lower_lr = 1e-4
     default_inner_steps = 1
@@ -121,7 +91,8 @@ class BilevelSolver:
                  inner_steps: Optional[int] = None, jit_compile: bool = False, hvp: Optional[str] = None,
                  unroll: Optional[bool] = None, **unknown: Any):
         if unknown:
-            raise ValueError(f"{type(self).__name__} got unknown option(s) {sorted(unknown)}")
+            raise ValueError(f"{type(self).__name__} (method {self.method!r}) got unknown option(s) {sorted(unknown)}; "
+                             f"its options are {self.option_names()}")
         if not isinstance(problem, BilevelProblem):
             raise ValueError(f"problem must be a bl.BilevelProblem, got {type(problem).__name__}")
         self.problem = problem
@@ -133,9 +104,9 @@ class BilevelSolver:
         self.jit_compile = bool(jit_compile)
         self.unroll = (self.jit_compile and not _has_accelerator()) if unroll is None else bool(unroll)
         self.hvp = check_choice("hvp", self.default_hvp if hvp is None else hvp, autodiff.HVP_MODES)
-        self.upper_optimizer = make_optimizer(upper_optimizer, "upper_optimizer", self.default_optimizer,
+        self.upper_optimizer = make_optimizer(upper_optimizer, "upper_optimizer", self.default_upper_optimizer,
                                               self.default_upper_lr)
-        self.lower_optimizer = make_optimizer(lower_optimizer, "lower_optimizer", self.default_optimizer,
+        self.lower_optimizer = make_optimizer(lower_optimizer, "lower_optimizer", self.default_lower_optimizer,
                                               self.default_lower_lr)
         for name in ("upper_optimizer", "lower_optimizer"):
             check_learning_rate(getattr(self, name), name)
@@ -245,11 +216,15 @@ class BilevelSolver:
     @classmethod
     def from_config(cls, problem: BilevelProblem, config: Dict[str, Any]) -> "BilevelSolver":
         """A new solver for ``problem`` from :meth:`get_config` output (optimizers rebuilt from their configs)."""
-        options = {k: v for k, v in config.items() if k != "method"}
-        for key, value in options.items():
-            if key.endswith("_optimizer") and isinstance(value, dict):
-                options[key] = keras.saving.deserialize_keras_object(value)
-        return cls(problem, **options)
+        return cls(problem, **{k: v for k, v in config.items() if k != "method"})
+
+    @classmethod
+    def option_names(cls) -> List[str]:
+        """The keyword options the constructor accepts: the class's own and those it hands to its bases."""
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return sorted({p.name for klass in cls.__mro__ if "__init__" in vars(klass) and klass is not object
+                       for p in inspect.signature(klass.__init__).parameters.values()
+                       if p.kind in kinds and p.name not in ("self", "problem")})
 
     def add_state(self, name: str, value: Any, schedule: bool = False) -> Any:
         """Register solver-owned state (a variable, a list of variables or a trackable such as an optimizer)
@@ -276,13 +251,21 @@ class BilevelSolver:
             self._checkpoint = tf.train.Checkpoint(**state)
         return self._checkpoint
 
-    def reset_state(self) -> None:
+    def reset_state(self, **schedule: float) -> None:
         """Return every piece of solver state (optimizer slots and iteration counts, learning rates,
         schedule, auxiliary variables) to its value before the solver was first used; the problem's
-        variables are left alone. Reusing one compiled solver across trials this way avoids recompiling."""
+        variables are left alone. Reusing one compiled solver across trials this way avoids recompiling.
+        ``schedule`` then sets starting values of schedule entries (names of :meth:`schedule`, e.g.
+        ``reset_state(lam=1e-2)``), so trials with other constants share the compiled step too."""
+        unknown = sorted(set(schedule) - set(self._schedule_keys))
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no schedule entries {unknown}; its schedule is "
+                             f"{self._schedule_keys}")
         self._ensure_snapshot()
         for var, value in self._initial_values:
             var.assign(value)
+        for name, value in schedule.items():
+            self._state[name].assign(value)
 
     def _ensure_snapshot(self) -> None:
         """Snapshot the solver-owned variables on first use (after every constructor has run)."""

@@ -9,15 +9,16 @@ import tensorflow as tf
 from .. import autodiff, distribute
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
-from .base import (BilevelSolver, check_nonnegative, check_positive_int, make_optimizer, optimizer_config,
-                   state_variable)
+from .base import BilevelSolver, check_nonnegative, check_positive_int, state_variable
+from .optimizers import make_optimizer, optimizer_config
 
 
 class _GammaSchedule(BilevelSolver):
     """gamma_k = gamma_init + (gamma_max - gamma_init) * min(k / gamma_argmax_step, 1); joint steps are
     scaled by min(1/gamma, 1) as in the PBGD code, so a growing penalty does not blow up the step."""
 
-    default_optimizer = keras.optimizers.SGD
+    default_upper_optimizer = keras.optimizers.SGD
+    default_lower_optimizer = keras.optimizers.SGD
     default_upper_lr = 0.1
     default_lower_lr = 0.1
 
@@ -48,11 +49,14 @@ class VPBGD(_GammaSchedule):
 
     grad_u F includes -gamma grad_u g(u, w) (Danskin's theorem for the value function). The copy w lives in
     its own variables; during the inner steps it is swapped into the model's variables, so the losses need
-    no change. Defaults follow the PBGD code's data hyper-cleaning script.
+    no change. Defaults follow the PBGD code's data hyper-cleaning script (``inner_optimizer``: SGD(0.01), and
+    SGD for a learning rate).
     """
 
     method = "vpbgd"
     default_inner_steps = 1
+    default_inner_optimizer = keras.optimizers.SGD
+    default_inner_lr = 0.01
 
     def __init__(self, problem: BilevelProblem, upper_optimizer: Any = None, lower_optimizer: Any = None, *,
                  inner_steps: Optional[int] = None, inner_optimizer: Any = None, gamma_init: float = 0.0,
@@ -61,7 +65,8 @@ class VPBGD(_GammaSchedule):
         super().__init__(problem, upper_optimizer, lower_optimizer, inner_steps=inner_steps,
                          jit_compile=jit_compile, **unknown)
         self._init_gamma(gamma_init, gamma_max, gamma_argmax_step)
-        self.inner_optimizer = make_optimizer(inner_optimizer, "inner_optimizer", keras.optimizers.SGD, 0.01)
+        self.inner_optimizer = make_optimizer(inner_optimizer, "inner_optimizer", self.default_inner_optimizer,
+                                              self.default_inner_lr)
         if self.inner_optimizer in (self.upper_optimizer, self.lower_optimizer):
             raise ValueError("inner_optimizer must be a separate optimizer instance")
         self._build_optimizer(self.inner_optimizer, problem.lower_vars, "inner_optimizer")

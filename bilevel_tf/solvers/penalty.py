@@ -147,8 +147,10 @@ class Penalty(BilevelSolver):
                 self._calibrate_fn(upper_batch, lower_batch)
         self._known_calibrated = True
 
-    def reset_state(self) -> None:
-        super().reset_state()
+    def reset_state(self, **schedule: float) -> None:
+        """See :meth:`BilevelSolver.reset_state`; an ``"auto"`` rho or lam is calibrated again at the next
+        step (over a value given here)."""
+        super().reset_state(**schedule)
         self._known_calibrated = not self.auto
 
     def _calibrate(self, upper_batch, lower_batch):

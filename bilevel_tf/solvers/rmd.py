@@ -32,7 +32,9 @@ class RMD(BilevelSolver):
     """
 
     method = "rmd"
-    default_optimizer = keras.optimizers.SGD
+    #: a learning rate gives plain SGD at both levels (the lower level must be SGD; u: as the original synthetic script)
+    default_upper_optimizer = keras.optimizers.SGD
+    default_lower_optimizer = keras.optimizers.SGD
     default_inner_steps = 20
 
     def __init__(self, problem: BilevelProblem, upper_optimizer: Any = None, lower_optimizer: Any = None, *,

@@ -23,7 +23,7 @@ and the attack searches the smallest eps in 1..16 that makes the retrained layer
 
 The package's modules, one concern each: ``config`` (the runners' constants blocks and flags, without
 TensorFlow), ``data`` (MNIST/digits splits and poison start points), ``trainer`` (the losses; the classifier
-trainer is ``apps.classifier``'s, re-exported), ``solver`` (the attacks' solvers), ``augmentation`` (the
+trainer is ``apps.classifier``'s, re-exported), ``solver`` (the attacks' table of solver options), ``augmentation`` (the
 data-augmentation attacks), ``features`` (the InceptionV3 feature map and feature files) and ``clean_label``
 (the clean-label attack, its baselines and reports).
 """
@@ -33,10 +33,10 @@ from typing import Any
 #: submodule -> the public names it defines; ``poisoning.X`` imports the submodule on first use, so a runner
 #: that only parses its flags (``config``, ``data``) never loads TensorFlow
 _EXPORTS = {
-    "config": ("AttackDefaults", "CleanLabelDefaults", "FEATURES_FILE", "SMOKE_IMAGES", "add_attack_flags",
+    "config": ("METHODS", "AttackDefaults", "CleanLabelDefaults", "FEATURES_FILE", "SMOKE_IMAGES", "add_attack_flags",
                "add_clean_label_flags", "add_network_flags", "add_solver_flags", "resolve_attack_args",
                "resolve_clean_label_args"),
-    "data": ("DATASETS", "METHODS", "PoisonData", "balanced_subset", "load_flat_images", "targeted_data",
+    "data": ("DATASETS", "PoisonData", "balanced_subset", "load_flat_images", "targeted_data",
              "untargeted_data", "wrong_labels"),
     "augmentation": ("data_augmentation_problem", "plot_poison_rows", "run_data_augmentation_attack"),
     "clean_label": ("CleanLabelAttack", "FeatureCollision", "append_jsonl", "clean_label_metrics",
@@ -44,7 +44,7 @@ _EXPORTS = {
                     "poison_projection", "read_jsonl", "run_clean_label_attack", "smallest_flipping_radius",
                     "success_curve", "to_unit_range"),
     "features": ("FeatureMap", "check_features_match", "feature_network", "smoke_subset", "write_smoke_dogfish"),
-    "solver": ("halve_learning_rates", "make_attack_solver"),
+    "solver": ("SOLVER_OPTIONS", "attack_solver_options", "halve_learning_rates"),
     "trainer": ("ClassifierTrainer", "cross_entropy", "regularized_loss", "softmax_layer"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

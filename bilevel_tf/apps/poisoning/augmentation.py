@@ -11,9 +11,9 @@ import tensorflow as tf
 import bilevel_tf as bl
 from bilevel_tf import experiment, models, paper_cells, tensorboard_logs
 
-from .data import PoisonData
 from .config import AttackDefaults, add_attack_flags, resolve_attack_args  # noqa: F401  (re-exported)
-from .solver import halve_learning_rates, make_attack_solver
+from .data import PoisonData
+from .solver import attack_solver_options, halve_learning_rates
 from .trainer import ClassifierTrainer, cross_entropy, regularized_loss
 
 def data_augmentation_problem(model: keras.Model, poison: tf.Variable, data: PoisonData,
@@ -57,9 +57,9 @@ def _run_data_augmentation_attack(args, data: PoisonData, run: experiment.Run) -
     clean = retrain_and_score(None)  # last: the clean model is the attack's starting point (pre-training)
     poison = tf.Variable(data.poison_x0, name="poison")
     problem = data_augmentation_problem(model, poison, data, args.weight_decay)
-    solver = make_attack_solver(args.method, problem, lr_u=args.lr_u, lr_v=args.lr_v, lr_p=args.lr_p,
-                                inner_steps=args.inner_steps, rho=args.rho, lam=args.lam, eps=args.eps,
-                                nu=args.nu, sigma=args.sigma, jit_compile=args.jit)
+    solver = bl.make_solver(args.method, problem, **attack_solver_options(
+        args.method, lr_u=args.lr_u, lr_v=args.lr_v, lr_p=args.lr_p, inner_steps=args.inner_steps, rho=args.rho,
+        lam=args.lam, eps=args.eps, nu=args.nu, sigma=args.sigma, jit_compile=args.jit))
     callbacks = [halve_learning_rates(solver, args.halve_every)] if args.method == "approxgrad" else []
     history = bl.fit(solver, None, None, steps=args.epochs, steps_per_execution=args.steps_per_execution,
                      checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),

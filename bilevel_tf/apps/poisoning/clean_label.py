@@ -17,7 +17,7 @@ from bilevel_tf import datasets, experiment, paper_cells, tensorboard_logs
 from .features import (FEATURES_FILE, FeatureMap, check_features_match, feature_network,
                        smoke_subset, write_smoke_dogfish)
 from .config import CleanLabelDefaults, add_clean_label_flags, resolve_clean_label_args  # noqa: F401
-from .solver import make_attack_solver
+from .solver import attack_solver_options
 from .trainer import ClassifierTrainer, cross_entropy, softmax_layer
 
 def poison_projection(center, radius, clip: Tuple[float, float] = (-1.0, 1.0)) -> Callable:
@@ -74,8 +74,9 @@ class CleanLabelAttack:
         problem = bl.BilevelProblem(upper_loss, lower_loss, [self.u], trainer.variables,
                                     upper_constraint=poison_projection(self.base, self.radius),
                                     lower_init=refresh_features)
-        self.solver = make_attack_solver(method, problem, lr_u=lr_u, lr_v=lr_v, lr_p=lr_p, inner_steps=inner_steps,
-                                         rho=rho, lam=lam, eps=eps, nu=nu, sigma=sigma, jit_compile=jit_compile)
+        self.solver = bl.make_solver(method, problem, **attack_solver_options(
+            method, lr_u=lr_u, lr_v=lr_v, lr_p=lr_p, inner_steps=inner_steps, rho=rho, lam=lam, eps=eps, nu=nu,
+            sigma=sigma, jit_compile=jit_compile))
         self.seconds: List[float] = []   # per upper iteration, one entry per craft() call
 
     def set_pair(self, base_image: np.ndarray, base_label: int, target_feature: np.ndarray, target_label: int) -> None:

@@ -9,6 +9,9 @@ from bilevel_tf import experiment
 
 from .data import DATASETS
 
+#: the attacks' methods: those ``solver.SOLVER_OPTIONS`` covers, in ``bl.METHODS`` order (a test checks both)
+METHODS = ("penalty", "approxgrad", "rmd")
+
 FEATURES_FILE = "dogfish_inception_features.h5"
 SMOKE_IMAGES = 8   # --smoke: both clean-label scripts use the first 8 training and test images
 

@@ -8,7 +8,6 @@ import numpy as np
 
 from bilevel_tf import datasets, experiment
 
-METHODS = ("penalty", "approxgrad", "rmd")
 DATASETS = ("mnist", "digits")
 Split = Tuple[np.ndarray, np.ndarray]
 

@@ -1,32 +1,34 @@
-"""The attacks' bilevel solvers: one factory for the three methods, their flags, ApproxGrad's halving."""
+"""The attacks' bilevel solvers: their table of options for ``bl.make_solver`` and ApproxGrad's
+halving."""
 from __future__ import annotations
 
-from typing import Optional
-
-import keras
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, Optional
 
 import bilevel_tf as bl
 
-from .data import METHODS  # noqa: F401  (re-exported: the methods these solvers cover)
+#: per method: ``bl.make_solver``'s options from the attack's settings (lr_u, lr_v, lr_p, rho, lam, eps, nu,
+#: sigma), with the original's optimizers: Adam at both levels (Penalty, ApproxGrad with an Adam linear solver,
+#: at lr_v unless lr_p is given); RMD unrolls plain SGD at the lower level and takes Adam steps on the poison.
+#: Learning rates are the slots' default classes (Adam; plain SGD at both RMD levels, hence its config dict).
+SOLVER_OPTIONS: Dict[str, Callable[[Any], Dict[str, Any]]] = {
+    "penalty": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v, schedule="original", rho=s.rho,
+                              lam=s.lam, eps=s.eps, nu=s.nu),
+    "approxgrad": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v, linear_optimizer=s.lr_p or s.lr_v,
+                                 sigma=s.sigma),
+    "rmd": lambda s: dict(upper_optimizer={"class_name": "Adam", "config": {"learning_rate": s.lr_u}},
+                          lower_optimizer=s.lr_v),
+}
 
 
-def make_attack_solver(method: str, problem: bl.BilevelProblem, *, lr_u: float, lr_v: float,
-                       lr_p: Optional[float] = None, inner_steps: int, rho: float = 1.0, lam: float = 1.0,
-                       eps: float = 1.0, nu: float = 0.0, sigma: float = 1e-3,
-                       jit_compile: bool = False) -> bl.BilevelSolver:
-    """The original's optimizers: Adam at both levels (Penalty, ApproxGrad with an Adam linear solver);
-    RMD unrolls plain SGD at the lower level and takes Adam steps on the poison."""
-    adam = keras.optimizers.Adam
-    if method == "penalty":
-        return bl.Penalty(problem, adam(lr_u), adam(lr_v), inner_steps=inner_steps, schedule="original", rho=rho,
-                          lam=lam, eps=eps, nu=nu, jit_compile=jit_compile)
-    if method == "approxgrad":
-        return bl.ApproxGrad(problem, adam(lr_u), adam(lr_v), inner_steps=inner_steps,
-                             linear_optimizer=adam(lr_p or lr_v), sigma=sigma, jit_compile=jit_compile)
-    if method == "rmd":
-        return bl.RMD(problem, adam(lr_u), keras.optimizers.SGD(lr_v), inner_steps=inner_steps,
-                      jit_compile=jit_compile)
-    raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
+def attack_solver_options(method: str, *, lr_u: float, lr_v: float, lr_p: Optional[float] = None,
+                          inner_steps: int, rho: float = 1.0, lam: float = 1.0, eps: float = 1.0, nu: float = 0.0,
+                          sigma: float = 1e-3, jit_compile: bool = False) -> Dict[str, Any]:
+    """``bl.make_solver``'s options for ``method`` with these settings (see ``SOLVER_OPTIONS``)."""
+    if method not in SOLVER_OPTIONS:
+        raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
+    settings = SimpleNamespace(lr_u=lr_u, lr_v=lr_v, lr_p=lr_p, rho=rho, lam=lam, eps=eps, nu=nu, sigma=sigma)
+    return dict(SOLVER_OPTIONS[method](settings), inner_steps=inner_steps, jit_compile=jit_compile)
 
 
 def halve_learning_rates(solver: bl.BilevelSolver, every: int) -> bl.LambdaCallback:

@@ -1,0 +1,68 @@
+"""The optimizer options of a solver: what a slot (``upper_optimizer``, ``lower_optimizer``, ApproxGrad's
+``linear_optimizer``, V-PBGD's ``inner_optimizer``) accepts, and how the solver records it."""
+from __future__ import annotations
+
+import copy
+import json
+import numbers
+from typing import Any, Dict, Type
+
+import keras
+
+#: the forms an optimizer option takes, for error messages
+FORMS = ("a keras.optimizers.Optimizer, a positive learning rate, a Keras optimizer name or config dict "
+         "(keras.optimizers.get), or None")
+
+
+def make_optimizer(spec: Any, name: str, default_cls: Type[keras.optimizers.Optimizer],
+                   default_lr: float) -> keras.optimizers.Optimizer:
+    """The Keras optimizer of slot ``name`` from any accepted form of ``spec``:
+
+    * ``None``: ``default_cls(learning_rate=default_lr)`` (the slot's defaults);
+    * a positive number: ``default_cls(learning_rate=spec)``, the slot's default class at that rate;
+    * a ``keras.optimizers.Optimizer`` instance: used as it is (it must not serve another slot);
+    * a Keras identifier, built by ``keras.optimizers.get``: a config dict as
+      ``keras.saving.serialize_keras_object`` writes it (``module`` and ``registered_name`` optional), e.g.
+      ``{"class_name": "Adam", "config": {"learning_rate": 1e-2, "epsilon": 1e-8}}``, or a class name such as
+      ``"sgd"`` (Keras' own defaults for that class, learning rate included).
+    """
+    if spec is None:
+        return default_cls(learning_rate=default_lr)
+    if isinstance(spec, keras.optimizers.Optimizer):
+        return spec
+    if isinstance(spec, numbers.Real) and not isinstance(spec, bool):
+        if spec <= 0:
+            raise ValueError(f"{name}: a learning rate must be positive, got {spec}")
+        return default_cls(learning_rate=float(spec))
+    if isinstance(spec, (str, dict)):
+        try:  # a copy: Keras may replace entries of the config it is given (learning-rate schedules)
+            optimizer = keras.optimizers.get(copy.deepcopy(spec))
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"{name}: no Keras optimizer from {spec!r} ({type(e).__name__}: {e})") from e
+        if isinstance(optimizer, keras.optimizers.Optimizer):
+            return optimizer
+    raise ValueError(f"{name} must be {FORMS}, got {type(spec).__name__}")
+
+
+def check_learning_rate(optimizer: keras.optimizers.Optimizer, name: str) -> None:
+    """A constant learning rate must be finite and > 0 (a schedule is the user's business)."""
+    lr = optimizer.learning_rate
+    if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule) or callable(lr):
+        return
+    value = float(keras.ops.convert_to_numpy(lr))
+    if not (value > 0 and value < float("inf")):
+        raise ValueError(f"{name} has learning rate {value}; it must be a finite number > 0")
+
+
+def optimizer_config(optimizer: keras.optimizers.Optimizer) -> Dict[str, Any]:
+    """A JSON-able description of a Keras optimizer (``keras.saving.serialize_keras_object``), read when the
+    solver is built so that later learning-rate decay does not change it. :func:`make_optimizer` accepts it."""
+    return json.loads(json.dumps(keras.saving.serialize_keras_object(optimizer), default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "numpy"):
+        return value.numpy().tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    return repr(value)
