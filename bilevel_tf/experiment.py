@@ -27,14 +27,12 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 import numpy as np
 
-from .solvers import METHODS  # the canonical method names (bl.METHODS), parser()'s default --method choices
-
-# figures and timers are part of the runners' API: experiment.plot_curves, experiment.Stopwatch, ...
 from . import options
+# the canonical method names (bl.METHODS, parser()'s default --method choices) and their descriptions
+from .options import METHOD_NAMES, METHODS
+# figures and timers are part of the runners' API: experiment.plot_curves, experiment.Stopwatch, ...
 from .plots import plot_curves, plot_histograms, plot_image_rows  # noqa: F401
 from .timing import Stopwatch, time_steps  # noqa: F401
-
-from .options import METHOD_NAMES, METHODS  # noqa: E402,F401  (re-exported: the runners' choices)
 
 #: --steps-per-execution default (README "Performance", benchmarks/run.py --sections overhead)
 STEPS_PER_EXECUTION = 1

@@ -7,6 +7,8 @@ from typing import Any, Callable, Dict, Optional
 
 import bilevel_tf as bl
 
+from .config import METHODS  # the methods this table covers
+
 #: per method: ``bl.make_solver``'s options from the attack's settings (lr_u, lr_v, lr_p, rho, lam, eps, nu,
 #: sigma), with the original's optimizers: Adam at both levels (Penalty, ApproxGrad with an Adam linear solver,
 #: at lr_v unless lr_p is given); RMD unrolls plain SGD at the lower level and takes Adam steps on the poison.
