@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, Optional
 
 import tensorflow as tf
 
-from .experiment import atomic_write_text
+from .files import atomic_write_text
 
 Logs = Dict[str, float]
 

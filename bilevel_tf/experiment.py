@@ -21,13 +21,13 @@ import json
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import options
+from .files import atomic_write_text  # noqa: F401  (part of the runners' API: experiment.atomic_write_text)
 # the canonical method names (bl.METHODS, parser()'s default --method choices) and their descriptions
 from .options import METHOD_NAMES, METHODS
 # figures and timers are part of the runners' API: experiment.plot_curves, experiment.Stopwatch, ...
@@ -393,30 +393,6 @@ def _jsonable(x: Any) -> Any:
     if hasattr(x, "numpy"):
         return _jsonable(x.numpy())
     return x
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Write via a temporary file in the same folder and rename, so readers never see half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=os.path.basename(path))
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make results.json unreadable to others
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_results(args: argparse.Namespace, *, metrics: Mapping[str, Any], history: Iterable[Mapping[str, Any]] = (),

@@ -368,7 +368,7 @@ def plot(path: str, t: TableResult) -> str:
 
 
 def _write(path: str, text: str) -> None:
-    from .experiment import atomic_write_text
+    from .files import atomic_write_text
     atomic_write_text(path, text)
 
 
