@@ -30,15 +30,21 @@ def _check_num_classes(num_classes: int) -> None:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
 
 
-def _conv_padding(hw: _HW, kernel: int, padding: str, adapt: bool, where: str) -> Tuple[str, _HW]:
-    """Padding to use for a stride-1 ``kernel x kernel`` conv on a map of size ``hw``."""
-    if padding == "valid" and any(s is not None and s < kernel for s in hw):
+def _adapted(padding: str, hw: _HW, window: int, adapt: bool, where: str) -> str:
+    """``padding``, or 'same' where a 'valid' window larger than the map would leave nothing (with ``adapt``;
+    without it, a ValueError naming the layer)."""
+    if padding == "valid" and any(s is not None and s < window for s in hw):
         if not adapt:
             raise ValueError(
-                f"input too small for the original architecture: {where} ({kernel}x{kernel} "
-                f"'valid' conv) sees a {hw} map; pass adapt_to_small_inputs=True to use 'same' "
-                f"padding there")
-        padding = "same"
+                f"input too small for the original architecture: {where} sees a {hw} map; pass "
+                f"adapt_to_small_inputs=True to use 'same' padding there")
+        return "same"
+    return padding
+
+
+def _conv_padding(hw: _HW, kernel: int, padding: str, adapt: bool, where: str) -> Tuple[str, _HW]:
+    """Padding to use for a stride-1 ``kernel x kernel`` conv on a map of size ``hw``."""
+    padding = _adapted(padding, hw, kernel, adapt, f"{where} ({kernel}x{kernel} 'valid' conv)")
     if padding == "same":
         return padding, hw
     return padding, tuple(None if s is None else s - kernel + 1 for s in hw)  # type: ignore[return-value]
@@ -46,14 +52,7 @@ def _conv_padding(hw: _HW, kernel: int, padding: str, adapt: bool, where: str) -
 
 def _pool_padding(hw: _HW, padding: str, adapt: bool, where: str, pool: int = 2) -> Tuple[str, _HW]:
     """Padding to use for a ``pool x pool`` / stride ``pool`` max-pool on a map of size ``hw``."""
-    if padding == "valid" and any(s is not None and s < pool for s in hw):
-        if not adapt:
-            raise ValueError(
-                f"input too small for the original architecture: {where} ({pool}x{pool} 'valid' "
-                f"max-pool) sees a {hw} map; pass adapt_to_small_inputs=True to use 'same' "
-                f"padding there")
-        padding = "same"
+    padding = _adapted(padding, hw, pool, adapt, f"{where} ({pool}x{pool} 'valid' max-pool)")
     if padding == "same":
         return padding, tuple(None if s is None else -(-s // pool) for s in hw)  # type: ignore[return-value]
     return padding, tuple(None if s is None else s // pool for s in hw)  # type: ignore[return-value]
-

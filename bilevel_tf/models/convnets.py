@@ -5,11 +5,36 @@ small-input adaptation (``adapt_to_small_inputs``).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import keras
 
 from ._shapes import _HW, _check_num_classes, _conv_padding, _image_shape, _pool_padding
+
+
+def _image_input(input_shape: Sequence[Optional[int]], num_classes: int) -> Tuple[keras.KerasTensor, _HW]:
+    """The checked image input and its spatial size."""
+    shape = _image_shape(input_shape)
+    _check_num_classes(num_classes)
+    return keras.Input(shape=shape, name="image"), (shape[0], shape[1])
+
+
+def _pool_and_dropout(x, hw: _HW, adapt: bool, pool_name: str, rate: float, dropout_name: str):
+    """MaxPool 2 ('valid', or 'same' on a map too small for it) then Dropout: every block's end."""
+    pad, hw = _pool_padding(hw, "valid", adapt, pool_name)
+    x = keras.layers.MaxPooling2D(2, padding=pad, name=pool_name)(x)
+    return keras.layers.Dropout(rate, name=dropout_name)(x), hw
+
+
+def _dense_head(x, num_classes: int, dropout_names: Tuple[str, str]):
+    """Flatten - Dense 512 relu - Dropout .5 - Dense 256 relu - Dropout .5 - Dense(num_classes) logits: the MNIST
+    and CIFAR-10 CNNs' classifier (their dropout layers are named differently, as in the original models)."""
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(512, activation="relu", name="dense1")(x)
+    x = keras.layers.Dropout(0.5, name=dropout_names[0])(x)
+    x = keras.layers.Dense(256, activation="relu", name="dense2")(x)
+    x = keras.layers.Dropout(0.5, name=dropout_names[1])(x)
+    return keras.layers.Dense(num_classes, name="logits")(x)
 
 
 def mnist_cnn(input_shape: Sequence[Optional[int]] = (28, 28, 1), num_classes: int = 10, *,
@@ -27,24 +52,13 @@ def mnist_cnn(input_shape: Sequence[Optional[int]] = (28, 28, 1), num_classes: i
     On an 8x8 input (``adapt_to_small_inputs=True``): 8 -> conv 4 -> pool 2 -> conv 'same' 2 ->
     pool 1, Flatten 128.
     """
-    shape = _image_shape(input_shape)
-    _check_num_classes(num_classes)
-    hw: _HW = (shape[0], shape[1])
-    inputs = keras.Input(shape=shape, name="image")
+    inputs, hw = _image_input(input_shape, num_classes)
     x = inputs
     for i, filters in enumerate((64, 128), start=1):
         pad, hw = _conv_padding(hw, 5, "valid", adapt_to_small_inputs, f"conv{i}")
         x = keras.layers.Conv2D(filters, 5, padding=pad, activation="relu", name=f"conv{i}")(x)
-        pad, hw = _pool_padding(hw, "valid", adapt_to_small_inputs, f"pool{i}")
-        x = keras.layers.MaxPooling2D(2, padding=pad, name=f"pool{i}")(x)
-        x = keras.layers.Dropout(0.25, name=f"dropout{i}")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(512, activation="relu", name="dense1")(x)
-    x = keras.layers.Dropout(0.5, name="dropout3")(x)
-    x = keras.layers.Dense(256, activation="relu", name="dense2")(x)
-    x = keras.layers.Dropout(0.5, name="dropout4")(x)
-    logits = keras.layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, logits, name=name)
+        x, hw = _pool_and_dropout(x, hw, adapt_to_small_inputs, f"pool{i}", 0.25, f"dropout{i}")
+    return keras.Model(inputs, _dense_head(x, num_classes, ("dropout3", "dropout4")), name=name)
 
 
 def cifar10_cnn(input_shape: Sequence[Optional[int]] = (32, 32, 3), num_classes: int = 10, *,
@@ -62,10 +76,7 @@ def cifar10_cnn(input_shape: Sequence[Optional[int]] = (32, 32, 3), num_classes:
     On an 8x8 input the 'valid' convs/pools that would collapse the map use 'same':
     8 -> 8 -> 6 -> 3 -> 3 -> 1 -> pool 'same' 1 -> 1 -> conv 'same' 1 -> pool 'same' 1.
     """
-    shape = _image_shape(input_shape)
-    _check_num_classes(num_classes)
-    hw: _HW = (shape[0], shape[1])
-    inputs = keras.Input(shape=shape, name="image")
+    inputs, hw = _image_input(input_shape, num_classes)
     x = inputs
     for i, filters in enumerate((48, 96, 192), start=1):
         x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu",
@@ -73,16 +84,8 @@ def cifar10_cnn(input_shape: Sequence[Optional[int]] = (32, 32, 3), num_classes:
         pad, hw = _conv_padding(hw, 3, "valid", adapt_to_small_inputs, f"block{i}_conv2")
         x = keras.layers.Conv2D(filters, 3, padding=pad, activation="relu",
                                 name=f"block{i}_conv2")(x)
-        pad, hw = _pool_padding(hw, "valid", adapt_to_small_inputs, f"block{i}_pool")
-        x = keras.layers.MaxPooling2D(2, padding=pad, name=f"block{i}_pool")(x)
-        x = keras.layers.Dropout(0.25, name=f"block{i}_dropout")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(512, activation="relu", name="dense1")(x)
-    x = keras.layers.Dropout(0.5, name="dropout1")(x)
-    x = keras.layers.Dense(256, activation="relu", name="dense2")(x)
-    x = keras.layers.Dropout(0.5, name="dropout2")(x)
-    logits = keras.layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, logits, name=name)
+        x, hw = _pool_and_dropout(x, hw, adapt_to_small_inputs, f"block{i}_pool", 0.25, f"block{i}_dropout")
+    return keras.Model(inputs, _dense_head(x, num_classes, ("dropout1", "dropout2")), name=name)
 
 
 def svhn_cnn(input_shape: Sequence[Optional[int]] = (32, 32, 1), num_classes: int = 10, *,
@@ -100,18 +103,13 @@ def svhn_cnn(input_shape: Sequence[Optional[int]] = (32, 32, 1), num_classes: in
     All convs are 'same', so 8x8 inputs work unchanged (8 -> 4 -> 2 -> 1, Flatten 128); only the
     pools of maps smaller than 2 would switch to 'same'.
     """
-    shape = _image_shape(input_shape)
-    _check_num_classes(num_classes)
-    hw: _HW = (shape[0], shape[1])
-    inputs = keras.Input(shape=shape, name="image")
+    inputs, hw = _image_input(input_shape, num_classes)
     x = inputs
     for i, filters in enumerate((32, 64, 128), start=1):
         for j in (1, 2):
             x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu",
                                     name=f"block{i}_conv{j}")(x)
-        pad, hw = _pool_padding(hw, "valid", adapt_to_small_inputs, f"block{i}_pool")
-        x = keras.layers.MaxPooling2D(2, padding=pad, name=f"block{i}_pool")(x)
-        x = keras.layers.Dropout(0.3, name=f"block{i}_dropout")(x)
+        x, hw = _pool_and_dropout(x, hw, adapt_to_small_inputs, f"block{i}_pool", 0.3, f"block{i}_dropout")
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(512, activation="relu", name="dense1")(x)
     x = keras.layers.Dropout(0.3, name="dropout")(x)
