@@ -167,7 +167,7 @@ def resolve_clean_label_args(args, d: CleanLabelDefaults) -> None:
             elif not (name == "num_targets" and not current):  # 0 = all targets: take the smoke count
                 value = min(current, value)
             setattr(args, name, value)
-    if args.smoke and not args.weights:  # no ImageNet weights offline: a smoke run checks the pipeline only
+    if args.smoke and not args.weights and not args.data_dir:  # offline smoke: generated images, random weights
         args.random_weights = True
     if not args.radii or min(args.radii) <= 0:
         raise ValueError(f"--radii must list positive numbers, got {args.radii}")
