@@ -48,19 +48,6 @@ def stderr_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
-def import_tensorflow_quietly() -> None:
-    """Import TensorFlow now, quietly (unless its logs are wanted or it is already imported)."""
-    if "tensorflow" in sys.modules:
-        return
-    if wants_tensorflow_logs():
-        import tensorflow  # noqa: F401
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with stderr_silenced():
-        import tensorflow as tf
-        tf.config.list_physical_devices()  # the CUDA probe ("failed call to cuInit") happens here
-
-
 class _QuietLoader(importlib.abc.Loader):
     """Runs TensorFlow's own loader with stderr silenced, then probes the devices (also silenced)."""
 

@@ -209,11 +209,11 @@ def make_strategy(args: argparse.Namespace):
         raise UsageError(str(e)) from None
 
 
-def offline_smoke_argv(argv: Sequence[str], flag: str = "--dataset", offline: str = "digits") -> List[str]:
-    """``argv`` with ``flag offline`` added when it has ``--smoke`` but neither ``flag`` nor ``--data-dir``: a
-    smoke run is offline (the bundled digits, random arrays or generated images) unless the user names the
-    data (a data set, or a folder of its files)."""
-    argv = list(argv)
+def offline_smoke_argv(argv: Optional[Sequence[str]], flag: str = "--dataset", offline: str = "digits") -> List[str]:
+    """``argv`` (None: the command line's) with ``flag offline`` added when it has ``--smoke`` but neither
+    ``flag`` nor ``--data-dir``: a smoke run is offline (the bundled digits, random arrays or generated images)
+    unless the user names the data (a data set, or a folder of its files)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     named = [a for a in argv for name in (flag, "--data-dir") if a == name or a.startswith(name + "=")]
     if "--smoke" in argv and not named:
         argv += [flag, offline]
@@ -225,7 +225,7 @@ def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment:
     """Parse flags, validate the common ones, seed everything and create the output folder. With
     ``offline_dataset``, ``--smoke`` without ``--dataset`` runs on it (see :func:`offline_smoke_argv`)."""
     if offline_dataset is not None:
-        argv = offline_smoke_argv(sys.argv[1:] if argv is None else argv, offline=offline_dataset)
+        argv = offline_smoke_argv(argv, offline=offline_dataset)
     args = p.parse_args(argv)
     for name in ("inner_steps", "epochs"):
         value = getattr(args, name, None)

@@ -3,7 +3,6 @@ and the containers its data loader fills. The experiment itself is :mod:`bilevel
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Optional, Sequence, Tuple
 
@@ -127,7 +126,7 @@ def build_parser(description: str, defaults: "FewShotDefaults", datasets: Sequen
 def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment_name: str,
           defaults: "FewShotDefaults") -> argparse.Namespace:
     """Parse (``--smoke`` first sets tiny defaults; explicit flags still win), resolve N-dependent defaults."""
-    argv = experiment.offline_smoke_argv(sys.argv[1:] if argv is None else argv)
+    argv = experiment.offline_smoke_argv(argv)
     if "--smoke" in argv:
         p.set_defaults(**SMOKE)
     args = experiment.parse(p, argv, experiment_name)

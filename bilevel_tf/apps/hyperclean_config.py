@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
@@ -73,7 +72,7 @@ def parse(description: str, argv: Optional[Sequence[str]], config: HyperCleaning
     p = experiment.parser(description, method="vpbgd", methods=("vpbgd", "gpbgd", "rhg", "penalty"),
                           inner_steps=None, epochs=None, seed=2424)
     add_flags(p, config.defaults)
-    argv = experiment.offline_smoke_argv(sys.argv[1:] if argv is None else argv)
+    argv = experiment.offline_smoke_argv(argv)
     pre, _ = p.parse_known_args(argv)
     if pre.out is None:  # one folder per data set and net, so runs never resume into each other
         argv += ["--out", os.path.join("runs", "data_denoising_hyper_cleaning", f"{pre.dataset}_{pre.net}", pre.method)]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
@@ -140,7 +139,7 @@ def build_parser(spec: DenoisingSpec) -> argparse.ArgumentParser:
 
 def parse(spec: DenoisingSpec, argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, DenoisingSpec]:
     """Flags -> (args, the spec for the chosen data set with the flags' overrides applied)."""
-    argv = experiment.offline_smoke_argv(sys.argv[1:] if argv is None else argv)
+    argv = experiment.offline_smoke_argv(argv)
     pre, _ = build_parser(spec).parse_known_args(argv)
     spec = spec.for_dataset(pre.dataset)
     p = build_parser(spec)  # defaults (epochs, T, batch size, ...) of the chosen data set
