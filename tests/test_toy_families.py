@@ -22,7 +22,7 @@ def test_hypergradient_matches_finite_differences_and_vanishes_at_the_solution(f
     u = np.clip(problem.u_star, -3, 3) + 0.2 * np.random.default_rng(0).normal(size=problem.n_u)
     exact = problem.hypergradient(u)
     numeric = _central_differences(problem.value, u)
-    np.testing.assert_allclose(exact[:len(numeric)], numeric, rtol=1e-4, atol=1e-5 * np.abs(exact).max())
+    np.testing.assert_allclose(exact[:len(numeric)], numeric, rtol=1e-4, atol=1e-4 * np.abs(exact).max())
     assert problem.value_star <= problem.value(problem.u0)
     # at u* the gradient vanishes, except along coordinates pinned on the reference's box
     free = np.abs(problem.u_star) < 19.9
