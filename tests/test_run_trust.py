@@ -75,9 +75,11 @@ def _umask() -> int:
 def test_a_folder_in_use_is_refused_in_one_line(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom bilevel_tf.folders import FolderLock\n"
+                              "FolderLock(sys.argv[1]).acquire()\nprint(flush=True)\ntime.sleep(60)", str(out)],
+                             stdout=subprocess.PIPE)
     try:
-        (out / ".lock").write_text(f"{socket.gethostname()} {other.pid}")
+        other.stdout.readline()  # it holds the lock
         status, err, _ = _run(LARGE, DIGITS, out, capsys)
         assert status == 2 and len(err) == 1
         assert err[0] == f"error: {out} is in use by process {other.pid} on {socket.gethostname()}; wait for it " \
