@@ -41,14 +41,14 @@ class RunState(tf.Module):
 
     def store(self, config: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> None:
         self.config.assign(_pack(config))
-        self.history.assign(_pack(list(history)))
+        self.history.assign(_pack(list(history), sort_keys=False))  # column order for a rebuilt history.csv
 
     def loaded_history(self) -> List[Dict[str, Any]]:
         return _unpack(self.history.numpy()) or []
 
 
-def _pack(value: Any) -> bytes:
-    return zlib.compress(json.dumps(value, sort_keys=True, default=_json_default).encode())
+def _pack(value: Any, sort_keys: bool = True) -> bytes:
+    return zlib.compress(json.dumps(value, sort_keys=sort_keys, default=_json_default).encode())
 
 
 def _unpack(blob: bytes) -> Any:
@@ -91,7 +91,14 @@ class RunCheckpoints:
         self.checkpoint = tf.train.Checkpoint(run_state=self.state, **trackables)
         # checkpoints of an earlier version of bl.fit have no run state
         self._legacy = tf.train.Checkpoint(**trackables)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_folder, max_to_keep=max_to_keep)
+        try:
+            self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_folder, max_to_keep=max_to_keep)
+        except ValueError:  # an empty or invalid state file: set it aside, the checkpoint files decide (candidates)
+            state = os.path.join(self.write_folder, "checkpoint")
+            if not os.path.isfile(state):
+                raise
+            os.replace(state, state + ".unreadable")
+            self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_folder, max_to_keep=max_to_keep)
 
     def candidates(self) -> List[str]:
         """Checkpoint prefixes on disk, newest first (from the files, so a damaged state file does not hide them)."""

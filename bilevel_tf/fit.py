@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from . import tensor_ops, workers
 from .callbacks import Callback, CSVLogger, TensorBoard, crossed
-from .checkpoints import FolderLock, RunCheckpoints, remove_partial_files, run_config
+from .checkpoints import FolderLock, ResumeMismatchError, RunCheckpoints, remove_partial_files, run_config
 from .solvers.base import BilevelSolver, Feed, check_positive_int
 
 
@@ -146,12 +146,12 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     cannot be checkpointed), which replays the same batches when the dataset's order is seeded.
 
     With ``checkpoint_dir`` (see :mod:`bilevel_tf.checkpoints`): the folder is locked for the run (a second
-    process is refused with ``FolderLockedError``; a lock left by a killed one is taken over) and leftovers
+    process is refused with ``FolderLockedError``; a killed one's lock is free at once) and leftovers
     of an interrupted write are removed; each checkpoint also stores the run's configuration (the solver's
     class and ``get_config()`` plus ``config``, any JSON-able description such as the runner's flags) and
-    the history so far. Resuming under another configuration raises ``ResumeMismatchError``; a damaged
-    latest checkpoint falls back to the previous one (with a warning), and ``CheckpointError`` is raised
-    when none is usable. ``history`` holds records logged before the fit (e.g. an evaluation at step 0);
+    the history so far. Resuming under another configuration, or with ``steps`` below the restored iteration,
+    raises ``ResumeMismatchError``; a damaged latest checkpoint falls back to the previous one (with a
+    warning), and ``CheckpointError`` is raised when none is usable. ``history`` holds records logged before the fit (e.g. an evaluation at step 0);
     they belong to the run and are restored with it.
 
     Returns a :class:`History` of the WHOLE run, across resumes: ``history``, then one dict per logged step
@@ -190,6 +190,11 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
             checkpoints = RunCheckpoints(checkpoint_dir, trackables, max_to_keep=max_to_keep,
                                          write_folder=workers.writable_dir(checkpoint_dir, solver.strategy))
             restored = checkpoints.restore(run)
+            done = int(solver.iterations.numpy())
+            if done > steps:  # its results would carry a budget it did not have
+                raise ResumeMismatchError(
+                    f"{checkpoint_dir} holds a run already at upper iteration {done}, past the {steps} asked for; "
+                    "ask for at least as many to continue it, or start over (--fresh, or delete the folder)")
         except BaseException:
             if lock is not None:
                 lock.release()

@@ -72,30 +72,38 @@ def test_no_usable_checkpoint_is_refused_not_restarted(tmp_path):
         _run(tmp_path, 6)
 
 
-def test_a_garbled_state_file_does_not_restart_from_zero(tmp_path):
+@pytest.mark.parametrize("state", ["garbage {{{", ""], ids=["garbled", "empty"])
+def test_a_garbled_state_file_does_not_restart_from_zero(tmp_path, state):
     _run(tmp_path, 4)
-    (tmp_path / "checkpoint").write_text("garbage {{{")
+    (tmp_path / "checkpoint").write_text(state)
     with pytest.warns(UserWarning, match="missing or unreadable"):
         _, solver, history = _run(tmp_path, 6)
     assert [r["step"] for r in history] == [1, 2, 3, 4, 5, 6]
 
 
 def test_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom bilevel_tf.folders import FolderLock\n"
+                             "FolderLock(sys.argv[1]).acquire()\nprint(flush=True)\ntime.sleep(60)", str(tmp_path)],
+                            stdout=subprocess.PIPE)
     try:
-        lock = tmp_path / ".lock"
-        import socket
-        lock.write_text(f"{socket.gethostname()} {live.pid}")
+        live.stdout.readline()  # holds the lock
         with pytest.raises(checkpoints.FolderLockedError, match=f"in use by process {live.pid}"):
             _run(tmp_path, 2)
-        lock.write_text(f"{socket.gethostname()} {dead.pid}")
-        _run(tmp_path, 2)  # stale: taken over
-        assert not lock.exists()  # released at the end
+        live.kill()
+        live.wait()
+        _run(tmp_path, 2)  # the killed holder's lock is free
+        assert not (tmp_path / ".lock").exists()  # released at the end
     finally:
         live.kill()
         live.wait()
+
+
+def test_fewer_steps_than_a_checkpoint_has_run_are_refused(tmp_path):
+    _run(tmp_path, 5)  # e.g. killed at step 5, or finished with a larger budget
+    with pytest.raises(checkpoints.ResumeMismatchError, match=r"already at upper iteration 5, past the 3 asked"):
+        _run(tmp_path, 3)
+    _, solver, history = _run(tmp_path, 6)  # the folder is intact: a larger budget continues it
+    assert int(solver.iterations.numpy()) == 6 and [r["step"] for r in history] == [1, 2, 3, 4, 5, 6]
 
 
 def test_leftovers_of_a_kill_are_removed(tmp_path):
@@ -104,6 +112,25 @@ def test_leftovers_of_a_kill_are_removed(tmp_path):
     (tmp_path / ".tmp_results.json").write_text("")
     _run(tmp_path, 2)
     assert not (tmp_path / "ckpt-3_temp").exists() and not (tmp_path / ".tmp_results.json").exists()
+
+
+@pytest.mark.parametrize("damage", ["deleted", "garbled", "truncated"])
+def test_a_damaged_csv_is_rebuilt_from_the_checkpoints_history(tmp_path, damage):
+    csv_path = tmp_path / "history.csv"
+    _, _, full = _run(tmp_path / "reference", 6, csv_path=str(tmp_path / "reference.csv"))
+    _run(tmp_path / "ck", 4, csv_path=str(csv_path))
+    if damage == "deleted":
+        csv_path.unlink()
+    elif damage == "garbled":
+        csv_path.write_bytes(b"\x00\xff garbage,,\n{{{\n")
+    else:
+        csv_path.write_text("\n".join(csv_path.read_text().splitlines()[:2]) + "\n")  # header and step 1 only
+    _run(tmp_path / "ck", 6, csv_path=str(csv_path))
+    lines = csv_path.read_text().splitlines()
+    reference = (tmp_path / "reference.csv").read_text().splitlines()
+    assert [int(line.split(",")[0]) for line in lines[1:]] == [1, 2, 3, 4, 5, 6]
+    assert lines[0] == reference[0] and len(lines[1].split(",")) == len(reference[1].split(","))
+    assert [float(x) for x in lines[3].split(",")] == pytest.approx([float(x) for x in reference[3].split(",")])
 
 
 def test_csv_keeps_one_row_per_step_across_a_resume_and_restarts_when_fresh(tmp_path):
