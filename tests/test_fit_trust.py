@@ -2,6 +2,7 @@
 checkpoints, locks, leftovers of a kill, CSV files across resumes, unusable variables and learning rates."""
 import glob
 import os
+import signal
 import subprocess
 import sys
 
@@ -104,6 +105,61 @@ def test_fewer_steps_than_a_checkpoint_has_run_are_refused(tmp_path):
         _run(tmp_path, 3)
     _, solver, history = _run(tmp_path, 6)  # the folder is intact: a larger budget continues it
     assert int(solver.iterations.numpy()) == 6 and [r["step"] for r in history] == [1, 2, 3, 4, 5, 6]
+
+
+class _CtrlC(bl.Callback):
+    """Sends this process SIGINT (``signals`` of them) at ``kill_at``, before the other callbacks of that step."""
+
+    def __init__(self, kill_at=None, signals=1):
+        self.kill_at, self.signals = kill_at, signals
+
+    def on_step_end(self, step, logs):
+        if step == self.kill_at:
+            for _ in range(self.signals):
+                os.kill(os.getpid(), signal.SIGINT)
+
+
+class _Halve(bl.Callback):
+    """Epoch-end work on the problem's state (as the denoising renormalisation): u <- u / 2 at every 3rd step."""
+
+    def __init__(self, q):
+        self.q = q
+
+    def on_step_end(self, step, logs):
+        if step % 3 == 0:
+            self.q.u.assign(self.q.u * 0.5)
+
+
+def _run_halving(folder, steps, kill_at=None, signals=1):
+    q = Quadratic()
+    solver = _penalty(q)
+    history = bl.fit(solver, steps=steps, checkpoint_dir=str(folder), checkpoint_every=100, verbose=0,
+                     callbacks=[_CtrlC(kill_at, signals), _Halve(q)])
+    return q, history
+
+
+@pytest.fixture
+def ctrl_c():
+    """SIGINT raises KeyboardInterrupt here as in a terminal (a test run in the background ignores it)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_stops_after_the_steps_callbacks_and_saves_that_step(tmp_path, ctrl_c):
+    reference, full = _run_halving(tmp_path / "reference", 8)
+    with pytest.raises(KeyboardInterrupt):
+        _run_halving(tmp_path / "run", 8, kill_at=3)
+    assert checkpoints.tf.train.latest_checkpoint(str(tmp_path / "run")).endswith("ckpt-3")
+    q, history = _run_halving(tmp_path / "run", 8)  # the same command again
+    np.testing.assert_allclose(q.u.numpy(), reference.u.numpy(), rtol=1e-6)  # step 3's halving was not lost
+    assert [r["step"] for r in history] == [r["step"] for r in full]
+
+
+def test_a_second_ctrl_c_stops_at_once_without_saving(tmp_path, ctrl_c):
+    with pytest.raises(KeyboardInterrupt):
+        _run_halving(tmp_path, 8, kill_at=3, signals=2)
+    assert not glob.glob(str(tmp_path / "ckpt-*.index"))  # the state of a half-done step is never saved
 
 
 def test_leftovers_of_a_kill_are_removed(tmp_path):
