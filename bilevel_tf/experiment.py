@@ -202,9 +202,11 @@ def add_fit_flags(p: argparse.ArgumentParser, strategy: bool = True) -> None:
 
 def make_strategy(args: argparse.Namespace):
     """The ``tf.distribute`` strategy of ``--strategy`` (None for "none", without loading TensorFlow); a
-    missing TF_CONFIG is a one-line usage error."""
+    missing TF_CONFIG is a one-line usage error. A strategy is created after TensorFlow is seeded
+    (:func:`start_tensorflow`), so that every worker starts from the state a single process has."""
     if getattr(args, "strategy", "none") == "none":
         return None
+    start_tensorflow(args)
     from . import workers
     try:
         return workers.make_strategy(args.strategy)
