@@ -107,8 +107,12 @@ class Evaluate(Periodic):
 
 class CSVLogger(Periodic):
     """One row per ``every`` steps in a CSV file. A resumed run continues the file after dropping the rows
-    logged after the restored step (a kill past the last checkpoint would otherwise repeat them); a run that
+    logged after the restored step (a kill past the last checkpoint would otherwise repeat them), and rebuilds
+    it from the restored history when it is missing rows of the run so far (deleted, garbled); a run that
     starts at step 0 starts a new file."""
+
+    #: what ``fit`` adds to each history record besides the logs (not a column of the file)
+    RECORD_ONLY = ("seconds", "step_seconds")
 
     def __init__(self, path: str, every: int = 1):
         super().__init__(every)
@@ -116,20 +120,49 @@ class CSVLogger(Periodic):
         self._file = None
         self._writer = None
         self._keys = None
+        self._restored: list = []
+
+    def on_history_restored(self, history: list) -> None:
+        self._restored = list(history)
 
     def on_fit_begin(self, solver: Any, start_step: int, steps: int) -> None:
         super().on_fit_begin(solver, start_step, steps)
-        if not os.path.exists(self.path):
-            return
-        with open(self.path, newline="") as f:
-            rows = list(csv.reader(f))
+        rows = self._read_rows() if start_step > 0 else []
         kept = rows[:1] + [r for r in rows[1:] if r and _step_of(r) is not None and _step_of(r) <= start_step]
-        if start_step == 0 or len(kept) == 1:
-            os.unlink(self.path)
-            return
-        text = io.StringIO(newline="")
-        csv.writer(text).writerows(kept)
-        atomic_write_text(self.path, text.getvalue())  # a kill mid-write leaves a .tmp_ file the next run removes
+        expected = self._rows_of_history(start_step)
+        if expected and (not kept or kept[0][:1] != ["step"]
+                         or [_step_of(r) for r in kept[1:]] != [r["step"] for r in expected]):
+            # rows are missing (deleted, garbled): the checkpoint's history has them
+            keys = ["step"] + [k for k in expected[0] if k not in self.RECORD_ONLY + ("step",)]
+            kept = [keys] + [[r.get(k, "") for k in keys] for r in expected]
+        if len(kept) <= 1:
+            if os.path.exists(self.path):
+                os.unlink(self.path)
+        elif kept != rows:
+            text = io.StringIO(newline="")
+            csv.writer(text).writerows(kept)
+            atomic_write_text(self.path, text.getvalue())  # a kill mid-write leaves a .tmp_ file the next run removes
+
+    def _read_rows(self) -> list:
+        try:
+            with open(self.path, newline="") as f:
+                return list(csv.reader(f))
+        except FileNotFoundError:
+            return []
+        except (OSError, UnicodeDecodeError, csv.Error):
+            return []  # unreadable: rebuilt from the history
+
+    def _rows_of_history(self, start_step: int) -> list:
+        """The restored records this logger would have written (its steps up to ``start_step``)."""
+        rows, previous = [], 0
+        for record in self._restored:
+            step = record.get("step")
+            if not isinstance(step, int) or not previous < step <= start_step:
+                continue
+            if crossed(previous, step, self.every):
+                rows.append(record)
+            previous = step
+        return rows
 
     def on_step_end(self, step: int, logs: Logs) -> None:
         if not self.due(step):

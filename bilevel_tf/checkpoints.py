@@ -9,9 +9,9 @@ caller describes, e.g. every runner flag) and its history so far. So a resumed r
 - falls back to the previous checkpoint when the latest one is damaged (with a warning), and refuses with
   :class:`CheckpointError` when no usable one is left, instead of silently starting over.
 
-:class:`FolderLock` keeps a second process out of a folder in use (a lock file with the owner's pid; a
-lock left by a killed process is detected and taken over), and :func:`remove_partial_files` deletes what a
-kill can leave behind (TensorFlow's ``*_temp`` checkpoint folders, ``.tmp_*`` files of atomic writes).
+:class:`FolderLock` (a second process is refused, a killed one's lock is free at once),
+:func:`remove_partial_files` and the configuration comparison live in :mod:`bilevel_tf.folders`, which needs
+no TensorFlow.
 """
 from __future__ import annotations
 
@@ -19,28 +19,15 @@ import glob
 import json
 import os
 import re
-import shutil
-import socket
 import warnings
 import zlib
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-#: solver options that change how a step is computed, not what it computes: allowed to differ on resume
-EXECUTION_OPTIONS = ("jit_compile", "unroll", "hvp")
-
-
-class ResumeMismatchError(ValueError):
-    """A checkpoint exists for another configuration than the one asked for."""
-
-
-class CheckpointError(RuntimeError):
-    """Checkpoints exist but none of them can be restored."""
-
-
-class FolderLockedError(RuntimeError):
-    """Another live process is using the folder."""
+# the folder rules need no TensorFlow (a runner checks its folder before loading it); re-exported here
+from .folders import (EXECUTION_OPTIONS, CheckpointError, FolderLock, FolderLockedError,  # noqa: F401
+                      ResumeMismatchError, config_differences, remove_partial_files)
 
 
 # ---------------------------------------------------------------------------------------------- run state
@@ -54,14 +41,14 @@ class RunState(tf.Module):
 
     def store(self, config: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> None:
         self.config.assign(_pack(config))
-        self.history.assign(_pack(list(history)))
+        self.history.assign(_pack(list(history), sort_keys=False))  # column order for a rebuilt history.csv
 
     def loaded_history(self) -> List[Dict[str, Any]]:
         return _unpack(self.history.numpy()) or []
 
 
-def _pack(value: Any) -> bytes:
-    return zlib.compress(json.dumps(value, sort_keys=True, default=_json_default).encode())
+def _pack(value: Any, sort_keys: bool = True) -> bytes:
+    return zlib.compress(json.dumps(value, sort_keys=sort_keys, default=_json_default).encode())
 
 
 def _unpack(blob: bytes) -> Any:
@@ -80,23 +67,6 @@ def run_config(solver: Any, config: Optional[Mapping[str, Any]]) -> Dict[str, An
     """What a checkpoint must agree with: the solver's class and options, and the caller's description."""
     return json.loads(json.dumps({"solver_class": type(solver).__name__, "solver": solver.get_config(),
                                   "run": dict(config or {})}, sort_keys=True, default=_json_default))
-
-
-def config_differences(saved: Any, now: Any, prefix: str = "") -> List[str]:
-    """Human-readable differences ``key: saved -> now`` between two configurations, ignoring execution
-    options and Keras' auto-generated optimizer names (which depend on how many optimizers a process made)."""
-    if isinstance(saved, dict) and isinstance(now, dict):
-        out = []
-        for key in sorted(set(saved) | set(now)):
-            if key in EXECUTION_OPTIONS or (key == "name" and prefix.endswith("config")):
-                continue
-            path = f"{prefix}.{key}" if prefix else str(key)
-            if key not in saved or key not in now:
-                out.append(f"{path}: {saved.get(key, '(absent)')!r} -> {now.get(key, '(absent)')!r}")
-            else:
-                out += config_differences(saved[key], now[key], path)
-        return out
-    return [] if saved == now else [f"{prefix}: {saved!r} -> {now!r}"]
 
 
 def _short(differences: List[str], limit: int = 6) -> str:
@@ -121,7 +91,14 @@ class RunCheckpoints:
         self.checkpoint = tf.train.Checkpoint(run_state=self.state, **trackables)
         # checkpoints of an earlier version of bl.fit have no run state
         self._legacy = tf.train.Checkpoint(**trackables)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_folder, max_to_keep=max_to_keep)
+        try:
+            self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_folder, max_to_keep=max_to_keep)
+        except ValueError:  # an empty or invalid state file: set it aside, the checkpoint files decide (candidates)
+            state = os.path.join(self.write_folder, "checkpoint")
+            if not os.path.isfile(state):
+                raise
+            os.replace(state, state + ".unreadable")
+            self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_folder, max_to_keep=max_to_keep)
 
     def candidates(self) -> List[str]:
         """Checkpoint prefixes on disk, newest first (from the files, so a damaged state file does not hide them)."""
@@ -202,91 +179,3 @@ def _saved_config(path: str) -> Optional[Dict[str, Any]]:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}"[:200]
-
-
-# ---------------------------------------------------------------------------------------------- folders
-def remove_partial_files(folder: str) -> List[str]:
-    """Delete what an interrupted write leaves in ``folder``: ``*_temp`` checkpoint folders and ``.tmp_*``
-    files (only call this while holding the folder's lock). Returns the removed paths."""
-    removed = []
-    for path in glob.glob(os.path.join(folder, "*_temp")) + glob.glob(os.path.join(folder, ".tmp_*")):
-        if os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                continue
-        removed.append(path)
-    return removed
-
-
-class FolderLock:
-    """An exclusive lock on a folder for the lifetime of a run (a ``.lock`` file holding host and pid).
-
-    A lock whose process no longer runs on this host (a killed run) is stale and taken over. Use as a
-    context manager or call :meth:`acquire` / :meth:`release`.
-    """
-
-    def __init__(self, folder: str, name: str = ".lock"):
-        self.folder = folder
-        self.path = os.path.join(folder, name)
-        self._held = False
-
-    def acquire(self) -> "FolderLock":
-        os.makedirs(self.folder, exist_ok=True)
-        me = f"{socket.gethostname()} {os.getpid()}"
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = _read(self.path)
-                if owner == me:  # re-entrant within one process (e.g. two phases of one run)
-                    return self
-                if owner and not _stale(owner):
-                    host, pid = owner.split()
-                    raise FolderLockedError(f"{self.folder} is in use by process {pid} on {host}; wait for it to "
-                                            "finish or choose another output folder") from None
-                try:
-                    os.unlink(self.path)  # stale (or empty, from a kill between create and write)
-                except FileNotFoundError:
-                    pass
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(me)
-            self._held = True
-            return self
-        raise FolderLockedError(f"could not lock {self.folder}; another process keeps taking it")
-
-    def release(self) -> None:
-        if self._held and _read(self.path) == f"{socket.gethostname()} {os.getpid()}":
-            os.unlink(self.path)
-        self._held = False
-
-    def __enter__(self) -> "FolderLock":
-        return self.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
-def _read(path: str) -> Optional[str]:
-    try:
-        with open(path) as f:
-            text = f.read().strip()
-    except FileNotFoundError:
-        return None
-    return text if len(text.split()) == 2 else ""
-
-
-def _stale(owner: str) -> bool:
-    host, pid = owner.split()
-    if host != socket.gethostname():
-        return False  # another machine's process: cannot check, assume alive
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, ValueError):
-        return False
-    return False

@@ -20,6 +20,7 @@ import glob
 import json
 import math
 import os
+import random
 import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -200,8 +201,12 @@ def add_fit_flags(p: argparse.ArgumentParser, strategy: bool = True) -> None:
 
 
 def make_strategy(args: argparse.Namespace):
-    """The ``tf.distribute`` strategy of ``--strategy`` (None for "none"); a missing TF_CONFIG is a one-line
-    usage error."""
+    """The ``tf.distribute`` strategy of ``--strategy`` (None for "none", without loading TensorFlow); a
+    missing TF_CONFIG is a one-line usage error. A strategy is created after TensorFlow is seeded
+    (:func:`start_tensorflow`), so that every worker starts from the state a single process has."""
+    if getattr(args, "strategy", "none") == "none":
+        return None
+    start_tensorflow(args)
     from . import workers
     try:
         return workers.make_strategy(args.strategy)
@@ -222,8 +227,9 @@ def offline_smoke_argv(argv: Optional[Sequence[str]], flag: str = "--dataset", o
 
 def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment: str,
           offline_dataset: Optional[str] = None) -> argparse.Namespace:
-    """Parse flags, validate the common ones, seed everything and create the output folder. With
-    ``offline_dataset``, ``--smoke`` without ``--dataset`` runs on it (see :func:`offline_smoke_argv`)."""
+    """Parse flags, validate the common ones, seed Python and numpy, create the output folder; no TensorFlow
+    (see :func:`start_tensorflow`). With ``offline_dataset``, ``--smoke`` without ``--dataset`` runs on it
+    (see :func:`offline_smoke_argv`)."""
     if offline_dataset is not None:
         argv = offline_smoke_argv(argv, offline=offline_dataset)
     args = p.parse_args(argv)
@@ -235,11 +241,26 @@ def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment:
     if args.out is None:
         args.out = os.path.join("runs", experiment.replace("/", "_"), getattr(args, "method", None) or "run")
     os.makedirs(args.out, exist_ok=True)
-    seed_everything(args.seed, deterministic=args.deterministic)
-    from . import precision
-    # set on every parse (float32 included): a policy never leaks from one in-process run into the next
-    precision.set_policy(getattr(args, "precision", precision.FLOAT32))
+    random.seed(args.seed)  # TensorFlow's seed follows in start_tensorflow (Run calls it after its checks)
+    np.random.seed(args.seed)
     return args
+
+
+def start_tensorflow(args: argparse.Namespace) -> None:
+    """Load TensorFlow for a parsed run: seed it and Keras (``--seed``; Python's and numpy's generators keep
+    the state :func:`parse` seeded), op determinism (``--deterministic``), the precision policy (``--precision``).
+    :class:`Run` calls it after the checks that need no TensorFlow (flags, data files, the output folder),
+    so those answer at once; a script without a ``Run`` calls it after parsing. Once per parse."""
+    if getattr(args, "_tensorflow_started", False):
+        return
+    states = random.getstate(), np.random.get_state()
+    seed_everything(args.seed, deterministic=args.deterministic)
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+    from . import precision
+    # set on every run (float32 included): a policy never leaks from one in-process run into the next
+    precision.set_policy(getattr(args, "precision", precision.FLOAT32))
+    args._tensorflow_started = True
 
 
 def checkpoint_dir(args: argparse.Namespace, phase: str = "bilevel") -> str:
@@ -250,11 +271,9 @@ def checkpoint_dir(args: argparse.Namespace, phase: str = "bilevel") -> str:
 #: flags that change where and how loudly a run works, not what it computes: free to differ on a rerun
 NON_RESULT_FLAGS = ("out", "fresh", "verbose", "debug", "checkpoint_every", "jit", "data_dir", "tensorboard",
                     "steps_per_execution", "experiment")
-#: how long to run: a rerun may change them (continue a run further, or stop it earlier); a finished run
-#: counts as finished only for the same values
+#: how long to run: a rerun may raise them (continue the run further); a finished run counts as finished only
+#: for the same values, and smaller ones than it ran are refused
 BUDGET_FLAGS = ("epochs", "max_steps", "meta_iterations", "outer_itr", "iterations", "max_iterations")
-#: what --fresh deletes in the output folder (besides checkpoints/ and tensorboard/)
-OUTPUT_FILES = ("results.json", "run.json", "history.csv", "*.png", "*.jsonl", "*.npz", "*.weights.h5")
 
 
 def fingerprint(*arrays: Any) -> str:
@@ -271,21 +290,23 @@ def fingerprint(*arrays: Any) -> str:
 class Run:
     """The output folder of one run: one process at a time, one configuration, nothing half-written.
 
-    Open it after the data are loaded and the flags checked (so a run that fails early loses nothing)::
+    Open it after the data are loaded and the flags checked, and before anything needs TensorFlow (opening
+    calls :func:`start_tensorflow`, so a refused or finished run answers at once)::
 
         with experiment.Run(args, data=fingerprint(y_noisy)) as run:
             if run.complete:            # rerun of a finished run: outputs left as they are
                 return run.metrics
             ... bl.fit(..., config=run.config) ...; experiment.write_results(...)
 
-    Opening locks ``--out`` (a second run is refused; a killed run's lock is taken over), removes what a kill
-    left half-written, and with ``--fresh`` deletes the previous outputs (``OUTPUT_FILES``, checkpoints,
-    TensorBoard logs). ``run.json`` records the configuration (every flag but ``NON_RESULT_FLAGS``, plus the
-    keyword arguments, e.g. a data fingerprint); a folder holding another configuration is refused with
-    :class:`~bilevel_tf.checkpoints.ResumeMismatchError` naming the differences. The ``BUDGET_FLAGS`` may
-    change (a rerun continues the run further or stops it earlier); a finished run is reused only when they
-    are the same. In a multi-worker run only the chief (``chief=True``) locks and writes the folder; the other
-    workers check the same configuration and read it.
+    Opening locks ``--out`` (a second run is refused; a killed run's lock is free), removes what a kill left
+    half-written, and with ``--fresh`` deletes what the folder's record says the run wrote (:func:`output_path`
+    records each file; a user's files stay). ``run.json`` records the configuration (every flag but
+    ``NON_RESULT_FLAGS``, plus the keyword arguments, e.g. a data fingerprint) and the outputs; a folder
+    holding another configuration is refused with :class:`~bilevel_tf.folders.ResumeMismatchError` naming the
+    differences. The ``BUDGET_FLAGS`` may grow (a rerun continues the run further); a finished run is reused
+    when they are the same and refused when they are smaller (its results would be mislabelled). In a
+    multi-worker run only the chief (``chief=True``) locks and writes the folder; the other workers check the
+    same configuration and read it.
     """
 
     def __init__(self, args: argparse.Namespace, *, chief: bool = True, **extra: Any):
@@ -294,58 +315,85 @@ class Run:
         self.config = {k: v for k, v in everything.items() if k not in NON_RESULT_FLAGS + BUDGET_FLAGS}
         self.budget = {k: v for k, v in everything.items() if k in BUDGET_FLAGS}
         self.complete, self.metrics = False, None
+        self.outputs: List[str] = []
         self._lock = None
 
     def __enter__(self) -> "Run":
-        from .checkpoints import FolderLock, remove_partial_files
-        if not self.chief:  # a multi-worker run's other workers only read the chief's folder
-            return self._check()
-        self._lock = FolderLock(self.folder).acquire()
+        from .folders import FolderLock, delete_outputs, remove_partial_files
         try:
-            for folder in [self.folder] + sorted(glob.glob(os.path.join(self.folder, "checkpoints", "*"))):
-                remove_partial_files(folder)
-            if getattr(self.args, "fresh", False):
-                self._delete_outputs()
-            return self._check()
+            if self.chief:  # a multi-worker run's other workers only read the chief's folder
+                self._lock = FolderLock(self.folder).acquire()
+                remove_partial_files(self.folder, checkpoint_temps=False)
+                for folder in sorted(glob.glob(os.path.join(self.folder, "checkpoints", "*"))):
+                    remove_partial_files(folder)
+                if getattr(self.args, "fresh", False):
+                    delete_outputs(self.folder)
+            self._check()
+            if not self.complete:
+                self.args._run = self  # output_path() records the run's files through it
+                start_tensorflow(self.args)
         except BaseException:
-            self._lock.release()
+            self.__exit__()
             raise
+        return self
 
-    def _check(self) -> "Run":
+    def _check(self) -> None:
         """Compare run.json, record this configuration (chief only) and find out whether the run is complete."""
-        from .checkpoints import ResumeMismatchError, config_differences
-        path = os.path.join(self.folder, "run.json")
-        known = os.path.exists(path)  # without it a results.json cannot be matched to its configuration
-        if known:
-            try:
-                saved = json.loads(Path(path).read_text())["config"]
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                raise ResumeMismatchError(f"{path} is unreadable ({_one_line(e)}); pass --fresh to start over") \
-                    from None
-            differences = config_differences(saved, self.config)
+        from .folders import ResumeMismatchError, config_differences, read_record
+        saved = read_record(self.folder)  # without it a results.json cannot be matched to its configuration
+        if saved is not None:
+            differences = config_differences(saved["config"], self.config)
             if differences:
                 raise ResumeMismatchError(
                     f"{self.folder} holds a run of another configuration ({'; '.join(differences[:6])}); rerun "
                     "with the same flags to resume or reuse it, pass --fresh to start over, or choose another --out")
+            self.outputs = saved["outputs"]
+            self._check_results()
         if self.chief:
-            atomic_write_text(path, json.dumps({"config": self.config, "budget": self.budget}, indent=1,
-                                               sort_keys=True))
-        results = os.path.join(self.folder, "results.json")
-        if known and os.path.exists(results):
-            try:
-                finished = json.loads(Path(results).read_text())
-                self.metrics = finished["metrics"]
-                self.complete = all(finished["config"].get(k) == v for k, v in self.budget.items())
-            except (OSError, ValueError, KeyError, TypeError):
-                self.complete = False  # damaged: the run is redone (checkpoints make that cheap)
+            self._write_record()
+
+    def _check_results(self) -> None:
+        """A results.json of this configuration: complete for the same budget, refused for a smaller one."""
+        from .folders import ResumeMismatchError, budget_excess
+        path = os.path.join(self.folder, "results.json")
+        finished = _read_results(path)
+        if finished is None:
+            return  # none, or damaged: the run is redone (its checkpoints make that cheap)
+        mismatch = [f"{k}: {finished['config'][k]!r} -> {v!r}" for k, v in self.config.items()
+                    if k in finished["config"] and finished["config"][k] != v]
+        if mismatch:
+            print(f"[{self.args.experiment}] {path} does not hold this configuration's results "
+                  f"({'; '.join(mismatch[:3])}); the run is finished again and rewrites it", flush=True)
+            return
+        excess = budget_excess(finished["config"], self.budget)
+        if excess:
+            raise ResumeMismatchError(
+                f"{self.folder} holds the finished run of this configuration with a larger budget ("
+                f"{'; '.join(excess)}); rerun with its budget (or a larger one) to reuse or continue it, pass "
+                "--fresh to start over with this one, or choose another --out")
+        self.complete = all(finished["config"].get(k) == v for k, v in self.budget.items())
         if self.complete:
+            self.metrics = finished["metrics"]
             print(f"[{self.args.experiment}] {self.folder} already holds the finished run of this configuration "
                   f"(results.json); nothing to do (--fresh redoes it)", flush=True)
-        return self
+
+    def record_output(self, name: str) -> None:
+        """Add ``name`` (an entry of the folder) to the files and folders run.json says this run wrote."""
+        if self.chief and name not in self.outputs:
+            self.outputs.append(name)
+            self._write_record()
+
+    def _write_record(self) -> None:
+        from .folders import RECORD
+        atomic_write_text(os.path.join(self.folder, RECORD), json.dumps(
+            {"config": self.config, "budget": self.budget, "outputs": self.outputs}, indent=1, sort_keys=True))
 
     def __exit__(self, *exc) -> None:
+        if getattr(self.args, "_run", None) is self:
+            del self.args._run
         if self._lock is not None:
             self._lock.release()
+            self._lock = None
 
     @classmethod
     def once(cls, args: argparse.Namespace, body: Callable[["Run"], Any], **extra: Any) -> Any:
@@ -353,13 +401,25 @@ class Run:
         with cls(args, **extra) as run:
             return run.metrics if run.complete else body(run)
 
-    def _delete_outputs(self) -> None:
-        import shutil
-        for pattern in OUTPUT_FILES:
-            for path in glob.glob(os.path.join(self.folder, pattern)):
-                os.unlink(path)
-        for sub in ("checkpoints", "tensorboard"):
-            shutil.rmtree(os.path.join(self.folder, sub), ignore_errors=True)
+
+def _read_results(path: str) -> Optional[Dict[str, Any]]:
+    """A results.json with its "config" and "metrics" objects, or None (missing or damaged)."""
+    try:
+        finished = json.loads(Path(path).read_text())
+        if isinstance(finished["config"], dict) and isinstance(finished["metrics"], dict):
+            return finished
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def output_path(args: argparse.Namespace, name: str) -> str:
+    """``<out>/<name>``, a file or folder the run writes there. Inside an open :class:`Run` the name is first
+    recorded in run.json, so that ``--fresh`` deletes it (and nothing the run did not write)."""
+    run = getattr(args, "_run", None)
+    if run is not None:
+        run.record_output(name)
+    return os.path.join(args.out, name)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -461,9 +521,9 @@ def run_main(main, argv: Optional[Sequence[str]] = None) -> None:
 
 def _exit_status(error: BaseException) -> Optional[int]:
     """2: cannot start/continue as asked; 1: the run failed; None: not an expected failure (a bug)."""
-    from .checkpoints import CheckpointError, FolderLockedError
-    from .fit import NonFiniteError
-    if isinstance(error, NonFiniteError):
+    from .folders import CheckpointError, FolderLockedError
+    fit = sys.modules.get("bilevel_tf.fit")  # not loaded: not a NonFiniteError (and no TensorFlow to load)
+    if fit is not None and isinstance(error, fit.NonFiniteError):
         return 1
     if isinstance(error, (UsageError, CheckpointError, FolderLockedError, OSError, ValueError, TypeError)):
         return 2  # data files (DataFileMissingError is an OSError, DataFormatError a ValueError), config, I/O

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from . import tensor_ops, workers
 from .callbacks import Callback, CSVLogger, TensorBoard, crossed
-from .checkpoints import FolderLock, RunCheckpoints, remove_partial_files, run_config
+from .checkpoints import FolderLock, ResumeMismatchError, RunCheckpoints, remove_partial_files, run_config
 from .solvers.base import BilevelSolver, Feed, check_positive_int
 
 
@@ -138,7 +138,8 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     A NaN/inf log value raises :class:`NonFiniteError` naming the step and quantity. A multi-step call stops
     after the first iteration whose logs are not finite, so the named step is exact for every k (the state
     is that of the bad step). Checkpoints are only written from finite states at call boundaries, so the last
-    one on disk is good. Ctrl-C (or SIGTERM) saves a checkpoint first when the state is finite, then re-raises.
+    one on disk is good. Ctrl-C (or SIGTERM) stops at the end of the current step (its callbacks included) and
+    saves a checkpoint there when the state is finite, then raises KeyboardInterrupt; a second one stops at once.
 
     Under a multi-worker strategy (``bilevel_tf.workers``) every worker restores from ``checkpoint_dir``
     but only the chief writes there (the others write to a temporary folder they delete, TensorFlow's rule).
@@ -146,12 +147,12 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     cannot be checkpointed), which replays the same batches when the dataset's order is seeded.
 
     With ``checkpoint_dir`` (see :mod:`bilevel_tf.checkpoints`): the folder is locked for the run (a second
-    process is refused with ``FolderLockedError``; a lock left by a killed one is taken over) and leftovers
+    process is refused with ``FolderLockedError``; a killed one's lock is free at once) and leftovers
     of an interrupted write are removed; each checkpoint also stores the run's configuration (the solver's
     class and ``get_config()`` plus ``config``, any JSON-able description such as the runner's flags) and
-    the history so far. Resuming under another configuration raises ``ResumeMismatchError``; a damaged
-    latest checkpoint falls back to the previous one (with a warning), and ``CheckpointError`` is raised
-    when none is usable. ``history`` holds records logged before the fit (e.g. an evaluation at step 0);
+    the history so far. Resuming under another configuration, or with ``steps`` below the restored iteration,
+    raises ``ResumeMismatchError``; a damaged latest checkpoint falls back to the previous one (with a
+    warning), and ``CheckpointError`` is raised when none is usable. ``history`` holds records logged before the fit (e.g. an evaluation at step 0);
     they belong to the run and are restored with it.
 
     Returns a :class:`History` of the WHOLE run, across resumes: ``history``, then one dict per logged step
@@ -190,6 +191,11 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
             checkpoints = RunCheckpoints(checkpoint_dir, trackables, max_to_keep=max_to_keep,
                                          write_folder=workers.writable_dir(checkpoint_dir, solver.strategy))
             restored = checkpoints.restore(run)
+            done = int(solver.iterations.numpy())
+            if done > steps:  # its results would carry a budget it did not have
+                raise ResumeMismatchError(
+                    f"{checkpoint_dir} holds a run already at upper iteration {done}, past the {steps} asked for; "
+                    "ask for at least as many to continue it, or start over (--fresh, or delete the folder)")
         except BaseException:
             if lock is not None:
                 lock.release()
@@ -202,9 +208,12 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     lower.skip(start)
     finite = _all_finite_fn(list(solver.problem.upper_vars) + list(solver.problem.lower_vars))
 
+    saved = [start]  # the step of the state on disk (an interrupt right after a save does not repeat it)
+
     def save(step: int) -> None:
-        if checkpoints is not None and bool(finite()):
+        if checkpoints is not None and step != saved[0] and bool(finite()):
             checkpoints.save(step, run, records)
+            saved[0] = step
 
     progress = None
     for cb in callbacks:
@@ -215,9 +224,10 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     t_begin = time.perf_counter() - next((r["seconds"] for r in reversed(records) if "seconds" in r), 0.0)
     step = start
     calls_since_log = 0
-    previous_handler = _install_sigterm()
+    interrupts = _Interrupts()
     try:
         while step < steps:
+            interrupts.stop_here()
             count = min(steps, (step // per_call + 1) * per_call) - step  # calls end on multiples of k
             if count == 1:
                 batches = (upper.next(step), lower.next(step))
@@ -256,11 +266,13 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
                 break
         if step > start:
             save(step)
+        interrupts.stop_here()
     except KeyboardInterrupt:
-        save(step)
+        if not interrupts.mid_step:
+            save(step)
         raise
     finally:
-        _restore_sigterm(previous_handler)
+        interrupts.restore()
         if checkpoints is not None:
             workers.remove_temporary(checkpoints.write_folder, solver.strategy)
         if lock is not None:
@@ -305,21 +317,36 @@ class _Progress:
             print(f"step {step}/{self.steps} ({time.perf_counter() - self.t0:.0f} s) {values}", flush=True)
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
+class _Interrupts:
+    """Ctrl-C and SIGTERM while ``fit`` runs (main thread): the first one stops the run at the next step
+    boundary, once the step's callbacks (e.g. an epoch-end renormalisation), record and checkpoint are done,
+    so the checkpoint saved on the way out resumes exactly as the run would have continued; a second one
+    stops at once, without saving (the last checkpoint stays). A signal the process ignores stays ignored."""
 
+    def __init__(self):
+        self.pending: Optional[int] = None
+        self.mid_step = False
+        self._previous: Dict[int, Any] = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                if signal.getsignal(signum) != signal.SIG_IGN:
+                    self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread: Python's own handling
+                break
 
-def _install_sigterm():
-    """Turn SIGTERM into KeyboardInterrupt so a killed job checkpoints first (main thread only)."""
-    try:
-        return signal.signal(signal.SIGTERM, _raise_interrupt)
-    except ValueError:  # not in the main thread
-        return None
+    def _handle(self, signum, frame) -> None:
+        if self.pending is None:
+            self.pending = signum
+            return
+        self.mid_step = True
+        raise KeyboardInterrupt(f"signal {signum}")
 
+    def stop_here(self) -> None:
+        """At a step boundary: raise the pending interrupt, if any."""
+        if self.pending is not None:
+            raise KeyboardInterrupt(f"signal {self.pending}")
 
-def _restore_sigterm(handler) -> None:
-    if handler is not None:
-        try:
-            signal.signal(signal.SIGTERM, handler)
-        except ValueError:
-            pass
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}

@@ -20,6 +20,7 @@ import argparse
 import fnmatch
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -49,21 +50,38 @@ def command(row: Row, seed: int, folder: str, extra: Sequence[str] = ()) -> List
 
 def _identity(argv: Sequence[str]) -> List[str]:
     """What makes two runner commands the same run: the script relative to the repository and its flags (the
-    interpreter and the checkout's location may differ between machines)."""
-    return [os.path.relpath(argv[1], REPO_ROOT), *argv[2:]]
+    interpreter and the checkout's location may differ between machines), without the --out that
+    :func:`command` ends with: the record lives in that folder, which may be given as ./x, /abs/x or be a copy."""
+    flags = list(argv[2:])
+    if flags[-2:-1] == ["--out"]:
+        flags = flags[:-2]
+    return [os.path.relpath(argv[1], REPO_ROOT), *flags]
 
 
 def status(folder: str, argv: Sequence[str]) -> str:
-    """'done' (results.json of this command), 'resume' (started by this command), 'new', or 'other'
-    (the folder holds a run of another command)."""
+    """'done' (a readable results.json of this command), 'resume' (started by this command), 'new', or
+    'other' (the folder holds a run of another command, or a record that cannot be read)."""
     record = os.path.join(folder, RECORD)
     if not os.path.exists(record):
         return "other" if os.path.exists(os.path.join(folder, "results.json")) else "new"
-    with open(record) as f:
-        previous = json.load(f).get("command")
-    if previous != _identity(argv):
+    try:
+        with open(record) as f:
+            previous = json.load(f)["command"]
+    except (OSError, ValueError, KeyError, TypeError):
         return "other"
-    return "done" if os.path.exists(os.path.join(folder, "results.json")) else "resume"
+    if previous not in (_identity(argv), _identity(argv) + ["--out", folder]):  # (records of earlier versions)
+        return "other"
+    return "done" if _finished(os.path.join(folder, "results.json")) else "resume"
+
+
+def _finished(path: str) -> bool:
+    """A results.json the runner finished writing: its metrics and configuration (a damaged one is redone)."""
+    try:
+        with open(path) as f:
+            result = json.load(f)
+        return isinstance(result["metrics"], dict) and isinstance(result["config"], dict)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _hours(seconds: float) -> str:
@@ -130,9 +148,55 @@ def run_one(argv: List[str], folder: str) -> None:
     with open(os.path.join(folder, LOG), "a") as log:
         log.write(f"$ {' '.join(argv)}\n")
         log.flush()
-        code = subprocess.call(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        code = _Runner(argv, log, env).wait()
     if code != 0:
         raise ReproduceError(f"{folder}: the runner exited with status {code}: {_runner_error(folder)}")
+
+
+class _Runner:
+    """A runner subprocess that an interrupt stops the way Ctrl-C stops a runner on its own: it saves its
+    checkpoint and releases its folder, and the interrupt is raised here once it has exited.
+
+    The runner gets its own session, so the terminal's Ctrl-C (SIGINT to the foreground process group) reaches
+    only this process (else it would get every Ctrl-C twice); each SIGINT, SIGTERM or SIGHUP received here is
+    passed on to it as one SIGINT, so a second Ctrl-C stops it at once, as it would a runner on its own."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self, argv: List[str], log, env: dict):
+        self.argv, self.log, self.env = argv, log, env
+        self.child: Optional[subprocess.Popen] = None
+        self.received = self.forwarded = 0
+
+    def _on_signal(self, signum, frame) -> None:
+        self.received += 1
+        self._forward()
+
+    def _forward(self) -> None:
+        while self.child is not None and self.forwarded < self.received and self.child.poll() is None:
+            self.forwarded += 1
+            self.child.send_signal(signal.SIGINT)
+
+    def wait(self) -> int:
+        """Run the command to its end; its exit status, or KeyboardInterrupt if a signal came meanwhile."""
+        # (a signal this process ignores, e.g. SIGHUP under nohup, stays ignored here and in the runner)
+        previous = {s: signal.signal(s, self._on_signal) for s in self.SIGNALS
+                    if signal.getsignal(s) != signal.SIG_IGN}
+        try:
+            self.child = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT, env=self.env,
+                                          start_new_session=True)
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)  # (the handler forwards too)
+            try:
+                self._forward()  # a signal that came while it started
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            code = self.child.wait()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        if self.received:
+            raise KeyboardInterrupt
+        return code
 
 
 def run_rows(table: str, rows: Sequence[Row], seeds: int, out: str, extra: Sequence[str], *,
@@ -222,6 +286,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not rows:
         p.error(f"--rows {' '.join(args.rows)} matches no row of {args.table}")
     extra = (["--smoke"] if args.smoke else []) + (["--tensorboard"] if args.tensorboard else []) + runner_flags
+    try:
+        return _run(args, rows, extra)
+    except KeyboardInterrupt:  # a running runner saved its checkpoint first (see _Runner)
+        print("interrupted: rerun the same command to continue", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace, rows: Sequence[Row], extra: Sequence[str]) -> int:
     print(f"{args.table}, profile {args.profile}: {len(rows)} row(s) x {args.seeds} seed(s) -> "
           f"{os.path.join(args.out, args.table)}")
     done = {(row.name, seed) for row in rows for seed in range(args.seeds)
@@ -231,8 +303,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.dry_run:
         for row in rows:
             for seed in range(args.seeds):
-                folder = run_dir(args.out, args.table, row, seed)
-                print(" ".join(["python", *_identity(command(row, seed, folder, extra))]))
+                argv = command(row, seed, run_dir(args.out, args.table, row, seed), extra)
+                print(" ".join(["python", os.path.relpath(argv[1], REPO_ROOT), *argv[2:]]))
         return 0
     try:
         failures = run_rows(args.table, rows, args.seeds, args.out, extra, keep_going=args.keep_going,
@@ -240,11 +312,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ReproduceError as e:
         print(f"error: {e}\nrerun the same command to continue (finished runs are kept)", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # the runner saved a checkpoint on the same Ctrl-C
-        print("interrupted: rerun the same command to continue", file=sys.stderr)
-        return 130
     from . import tables
-    print(tables.report(args.out))
+    text, results = tables.render(args.out)
+    print(text)
+    try:
+        tables.write_files(args.out, text, results)
+    except OSError as e:
+        print(f"error: {e.strerror}", file=sys.stderr)
+        return 2
     if failures:
         print(f"error: {len(failures)} run(s) failed:\n" + "\n".join(failures), file=sys.stderr)
         return 2

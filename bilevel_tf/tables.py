@@ -26,6 +26,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .folders import EXECUTION_OPTIONS
 from .paper_cells import Cell, place
 from .paper_results import TABLES, PaperTable
 
@@ -33,10 +34,11 @@ from .paper_results import TABLES, PaperTable
 IGNORED_KEYS = frozenset({"seed", "out", "data_dir", "fresh", "verbose", "checkpoint_every", "tensorboard", "baselines",
                           "deterministic", "debug", "eval_batch", "log_every", "paper", "steps_per_execution",
                           "strategy", "experiment", "examples", "methods", "ts", "skip_ablation", "ablation_trials"})
-#: keys that change only the bilevel phase (solver, schedule, budget); baselines shared by all methods ignore them
+#: keys that change only the bilevel phase (solver, schedule, budget; "solver" is the solver's full configuration
+#: the runners record); baselines shared by all methods ignore them
 BILEVEL_KEYS = frozenset({"method", "hyperparams", "schedule", "lr_u", "lr_v", "lr_p", "sigma", "rho", "lam", "eps",
                           "nu", "lr_decay", "halve_every", "inner_steps", "epochs", "meta_iterations",
-                          "upper_optimizer", "dropout", "eval_every", "eval_tasks", "max_steps"})
+                          "upper_optimizer", "dropout", "eval_every", "eval_tasks", "max_steps", "solver"})
 MISSING = "-"
 
 
@@ -70,9 +72,17 @@ def find_runs(runs_dir: str) -> Tuple[List[Run], List[str]]:
             runs.append(Run(path, r["experiment"], r.get("dataset"), r.get("method"), dict(r.get("config") or {}),
                             dict(r.get("metrics") or {})))
         except (OSError, ValueError, KeyError, TypeError) as e:
-            problems.append(f"{path}: {type(e).__name__}: {e}")
+            problems.append(_unreadable(path, e))
     runs.sort(key=lambda r: r.path)
     return runs, problems
+
+
+def _unreadable(path: str, error: BaseException) -> str:
+    """The note on a results.json that cannot be used, also printed as a warning (one odd file never stops the
+    report)."""
+    note = f"{path}: unreadable ({type(error).__name__}: {error}), skipped"
+    print(f"warning: {note}", file=sys.stderr)
+    return note
 
 
 def flatten(mapping: Mapping[str, Any], sep: str = ".", prefix: str = "") -> Dict[str, Any]:
@@ -89,6 +99,13 @@ def flatten(mapping: Mapping[str, Any], sep: str = ".", prefix: str = "") -> Dic
 
 def _top(key: str) -> str:
     return key.split(".", 1)[0]
+
+
+def _execution_only(key: str) -> bool:
+    """A solver option that changes how a step runs, not its result, or a Keras object's auto-generated name
+    (it counts the optimizers a process made before): never a reason to keep runs apart."""
+    parts = key.split(".")
+    return parts[0] == "solver" and (parts[-1] in EXECUTION_OPTIONS or (parts[-1] == "name" and "config" in parts))
 
 
 def penalty_schedule(config: Mapping[str, Any]) -> str:
@@ -136,12 +153,16 @@ def _groups(runs: Sequence[Run]) -> Tuple[List[Group], List[str]]:
     groups: Dict[Tuple, Group] = {}
     skipped = []
     for run in runs:
-        placement = place(run.experiment, run.dataset, run.method, run.config)
+        try:
+            placement = place(run.experiment, run.dataset, run.method, run.config)
+        except (KeyError, TypeError, ValueError) as e:  # a config missing a key the table needs
+            skipped.append(_unreadable(run.path, e))
+            continue
         if not placement.cells:
             skipped.append(f"{run.path}: {placement.reason}")
             continue
         flat = {k: json.dumps(v) if isinstance(v, list) else v  # lists as text: hashable, printable
-                for k, v in flatten(run.config).items() if _top(k) not in IGNORED_KEYS}
+                for k, v in flatten(run.config).items() if _top(k) not in IGNORED_KEYS and not _execution_only(k)}
         setting = {k: v for k, v in flat.items() if _top(k) not in BILEVEL_KEYS}
         solver = {k: v for k, v in flat.items()
                   if _top(k) in BILEVEL_KEYS and k not in ("method", "schedule", "hyperparams.schedule")}
@@ -361,8 +382,8 @@ def plot(path: str, t: TableResult) -> str:
         ax.set_ylim(min(values) - 10, 100)
     ax.set_title(f"{t.paper.source}: ours vs paper", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    # the canvas grows to hold the rotated labels (tight_layout could only warn that they do not fit)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -372,9 +393,8 @@ def _write(path: str, text: str) -> None:
     atomic_write_text(path, text)
 
 
-def report(runs_dir: str, tables: Optional[Sequence[str]] = None, files: bool = True) -> str:
-    """The markdown of every table filled by runs under ``runs_dir`` (optionally only ``tables``); with
-    ``files``, also writes tables.md, tables.csv and one PNG per table into ``runs_dir``."""
+def render(runs_dir: str, tables: Optional[Sequence[str]] = None) -> Tuple[str, List[TableResult]]:
+    """The markdown of every table filled by runs under ``runs_dir`` (optionally only ``tables``)."""
     results, notes, n_runs = aggregate(runs_dir)
     if tables:
         results = [t for t in results if t.paper.name in tables]
@@ -382,12 +402,28 @@ def report(runs_dir: str, tables: Optional[Sequence[str]] = None, files: bool = 
     parts += [markdown(t) for t in results] or ["No run under this folder fills a table of the paper.\n"]
     if notes:
         parts.append("Not in any table:\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
-    text = "\n".join(parts)
+    return "\n".join(parts), results
+
+
+def write_files(runs_dir: str, text: str, results: Sequence[TableResult]) -> None:
+    """tables.md, tables.csv and one PNG per table into ``runs_dir``; an OSError names the file."""
+    writes = [("tables.md", lambda path: _write(path, text)), ("tables.csv", lambda path: write_csv(path, results))]
+    writes += [(f"{t.paper.name}.png", lambda path, t=t: plot(path, t)) for t in results]
+    for name, write in writes:
+        path = os.path.join(runs_dir, name)
+        try:
+            write(path)
+        except OSError as e:
+            raise OSError(e.errno, f"cannot write {path} ({e.strerror or e}); --no-files prints the tables "
+                                   "without writing them") from None
+
+
+def report(runs_dir: str, tables: Optional[Sequence[str]] = None, files: bool = True) -> str:
+    """The markdown of every table filled by runs under ``runs_dir`` (optionally only ``tables``); with
+    ``files``, also writes tables.md, tables.csv and one PNG per table into ``runs_dir``."""
+    text, results = render(runs_dir, tables)
     if files:
-        _write(os.path.join(runs_dir, "tables.md"), text)
-        write_csv(os.path.join(runs_dir, "tables.csv"), results)
-        for t in results:
-            plot(os.path.join(runs_dir, f"{t.paper.name}.png"), t)
+        write_files(runs_dir, text, results)
     return text
 
 
@@ -404,7 +440,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not os.path.isdir(args.runs_dir):
         print(f"error: {args.runs_dir} is not a folder", file=sys.stderr)
         return 2
-    print(report(args.runs_dir, args.tables, files=not args.no_files))
+    text, results = render(args.runs_dir, args.tables)
+    print(text)
+    if not args.no_files:
+        try:
+            write_files(args.runs_dir, text, results)
+        except OSError as e:
+            print(f"error: {e.strerror}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -30,6 +30,7 @@ def main(argv=None):
     data_dir, default_output = poisoning.clean_label_paths(args, DATA_DIR)
     (x_tr, y_tr), (x_te, y_te) = datasets.load_dogfish(data_dir)
     x_tr, y_tr, x_te, y_te = poisoning.smoke_subset(args, x_tr, y_tr, x_te, y_te)
+    experiment.start_tensorflow(args)
     network = poisoning.feature_network(args, x_tr.shape[1:])  # first: random weights depend on the seed only
     watch = experiment.Stopwatch()
     f_tr = network.extract(x_tr, args.batch_size)

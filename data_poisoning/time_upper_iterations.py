@@ -99,6 +99,7 @@ def main(argv=None):
     p.add_argument("--no-clean-label", action="store_true", help="skip the InceptionV3 clean-label timing")
     p.add_argument("--clean-label-size", type=int, default=CLEAN_LABEL_SIZE, help="clean-label image side (>= 75)")
     args = experiment.parse(p, argv, "data_poisoning/time_upper_iterations")
+    experiment.start_tensorflow(args)
     sizes = (TRAIN_POINTS, VAL_POINTS, args.num_poison, PIXELS)
     cl_size, cl_train, cl_repeats = args.clean_label_size, CLEAN_LABEL_TRAIN, CLEAN_LABEL_REPEATS
     if args.smoke:

@@ -47,8 +47,11 @@ def main(argv=None):
         for name, value in SMOKE.items():
             setattr(args, name, min(getattr(args, name), value))
 
-    from bilevel_tf.apps.pbgd_toy import run_toy  # TensorFlow loads here, after parsing
-    return experiment.Run.once(args, lambda _run: run_toy(args, MINIMUM_RADIUS))
+    def toy(_run):
+        from bilevel_tf.apps.pbgd_toy import run_toy  # TensorFlow loads here, after the folder's checks
+        return run_toy(args, MINIMUM_RADIUS)
+
+    return experiment.Run.once(args, toy)
 
 
 if __name__ == "__main__":

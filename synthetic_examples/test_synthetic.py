@@ -74,8 +74,11 @@ def main(argv=None):
     args = experiment.parse(p, argv, "synthetic")
     resolve(p, args)
 
-    from bilevel_tf.apps.synthetic_sweep import run_sweep  # TensorFlow loads here, after parsing
-    return experiment.Run.once(args, lambda _run: run_sweep(args, ABLATION_LAMBDAS, MAX_CURVE_POINTS))
+    def sweep(_run):
+        from bilevel_tf.apps.synthetic_sweep import run_sweep  # TensorFlow loads here, after the folder's checks
+        return run_sweep(args, ABLATION_LAMBDAS, MAX_CURVE_POINTS)
+
+    return experiment.Run.once(args, sweep)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 checkpoints, locks, leftovers of a kill, CSV files across resumes, unusable variables and learning rates."""
 import glob
 import os
+import signal
 import subprocess
 import sys
 
@@ -72,30 +73,93 @@ def test_no_usable_checkpoint_is_refused_not_restarted(tmp_path):
         _run(tmp_path, 6)
 
 
-def test_a_garbled_state_file_does_not_restart_from_zero(tmp_path):
+@pytest.mark.parametrize("state", ["garbage {{{", ""], ids=["garbled", "empty"])
+def test_a_garbled_state_file_does_not_restart_from_zero(tmp_path, state):
     _run(tmp_path, 4)
-    (tmp_path / "checkpoint").write_text("garbage {{{")
+    (tmp_path / "checkpoint").write_text(state)
     with pytest.warns(UserWarning, match="missing or unreadable"):
         _, solver, history = _run(tmp_path, 6)
     assert [r["step"] for r in history] == [1, 2, 3, 4, 5, 6]
 
 
 def test_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom bilevel_tf.folders import FolderLock\n"
+                             "FolderLock(sys.argv[1]).acquire()\nprint(flush=True)\ntime.sleep(60)", str(tmp_path)],
+                            stdout=subprocess.PIPE)
     try:
-        lock = tmp_path / ".lock"
-        import socket
-        lock.write_text(f"{socket.gethostname()} {live.pid}")
+        live.stdout.readline()  # holds the lock
         with pytest.raises(checkpoints.FolderLockedError, match=f"in use by process {live.pid}"):
             _run(tmp_path, 2)
-        lock.write_text(f"{socket.gethostname()} {dead.pid}")
-        _run(tmp_path, 2)  # stale: taken over
-        assert not lock.exists()  # released at the end
+        live.kill()
+        live.wait()
+        _run(tmp_path, 2)  # the killed holder's lock is free
+        assert not (tmp_path / ".lock").exists()  # released at the end
     finally:
         live.kill()
         live.wait()
+
+
+def test_fewer_steps_than_a_checkpoint_has_run_are_refused(tmp_path):
+    _run(tmp_path, 5)  # e.g. killed at step 5, or finished with a larger budget
+    with pytest.raises(checkpoints.ResumeMismatchError, match=r"already at upper iteration 5, past the 3 asked"):
+        _run(tmp_path, 3)
+    _, solver, history = _run(tmp_path, 6)  # the folder is intact: a larger budget continues it
+    assert int(solver.iterations.numpy()) == 6 and [r["step"] for r in history] == [1, 2, 3, 4, 5, 6]
+
+
+class _CtrlC(bl.Callback):
+    """Sends this process SIGINT (``signals`` of them) at ``kill_at``, before the other callbacks of that step."""
+
+    def __init__(self, kill_at=None, signals=1):
+        self.kill_at, self.signals = kill_at, signals
+
+    def on_step_end(self, step, logs):
+        if step == self.kill_at:
+            for _ in range(self.signals):
+                os.kill(os.getpid(), signal.SIGINT)
+
+
+class _Halve(bl.Callback):
+    """Epoch-end work on the problem's state (as the denoising renormalisation): u <- u / 2 at every 3rd step."""
+
+    def __init__(self, q):
+        self.q = q
+
+    def on_step_end(self, step, logs):
+        if step % 3 == 0:
+            self.q.u.assign(self.q.u * 0.5)
+
+
+def _run_halving(folder, steps, kill_at=None, signals=1):
+    q = Quadratic()
+    solver = _penalty(q)
+    history = bl.fit(solver, steps=steps, checkpoint_dir=str(folder), checkpoint_every=100, verbose=0,
+                     callbacks=[_CtrlC(kill_at, signals), _Halve(q)])
+    return q, history
+
+
+@pytest.fixture
+def ctrl_c():
+    """SIGINT raises KeyboardInterrupt here as in a terminal (a test run in the background ignores it)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_stops_after_the_steps_callbacks_and_saves_that_step(tmp_path, ctrl_c):
+    reference, full = _run_halving(tmp_path / "reference", 8)
+    with pytest.raises(KeyboardInterrupt):
+        _run_halving(tmp_path / "run", 8, kill_at=3)
+    assert checkpoints.tf.train.latest_checkpoint(str(tmp_path / "run")).endswith("ckpt-3")
+    q, history = _run_halving(tmp_path / "run", 8)  # the same command again
+    np.testing.assert_allclose(q.u.numpy(), reference.u.numpy(), rtol=1e-6)  # step 3's halving was not lost
+    assert [r["step"] for r in history] == [r["step"] for r in full]
+
+
+def test_a_second_ctrl_c_stops_at_once_without_saving(tmp_path, ctrl_c):
+    with pytest.raises(KeyboardInterrupt):
+        _run_halving(tmp_path, 8, kill_at=3, signals=2)
+    assert not glob.glob(str(tmp_path / "ckpt-*.index"))  # the state of a half-done step is never saved
 
 
 def test_leftovers_of_a_kill_are_removed(tmp_path):
@@ -104,6 +168,25 @@ def test_leftovers_of_a_kill_are_removed(tmp_path):
     (tmp_path / ".tmp_results.json").write_text("")
     _run(tmp_path, 2)
     assert not (tmp_path / "ckpt-3_temp").exists() and not (tmp_path / ".tmp_results.json").exists()
+
+
+@pytest.mark.parametrize("damage", ["deleted", "garbled", "truncated"])
+def test_a_damaged_csv_is_rebuilt_from_the_checkpoints_history(tmp_path, damage):
+    csv_path = tmp_path / "history.csv"
+    _, _, full = _run(tmp_path / "reference", 6, csv_path=str(tmp_path / "reference.csv"))
+    _run(tmp_path / "ck", 4, csv_path=str(csv_path))
+    if damage == "deleted":
+        csv_path.unlink()
+    elif damage == "garbled":
+        csv_path.write_bytes(b"\x00\xff garbage,,\n{{{\n")
+    else:
+        csv_path.write_text("\n".join(csv_path.read_text().splitlines()[:2]) + "\n")  # header and step 1 only
+    _run(tmp_path / "ck", 6, csv_path=str(csv_path))
+    lines = csv_path.read_text().splitlines()
+    reference = (tmp_path / "reference.csv").read_text().splitlines()
+    assert [int(line.split(",")[0]) for line in lines[1:]] == [1, 2, 3, 4, 5, 6]
+    assert lines[0] == reference[0] and len(lines[1].split(",")) == len(reference[1].split(","))
+    assert [float(x) for x in lines[3].split(",")] == pytest.approx([float(x) for x in reference[3].split(",")])
 
 
 def test_csv_keeps_one_row_per_step_across_a_resume_and_restarts_when_fresh(tmp_path):

@@ -1,10 +1,12 @@
 """Every experiment runner's `--smoke --out DIR`, with no other flag, runs offline (no data file, no
-downloaded weights) and records the full configuration of the solver it used in results.json."""
+downloaded weights) and records the full configuration of the solver it used in results.json; running it again,
+or with another seed, is answered before TensorFlow loads."""
 import json
 
 import pytest
 
 from runner_utils import ROOT, SOLVER_CLASSES, load_runner
+from test_fast_errors import SECONDS, run_guarded
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +38,14 @@ def test_every_experiment_runner_is_listed():
 def test_smoke_alone_runs_offline_and_records_the_solver(runner, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "no_keras_cache"))  # no cached data sets or weights
     load_runner(runner).main(["--smoke", "--out", str(tmp_path), "--verbose", "0"])
+    # the same command again, and another seed, are answered before TensorFlow loads (tests/test_fast_errors.py)
+    finished, seconds = run_guarded(runner, ["--smoke", "--out", tmp_path, "--verbose", "0"], cwd=tmp_path)
+    assert finished.returncode == 0 and "already holds the finished run" in finished.stdout, finished.stderr[-2000:]
+    assert seconds < SECONDS, f"{seconds:.2f} s"
+    other, seconds = run_guarded(runner, ["--smoke", "--out", tmp_path, "--verbose", "0", "--seed", "7"], cwd=tmp_path)
+    assert other.returncode == 2 and other.stderr.startswith(f"error: {tmp_path} holds a run of another "
+                                                             "configuration") and "seed: " in other.stderr, other.stderr
+    assert seconds < SECONDS, f"{seconds:.2f} s"
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["metrics"], runner
     solver = result["config"]["solver"]

@@ -4,6 +4,7 @@ import glob
 import json
 import os
 import re
+import shutil
 
 import pytest
 
@@ -78,11 +79,37 @@ def test_a_folder_of_another_command_is_refused(tmp_path):
         json.dump({"command": reproduce._identity(argv)}, f)
     assert reproduce.status(folder, argv) == "resume"
     assert reproduce.status(folder, reproduce.command(row, 0, folder, ["--smoke"])) == "other"
+    for garbage in ("{}", "{not json", '{"metrics": null, "config": {}}'):  # a damaged run is redone, not done
+        with open(os.path.join(folder, "results.json"), "w") as f:
+            f.write(garbage)
+        assert reproduce.status(folder, argv) == "resume", garbage
     with open(os.path.join(folder, "results.json"), "w") as f:
-        f.write("{}")
+        json.dump({"metrics": {"test_accuracy": 0.9}, "config": {"seed": 0}}, f)
     assert reproduce.status(folder, argv) == "done"
     with pytest.raises(reproduce.ReproduceError, match="another command"):
         reproduce.run_rows("small_scale", [row], 1, str(tmp_path), ["--smoke"], log=lambda *a, **k: None)
+
+
+def test_the_same_folder_by_another_name_or_a_copy_is_the_same_run(tmp_path, monkeypatch):
+    row = reproduce_plans.plan("table2", "cpu")[0]
+    monkeypatch.chdir(tmp_path)
+    folder = reproduce.run_dir("rep", "table2", row, 0)
+    os.makedirs(folder)
+    with open(os.path.join(folder, reproduce.RECORD), "w") as f:
+        json.dump({"command": reproduce._identity(reproduce.command(row, 0, folder))}, f)
+    with open(os.path.join(folder, "results.json"), "w") as f:
+        json.dump({"metrics": {"test_accuracy": 0.9}, "config": {"seed": 0}}, f)
+    shutil.copytree("rep", "copy")
+    for out in ("rep", "./rep", str(tmp_path / "rep"), "copy", str(tmp_path / "copy")):
+        same = reproduce.run_dir(out, "table2", row, 0)
+        assert reproduce.status(same, reproduce.command(row, 0, same)) == "done", out
+    # a record of an earlier version, whose command ended with its --out, is still this command's
+    with open(os.path.join(folder, reproduce.RECORD), "w") as f:
+        json.dump({"command": reproduce._identity(reproduce.command(row, 0, folder)) + ["--out", folder]}, f)
+    assert reproduce.status(folder, reproduce.command(row, 0, folder)) == "done"
+    with open(os.path.join(folder, reproduce.RECORD), "w") as f:
+        f.write("{garbage")
+    assert reproduce.status(folder, reproduce.command(row, 0, folder)) == "other"
 
 
 def test_estimate_subtracts_finished_runs():

@@ -75,9 +75,11 @@ def _umask() -> int:
 def test_a_folder_in_use_is_refused_in_one_line(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom bilevel_tf.folders import FolderLock\n"
+                              "FolderLock(sys.argv[1]).acquire()\nprint(flush=True)\ntime.sleep(60)", str(out)],
+                             stdout=subprocess.PIPE)
     try:
-        (out / ".lock").write_text(f"{socket.gethostname()} {other.pid}")
+        other.stdout.readline()  # it holds the lock
         status, err, _ = _run(LARGE, DIGITS, out, capsys)
         assert status == 2 and len(err) == 1
         assert err[0] == f"error: {out} is in use by process {other.pid} on {socket.gethostname()}; wait for it " \
@@ -157,3 +159,79 @@ def test_a_full_disk_gives_one_line_and_keeps_the_previous_results(tmp_path, cap
     status, err, _ = _run(LARGE, DIGITS + ["--epochs", "3"], out, capsys)  # continue the run further
     assert status == 2 and err == [f"error: {out / 'run.json'}: No space left on device"], err
     assert (out / "results.json").read_bytes() == before
+
+
+def test_fresh_deletes_only_what_the_run_wrote(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    mine = {"mnist.npz": b"the input data (--data-dir == --out)", "photo.png": b"a user's picture"}
+    for name, data in mine.items():
+        (out / name).write_bytes(data)
+    assert _run(LARGE, DIGITS, out, capsys)[0] == 0
+    later = {"my_data.npz": b"added after the run", "notes.jsonl": b"{}", "extra.weights.h5": b"w"}
+    for name, data in later.items():
+        (out / name).write_bytes(data)
+    (out / "importance_histogram.png").unlink()  # an output the next run writes again
+    assert _run(LARGE, DIGITS + ["--fresh", "--seed", "1"], out, capsys)[0] == 0
+    for name, data in {**mine, **later}.items():
+        assert (out / name).read_bytes() == data, name
+    written = {"history.csv", "importance_histogram.png", "accuracy_vs_time.png"}
+    record = json.loads((out / "run.json").read_text())["outputs"]  # what the next --fresh deletes
+    assert written <= set(record) and not (set(mine) | set(later)) & set(record)
+    assert written <= {p.name for p in out.iterdir()}
+    assert json.loads((out / "results.json").read_text())["config"]["seed"] == 1
+
+
+def test_a_smaller_budget_than_the_finished_run_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _run(LARGE, DIGITS + ["--epochs", "2"], out, capsys)[0] == 0
+    before = _files(out)
+    status, err, _ = _run(LARGE, DIGITS + ["--epochs", "1"], out, capsys)
+    assert status == 2 and len(err) == 1, err
+    assert err[0].startswith(f"error: {out} holds the finished run of this configuration with a larger budget "
+                             "(epochs: 2 -> 1)") and "--fresh" in err[0], err
+    assert _files(out) == before  # nothing relabelled
+
+
+def test_a_resume_with_a_budget_below_the_checkpoint_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _run(LARGE, DIGITS + ["--epochs", "2", "--checkpoint-every", "1"], out, capsys)[0] == 0
+    (out / "results.json").unlink()  # as if killed after the last checkpoint (step 8 of 8)
+    status, err, _ = _run(LARGE, DIGITS + ["--epochs", "1"], out, capsys)
+    assert status == 2 and len(err) == 1, err
+    assert "already at upper iteration 8, past the 4 asked for" in err[0], err
+    assert not (out / "results.json").exists()
+
+
+def test_results_of_another_configuration_are_not_taken_for_the_finished_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _run(LARGE, DIGITS, out, capsys)[0] == 0
+    result = json.loads((out / "results.json").read_text())
+    edited = dict(result, config=dict(result["config"], noise=0.5), metrics=dict(result["metrics"], test_accuracy=1.0))
+    (out / "results.json").write_text(json.dumps(edited))
+    status, _, printed = _run(LARGE, DIGITS, out, capsys)
+    assert status == 0 and "already holds the finished run" not in printed
+    assert "does not hold this configuration's results (noise: 0.5 -> 0.25)" in printed
+    again = json.loads((out / "results.json").read_text())
+    assert again["config"]["noise"] == 0.25
+    same = {k: v for k, v in result["metrics"].items() if k != "step_traces"}  # the resumed run traced nothing
+    assert {k: again["metrics"][k] for k in same} == same  # finished again from its last checkpoint: the same
+
+
+@pytest.mark.parametrize("damage", ["deleted", "garbage"])
+def test_a_lost_warm_start_record_is_recomputed(tmp_path, capsys, damage):
+    out = tmp_path / "run"
+    assert _run(LARGE, DIGITS, out, capsys)[0] == 0
+    first = json.loads((out / "results.json").read_text())["metrics"]
+    warm = out / "checkpoints" / "bilevel" / "warm_start.json"
+    if damage == "deleted":
+        warm.unlink()
+    else:
+        warm.write_text("garbage {{{")
+    (out / "results.json").unlink()  # killed after the bilevel phase: the rerun resumes at its last checkpoint
+    status, _, printed = _run(LARGE, DIGITS, out, capsys)
+    assert status == 0 and f"{warm} is " in printed and "redoing the warm start" in printed
+    again = json.loads((out / "results.json").read_text())["metrics"]
+    for key in ("pretrain_test_accuracy", "warm_start_noise_precision", "test_accuracy"):
+        assert again[key] == first[key], key
+    assert json.loads(warm.read_text())["pretrain_test_accuracy"] == first["pretrain_test_accuracy"]

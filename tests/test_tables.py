@@ -1,13 +1,19 @@
-"""The aggregator (python -m bilevel_tf.tables) on folders of hand-written results.json files."""
+"""The aggregator (python -m bilevel_tf.tables) on folders of hand-written results.json files, and on runs the
+real runners wrote."""
 import csv
 import json
 import os
+import stat
+import warnings
 
 import numpy as np
 import pytest
 
 from bilevel_tf import paper_cells, tables
 from bilevel_tf.paper_results import TABLES
+from runner_utils import run_runner
+
+LARGE = "data_denoising/mnist_large_scale/test_bilevel_importance_learning_mnist.py"
 
 
 def write_run(root, folder, experiment, method, dataset, metrics, **config):
@@ -224,3 +230,71 @@ def test_cli(tmp_path, capsys):
     assert tables.main([str(tmp_path), "--no-files"]) == 0
     assert "| MNIST (25) | ours | - | - | 80.00 (1)" in capsys.readouterr().out
     assert not os.path.exists(tmp_path / "tables.md")
+
+
+@pytest.mark.slow
+def test_runs_of_two_methods_by_the_runners_share_one_row(tmp_path):
+    """Penalty (two seeds, with the baselines) and ApproxGrad as reproduce's Table 2 rows run them: one row,
+    whatever each solver records in config.solver (its options, Keras' optimizer names)."""
+    for seed in (0, 1):
+        run_runner(LARGE, ["--smoke", "--dataset", "digits", "--method", "penalty", "--baselines", "--seed", str(seed)],
+                   tmp_path / "penalty" / f"seed{seed}")
+    run_runner(LARGE, ["--smoke", "--dataset", "digits", "--method", "approxgrad"], tmp_path / "approxgrad")
+    t2 = table_named(tables.aggregate(str(tmp_path))[0], "table2")
+    assert t2.rows == ["digits (25) [mnist_large_scale]"]
+    row = t2.rows[0]
+    assert {c for (r, c) in t2.cells if r == row} == {"Penalty [schedule=auglag]", "ApproxGrad", "Oracle",
+                                                      "Val-Only", "Train+Val"}
+    assert cell(t2, row, "Penalty [schedule=auglag]").stats[2] == 2 and cell(t2, row, "ApproxGrad").stats[2] == 1
+    assert cell(t2, row, "Train+Val").stats[2] == 2  # once per seed, from either method's run
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        text = tables.report(str(tmp_path))
+    assert [str(w.message) for w in caught] == []  # e.g. no "Tight layout not applied"
+    assert len([line for line in text.splitlines() if line.startswith("| digits (25)")]) == 1
+    with open(tmp_path / "tables.csv") as f:
+        assert {r["row"] for r in csv.DictReader(f)} == {row}
+
+
+def test_an_odd_results_json_is_skipped_with_a_warning_naming_it(tmp_path, capsys):
+    root = str(tmp_path)
+    denoising(root, "good", "penalty", 0, 0.99, 0.8)
+    denoising(root, "no_noise", "penalty", 1, 0.98, 0.8)
+    path = tmp_path / "no_noise" / "results.json"
+    result = json.loads(path.read_text())
+    del result["config"]["noise"]
+    path.write_text(json.dumps(result))
+    null = tmp_path / "null_config" / "results.json"
+    null.parent.mkdir()
+    null.write_text(json.dumps(dict(result, config=None)))
+    no_key = tmp_path / "no_experiment" / "results.json"
+    no_key.parent.mkdir()
+    no_key.write_text(json.dumps({k: v for k, v in result.items() if k != "experiment"}))
+    assert tables.main([root]) == 0
+    out, err = capsys.readouterr()
+    warned = err.strip().splitlines()
+    assert len(warned) == 3 and all(line.startswith("warning: ") and line.endswith("skipped") for line in warned)
+    for odd in (path, null, no_key):
+        assert any(str(odd) in line for line in warned), odd
+    assert "| MNIST (25) | ours | - | - | 80.00 (1)" in out  # the good run's row is still there
+    assert "Traceback" not in err
+
+
+def test_unwritable_outputs_give_one_line(tmp_path, capsys):
+    root = tmp_path / "runs"
+    denoising(str(root), "r", "penalty", 0, 0.99, 0.8)
+    (root / "tables.md").mkdir()  # a folder where the file goes
+    assert tables.main([str(root)]) == 2
+    out, err = capsys.readouterr()
+    assert "| MNIST (25) | ours" in out  # printed all the same
+    assert err.strip().splitlines() == [f"error: cannot write {root / 'tables.md'} (Is a directory); --no-files "
+                                        "prints the tables without writing them"]
+    if os.geteuid() != 0:  # root writes anywhere
+        (root / "tables.md").rmdir()
+        root.chmod(stat.S_IRUSR | stat.S_IXUSR)
+        try:
+            assert tables.main([str(root)]) == 2
+        finally:
+            root.chmod(stat.S_IRWXU)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "Permission denied" in err[0] and str(root / "tables.md") in err[0], err

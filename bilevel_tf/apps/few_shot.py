@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import keras
@@ -34,8 +33,8 @@ from bilevel_tf import experiment, paper_cells, precision, tensorboard_logs
 from bilevel_tf.datasets import EpisodeSampler
 from bilevel_tf.models import CosineClassifier, cosine_logits, taskwise_encoder
 
-from .few_shot_config import (METHODS, SMOKE, FewShotData, Split, build_parser, parse,  # noqa: F401
-                              rotated_digits)
+from .few_shot_config import (METHODS, SMOKE, FewShotData, Split, build_parser, parse, rotated_digits,  # noqa: F401
+                              run, sampler)
 
 ADAM_EPSILON = 1e-8  # tf.train.AdamOptimizer's default, used by every optimizer of the original
 CI95_Z = 1.96
@@ -233,38 +232,15 @@ def seconds_per_upper_iteration(model: FewShotModel, args: argparse.Namespace, k
 
 
 # ---------------------------------------------------------------------------------------------- driver
-def _sampler(data: FewShotData, which: str, args: argparse.Namespace) -> EpisodeSampler:
-    split = data.train if which == "train" else data.test
-    if args.n_way > len(split.classes):
-        raise experiment.UsageError(f"--n-way {args.n_way} is larger than the {len(split.classes)} meta-{which} "
-                                    f"classes of the {data.name} data set")
-    present, counts = np.unique(split.labels, return_counts=True)
-    smallest = int(counts[np.isin(present, split.classes)].min(initial=len(split.labels)))
-    if args.k_shot + args.query > smallest:
-        raise experiment.UsageError(f"--k-shot {args.k_shot} + --query {args.query} = {args.k_shot + args.query} "
-                                    f"images per class, but the smallest meta-{which} class of the {data.name} "
-                                    f"data set has {smallest}; expected at most {smallest}")
-    return EpisodeSampler(split.images, split.labels, split.classes, args.n_way, args.k_shot, args.query,
-                          seed=args.seed)
-
-
-def run(args: argparse.Namespace, data: FewShotData, make_encoder: Callable[[Tuple[int, ...]], keras.Model]
-        ) -> Dict:
-    """Meta-train with the chosen solver, evaluate as the paper, write results.json and the accuracy curves.
-    Returns the metrics."""
-    train_sampler, test_sampler = _sampler(data, "train", args), _sampler(data, "test", args)
-    fingerprint = experiment.fingerprint(data.train.labels, data.test.labels, data.train.images[:64])
-    return experiment.Run.once(args, lambda run: _run(args, data, make_encoder, train_sampler, test_sampler, run),
-                               data=fingerprint)
-
-
-def _run(args: argparse.Namespace, data: FewShotData, make_encoder: Callable[[Tuple[int, ...]], keras.Model],
-         train_sampler: EpisodeSampler, test_sampler: EpisodeSampler, run: experiment.Run) -> Dict:
+def run_in_folder(args: argparse.Namespace, data: FewShotData, make_encoder: Callable[[Tuple[int, ...]], keras.Model],
+                  train_sampler: EpisodeSampler, test_sampler: EpisodeSampler, run: experiment.Run) -> Dict:
+    """Meta-train with the chosen solver in the open run folder (:func:`few_shot_config.run` opens it), evaluate
+    as the paper, write results.json and the accuracy curves. Returns the metrics."""
     encoder = make_encoder(data.image_shape)
     model = FewShotModel(encoder, args.n_way, args.meta_batch, seed=args.seed)
     solver = bl.make_solver(args.method, model.problem(), **solver_options(args))
     tester = MetaTester(model, args.eval_batch, args.test_steps, args.test_lr)
-    source = EpisodeSource(_sampler(data, "train", args), args.meta_batch, args.seed)
+    source = EpisodeSource(sampler(data, "train", args), args.meta_batch, args.seed)
     # Fixed task streams: every curve point and the final test see the same tasks and head initialisations.
     train_seed, test_seed = args.seed + 1, args.seed + 2
     cache: Dict[Tuple, np.ndarray] = {}
@@ -299,11 +275,11 @@ def _run(args: argparse.Namespace, data: FewShotData, make_encoder: Callable[[Tu
     points = [(0.0, *start)] + [(h["seconds"] - h["eval_seconds"], h["meta_train_test_accuracy"],
                                  h["meta_test_test_accuracy"]) for h in history if "eval_seconds" in h]
     t, tr, te = (list(c) for c in zip(*points))
-    experiment.plot_curves(os.path.join(args.out, "accuracy_vs_time.png"),
+    experiment.plot_curves(experiment.output_path(args, "accuracy_vs_time.png"),
                            {"meta-train-test": (t, tr), "meta-test-test": (t, te)},
                            xlabel="wall-clock seconds (training only)", ylabel="query accuracy",
                            title=f"{data.name} {args.n_way}-way {args.k_shot}-shot, {args.method}")
-    encoder.save_weights(os.path.join(args.out, "representation.weights.h5"))
+    encoder.save_weights(experiment.output_path(args, "representation.weights.h5"))
     experiment.write_results(args, metrics=metrics, history=history, dataset=data.name,
                              paper=paper_cells.paper_entry(args, data.name), solver=solver,
                              seconds_per_upper_iteration=history.seconds_per_step,

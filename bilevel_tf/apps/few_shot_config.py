@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .. import experiment
-from ..datasets import load_digits, rotate_classes
+from ..datasets import EpisodeSampler, load_digits, rotate_classes
 
 METHODS = ("penalty", "approxgrad")
 
@@ -143,3 +143,33 @@ def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment_
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     return args
+
+
+def sampler(data: FewShotData, which: str, args: argparse.Namespace) -> EpisodeSampler:
+    """Tasks of the meta-``which`` classes; a data set too small for N-way K-shot tasks is a usage error."""
+    split = data.train if which == "train" else data.test
+    if args.n_way > len(split.classes):
+        raise experiment.UsageError(f"--n-way {args.n_way} is larger than the {len(split.classes)} meta-{which} "
+                                    f"classes of the {data.name} data set")
+    present, counts = np.unique(split.labels, return_counts=True)
+    smallest = int(counts[np.isin(present, split.classes)].min(initial=len(split.labels)))
+    if args.k_shot + args.query > smallest:
+        raise experiment.UsageError(f"--k-shot {args.k_shot} + --query {args.query} = {args.k_shot + args.query} "
+                                    f"images per class, but the smallest meta-{which} class of the {data.name} "
+                                    f"data set has {smallest}; expected at most {smallest}")
+    return EpisodeSampler(split.images, split.labels, split.classes, args.n_way, args.k_shot, args.query,
+                          seed=args.seed)
+
+
+def run(args: argparse.Namespace, data: FewShotData, make_encoder: Callable[[Tuple[int, ...]], Any]) -> Dict:
+    """Meta-train, evaluate and write the results (:func:`bilevel_tf.apps.few_shot.run_in_folder`); the task
+    sizes and the run folder are checked first, before TensorFlow loads. ``make_encoder(image_shape)`` builds
+    the representation. Returns the metrics."""
+    train_sampler, test_sampler = sampler(data, "train", args), sampler(data, "test", args)
+    fingerprint = experiment.fingerprint(data.train.labels, data.test.labels, data.train.images[:64])
+
+    def in_folder(run: experiment.Run) -> Dict:
+        from .few_shot import run_in_folder  # TensorFlow loads here, after the folder's checks
+        return run_in_folder(args, data, make_encoder, train_sampler, test_sampler, run)
+
+    return experiment.Run.once(args, in_folder, data=fingerprint)

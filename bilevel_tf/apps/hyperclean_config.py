@@ -7,7 +7,12 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-from .. import experiment
+import numpy as np
+
+from .. import datasets, experiment
+from .importance_data import NUM_CLASSES
+
+Split = Tuple[np.ndarray, np.ndarray]
 
 SIZES = {"MNIST": (5000, 5000, 10000), "FashionMNIST": (5000, 5000, 10000), "digits": (1000, 200, 597)}
 
@@ -81,3 +86,44 @@ def parse(description: str, argv: Optional[Sequence[str]], config: HyperCleaning
     if args.pollute_rate is None:
         args.pollute_rate = config.pollute_rate
     return args
+
+
+def load_hyperclean_data(name: str, pollute_rate: float, seed: int,
+                         data_dir: Optional[str] = None) -> Tuple[Split, Split, Split, np.ndarray, np.ndarray]:
+    """(train with polluted labels, val, test, dirty mask, clean training labels): PBGD's split of the
+    training set and its pollution."""
+    if name == "synthetic":  # random images of MNIST's shape (timing runs without the files)
+        rng = np.random.default_rng(seed)
+        x, y = rng.integers(0, 256, (20000, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 20000)
+        name = "MNIST"
+    elif name == "digits":
+        x, y = datasets.load_digits()
+    else:
+        loader = datasets.load_mnist if name == "MNIST" else datasets.load_fashion_mnist
+        (x, y), _ = loader(data_dir)
+    n_tr, n_val, n_te = SIZES[name]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(x))[:n_tr + n_val + n_te]
+    x = (x[order].reshape(len(order), -1).astype(np.float32) / float(x.max()))
+    y = y[order].astype(np.int64)
+    y_tr = y[:n_tr].copy()
+    dirty = np.zeros(n_tr, bool)
+    polluted = rng.permutation(n_tr)[:int(pollute_rate * n_tr)]
+    y_tr[polluted] = rng.integers(0, NUM_CLASSES, size=len(polluted))  # uniform over 0..9, as PBGD
+    dirty[polluted] = True
+    return ((x[:n_tr], y_tr), (x[n_tr:n_tr + n_val], y[n_tr:n_tr + n_val]), (x[n_tr + n_val:], y[n_tr + n_val:]),
+            dirty, y[:n_tr])
+
+
+def run_hyper_cleaning(args: argparse.Namespace, penalty_options: Dict[str, Any],
+                       baseline: Tuple[int, float] = (5000, 0.1)) -> Dict[str, Any]:
+    """The experiment (:func:`importance_hyperclean.run_in_folder`); ``baseline`` = (steps, SGD learning rate)
+    of the uniform-weight reference net. The data files and the run folder are checked before TensorFlow
+    loads."""
+    data = load_hyperclean_data(args.dataset, args.pollute_rate, args.seed, args.data_dir)
+
+    def in_folder(run: experiment.Run) -> Dict[str, Any]:
+        from .importance_hyperclean import run_in_folder  # TensorFlow loads here, after the folder's checks
+        return run_in_folder(args, penalty_options, baseline, data, run)
+
+    return experiment.Run.once(args, in_folder, data=experiment.fingerprint(data[0][1], data[1][1], data[0][0][:256]))

@@ -45,7 +45,7 @@ from .importance_eval import (Predictor, accuracy_curves, evaluation_classifiers
                               lower_evaluation, noise_detection)
 from .importance_optim import PerExampleAdam
 from .importance_config import (APPROXGRAD_SCHEDULE, DIGITS_DEMO, DIGITS_SIZES, METHODS, PENALTY_SCHEDULE,  # noqa: F401
-                              SMALL_MODELS, DenoisingSpec, build_parser, parse, run_denoising)
+                              SMALL_MODELS, DenoisingSpec, build_parser, load_splits, parse, run_denoising)
 
 Sizes = data.Sizes
 CLIP = (1e-5, 0.99999)
@@ -168,27 +168,11 @@ def _hyperparams(spec: DenoisingSpec, args: argparse.Namespace) -> Dict[str, Any
     return hp
 
 
-def _load(spec: DenoisingSpec, args: argparse.Namespace) -> data.Splits:
-    sizes = spec.datasets[args.dataset]
-    if args.synthetic_data:
-        splits = data.synthetic_splits(args.dataset, sizes, args.seed)
-    else:
-        splits = data.load_splits(args.dataset, sizes, data_dir=args.data_dir, seed=args.seed,
-                                  svhn_dir=spec.default_data_dir)
-    if args.smoke:
-        splits = data.shrink(splits, 100, 50, 100)
-    for split, n in (("training", len(splits.x_train)), ("validation", len(splits.x_val))):
-        if args.batch_size > n:  # checked before the warm start, which would take a while to fail
-            raise experiment.UsageError(f"--batch-size {args.batch_size} is larger than the {n} {split} examples "
-                                        f"of {splits.source}; expected at most {n}")
-    return splits
-
-
 def prepare(spec: DenoisingSpec, args: argparse.Namespace, warm_start: bool = True,
             splits: Optional[data.Splits] = None, strategy: Optional[tf.distribute.Strategy] = None) -> Setup:
     """Load and corrupt the data, warm-start the classifier and the importance, build the solver (the model,
     the importance and the solver inside ``strategy``'s scope)."""
-    splits = _load(spec, args) if splits is None else splits
+    splits = load_splits(spec, args) if splits is None else splits
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         return _prepare(spec, args, warm_start, splits)
 
@@ -220,34 +204,41 @@ def _prepare(spec: DenoisingSpec, args: argparse.Namespace, warm_start: bool, sp
                  data.steps_per_epoch(len(noisy), batch), augment, predictor)
 
 
+def read_warm_start(path: str) -> Optional[Dict[str, Any]]:
+    """The warm start's metrics a resumed run reports, or None (said, naming the file) when they must be
+    recomputed: the file is missing or unreadable."""
+    try:
+        warm = json.loads(open(path).read())
+        if isinstance(warm, dict) and isinstance(warm.get("pretrain_test_accuracy"), (int, float)):
+            return warm
+        problem = "holds no pretrain_test_accuracy"
+    except FileNotFoundError:
+        problem = "is missing"
+    except (OSError, ValueError) as e:
+        problem = f"is unreadable ({type(e).__name__})"
+    print(f"{path} {problem}: redoing the warm start to recompute its metrics", flush=True)
+    return None
+
+
 def has_checkpoint(folder: str) -> bool:
     """True when ``folder`` holds checkpoint files (a run to resume rather than start)."""
     return bool(glob.glob(os.path.join(folder, "ckpt-*.index")))
 
 
-def run_parsed(args: argparse.Namespace, spec: DenoisingSpec) -> Dict[str, Any]:
-    """The whole experiment for parsed flags (:func:`importance_config.run_denoising` parses and calls this);
-    returns the metrics (results.json has everything)."""
-    strategy = experiment.make_strategy(args)
-    chief = workers.is_chief(strategy)  # only the chief writes the shared folder; the others read it
-    splits = _load(spec, args)  # before the run folder is touched: missing data loses no checkpoint (--fresh)
-    data_fingerprint = experiment.fingerprint(splits.y_train, splits.y_val, splits.x_train[:256], splits.x_val[:256])
-    return experiment.Run.once(args, lambda run: _run_denoising(args, spec, splits, run, strategy), chief=chief,
-                               data=data_fingerprint)
-
-
-def _run_denoising(args: argparse.Namespace, spec: DenoisingSpec, splits: data.Splits, run: experiment.Run,
-                   strategy: Optional[tf.distribute.Strategy]) -> Dict[str, Any]:
+def run_in_folder(args: argparse.Namespace, spec: DenoisingSpec, splits: data.Splits, run: experiment.Run,
+                  strategy: Optional[tf.distribute.Strategy]) -> Dict[str, Any]:
+    """The experiment in its open run folder (:func:`importance_config.run_denoising` parses, loads the data
+    and opens the folder first); returns the metrics (results.json has everything)."""
     chief = run.chief
     ckpt = experiment.checkpoint_dir(args, "bilevel")
     resuming = has_checkpoint(ckpt)
     warm_path = os.path.join(ckpt, "warm_start.json")
-    # a resumed run restores u and v from the checkpoint
-    setup = prepare(spec, args, warm_start=not resuming, splits=splits, strategy=strategy)
+    warm = read_warm_start(warm_path) if resuming else None
+    # a resumed run restores u and v from the checkpoint: its warm start is redone only when the warm start's
+    # metrics are lost (the same seed gives the same warm start)
+    setup = prepare(spec, args, warm_start=warm is None, splits=splits, strategy=strategy)
     s, task, solver = setup.splits, setup.task, setup.solver
-    if resuming and os.path.exists(warm_path):
-        warm = json.loads(open(warm_path).read())
-    else:
+    if warm is None:
         warm = {"pretrain_test_accuracy": setup.predictor.accuracy(s.x_test, s.y_test),
                 **{f"warm_start_{k}": v for k, v in noise_detection(task.values(), setup.flipped).items()
                    if k in ("noise_precision", "noise_recall")}}
@@ -266,7 +257,8 @@ def _run_denoising(args: argparse.Namespace, spec: DenoisingSpec, splits: data.S
     fit_history = bl.fit(solver, setup.val_stream, setup.train_stream, steps=total,
                          steps_per_execution=_steps_per_execution(args, spe), checkpoint_dir=ckpt,
                          checkpoint_every=args.checkpoint_every, callbacks=callbacks, verbose=args.verbose,
-                         log_every=max(1, spe // 5), csv_path=os.path.join(args.out, "history.csv") if chief else None,
+                         log_every=max(1, spe // 5),
+                         csv_path=experiment.output_path(args, "history.csv") if chief else None,
                          config=run.config, history=start,
                          tensorboard_dir=tensorboard_logs.log_dir(args) if chief else None)
     history = list(fit_history)
@@ -288,12 +280,12 @@ def _run_denoising(args: argparse.Namespace, spec: DenoisingSpec, splits: data.S
                    n_flipped=int(setup.flipped.sum()), upper_iterations=int(solver.iterations.numpy()),
                    eval_steps=eval_steps, step_traces=solver.trace_count)
 
-    experiment.plot_histograms(os.path.join(args.out, "importance_histogram.png"),
+    experiment.plot_histograms(experiment.output_path(args, "importance_histogram.png"),
                                {"clean": importance[~setup.flipped], "flipped": importance[setup.flipped]},
                                xlabel="learned importance a_i",
                                title=f"{args.method} on {s.source}, {args.noise:.0%} flipped labels")
     curves = accuracy_curves(history, ["lower_train_accuracy", "lower_val_accuracy", "lower_test_accuracy"])
-    experiment.plot_curves(os.path.join(args.out, "accuracy_vs_time.png"),
+    experiment.plot_curves(experiment.output_path(args, "accuracy_vs_time.png"),
                            {k.split("_")[1]: v for k, v in curves.items()},
                            xlabel="wall-clock of the bilevel phase (s, evaluation excluded)", ylabel="accuracy",
                            title=f"lower-level network, {args.method} on {s.source}")
@@ -330,6 +322,7 @@ def time_upper_iterations(spec: DenoisingSpec, method: str, *, steps: int = 3, d
     if inner_steps is not None:
         argv += ["--inner-steps", str(inner_steps)]
     args, spec = parse(spec, argv)
+    experiment.start_tensorflow(args)
     setup = prepare(spec, args, warm_start=False)
     train, val = iter(setup.train_stream), iter(setup.val_stream)
     timing = experiment.time_steps(  # float() waits for the step to finish

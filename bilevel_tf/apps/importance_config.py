@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from .. import experiment
+from . import importance_data as data
 from .importance_data import NUM_CLASSES, Sizes
 
 METHODS = ("penalty", "approxgrad", "rmd", "gd")
@@ -146,7 +147,7 @@ def parse(spec: DenoisingSpec, argv: Optional[Sequence[str]]) -> Tuple[argparse.
     if pre.out is None:  # one folder per data set, so a digits demo never resumes into a paper run
         argv += ["--out", os.path.join("runs", spec.experiment.replace("/", "_"), pre.dataset, pre.method)]
     args = experiment.parse(p, argv, spec.experiment)
-    if args.smoke:  # tiny sizes (see _load) and a few steps
+    if args.smoke:  # tiny sizes (see load_splits) and a few steps
         args.epochs, args.inner_steps = min(args.epochs, 2), min(args.inner_steps, 2)
         args.batch_size, args.pretrain_epochs, args.eval_epochs = min(args.batch_size, 25), 1, 1
     spec = dataclasses.replace(spec, batch_size=args.batch_size, pretrain_epochs=args.pretrain_epochs,
@@ -154,8 +155,38 @@ def parse(spec: DenoisingSpec, argv: Optional[Sequence[str]]) -> Tuple[argparse.
     return args, spec
 
 
+def load_splits(spec: DenoisingSpec, args: argparse.Namespace) -> data.Splits:
+    """The data of the chosen data set (numpy only: a missing or damaged file is reported before TensorFlow
+    loads), shrunk under --smoke, with --batch-size checked against it."""
+    sizes = spec.datasets[args.dataset]
+    if args.synthetic_data:
+        splits = data.synthetic_splits(args.dataset, sizes, args.seed)
+    else:
+        splits = data.load_splits(args.dataset, sizes, data_dir=args.data_dir, seed=args.seed,
+                                  svhn_dir=spec.default_data_dir)
+    if args.smoke:
+        splits = data.shrink(splits, 100, 50, 100)
+    for split, n in (("training", len(splits.x_train)), ("validation", len(splits.x_val))):
+        if args.batch_size > n:  # checked before the warm start, which would take a while to fail
+            raise experiment.UsageError(f"--batch-size {args.batch_size} is larger than the {n} {split} examples "
+                                        f"of {splits.source}; expected at most {n}")
+    return splits
+
+
 def run_denoising(argv: Optional[Sequence[str]], spec: DenoisingSpec) -> Dict[str, Any]:
-    """The whole experiment for one runner; returns the metrics (results.json has everything)."""
+    """The whole experiment for one runner; returns the metrics (results.json has everything). The flags, the
+    data files and the run folder are checked before TensorFlow loads."""
     args, spec = parse(spec, argv)
-    from .importance import run_parsed  # TensorFlow loads here, after the flags are parsed
-    return run_parsed(args, spec)
+    strategy = experiment.make_strategy(args)  # None without loading TensorFlow for --strategy none
+    chief = True
+    if strategy is not None:  # only the chief writes the shared folder; the others read it
+        from .. import workers
+        chief = workers.is_chief(strategy)
+    splits = load_splits(spec, args)  # before the run folder is touched: missing data loses no checkpoint (--fresh)
+    data_fingerprint = experiment.fingerprint(splits.y_train, splits.y_val, splits.x_train[:256], splits.x_val[:256])
+
+    def in_folder(run: experiment.Run) -> Dict[str, Any]:
+        from .importance import run_in_folder  # TensorFlow loads here, after the folder's checks
+        return run_in_folder(args, spec, splits, run, strategy)
+
+    return experiment.Run.once(args, in_folder, chief=chief, data=data_fingerprint)

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 import keras
 import numpy as np
@@ -23,41 +22,12 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from .. import datasets, experiment, models, paper_cells, precision, tensorboard_logs
-from .hyperclean_config import SIZES, add_flags, apply_defaults, parse  # noqa: F401
+from .. import experiment, models, paper_cells, precision, tensorboard_logs
+from .hyperclean_config import (SIZES, Split, add_flags, apply_defaults, load_hyperclean_data, parse,  # noqa: F401
+                                run_hyper_cleaning)
 from .importance_data import NUM_CLASSES
 from .classifier import ClassifierTrainer, weighted_ce
 from .importance_eval import accuracy_curves, noise_detection
-
-Split = Tuple[np.ndarray, np.ndarray]
-
-
-def load_hyperclean_data(name: str, pollute_rate: float, seed: int,
-                         data_dir: Optional[str] = None) -> Tuple[Split, Split, Split, np.ndarray, np.ndarray]:
-    """(train with polluted labels, val, test, dirty mask, clean training labels): PBGD's split of the
-    training set and its pollution."""
-    if name == "synthetic":  # random images of MNIST's shape (timing runs without the files)
-        rng = np.random.default_rng(seed)
-        x, y = rng.integers(0, 256, (20000, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 20000)
-        name = "MNIST"
-    elif name == "digits":
-        x, y = datasets.load_digits()
-    else:
-        loader = datasets.load_mnist if name == "MNIST" else datasets.load_fashion_mnist
-        (x, y), _ = loader(data_dir)
-    n_tr, n_val, n_te = SIZES[name]
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(x))[:n_tr + n_val + n_te]
-    x = (x[order].reshape(len(order), -1).astype(np.float32) / float(x.max()))
-    y = y[order].astype(np.int64)
-    y_tr = y[:n_tr].copy()
-    dirty = np.zeros(n_tr, bool)
-    polluted = rng.permutation(n_tr)[:int(pollute_rate * n_tr)]
-    y_tr[polluted] = rng.integers(0, NUM_CLASSES, size=len(polluted))  # uniform over 0..9, as PBGD
-    dirty[polluted] = True
-    return ((x[:n_tr], y_tr), (x[n_tr:n_tr + n_val], y[n_tr:n_tr + n_val]), (x[n_tr + n_val:], y[n_tr + n_val:]),
-            dirty, y[:n_tr])
-
 
 def build_net(net: str, input_dim: int) -> keras.Model:
     if net == "linear":
@@ -154,6 +124,7 @@ def baseline_accuracy(net: str, train: Split, test: Split, steps: int, lr: float
 def time_upper_iterations(args: argparse.Namespace, penalty_options: Dict[str, Any],
                           steps: int = 3) -> Dict[str, float]:
     """Median seconds per upper iteration (after the tracing one) on random data of MNIST's shape."""
+    experiment.start_tensorflow(args)
     train, val, _, _, _ = load_hyperclean_data("synthetic", args.pollute_rate, args.seed)
     task = HyperCleaning(args.net, train, val, args.reg, args.seed)
     solver = bl.make_solver(args.method, task.problem(restart_lower=args.method == "rhg"),
@@ -162,15 +133,10 @@ def time_upper_iterations(args: argparse.Namespace, penalty_options: Dict[str, A
     return {"seconds_per_upper_iteration": timing["seconds"]}
 
 
-def run_hyper_cleaning(args: argparse.Namespace, penalty_options: Dict[str, Any],
-                       baseline: Tuple[int, float] = (5000, 0.1)) -> Dict[str, Any]:
-    """The experiment; ``baseline`` = (steps, SGD learning rate) of the uniform-weight reference net."""
-    data = load_hyperclean_data(args.dataset, args.pollute_rate, args.seed, args.data_dir)
-    return experiment.Run.once(args, lambda run: _run_hyper_cleaning(args, penalty_options, baseline, data, run),
-                               data=experiment.fingerprint(data[0][1], data[1][1], data[0][0][:256]))
-
-
-def _run_hyper_cleaning(args, penalty_options, baseline, data, run: experiment.Run) -> Dict[str, Any]:
+def run_in_folder(args, penalty_options: Dict[str, Any], baseline: Tuple[int, float], data,
+                  run: experiment.Run) -> Dict[str, Any]:
+    """The experiment in its open run folder (:func:`hyperclean_config.run_hyper_cleaning` loads the data and
+    opens it); returns the metrics."""
     train, val, test, dirty, y_clean = data
     task = HyperCleaning(args.net, train, val, args.reg, args.seed)
     solver = bl.make_solver(args.method, task.problem(restart_lower=args.method == "rhg"),
@@ -185,7 +151,7 @@ def _run_hyper_cleaning(args, penalty_options, baseline, data, run: experiment.R
                      checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
                      checkpoint_every=args.checkpoint_every, callbacks=[bl.Evaluate(evaluate, args.eval_every)],
                      verbose=args.verbose, log_every=args.eval_every,
-                     csv_path=os.path.join(args.out, "history.csv"), config=run.config,
+                     csv_path=experiment.output_path(args, "history.csv"), config=run.config,
                      tensorboard_dir=tensorboard_logs.log_dir(args))
     weights = 1.0 / (1.0 + np.exp(-task.x.numpy()))
     metrics: Dict[str, Any] = evaluate()
@@ -199,11 +165,11 @@ def _run_hyper_cleaning(args, penalty_options, baseline, data, run: experiment.R
     metrics["noisy_baseline_test_accuracy"] = baseline_accuracy(args.net, train, test, steps, lr, args.seed)
     metrics.update(n_train=len(dirty), n_dirty=int(dirty.sum()),
                    labels_unchanged=float(np.mean(train[1] == y_clean)))
-    experiment.plot_histograms(os.path.join(args.out, "importance_histogram.png"),
+    experiment.plot_histograms(experiment.output_path(args, "importance_histogram.png"),
                                {"clean": weights[~dirty], "polluted": weights[dirty]},
                                xlabel="learned weight sigmoid(x_i)", title=f"{args.method} hyper-cleaning")
     curves = accuracy_curves(history, ["test_accuracy", "f1"])
-    experiment.plot_curves(os.path.join(args.out, "accuracy_vs_time.png"), curves,
+    experiment.plot_curves(experiment.output_path(args, "accuracy_vs_time.png"), curves,
                            xlabel="wall-clock (s, evaluation excluded)", ylabel="test accuracy / cleaner F1",
                            title=f"{args.method}, {args.net} net on {args.dataset}")
     experiment.write_results(args, metrics=metrics, history=history,

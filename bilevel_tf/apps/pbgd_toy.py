@@ -62,7 +62,7 @@ def run_toy(args, minimum_radius: float) -> Dict[str, Any]:
         max_lower_level_gap=float(np.max(np.abs(x + y))),  # |x + y| = distance of y to argmin_y g
         iterations_used=dict(total=done, median=float(np.median(used)), max=int(used.max())),
         final_projected_gradient_max=history[-1]["max_projected_gradient"])
-    plot(args.out, x, minima, x0)
+    plot(experiment.output_path(args, "hyper_objective.png"), x, minima, x0)
     tensorboard_logs.write_records(args, history, step="iteration")
     experiment.write_results(args, metrics=metrics, history=subsample(history), dataset="pbgd_toy",
                              paper=paper_cells.paper_entry(args, "pbgd_toy"), solver=solver,
@@ -76,7 +76,7 @@ def subsample(history, max_points=200):
     return [history[i] for i in synthetic.subsample(len(history), max_points)]
 
 
-def plot(out, x, minima, x0):
+def plot(path, x, minima, x0):
     """phi on [0, 3] with the final iterates (and the local minima) marked; histogram of final x."""
     plt = plots.pyplot()
     grid = np.linspace(*synthetic.TOY_X_BOX, 2001)
@@ -95,4 +95,4 @@ def plot(out, x, minima, x0):
     b.set_xlabel("x")
     b.set_ylabel("runs")
     b.legend(fontsize=8)
-    plots.save_figure(fig, f"{out}/hyper_objective.png", "V-PBGD (gamma constant) on the PBGD toy problem")
+    plots.save_figure(fig, path, "V-PBGD (gamma constant) on the PBGD toy problem")

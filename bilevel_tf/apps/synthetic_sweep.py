@@ -51,7 +51,7 @@ def run_sweep(args, ablation_lambdas: Sequence[float], max_curve_points: int) ->
     if not args.skip_ablation:
         metrics["ablation"] = run_ablation(args, cell, steps, history, ablation_lambdas, max_curve_points)
 
-    write_figures(args.out, history)
+    write_figures(args, history)
     write_tensorboard(args, history)
     print_table(metrics)
     # the top-level timing is Penalty's mean over examples and T (per cell timings are in the metrics)
@@ -92,7 +92,7 @@ def run_ablation(args, cell, steps, history, ablation_lambdas, max_curve_points)
     return out
 
 
-def write_figures(out, history):
+def write_figures(args, history):
     """fig2 (Ex.1, Ex.2), fig3 (Ex.3, Ex.4): panels per example and T, a line per method; fig5: the
     ablation, panels per nu and T, a line per lam_0. Mean distance over trials, log scale."""
     figures = {"fig2.png": {}, "fig3.png": {}, "fig5.png": {}}
@@ -109,7 +109,7 @@ def write_figures(out, history):
               "fig5.png": "Penalty on Ex.1: lam_0 and nu (supp. fig. 7)"}
     for name, grid in figures.items():
         if grid:
-            synthetic.plot_grid(f"{out}/{name}", grid, xlabel="upper iteration", ylabel="distance to solution",
+            synthetic.plot_grid(experiment.output_path(args, name), grid, xlabel="upper iteration", ylabel="distance to solution",
                                 title=titles[name])
 
 

@@ -1,6 +1,9 @@
 """scikit-learn's bundled 8x8 handwritten digits (1797 images; offline) and a seeded split helper."""
 from __future__ import annotations
 
+import gzip
+import importlib.util
+import os
 from typing import Optional, Tuple
 
 import numpy as np
@@ -10,11 +13,29 @@ Split = Tuple[np.ndarray, np.ndarray]
 
 def load_digits() -> Split:
     """The 1797 sklearn digits: images float32 (N, 8, 8, 1) in [0, 1] (pixel/16), labels int64 0..9."""
-    from sklearn.datasets import load_digits as _sk_load_digits  # lazy: sklearn import is slowish
+    table = _bundled_digits_table()
+    if table is None:  # another layout of scikit-learn: its own loader
+        from sklearn.datasets import load_digits as _sk_load_digits
+        bunch = _sk_load_digits()
+        images, target = bunch.images, bunch.target
+    else:
+        images, target = table[:, :-1].reshape(-1, 8, 8), table[:, -1]
+    x = (np.asarray(images, dtype=np.float32) / 16.0)[..., None]
+    return x, np.asarray(target, dtype=np.int64)
 
-    bunch = _sk_load_digits()
-    x = (np.asarray(bunch.images, dtype=np.float32) / 16.0)[..., None]
-    return x, np.asarray(bunch.target, dtype=np.int64)
+
+def _bundled_digits_table() -> Optional[np.ndarray]:
+    """scikit-learn's digits.csv.gz (64 pixels and the label per row), read without importing scikit-learn,
+    which loads SciPy (a second or more: a runner's checks before TensorFlow loads should answer at once)."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data", "digits.csv.gz")
+    if not os.path.isfile(path):
+        return None
+    with gzip.open(path, "rt") as f:
+        table = np.loadtxt(f, delimiter=",")
+    return table if table.ndim == 2 and table.shape[1] == 65 else None
 
 
 def train_val_test_split(x: np.ndarray, y: np.ndarray, n_val: int, n_test: int,

@@ -51,8 +51,7 @@ CONFIG = hyperclean_config.HyperCleaningConfig(defaults=DEFAULTS, pollute_rate=P
 
 def main(argv=None):
     args = hyperclean_config.parse(__doc__, argv, CONFIG)
-    from bilevel_tf.apps.importance_hyperclean import run_hyper_cleaning  # TensorFlow loads here
-    return run_hyper_cleaning(args, CONFIG.penalty, CONFIG.baseline)
+    return hyperclean_config.run_hyper_cleaning(args, CONFIG.penalty, CONFIG.baseline)  # TensorFlow loads after the checks
 
 
 if __name__ == "__main__":

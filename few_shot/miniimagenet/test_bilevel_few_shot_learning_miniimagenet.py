@@ -74,9 +74,12 @@ def main(argv=None):
     parser = few_shot_config.build_parser(__doc__, DEFAULTS, datasets=("miniimagenet", "digits"), data_help=DATA_HELP)
     args = few_shot_config.parse(parser, argv, "few_shot/miniimagenet", DEFAULTS)
     resnet = SMOKE_RESNET if args.smoke else {}
-    from bilevel_tf import models
-    from bilevel_tf.apps import few_shot
-    return few_shot.run(args, load_data(args), lambda shape: models.miniimagenet_resnet(shape, **resnet))
+
+    def make_encoder(image_shape):
+        from bilevel_tf import models
+        return models.miniimagenet_resnet(image_shape, **resnet)
+
+    return few_shot_config.run(args, load_data(args), make_encoder)  # TensorFlow loads after the checks
 
 
 if __name__ == "__main__":

@@ -62,14 +62,17 @@ def load_data(args):
     return few_shot_config.FewShotData(train, test, "omniglot")
 
 
+def make_encoder(image_shape):
+    from bilevel_tf import models
+    return models.omniglot_encoder(image_shape)
+
+
 def main(argv=None):
     parser = few_shot_config.build_parser(__doc__, DEFAULTS, datasets=("omniglot", "digits"), data_help=DATA_HELP)
     parser.add_argument("--train-characters", type=int, default=TRAIN_CHARACTERS,
                         help="characters (before rotation) in meta-train; the rest are meta-test")
     args = few_shot_config.parse(parser, argv, "few_shot/omniglot", DEFAULTS)
-    from bilevel_tf import models
-    from bilevel_tf.apps import few_shot
-    return few_shot.run(args, load_data(args), lambda shape: models.omniglot_encoder(shape))
+    return few_shot_config.run(args, load_data(args), make_encoder)  # TensorFlow loads after the checks
 
 
 if __name__ == "__main__":

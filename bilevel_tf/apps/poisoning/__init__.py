@@ -25,7 +25,8 @@ The package's modules, one concern each: ``config`` (the runners' constants bloc
 TensorFlow), ``data`` (MNIST/digits splits and poison start points), ``trainer`` (the losses; the classifier
 trainer is ``apps.classifier``'s, re-exported), ``solver`` (the attacks' table of solver options), ``augmentation`` (the
 data-augmentation attacks), ``features`` (the InceptionV3 feature map and feature files) and ``clean_label``
-(the clean-label attack, its baselines and reports).
+(the clean-label attack, its baselines and reports); ``runs`` checks the data and opens the run folder
+before either attack loads TensorFlow.
 """
 import importlib
 from typing import Any
@@ -38,12 +39,13 @@ _EXPORTS = {
                "resolve_clean_label_args"),
     "data": ("DATASETS", "PoisonData", "balanced_subset", "load_flat_images", "targeted_data",
              "untargeted_data", "wrong_labels"),
-    "augmentation": ("data_augmentation_problem", "plot_poison_rows", "run_data_augmentation_attack"),
+    "augmentation": ("data_augmentation_problem", "plot_poison_rows"),
     "clean_label": ("CleanLabelAttack", "FeatureCollision", "append_jsonl", "clean_label_metrics",
-                    "clean_label_paths", "closest_other_class", "pgd_evasion_radius", "plot_clean_label",
-                    "poison_projection", "read_jsonl", "run_clean_label_attack", "smallest_flipping_radius",
-                    "success_curve", "to_unit_range"),
-    "features": ("FeatureMap", "check_features_match", "feature_network", "smoke_subset", "write_smoke_dogfish"),
+                    "closest_other_class", "pgd_evasion_radius", "plot_clean_label", "poison_projection",
+                    "read_jsonl", "smallest_flipping_radius", "success_curve", "to_unit_range"),
+    "features": ("FeatureMap", "check_features_match", "feature_network"),
+    "runs": ("run_data_augmentation_attack", "run_clean_label_attack", "clean_label_paths", "smoke_subset",
+             "write_smoke_dogfish"),
     "solver": ("SOLVER_OPTIONS", "attack_solver_options", "halve_learning_rates"),
     "trainer": ("ClassifierTrainer", "cross_entropy", "regularized_loss", "softmax_layer"),
 }

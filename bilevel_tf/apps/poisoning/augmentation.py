@@ -1,7 +1,6 @@
 """The data-augmentation attacks (untargeted / targeted): the bilevel problem, solver, flags and driver."""
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, Optional, Tuple
 
 import keras
@@ -12,6 +11,7 @@ import bilevel_tf as bl
 from bilevel_tf import experiment, models, paper_cells, tensorboard_logs
 
 from .config import AttackDefaults, add_attack_flags, resolve_attack_args  # noqa: F401  (re-exported)
+from .runs import run_data_augmentation_attack  # noqa: F401  (re-exported)
 from .data import PoisonData
 from .solver import attack_solver_options, halve_learning_rates
 from .trainer import ClassifierTrainer, cross_entropy, regularized_loss
@@ -35,14 +35,10 @@ def data_augmentation_problem(model: keras.Model, poison: tf.Variable, data: Poi
                              upper_constraint=bl.constraints.box(0.0, 1.0))
 
 
-def run_data_augmentation_attack(args, data: PoisonData) -> Dict[str, Any]:
+def attack_in_folder(args, data: PoisonData, run: experiment.Run) -> Dict[str, Any]:
     """Pre-train, attack (bl.fit, resumable), retrain on clean + poison, compare with label flipping; writes
-    results.json, the poison (poison.npz) and figures; returns the metrics."""
-    fingerprint = experiment.fingerprint(data.y_train, data.poison_y, data.x_train[:256])
-    return experiment.Run.once(args, lambda run: _run_data_augmentation_attack(args, data, run), data=fingerprint)
-
-
-def _run_data_augmentation_attack(args, data: PoisonData, run: experiment.Run) -> Dict[str, Any]:
+    results.json, the poison (poison.npz) and figures into the open run folder
+    (:func:`runs.run_data_augmentation_attack` opens it); returns the metrics."""
     model = models.logistic_regression(data.x_train.shape[1], data.num_classes, use_bias=False)
     trainer = ClassifierTrainer(model, keras.optimizers.Adam(args.pretrain_lr), args.weight_decay, args.jit)
 
@@ -74,11 +70,11 @@ def _run_data_augmentation_attack(args, data: PoisonData, run: experiment.Run) -
             metrics[name if (phase, name) == ("poisoned", "attack_success_rate") else f"{phase}_{name}"] = value
     metrics.update(num_poison=len(learned), poison_min=float(learned.min()), poison_max=float(learned.max()),
                    mean_abs_pixel_change=float(np.abs(learned - data.poison_x0).mean()), sizes=data.sizes())
-    np.savez(os.path.join(args.out, "poison.npz"), start=data.poison_x0, learned=learned, labels=data.poison_y)
-    plot_poison_rows(os.path.join(args.out, "poison_images.png"), learned, data.poison_x0, data.poison_y,
+    np.savez(experiment.output_path(args, "poison.npz"), start=data.poison_x0, learned=learned, labels=data.poison_y)
+    plot_poison_rows(experiment.output_path(args, "poison_images.png"), learned, data.poison_x0, data.poison_y,
                      data.image_shape)
     if history:
-        experiment.plot_curves(os.path.join(args.out, "upper_loss.png"),
+        experiment.plot_curves(experiment.output_path(args, "upper_loss.png"),
                                {args.method: ([h["step"] for h in history], [h["upper_loss"] for h in history])},
                                xlabel="upper iteration", ylabel="upper loss f",
                                title="validation loss (negated)" if not data.targeted else "targeted loss")

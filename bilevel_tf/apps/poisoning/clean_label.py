@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import keras
@@ -12,11 +11,11 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import datasets, experiment, paper_cells, tensorboard_logs
+from bilevel_tf import experiment, paper_cells, tensorboard_logs
 
-from .features import (FEATURES_FILE, FeatureMap, check_features_match, feature_network,
-                       smoke_subset, write_smoke_dogfish)
+from .features import FeatureMap, check_features_match, feature_network
 from .config import CleanLabelDefaults, add_clean_label_flags, resolve_clean_label_args  # noqa: F401
+from .runs import CleanLabelInputs, clean_label_paths, run_clean_label_attack  # noqa: F401  (re-exported)
 from .solver import attack_solver_options
 from .trainer import ClassifierTrainer, cross_entropy, softmax_layer
 
@@ -197,103 +196,88 @@ def to_unit_range(images: np.ndarray) -> np.ndarray:
     return np.clip((np.asarray(images) + 1.0) / 2.0, 0.0, 1.0)
 
 
-def clean_label_paths(args, default_data_dir: str) -> Tuple[Path, Path]:
-    """(folder of the dog-fish npz, feature file); --smoke without --data-dir writes tiny images first."""
-    data_dir = Path(args.data_dir) if args.data_dir else Path(default_data_dir)
-    if args.smoke and not args.data_dir:
-        data_dir = Path(write_smoke_dogfish(os.path.join(args.out, "smoke_data"), seed=args.seed))
-    features = Path(args.features) if getattr(args, "features", None) else data_dir / FEATURES_FILE
-    return data_dir, features
-
-
-def run_clean_label_attack(args, default_data_dir: str) -> Dict[str, Any]:
+def attack_in_folder(args, run: experiment.Run, inputs: "CleanLabelInputs",
+                     network: Optional[FeatureMap] = None) -> Dict[str, Any]:
     """For each correctly classified test target: the base (closest training feature of the other class),
     the smallest radius at which the bilevel poison flips the retrained softmax layer, the same for the
-    feature-collision baseline and for a test-time PGD reference. Per-target records go to targets.jsonl as
-    they finish, so a rerun continues with the next target."""
-    data_dir, features_path = clean_label_paths(args, default_data_dir)
-    (x_tr, y_tr), (x_te, y_te) = datasets.load_dogfish(data_dir)
-    x_tr, y_tr, x_te, y_te = smoke_subset(args, x_tr, y_tr, x_te, y_te)
-    network = feature_network(args, x_tr.shape[1:])  # first: random weights depend on the seed only
-    if args.smoke and not features_path.is_file():
-        datasets.save_features_h5(features_path, X_train=network.extract(x_tr), Y_train=y_tr,
-                                  X_test=network.extract(x_te), Y_test=y_te)
-    feats = datasets.load_features_h5(features_path, required=("X_train", "X_test"))
-    f_tr, f_te = smoke_subset(args, *(np.asarray(feats[k], np.float32) for k in ("X_train", "X_test")))
-    if len(f_tr) != len(x_tr) or len(f_te) != len(x_te):
-        raise datasets.DataFormatError(f"{len(f_tr)}/{len(f_te)} feature rows for {len(x_tr)}/{len(x_te)} images",
-                                       "one feature row per dog-fish image", features_path)
-    check_features_match(network, x_tr[:2], f_tr[:2], str(features_path))
-    fingerprint = experiment.fingerprint(y_tr, y_te, f_tr[:64])
+    feature-collision baseline and for a test-time PGD reference, in the open run folder
+    (:func:`runs.run_clean_label_attack` loads the data and opens it). Per-target records go to targets.jsonl
+    as they finish, so a rerun continues with the next target. ``network``: the feature map the smoke
+    features were extracted with (else built here, first: random weights depend on the seed only)."""
+    x_tr, y_tr, x_te, y_te, f_tr, f_te = inputs.arrays
+    network = network or feature_network(args, x_tr.shape[1:])
+    check_features_match(network, x_tr[:2], f_tr[:2], str(inputs.features_path))
+    return _attack_all(args, network, *inputs.arrays)
 
-    def attack_all(run: experiment.Run) -> Dict[str, Any]:  # --fresh (run.open) deletes targets.jsonl
-        num_classes = int(max(y_tr.max(), y_te.max())) + 1
-        trainer = ClassifierTrainer(softmax_layer(f_tr.shape[1], num_classes), keras.optimizers.RMSprop(args.retrain_lr),
-                                    0.0, args.jit)
-        trainer.fit(f_tr, y_tr, args.full_epochs)
-        clean_weights = trainer.snapshot()
-        clean_accuracy = trainer.accuracy(f_te, y_te)
-        correct = np.flatnonzero(trainer.predict(f_te) == y_te)
-        targets = [int(t) for t in (correct[:args.num_targets] if args.num_targets else correct)]
 
-        attack = CleanLabelAttack(network, trainer, f_tr, y_tr, x_tr.shape[1:], method=args.method, lr_u=args.lr_u,
-                                  lr_v=args.lr_v, lr_p=getattr(args, "lr_p", None), inner_steps=args.inner_steps,
-                                  rho=args.rho, lam=args.lam, eps=args.eps, nu=args.nu, sigma=args.sigma,
-                                  beta=args.beta, jit_compile=args.jit)
-        baseline = FeatureCollision(network, args.baseline_beta, args.baseline_lr)
-        classifier = trainer.model
+def _attack_all(args, network: FeatureMap, x_tr, y_tr, x_te, y_te, f_tr, f_te) -> Dict[str, Any]:
+    num_classes = int(max(y_tr.max(), y_te.max())) + 1
+    trainer = ClassifierTrainer(softmax_layer(f_tr.shape[1], num_classes), keras.optimizers.RMSprop(args.retrain_lr),
+                                0.0, args.jit)
+    trainer.fit(f_tr, y_tr, args.full_epochs)
+    clean_weights = trainer.snapshot()
+    clean_accuracy = trainer.accuracy(f_te, y_te)
+    correct = np.flatnonzero(trainer.predict(f_te) == y_te)
+    targets = [int(t) for t in (correct[:args.num_targets] if args.num_targets else correct)]
 
-        def model_fn(x):
-            return classifier(network(x), training=False)
+    attack = CleanLabelAttack(network, trainer, f_tr, y_tr, x_tr.shape[1:], method=args.method, lr_u=args.lr_u,
+                              lr_v=args.lr_v, lr_p=getattr(args, "lr_p", None), inner_steps=args.inner_steps,
+                              rho=args.rho, lam=args.lam, eps=args.eps, nu=args.nu, sigma=args.sigma,
+                              beta=args.beta, jit_compile=args.jit)
+    baseline = FeatureCollision(network, args.baseline_beta, args.baseline_lr)
+    classifier = trainer.model
 
-        records_path, image_dir = os.path.join(args.out, "targets.jsonl"), os.path.join(args.out, "images")
-        os.makedirs(image_dir, exist_ok=True)
-        records = [r for r in read_jsonl(records_path) if r["target"] in set(targets)]
-        done = {r["target"] for r in records}
-        for t in targets:
-            if t in done:
-                continue
-            b = closest_other_class(f_tr, y_tr, f_te[t], y_te[t])
-            attack.set_pair(x_tr[b], int(y_tr[b]), f_te[t], int(y_te[t]))
+    def model_fn(x):
+        return classifier(network(x), training=False)
 
-            def flips(poison: np.ndarray) -> bool:
-                feature = network.extract(poison[None])
-                trainer.fit(np.concatenate([f_tr, feature]), np.concatenate([y_tr, y_tr[b:b + 1]]), args.full_epochs)
-                return bool(trainer.predict(f_te[t:t + 1])[0] != y_te[t])
+    records_path, image_dir = experiment.output_path(args, "targets.jsonl"), experiment.output_path(args, "images")
+    os.makedirs(image_dir, exist_ok=True)
+    records = [r for r in read_jsonl(records_path) if r["target"] in set(targets)]
+    done = {r["target"] for r in records}
+    for t in targets:
+        if t in done:
+            continue
+        b = closest_other_class(f_tr, y_tr, f_te[t], y_te[t])
+        attack.set_pair(x_tr[b], int(y_tr[b]), f_te[t], int(y_te[t]))
 
-            bilevel = smallest_flipping_radius(lambda r: attack.craft(r, args.epochs, clean_weights), flips, x_tr[b],
-                                               args.radii)
-            shafahi = (smallest_flipping_radius(lambda r: baseline.craft(x_tr[b], f_te[t], r, args.baseline_steps),
-                                                flips, x_tr[b], args.radii) if args.baseline_steps else None)
-            trainer.load(clean_weights)
-            record = dict(target=t, base=b, target_label=int(y_te[t]), base_label=int(y_tr[b]),
-                          feature_distance=float(np.linalg.norm(f_tr[b] - f_te[t])),
-                          bilevel={k: bilevel[k] for k in ("radius", "distortions")},
-                          baseline=None if shafahi is None else {k: shafahi[k] for k in ("radius", "distortions")})
-            if args.pgd_steps:
-                record["pgd_radius"] = pgd_evasion_radius(model_fn, x_te[t], int(y_te[t]), args.radii, args.pgd_steps)
-            if len(records) < args.figure_targets or bilevel["radius"] is not None:
-                np.savez_compressed(os.path.join(image_dir, f"target_{t}.npz"), target=x_te[t], base=x_tr[b],
-                                    poison=bilevel["poison"],
-                                    baseline=x_tr[b] if shafahi is None else shafahi["poison"])
-            append_jsonl(records_path, record)
-            records.append(record)
-            print(f"target {t}: bilevel radius {bilevel['radius']}, baseline radius "
-                  f"{None if shafahi is None else shafahi['radius']}, PGD radius {record.get('pgd_radius')}", flush=True)
+        def flips(poison: np.ndarray) -> bool:
+            feature = network.extract(poison[None])
+            trainer.fit(np.concatenate([f_tr, feature]), np.concatenate([y_tr, y_tr[b:b + 1]]), args.full_epochs)
+            return bool(trainer.predict(f_te[t:t + 1])[0] != y_te[t])
 
-        metrics = clean_label_metrics(records, args.radii, clean_accuracy, len(f_tr))
-        plot_clean_label(args.out, records, metrics, image_dir, args.figure_targets, args.method)
-        seconds = attack.seconds[1:] or attack.seconds
-        tensorboard_logs.write_records(args, records)
-        experiment.write_results(args, metrics=metrics, history=records, paper=paper_cells.paper_entry(args, "dogfish"),
-                                 seconds_per_upper_iteration=float(np.median(seconds)) if seconds else None,
-                                 solver=attack.solver,
-                                 dataset="smoke" if args.smoke and not args.data_dir else "dogfish",
-                                 summary_keys=["clean_test_accuracy", "num_targets", "attack_success_rate",
-                                               "baseline_attack_success_rate", "pgd_evasion_success_rate"])
-        return metrics
+        bilevel = smallest_flipping_radius(lambda r: attack.craft(r, args.epochs, clean_weights), flips, x_tr[b],
+                                           args.radii)
+        shafahi = (smallest_flipping_radius(lambda r: baseline.craft(x_tr[b], f_te[t], r, args.baseline_steps),
+                                            flips, x_tr[b], args.radii) if args.baseline_steps else None)
+        trainer.load(clean_weights)
+        record = dict(target=t, base=b, target_label=int(y_te[t]), base_label=int(y_tr[b]),
+                      feature_distance=float(np.linalg.norm(f_tr[b] - f_te[t])),
+                      bilevel={k: bilevel[k] for k in ("radius", "distortions")},
+                      baseline=None if shafahi is None else {k: shafahi[k] for k in ("radius", "distortions")})
+        if args.pgd_steps:
+            record["pgd_radius"] = pgd_evasion_radius(model_fn, x_te[t], int(y_te[t]), args.radii, args.pgd_steps)
+        if len(records) < args.figure_targets or bilevel["radius"] is not None:
+            np.savez_compressed(os.path.join(image_dir, f"target_{t}.npz"), target=x_te[t], base=x_tr[b],
+                                poison=bilevel["poison"],
+                                baseline=x_tr[b] if shafahi is None else shafahi["poison"])
+        append_jsonl(records_path, record)
+        records.append(record)
+        print(f"target {t}: bilevel radius {bilevel['radius']}, baseline radius "
+              f"{None if shafahi is None else shafahi['radius']}, PGD radius {record.get('pgd_radius')}", flush=True)
 
-    return experiment.Run.once(args, attack_all, data=fingerprint)
+    metrics = clean_label_metrics(records, args.radii, clean_accuracy, len(f_tr))
+    for figure in ("success_vs_distortion.png", "poison_images.png"):  # what plot_clean_label writes
+        experiment.output_path(args, figure)
+    plot_clean_label(args.out, records, metrics, image_dir, args.figure_targets, args.method)
+    seconds = attack.seconds[1:] or attack.seconds
+    tensorboard_logs.write_records(args, records)
+    experiment.write_results(args, metrics=metrics, history=records, paper=paper_cells.paper_entry(args, "dogfish"),
+                             seconds_per_upper_iteration=float(np.median(seconds)) if seconds else None,
+                             solver=attack.solver,
+                             dataset="smoke" if args.smoke and not args.data_dir else "dogfish",
+                             summary_keys=["clean_test_accuracy", "num_targets", "attack_success_rate",
+                                           "baseline_attack_success_rate", "pgd_evasion_success_rate"])
+    return metrics
 
 
 def clean_label_metrics(records: Sequence[Mapping[str, Any]], radii: Sequence[float], clean_accuracy: float,

@@ -1,7 +1,6 @@
-"""The clean-label attack's feature map: frozen InceptionV3 features with gradients, feature files, smoke data."""
+"""The clean-label attack's feature map: frozen InceptionV3 features with gradients."""
 from __future__ import annotations
 
-import os
 from typing import List, Sequence
 
 import keras
@@ -11,11 +10,8 @@ import tensorflow as tf
 from bilevel_tf import datasets, models
 
 from .config import FEATURES_FILE, SMOKE_IMAGES, add_network_flags  # noqa: F401  (re-exported)
+from .runs import smoke_subset, write_smoke_dogfish  # noqa: F401  (re-exported)
 
-
-
-def smoke_subset(args, *arrays: np.ndarray) -> List[np.ndarray]:
-    return [a[:SMOKE_IMAGES] for a in arrays] if args.smoke else list(arrays)
 
 
 def feature_network(args, input_shape: Sequence[int]) -> "FeatureMap":
@@ -97,23 +93,6 @@ class FeatureMap:
                 return self._vjp(x, dy), [None] * len(variables or [])
             return self.features(x), grad
         return op(images)
-
-
-def write_smoke_dogfish(folder: str, size: int = 75, n_train: int = 8, n_test: int = 4, seed: int = 0) -> str:
-    """A tiny dog-fish npz in the real format (labels one-hot, images in [-1, 1]); the classes differ in
-    brightness so that even random features separate them."""
-    rng = np.random.default_rng(seed)
-
-    def split(n):
-        y = np.arange(n) % 2
-        x = np.clip(rng.normal(0.0, 0.3, (n, size, size, 3)) + np.where(y == 1, 0.4, -0.4)[:, None, None, None],
-                    -1, 1)
-        return x.astype(np.float32), np.eye(2, dtype=np.float32)[y]
-
-    (x_tr, y_tr), (x_te, y_te) = split(n_train), split(n_test)
-    os.makedirs(folder, exist_ok=True)
-    np.savez(os.path.join(folder, datasets.dogfish.DOGFISH_FILE), X_train=x_tr, Y_train=y_tr, X_test=x_te, Y_test=y_te)
-    return folder
 
 
 def check_features_match(feature_map: FeatureMap, images: np.ndarray, features: np.ndarray, path: str) -> None:
