@@ -20,13 +20,16 @@ import glob
 import json
 import math
 import os
+import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import options
+from . import console, options
+from .console import ArgumentParser
 from .files import atomic_write_text  # noqa: F401  (part of the runners' API: experiment.atomic_write_text)
 # the canonical method names (bl.METHODS, parser()'s default --method choices) and their descriptions
 from .options import METHOD_NAMES, METHODS
@@ -131,7 +134,7 @@ def parser(description: str, *, method: str = "penalty", methods: Sequence[str] 
     ``epochs`` (passes over the training set) or ``upper_iterations`` (``--upper-iterations``, alias ``--epochs``
     as the original scripts name it; stored as ``args.epochs`` all the same). ``helps``
     (flag dest -> text; None keeps the shared text) makes a shared flag's help specific to the runner."""
-    p = argparse.ArgumentParser(description=description, formatter_class=_Formatter)
+    p = ArgumentParser(description=description, formatter_class=_Formatter)  # one-line errors with a suggestion
     helps = {k: v for k, v in (helps or {}).items() if v}
 
     def add(*names: str, **kwargs: Any) -> None:  # the runner's text wins over the shared one
@@ -204,7 +207,7 @@ def make_strategy(args: argparse.Namespace):
     usage error."""
     from . import workers
     try:
-        return workers.make_strategy(args.strategy)
+        return workers.make_strategy(args.strategy, verbose=args.verbose)
     except ValueError as e:
         raise UsageError(str(e)) from None
 
@@ -235,6 +238,8 @@ def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment:
     if args.out is None:
         args.out = os.path.join("runs", experiment.replace("/", "_"), getattr(args, "method", None) or "run")
     os.makedirs(args.out, exist_ok=True)
+    if "tensorflow" not in sys.modules:  # its import takes 5-60 s: say so before it starts
+        console.status(args, "loading TensorFlow")
     seed_everything(args.seed, deterministic=args.deterministic)
     from . import precision
     # set on every parse (float32 included): a policy never leaks from one in-process run into the next
@@ -399,13 +404,14 @@ def write_results(args: argparse.Namespace, *, metrics: Mapping[str, Any], histo
                   seconds_per_upper_iteration: Optional[float] = None, dataset: Optional[str] = None,
                   config: Optional[Mapping[str, Any]] = None, summary_keys: Optional[Sequence[str]] = None,
                   paper: Optional[Tuple[Optional[Mapping[str, Any]], Optional[str]]] = None,
-                  solver: Any = None) -> str:
+                  solver: Any = None, setting: str = "") -> str:
     """Write ``<out>/results.json`` (experiment, method, dataset, config, metrics, history,
     seconds_per_upper_iteration, paper) atomically and print a one-line summary. ``paper``:
     ``paper_cells.paper_entry(args, dataset)``, i.e. the published values this run compares with, or None
     and the reason it does not (recorded as ``paper_reason``). ``solver``: the bilevel solver that produced
     the result (or a mapping name -> solver); its class and full ``get_config()`` (every schedule constant,
-    each optimizer's config) go into ``config["solver"]``."""
+    each optimizer's config) go into ``config["solver"]``. ``setting`` (e.g. "5-way 1-shot") follows the method
+    in the summary line."""
     result = {
         "experiment": args.experiment,
         "method": args.method,
@@ -427,7 +433,8 @@ def write_results(args: argparse.Namespace, *, metrics: Mapping[str, Any], histo
     parts = [f"{k}={_fmt(metrics[k])}" for k in keys if k in metrics]
     if seconds_per_upper_iteration is not None:
         parts.append(f"s/iter={seconds_per_upper_iteration:.4g}")
-    print(f"[{args.experiment}] method={args.method} " + " ".join(parts) + f" -> {path}", flush=True)
+    print(f"[{args.experiment}] method={args.method} " + (f"{setting} " if setting else "") + " ".join(parts)
+          + f" -> {path}", flush=True)
     return path
 
 
@@ -438,36 +445,51 @@ def _fmt(x: Any) -> str:
 def run_main(main, argv: Optional[Sequence[str]] = None) -> None:
     """Script entry: run ``main(argv)``; every expected failure prints ONE line and exits with status 2 (the
     run cannot start or continue as asked: flags, data files, a folder in use or of another configuration,
-    checkpoints, files that cannot be written) or 1 (the run failed: NaN/inf, interrupted). ``--debug``
-    shows the traceback instead."""
+    checkpoints, files that cannot be written, a full disk) or 1 (the run failed: NaN/inf, a lost worker);
+    Ctrl-C exits with 130 and SIGTERM with 143 (128 + the signal) after the checkpoint ``bl.fit`` saves.
+    Warnings print as one ``warning: ...`` line. ``--debug`` shows the traceback and Python's warning format."""
     argv_list = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv_list
+    python_format = warnings.formatwarning
+    if not debug:
+        warnings.formatwarning = _one_line_warning
     try:
         main(argv)
     except SystemExit:
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if debug:
             raise
-        print("error: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
-        raise SystemExit(1) from None
+        # 128 + the signal, the shell's convention: 130 for Ctrl-C, 143 for SIGTERM (bl.fit raises it as "signal 15")
+        terminated = str(e) == f"signal {int(signal.SIGTERM)}"
+        print(f"error: {'terminated' if terminated else 'interrupted'}; rerun the same command to resume from the last "
+              "checkpoint", file=sys.stderr)
+        raise SystemExit(128 + int(signal.SIGTERM if terminated else signal.SIGINT)) from None
     except Exception as e:  # noqa: BLE001 -- classified below, re-raised with --debug
         status = _exit_status(e)
         if debug or status is None:
             raise
         print(f"error: {_one_line(e)}", file=sys.stderr)
         raise SystemExit(status) from None
+    finally:
+        warnings.formatwarning = python_format
 
 
 def _exit_status(error: BaseException) -> Optional[int]:
     """2: cannot start/continue as asked; 1: the run failed; None: not an expected failure (a bug)."""
     from .checkpoints import CheckpointError, FolderLockedError
     from .fit import NonFiniteError
-    if isinstance(error, NonFiniteError):
+    workers = sys.modules.get(f"{__package__}.workers")  # not loaded: the error cannot be one of its
+    if isinstance(error, NonFiniteError) or (workers is not None and isinstance(error, workers.WorkerLostError)):
         return 1
     if isinstance(error, (UsageError, CheckpointError, FolderLockedError, OSError, ValueError, TypeError)):
         return 2  # data files (DataFileMissingError is an OSError, DataFormatError a ValueError), config, I/O
     return None
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings in a runner: ``warning: <message>`` on one line (``--debug`` keeps Python's format)."""
+    return f"warning: {' '.join(str(message).split())}\n"
 
 
 def _one_line(error: BaseException) -> str:

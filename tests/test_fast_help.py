@@ -43,6 +43,7 @@ def test_a_mistyped_flag_is_refused_without_tensorflow(runner):
     result = _run(str(ROOT / runner), "--no-such-flag")
     assert result.returncode == 2, result.stderr[-2000:]
     assert "unrecognized arguments: --no-such-flag" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "usage:" not in result.stderr, result.stderr  # no dump
     assert "imported before the flags were parsed" not in result.stderr
 
 

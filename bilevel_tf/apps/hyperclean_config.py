@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-from .. import experiment
+from .. import console, experiment
 
 SIZES = {"MNIST": (5000, 5000, 10000), "FashionMNIST": (5000, 5000, 10000), "digits": (1000, 200, 597)}
 
@@ -52,9 +52,11 @@ def apply_defaults(args: argparse.Namespace, table: Dict[Tuple[str, str], Dict[s
         if getattr(args, key, None) is None:
             setattr(args, key, value)
     if args.smoke:
+        before = dict(vars(args))
         args.outer_itr, args.T, args.K = min(args.outer_itr, 20), min(args.T, 5), min(args.K, 5)
         args.inner_itr, args.eval_every = min(args.inner_itr, 2), min(args.eval_every, 5)
         args.gamma_argmax_step = min(args.gamma_argmax_step, 10)
+        console.report_overrides(args, before, "--smoke")
 
 
 @dataclass(frozen=True)
