@@ -183,3 +183,44 @@ def test_library_api_two_workers_equal_one_process(tmp_path):
     # the chief wrote the real checkpoints; worker 1's temporary folder is gone
     assert _latest_step(tmp_path / "job" / "checkpoints") == job.STEPS
     assert not [n for n in os.listdir(cluster.tmpdirs[1]) if n.startswith("bilevel_tf_worker")]
+
+
+def _error_lines(text: str):
+    return [line for line in text.splitlines() if line.startswith("error:")]
+
+
+def test_a_killed_worker_stops_the_other_in_one_line(tmp_path):
+    out = tmp_path / "job"
+    command = [sys.executable, str(ROOT / RUNNER)] + FLAGS + ["--strategy", "multi_worker", "--out", str(out),
+                                                              "--verbose", "0"]
+    job = Workers(command, tmp_path, "peer")
+    folder = str(out / "checkpoints" / "bilevel")
+    deadline = time.monotonic() + TIMEOUT
+    while _latest_step(folder) < KILL_STEP and time.monotonic() < deadline and job.children[0].poll() is None:
+        time.sleep(0.01)
+    job.children[1].send_signal(signal.SIGKILL)  # worker 1 dies mid-run; the chief must notice and stop
+    codes = job.wait()
+    log = job.logs[0].read_text()
+    assert codes == [1, -signal.SIGKILL], job.log_tail()
+    errors = _error_lines(log)
+    assert len(errors) == 1 and "a worker of the cluster stopped answering" in errors[0], job.log_tail()
+    assert "start every worker again with the same command" in errors[0] and "Traceback" not in log
+
+
+def test_a_worker_that_never_starts_is_waited_for_and_given_up_on(tmp_path):
+    ports = _free_ports(2)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
+               BILEVEL_TF_WORKER_TIMEOUT="3",
+               TF_CONFIG=json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                                     "task": {"type": "worker", "index": 0}}))
+    command = [sys.executable, str(ROOT / RUNNER)] + FLAGS + ["--strategy", "multi_worker", "--out",
+                                                              str(tmp_path / "job")]
+    t0 = time.monotonic()
+    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 2, result.stdout[-1500:] + result.stderr[-1500:]
+    assert f"waiting for the 2 workers of TF_CONFIG (127.0.0.1:{ports[0]}, 127.0.0.1:{ports[1]}) to join; " \
+           "gives up after 3 s (BILEVEL_TF_WORKER_TIMEOUT)" in result.stdout
+    errors = _error_lines(result.stderr)
+    assert len(errors) == 1 and "not every worker of TF_CONFIG" in errors[0] and "within 3 s" in errors[0]
+    assert not (tmp_path / "job" / "results.json").exists()
+    print(f"gave up after {time.monotonic() - t0:.0f} s (TensorFlow start-up included)")
