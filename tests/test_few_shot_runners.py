@@ -12,6 +12,12 @@ from bilevel_tf.datasets._testing import py2_pickle_dumps
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
+@pytest.fixture(autouse=True)
+def _offline(tmp_path, monkeypatch):
+    """No cached data sets or weights: the runs below are also the check that --smoke alone runs offline."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "no_keras_cache"))
+
+
 OMNIGLOT = "few_shot/omniglot/test_bilevel_few_shot_learning_omniglot.py"
 MINIIMAGENET = "few_shot/miniimagenet/test_bilevel_few_shot_learning_miniimagenet.py"
 
@@ -44,7 +50,7 @@ def test_omniglot_digits_penalty_resume_is_exact(tmp_path):
     assert resumed["history"][0] == first["history"][0]
     assert resumed["metrics"]["untrained_test_accuracy"] == first["metrics"]["untrained_test_accuracy"]
     # same tasks and head draws as an uninterrupted run (episodes and head resets depend on the step only)
-    straight = run_runner(OMNIGLOT, ["--smoke", "--dataset", "digits"], tmp_path / "straight")
+    straight = run_runner(OMNIGLOT, ["--smoke"], tmp_path / "straight")  # offline: digits
     assert resumed["history"][-1]["upper_loss"] == pytest.approx(straight["history"][-1]["upper_loss"], rel=1e-4)
     assert resumed["metrics"]["test_accuracy"] == straight["metrics"]["test_accuracy"]
 

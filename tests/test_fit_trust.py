@@ -14,7 +14,6 @@ import bilevel_tf as bl
 from bilevel_tf import checkpoints
 from quadratic import Quadratic
 
-pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
 U0 = [0.3, -0.5, 0.8]
 
