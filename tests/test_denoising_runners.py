@@ -87,15 +87,24 @@ def test_cifar_runner_with_augmentation_and_baselines(tmp_path):
     assert m["train_val_test_accuracy"] == m["noisy_baseline_test_accuracy"]
 
 
-def test_resume_continues_and_refuses_another_configuration(tmp_path):
-    first = run_runner(LARGE, ["--smoke", "--dataset", "digits", "--max-steps", "3"], tmp_path)
+def test_resume_continues_and_refuses_another_configuration(tmp_path, capsys):
+    first = run_runner(LARGE, ["--smoke", "--dataset", "digits", "--upper-iterations", "3"], tmp_path, verbose=1)
     assert first["metrics"]["upper_iterations"] == 3
-    resumed = run_runner(LARGE, ["--smoke", "--dataset", "digits"], tmp_path)
+    out = capsys.readouterr().out  # what each long phase is
+    assert "warm start: 2 steps training the classifier" in out and "tracing and compiling" in out
+    assert "evaluating: training 2 classifiers for " in out and "resuming" not in out
+    resumed = run_runner(LARGE, ["--smoke", "--dataset", "digits"], tmp_path, verbose=1)
     assert resumed["metrics"]["upper_iterations"] == 8
+    out = capsys.readouterr().out
+    assert "resuming from step 3 of 8" in out and "warm start" not in out  # the checkpoint holds the warm start
     steps = [r["step"] for r in resumed["history"]]
     assert steps[0] == 0 and max(steps) == 8  # the whole run's history: the first part was restored
     assert resumed["history"][:len(first["history"])] == first["history"]
     assert resumed["metrics"]["warm_start_noise_precision"] == first["metrics"]["warm_start_noise_precision"]
+    # K upper iterations replace the epochs' count (2 epochs x 4 batches here), also beyond it
+    longer = run_runner(LARGE, ["--smoke", "--dataset", "digits", "--upper-iterations", "10"], tmp_path)
+    assert longer["metrics"]["upper_iterations"] == 10 and longer["history"][:len(resumed["history"]) - 1] == \
+        resumed["history"][:-1]
     with pytest.raises(ValueError, match="another configuration"):
         run_runner(LARGE, ["--smoke", "--dataset", "digits", "--noise", "0.4"], tmp_path)
 

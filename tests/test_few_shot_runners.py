@@ -40,10 +40,12 @@ def _check_results(out, result, method, dataset, iterations, start=0):
     assert (out / "representation.weights.h5").is_file()
 
 
-def test_omniglot_digits_penalty_resume_is_exact(tmp_path):
+def test_omniglot_digits_penalty_resume_is_exact(tmp_path, capsys):
     out = tmp_path / "run"
     first = run_runner(OMNIGLOT, ["--smoke", "--dataset", "digits", "--meta-iterations", "2"], out)
     _check_results(out, first, "penalty", "digits", 2)
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert summary.startswith("[few_shot/omniglot] method=penalty 5-way 1-shot test_accuracy="), summary
     resumed = run_runner(OMNIGLOT, ["--smoke", "--dataset", "digits"], out)  # 4 iterations: continues at 3
     _check_results(out, resumed, "penalty", "digits", 4)
     assert [h["step"] for h in resumed["history"]] == [2, 4]  # the whole run: step 2 restored, then step 4
