@@ -81,6 +81,11 @@ def status(args: Any, message: str) -> None:
         print(f"[{prefix}] {message}" if prefix else message, flush=True)
 
 
+def one_line_warning(message: Any, category: Any, filename: str, lineno: int, line: Optional[str] = None) -> str:
+    """A ``warnings.formatwarning`` for runners: ``warning: <message>`` on one line."""
+    return f"warning: {' '.join(str(message).split())}\n"
+
+
 def _visible(key: str) -> bool:
     return key in ("upper_loss", "lower_loss") or not key.endswith("_sq")
 

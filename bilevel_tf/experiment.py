@@ -452,7 +452,7 @@ def run_main(main, argv: Optional[Sequence[str]] = None) -> None:
     debug = "--debug" in argv_list
     python_format = warnings.formatwarning
     if not debug:
-        warnings.formatwarning = _one_line_warning
+        warnings.formatwarning = console.one_line_warning
     try:
         main(argv)
     except SystemExit:
@@ -485,11 +485,6 @@ def _exit_status(error: BaseException) -> Optional[int]:
     if isinstance(error, (UsageError, CheckpointError, FolderLockedError, OSError, ValueError, TypeError)):
         return 2  # data files (DataFileMissingError is an OSError, DataFormatError a ValueError), config, I/O
     return None
-
-
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    """Warnings in a runner: ``warning: <message>`` on one line (``--debug`` keeps Python's format)."""
-    return f"warning: {' '.join(str(message).split())}\n"
 
 
 def _one_line(error: BaseException) -> str:
