@@ -139,6 +139,10 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     after the first iteration whose logs are not finite, so the named step is exact for every k (the state
     is that of the bad step). Checkpoints are only written from finite states at call boundaries, so the last
     one on disk is good. Ctrl-C (or SIGTERM) saves a checkpoint first when the state is finite, then re-raises.
+    A loss that runs away while staying finite gets one ``DivergenceWarning`` (:class:`DivergenceWatch`); a
+    checkpoint that finds the disk full raises ``OSError`` (ENOSPC) naming the folder, the earlier checkpoints
+    intact; a worker of a multi-worker run that stops answering raises ``workers.WorkerLostError``. With
+    ``verbose`` it says when it resumes ("resuming from step N of M") and when it traces the upper iteration.
 
     Under a multi-worker strategy (``bilevel_tf.workers``) every worker restores from ``checkpoint_dir``
     but only the chief writes there (the others write to a temporary folder they delete, TensorFlow's rule).
@@ -156,8 +160,9 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
 
     Returns a :class:`History` of the WHOLE run, across resumes: ``history``, then one dict per logged step
     (``step``, ``seconds`` of fitting so far, the solver's logs plus anything callbacks added), with
-    ``seconds_per_step`` (median seconds per upper iteration over this fit's calls, the first excluded; from
-    the restored records' ``step_seconds`` when this fit ran none).
+    ``seconds_per_step`` (median seconds per upper iteration over this fit's calls that did not trace; from the
+    restored records' ``step_seconds`` when this fit timed none; records of traced calls carry no
+    ``step_seconds``).
     """
     if not isinstance(solver, BilevelSolver):
         raise ValueError(f"solver must be a bl.BilevelSolver, got {type(solver).__name__}")
@@ -226,7 +231,7 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
                 status(verbose, f"tracing and compiling the upper iteration{' with XLA' if solver.jit_compile else ''} "
                                 "(the first step takes longer)")
             count = min(steps, (step // per_call + 1) * per_call) - step  # calls end on multiples of k
-            traces, t0 = solver.trace_count, None
+            traces = solver.trace_count  # a call that traces measures tracing, not the step
             if count == 1:
                 batches = (upper.next(step), lower.next(step))
                 t0 = time.perf_counter()
@@ -262,7 +267,8 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
         save(step)
         raise
     except tf.errors.OpError as e:
-        lost = workers.peer_failure(e, solver.strategy, step + 1, checkpoints.latest if checkpoints else None)
+        kept = checkpoints.latest if checkpoints is not None else None
+        lost = workers.peer_failure(e, solver.strategy, step + 1, kept)
         if lost is None:
             raise
         raise lost from None
