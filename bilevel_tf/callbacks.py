@@ -4,8 +4,10 @@ from __future__ import annotations
 import csv
 import io
 import os
+import statistics
 import time
-from typing import Any, Callable, Dict, Optional
+import warnings
+from typing import Any, Callable, Dict, Mapping, Optional
 
 import tensorflow as tf
 
@@ -226,6 +228,53 @@ class TensorBoard(Periodic):
     def on_fit_end(self, history: list) -> None:
         if self._writer is not None:
             self._writer.flush()
+
+
+class DivergenceWarning(RuntimeWarning):
+    """A loss of a running fit has risen far above its best value: the run looks divergent."""
+
+
+class DivergenceWatch(Callback):
+    """Warns once per loss (``bl.fit`` adds it to every run) when ``upper_loss`` or ``lower_loss`` rises more than
+    ``factor`` times its typical magnitude (the median magnitude of its first ``window`` values) above its best
+    value: the usual sign of a learning rate far too large, e.g. a loss of 1e5 where it started near 1. Batch to
+    batch noise never comes near that. A warning only: the run goes on (a NaN/inf stops it)."""
+
+    def __init__(self, keys=("upper_loss", "lower_loss"), factor: float = 100.0, window: int = 20):
+        self.keys, self.factor, self.window = tuple(keys), float(factor), int(window)
+        self._early: Dict[str, list] = {k: [] for k in self.keys}  # the first `window` magnitudes
+        self._best: Dict[str, tuple] = {}  # key -> (value, step)
+        self._warned: set = set()
+
+    def on_history_restored(self, history: list) -> None:
+        for record in history:
+            self._see(int(record.get("step", 0)), record)
+
+    def on_step_end(self, step: int, logs: Logs) -> None:
+        for key in self._see(step, logs):
+            best, best_step = self._best[key]
+            warnings.warn(f"{key} rose from {best:.4g} (step {best_step}) to {logs[key]:.4g} (step {step}): the run "
+                          "looks divergent; lower the learning rates", DivergenceWarning, stacklevel=2)
+
+    def _see(self, step: int, logs: Mapping[str, Any]) -> list:
+        """Track the typical magnitude and the best value; the keys that just ran away (each reported once)."""
+        runaway = []
+        for key in self.keys:
+            value = logs.get(key)
+            if not isinstance(value, (int, float)) or value != value:  # absent or NaN (fit stops on NaN itself)
+                continue
+            early = self._early[key]
+            if len(early) < self.window:
+                early.append(abs(float(value)))
+            best, best_step = self._best.get(key, (float(value), step))
+            if value < best:
+                best, best_step = float(value), step
+            self._best[key] = (best, best_step)
+            scale = max(statistics.median(early), 1e-12)
+            if len(early) >= 3 and value > best + self.factor * scale and key not in self._warned:
+                self._warned.add(key)
+                runaway.append(key)
+        return runaway
 
 
 class EarlyStopping(Callback):

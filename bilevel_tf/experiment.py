@@ -21,13 +21,16 @@ import json
 import math
 import os
 import random
+import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import options
+from . import console, options
+from .console import ArgumentParser
 from .files import atomic_write_text  # noqa: F401  (part of the runners' API: experiment.atomic_write_text)
 # the canonical method names (bl.METHODS, parser()'s default --method choices) and their descriptions
 from .options import METHOD_NAMES, METHODS
@@ -132,7 +135,7 @@ def parser(description: str, *, method: str = "penalty", methods: Sequence[str] 
     ``epochs`` (passes over the training set) or ``upper_iterations`` (``--upper-iterations``, alias ``--epochs``
     as the original scripts name it; stored as ``args.epochs`` all the same). ``helps``
     (flag dest -> text; None keeps the shared text) makes a shared flag's help specific to the runner."""
-    p = argparse.ArgumentParser(description=description, formatter_class=_Formatter)
+    p = ArgumentParser(description=description, formatter_class=_Formatter)  # one-line errors with a suggestion
     helps = {k: v for k, v in (helps or {}).items() if v}
 
     def add(*names: str, **kwargs: Any) -> None:  # the runner's text wins over the shared one
@@ -209,7 +212,7 @@ def make_strategy(args: argparse.Namespace):
     start_tensorflow(args)
     from . import workers
     try:
-        return workers.make_strategy(args.strategy)
+        return workers.make_strategy(args.strategy, verbose=args.verbose)
     except ValueError as e:
         raise UsageError(str(e)) from None
 
@@ -253,6 +256,8 @@ def start_tensorflow(args: argparse.Namespace) -> None:
     so those answer at once; a script without a ``Run`` calls it after parsing. Once per parse."""
     if getattr(args, "_tensorflow_started", False):
         return
+    if "tensorflow" not in sys.modules:  # its import takes 5-60 s: say so before it starts
+        console.status(args, "loading TensorFlow")
     states = random.getstate(), np.random.get_state()
     seed_everything(args.seed, deterministic=args.deterministic)
     random.setstate(states[0])
@@ -459,13 +464,14 @@ def write_results(args: argparse.Namespace, *, metrics: Mapping[str, Any], histo
                   seconds_per_upper_iteration: Optional[float] = None, dataset: Optional[str] = None,
                   config: Optional[Mapping[str, Any]] = None, summary_keys: Optional[Sequence[str]] = None,
                   paper: Optional[Tuple[Optional[Mapping[str, Any]], Optional[str]]] = None,
-                  solver: Any = None) -> str:
+                  solver: Any = None, setting: str = "") -> str:
     """Write ``<out>/results.json`` (experiment, method, dataset, config, metrics, history,
     seconds_per_upper_iteration, paper) atomically and print a one-line summary. ``paper``:
     ``paper_cells.paper_entry(args, dataset)``, i.e. the published values this run compares with, or None
     and the reason it does not (recorded as ``paper_reason``). ``solver``: the bilevel solver that produced
     the result (or a mapping name -> solver); its class and full ``get_config()`` (every schedule constant,
-    each optimizer's config) go into ``config["solver"]``."""
+    each optimizer's config) go into ``config["solver"]``. ``setting`` (e.g. "5-way 1-shot") follows the method
+    in the summary line."""
     result = {
         "experiment": args.experiment,
         "method": args.method,
@@ -487,7 +493,8 @@ def write_results(args: argparse.Namespace, *, metrics: Mapping[str, Any], histo
     parts = [f"{k}={_fmt(metrics[k])}" for k in keys if k in metrics]
     if seconds_per_upper_iteration is not None:
         parts.append(f"s/iter={seconds_per_upper_iteration:.4g}")
-    print(f"[{args.experiment}] method={args.method} " + " ".join(parts) + f" -> {path}", flush=True)
+    print(f"[{args.experiment}] method={args.method} " + (f"{setting} " if setting else "") + " ".join(parts)
+          + f" -> {path}", flush=True)
     return path
 
 
@@ -498,32 +505,43 @@ def _fmt(x: Any) -> str:
 def run_main(main, argv: Optional[Sequence[str]] = None) -> None:
     """Script entry: run ``main(argv)``; every expected failure prints ONE line and exits with status 2 (the
     run cannot start or continue as asked: flags, data files, a folder in use or of another configuration,
-    checkpoints, files that cannot be written) or 1 (the run failed: NaN/inf, interrupted). ``--debug``
-    shows the traceback instead."""
+    checkpoints, files that cannot be written, a full disk) or 1 (the run failed: NaN/inf, a lost worker);
+    Ctrl-C exits with 130 and SIGTERM with 143 (128 + the signal) after the checkpoint ``bl.fit`` saves.
+    Warnings print as one ``warning: ...`` line. ``--debug`` shows the traceback and Python's warning format."""
     argv_list = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv_list
+    python_format = warnings.formatwarning
+    if not debug:
+        warnings.formatwarning = console.one_line_warning
     try:
         main(argv)
     except SystemExit:
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if debug:
             raise
-        print("error: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
-        raise SystemExit(1) from None
+        # 128 + the signal, the shell's convention: 130 for Ctrl-C, 143 for SIGTERM (bl.fit raises it as "signal 15")
+        terminated = str(e) == f"signal {int(signal.SIGTERM)}"
+        print(f"error: {'terminated' if terminated else 'interrupted'}; rerun the same command to resume from the last "
+              "checkpoint", file=sys.stderr)
+        raise SystemExit(128 + int(signal.SIGTERM if terminated else signal.SIGINT)) from None
     except Exception as e:  # noqa: BLE001 -- classified below, re-raised with --debug
         status = _exit_status(e)
         if debug or status is None:
             raise
         print(f"error: {_one_line(e)}", file=sys.stderr)
         raise SystemExit(status) from None
+    finally:
+        warnings.formatwarning = python_format
 
 
 def _exit_status(error: BaseException) -> Optional[int]:
     """2: cannot start/continue as asked; 1: the run failed; None: not an expected failure (a bug)."""
     from .folders import CheckpointError, FolderLockedError
-    fit = sys.modules.get("bilevel_tf.fit")  # not loaded: not a NonFiniteError (and no TensorFlow to load)
-    if fit is not None and isinstance(error, fit.NonFiniteError):
+    # a module not loaded raised none of its errors (and importing it would load TensorFlow)
+    fit, workers = sys.modules.get(f"{__package__}.fit"), sys.modules.get(f"{__package__}.workers")
+    if (fit is not None and isinstance(error, fit.NonFiniteError)) or (
+            workers is not None and isinstance(error, workers.WorkerLostError)):
         return 1
     if isinstance(error, (UsageError, CheckpointError, FolderLockedError, OSError, ValueError, TypeError)):
         return 2  # data files (DataFileMissingError is an OSError, DataFormatError a ValueError), config, I/O

@@ -1,19 +1,19 @@
 """The fit loop: run upper iterations over data sources with progress, logging, NaN guard and resume."""
 from __future__ import annotations
 
+import errno
 import math
 import signal
 import statistics
-import sys
 import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-import keras
 import tensorflow as tf
 
 from . import tensor_ops, workers
-from .callbacks import Callback, CSVLogger, TensorBoard, crossed
+from .callbacks import Callback, CSVLogger, DivergenceWatch, TensorBoard, crossed
 from .checkpoints import FolderLock, ResumeMismatchError, RunCheckpoints, remove_partial_files, run_config
+from .console import Progress, status
 from .solvers.base import BilevelSolver, Feed, check_positive_int
 
 
@@ -140,6 +140,10 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     is that of the bad step). Checkpoints are only written from finite states at call boundaries, so the last
     one on disk is good. Ctrl-C (or SIGTERM) stops at the end of the current step (its callbacks included) and
     saves a checkpoint there when the state is finite, then raises KeyboardInterrupt; a second one stops at once.
+    A loss that runs away while staying finite gets one ``DivergenceWarning`` (:class:`DivergenceWatch`); a
+    checkpoint that finds the disk full raises ``OSError`` (ENOSPC) naming the folder, the earlier checkpoints
+    intact; a worker of a multi-worker run that stops answering raises ``workers.WorkerLostError``. With
+    ``verbose`` it says when it resumes ("resuming from step N of M") and when it traces the upper iteration.
 
     Under a multi-worker strategy (``bilevel_tf.workers``) every worker restores from ``checkpoint_dir``
     but only the chief writes there (the others write to a temporary folder they delete, TensorFlow's rule).
@@ -157,8 +161,9 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
 
     Returns a :class:`History` of the WHOLE run, across resumes: ``history``, then one dict per logged step
     (``step``, ``seconds`` of fitting so far, the solver's logs plus anything callbacks added), with
-    ``seconds_per_step`` (median seconds per upper iteration over this fit's calls, the first excluded; from
-    the restored records' ``step_seconds`` when this fit ran none).
+    ``seconds_per_step`` (median seconds per upper iteration over this fit's calls that did not trace; from the
+    restored records' ``step_seconds`` when this fit timed none; records of traced calls carry no
+    ``step_seconds``).
     """
     if not isinstance(solver, BilevelSolver):
         raise ValueError(f"solver must be a bl.BilevelSolver, got {type(solver).__name__}")
@@ -168,7 +173,7 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     log_every = check_positive_int("log_every", log_every)
     upper = _Source(upper_data, "upper_data", solver.strategy)
     lower = _Source(lower_data, "lower_data", solver.strategy)
-    callbacks = list(callbacks or [])
+    callbacks = [DivergenceWatch()] + list(callbacks or [])  # warns once when a loss runs away
     if csv_path:
         callbacks.append(CSVLogger(csv_path, every=log_every))
     if tensorboard_dir:
@@ -212,23 +217,31 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
 
     def save(step: int) -> None:
         if checkpoints is not None and step != saved[0] and bool(finite()):
-            checkpoints.save(step, run, records)
+            try:
+                checkpoints.save(step, run, records)
+            except tf.errors.ResourceExhaustedError as e:  # a full disk or quota: nothing written is damaged
+                raise _disk_full(e, step, checkpoints) from None
             saved[0] = step
 
-    progress = None
     for cb in callbacks:
         cb.on_history_restored(list(records))
         cb.on_fit_begin(solver, start, steps)
-    durations: List[float] = []
+    if verbose and start:
+        status(verbose, f"resuming from step {start} of {steps}" + ("" if start < steps else ": nothing left to run"))
+    timer = _StepTimer()
+    progress = Progress(steps, start, verbose) if verbose else None
     # "seconds" continues the restored run's clock, so curves against wall-clock time stay monotone
     t_begin = time.perf_counter() - next((r["seconds"] for r in reversed(records) if "seconds" in r), 0.0)
     step = start
-    calls_since_log = 0
     interrupts = _Interrupts()
     try:
         while step < steps:
             interrupts.stop_here()
+            if verbose and step == start:
+                status(verbose, f"tracing and compiling the upper iteration{' with XLA' if solver.jit_compile else ''} "
+                                "(the first step takes longer)")
             count = min(steps, (step // per_call + 1) * per_call) - step  # calls end on multiples of k
+            traces = solver.trace_count  # a call that traces measures tracing, not the step
             if count == 1:
                 batches = (upper.next(step), lower.next(step))
                 t0 = time.perf_counter()
@@ -239,8 +252,7 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
                 out, done = solver.run_feeds(count, ub, lb, upper_rest, lower_rest)
             logs = {k: float(v) for k, v in out.items()}
             done = int(done)
-            durations.append((time.perf_counter() - t0) / done)
-            calls_since_log += 1
+            timer.add((time.perf_counter() - t0) / done, traced=solver.trace_count != traces)
             previous, step = step, step + done
             bad = [k for k, v in logs.items() if not math.isfinite(v)]
             if bad:
@@ -248,18 +260,13 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
                 raise NonFiniteError(
                     f"step {step}: {', '.join(f'{k} = {logs[k]}' for k in bad)}; stopped"
                     + (f", last good checkpoint kept: {kept}" if kept else " (no checkpoint was written)"))
+            solver_keys = list(logs)
             for cb in callbacks:
                 cb.on_step_end(step, logs)
             if crossed(previous, step, log_every) or step == steps:
-                # step_seconds (this record's calls, the fit's first call excluded: it traces) lets a resumed
-                # run with few or no new steps still report its speed
-                timed = durations[max(1, len(durations) - calls_since_log):] or durations[-1:]
-                calls_since_log = 0
-                records.append({"step": step, "seconds": time.perf_counter() - t_begin, **logs,
-                                "step_seconds": statistics.median_high(timed)})
-                if verbose:
-                    progress = progress or _Progress(steps, start, verbose)
-                    progress.update(step, logs)
+                records.append({"step": step, "seconds": time.perf_counter() - t_begin, **logs, **timer.record()})
+                if progress is not None:
+                    progress.update(step, logs, solver_keys)
             if crossed(previous, step, checkpoint_every):
                 save(step)
             if any(cb.stop_fit for cb in callbacks):
@@ -271,50 +278,63 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
         if not interrupts.mid_step:
             save(step)
         raise
+    except tf.errors.OpError as e:
+        kept = checkpoints.latest if checkpoints is not None else None
+        lost = workers.peer_failure(e, solver.strategy, step + 1, kept)
+        if lost is None:
+            raise
+        raise lost from None
     finally:
+        if progress is not None:
+            progress.finish()
         interrupts.restore()
         if checkpoints is not None:
             workers.remove_temporary(checkpoints.write_folder, solver.strategy)
         if lock is not None:
             lock.release()
     history = History(records)
-    if len(durations) > 1:
-        history.seconds_per_step = statistics.median_high(durations[1:])
-    else:  # nothing (or only the tracing step) timed in this call: the restored run's own timings
-        earlier = [r["step_seconds"] for r in records if "step_seconds" in r]
-        history.seconds_per_step = (statistics.median_high(earlier) if earlier
-                                    else durations[0] if durations else float("nan"))
+    history.seconds_per_step = timer.seconds_per_step(records)
     for cb in callbacks:
         cb.on_fit_end(history)
     return history
 
 
-def _show(key: str) -> bool:
-    return key in ("upper_loss", "lower_loss") or not key.endswith("_sq")
+class _StepTimer:
+    """Seconds per upper iteration of each compiled call, apart for the calls that traced (the first one, and a
+    retrace such as a shorter last call of stacked batches): those measure tracing and compilation."""
+
+    def __init__(self):
+        self.timed: List[float] = []      # this fit's calls that did not trace
+        self.traced: List[float] = []
+        self._since_record: List[float] = []
+
+    def add(self, seconds: float, traced: bool) -> None:
+        (self.traced if traced else self.timed).append(seconds)
+        if not traced:
+            self._since_record.append(seconds)
+
+    def record(self) -> Dict[str, float]:
+        """``step_seconds`` for a history record: the median of the calls since the previous record that did not
+        trace (nothing when all traced), so a resumed run with few or no new steps still reports its speed."""
+        timed, self._since_record = self._since_record, []
+        return {"step_seconds": statistics.median_high(timed)} if timed else {}
+
+    def seconds_per_step(self, records: Sequence[Mapping[str, Any]]) -> float:
+        """This fit's median over calls that did not trace; else the restored records' (a resume that ran one
+        call, or none); the traced calls only when nothing else was ever timed."""
+        if self.timed:
+            return statistics.median_high(self.timed)
+        earlier = [r["step_seconds"] for r in records if "step_seconds" in r]
+        if earlier:
+            return statistics.median_high(earlier)
+        return statistics.median_high(self.traced) if self.traced else float("nan")
 
 
-class _Progress:
-    """A Keras progress bar on a terminal (``verbose=1``); otherwise plain flushed lines: one per logged step
-    with ``verbose=2``, about twenty per run with ``verbose=1`` (a log file gets no escape codes)."""
-
-    def __init__(self, steps: int, start: int, verbose: int):
-        self.steps, self.verbose = steps, verbose
-        self.bar = None
-        if verbose == 1 and sys.stdout.isatty():
-            self.bar = keras.utils.Progbar(steps, verbose=1)
-            self.bar.update(start)
-        self.every = 1 if verbose == 2 else max(1, (steps - start) // 20)
-        self.t0 = time.perf_counter()
-
-    def update(self, step: int, logs: Dict[str, float]) -> None:
-        shown = {k: v for k, v in logs.items() if _show(k)}
-        if self.bar is not None:
-            # every value is the current one (evaluation metrics too), never a running mean
-            self.bar.stateful_metrics.update(shown)
-            self.bar.update(step, values=list(shown.items()), finalize=step == self.steps)
-        elif step % self.every == 0 or step == self.steps:
-            values = " ".join(f"{k}={v:.4g}" for k, v in shown.items())
-            print(f"step {step}/{self.steps} ({time.perf_counter() - self.t0:.0f} s) {values}", flush=True)
+def _disk_full(error: BaseException, step: int, checkpoints: RunCheckpoints) -> OSError:
+    """A checkpoint write that ran out of disk space (or quota), as the OSError the runners report in one line."""
+    kept = f"the earlier checkpoint {checkpoints.latest} is intact" if checkpoints.latest else "no checkpoint was kept"
+    return OSError(errno.ENOSPC, f"no space left for the checkpoint of step {step} ({kept}); free some space and "
+                                 "rerun the same command", checkpoints.folder)
 
 
 class _Interrupts:

@@ -46,7 +46,7 @@ def _blocker(config: Mapping[str, Any]) -> Optional[str]:
     if config.get("synthetic_data"):
         return "--synthetic-data runs on random arrays"
     if config.get("max_steps") is not None:
-        return "the bilevel phase was cut short (--max-steps)"
+        return "the bilevel phase ran --upper-iterations, not the paper's epochs"
     if config.get("model", "paper") != "paper":
         return f"--model {config['model']} is not the paper's network (--model paper)"
     return None

@@ -16,12 +16,14 @@ def pyplot():
 
 
 def plot_curves(path: str, curves: Mapping[str, Tuple[Sequence[float], Sequence[float]]], *, xlabel: str,
-                ylabel: str, title: str = "", logy: bool = False, bands: Optional[Mapping[str, Tuple]] = None) -> str:
-    """One line per label (x, y); optional shaded (low, high) bands per label. Saved as PNG."""
+                ylabel: str, title: str = "", logy: bool = False, bands: Optional[Mapping[str, Tuple]] = None,
+                markers: bool = False) -> str:
+    """One line per label (x, y); optional shaded (low, high) bands per label. Saved as PNG. Points get markers
+    with ``markers=True``, and always on a curve whose points all coincide (its line alone would be invisible)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, (x, y) in curves.items():
-        line, = ax.plot(x, y, label=label)
+        line, = ax.plot(x, y, label=label, marker="o" if markers or _one_point(x, y) else None, markersize=4)
         if bands and label in bands:
             lo, hi = bands[label]
             ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2)
@@ -37,6 +39,12 @@ def plot_curves(path: str, curves: Mapping[str, Tuple[Sequence[float], Sequence[
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _one_point(x: Sequence[float], y: Sequence[float]) -> bool:
+    """Fewer than two distinct finite points: nothing for a line to join."""
+    points = {(float(a), float(b)) for a, b in zip(x, y) if np.isfinite(a) and np.isfinite(b)}
+    return len(points) < 2
 
 
 def plot_histograms(path: str, groups: Mapping[str, Sequence[float]], *, xlabel: str, title: str = "",

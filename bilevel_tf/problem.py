@@ -40,6 +40,20 @@ def _check_vars(name: str, variables: Any) -> List[Any]:
     return variables
 
 
+def _check_one_dtype(upper_vars: List[Any], lower_vars: List[Any]) -> None:
+    """Every variable of a problem has one dtype: the solvers combine both levels' gradients in second-order
+    products, and TensorFlow refuses to mix float32 and float64 deep inside the compiled step."""
+    first_of: Dict[str, str] = {}
+    for name, variables in (("upper_vars", upper_vars), ("lower_vars", lower_vars)):
+        for i, v in enumerate(variables):
+            first_of.setdefault(tf.as_dtype(v.dtype).name, f"{name}[{i}] ({v.name})")
+    if len(first_of) > 1:
+        (a, where_a), (b, where_b) = list(first_of.items())[:2]
+        raise ValueError(f"{where_a} is {a} but {where_b} is {b}: every variable of a bilevel problem needs the same "
+                         "dtype (both levels meet in second-order products); create them with one dtype, e.g. "
+                         "keras.config.set_floatx('float64') before building the model")
+
+
 class BilevelProblem:
     """A bilevel problem whose losses close over their variables, the way Keras losses close over a model.
 
@@ -76,6 +90,7 @@ class BilevelProblem:
         shared = {id(v) for v in self.upper_vars} & {id(v) for v in self.lower_vars}
         if shared:
             raise ValueError("upper_vars and lower_vars share a variable; each variable belongs to one level")
+        _check_one_dtype(self.upper_vars, self.lower_vars)
         for name, fn in (("upper_constraint", upper_constraint), ("lower_constraint", lower_constraint),
                          ("lower_init", lower_init)):
             if fn is not None and not callable(fn):

@@ -18,6 +18,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))  # run from anywhere
 
+from bilevel_tf import console  # noqa: E402  (TensorFlow-free)
+
 RUNNERS = {
     "mnist_small_scale": "mnist_small_scale/test_bilevel_importance_learning_mnist.py",
     "mnist_large_scale": "mnist_large_scale/test_bilevel_importance_learning_mnist.py",
@@ -40,7 +42,7 @@ def load(relative):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = console.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runners", nargs="+", default=list(RUNNERS) + ["hyper_cleaning"],
                    choices=list(RUNNERS) + ["hyper_cleaning"], help="denoising runners to time at the paper's size")
     p.add_argument("--methods", nargs="+", default=["penalty", "approxgrad"], help="bilevel solvers to time")

@@ -18,6 +18,7 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
 
+from bilevel_tf import console  # noqa: E402
 from bilevel_tf.apps import few_shot_config  # noqa: E402  (no TensorFlow before the flags are parsed)
 
 SETTINGS = {  # data set -> (its runner, the bilevel_tf.models factory of its representation, image shape)
@@ -36,7 +37,7 @@ def runner_defaults(relative_path):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = console.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", nargs="+", default=list(SETTINGS), choices=list(SETTINGS),
                    help="paper settings to time (random data of their shapes)")
     p.add_argument("--methods", nargs="+", default=list(few_shot_config.METHODS),

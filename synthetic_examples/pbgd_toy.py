@@ -15,7 +15,7 @@ phi(x) = f(x, -x), final x summary, iterations used) and hyper_objective.png.
 
     python synthetic_examples/pbgd_toy.py --smoke
 """
-from bilevel_tf import experiment
+from bilevel_tf import console, experiment
 from bilevel_tf.apps import synthetic_config as synthetic  # no TensorFlow before the flags are parsed
 
 NUM_STARTS = 1000
@@ -38,14 +38,18 @@ def main(argv=None):
     p.add_argument("--lr", type=experiment.positive_float, default=LEARNING_RATE, help="SGD learning rate before the 1/gamma scaling")
     p.add_argument("--inner-lr", type=experiment.positive_float, default=INNER_LEARNING_RATE, help="SGD learning rate of the inner copy")
     p.add_argument("--tolerance", type=experiment.positive_float, default=TOLERANCE, help="projected-gradient norm that ends a run")
-    p.add_argument("--max-iterations", type=int, default=MAX_ITERATIONS, help="iteration cap")
+    p.add_argument("--upper-iterations", "--max-iterations", dest="max_iterations", type=int, default=MAX_ITERATIONS,
+                   help="K: at most this many upper iterations (the runs stop earlier once all have converged; "
+                        "--max-iterations: its former name)")
     p.add_argument("--check-every", type=int, default=CHECK_EVERY, help="iterations between convergence checks")
     synthetic.add_jit_flag(p)
     args = experiment.parse(p, argv, "synthetic/pbgd_toy")
     synthetic.resolve_jit(args)
     if args.smoke:
+        before = dict(vars(args))
         for name, value in SMOKE.items():
             setattr(args, name, min(getattr(args, name), value))
+        console.report_overrides(args, before, "--smoke")
 
     def toy(_run):
         from bilevel_tf.apps.pbgd_toy import run_toy  # TensorFlow loads here, after the folder's checks

@@ -16,7 +16,7 @@ table, 1 a line per cell, 2 also a line per trial.
 """
 import os
 
-from bilevel_tf import experiment
+from bilevel_tf import console, experiment
 from bilevel_tf.apps import synthetic_config as synthetic  # no TensorFlow before the flags are parsed
 
 EXAMPLES = [1, 2, 3, 4]
@@ -55,10 +55,12 @@ def resolve(p, args) -> None:
         args.methods = [args.method]
     synthetic.resolve_jit(args)
     if args.smoke:  # every solver costs ~1 s of tracing: a small grid touching every method and figure
+        before = dict(vars(args))
         for name in ("dim", "trials", "iterations", "record_every", "ablation_trials"):
             setattr(args, name, min(getattr(args, name), SMOKE[name]))
         args.ts = [t for t in args.ts if t <= SMOKE["max_t"]] or [min(args.ts)]
         args.examples = [e for e in args.examples if e in SMOKE["examples"]] or args.examples[:1]
+        console.report_overrides(args, before, "--smoke")
     for name in ("trials", "iterations", "record_every", "dim", "ablation_trials"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")

@@ -20,10 +20,10 @@ def load_runner(relative_path: str):
     return module
 
 
-def run_runner(relative_path: str, args, out_dir) -> dict:
+def run_runner(relative_path: str, args, out_dir, verbose: int = 0) -> dict:
     """Run ``main(args + --out out_dir)`` in-process and return the parsed results.json."""
     module = load_runner(relative_path)
-    module.main(list(args) + ["--out", str(out_dir), "--verbose", "0"])
+    module.main(list(args) + ["--out", str(out_dir), "--verbose", str(verbose)])
     return json.loads((Path(out_dir) / "results.json").read_text())
 
 

@@ -11,8 +11,6 @@ from bilevel_tf.apps.importance_data import augmentation, indexed_batches
 from bilevel_tf.apps.importance_eval import importance_of, logits_of, noise_detection, weighted_ce
 from bilevel_tf.apps.importance_optim import PerExampleAdam
 
-pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
-
 
 def test_indexed_batches_carry_matching_indices_and_cover_each_epoch():
     x = np.arange(23, dtype=np.uint8).reshape(23, 1, 1, 1) * 10

@@ -16,6 +16,12 @@ SVHN = "data_denoising/svhn/test_bilevel_importance_learning_svhn.py"
 HYPER = "data_denoising/hyper_cleaning/data_hyper_clean.py"
 PREPROCESS = "data_denoising/svhn/pre_process_svhn_data.py"
 
+@pytest.fixture(autouse=True)
+def _offline(tmp_path, monkeypatch):
+    """No cached data sets or weights: the runs below are also the check that --smoke alone runs offline."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "no_keras_cache"))
+
+
 DENOISING_METRICS = ("test_accuracy", "noisy_baseline_test_accuracy", "bilevel_test_accuracy", "noise_precision",
                      "noise_recall", "pretrain_test_accuracy")
 
@@ -56,18 +62,23 @@ def _check_denoising(out: Path, result: dict, method: str, epochs: int = 2):
                                                  (CIFAR, "gd", "mlp")])
 def test_denoising_runner_smoke(tmp_path, runner, method, model):
     # SVHN with model=paper: the original's CNN (on 8x8 digits) in the unrolled RMD loop
-    result = run_runner(runner, ["--smoke", "--dataset", "digits", "--method", method, "--model", model], tmp_path)
+    result = run_runner(runner, ["--smoke", "--method", method, "--model", model], tmp_path)  # offline: digits
     _check_denoising(tmp_path, result, method)
-    assert result["config"]["model"] == model
+    assert result["config"]["model"] == model and result["dataset"] == "digits"
     if runner == SMALL:  # final step of the original: retrain on {a > 0.9} + val
         assert result["config"]["selection_threshold"] == 0.9
         assert 0 <= result["metrics"]["selected_training_points"] <= 100
+        # valid JSON without NaN; digits (not the paper's data) runs the library's default schedule with its own
+        # lr_u, and the table's original-schedule constants are left out
+        text = (tmp_path / "results.json").read_text()
+        hp = json.loads(text)["config"]["hyperparams"]
+        assert "NaN" not in text and (hp["schedule"], hp["lr_u"]) == ("auglag", 0.3) and "c_rho" not in hp
     if method == "gd":  # f does not depend on u directly: naive alternation never moves the importance
         assert result["metrics"]["noise_precision"] == result["metrics"]["warm_start_noise_precision"]
 
 
 def test_cifar_runner_with_augmentation_and_baselines(tmp_path):
-    result = run_runner(CIFAR, ["--smoke", "--dataset", "digits", "--baselines"], tmp_path)
+    result = run_runner(CIFAR, ["--smoke", "--baselines"], tmp_path)
     _check_denoising(tmp_path, result, "penalty")
     assert result["config"]["augment"] is True and result["config"]["model"] == "mlp"
     m = result["metrics"]
@@ -76,15 +87,24 @@ def test_cifar_runner_with_augmentation_and_baselines(tmp_path):
     assert m["train_val_test_accuracy"] == m["noisy_baseline_test_accuracy"]
 
 
-def test_resume_continues_and_refuses_another_configuration(tmp_path):
-    first = run_runner(LARGE, ["--smoke", "--dataset", "digits", "--max-steps", "3"], tmp_path)
+def test_resume_continues_and_refuses_another_configuration(tmp_path, capsys):
+    first = run_runner(LARGE, ["--smoke", "--dataset", "digits", "--upper-iterations", "3"], tmp_path, verbose=1)
     assert first["metrics"]["upper_iterations"] == 3
-    resumed = run_runner(LARGE, ["--smoke", "--dataset", "digits"], tmp_path)
+    out = capsys.readouterr().out  # what each long phase is
+    assert "warm start: 2 steps training the classifier" in out and "tracing and compiling" in out
+    assert "evaluating: training 2 classifiers for " in out and "resuming" not in out
+    resumed = run_runner(LARGE, ["--smoke", "--dataset", "digits"], tmp_path, verbose=1)
     assert resumed["metrics"]["upper_iterations"] == 8
+    out = capsys.readouterr().out
+    assert "resuming from step 3 of 8" in out and "warm start" not in out  # the checkpoint holds the warm start
     steps = [r["step"] for r in resumed["history"]]
     assert steps[0] == 0 and max(steps) == 8  # the whole run's history: the first part was restored
     assert resumed["history"][:len(first["history"])] == first["history"]
     assert resumed["metrics"]["warm_start_noise_precision"] == first["metrics"]["warm_start_noise_precision"]
+    # K upper iterations replace the epochs' count (2 epochs x 4 batches here), also beyond it
+    longer = run_runner(LARGE, ["--smoke", "--dataset", "digits", "--upper-iterations", "10"], tmp_path)
+    assert longer["metrics"]["upper_iterations"] == 10 and longer["history"][:len(resumed["history"]) - 1] == \
+        resumed["history"][:-1]
     with pytest.raises(ValueError, match="another configuration"):
         run_runner(LARGE, ["--smoke", "--dataset", "digits", "--noise", "0.4"], tmp_path)
 
@@ -92,7 +112,7 @@ def test_resume_continues_and_refuses_another_configuration(tmp_path):
 @pytest.mark.parametrize("method,extra", [("vpbgd", []), ("gpbgd", ["--net", "MLP"]), ("rhg", ["--K", "2"]),
                                           ("penalty", [])])
 def test_hyper_cleaning_smoke(tmp_path, method, extra):
-    result = run_runner(HYPER, ["--smoke", "--dataset", "digits", "--method", method] + extra, tmp_path)
+    result = run_runner(HYPER, ["--smoke", "--method", method] + extra, tmp_path)
     _check_outputs(tmp_path, result, method)
     m = result["metrics"]
     for key in ("test_accuracy", "noisy_baseline_test_accuracy", "f1", "cleaner_precision", "cleaner_recall",
@@ -130,16 +150,6 @@ def test_missing_paper_data_names_the_file(tmp_path, capsys):
         experiment.run_main(load_runner(SVHN).main, ["--smoke", "--data-dir", str(tmp_path), "--out", str(tmp_path)])
     assert e.value.code == 2
     assert "SVHN_single_grey_without_extra.h5" in capsys.readouterr().err
-
-
-def test_results_json_is_valid_json_without_nan(tmp_path):
-    run_runner(SMALL, ["--smoke", "--dataset", "digits"], tmp_path)
-    text = (tmp_path / "results.json").read_text()
-    assert "NaN" not in text
-    hp = json.loads(text)["config"]["hyperparams"]
-    # digits (not the paper's data) runs the library's default schedule with its own lr_u; the table's
-    # original-schedule constants are left out
-    assert (hp["schedule"], hp["lr_u"]) == ("auglag", 0.3) and "c_rho" not in hp
 
 
 def test_schedule_original_keeps_the_papers_constants(tmp_path):

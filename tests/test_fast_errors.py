@@ -1,6 +1,7 @@
 """Cheap errors answer at once: a runner checks its data files (and, in test_offline_smoke.py, its run folder:
 a finished run, another configuration) before TensorFlow loads. Each check runs in a child process whose
 TensorFlow or Keras import fails (test_fast_help.GUARD), within a time bound."""
+import json
 import os
 import subprocess
 import sys
@@ -29,12 +30,21 @@ PAPER_DATA = {
 
 
 def run_guarded(runner: str, args, cwd=None):
-    """``python <runner> args`` where importing TensorFlow or Keras fails; (result, wall-clock seconds)."""
+    """``python <runner> args`` where importing TensorFlow or Keras fails (test_fast_help.GUARD, one runner in its
+    own child, so the time bound includes Python's start-up); (result with the runner's exit status, stdout and
+    stderr, wall-clock seconds)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", GUARD, str(ROOT / runner), *map(str, args)], cwd=cwd or ROOT,
-                            capture_output=True, text=True, timeout=120, env=env)
-    return result, time.perf_counter() - start
+    child = subprocess.run([sys.executable, "-c", GUARD, json.dumps([str(a) for a in args]), str(ROOT / runner)],
+                           cwd=cwd or ROOT, capture_output=True, text=True, timeout=120, env=env)
+    seconds = time.perf_counter() - start
+    if child.returncode != 0:  # the guard itself failed
+        return child, seconds
+    outcome = json.loads(child.stdout.splitlines()[-1])[str(ROOT / runner)]
+    code, err = outcome["code"], outcome["err"]
+    if isinstance(code, str):  # an exception other than SystemExit, e.g. the guard's ImportError
+        code, err = 1, err + code
+    return subprocess.CompletedProcess(child.args, 0 if code is None else code, outcome["out"], err), seconds
 
 
 @pytest.mark.parametrize("runner", list(PAPER_DATA))

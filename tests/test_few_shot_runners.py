@@ -12,6 +12,12 @@ from bilevel_tf.datasets._testing import py2_pickle_dumps
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
+@pytest.fixture(autouse=True)
+def _offline(tmp_path, monkeypatch):
+    """No cached data sets or weights: the runs below are also the check that --smoke alone runs offline."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "no_keras_cache"))
+
+
 OMNIGLOT = "few_shot/omniglot/test_bilevel_few_shot_learning_omniglot.py"
 MINIIMAGENET = "few_shot/miniimagenet/test_bilevel_few_shot_learning_miniimagenet.py"
 
@@ -34,17 +40,19 @@ def _check_results(out, result, method, dataset, iterations, start=0):
     assert (out / "representation.weights.h5").is_file()
 
 
-def test_omniglot_digits_penalty_resume_is_exact(tmp_path):
+def test_omniglot_digits_penalty_resume_is_exact(tmp_path, capsys):
     out = tmp_path / "run"
     first = run_runner(OMNIGLOT, ["--smoke", "--dataset", "digits", "--meta-iterations", "2"], out)
     _check_results(out, first, "penalty", "digits", 2)
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert summary.startswith("[few_shot/omniglot] method=penalty 5-way 1-shot test_accuracy="), summary
     resumed = run_runner(OMNIGLOT, ["--smoke", "--dataset", "digits"], out)  # 4 iterations: continues at 3
     _check_results(out, resumed, "penalty", "digits", 4)
     assert [h["step"] for h in resumed["history"]] == [2, 4]  # the whole run: step 2 restored, then step 4
     assert resumed["history"][0] == first["history"][0]
     assert resumed["metrics"]["untrained_test_accuracy"] == first["metrics"]["untrained_test_accuracy"]
     # same tasks and head draws as an uninterrupted run (episodes and head resets depend on the step only)
-    straight = run_runner(OMNIGLOT, ["--smoke", "--dataset", "digits"], tmp_path / "straight")
+    straight = run_runner(OMNIGLOT, ["--smoke"], tmp_path / "straight")  # offline: digits
     assert resumed["history"][-1]["upper_loss"] == pytest.approx(straight["history"][-1]["upper_loss"], rel=1e-4)
     assert resumed["metrics"]["test_accuracy"] == straight["metrics"]["test_accuracy"]
 

@@ -10,8 +10,6 @@ import tensorflow as tf
 import bilevel_tf as bl
 from quadratic import Quadratic
 
-pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
-
 
 def _importance_problem():
     """Weighted logistic regression: one importance logit per training example, batches carry indices."""

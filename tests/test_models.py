@@ -10,8 +10,6 @@ import keras
 
 from bilevel_tf import models
 
-pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
-
 
 def _n_trainable(model) -> int:
     return int(sum(np.prod(v.shape) for v in model.trainable_variables))

@@ -1,6 +1,7 @@
 """Real multi-worker training: two worker processes on 127.0.0.1 (MultiWorkerMirroredStrategy, one TF_CONFIG
 each, free ports picked here) give the same numbers as one process on the same global batches, only the chief
-writes, and a job whose workers are both SIGKILLed after a checkpoint resumes when both are started again.
+writes, a job whose worker 1 is SIGKILLed after a checkpoint stops on the chief in one line and resumes when both
+are started again, and a worker that never starts is waited for, then given up on.
 
 The single-process references run in the pytest process while the workers run (TensorFlow is loaded there
 already; the two children keep the machine's cores busy meanwhile). Every wait is bounded.
@@ -27,7 +28,7 @@ RUNNER = "data_denoising/mnist_small_scale/test_bilevel_importance_learning_mnis
 FLAGS = ["--dataset", "digits", "--smoke", "--batch-size", "10", "--inner-steps", "2", "--checkpoint-every", "2",
          "--seed", "3"]
 TOTAL = 20
-KILL_STEP = 6  # SIGKILL both workers once the chief's checkpoint of this upper iteration is on disk
+KILL_STEP = 6  # SIGKILL worker 1 once the chief's checkpoint of this upper iteration is on disk
 TIMEOUT = 240.0  # seconds for one start of the two workers (they take ~30 s each here)
 COMPARED = ("upper_loss", "lower_loss", "penalty", "rho", "lam")
 
@@ -93,14 +94,19 @@ def _latest_step(folder) -> int:
 
 
 def _kill_after_checkpoint(workers: Workers, folder, step: int, timeout: float = TIMEOUT):
-    """Watcher thread body: SIGKILL both workers as soon as checkpoint ``step`` (or a later one) is on disk."""
+    """Watcher thread body: SIGKILL worker 1 as soon as checkpoint ``step`` (or a later one) is on disk (the chief
+    must then stop by itself); both, if that never happens."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and all(c.poll() is None for c in workers.children):
         if _latest_step(folder) >= step:
-            workers.kill()
+            workers.children[1].send_signal(signal.SIGKILL)
             return
         time.sleep(0.005)
     workers.kill()
+
+
+def _error_lines(text: str):
+    return [line for line in text.splitlines() if line.startswith("error:")]
 
 
 def _close(value, expected):
@@ -123,7 +129,12 @@ def test_two_workers_equal_one_process_and_resume_after_sigkill(tmp_path):
         raise
     watcher.join(TIMEOUT)
     codes = first.wait()
-    assert codes == [-signal.SIGKILL] * 2, f"expected both killed after a checkpoint\n{first.log_tail()}"
+    assert codes == [1, -signal.SIGKILL], f"expected worker 1 killed after a checkpoint\n{first.log_tail()}"
+    # the chief noticed the lost peer and stopped in one line (exit status 1), without a traceback
+    chief_log = first.logs[0].read_text()
+    errors = _error_lines(chief_log)
+    assert len(errors) == 1 and "a worker of the cluster stopped answering" in errors[0], first.log_tail()
+    assert "start every worker again with the same command" in errors[0] and "Traceback" not in chief_log
     assert not (out / "results.json").exists()
     import tensorflow as tf
     restored = int(tf.train.latest_checkpoint(str(folder)).rsplit("-", 1)[1])
@@ -183,3 +194,22 @@ def test_library_api_two_workers_equal_one_process(tmp_path):
     # the chief wrote the real checkpoints; worker 1's temporary folder is gone
     assert _latest_step(tmp_path / "job" / "checkpoints") == job.STEPS
     assert not [n for n in os.listdir(cluster.tmpdirs[1]) if n.startswith("bilevel_tf_worker")]
+
+
+def test_a_worker_that_never_starts_is_waited_for_and_given_up_on(tmp_path):
+    ports = _free_ports(2)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
+               BILEVEL_TF_WORKER_TIMEOUT="3",
+               TF_CONFIG=json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                                     "task": {"type": "worker", "index": 0}}))
+    command = [sys.executable, str(ROOT / RUNNER)] + FLAGS + ["--strategy", "multi_worker", "--out",
+                                                              str(tmp_path / "job")]
+    t0 = time.monotonic()
+    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 2, result.stdout[-1500:] + result.stderr[-1500:]
+    assert f"waiting for the 2 workers of TF_CONFIG (127.0.0.1:{ports[0]}, 127.0.0.1:{ports[1]}) to join; " \
+           "gives up after 3 s (BILEVEL_TF_WORKER_TIMEOUT)" in result.stdout
+    errors = _error_lines(result.stderr)
+    assert len(errors) == 1 and "not every worker of TF_CONFIG" in errors[0] and "within 3 s" in errors[0]
+    assert not (tmp_path / "job" / "results.json").exists()
+    print(f"gave up after {time.monotonic() - t0:.0f} s (TensorFlow start-up included)")

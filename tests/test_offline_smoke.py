@@ -2,6 +2,7 @@
 downloaded weights) and records the full configuration of the solver it used in results.json; running it again,
 or with another seed, is answered before TensorFlow loads."""
 import json
+import re
 
 import pytest
 
@@ -26,15 +27,48 @@ PAPER_RUNNERS = (
 )
 
 
+#: runners whose `--smoke` alone (no --dataset, no --data-dir, KERAS_HOME empty) already runs in the family's
+#: own tests, which also check results.json and the solver's recorded configuration
+SMOKE_ALONE_ELSEWHERE = {
+    PAPER_RUNNERS[0]: "test_denoising_runners.py::test_denoising_runner_smoke",
+    PAPER_RUNNERS[1]: "test_denoising_runners.py::test_denoising_runner_smoke",
+    PAPER_RUNNERS[2]: "test_denoising_runners.py::test_cifar_runner_with_augmentation_and_baselines",
+    PAPER_RUNNERS[3]: "test_denoising_runners.py::test_denoising_runner_smoke",
+    PAPER_RUNNERS[4]: "test_denoising_runners.py::test_hyper_cleaning_smoke",
+    PAPER_RUNNERS[5]: "test_few_shot_runners.py::test_omniglot_digits_penalty_resume_is_exact",
+    PAPER_RUNNERS[7]: "test_poisoning_runners.py::test_targeted_smoke_and_resume",
+    PAPER_RUNNERS[8]: "test_poisoning_runners.py::test_untargeted_smoke",
+    PAPER_RUNNERS[10]: "test_synthetic_runner.py::test_pbgd_toy_smoke",
+    PAPER_RUNNERS[11]: "test_synthetic_runner.py::test_synthetic_runner_smoke_and_resume",
+}
+#: the rest run here (their family tests name the data)
+SMOKE_ALONE_HERE = [r for r in PAPER_RUNNERS if r not in SMOKE_ALONE_ELSEWHERE]
+
+
 def test_every_experiment_runner_is_listed():
     found = {str(p.relative_to(ROOT)) for folder in ("data_denoising", "few_shot", "data_poisoning", "clean_label",
                                                      "synthetic_examples")
              for p in (ROOT / folder).rglob("*.py") if "/time_" not in str(p) and "pre_process" not in p.name
              and "extract_" not in p.name}
     assert found == set(PAPER_RUNNERS)
+    assert SMOKE_ALONE_HERE == [PAPER_RUNNERS[6], PAPER_RUNNERS[9]]  # Mini-ImageNet and clean-label
 
 
-@pytest.mark.parametrize("runner", PAPER_RUNNERS)
+@pytest.mark.parametrize("runner", sorted(SMOKE_ALONE_ELSEWHERE))
+def test_the_smoke_run_elsewhere_passes_smoke_alone(runner):
+    """The named test (decorators included) names the runner and passes it a --smoke that names no data, in a
+    module whose fixture empties KERAS_HOME."""
+    module_name, test_name = SMOKE_ALONE_ELSEWHERE[runner].split("::")
+    source = (ROOT / "tests" / module_name).read_text()
+    head, tail = source.split(f"\ndef {test_name}(", 1)
+    region = head[head.rindex("\n\n"):] + tail.split("\ndef ", 1)[0]
+    constant = next(name for name, value in re.findall(r'^(\w+) = "([^"]+)"', source, re.M) if value == runner)
+    smoke_lists = re.findall(r'\[("--smoke"[^\]]*)\]', region)
+    assert constant in region and any("--dataset" not in a and "--data-dir" not in a for a in smoke_lists), test_name
+    assert 'setenv("KERAS_HOME"' in source, module_name
+
+
+@pytest.mark.parametrize("runner", SMOKE_ALONE_HERE)
 def test_smoke_alone_runs_offline_and_records_the_solver(runner, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "no_keras_cache"))  # no cached data sets or weights
     load_runner(runner).main(["--smoke", "--out", str(tmp_path), "--verbose", "0"])

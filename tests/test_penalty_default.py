@@ -8,7 +8,6 @@ import bilevel_tf as bl
 from bilevel_tf import toy
 from quadratic import Quadratic
 
-pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
 Adam, SGD = keras.optimizers.Adam, keras.optimizers.SGD
 
@@ -34,6 +33,7 @@ def test_default_schedule_reaches_the_solution(name, optimizer):
     assert solver.schedule()["eps"] == 0.0 and int(solver.schedule_updates.numpy()) == 0  # nothing fired
 
 
+@pytest.mark.slow
 def test_original_schedule_misses_where_the_default_converges():
     # The case: with Adam at both levels the original schedule decays the learning rates every time
     # its test fires and freezes u far from u*; the default does not.

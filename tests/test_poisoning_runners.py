@@ -8,6 +8,12 @@ from runner_utils import assert_solver_config, run_runner
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
+@pytest.fixture(autouse=True)
+def _offline(tmp_path, monkeypatch):
+    """No cached data sets or weights: the runs below are also the check that --smoke alone runs offline."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "no_keras_cache"))
+
+
 UNTARGETED = "data_poisoning/untargeted/test_bilevel_poisoning_untargeted.py"
 TARGETED = "data_poisoning/targeted/test_bilevel_poisoning_targeted.py"
 TIMING = "data_poisoning/time_upper_iterations.py"
@@ -32,14 +38,14 @@ def _check(out: Path, result: dict, method: str, keys):
 
 @pytest.mark.parametrize("method", ["penalty", "approxgrad", "rmd"])
 def test_untargeted_smoke(tmp_path, method):
-    result = run_runner(UNTARGETED, ["--dataset", "digits", "--smoke", "--method", method], tmp_path)
+    result = run_runner(UNTARGETED, ["--smoke", "--method", method], tmp_path)  # offline: digits
     _check(tmp_path, result, method, ["clean_test_accuracy", "poisoned_test_accuracy", "label_flip_test_accuracy"])
     assert result["metrics"]["sizes"] == dict(train=100, val=100, poison=6, test_accuracy=200)
     assert result["config"]["lr_u"] == {"penalty": 0.1, "approxgrad": 0.01, "rmd": 0.01}[method]
 
 
 def test_targeted_smoke_and_resume(tmp_path):
-    args = ["--dataset", "digits", "--smoke"]
+    args = ["--smoke"]  # offline: digits
     result = run_runner(TARGETED, args, tmp_path)
     keys = ["clean_test_accuracy", "attack_success_rate", "clean_attack_success_rate",
             "label_flip_attack_success_rate", "poisoned_test_accuracy"]

@@ -129,7 +129,8 @@ def test_learning_rates_must_be_finite_and_positive(flag, value, tmp_path, capsy
 
 def test_a_diverging_learning_rate_stops_with_one_line_and_status_1(tmp_path, capsys):
     out = tmp_path / "run"
-    status, err, _ = _run(LARGE, DIGITS + ["--lr-v", "1e30", "--lr-u", "1e30"], out, capsys)
+    with pytest.warns(UserWarning, match="learning rate 1e\\+30, far above the usual range"):
+        status, err, _ = _run(LARGE, DIGITS + ["--lr-v", "1e30", "--lr-u", "1e30"], out, capsys)
     assert status == 1 and len(err) == 1 and err[0].startswith("error: step ") and "stopped" in err[0], err
     assert " = nan" in err[0] or " = inf" in err[0]
     assert not (out / "results.json").exists()

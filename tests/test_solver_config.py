@@ -9,7 +9,6 @@ import pytest
 import bilevel_tf as bl
 from quadratic import Quadratic
 
-pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
 LEGACY = Path(__file__).resolve().parent / "data" / "legacy_checkpoints"
 U0 = [0.3, -0.5, 0.8]

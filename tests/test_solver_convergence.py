@@ -6,7 +6,6 @@ import pytest
 import bilevel_tf as bl
 from quadratic import Quadratic
 
-pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
 SGD = keras.optimizers.SGD
 
@@ -45,6 +44,7 @@ def test_reaches_closed_form_solution(case):
     assert solver.trace_count == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["penalty_T5", "approxgrad", "rmd", "vpbgd", "gpbgd"])
 def test_float64_problems_are_solved_in_float64(case):
     # Schedule scalars (rho, lam, eps, gamma) and loop accumulators take the variables' dtype.

@@ -7,8 +7,6 @@ import tensorflow as tf
 import bilevel_tf as bl
 from bilevel_tf import tensor_ops as ops
 
-pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
-
 
 def test_tensor_ops_on_indexed_slices_with_duplicates():
     dense = tf.constant([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])

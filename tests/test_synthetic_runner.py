@@ -12,6 +12,12 @@ RUNNER = "synthetic_examples/test_synthetic.py"
 TOY = "synthetic_examples/pbgd_toy.py"
 
 
+@pytest.fixture(autouse=True)
+def _offline(tmp_path, monkeypatch):
+    """No cached data sets or weights: the smoke runs below are also the check that --smoke alone runs offline."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "no_keras_cache"))
+
+
 def _distance_at(example, u, v):
     example.u.assign(np.asarray(u, np.float32))
     example.v.assign(np.asarray(v, np.float32))

@@ -5,8 +5,6 @@ import tensorflow as tf
 import bilevel_tf as bl
 from quadratic import Quadratic
 
-pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
-
 
 class Counter:
     def __init__(self):

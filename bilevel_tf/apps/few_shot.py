@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import experiment, paper_cells, precision, tensorboard_logs
+from bilevel_tf import console, experiment, paper_cells, precision, tensorboard_logs
 from bilevel_tf.datasets import EpisodeSampler
 from bilevel_tf.models import CosineClassifier, cosine_logits, taskwise_encoder
 
@@ -252,6 +252,8 @@ def run_in_folder(args: argparse.Namespace, data: FewShotData, make_encoder: Cal
             cache[key] = tester.accuracies(sampler, n_tasks, seed)
         return cache[key]
 
+    console.status(args, f"evaluating the untrained representation on {args.test_tasks} meta-test tasks "
+                         f"({args.n_way}-way {args.k_shot}-shot, {args.test_steps} steps each)")
     untrained = summarize(accuracies("test", args.test_tasks))
     start = [summarize(accuracies(w, args.eval_tasks))[0] for w in ("train", "test")]
 
@@ -265,6 +267,7 @@ def run_in_folder(args: argparse.Namespace, data: FewShotData, make_encoder: Cal
                      checkpoint_every=args.checkpoint_every, callbacks=[bl.Evaluate(evaluate, args.eval_every)],
                      verbose=args.verbose, log_every=math.gcd(args.eval_every, 10), config=run.config,
                      tensorboard_dir=tensorboard_logs.log_dir(args))
+    console.status(args, f"meta-testing on {args.test_tasks} tasks of meta-train and of meta-test classes")
     test_acc, test_ci = summarize(accuracies("test", args.test_tasks))
     train_acc, train_ci = summarize(accuracies("train", args.test_tasks))
     metrics = {"test_accuracy": test_acc, "test_accuracy_ci95": test_ci,
@@ -283,5 +286,6 @@ def run_in_folder(args: argparse.Namespace, data: FewShotData, make_encoder: Cal
     experiment.write_results(args, metrics=metrics, history=history, dataset=data.name,
                              paper=paper_cells.paper_entry(args, data.name), solver=solver,
                              seconds_per_upper_iteration=history.seconds_per_step,
-                             summary_keys=["test_accuracy", "test_accuracy_ci95", "untrained_test_accuracy"])
+                             summary_keys=["test_accuracy", "test_accuracy_ci95", "untrained_test_accuracy"],
+                             setting=f"{args.n_way}-way {args.k_shot}-shot")
     return metrics

@@ -8,7 +8,7 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import experiment
+from .. import console, experiment
 from ..datasets import EpisodeSampler, load_digits, rotate_classes
 
 METHODS = ("penalty", "approxgrad")
@@ -125,11 +125,28 @@ def build_parser(description: str, defaults: "FewShotDefaults", datasets: Sequen
 
 def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment_name: str,
           defaults: "FewShotDefaults") -> argparse.Namespace:
-    """Parse (``--smoke`` first sets tiny defaults; explicit flags still win), resolve N-dependent defaults."""
+    """Parse and resolve the N-dependent defaults. ``--smoke`` sets the tiny sizes of :data:`SMOKE` for every knob
+    not given as a flag, and names each value it replaces in one line (N and K edited in the constants block
+    included)."""
     argv = experiment.offline_smoke_argv(argv)
-    if "--smoke" in argv:
-        p.set_defaults(**SMOKE)
     args = experiment.parse(p, argv, experiment_name)
+    if args.smoke:
+        given = console.given_flags(p, argv)
+        before = vars(_resolve(argparse.Namespace(**vars(args)), defaults)).copy()
+        for name, value in SMOKE.items():
+            if name not in given:
+                setattr(args, name, value)
+        console.report_overrides(_resolve(args, defaults), before, "--smoke", names=SMOKE)
+    _resolve(args, defaults)
+    for name in ("n_way", "k_shot", "query", "meta_batch", "meta_iterations", "test_tasks", "eval_tasks", "eval_every",
+                 "eval_batch", "test_steps"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    return args
+
+
+def _resolve(args: argparse.Namespace, defaults: "FewShotDefaults") -> argparse.Namespace:
+    """Fill the defaults that depend on other flags (meta-batch and meta-iterations on N and K), in place."""
     if args.meta_batch is None:
         args.meta_batch = defaults.meta_batch(args.n_way, args.k_shot, args.method)
     if args.meta_iterations is None:
@@ -138,10 +155,6 @@ def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment_
         args.eval_batch = args.meta_batch
     if args.eval_tasks is None:
         args.eval_tasks = args.test_tasks
-    for name in ("n_way", "k_shot", "query", "meta_batch", "meta_iterations", "test_tasks", "eval_tasks", "eval_every",
-                 "eval_batch", "test_steps"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     return args
 
 

@@ -9,7 +9,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import datasets, experiment
+from .. import console, datasets, experiment
 from .importance_data import NUM_CLASSES
 
 Split = Tuple[np.ndarray, np.ndarray]
@@ -57,9 +57,11 @@ def apply_defaults(args: argparse.Namespace, table: Dict[Tuple[str, str], Dict[s
         if getattr(args, key, None) is None:
             setattr(args, key, value)
     if args.smoke:
+        before = dict(vars(args))
         args.outer_itr, args.T, args.K = min(args.outer_itr, 20), min(args.T, 5), min(args.K, 5)
         args.inner_itr, args.eval_every = min(args.inner_itr, 2), min(args.eval_every, 5)
         args.gamma_argmax_step = min(args.gamma_argmax_step, 10)
+        console.report_overrides(args, before, "--smoke")
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from .. import datasets, experiment, paper_cells, tensorboard_logs, workers
+from .. import console, datasets, experiment, paper_cells, tensorboard_logs, workers
 from . import importance_data as data
 from .classifier import train_classifier, weighted_ce
 from .importance_eval import (Predictor, accuracy_curves, evaluation_classifiers, importance_of, logits_of,
@@ -185,8 +185,10 @@ def _prepare(spec: DenoisingSpec, args: argparse.Namespace, warm_start: bool, sp
     batch = args.batch_size
     init = np.zeros(len(noisy), np.float32)
     if warm_start:
-        train_classifier(model, splits.x_val, splits.y_val, None,
-                         steps=spec.pretrain_epochs * data.steps_per_epoch(len(splits.x_val), batch),
+        warm_steps = spec.pretrain_epochs * data.steps_per_epoch(len(splits.x_val), batch)
+        console.status(args, f"warm start: {warm_steps} steps training the classifier on the {len(splits.x_val)} "
+                             "validation examples")
+        train_classifier(model, splits.x_val, splits.y_val, None, steps=warm_steps,
                          batch_size=batch, learning_rate=hp.get("pretrain_lr", hp["lr_v"]), scale=splits.scale,
                          seed=args.seed)
         init = initial_logits(predictor.predict(splits.x_train), noisy, spec.init_importance)
@@ -248,7 +250,7 @@ def run_in_folder(args: argparse.Namespace, spec: DenoisingSpec, splits: data.Sp
 
     evaluate = lower_evaluation(setup)
     spe = setup.steps_per_epoch
-    total = args.epochs * spe if args.max_steps is None else min(args.max_steps, args.epochs * spe)
+    total = args.epochs * spe if args.max_steps is None else args.max_steps  # --upper-iterations K replaces epochs
     # the state before the bilevel phase (evaluation time not counted); a resume restores it with the rest
     start = [] if resuming else [{"step": 0, "seconds": 0.0, **evaluate(), "eval_seconds": 0.0}]
     halve = setup.hp.get("halve_every") if args.method == "approxgrad" else None
@@ -270,6 +272,8 @@ def run_in_folder(args: argparse.Namespace, spec: DenoisingSpec, splits: data.Sp
     importance = task.values()
     metrics: Dict[str, Any] = {}
     eval_steps = data.epochs_to_steps(spec.eval_epochs, len(s.x_train) + len(s.x_val), args.batch_size)
+    console.status(args, f"evaluating: training {4 if args.baselines else 2} classifiers for {eval_steps} steps each "
+                         "(learned weights, uniform weights" + (", oracle, validation only)" if args.baselines else ")"))
     metrics.update(evaluation_classifiers(setup, importance, eval_steps, args.baselines))
     metrics["bilevel_test_accuracy"] = setup.predictor.accuracy(s.x_test, s.y_test)
     metrics.update(noise_detection(importance, setup.flipped))

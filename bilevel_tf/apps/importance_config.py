@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
-from .. import experiment
+from .. import console, experiment
 from . import importance_data as data
 from .importance_data import NUM_CLASSES, Sizes
 
@@ -133,26 +133,49 @@ def build_parser(spec: DenoisingSpec) -> argparse.ArgumentParser:
                             "0.2, zoom 0.2, horizontal flip)")
     p.add_argument("--synthetic-data", action="store_true",
                    help="random arrays of the real data's shape (timing at the paper's size without the files)")
-    p.add_argument("--max-steps", type=experiment.int_range(0), default=None,
-                   help="stop the bilevel phase after this many upper iterations (timing)")
+    p.add_argument("--upper-iterations", "--max-steps", dest="max_steps", type=experiment.int_range(0), default=None,
+                   help="K: upper iterations of the bilevel phase, instead of --epochs passes over the training set "
+                        "(default: epochs x training batches per epoch); --max-steps: its former name")
     return p
+
+
+#: the DenoisingSpec fields a data set's ``overrides`` may replace -> the flag that shows (and sets) each
+_FLAG_OF_FIELD = {"epochs": "epochs", "inner_steps": "inner_steps", "batch_size": "batch_size",
+                  "pretrain_epochs": "pretrain_epochs", "eval_epochs": "eval_epochs", "eval_lr": "eval_lr",
+                  "schedule": "schedule", "default_model": "model"}
 
 
 def parse(spec: DenoisingSpec, argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, DenoisingSpec]:
     """Flags -> (args, the spec for the chosen data set with the flags' overrides applied)."""
     argv = experiment.offline_smoke_argv(argv)
     pre, _ = build_parser(spec).parse_known_args(argv)
-    spec = spec.for_dataset(pre.dataset)
+    block, spec = spec, spec.for_dataset(pre.dataset)
     p = build_parser(spec)  # defaults (epochs, T, batch size, ...) of the chosen data set
     if pre.out is None:  # one folder per data set, so a digits demo never resumes into a paper run
         argv += ["--out", os.path.join("runs", spec.experiment.replace("/", "_"), pre.dataset, pre.method)]
     args = experiment.parse(p, argv, spec.experiment)
+    _report_dataset_settings(args, block, spec, console.given_flags(p, argv))
     if args.smoke:  # tiny sizes (see load_splits) and a few steps
+        before = dict(vars(args))
         args.epochs, args.inner_steps = min(args.epochs, 2), min(args.inner_steps, 2)
         args.batch_size, args.pretrain_epochs, args.eval_epochs = min(args.batch_size, 25), 1, 1
+        console.report_overrides(args, before, "--smoke")
     spec = dataclasses.replace(spec, batch_size=args.batch_size, pretrain_epochs=args.pretrain_epochs,
                                eval_epochs=args.eval_epochs)
     return args, spec
+
+
+def _report_dataset_settings(args: argparse.Namespace, block: DenoisingSpec, spec: DenoisingSpec,
+                             given: Sequence[str]) -> None:
+    """One line when the data set's own settings (e.g. the digits demo's) replace values of the runner's
+    constants block that no flag set."""
+    overrides = block.overrides.get(args.dataset, {})
+    fields = [f for f in overrides if f in _FLAG_OF_FIELD and _FLAG_OF_FIELD[f] not in given]
+    before = {_FLAG_OF_FIELD[f]: getattr(block, f) for f in fields}
+    after = argparse.Namespace(experiment=args.experiment, verbose=args.verbose,
+                               **{_FLAG_OF_FIELD[f]: getattr(spec, f) for f in fields})
+    table = " (and its learning-rate table)" if "hyperparams" in overrides else ""
+    console.report_overrides(after, before, f"--dataset {args.dataset}{table}")
 
 
 def load_splits(spec: DenoisingSpec, args: argparse.Namespace) -> data.Splits:

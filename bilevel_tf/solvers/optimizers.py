@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import numbers
+import warnings
 from typing import Any, Dict, Type
 
 import keras
@@ -44,14 +45,24 @@ def make_optimizer(spec: Any, name: str, default_cls: Type[keras.optimizers.Opti
     raise ValueError(f"{name} must be {FORMS}, got {type(spec).__name__}")
 
 
+#: learning rates outside this range get a warning (not an error): the paper's runs use 1e-6 to 3
+USUAL_LEARNING_RATES = (1e-8, 100.0)
+
+
 def check_learning_rate(optimizer: keras.optimizers.Optimizer, name: str) -> None:
-    """A constant learning rate must be finite and > 0 (a schedule is the user's business)."""
+    """A constant learning rate must be finite and > 0 (a schedule is the user's business), and one far outside
+    :data:`USUAL_LEARNING_RATES` is warned about: such a run diverges or stalls while looking normal."""
     lr = optimizer.learning_rate
     if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule) or callable(lr):
         return
     value = float(keras.ops.convert_to_numpy(lr))
     if not (value > 0 and value < float("inf")):
         raise ValueError(f"{name} has learning rate {value}; it must be a finite number > 0")
+    low, high = USUAL_LEARNING_RATES
+    if not low <= value <= high:
+        side = "above" if value > high else "below"
+        warnings.warn(f"{name} has learning rate {value:g}, far {side} the usual range [{low:g}, {high:g}]: expect "
+                      f"the run to {'diverge' if value > high else 'barely move'}", UserWarning, stacklevel=2)
 
 
 def optimizer_config(optimizer: keras.optimizers.Optimizer) -> Dict[str, Any]:

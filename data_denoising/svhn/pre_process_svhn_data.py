@@ -14,11 +14,11 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", ".."))  # run from anywhere
 
-from bilevel_tf import datasets, experiment  # noqa: E402
+from bilevel_tf import console, datasets, experiment  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = console.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=HERE, help="folder holding train_32x32.mat and test_32x32.mat")
     p.add_argument("--out-dir", default=HERE, help="where to write the .h5 (the runner's default --data-dir)")
     p.add_argument("--seed", type=int, default=0, help="seed of the validation draw (100 per class)")

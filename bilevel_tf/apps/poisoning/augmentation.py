@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import experiment, models, paper_cells, tensorboard_logs
+from bilevel_tf import console, experiment, models, paper_cells, tensorboard_logs
 
 from .config import AttackDefaults, add_attack_flags, resolve_attack_args  # noqa: F401  (re-exported)
 from .runs import run_data_augmentation_attack  # noqa: F401  (re-exported)
@@ -49,6 +49,7 @@ def attack_in_folder(args, data: PoisonData, run: experiment.Run) -> Dict[str, A
         trainer.fit(x, y, args.full_epochs)
         return {name: trainer.accuracy(xs, ys) for name, (xs, ys) in data.eval_sets.items()}
 
+    console.status(args, f"training the label-flip and the clean classifiers ({args.full_epochs} full-batch steps each)")
     flipped = retrain_and_score(data.poison_x0)
     clean = retrain_and_score(None)  # last: the clean model is the attack's starting point (pre-training)
     poison = tf.Variable(data.poison_x0, name="poison")
@@ -62,6 +63,7 @@ def attack_in_folder(args, data: PoisonData, run: experiment.Run) -> Dict[str, A
                      checkpoint_every=args.checkpoint_every, callbacks=callbacks, verbose=args.verbose,
                      log_every=args.log_every, config=run.config, tensorboard_dir=tensorboard_logs.log_dir(args))
     learned = poison.numpy()
+    console.status(args, f"retraining on clean + {len(learned)} learned poison points ({args.full_epochs} steps)")
     poisoned = retrain_and_score(learned)
 
     metrics: Dict[str, Any] = {}

@@ -309,7 +309,7 @@ def plot_clean_label(out: str, records: Sequence[Mapping[str, Any]], metrics: Ma
     experiment.plot_curves(os.path.join(out, "success_vs_distortion.png"),
                            {k: (c["average_distortion"], c["success_rate"]) for k, c in curves.items()},
                            xlabel="average L2 distortion ||poison - base||", ylabel="attack success rate",
-                           title="clean-label attack (paper figure 3)")
+                           title="clean-label attack (paper figure 3)", markers=True)
     saved = [r for r in records if os.path.exists(os.path.join(image_dir, f"target_{r['target']}.npz"))]
     saved.sort(key=lambda r: r["bilevel"]["radius"] is None)  # successful targets first
     saved = saved[:count]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence, Tuple
 
-from bilevel_tf import experiment
+from bilevel_tf import console, experiment
 
 from .data import DATASETS
 
@@ -86,11 +86,14 @@ def add_attack_flags(p, d: AttackDefaults) -> None:
 
 
 def resolve_attack_args(args, d: AttackDefaults) -> None:
-    """Fill per-dataset and per-method defaults and apply --smoke sizes (in place)."""
+    """Fill per-dataset and per-method defaults and apply --smoke sizes (in place; one line names what --smoke
+    changed)."""
     if args.num_poison is None:
         args.num_poison = d.num_poison[args.dataset]
+    sizes = ("train_points", "val_points", "test_points")
+    before = {**vars(args), **{n: getattr(args, n) or v for n, v in zip(sizes, d.splits[args.dataset])}}
     split = d.splits["smoke" if args.smoke else args.dataset]
-    for name, value in zip(("train_points", "val_points", "test_points"), split):
+    for name, value in zip(sizes, split):
         if getattr(args, name) is None:
             setattr(args, name, value)
     for name, value in d.learning_rates[args.method].items():
@@ -100,6 +103,7 @@ def resolve_attack_args(args, d: AttackDefaults) -> None:
         for name, value in d.smoke.items():
             setattr(args, name, min(getattr(args, name), value))
         args.checkpoint_every = min(args.checkpoint_every, args.epochs)
+        console.report_overrides(args, before, "--smoke", names=list(sizes) + list(d.smoke) + ["checkpoint_every"])
 
 
 
@@ -158,7 +162,8 @@ def add_clean_label_flags(p, d: CleanLabelDefaults) -> None:
 
 
 def resolve_clean_label_args(args, d: CleanLabelDefaults) -> None:
-    """Apply the --smoke sizes (in place) and check the radii."""
+    """Apply the --smoke sizes (in place; one line names what they changed) and check the radii."""
+    before = dict(vars(args))
     if args.smoke:
         for name, value in d.smoke.items():
             current = getattr(args, name)
@@ -169,5 +174,7 @@ def resolve_clean_label_args(args, d: CleanLabelDefaults) -> None:
             setattr(args, name, value)
     if args.smoke and not args.weights and not args.data_dir:  # offline smoke: generated images, random weights
         args.random_weights = True
+    if args.smoke:
+        console.report_overrides(args, before, "--smoke")
     if not args.radii or min(args.radii) <= 0:
         raise ValueError(f"--radii must list positive numbers, got {args.radii}")
