@@ -14,7 +14,6 @@ from __future__ import annotations
 import fcntl
 import glob
 import json
-import math
 import os
 import shutil
 import socket
@@ -125,14 +124,14 @@ def _plain_name(name: Any) -> bool:
 
 def budget_excess(done: Mapping[str, Any], asked: Mapping[str, Any]) -> List[str]:
     """The budget flags (``name: done -> asked``) a finished run exceeds: ``asked`` is smaller than what
-    was run (None: no limit, e.g. --max-steps not given)."""
-    def size(value: Any) -> float:
-        return math.inf if value is None else float(value)
-
+    was run. A flag left unset on either side (None, e.g. no --upper-iterations, whose count then follows from
+    --epochs) has no size to compare; ``bl.fit`` still refuses to resume past the steps asked for."""
     excess = []
     for key, value in asked.items():
+        if done.get(key) is None or value is None:
+            continue
         try:
-            if key in done and size(done[key]) > size(value):
+            if float(done[key]) > float(value):
                 excess.append(f"{key}: {done[key]} -> {value}")
         except (TypeError, ValueError):
             continue  # not a number: the caller's comparison for equality decides
