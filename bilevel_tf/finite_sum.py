@@ -55,7 +55,8 @@ class FiniteSum:
         self._indices = indices
 
     def __call__(self, batch: Any) -> tf.Tensor:
-        return tf.reduce_mean(self.per_sample(batch))
+        # the batch's form is checked first, so a batch without indices fails here with a clear message
+        return tf.reduce_mean(self.indexed_losses(batch)[1])
 
     def indices(self, batch: Any) -> tf.Tensor:
         """The batch's sample indices as an int64 vector (0..n-1 for batch None); ValueError if it has none."""
@@ -70,7 +71,8 @@ class FiniteSum:
         elif isinstance(batch, (tuple, list)) and batch:
             idx = batch[0]
         else:
-            raise ValueError(f"bl.FiniteSum: a {type(batch).__name__} batch carries no sample indices; give {_FORMS}")
+            kind = "tensor" if tf.is_tensor(batch) else type(batch).__name__
+            raise ValueError(f"bl.FiniteSum: a {kind} batch carries no sample indices; give {_FORMS}")
         idx = tf.convert_to_tensor(idx)
         if not idx.dtype.is_integer or idx.shape.rank != 1:
             raise ValueError(f"bl.FiniteSum: the sample indices must be an integer vector, got dtype "

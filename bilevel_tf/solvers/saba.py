@@ -136,7 +136,7 @@ class SABA(SOBA):
 
 def _require_no_batch(level: str, batch: Any) -> None:
     if batch is not None:
-        raise ValueError(f"SABA: {level}_loss is not a bl.FiniteSum but got a {level} batch; its variance reduction "
+        raise ValueError(f"SABA: {level}_loss is not a bl.FiniteSum but got {level} batches; its variance reduction "
                          f"needs per-sample losses and indices: {_HOW}")
 
 
