@@ -120,7 +120,8 @@ BATCH = (tf.constant([0, 1]),)
 @pytest.mark.parametrize("make_problem, upper, lower, message", [
     (lambda: FiniteSumQuadratic().problem(), None, BATCH,
      "SABA: lower_loss is not a bl.FiniteSum but got lower batches"),
-    (lambda: _problem_with(plain_upper=True), BATCH, None, "SABA: upper_loss is not a bl.FiniteSum but got upper batches"),
+    (lambda: _problem_with(plain_upper=True), BATCH, None,
+     "SABA: upper_loss is not a bl.FiniteSum but got upper batches"),
     (lambda: FiniteSumQuadratic().finite_sum_problem(), None, tf.constant([0, 1]),
      "a tensor batch carries no sample indices"),
     (lambda: FiniteSumQuadratic().finite_sum_problem(), None, {"x": tf.constant([0, 1])},

@@ -36,19 +36,21 @@ class SABA(SOBA):
         v <- lower_optimizer step along D_v,  z <- linear_optimizer step along D_z,  u <- upper_optimizer along D_u
 
     The estimates' variance vanishes as the iterates converge, so constant steps converge to the solution
-    (the paper's Theorem 2: O(1/T) rate on smooth problems, linear under a PL condition), where SOBA needs
-    decreasing steps. Defaults as SOBA's (constant plain SGD: 0.1 for v and z, 0.02 for u). The memory starts
-    at zero; Mbar is exact once every sample has been drawn.
+    (the paper proves an O(1/T) rate on smooth problems, as for full-batch descent, and a linear one under a
+    Polyak-Lojasiewicz condition), where SOBA needs decreasing steps. Defaults as SOBA's (constant plain SGD:
+    0.1 for v and z, 0.02 for u). The memory starts at zero; Mbar is exact once every sample has been drawn.
 
     **Per-sample losses.** A loss with a memory is a :class:`bl.FiniteSum`: ``per_sample_loss(batch)`` returns
     one loss per sample and the batch carries the samples' indices (by default the first element of a tuple
     batch ``(indices, x, y)``, or the ``"index"`` entry of a dict batch), e.g. a ``tf.data`` pipeline
-    ``Dataset.from_tensor_slices((np.arange(n), x, y)).shuffle(n).batch(b)`` given to ``bl.fit``. Per-sample
-    gradients and products are vectorized (``GradientTape.jacobian``, i.e. ``pfor``): the Hessian-vector
-    products are the Jacobian of the per-sample <grad_v g_i, z> (``hvp`` is not used). A plain loss (not a
-    FiniteSum) is allowed only with batch None, where it is the deterministic full objective and needs no
-    memory; given a batch, it raises ValueError. Indices within a batch may repeat (each memory row and the
-    mean are updated once).
+    ``Dataset.from_tensor_slices((np.arange(n), x, y)).shuffle(n).batch(b)`` given to ``bl.fit``. The per-sample
+    oracles are vectorized with ``tf.vectorized_map`` over the batch (``pfor``, no Python loop): each sample's
+    loss is ``per_sample_loss`` of a batch holding that sample alone, differentiated twice (double backward;
+    ``hvp`` applies to batch None only). Indices within a batch may repeat (each memory row and the mean move
+    once). Batch None means the whole set: the oracles are then the exact full-batch ones (what the SAGA
+    estimates equal there) and the memory is left as it is; a plain loss (not a FiniteSum) is accepted only
+    that way and raises ValueError when given batches. A SAGA estimate is unbiased whatever the memory holds,
+    so steps on batch None and on mini-batches can be mixed.
 
     The memory holds n (2 dim v + dim u) + m (dim v + dim u) numbers in solver state (checkpointed, reset by
     ``reset_state``): meant for finite sums of moderate size (the benchmark's quadratics, logistic regression),
@@ -88,37 +90,52 @@ class SABA(SOBA):
         return g, f, d_v, ops.add(hvp, f_v), ops.add(cross, f_u)
 
     def _lower_oracles(self, batch, z):
-        """(g, grad_v g, H_vv g z, H_uv g z): SAGA estimates for a FiniteSum, exact for batch None."""
+        """(g, grad_v g, H_vv g z, H_uv g z): SAGA estimates on a batch, the exact values for batch None."""
         problem = self.problem
         lower, upper = list(problem.lower_vars), list(problem.upper_vars)
-        if self.lower_sum is None:
-            _require_no_batch("lower", batch)
+        if batch is None:
             g, gv, _, grads = autodiff.second_order(problem, None, z, upper + lower, mode=self.hvp)
             return g, gv, grads[len(upper):], grads[:len(upper)]
-        with tf.GradientTape() as outer:
-            with tf.GradientTape() as inner:
-                idx, losses = self.lower_sum.indexed_losses(batch)
-            grads = inner.jacobian(losses, lower, unconnected_gradients=ZERO)
-            weighted = tf.add_n([_per_row_inner(j, w) for j, w in zip(grads, z)])
-        second = outer.jacobian(weighted, lower + upper, unconnected_gradients=ZERO)
+        idx = self._indices("lower", batch)
+
+        def one_sample(sample):
+            with tf.GradientTape() as outer:
+                with tf.GradientTape() as inner:
+                    loss = _sample_loss(self.lower_sum, sample)
+                grads = inner.gradient(loss, lower, unconnected_gradients=ZERO)
+                weighted = ops.inner(grads, z)
+            return loss, grads, outer.gradient(weighted, lower + upper, unconnected_gradients=ZERO)
+
+        losses, grads, second = tf.vectorized_map(one_sample, batch)
         idx, grads, second = _gather_replicas(idx, grads, second)
         return (distribute.mean_scalar(tf.reduce_mean(losses)), self._saga("lower_grad", idx, grads),
                 self._saga("lower_hvp", idx, second[:len(lower)]), self._saga("lower_cross", idx, second[len(lower):]))
 
     def _upper_oracles(self, batch):
-        """(f, grad_v f, grad_u f): SAGA estimates for a FiniteSum, exact for batch None."""
+        """(f, grad_v f, grad_u f): SAGA estimates on a batch, the exact values for batch None."""
         problem = self.problem
         lower, upper = list(problem.lower_vars), list(problem.upper_vars)
-        if self.upper_sum is None:
-            _require_no_batch("upper", batch)
+        if batch is None:
             f, grads = autodiff.upper_value_and_grad(problem, None, lower + upper)
             return f, grads[:len(lower)], grads[len(lower):]
-        with tf.GradientTape() as tape:
-            idx, losses = self.upper_sum.indexed_losses(batch)
-        grads = tape.jacobian(losses, lower + upper, unconnected_gradients=ZERO)
+        idx = self._indices("upper", batch)
+
+        def one_sample(sample):
+            with tf.GradientTape() as tape:
+                loss = _sample_loss(self.upper_sum, sample)
+            return loss, tape.gradient(loss, lower + upper, unconnected_gradients=ZERO)
+
+        losses, grads = tf.vectorized_map(one_sample, batch)
         idx, grads = _gather_replicas(idx, grads)
         return (distribute.mean_scalar(tf.reduce_mean(losses)), self._saga("upper_grad_v", idx, grads[:len(lower)]),
                 self._saga("upper_grad_u", idx, grads[len(lower):]))
+
+    def _indices(self, level: str, batch) -> tf.Tensor:
+        finite_sum = self.lower_sum if level == "lower" else self.upper_sum
+        if finite_sum is None:
+            raise ValueError(f"SABA: {level}_loss is not a bl.FiniteSum but got {level} batches; its variance "
+                             f"reduction needs per-sample losses and indices: {_HOW}")
+        return finite_sum.indices(batch)
 
     def _saga(self, name: str, idx: tf.Tensor, values: Sequence[tf.Tensor]) -> List[tf.Tensor]:
         """mean_B(o_i - M[i]) + Mbar per variable; then M[i] <- o_i and Mbar moves by the change, each row once."""
@@ -134,15 +151,12 @@ class SABA(SOBA):
         return estimates
 
 
-def _require_no_batch(level: str, batch: Any) -> None:
-    if batch is not None:
-        raise ValueError(f"SABA: {level}_loss is not a bl.FiniteSum but got {level} batches; its variance reduction "
-                         f"needs per-sample losses and indices: {_HOW}")
-
-
-def _per_row_inner(jacobian: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
-    """<J[i], w> for every row i of a per-sample Jacobian [b, *shape]."""
-    return tf.reduce_sum(tf.reshape(jacobian * w[None], [tf.shape(jacobian)[0], -1]), axis=1)
+def _sample_loss(finite_sum: FiniteSum, sample: Any) -> tf.Tensor:
+    """One sample's loss: ``per_sample_loss`` on a batch of that one sample (inside ``tf.vectorized_map``)."""
+    losses = finite_sum.per_sample(tf.nest.map_structure(lambda t: t[None], sample))
+    if losses.shape[0] not in (None, 1):
+        raise ValueError(f"bl.FiniteSum: per_sample_loss returned {losses.shape[0]} losses for a batch of one sample")
+    return tf.reshape(losses, [])
 
 
 def _first_occurrence(idx: tf.Tensor) -> tf.Tensor:

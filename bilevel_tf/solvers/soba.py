@@ -33,8 +33,9 @@ class SOBA(BilevelSolver):
     (v, z, u) step above; the default ``inner_steps=1`` is the paper's algorithm. z starts at zero and is kept
     between iterations (it is solver state, checkpointed).
 
-    Step sizes: the paper uses plain SGD steps, rho_t for v and z and gamma_t for u, decreasing as t^(-1/2)
-    in the stochastic setting (its Theorem 1; with constant steps the iterates stop at a noise floor). The
+    Step sizes: the paper uses plain SGD steps, rho_t for v and z and gamma_t for u, decreasing polynomially in
+    t in the stochastic setting (the benchmark's implementation: t^(-1/2) for both); with constant steps on
+    mini-batches the iterates stop at a noise floor (which SABA removes). The
     defaults are constant plain SGD steps, 0.1 for v and z (``linear_optimizer``: SGD at the lower optimizer's
     initial learning rate) and 0.02 for u: a single-loop method needs u slower than v and z, and these converge
     on the strongly convex quadratics of ``bl.toy``. For decreasing steps pass optimizers with a Keras
@@ -80,5 +81,6 @@ class SOBA(BilevelSolver):
                 self._step_z(d_z)
         g, f, d_v, d_z, d_u = self._oracles(upper_batch, lower_batch, with_upper=True)
         self._step_z(d_z)
-        logs = dict(upper_loss=f, lower_loss=g, lower_grad_norm_sq=ops.sq_norm(d_v), linear_residual_sq=ops.sq_norm(d_z))
+        logs = dict(upper_loss=f, lower_loss=g, lower_grad_norm_sq=ops.sq_norm(d_v),
+                    linear_residual_sq=ops.sq_norm(d_z))
         return d_u, d_v, logs
