@@ -43,10 +43,11 @@ class SABA(SOBA):
     **Per-sample losses.** A loss with a memory is a :class:`bl.FiniteSum`: ``per_sample_loss(batch)`` returns
     one loss per sample and the batch carries the samples' indices (by default the first element of a tuple
     batch ``(indices, x, y)``, or the ``"index"`` entry of a dict batch), e.g. a ``tf.data`` pipeline
-    ``Dataset.from_tensor_slices((np.arange(n), x, y)).shuffle(n).batch(b)`` given to ``bl.fit``. The per-sample
-    oracles are vectorized with ``tf.vectorized_map`` over the batch (``pfor``, no Python loop): each sample's
-    loss is ``per_sample_loss`` of a batch holding that sample alone, differentiated twice (double backward;
-    ``hvp`` applies to batch None only). Indices within a batch may repeat (each memory row and the mean move
+    ``Dataset.from_tensor_slices((np.arange(n), x, y)).shuffle(n).batch(b)`` given to ``bl.fit`` (every tensor
+    of a batch holds its samples along the first axis). The per-sample oracles are vectorized with
+    ``tf.vectorized_map`` over the batch (``pfor``, no Python loop): each sample's loss is ``per_sample_loss`` of
+    a batch holding that sample alone, differentiated twice (double backward; ``hvp`` applies to batch None
+    only). Indices within a batch may repeat (each memory row and the mean move
     once). Batch None means the whole set: the oracles are then the exact full-batch ones (what the SAGA
     estimates equal there) and the memory is left as it is; a plain loss (not a FiniteSum) is accepted only
     that way and raises ValueError when given batches. A SAGA estimate is unbiased whatever the memory holds,
