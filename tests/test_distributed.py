@@ -6,12 +6,14 @@ import pytest
 import tensorflow as tf
 
 import bilevel_tf as bl
+from finite_sum_quadratic import FiniteSumQuadratic
 from importance_toy import importance_data, importance_problem
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
 KW = {"penalty": dict(eps=1e3), "approxgrad": {}, "rmd": dict(lower_optimizer=0.1), "gd": {},
-      "vpbgd": dict(gamma_init=1.0, gamma_max=1.0, gamma_argmax_step=1), "gpbgd": dict(gamma_init=1.0)}
+      "vpbgd": dict(gamma_init=1.0, gamma_max=1.0, gamma_argmax_step=1), "gpbgd": dict(gamma_init=1.0),
+      "soba": {}, "amigo": {}, "stocbio": dict(linear_steps=3), "f2sa": {}, "bome": {}}
 
 
 def _build(method, strategy):
@@ -48,3 +50,17 @@ def test_two_replicas_equal_one_device(method, mirrored):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
     for key in ("upper_loss", "lower_loss"):
         assert logs2[key] == pytest.approx(logs1[key], rel=1e-4)
+
+
+def test_saba_memory_gathers_every_replicas_samples(mirrored):
+    results = []
+    for strategy in (tf.distribute.get_strategy(), mirrored):
+        with strategy.scope():
+            q = FiniteSumQuadratic()
+            solver = bl.SABA(q.finite_sum_problem(), inner_steps=2)
+        bl.fit(solver, *q.datasets(batch=(4, 6)), steps=4, verbose=0)
+        memory = [t.numpy() for tables, means in solver.memory.values() for t in tables + means]
+        results.append([q.u.numpy(), q.v.numpy(), solver.z[0].numpy()] + memory)
+    assert np.any(results[0][0] != 0) and np.any(results[0][3] != 0)
+    for a, b in zip(*results):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)

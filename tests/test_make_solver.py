@@ -16,11 +16,18 @@ SLOT_CLASSES = {
     "gd": dict(upper_optimizer=ADAM, lower_optimizer=ADAM),
     "vpbgd": dict(upper_optimizer=SGD, lower_optimizer=SGD, inner_optimizer=SGD),
     "gpbgd": dict(upper_optimizer=SGD, lower_optimizer=SGD),
+    "soba": dict(upper_optimizer=SGD, lower_optimizer=SGD, linear_optimizer=SGD),
+    "saba": dict(upper_optimizer=SGD, lower_optimizer=SGD, linear_optimizer=SGD),
+    "amigo": dict(upper_optimizer=SGD, lower_optimizer=SGD, linear_optimizer=SGD),
+    "stocbio": dict(upper_optimizer=SGD, lower_optimizer=SGD),
+    "f2sa": dict(upper_optimizer=SGD, lower_optimizer=SGD, penalty_optimizer=SGD),
+    "bome": dict(upper_optimizer=SGD, lower_optimizer=SGD, inner_optimizer=SGD),
 }
 
 
 def test_methods_are_the_canonical_names():
-    assert bl.METHODS == ("penalty", "approxgrad", "rmd", "gd", "vpbgd", "gpbgd")
+    assert bl.METHODS == ("penalty", "approxgrad", "rmd", "gd", "vpbgd", "gpbgd", "soba", "saba", "amigo", "stocbio",
+                          "f2sa", "bome")
     assert set(SLOT_CLASSES) == set(bl.METHODS)
     for method in bl.METHODS:
         assert bl.get_solver(method).method == method
@@ -71,7 +78,8 @@ def test_config_dicts_and_names_are_built_by_keras():
 
 def test_unknown_method_names_the_valid_ones():
     with pytest.raises(ValueError, match=r"unknown method 'newton'; choose one of \['penalty', 'approxgrad', 'rmd', "
-                                         r"'gd', 'vpbgd', 'gpbgd'\]"):
+                                         r"'gd', 'vpbgd', 'gpbgd', 'soba', 'saba', 'amigo', 'stocbio', 'f2sa', "
+                                         r"'bome'\]"):
         bl.make_solver("newton", Quadratic().problem())
 
 

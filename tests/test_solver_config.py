@@ -20,6 +20,12 @@ SOLVER_OPTIONS = {
     "gd": {},
     "vpbgd": dict(gamma_max=3.0),
     "gpbgd": dict(gamma_max=3.0),
+    "soba": dict(linear_optimizer=0.05),
+    "saba": dict(linear_optimizer={"class_name": "Adam", "config": {"learning_rate": 0.01}}),
+    "amigo": dict(linear_steps=4),
+    "stocbio": dict(linear_steps=4, neumann_step=0.2),
+    "f2sa": dict(lam_init=5.0, lam_growth=0.5, lam_max=None),
+    "bome": dict(eta=0.3, decay_steps=None, warm_start=False),
 }
 
 

@@ -25,7 +25,9 @@ def _counting_problem(q, counter):
     return bl.BilevelProblem(f, g, base.upper_vars, base.lower_vars)
 
 
-KW = {"penalty": {}, "approxgrad": {}, "rmd": {"lower_optimizer": 0.1}, "gd": {}, "vpbgd": {}, "gpbgd": {}}
+KW = {"penalty": {}, "approxgrad": {}, "rmd": {"lower_optimizer": 0.1}, "gd": {}, "vpbgd": {}, "gpbgd": {},
+      # SABA takes per-sample losses (bl.FiniteSum), not these batches: tests/test_saba.py covers it
+      "soba": {}, "amigo": {}, "stocbio": {"linear_steps": 3}, "f2sa": {}, "bome": {}}
 
 
 @pytest.mark.parametrize("method", sorted(KW))

@@ -1,5 +1,6 @@
 """The optimizer options of a solver: what a slot (``upper_optimizer``, ``lower_optimizer``, ApproxGrad's
-``linear_optimizer``, V-PBGD's ``inner_optimizer``) accepts, and how the solver records it."""
+``linear_optimizer``, V-PBGD's ``inner_optimizer``) accepts, how the solver records it, and how a solver adds
+a slot of its own (:func:`add_slot`)."""
 from __future__ import annotations
 
 import copy
@@ -77,3 +78,22 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return repr(value)
+
+
+def add_slot(solver: Any, name: str, spec: Any, default_cls: Type[keras.optimizers.Optimizer], variables: Any,
+             default_lr: Any = None) -> keras.optimizers.Optimizer:
+    """An extra optimizer slot of ``solver`` (like ApproxGrad's ``linear_optimizer``) from any form of
+    :func:`make_optimizer`: a learning rate gives ``default_cls``; None gives ``default_cls`` at ``default_lr``
+    (by default the lower optimizer's initial learning rate: a step that is stable on g). The slot must be its
+    own instance; it is built on ``variables``, checkpointed under ``name`` (``solver.add_state``) and recorded
+    by ``solver.get_config()`` under ``name``."""
+    if default_lr is None:
+        default_lr = float(keras.ops.convert_to_numpy(solver.lower_optimizer.learning_rate))
+    optimizer = make_optimizer(spec, name, default_cls, default_lr)
+    check_learning_rate(optimizer, name)
+    if any(optimizer is other for other in solver._state.values()):
+        raise ValueError(f"{name} must be a separate optimizer instance (each slot keeps its own state)")
+    solver._build_optimizer(optimizer, variables, name)
+    solver.add_state(name, optimizer)
+    solver._optimizer_configs[name] = optimizer_config(optimizer)
+    return optimizer
