@@ -13,11 +13,12 @@ outside the timed region (``simulated_runs.py``). Mini-batches are the benchmark
 ``--batch-size`` samples in a new random order each epoch, one per level and upper iteration.
 
 Runs: every method of ``bl.METHODS`` (or ``--solvers``) x {full batch, mini-batch} x {``default``: no option
-given to ``bl.make_solver``; ``recommended``: ``simulated_runs.RECOMMENDED``, or the best of a ``--tune``
-run with ``--recommended-from tune.json``}. Writes ``<out>/results.json`` (every curve), ``<out>/results.md``
-(the table: suboptimality reached in the budget, time to 1e-4) and ``<out>/suboptimality.png``. Runs already
-in ``<out>/results.json`` with the same budget are kept and skipped (``--fresh`` reruns everything), so an
-interrupted run resumes and a rerun after new solvers land only runs those.
+given to ``bl.make_solver``; ``recommended``: ``simulated_runs.RECOMMENDED`` (tuned learning rates / T, and
+``jit_compile=True``), or the best of a ``--tune`` run with ``--recommended-from tune.json`` (plus XLA)}.
+Writes ``<out>/results.json`` (every curve), ``<out>/results.md`` (the table: suboptimality reached in the
+budget, time to 1e-4) and ``<out>/suboptimality.png``. Runs already in ``<out>/results.json`` with the same
+budget are kept and skipped (``--fresh`` reruns everything), so an interrupted run resumes and a rerun after
+new solvers land only runs those.
 """
 from __future__ import annotations
 
@@ -109,8 +110,10 @@ def _write(out: Path, name: str, payload: dict) -> None:
 
 
 def _tuned(path: str) -> dict:
+    from simulated_runs import RECOMMENDED_COMMON
+
     best = json.loads(Path(path).read_text())["best"]
-    return {(b["method"], b["mode"]): b["options"] for b in best}
+    return {(b["method"], b["mode"]): dict(b["options"], **RECOMMENDED_COMMON) for b in best}
 
 
 def benchmark(args, bl, data, out: Path) -> None:
@@ -123,7 +126,8 @@ def benchmark(args, bl, data, out: Path) -> None:
     tuned = _tuned(args.recommended_from) if args.recommended_from else {}
     methods = _methods(args, bl)
     header = dict(key=key, problem=data.summary(), machine=dict(platform=platform.platform(), cpus=os.cpu_count()),
-                  recommended=runs.RECOMMENDED, recommended_minibatch=runs.RECOMMENDED_MINIBATCH)
+                  recommended=runs.RECOMMENDED, recommended_minibatch=runs.RECOMMENDED_MINIBATCH,
+                  recommended_common=runs.RECOMMENDED_COMMON)
     for batch_size in _modes(args):
         mode = "full" if batch_size is None else f"minibatch{batch_size}"
         for settings in args.settings:
@@ -140,9 +144,13 @@ def benchmark(args, bl, data, out: Path) -> None:
                 _write(out, "results.json", dict(header, runs=done))
     ordered = report.order(done, methods)
     table = report.markdown_table(ordered, args.seconds, thresholds=(1e-2, 1e-4, 1e-6))
+    options = "\n".join(f"- {r['method']} ({r['mode']}): `{r['options']}`" for r in ordered
+                        if r["settings"] == "recommended")
+    load = [r["load_average"][0] for r in ordered]
     (out / "results.md").write_text(
         f"# bilevel_tf on benchopt's simulated quadratic ({args.spec}, {args.dtype}, {args.seconds:g} s per run)\n\n"
-        f"Problem: {json.dumps(data.summary())}\n\n{table}")
+        f"Problem: {json.dumps(data.summary())}\n\n{table}\nRecommended options:\n\n{options}\n\n"
+        f"Load average (1 min) at the start of the runs: {min(load):.1f}-{max(load):.1f} on {os.cpu_count()} CPUs.\n")
     report.plot(ordered, str(out / "suboptimality.png"), "bilevel_tf")
     print(table)
 

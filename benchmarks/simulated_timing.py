@@ -65,7 +65,7 @@ def _penalty_iteration(quad: SimulatedProblem, batch_size: Optional[int], min_se
     while elapsed < min_seconds or done < 3:
         args = prepare(chunk)
         start = time.perf_counter()
-        float(next(iter(execute(args).values())))
+        float(next(iter(execute(args)[0].values())))
         elapsed, done = elapsed + time.perf_counter() - start, done + chunk
         chunk = min(2 * chunk, 64)
     return dict(penalty_iteration=elapsed / done, penalty_iterations_timed=done)

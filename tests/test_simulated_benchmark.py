@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import simulated_quadratic as sq  # noqa: E402
 from simulated_problem import BlockSampler, SimulatedProblem  # noqa: E402
-from simulated_runs import run_solver, summarize, timed_loop  # noqa: E402
+from simulated_runs import run_solver, timed_loop  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -78,13 +78,20 @@ def test_timed_loop_stops_at_the_floor_and_doubles_chunks():
     def execute(k):
         state["chunks"].append(k)
         state["value"] *= 0.5 ** k
-        return {"loss": tf.constant(0.0)}
+        return {"loss": tf.constant(0.0)}, k
     record = timed_loop(lambda k: k, execute, lambda: state["value"], seconds=60.0, min_chunk=1, floor=1e-6)
     assert record["stopped"] == "floor" and record["suboptimality"][-1] < 1e-6
     assert state["chunks"][:3] == [1, 2, 4]  # each chunk far below seconds / points: doubled
     assert record["iterations"][1:] == list(np.cumsum(state["chunks"]))
-    first = summarize(record)
-    assert first["iterations_to_0.01"] == 7 and first["time_to_1e-06"] is not None
+    assert record["iterations_to_0.01"] == 7 and record["time_to_1e-06"] is not None
+    assert record["best"] == record["final"] == record["suboptimality"][-1]
+
+
+def test_timed_loop_stops_when_a_chunk_ends_early_on_a_non_finite_loss():
+    # run_feeds stops at the first non-finite iteration: count what ran, stop, never grow the chunk on it
+    record = timed_loop(lambda k: k, lambda k: ({"loss": tf.constant(np.inf)}, 1), lambda: 1e300,
+                        seconds=60.0, min_chunk=2)
+    assert record["stopped"] == "diverged" and record["iterations"] == [0, 1]
 
 
 @pytest.mark.slow  # compiles a Penalty step (seconds on a loaded CPU)
