@@ -9,10 +9,12 @@ pd = pytest.importorskip("pandas")
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "benchopt"
 pytestmark = pytest.mark.slow  # compiles a solver inside benchopt's runner
+# the library's defaults but larger learning rates (the recommended settings add XLA: a long compile)
+SOLVER = "penalty[batch_size=8,eval_every=4,settings=default,upper_lr=0.01,lower_lr=0.01]"
 
 
 def test_benchopt_runs_the_simulated_quadratic(tmp_path):
-    out = benchopt.run_benchmark(str(BENCHMARK), solver_names=["penalty[batch_size=8,eval_every=4]"],
+    out = benchopt.run_benchmark(str(BENCHMARK), solver_names=[SOLVER],
                                  dataset_names=["simulated[spec=tiny]"], max_runs=4, n_repetitions=1, timeout=120,
                                  plot_result=False, display=False, html=False, show_progress=False, no_cache=True,
                                  output_file=str(tmp_path / "out"))

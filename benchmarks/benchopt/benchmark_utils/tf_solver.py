@@ -2,7 +2,8 @@
 
 Parameters: ``settings`` ("recommended": the options of ``benchmarks/simulated_runs.py``'s RECOMMENDED table,
 tuned on the simulated quadratic; "default": ``bl.make_solver``'s defaults), ``upper_lr``, ``lower_lr``
-(learning rates of the slots' default classes) and ``inner_steps`` that override those when not None,
+(learning rates of the slots' default classes) and ``inner_steps`` that override those when not None (the
+recommended settings include ``jit_compile=True``: XLA compiles for a while before the first evaluation),
 ``batch_size`` (an int, or "full") and ``eval_every`` (upper iterations per benchopt callback, run in one
 compiled call). The solver is built and compiled in ``set_objective`` (not timed); ``run`` restarts
 from the task's start and calls the callback, which benchopt times and uses to evaluate the objective,
@@ -43,10 +44,10 @@ class BilevelTFSolver(BaseSolver):
         self.solver = bl.make_solver(self.method, self.tf_task.problem(), **self.options())
         batch_size = None if self.batch_size == "full" else int(self.batch_size)
         self._chunks = lambda: chunk_functions(self.solver, task.n_upper, task.n_lower, batch_size, seed=0)
-        # Compile here rather than in warm_up, which benchopt calls once per solver, not once per dataset.
+        # Compile here rather than in warm_up, which benchopt calls once per solver, not once per dataset; every
+        # call runs the same chunk length (XLA compiles one program per length).
         prepare, execute, chunk = self._chunks()
-        execute(prepare(chunk))
-        execute(prepare(max(chunk + 1, self.eval_every)))  # compiles every chunk length
+        execute(prepare(max(chunk, self.eval_every)))
 
     def run(self, callback):
         self.solver.reset_state()
