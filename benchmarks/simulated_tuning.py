@@ -83,7 +83,11 @@ def run_grid(quad: SimulatedProblem, methods: Sequence[str], modes: Sequence[Opt
 
 
 def markdown(records: List[Dict[str, Any]], best: List[Dict[str, Any]], seconds: float) -> str:
-    lines = [f"# Tuning grid ({seconds:g} s per setting)", "",
+    lines = [f"# Tuning grid ({seconds:g} s per setting)", ""]
+    if any("source" in r for r in records):
+        lines += ["Rows with '-' times come from the first grid run, killed by the OOM killer before it wrote its "
+                  "JSON (fixed since): their final values are from its log.", ""]
+    lines += [
              "| method | mode | options | subopt. at end | time to 1e-4 (s) | time to 1e-6 (s) | ms / iter. |",
              "|---|---|---|---|---|---|---|"]
     def seconds(r, key):
