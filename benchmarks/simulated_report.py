@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Sequence
 
 FLOOR = 1e-16  # plotted in place of exact zeros on the log axis
+CEILING = 1e2  # plotted in place of larger values (diverged runs)
 
 
 def label(record: Dict[str, Any], with_framework: bool = False) -> str:
@@ -49,26 +50,30 @@ def markdown_table(records: Sequence[Dict[str, Any]], seconds: float, thresholds
 
 
 def plot(records: Sequence[Dict[str, Any]], path: str, title: str, with_framework: bool = False) -> None:
-    """Suboptimality vs time (left) and vs upper iterations (right), one panel row per mode."""
+    """Suboptimality vs time (left) and vs upper iterations (right), one panel row per mode; one color per
+    method (and framework), dashed for default settings and for the JAX side; values clipped to
+    [FLOOR, CEILING] so that diverged runs leave the top of the panel."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     modes = sorted({r["mode"] for r in records}, key=lambda m: (m != "full", m))
     fig, axes = plt.subplots(len(modes), 2, figsize=(13, 4.6 * len(modes)), squeeze=False)
-    names = sorted({label(r, with_framework) for r in records})
-    colors = {n: plt.get_cmap("tab20")(i % 20) for i, n in enumerate(names)}
+    keys = sorted({(r.get("framework", ""), r["method"]) for r in records})
+    colors = {k: plt.get_cmap("tab10" if len(keys) <= 10 else "tab20")(i % 20) for i, k in enumerate(keys)}
     for row, mode in zip(axes, modes):
         for r in (r for r in records if r["mode"] == mode):
-            name = label(r, with_framework)
-            style = "--" if r.get("settings") == "default" or r.get("framework") == "jax" else "-"
-            values = [max(v, FLOOR) for v in r["suboptimality"]]
+            color = colors[(r.get("framework", ""), r["method"])]
+            style = "--" if r.get("settings") == "default" or r.get("framework", "").startswith("jax") else "-"
+            values = [min(max(v, FLOOR), CEILING) if v == v else CEILING for v in r["suboptimality"]]
             # log axes: the start (t = 0, iteration 0) is drawn at 1 ms / iteration 1
-            row[0].plot([max(t, 1e-3) for t in r["seconds"]], values, style, color=colors[name], label=name, lw=1.4)
-            row[1].plot([max(i, 1) for i in r["iterations"]], values, style, color=colors[name], lw=1.4)
+            row[0].plot([max(t, 1e-3) for t in r["seconds"]], values, style, color=color,
+                        label=label(r, with_framework), lw=1.4)
+            row[1].plot([max(i, 1) for i in r["iterations"]], values, style, color=color, lw=1.4)
         for ax, xlabel in zip(row, ("solver time (s)", "upper iterations")):
             ax.set_xscale("log")
             ax.set_yscale("log")
+            ax.set_ylim(FLOOR, CEILING)
             ax.set_xlabel(xlabel)
             ax.set_ylabel("(h(x) - h*) / (h(x0) - h*)")
             ax.grid(True, which="major", alpha=0.3)
