@@ -116,10 +116,10 @@ def parse(argv=None) -> argparse.Namespace:
     return args
 
 
-def run_jax(args, snapshot: Path, data_path: Path, out: Path) -> list:
+def run_jax(args, snapshot: Path, data_path: Path) -> list:
     records = []
     for oracle in [o for o in args.oracles.split(",") if o]:
-        target = out / f"jax_{oracle}.json"
+        target = data_path.parent / f"jax_{oracle}.json"  # temporary: results.json gets every run
         command = [args.jax_python, str(HERE / "side_by_side_jax.py"), "--snapshot", str(snapshot), "--data",
                    str(data_path), "--out", str(target), "--solvers", args.jax_solvers, "--seconds",
                    str(args.seconds), "--points", str(args.points), "--seed", str(args.seed), "--oracle", oracle,
@@ -164,17 +164,26 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="side_by_side_") as scratch:  # 10 MB of arrays, not kept
         data_path = Path(scratch) / "problem.npz"
         np.savez(data_path, **data.arrays())
-        records = run_jax(args, snapshot, data_path, out)
+        records = run_jax(args, snapshot, data_path)
     records += run_ours(args, data)
     for r in records:
         r.pop("config", None)
     (out / "results.json").write_text(json.dumps(dict(problem=data.summary(), spec=args.spec, dtype=args.dtype,
                                                       seconds=args.seconds, runs=records), default=float))
-    table = report.markdown_table(records, args.seconds, thresholds=(1e-4, 1e-6), with_framework=True)
-    (out / "results.md").write_text(f"# Side by side ({args.spec}, {args.dtype}, {args.seconds:g} s per run)\n\n"
-                                    f"{table}")
+    (out / "results.md").write_text(markdown(records, args))
     report.plot(records, str(out / "suboptimality.png"), "side by side", with_framework=True)
-    print(table)
+    print(markdown(records, args))
+
+
+def markdown(records: list, args) -> str:
+    """The table, each run's options and the machine's load."""
+    table = report.markdown_table(records, args.seconds, thresholds=(1e-4, 1e-6), with_framework=True)
+    options = "\n".join(f"- {report.label(r, True)} ({r['mode']}): `{r['options']}`" for r in records
+                        if "benchmark oracle" not in r["framework"])
+    load = [r["load_average"][0] for r in records]
+    return (f"# Side by side ({args.spec}, {args.dtype}, {args.seconds:g} s per run)\n\n{table}\nOptions:\n\n"
+            f"{options}\n\nLoad average (1 min) at the start of the runs: {min(load):.1f}-{max(load):.1f} on "
+            f"{os.cpu_count()} CPUs.\n")
 
 
 if __name__ == "__main__":
