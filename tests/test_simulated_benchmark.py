@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.append(str(Path(__file__).resolve().parents[1] / "benchmarks"))  # after tests/: no shadowing
 
 import simulated_quadratic as sq  # noqa: E402
 from simulated_problem import BlockSampler, SimulatedProblem  # noqa: E402
