@@ -1,4 +1,5 @@
-"""Install bilevel_tf: `pip install -e .` (add `[test]` for pytest)."""
+"""Install bilevel_tf: `pip install -e .` (add `[test]` for pytest, `[bench]` for the benchopt benchmark in
+benchmarks/benchopt)."""
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -21,5 +22,7 @@ setup(
     packages=find_packages(include=["bilevel_tf", "bilevel_tf.*"]),
     python_requires=">=3.9",
     install_requires=_requirements("requirements.txt"),
-    extras_require={"test": _requirements("requirements-test.txt")},
+    extras_require={"test": _requirements("requirements-test.txt"),
+                    # optional: `benchopt run benchmarks/benchopt` (benchopt brings pandas, pyarrow, plotly, ...)
+                    "bench": ["benchopt>=1.5"]},
 )
