@@ -86,7 +86,7 @@ def test_penalty_upper_gradient_is_exact_at_the_penalized_minimizer():
     q = Quadratic()
     rho = 3.0
     solver = bl.Penalty(q.problem(u0=U0), upper_optimizer=SGD(0.1), lower_optimizer=SGD(0.05), inner_steps=2000,
-                        rho=rho, lam=0.0, eps=0.0, nu=0.0, lr_decay=None)
+                        rho=rho, lam=0.0, eps=0.0, nu=0.0, lr_decay=None, lower_scale=False, average_lower=False)
     got = solver.hypergradient()[0].numpy()
     v = q.v.numpy()
     exact_at_v = q.a * U0 - q.B.T @ (-np.linalg.solve(q.A, v - q.c))  # grad_u f - H_uv H_vv^-1 grad_v f

@@ -11,9 +11,11 @@ from ..problem import BilevelProblem
 from .base import BilevelSolver, check_choice, check_nonnegative, state_variable
 
 from ..options import DEFAULT_SCHEDULE, PENALTY_SCHEDULES as SCHEDULES  # noqa: F401  (re-exported)
+from . import penalty_calibration as calibrate
+
 AUTO = "auto"
-#: lam_0 = LAM_FRACTION x f's curvature / g's curvature along grad_v f (see ``Penalty``)
-LAM_FRACTION = 0.1
+
+
 class _FromSchedule:
     """Default of the schedule constants: take the preset's value (None is a real value for lr_decay)."""
 
@@ -34,34 +36,39 @@ class Penalty(BilevelSolver):
 
     One upper iteration (one call of :meth:`step`)::
 
-        repeat T times:  v <- lower_optimizer step along grad_v h_l
-                         = grad_v f + H_vv g (nu + rho grad_v g) + lam grad_v g   (one Hessian-vector product)
+        repeat T times:  v <- lower_optimizer step along  c grad_v h_l
+                         = c [grad_v f + H_vv g (nu + rho grad_v g) + lam grad_v g]  (one Hessian-vector product)
         u <- upper_optimizer step along grad_u h_u = grad_u f + H_uv g (nu + rho grad_v g)
-        then the schedule (below).
+        then the schedule:  nu <- nu + beta rho grad_v g  (and, in the tolerance presets, rho, lam, eps)
 
-    By Lemma 3 of the paper, at the minimizer of h over v, grad_u h_u is the exact hypergradient.
+    (c = 1 unless ``lower_scale``.) By Lemma 3 of the paper, at the minimizer of h over v, grad_u h_u is the
+    exact hypergradient; where the multiplier's update stops (grad_v g = 0 and grad_v h_l = 0), nu =
+    -(H_vv g)^-1 grad_v f and grad_u h_u is the exact hypergradient whatever rho and lam are.
 
     **Schedules** (``schedule=``; each constant below is also an argument that overrides the preset):
 
-    ``"auglag"`` (default): the method of multipliers on the constraint grad_v g = 0, with one multiplier
-    step per upper iteration and a penalty scaled to the problem once, at the first iteration::
+    ``"balanced"`` (default): the method of multipliers with a damped multiplier step (``dual_step`` beta =
+    0.1) every iteration, and rho, lam and the lower step's scale set once, at the first iteration, from
+    curvature probes (``calibration="spectral"``, bilevel_tf.solvers.penalty_calibration): g's curvature
+    range [h_lo, h_hi] as seen from grad_v f (20 Lanczos steps of Hessian-vector products) and f's top
+    curvature s in v (10 steps)::
 
-        first iteration:  w = grad_v f,   rho = ||H_f w|| / ||H_g H_g w||,   lam = 0.1 ||H_f w|| / ||H_g w||
-        every iteration:  nu <- nu + rho grad_v g;   rho, lam fixed;   learning rates untouched
+        rho = 0.3 s / (h_lo h_hi),   lam = s / h_hi,   c = h_hi / (s + lam h_hi + rho h_hi^2)
 
-    (H_f, H_g: Hessians in v of f and g, applied by Hessian-vector products; three products, once.)
+    Why: along an eigenvector of H_vv g with curvature h, the multiplier error shrinks by a factor
+    1 - beta rho h^2 / (s + lam h + rho h^2) per iteration (v at its minimizer), and h_l's curvature there is
+    s + lam h + rho h^2. This rho makes the multiplier converge at about 0.3 beta h / h_hi per iteration
+    while h_l stays as well conditioned as g; c gives h_l g's top curvature, so a learning rate chosen for g
+    (plain SGD included) suits the lower steps; the damped step beta keeps the multiplier slower than v
+    (whose optimizer may carry momentum over ~10 steps) and u; and the u step and the multiplier read v at
+    the mean of the T inner iterates (``average_lower``: an optimizer that circles v's minimizer, such as
+    RMSprop or Adam at a large learning rate, would otherwise feed its circling into both; v itself goes on
+    from its last iterate, so the lower optimizer's trajectory is untouched). rho, lam and beta are measured on the
+    generated problem families of ``benchmarks/robustness.py`` (all optimizer pairs a user types, T = 1-20);
+    learning rates are never touched.
 
-    Why it converges: nu + rho grad_v g estimates the Lagrange multiplier of grad_v g = 0. The update stops
-    only where grad_v g = 0, and there the lam term vanishes and grad_v h_l = 0 reads
-    grad_v f + H_g nu = 0, i.e. nu = -(H_g)^-1 grad_v f, so grad_u h_u is the exact hypergradient whatever
-    rho and lam are: no schedule has to fire, and nothing (lr decay, a tolerance that noise keeps out of
-    reach) freezes u before it gets there. With v at the minimizer of h_l, the multiplier error along an
-    eigenvector of H_g with eigenvalue h (f's curvature s there) shrinks by (lam h + s) / (rho h^2 + lam h + s)
-    per iteration. rho trades this rate against the conditioning of the v problem (whose curvature is
-    rho H_g^2 + lam H_g + H_f): the calibration makes the penalty's curvature equal f's along grad_v f,
-    and lam a tenth of it, which keeps rho's units ([f][v]^2/[g]^2) right whatever the scale of the losses
-    and of v. Pass ``rho=``/``lam=`` numbers to fix them yourself. ``benchmarks/robustness.py`` measures it
-    against the presets below and the other solvers.
+    ``"auglag"``: the previous default: beta = 1, no lower scale or averaging, rho and lam from three products along
+    w = grad_v f (``calibration="curvature"``): rho = ||H_f w|| / ||H_g H_g w||, lam = 0.1 ||H_f w|| / ||H_g w||.
 
     ``"original"``: what hammlab/bilevel-penalty (``bilevel_penalty_aug_lag.py``, the code behind the
     paper's tables) does: when ``(||grad_u h_u||^2)^2 + (||grad_v h_l||^2)^2 < eps^2`` (the original
@@ -71,7 +78,9 @@ class Penalty(BilevelSolver):
     ``"paper"``: Algorithm 2 as printed: the test is ``||grad_u h_u||^2 + ||grad_v h_l||^2 < eps^2``,
     nu moves with the old rho, no learning-rate decay.
 
-    Knobs: ``tolerance`` ("original" | "paper", the test's form), ``nu_rho`` ("new" | "old"),
+    Knobs: ``rho``/``lam`` (numbers, or ``"auto"`` for the calibration), ``calibration`` ("spectral" |
+    "curvature"), ``dual_step`` (beta), ``lower_scale`` (scale the lower step by c; needs the spectral
+    probe), ``average_lower`` (read v at the mean inner iterate), ``tolerance`` ("original" | "paper", the test's form), ``nu_rho`` ("new" | "old"),
     ``nu_update`` ("every_step" | "on_tolerance"), ``lr_decay`` (factor on both learning rates when the
     test fires, None for none), ``c_rho``/``c_lam``/``c_eps`` (factors when the test fires), ``nu`` (the
     initial multiplier, broadcast to every entry), ``use_nu`` (False drops the multiplier: a pure penalty).
@@ -90,10 +99,14 @@ class Penalty(BilevelSolver):
                  lam: float = _UNSET, eps: float = _UNSET, nu: float = _UNSET, c_rho: float = _UNSET,
                  c_lam: float = _UNSET, c_eps: float = _UNSET, use_nu: bool = _UNSET,
                  lr_decay: Optional[float] = _UNSET, tolerance: str = _UNSET, nu_rho: str = _UNSET,
-                 nu_update: str = _UNSET, jit_compile: bool = False, **unknown: Any):
+                 nu_update: str = _UNSET, calibration: str = _UNSET, dual_step: float = _UNSET,
+                 lower_scale: bool = _UNSET, average_lower: bool = _UNSET, jit_compile: bool = False,
+                 **unknown: Any):
         self.schedule_name = check_choice("schedule", schedule, tuple(SCHEDULES))
         given = dict(rho=rho, lam=lam, eps=eps, nu=nu, c_rho=c_rho, c_lam=c_lam, c_eps=c_eps, use_nu=use_nu,
-                     lr_decay=lr_decay, tolerance=tolerance, nu_rho=nu_rho, nu_update=nu_update)
+                     lr_decay=lr_decay, tolerance=tolerance, nu_rho=nu_rho, nu_update=nu_update,
+                     calibration=calibration, dual_step=dual_step, lower_scale=lower_scale,
+                     average_lower=average_lower)
         options = {k: (SCHEDULES[self.schedule_name][k] if v is _UNSET else v) for k, v in given.items()}
         self.auto = tuple(name for name in ("rho", "lam") if isinstance(options[name], str) and options[name] == AUTO)
         for name in ("rho", "lam"):
@@ -110,6 +123,15 @@ class Penalty(BilevelSolver):
         self.nu_rho = check_choice("nu_rho", options["nu_rho"], ("new", "old"))
         self.nu_update = check_choice("nu_update", options["nu_update"], ("every_step", "on_tolerance"))
         self.use_nu = bool(options["use_nu"])
+        self.calibration = check_choice("calibration", options["calibration"], tuple(calibrate.PROBES))
+        beta = options["dual_step"]
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 < beta <= 1:
+            raise ValueError(f"dual_step must be in (0, 1], got {beta!r}")
+        options["dual_step"] = self.dual_step = float(beta)
+        options["lower_scale"] = self.scales_lower = bool(options["lower_scale"])
+        options["average_lower"] = self.average_lower = bool(options["average_lower"])
+        if self.scales_lower and self.calibration != "spectral":
+            raise ValueError("lower_scale needs calibration='spectral' (it scales h_l by g's measured curvature)")
         self.lr_decay = None if decay is None else float(decay)
         self.c_rho, self.c_lam, self.c_eps = options["c_rho"], options["c_lam"], options["c_eps"]
         self.options = options
@@ -125,10 +147,13 @@ class Penalty(BilevelSolver):
         self.nu = self.add_state("nu", [state_variable(tf.fill(v.shape, tf.cast(options["nu"], v.dtype)), "nu")
                                         for v in problem.lower_vars] if self.use_nu else [])
         self.schedule_updates = self.add_state("schedule_updates", state_variable(0, "schedule_updates", tf.int64))
-        # Only auto schedules carry this flag, so checkpoints of explicit schedules keep their old keys.
+        # Only calibrated schedules carry these, so checkpoints of explicit schedules keep their old keys.
+        self.lower_step_scale = (self.add_state("lower_scale", state_variable(1.0, "lower_scale", self.dtype))
+                                 if self.scales_lower else None)
+        self.needs_probe = bool(self.auto) or self.scales_lower
         self.calibrated = (self.add_state("calibrated", state_variable(False, "calibrated", tf.bool))
-                           if self.auto else None)
-        self._known_calibrated = not self.auto  # Python-side cache: no variable read once calibrated
+                           if self.needs_probe else None)
+        self._known_calibrated = not self.needs_probe  # Python-side cache: no variable read once calibrated
         self._calibrate_fn = tf.function(self._calibrate)
         self._distributed_calibrate_fn = tf.function(
             lambda ub, lb: self.strategy.run(self._calibrate, args=(ub, lb)))
@@ -151,23 +176,16 @@ class Penalty(BilevelSolver):
         """See :meth:`BilevelSolver.reset_state`; an ``"auto"`` rho or lam is calibrated again at the next
         step (over a value given here)."""
         super().reset_state(**schedule)
-        self._known_calibrated = not self.auto
+        self._known_calibrated = not self.needs_probe
 
     def _calibrate(self, upper_batch, lower_batch):
-        """rho_0 = ||H_f w|| / ||H_g H_g w||, lam_0 = LAM_FRACTION ||H_f w|| / ||H_g w||, w = grad_v f."""
-        problem, lower = self.problem, self.problem.lower_vars
-        _, w = autodiff.upper_value_and_grad(problem, upper_batch, lower)
-        w = [ops.dense(x) for x in w]
-        hf = autodiff.loss_hvp(lambda: problem.f(upper_batch), lower, w)
-        hg = autodiff.loss_hvp(lambda: problem.g(lower_batch), lower, w)
-        hgg = autodiff.loss_hvp(lambda: problem.g(lower_batch), lower, hg)
-        curv_f, curv_g, curv_gg = (tf.cast(tf.sqrt(ops.sq_norm(x)), self.dtype) for x in (hf, hg, hgg))
-        values = {"rho": (self.rho, curv_f / curv_gg), "lam": (self.lam, LAM_FRACTION * curv_f / curv_g)}
+        """Set the "auto" entries of rho and lam (and the lower step's scale) from the calibration's probe."""
+        probe = calibrate.PROBES[self.calibration](self.problem, upper_batch, lower_batch, self.dtype)
         for name in self.auto:
-            var, value = values[name]
-            # w = 0 (v minimizes f), f flat along w, or g flat: nothing to balance, keep 1.
-            ok = tf.math.is_finite(value) & (value > 0)
-            distribute.assign(var, tf.where(ok, value, tf.ones_like(value)))
+            distribute.assign(getattr(self, name), probe[name])
+        if self.scales_lower:
+            distribute.assign(self.lower_step_scale, calibrate.lower_scale(probe, tf.identity(self.rho),
+                                                                           tf.identity(self.lam)))
         distribute.assign(self.calibrated, tf.constant(True))
 
     def _penalty_weights(self, gv):
@@ -182,12 +200,26 @@ class Penalty(BilevelSolver):
 
     def _direction(self, upper_batch, lower_batch):
         lower = self.problem.lower_vars
+        average = self.average_lower and self.inner_steps > 1
+        total = [tf.zeros(v.shape, v.dtype) for v in lower] if average else []
         for _ in self.loop(self.inner_steps):
             _, gv, _, grad_hu = self._penalty_grads(upper_batch, lower_batch, lower)
             # grad_v h_l = grad_v h_u + lam * grad_v g: the lam term reuses grad_v g, no extra pass.
-            self.apply_lower(ops.add(grad_hu, ops.scale(gv, self.lam)))
+            grad_hl = ops.add(grad_hu, ops.scale(gv, self.lam))
+            if self.lower_step_scale is not None:
+                grad_hl = ops.scale(grad_hl, self.lower_step_scale)
+            self.apply_lower(grad_hl)
+            if average:
+                total = [t + tf.convert_to_tensor(v) for t, v in zip(total, lower)]
+        if average:  # the u step and the multiplier see the mean inner iterate; v itself goes on from v_T
+            last = [tf.convert_to_tensor(v) for v in lower]
+            for var, t in zip(lower, total):
+                distribute.assign(var, t / self.inner_steps)
         upper = self.problem.upper_vars
         g, gv, f, grads = self._penalty_grads(upper_batch, lower_batch, list(upper) + list(lower))
+        if average:
+            for var, x in zip(lower, last):
+                distribute.assign(var, x)
         grad_u, grad_hl = grads[:len(upper)], ops.add(grads[len(upper):], ops.scale(gv, self.lam))
         gv_sq = ops.sq_norm(gv)
         aux = dict(upper_loss=f, lower_loss=g, gv=gv, lower_grad_norm_sq=gv_sq,
@@ -207,6 +239,8 @@ class Penalty(BilevelSolver):
         distribute.assign(self.lam, tf.where(fired, self.lam * self.c_lam, self.lam))
         distribute.assign(self.eps, tf.where(fired, self.eps * self.c_eps, self.eps))
         rho_nu = rho_new if self.nu_rho == "new" else rho_old
+        if self.dual_step != 1.0:
+            rho_nu = rho_nu * self.dual_step
         if self.nu_update == "on_tolerance":
             rho_nu = tf.where(fired, rho_nu, tf.zeros_like(rho_nu))
         for nu, g in zip(self.nu, aux["gv"]):

@@ -1,7 +1,7 @@
 """What every toy problem shares: data held in ``tf.Variable`` s and a float64 reference answer."""
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -33,8 +33,9 @@ class ToyBilevel:
 
     # ------------------------------------------------------------------ data
     def load(self, data: Dict[str, np.ndarray], u0: Optional[np.ndarray] = None,
-               v0: Optional[np.ndarray] = None) -> None:
-        """Load another instance (same sizes); reset u to u0 (default zeros), v to v0; recompute the answer."""
+             v0: Optional[np.ndarray] = None, reference: Optional[Dict[str, Any]] = None) -> None:
+        """Load another instance (same sizes); reset u to u0 (default zeros), v to v0; compute its answer, or
+        take it from ``reference`` (another problem's :attr:`reference` for the same data) to skip the solve."""
         for key, value in data.items():
             if key not in self._data or tuple(np.shape(value)) != tuple(self._data[key].shape):
                 raise ValueError(f"{type(self).__name__}.assign: {key!r} has shape {np.shape(value)}, expected "
@@ -44,7 +45,16 @@ class ToyBilevel:
         self.u0 = np.zeros(self.n_u) if u0 is None else np.asarray(u0, np.float64)
         self.u.assign(self.u0.astype(self.dtype))
         self.v.assign(np.zeros(self.n_v, self.dtype) if v0 is None else np.asarray(v0, self.dtype))
-        self._solve()
+        self._derive()
+        if reference is None:
+            self.u_star, self.value_star = self._solve()
+        else:
+            self.u_star, self.value_star = np.array(reference["u_star"]), float(reference["value_star"])
+
+    @property
+    def reference(self) -> Dict[str, Any]:
+        """The float64 answer (``u_star``, ``value_star``), for :meth:`load`."""
+        return dict(u_star=self.u_star, value_star=self.value_star)
 
     def data(self, key: str) -> tf.Variable:
         return self._data[key]
@@ -65,8 +75,11 @@ class ToyBilevel:
     def hypergradient(self, u: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def _solve(self) -> None:
-        """Set ``u_star`` and ``value_star`` (float64)."""
+    def _derive(self) -> None:
+        """Cheap quantities of the loaded data the reference functions use (runs on every load)."""
+
+    def _solve(self) -> Tuple[np.ndarray, float]:
+        """(u*, F*) in float64."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ measures

@@ -48,15 +48,20 @@ class QuadraticBilevel(ToyBilevel):
         """Load new data (same sizes; alpha unchanged unless given) and reset u, v (to zeros unless given)."""
         self.load(_as_data(H, M, m, d, e, self.alpha if alpha is None else alpha), u0, v0)
 
-    def _solve(self) -> None:
-        H, M, m, d, e = (self.np[k] for k in ("H", "M", "m", "d", "e"))
-        self.H, self.M, self.m, self.d, self.e, self.alpha = H, M, m, d, e, float(self.np["alpha"])
+    def _derive(self) -> None:
+        H, M, m = (self.np[k] for k in ("H", "M", "m"))
+        self.H, self.M, self.m, self.d, self.e, self.alpha = H, M, m, self.np["d"], self.np["e"], float(self.np["alpha"])
         self.J = np.linalg.solve(H, M)
         self.j = np.linalg.solve(H, m)
+
+    def _solve(self):
         J, a = self.J, self.alpha
-        self.u_star = np.linalg.solve(J.T @ J + a * np.eye(self.n_u), J.T @ (d - self.j) + a * e)
-        self.v_star = J @ self.u_star + self.j
-        self.value_star = self.value(self.u_star)
+        u_star = np.linalg.solve(J.T @ J + a * np.eye(self.n_u), J.T @ (self.d - self.j) + a * self.e)
+        return u_star, self.value(u_star)
+
+    @property
+    def v_star(self) -> np.ndarray:
+        return self.J @ self.u_star + self.j
 
     @property
     def condition_number(self) -> float:

@@ -83,9 +83,11 @@ class RegularizationSelection(ToyBilevel):
     def hypergradient(self, u: np.ndarray) -> np.ndarray:
         return self.value_and_grad(u)[1]
 
-    def _solve(self) -> None:
+    def _derive(self) -> None:
         self._v_warm = np.zeros(self.n_v)
-        self.u_star, self.value_star = reference.minimize(self.value_and_grad, self.u0)
+
+    def _solve(self):
+        return reference.minimize(self.value_and_grad, self.u0)
 
 
 def regularization_data(seed: int, kind: str = "ridge", n_features: int = 10, n_train: int = 0,

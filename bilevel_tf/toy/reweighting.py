@@ -69,9 +69,11 @@ class Reweighting(ToyBilevel):
     def hypergradient(self, u: np.ndarray) -> np.ndarray:
         return self.value_and_grad(u)[1]
 
-    def _solve(self) -> None:
+    def _derive(self) -> None:
         self._v_warm = np.zeros(self.n_v)
-        self.u_star, self.value_star = reference.minimize(self.value_and_grad, self.u0)
+
+    def _solve(self):
+        return reference.minimize(self.value_and_grad, self.u0)
 
 
 def reweighting_data(seed: int, n_train: int = 100, n_features: int = 5, n_val: int = 100,

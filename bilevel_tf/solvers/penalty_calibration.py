@@ -1,0 +1,77 @@
+"""How the Penalty method scales its penalty to a problem: rho, lam and the lower step's scale from curvature
+probes (Hessian-vector products at the first iteration; see ``Penalty``'s schedules)."""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import tensorflow as tf
+
+from .. import autodiff
+from .. import tensor_ops as ops
+from ..problem import BilevelProblem
+from .curvature import lanczos_extremes
+
+#: "curvature": lam_0 = LAM_FRACTION x f's curvature / g's curvature along grad_v f
+LAM_FRACTION = 0.1
+#: "spectral": rho = RHO_SHARE s / (h_lo h_hi) and lam = s / h_hi (s: f's top curvature in v; h_lo, h_hi: g's)
+RHO_SHARE = 0.3
+#: Lanczos steps for g's spectrum (f's top curvature takes half as many)
+LANCZOS_STEPS = 20
+#: the spectral calibration treats g's curvature as at least h_hi / MAX_CONDITION (flat or negative
+#: directions, as in an over-parameterized network, would otherwise make rho unbounded)
+MAX_CONDITION = 1e3
+
+
+def _positive(value: tf.Tensor, fallback: tf.Tensor) -> tf.Tensor:
+    return tf.where(tf.math.is_finite(value) & (value > 0), value, fallback)
+
+
+def curvature_probe(problem: BilevelProblem, upper_batch: Any, lower_batch: Any, dtype) -> Dict[str, tf.Tensor]:
+    """rho = ||H_f w|| / ||H_g H_g w||, lam = LAM_FRACTION ||H_f w|| / ||H_g w|| with w = grad_v f (three
+    products): the penalty's curvature equals f's along w, lam a tenth of it. Invalid values become 1."""
+    lower = problem.lower_vars
+    _, w = autodiff.upper_value_and_grad(problem, upper_batch, lower)
+    w = [ops.dense(x) for x in w]
+    hf = autodiff.loss_hvp(lambda: problem.f(upper_batch), lower, w)
+    hg = autodiff.loss_hvp(lambda: problem.g(lower_batch), lower, w)
+    hgg = autodiff.loss_hvp(lambda: problem.g(lower_batch), lower, hg)
+    curv_f, curv_g, curv_gg = (tf.cast(tf.sqrt(ops.sq_norm(x)), dtype) for x in (hf, hg, hgg))
+    one = tf.ones([], dtype)
+    return dict(rho=_positive(curv_f / curv_gg, one), lam=_positive(LAM_FRACTION * curv_f / curv_g, one))
+
+
+def spectral_probe(problem: BilevelProblem, upper_batch: Any, lower_batch: Any, dtype) -> Dict[str, tf.Tensor]:
+    """g's curvature range [h_lo, h_hi] as seen from w = grad_v f (Lanczos) and f's top curvature s in v:
+    rho = RHO_SHARE s / (h_lo h_hi), lam = s / h_hi, and ``lower_scale`` = h_hi / (s + lam h_hi + rho h_hi^2),
+    the factor that gives the lower objective h_l the top curvature of g (so a learning rate chosen for g
+    suits it). With this rho the multiplier converges at about RHO_SHARE h / h_hi per step along curvature h,
+    while h_l stays as well conditioned as g (its curvature s + lam h + rho h^2 spans [s, RHO_SHARE s h_hi/h_lo])."""
+    lower = problem.lower_vars
+    _, w = autodiff.upper_value_and_grad(problem, upper_batch, lower)
+    w = [ops.dense(x) for x in w]
+    norm = tf.sqrt(ops.sq_norm(w))
+    # v already minimizes f: probe from a fixed pseudo-random direction instead
+    w = [tf.where(norm > 0, x, tf.random.stateless_normal(tf.shape(x), [7, 11], dtype=x.dtype)) for x in w]
+
+    def g_products(x):
+        return autodiff.loss_hvp(lambda: problem.g(lower_batch), lower, x)
+
+    def f_products(x):
+        return autodiff.loss_hvp(lambda: problem.f(upper_batch), lower, x)
+
+    h_lo, h_hi = (tf.cast(x, dtype) for x in lanczos_extremes(g_products, w, LANCZOS_STEPS))
+    _, s = lanczos_extremes(f_products, w, LANCZOS_STEPS // 2)
+    one = tf.ones([], dtype)
+    h_hi = _positive(h_hi, one)
+    s = _positive(tf.cast(s, dtype), h_hi)  # f flat in v: nothing to balance, take g's scale
+    h_lo = tf.maximum(_positive(h_lo, h_hi / MAX_CONDITION), h_hi / MAX_CONDITION)
+    return dict(rho=RHO_SHARE * s / (h_lo * h_hi), lam=s / h_hi, s=s, h_hi=h_hi)
+
+
+def lower_scale(probe: Dict[str, tf.Tensor], rho: tf.Tensor, lam: tf.Tensor) -> tf.Tensor:
+    """h_hi / (s + lam h_hi + rho h_hi^2): h_l's top curvature brought to g's."""
+    s, h_hi = probe["s"], probe["h_hi"]
+    return h_hi / (s + lam * h_hi + rho * h_hi * h_hi)
+
+
+PROBES = {"curvature": curvature_probe, "spectral": spectral_probe}
