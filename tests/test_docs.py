@@ -1,6 +1,9 @@
 """The README and the documentation site stay what they promise: a short README that starts with the two set-up
 commands, whose links lead somewhere and whose solver table covers every method; an API reference that documents
-every public name. (CI also builds the site with `mkdocs build --strict`, which checks the pages' links.)"""
+every public name; prose that names only files and modules that exist. (CI also builds the site with
+`mkdocs build --strict`, which checks the pages' links and anchors.)"""
+import fnmatch
+import importlib.util
 import re
 from pathlib import Path
 
@@ -13,6 +16,11 @@ MAX_README_LINES = 250
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 PUBLIC_NAME_DIRECTIVE = re.compile(r"^::: bl\.(\w+)\s*$", re.MULTILINE)
 SNIPPET = re.compile(r'^--8<-- "README\.md:([a-z_]+)"$', re.MULTILINE)
+CODE_SPAN = re.compile(r"`([^`\n]+)`")
+FENCED_LINE = re.compile(r"^```[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+REPO_PATH = re.compile(r"(?<![\w/.-])((?:bilevel_tf|benchmarks|tests|synthetic_examples|data_denoising|few_shot|"
+                       r"data_poisoning|clean_label|docs)/[\w./-]*\w/?)")
+DOTTED = re.compile(r"(?<![\w.])bilevel_tf((?:\.[a-z]\w*)+)")
 
 
 def _setup_commands():
@@ -68,3 +76,37 @@ def test_api_reference_documents_every_public_name():
     assert not set(documented) - set(bilevel_tf.__all__), "docs/api names something that is not public"
     assert not set(bilevel_tf.__all__) - set(documented), \
         f"public names missing from docs/api: {sorted(set(bilevel_tf.__all__) - set(documented))}"
+
+
+def _prose_files():
+    return [ROOT / "README.md", ROOT / "CONTRIBUTING.md"] + sorted((ROOT / "docs").rglob("*.md"))
+
+
+def _ignored(path: str) -> bool:
+    """Data and outputs the docs name but the repository never holds (.gitignore)."""
+    patterns = [p.strip().strip("/") for p in (ROOT / ".gitignore").read_text().splitlines()
+                if p.strip() and not p.startswith("#")]
+    return any(fnmatch.fnmatch(path.rstrip("/"), pattern) or path.startswith(pattern.rstrip("*") + "/")
+               for pattern in patterns)
+
+
+def _exists(path: str) -> bool:
+    """A file or folder, or ``module.attribute`` of a Python file (``tests/runner_utils.run_runner``)."""
+    module = re.sub(r"\.\w+$", "", path)
+    return (ROOT / path).exists() or (ROOT / f"{module}.py").is_file() or _ignored(path)
+
+
+def test_files_and_modules_the_docs_name_exist():
+    """Code moves (issue 24's layout): a path or module named in the README, CONTRIBUTING or docs/ must still
+    be there, so a move updates the prose with it."""
+    stale = []
+    for page in _prose_files():
+        text = page.read_text(encoding="utf-8")
+        code_lines = [line for block in FENCED_LINE.findall(text) for line in block.split("\n")]
+        for span in CODE_SPAN.findall(text) + code_lines:
+            stale += [(page.name, p) for p in REPO_PATH.findall(span) if "<" not in span and not _exists(p)]
+            for dotted in DOTTED.findall(span):
+                first = dotted.split(".")[1]
+                if first not in bilevel_tf.__all__ and importlib.util.find_spec(f"bilevel_tf.{first}") is None:
+                    stale.append((page.name, "bilevel_tf" + dotted))
+    assert not stale, f"the docs name files or modules that do not exist: {stale}"
