@@ -7,6 +7,8 @@ import pytest
 
 from runner_utils import assert_solver_config, run_runner
 
+from bilevel_tf import options
+
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
 SMALL = "data_denoising/mnist_small_scale/test_bilevel_importance_learning_mnist.py"
@@ -72,13 +74,13 @@ def test_denoising_runner_smoke(tmp_path, runner, method, model):
         # lr_u, and the table's original-schedule constants are left out
         text = (tmp_path / "results.json").read_text()
         hp = json.loads(text)["config"]["hyperparams"]
-        assert "NaN" not in text and (hp["schedule"], hp["lr_u"]) == ("auglag", 0.3) and "c_rho" not in hp
+        assert "NaN" not in text and (hp["schedule"], hp["lr_u"]) == (options.DEFAULT_SCHEDULE, 0.3) and "c_rho" not in hp
     if method == "gd":  # f does not depend on u directly: naive alternation never moves the importance
         assert result["metrics"]["noise_precision"] == result["metrics"]["warm_start_noise_precision"]
 
 
 def test_cifar_runner_with_augmentation_and_baselines(tmp_path):
-    result = run_runner(CIFAR, ["--smoke", "--baselines"], tmp_path)
+    result = run_runner(CIFAR, ["--smoke", "--baselines", "--augment"], tmp_path)  # the digits demo's is off
     _check_denoising(tmp_path, result, "penalty")
     assert result["config"]["augment"] is True and result["config"]["model"] == "mlp"
     m = result["metrics"]

@@ -9,7 +9,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import console, datasets, experiment
+from .. import console, datasets, experiment, options
 from .importance_data import NUM_CLASSES
 
 Split = Tuple[np.ndarray, np.ndarray]
@@ -46,7 +46,7 @@ def add_flags(p: argparse.ArgumentParser, table: Optional[Dict[Tuple[str, str], 
                        help=what + (f" (default for the linear net: {per_method}; MLP rows may differ)"
                                     if per_method else ""))
     p.add_argument("--eval_every", type=count, default=10, help="evaluate (test accuracy, F1) every N steps")
-    experiment.add_schedule_flag(p, "auglag")
+    experiment.add_schedule_flag(p, options.DEFAULT_SCHEDULE)
 
 
 def apply_defaults(args: argparse.Namespace, table: Dict[Tuple[str, str], Dict[str, Any]]) -> None:

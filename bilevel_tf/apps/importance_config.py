@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from .. import console, experiment
+from ..options import DEFAULT_SCHEDULE
 from . import importance_data as data
 from .importance_data import NUM_CLASSES, Sizes
 
@@ -39,6 +40,7 @@ class DenoisingSpec:
     paper: str = ""                      # the published numbers, for the reader (results.json's "paper" entry
                                          # comes from bilevel_tf.paper_results, and only for the paper's data)
     augment: Optional[Dict[str, Any]] = None  # train/val augmentation (CIFAR-10); --no-augment turns it off
+    augment_by_default: bool = True      # --augment's default (a data set's override may turn it off)
     selection_threshold: Optional[float] = None  # retrain on {a > threshold} + val instead of weighting
     overrides: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # per data set: fields to replace
     default_data_dir: Optional[str] = None
@@ -80,12 +82,14 @@ SMALL_MODELS: Dict[str, Tuple[str, Dict[str, Any]]] = {  # --model name -> (mode
 #: the MLP above, batch 200 (5 upper iterations per epoch), 20 epochs, T = 20. The paper's learning rates are
 #: tuned for ~300 batches per epoch over 100+ epochs, so the demo takes larger lower-level steps; its
 #: evaluation classifiers train long enough (100 epochs, Adam 3e-3) for uniform weights to memorise the noise.
+#: the Penalty upper learning rate the paper's schedules keep in the digits demos
+PAPER_SCHEDULE_LR_U = {"original": dict(lr_u=1.0), "paper": dict(lr_u=1.0)}
 DIGITS_DEMO = dict(
     default_model="mlp", epochs=20, batch_size=200, pretrain_epochs=50, eval_epochs=100, eval_lr=3e-3,
-    inner_steps=20, schedule="auglag",
-    # the library's default schedule takes graded steps of 0.3 on the atanh logits (a first per-example step
-    # of 1 already moves a from 0.5 to 0.88); --schedule original keeps the first demo's lr_u = 1
-    hyperparams=dict(penalty=dict(lr_u=1.0, lr_v=3e-3, pretrain_lr=1e-3, by_schedule={"auglag": dict(lr_u=0.3)}),
+    inner_steps=20, schedule=DEFAULT_SCHEDULE,
+    # the library's schedules take graded steps of 0.3 on the atanh logits (a first per-example step of 1
+    # already moves a from 0.5 to 0.88); --schedule original/paper keep the first demo's lr_u = 1
+    hyperparams=dict(penalty=dict(lr_u=0.3, lr_v=3e-3, pretrain_lr=1e-3, by_schedule=PAPER_SCHEDULE_LR_U),
                      approxgrad=dict(lr_u=0.3, lr_v=1e-3, lr_p=1e-3, halve_every=None, pretrain_lr=1e-3),
                      rmd=dict(lr_u=1.0, lr_v=0.1, pretrain_lr=1e-3),
                      gd=dict(lr_u=1.0, lr_v=1e-3, pretrain_lr=1e-3)))
@@ -128,7 +132,7 @@ def build_parser(spec: DenoisingSpec) -> argparse.ArgumentParser:
                    help="run the classifier's dropout in the bilevel losses (the original never enabled "
                         "Keras' learning phase, so its dropout was off)")
     if spec.augment is not None:
-        p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+        p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=spec.augment_by_default,
                        help="augment training and validation batches as the original (rotation 40, shifts "
                             "0.2, zoom 0.2, horizontal flip)")
     p.add_argument("--synthetic-data", action="store_true",
