@@ -80,6 +80,7 @@ def test_linear_solvers_on_an_explicit_matrix():
     (dict(linear_solver="gd"), r"linear_solver must be one of \['cg', 'neumann'\], got 'gd'"),
     (dict(linear_steps=0), "linear_steps must be an integer >= 1"),
     (dict(linear_solver="neumann", neumann_step=-0.1), "neumann_step must be a positive number"),
+    (dict(sigma=-1e-3), "sigma must be a non-negative number"),
 ])
 def test_bad_options_raise_value_errors_naming_the_argument(options, message):
     with pytest.raises(ValueError, match=message):

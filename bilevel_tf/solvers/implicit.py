@@ -10,7 +10,7 @@ import tensorflow as tf
 from .. import autodiff, distribute
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
-from .base import BilevelSolver, check_choice, check_positive_int, state_variable
+from .base import BilevelSolver, check_choice, check_nonnegative, check_positive_int, state_variable
 from .linear_solvers import make_linear_solver
 
 
@@ -36,8 +36,9 @@ class Implicit(BilevelSolver):
     one compiled graph. ``warm_start=True`` (default) starts q from the previous iteration's solution, False
     from zero. ``linear_steps`` defaults to 10 (CG is exact after dim(v) steps on a quadratic);
     ``neumann_step`` (eta, needs eta < 2 / lambda_max(H_vv g)) defaults to the lower optimizer's initial
-    learning rate. Defaults: plain SGD steps of 0.1 at both levels, T = 10. H_vv g must be positive definite
-    (CG), which holds near a strict minimum of g.
+    learning rate. ``sigma`` > 0 solves (H_vv g + sigma I) q = b instead, for a singular H_vv g (as ApproxGrad).
+    Defaults: plain SGD steps of 0.1 at both levels, T = 10, sigma = 0. H_vv g + sigma I must be positive
+    definite (CG), which holds near a strict minimum of g.
     """
 
     method = "implicit"
@@ -50,8 +51,8 @@ class Implicit(BilevelSolver):
 
     def __init__(self, problem: BilevelProblem, upper_optimizer: Any = None, lower_optimizer: Any = None, *,
                  inner_steps: Optional[int] = None, linear_solver: str = "cg", linear_steps: Optional[int] = None,
-                 neumann_step: Optional[float] = None, warm_start: bool = True, jit_compile: bool = False,
-                 **unknown: Any):
+                 neumann_step: Optional[float] = None, sigma: float = 0.0, warm_start: bool = True,
+                 jit_compile: bool = False, **unknown: Any):
         super().__init__(problem, upper_optimizer, lower_optimizer, inner_steps=inner_steps,
                          jit_compile=jit_compile, **unknown)
         # (gradient descent on the residual, with its own optimizer, is ApproxGrad)
@@ -64,12 +65,18 @@ class Implicit(BilevelSolver):
             raise ValueError(f"neumann_step must be a positive number (eta < 2/L), got {neumann_step!r}")
         self.neumann_step = float(neumann_step)
         self._solve = make_linear_solver(linear_solver, step_size=self.neumann_step)
+        self.sigma = check_nonnegative("sigma", sigma)
         self.warm_start = bool(warm_start)
         self.q = self.add_state("q", [state_variable(tf.zeros(v.shape, v.dtype), "q") for v in problem.lower_vars])
 
     def _config(self) -> Dict[str, Any]:
         return dict(linear_solver=self.linear_solver, linear_steps=self.linear_steps,
-                    neumann_step=self.neumann_step, warm_start=self.warm_start)
+                    neumann_step=self.neumann_step, sigma=self.sigma, warm_start=self.warm_start)
+
+    def _linear_operator(self, lower_batch, x):
+        """(H_vv g + sigma I) x."""
+        hx = autodiff.hvp(self.problem, lower_batch, x, mode=self.hvp)
+        return [ops.dense(h) + self.sigma * xi for h, xi in zip(hx, x)]
 
     def _direction(self, upper_batch, lower_batch):
         problem = self.problem
@@ -81,8 +88,8 @@ class Implicit(BilevelSolver):
                 distribute.assign(q, tf.zeros_like(q))
         _, b = autodiff.upper_value_and_grad(problem, upper_batch, problem.lower_vars)
         b = [tf.stop_gradient(ops.dense(x)) for x in b]
-        hessian = lambda x: [ops.dense(h) for h in autodiff.hvp(problem, lower_batch, x, mode=self.hvp)]  # noqa: E731
-        residual_sq = self._solve(hessian, b, self.q, self.linear_steps, self.loop)
+        residual_sq = self._solve(lambda x: self._linear_operator(lower_batch, x), b, self.q, self.linear_steps,
+                                  self.loop)
         # grad_u [f - <grad_v g, q>] = grad_u f - H_uv g q, in one double-backward sweep
         minus_q = [-tf.convert_to_tensor(x) for x in self.q]
         g, _, f, grad_u = autodiff.second_order(problem, lower_batch, minus_q, problem.upper_vars,
