@@ -5,8 +5,8 @@
 Solvers: :class:`Penalty` (Mehra & Hamm, ACML 2021), :class:`ApproxGrad`, :class:`RMD` (RHG / T-RHG),
 :class:`GD`, :class:`VPBGD`, :class:`GPBGD`, and the field's stochastic and first-order methods :class:`SOBA`,
 :class:`SABA` (variance reduced, over a :class:`FiniteSum`), :class:`AmIGO`, :class:`StocBiO`, :class:`F2SA`,
-:class:`BOME`. Each ``solver.step(upper_batch, lower_batch)`` is one compiled
-upper iteration; :func:`fit` runs many with progress, logging and checkpoint/resume.
+:class:`BOME`, and :class:`Implicit` (CG / Neumann linear solves). Each ``solver.step(upper_batch,
+lower_batch)`` is one compiled upper iteration; :func:`fit` runs many with progress, logging and checkpoint/resume.
 
 Importing the package is cheap: TensorFlow loads (quietly, see ``_quiet``) the first time a name that needs
 it is used, so the experiment runners parse their flags and answer ``--help`` before it.
@@ -25,8 +25,8 @@ __version__ = "0.1.0"
 _LAZY_NAMES = {
     "BilevelProblem": "problem",
     **{name: "solvers" for name in ("BilevelSolver", "Penalty", "ApproxGrad", "RMD", "GD", "VPBGD", "GPBGD",
-                                    "SOBA", "SABA", "AmIGO", "StocBiO", "F2SA", "BOME", "SOLVERS", "METHODS",
-                                    "get_solver", "make_solver")},
+                                    "SOBA", "SABA", "AmIGO", "StocBiO", "F2SA", "BOME", "Implicit", "SOLVERS",
+                                    "METHODS", "get_solver", "make_solver")},
     "FiniteSum": "finite_sum",
     **{name: "fit" for name in ("History", "NonFiniteError")},
     **{name: "callbacks" for name in ("Callback", "CSVLogger", "TensorBoard", "Evaluate", "EarlyStopping",
@@ -35,7 +35,8 @@ _LAZY_NAMES = {
 _SUBMODULES = ("autodiff", "callbacks", "constraints", "precision", "tensor_ops", "toy")
 
 __all__ = ["BilevelProblem", "FiniteSum", "BilevelSolver", "Penalty", "ApproxGrad", "RMD", "GD", "VPBGD", "GPBGD",
-           "SOBA", "SABA", "AmIGO", "StocBiO", "F2SA", "BOME", "METHODS", "SOLVERS", "get_solver", "make_solver",
+           "SOBA", "SABA", "AmIGO", "StocBiO", "F2SA", "BOME", "Implicit", "METHODS", "SOLVERS", "get_solver",
+           "make_solver",
            "autodiff", "constraints", "precision", "tensor_ops", "toy",
            "fit", "History", "NonFiniteError", "callbacks", "Callback", "CSVLogger", "TensorBoard", "Evaluate",
            "EarlyStopping", "LambdaCallback"]

@@ -20,9 +20,10 @@ DEFAULT_METHODS = {"table2": ("penalty", "approxgrad"), "table3": ("penalty", "a
                    "supp4": ("gd", "rmd", "approxgrad", "penalty"), "supp5": ("penalty", "approxgrad"),
                    "small_scale": ("penalty", "rmd")}
 #: which methods each table's runners accept
-RUNNER_METHODS = {"table2": ("penalty", "approxgrad", "rmd", "gd"), "table3": ("penalty", "approxgrad"),
-                  "supp4": ("gd", "rmd", "approxgrad", "penalty"), "supp5": ("penalty", "approxgrad", "rmd"),
-                  "small_scale": ("penalty", "approxgrad", "rmd", "gd")}
+RUNNER_METHODS = {"table2": ("penalty", "approxgrad", "rmd", "gd", "implicit"), "table3": ("penalty", "approxgrad"),
+                  "supp4": ("gd", "rmd", "approxgrad", "penalty", "implicit"),
+                  "supp5": ("penalty", "approxgrad", "rmd"),
+                  "small_scale": ("penalty", "approxgrad", "rmd", "gd", "implicit")}
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ def run_runner(relative_path: str, args, out_dir, verbose: int = 0) -> dict:
 
 
 SOLVER_CLASSES = {"penalty": "Penalty", "approxgrad": "ApproxGrad", "rmd": "RMD", "rhg": "RMD", "gd": "GD",
-                  "vpbgd": "VPBGD", "gpbgd": "GPBGD"}
+                  "vpbgd": "VPBGD", "gpbgd": "GPBGD", "implicit": "Implicit"}
 
 
 def assert_solver_config(result: dict, method: str) -> dict:

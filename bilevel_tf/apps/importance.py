@@ -59,7 +59,10 @@ SOLVER_OPTIONS: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]] = {
     "approxgrad": lambda hp: dict(lower_optimizer=hp["lr_v"], linear_optimizer=hp["lr_p"]),
     "rmd": lambda hp: dict(lower_optimizer=hp["lr_v"]),
     "gd": lambda hp: dict(lower_optimizer=hp["lr_v"]),
+    "implicit": lambda hp: dict(lower_optimizer={"class_name": "Adam", "config": {"learning_rate": hp["lr_v"]}}),
 }
+#: methods without a row of their own take another's learning rates (lr_u, lr_v, pretrain_lr)
+BORROWED_ROWS = {"implicit": "approxgrad"}
 #: --upper-optimizer -> the Keras class (registered) name of the importance optimizer
 UPPER_OPTIMIZERS = {"per_example_adam": keras.saving.get_registered_name(PerExampleAdam), "adam": "Adam"}
 
@@ -156,7 +159,11 @@ class Setup:
 
 
 def _hyperparams(spec: DenoisingSpec, args: argparse.Namespace) -> Dict[str, Any]:
-    hp = dict(spec.hyperparams[args.method])
+    if args.method in spec.hyperparams:
+        hp = dict(spec.hyperparams[args.method])
+    else:
+        borrowed = spec.hyperparams[BORROWED_ROWS[args.method]]
+        hp = {k: v for k, v in borrowed.items() if k in ("lr_u", "lr_v", "pretrain_lr")}
     if args.method == "penalty":
         if args.schedule != "original":  # the table's constants are the original schedule's
             hp = {k: v for k, v in hp.items() if k not in PENALTY_SCHEDULE}

@@ -16,7 +16,7 @@ from ..options import DEFAULT_SCHEDULE
 from . import importance_data as data
 from .importance_data import NUM_CLASSES, Sizes
 
-METHODS = ("penalty", "approxgrad", "rmd", "gd")
+METHODS = ("penalty", "approxgrad", "rmd", "gd", "implicit")
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,8 @@ def build_parser(spec: DenoisingSpec) -> argparse.ArgumentParser:
     helps = {"epochs": "passes over the training set in the bilevel phase",
              "out": "output folder (default: runs/<experiment>/<dataset>/<method>)",
              "method": "bilevel solver: penalty (Mehra & Hamm), approxgrad, rmd (reverse-mode unrolling), gd "
-                       "(naive alternation: never moves the importance, f does not depend on it directly)"}
+                       "(naive alternation: never moves the importance, f does not depend on it directly), "
+                       "implicit (CG solves, ApproxGrad's learning rates)"}
     p = experiment.parser(spec.description, method="penalty", methods=METHODS, inner_steps=spec.inner_steps,
                           epochs=spec.epochs, helps=helps)
     p.add_argument("--dataset", default=names[0], choices=names,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 EXAMPLES = (1, 2, 3, 4)
 #: the methods ``synthetic.SOLVER_OPTIONS`` covers, in ``bl.METHODS`` order (a test checks both)
-METHODS = ("penalty", "approxgrad", "rmd", "gd")
+METHODS = ("penalty", "approxgrad", "rmd", "gd", "implicit")
 
 
 def add_jit_flag(p) -> None:

@@ -7,6 +7,7 @@ from .base import BilevelSolver, Feed
 from .bome import BOME
 from .f2sa import F2SA
 from .gd import GD
+from .implicit import Implicit
 from .pbgd import GPBGD, VPBGD
 from .penalty import Penalty
 from .rmd import RMD
@@ -18,6 +19,7 @@ from ..options import METHODS  # the canonical method names; apps derive theirs 
 SOLVERS: Dict[str, Type[BilevelSolver]] = {
     "penalty": Penalty, "approxgrad": ApproxGrad, "rmd": RMD, "gd": GD, "vpbgd": VPBGD, "gpbgd": GPBGD,
     "soba": SOBA, "saba": SABA, "amigo": AmIGO, "stocbio": StocBiO, "f2sa": F2SA, "bome": BOME,
+    "implicit": Implicit,
     # PBGD's names for reverse-mode unrolling (truncated when ``truncation`` < ``inner_steps``)
     "rhg": RMD, "itd": RMD,
 }
@@ -61,5 +63,5 @@ def make_solver(method: str, problem, **options: Any) -> BilevelSolver:
 
 
 __all__ = ["BilevelSolver", "Feed", "Penalty", "ApproxGrad", "RMD", "GD", "VPBGD", "GPBGD", "SOBA", "SABA", "AmIGO",
-           "StocBiO", "F2SA", "BOME", "METHODS", "SOLVERS",
+           "StocBiO", "F2SA", "BOME", "Implicit", "METHODS", "SOLVERS",
            "get_solver", "make_solver"]
