@@ -95,6 +95,16 @@ def test_spectral_calibration_floors_flat_curvature():
     assert np.isfinite(solver.schedule()["rho"]) and solver.schedule()["rho"] == pytest.approx(expected, rel=1e-2)
 
 
+def test_spectral_calibration_balances_the_top_where_g_is_not_convex():
+    # a negative eigenvalue (a network's saddle): rho h_hi^2 = s, not the floor's 30x larger penalty
+    H = np.diag([-0.5, 1.0, 2.0, 4.0])
+    q = toy.QuadraticBilevel(H, np.eye(4)[:, :2], np.zeros(4), np.ones(4), np.zeros(2), 0.1)
+    solver = bl.Penalty(q.problem(), inner_steps=1)
+    solver.step()
+    assert solver.schedule()["rho"] == pytest.approx(1.0 / 4.0 ** 2, rel=1e-2)  # s = 1 (f = ||v - d||^2 / 2)
+    assert solver.schedule()["lam"] == pytest.approx(1.0 / 4.0, rel=1e-2)
+
+
 def test_curvature_calibration_of_the_previous_default():
     # schedule="auglag": rho = ||w|| / ||H^2 w||, lam = 0.1 ||w|| / ||H w||, w = grad_v f = v - d at the first
     # iteration (v = 0).
