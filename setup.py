@@ -1,5 +1,5 @@
-"""Install bilevel_tf: `pip install -e .` (add `[test]` for pytest, `[bench]` for the benchopt benchmark in
-benchmarks/benchopt)."""
+"""Install bilevel_tf: `pip install -e .` (add `[test]` for pytest, `[docs]` for the documentation site,
+`[bench]` for the benchopt benchmark in benchmarks/benchopt)."""
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -23,6 +23,7 @@ setup(
     python_requires=">=3.9",
     install_requires=_requirements("requirements.txt"),
     extras_require={"test": _requirements("requirements-test.txt"),
+                    "docs": _requirements("requirements-docs.txt"),  # mkdocs.yml: mkdocs build --strict
                     # optional: `benchopt run benchmarks/benchopt` (benchopt brings pandas, pyarrow, plotly, ...)
                     "bench": ["benchopt>=1.5"]},
 )

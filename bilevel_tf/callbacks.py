@@ -61,6 +61,8 @@ class Periodic(Callback):
 
 
 class LambdaCallback(Callback):
+    """A callback from plain functions: ``on_step_end(step, logs)`` and ``on_fit_end(history)``."""
+
     def __init__(self, on_step_end: Optional[Callable[[int, Logs], Any]] = None,
                  on_fit_end: Optional[Callable[[list], Any]] = None):
         self._step, self._end = on_step_end, on_fit_end

@@ -6,6 +6,7 @@ from typing import Callable, List, Sequence, Tuple
 
 import tensorflow as tf
 
+from .. import distribute
 from .. import tensor_ops as ops
 
 Vectors = List[tf.Tensor]
@@ -26,7 +27,7 @@ def lanczos_extremes(matvec: Callable[[Vectors], Vectors], start: Sequence[tf.Te
     a few steps, the smallest approximates the low end of the spectrum *as seen from* ``start`` (components
     of ``start`` along eigenvectors it does not touch are missed, which is what a solve with that right-hand
     side needs). Without reorthogonalization (three vectors of memory), so repeated Ritz values may appear;
-    the extremes are unaffected. Runs as a graph loop; stops early when the Krylov space is exhausted.
+    the extremes are unaffected. Runs as a graph loop (unrolled under a multi-replica strategy); stops early when the Krylov space is exhausted.
     """
     start = [ops.dense(x) for x in start]
     dtype = start[0].dtype
@@ -38,7 +39,7 @@ def lanczos_extremes(matvec: Callable[[Vectors], Vectors], start: Sequence[tf.Te
     size = tf.constant(0)
     scale = tf.zeros([], dtype)
     alive = tf.constant(True)
-    for i in tf.range(steps):
+    for i in distribute.loop_range(steps):  # unrolled under a strategy (no sync inside graph loops)
         z = [ops.dense(x) for x in matvec(q)]
         alpha = tf.cast(ops.inner(z, q), dtype)
         z = [zi - alpha * qi - beta_prev * pi for zi, qi, pi in zip(z, q, q_prev)]

@@ -19,7 +19,7 @@ RHO_SHARE = 0.3
 LANCZOS_STEPS = 20
 #: the spectral calibration treats g's curvature as at least h_hi / MAX_CONDITION (flat or negative
 #: directions, as in an over-parameterized network, would otherwise make rho unbounded)
-MAX_CONDITION = 1e3
+MAX_CONDITION = 1e2
 
 
 def _positive(value: tf.Tensor, fallback: tf.Tensor) -> tf.Tensor:
