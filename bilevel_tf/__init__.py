@@ -21,21 +21,24 @@ install_quiet_import()
 
 __version__ = "0.1.0"
 
-#: public name -> the submodule that defines it (loaded on first use)
+from .solvers import registry as _registry
+
+#: public name -> the submodule that defines it (loaded on first use); the solver classes come from the registry
 _LAZY_NAMES = {
-    "BilevelProblem": "problem",
-    **{name: "solvers" for name in ("BilevelSolver", "Penalty", "ApproxGrad", "RMD", "GD", "VPBGD", "GPBGD",
-                                    "SOBA", "SABA", "AmIGO", "StocBiO", "F2SA", "BOME", "SOLVERS", "METHODS",
-                                    "get_solver", "make_solver")},
-    "FiniteSum": "finite_sum",
-    **{name: "fit" for name in ("History", "NonFiniteError")},
-    **{name: "callbacks" for name in ("Callback", "CSVLogger", "TensorBoard", "Evaluate", "EarlyStopping",
+    "BilevelProblem": f"{__name__}.problem",
+    "BilevelSolver": f"{__name__}.solvers.base",
+    **{entry.class_name: entry.module for entry in _registry.entries()},
+    "METHODS": f"{__name__}.solvers.registry",
+    **{name: f"{__name__}.solvers.factory" for name in ("SOLVERS", "get_solver", "make_solver")},
+    "FiniteSum": f"{__name__}.finite_sum",
+    **{name: f"{__name__}.fit" for name in ("History", "NonFiniteError")},
+    **{name: f"{__name__}.callbacks" for name in ("Callback", "CSVLogger", "TensorBoard", "Evaluate", "EarlyStopping",
                                       "LambdaCallback")},
 }
 _SUBMODULES = ("autodiff", "callbacks", "constraints", "precision", "tensor_ops", "toy")
 
-__all__ = ["BilevelProblem", "FiniteSum", "BilevelSolver", "Penalty", "ApproxGrad", "RMD", "GD", "VPBGD", "GPBGD",
-           "SOBA", "SABA", "AmIGO", "StocBiO", "F2SA", "BOME", "METHODS", "SOLVERS", "get_solver", "make_solver",
+__all__ = ["BilevelProblem", "FiniteSum", "BilevelSolver",
+           *(entry.class_name for entry in _registry.entries()), "METHODS", "SOLVERS", "get_solver", "make_solver",
            "autodiff", "constraints", "precision", "tensor_ops", "toy",
            "fit", "History", "NonFiniteError", "callbacks", "Callback", "CSVLogger", "TensorBoard", "Evaluate",
            "EarlyStopping", "LambdaCallback"]
@@ -43,7 +46,7 @@ __all__ = ["BilevelProblem", "FiniteSum", "BilevelSolver", "Penalty", "ApproxGra
 
 def __getattr__(name: str):
     if name in _LAZY_NAMES:
-        value = getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
+        value = getattr(importlib.import_module(_LAZY_NAMES[name]), name)
     elif name in _SUBMODULES:
         value = importlib.import_module(f".{name}", __name__)
     else:

@@ -32,8 +32,7 @@ import numpy as np
 from . import console, options
 from .console import ArgumentParser
 from .files import atomic_write_text  # noqa: F401  (part of the runners' API: experiment.atomic_write_text)
-# the canonical method names (bl.METHODS, parser()'s default --method choices) and their descriptions
-from .options import METHOD_NAMES, METHODS
+from .solvers import registry
 # figures and timers are part of the runners' API: experiment.plot_curves, experiment.Stopwatch, ...
 from .plots import plot_curves, plot_histograms, plot_image_rows  # noqa: F401
 from .timing import Stopwatch, time_steps  # noqa: F401
@@ -126,7 +125,14 @@ def finite_float(text: str) -> float:
     return value
 
 
-def parser(description: str, *, method: str = "penalty", methods: Sequence[str] = METHODS,
+def _method_help(name: str) -> str:
+    try:
+        return f"{name} ({registry.describe(name)})"
+    except ValueError:  # a runner's own choice, e.g. "all"
+        return name
+
+
+def parser(description: str, *, method: str = "penalty", methods: Optional[Sequence[str]] = None,
            inner_steps: Optional[int] = 20, epochs: Optional[int] = None,
            upper_iterations: Optional[int] = None, seed: int = 0,
            out: Optional[str] = None, data_dir: bool = True, mixed_precision: bool = True,
@@ -142,8 +148,8 @@ def parser(description: str, *, method: str = "penalty", methods: Sequence[str] 
         dest = kwargs.get("dest") or names[0].lstrip("-").replace("-", "_")
         p.add_argument(*names, **{**kwargs, "help": helps.get(dest, kwargs.get("help"))})
 
-    add("--method", default=method, choices=list(methods),
-        help="bilevel solver: " + ", ".join(f"{m} ({METHOD_NAMES.get(m, m)})" for m in methods))
+    methods = registry.METHODS if methods is None else methods  # default: every registered method
+    add("--method", default=method, choices=list(methods), help="bilevel solver: " + ", ".join(map(_method_help, methods)))
     if inner_steps is not None:
         add("--inner-steps", type=int, default=inner_steps,
             help="T: lower-level steps per upper iteration (ApproxGrad also uses T linear-system steps)")

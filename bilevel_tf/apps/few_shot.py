@@ -33,10 +33,9 @@ from bilevel_tf import console, experiment, paper_cells, precision, tensorboard_
 from bilevel_tf.datasets import EpisodeSampler
 from bilevel_tf.models import CosineClassifier, cosine_logits, taskwise_encoder
 
-from .few_shot_config import (METHODS, SMOKE, FewShotData, Split, build_parser, parse, rotated_digits,  # noqa: F401
+from .few_shot_config import (ADAM_EPSILON, SOLVER_OPTIONS, METHODS, SMOKE, FewShotData, Split, build_parser, parse, rotated_digits,  # noqa: F401
                               run, sampler)
 
-ADAM_EPSILON = 1e-8  # tf.train.AdamOptimizer's default, used by every optimizer of the original
 CI95_Z = 1.96
 
 
@@ -197,23 +196,6 @@ def summarize(accuracies: np.ndarray) -> Tuple[float, float]:
 
 # ---------------------------------------------------------------------------------------------- flags
 # ---------------------------------------------------------------------------------------------- solver
-def _adam(rate: float) -> Dict:
-    """The original's optimizer (Adam with TF1's epsilon), as a Keras config ``bl.make_solver`` builds."""
-    return {"class_name": "Adam", "config": {"learning_rate": rate, "epsilon": ADAM_EPSILON}}
-
-
-#: per method: ``bl.make_solver``'s options from the flags, the original's few-shot settings (Adam everywhere,
-#: T lower steps; Penalty: the original schedule's factors)
-SOLVER_OPTIONS: Dict[str, Callable[[argparse.Namespace], Dict]] = {
-    "penalty": lambda args: dict(upper_optimizer=_adam(args.lr_u), lower_optimizer=_adam(args.lr_v),
-                                 schedule="original", rho=args.rho, lam=args.lam, eps=args.eps, nu=args.nu,
-                                 c_rho=1.1, c_lam=0.9, c_eps=0.9, lr_decay=args.lr_decay),
-    "approxgrad": lambda args: dict(upper_optimizer=_adam(args.lr_u), lower_optimizer=_adam(args.lr_v),
-                                    linear_steps=args.inner_steps, linear_optimizer=_adam(args.lr_p),
-                                    sigma=args.sigma),
-}
-
-
 def solver_options(args: argparse.Namespace) -> Dict:
     """``bl.make_solver``'s options for ``args.method`` (see ``SOLVER_OPTIONS``)."""
     return dict(SOLVER_OPTIONS[args.method](args), inner_steps=args.inner_steps, jit_compile=args.jit)

@@ -10,8 +10,28 @@ import numpy as np
 
 from .. import console, experiment
 from ..datasets import EpisodeSampler, load_digits, rotate_classes
+from ..solvers import registry
 
-METHODS = ("penalty", "approxgrad")
+ADAM_EPSILON = 1e-8  # tf.train.AdamOptimizer's default, used by every optimizer of the original
+
+
+def _adam(rate: float) -> Dict:
+    """The original's optimizer (Adam with TF1's epsilon), as a Keras config ``bl.make_solver`` builds."""
+    return {"class_name": "Adam", "config": {"learning_rate": rate, "epsilon": ADAM_EPSILON}}
+
+
+#: per method: ``bl.make_solver``'s options from the flags, the original's few-shot settings (Adam everywhere,
+#: T lower steps; Penalty: the original schedule's factors)
+SOLVER_OPTIONS: Dict[str, Callable[[argparse.Namespace], Dict]] = {
+    "penalty": lambda args: dict(upper_optimizer=_adam(args.lr_u), lower_optimizer=_adam(args.lr_v),
+                                 schedule="original", rho=args.rho, lam=args.lam, eps=args.eps, nu=args.nu,
+                                 c_rho=1.1, c_lam=0.9, c_eps=0.9, lr_decay=args.lr_decay),
+    "approxgrad": lambda args: dict(upper_optimizer=_adam(args.lr_u), lower_optimizer=_adam(args.lr_v),
+                                    linear_steps=args.inner_steps, linear_optimizer=_adam(args.lr_p),
+                                    sigma=args.sigma),
+}
+#: the methods the runners offer: those of the table above
+METHODS = registry.covered(SOLVER_OPTIONS)
 
 
 class Split(NamedTuple):

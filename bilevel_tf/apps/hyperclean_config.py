@@ -5,14 +5,37 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .. import console, datasets, experiment
+from ..solvers import registry
 from .importance_data import NUM_CLASSES
 
 Split = Tuple[np.ndarray, np.ndarray]
+
+
+def _gamma(args: argparse.Namespace) -> Dict[str, Any]:
+    return dict(gamma_init=args.gamma_init, gamma_max=args.gamma_max, gamma_argmax_step=args.gamma_argmax_step)
+
+
+#: per method: ``bl.make_solver``'s options from the flags and the runner's Penalty constants (used with
+#: --schedule original). Learning rates are the slots' default classes: plain SGD for the PBGD solvers and RHG
+#: (PBGD's optimizers), Adam for Penalty.
+SOLVER_OPTIONS: Dict[str, Callable[[argparse.Namespace, Dict[str, Any]], Dict[str, Any]]] = {
+    "vpbgd": lambda args, _: dict(upper_optimizer=args.lrx, lower_optimizer=args.lry, inner_optimizer=args.lr_inner,
+                                  inner_steps=args.inner_itr, **_gamma(args)),
+    "gpbgd": lambda args, _: dict(upper_optimizer=args.lrx, lower_optimizer=args.lry, **_gamma(args)),
+    # K < T: truncated (T-RHG)
+    "rhg": lambda args, _: dict(upper_optimizer=args.lrx, lower_optimizer=args.lr_inner, inner_steps=args.T,
+                                truncation=min(args.K, args.T)),
+    "penalty": lambda args, penalty: dict(penalty if args.schedule == "original" else {}, schedule=args.schedule,
+                                          upper_optimizer=args.lrx, lower_optimizer=args.lry,
+                                          inner_steps=args.inner_itr),
+}
+#: the methods the runner offers: those of the table above
+METHODS = registry.covered(SOLVER_OPTIONS)
 
 SIZES = {"MNIST": (5000, 5000, 10000), "FashionMNIST": (5000, 5000, 10000), "digits": (1000, 200, 597)}
 
@@ -76,7 +99,7 @@ class HyperCleaningConfig:
 
 
 def parse(description: str, argv: Optional[Sequence[str]], config: HyperCleaningConfig) -> argparse.Namespace:
-    p = experiment.parser(description, method="vpbgd", methods=("vpbgd", "gpbgd", "rhg", "penalty"),
+    p = experiment.parser(description, method="vpbgd", methods=METHODS,
                           inner_steps=None, epochs=None, seed=2424)
     add_flags(p, config.defaults)
     argv = experiment.offline_smoke_argv(argv)

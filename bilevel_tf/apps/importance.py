@@ -44,22 +44,13 @@ from .classifier import train_classifier, weighted_ce
 from .importance_eval import (Predictor, accuracy_curves, evaluation_classifiers, importance_of, logits_of,
                               lower_evaluation, noise_detection)
 from .importance_optim import PerExampleAdam
-from .importance_config import (APPROXGRAD_SCHEDULE, DIGITS_DEMO, DIGITS_SIZES, METHODS, PENALTY_SCHEDULE,  # noqa: F401
+from .importance_config import (APPROXGRAD_SCHEDULE, DIGITS_DEMO, DIGITS_SIZES, METHODS, PENALTY_SCHEDULE, SOLVER_OPTIONS,  # noqa: F401
                               SMALL_MODELS, DenoisingSpec, build_parser, load_splits, parse, run_denoising)
 
 Sizes = data.Sizes
 CLIP = (1e-5, 0.99999)
 #: keys of a hyperparameter row that are not solver keyword arguments
 _RUNNER_KEYS = ("lr_u", "lr_v", "lr_p", "halve_every", "pretrain_lr", "by_schedule")
-#: per method: the solver options taken from a hyperparameter row's learning rates (the row's other keys, e.g.
-#: PENALTY_SCHEDULE's, are solver options as they are). A rate is the slot's default class: Adam, and for RMD's
-#: lower level the plain SGD steps it differentiates; the upper optimizer comes from --upper-optimizer.
-SOLVER_OPTIONS: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]] = {
-    "penalty": lambda hp: dict(lower_optimizer=hp["lr_v"]),
-    "approxgrad": lambda hp: dict(lower_optimizer=hp["lr_v"], linear_optimizer=hp["lr_p"]),
-    "rmd": lambda hp: dict(lower_optimizer=hp["lr_v"]),
-    "gd": lambda hp: dict(lower_optimizer=hp["lr_v"]),
-}
 #: --upper-optimizer -> the Keras class (registered) name of the importance optimizer
 UPPER_OPTIMIZERS = {"per_example_adam": keras.saving.get_registered_name(PerExampleAdam), "adam": "Adam"}
 

@@ -13,9 +13,20 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from .. import console, experiment
 from . import importance_data as data
+from ..solvers import registry
 from .importance_data import NUM_CLASSES, Sizes
 
-METHODS = ("penalty", "approxgrad", "rmd", "gd")
+#: per method: the solver options taken from a hyperparameter row's learning rates (the row's other keys, e.g.
+#: PENALTY_SCHEDULE's, are solver options as they are). A rate is the slot's default class: Adam, and for RMD's
+#: lower level the plain SGD steps it differentiates; the upper optimizer comes from --upper-optimizer.
+SOLVER_OPTIONS: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]] = {
+    "penalty": lambda hp: dict(lower_optimizer=hp["lr_v"]),
+    "approxgrad": lambda hp: dict(lower_optimizer=hp["lr_v"], linear_optimizer=hp["lr_p"]),
+    "rmd": lambda hp: dict(lower_optimizer=hp["lr_v"]),
+    "gd": lambda hp: dict(lower_optimizer=hp["lr_v"]),
+}
+#: the methods the runners offer: those of the table above
+METHODS = registry.covered(SOLVER_OPTIONS)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import tensorflow as tf
 import bilevel_tf as bl
 
 from .. import experiment, models, paper_cells, precision, tensorboard_logs
-from .hyperclean_config import (SIZES, Split, add_flags, apply_defaults, load_hyperclean_data, parse,  # noqa: F401
+from .hyperclean_config import (SOLVER_OPTIONS, SIZES, Split, add_flags, apply_defaults, load_hyperclean_data, parse,  # noqa: F401
                                 run_hyper_cleaning)
 from .importance_data import NUM_CLASSES
 from .classifier import ClassifierTrainer, weighted_ce
@@ -85,26 +85,6 @@ class HyperCleaning:
         init = (lambda: torch_default_init(self.model, self.rng)) if restart_lower else None
         return bl.BilevelProblem(self.upper_loss, self.lower_loss, [self.x], self.model.trainable_variables,
                                  lower_init=init, extra_state={"init_rng": self.rng})
-
-
-def _gamma(args: argparse.Namespace) -> Dict[str, Any]:
-    return dict(gamma_init=args.gamma_init, gamma_max=args.gamma_max, gamma_argmax_step=args.gamma_argmax_step)
-
-
-#: per method: ``bl.make_solver``'s options from the flags and the runner's Penalty constants (used with
-#: --schedule original). Learning rates are the slots' default classes: plain SGD for the PBGD solvers and RHG
-#: (PBGD's optimizers), Adam for Penalty.
-SOLVER_OPTIONS: Dict[str, Callable[[argparse.Namespace, Dict[str, Any]], Dict[str, Any]]] = {
-    "vpbgd": lambda args, _: dict(upper_optimizer=args.lrx, lower_optimizer=args.lry, inner_optimizer=args.lr_inner,
-                                  inner_steps=args.inner_itr, **_gamma(args)),
-    "gpbgd": lambda args, _: dict(upper_optimizer=args.lrx, lower_optimizer=args.lry, **_gamma(args)),
-    # K < T: truncated (T-RHG)
-    "rhg": lambda args, _: dict(upper_optimizer=args.lrx, lower_optimizer=args.lr_inner, inner_steps=args.T,
-                                truncation=min(args.K, args.T)),
-    "penalty": lambda args, penalty: dict(penalty if args.schedule == "original" else {}, schedule=args.schedule,
-                                          upper_optimizer=args.lrx, lower_optimizer=args.lry,
-                                          inner_steps=args.inner_itr),
-}
 
 
 def solver_options(args: argparse.Namespace, penalty_options: Dict[str, Any]) -> Dict[str, Any]:

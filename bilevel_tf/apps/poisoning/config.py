@@ -3,14 +3,27 @@ answers ``--help``) before the attack modules load."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
 
 from bilevel_tf import console, experiment
+from bilevel_tf.solvers import registry
 
 from .data import DATASETS
 
-#: the attacks' methods: those ``solver.SOLVER_OPTIONS`` covers, in ``bl.METHODS`` order (a test checks both)
-METHODS = ("penalty", "approxgrad", "rmd")
+#: per method: ``bl.make_solver``'s options from the attack's settings (lr_u, lr_v, lr_p, rho, lam, eps, nu,
+#: sigma), with the original's optimizers: Adam at both levels (Penalty, ApproxGrad with an Adam linear solver,
+#: at lr_v unless lr_p is given); RMD unrolls plain SGD at the lower level and takes Adam steps on the poison.
+#: Learning rates are the slots' default classes (Adam; plain SGD at both RMD levels, hence its config dict).
+SOLVER_OPTIONS: Dict[str, Callable[[Any], Dict[str, Any]]] = {
+    "penalty": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v, schedule="original", rho=s.rho,
+                              lam=s.lam, eps=s.eps, nu=s.nu),
+    "approxgrad": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v, linear_optimizer=s.lr_p or s.lr_v,
+                                 sigma=s.sigma),
+    "rmd": lambda s: dict(upper_optimizer={"class_name": "Adam", "config": {"learning_rate": s.lr_u}},
+                          lower_optimizer=s.lr_v),
+}
+#: the attacks' methods: those of the table above
+METHODS = registry.covered(SOLVER_OPTIONS)
 
 FEATURES_FILE = "dogfish_inception_features.h5"
 SMOKE_IMAGES = 8   # --smoke: both clean-label scripts use the first 8 training and test images
