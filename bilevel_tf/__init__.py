@@ -8,20 +8,15 @@ Solvers: :class:`Penalty` (Mehra & Hamm, ACML 2021), :class:`ApproxGrad`, :class
 :class:`BOME`. Each ``solver.step(upper_batch, lower_batch)`` is one compiled
 upper iteration; :func:`fit` runs many with progress, logging and checkpoint/resume.
 
-Importing the package is cheap: TensorFlow loads (quietly, see ``_quiet``) the first time a name that needs
-it is used, so the experiment runners parse their flags and answer ``--help`` before it.
+Importing the package is cheap and changes nothing else in the process: TensorFlow loads the first time a name
+that needs it is used (one table, ``_LAZY_NAMES``), so the experiment runners parse their flags and answer
+``--help`` before it.
 """
 import importlib
-import sys
-import types
-
-from ._quiet import install_quiet_import
-
-install_quiet_import()
-
-__version__ = "0.1.0"
 
 from .solvers import registry as _registry
+
+__version__ = "0.1.0"
 
 #: public name -> the submodule that defines it (loaded on first use); the solver classes come from the registry
 _LAZY_NAMES = {
@@ -31,7 +26,7 @@ _LAZY_NAMES = {
     "METHODS": f"{__name__}.solvers.registry",
     **{name: f"{__name__}.solvers.factory" for name in ("SOLVERS", "get_solver", "make_solver")},
     "FiniteSum": f"{__name__}.finite_sum",
-    **{name: f"{__name__}.fit" for name in ("History", "NonFiniteError")},
+    **{name: f"{__name__}.loop" for name in ("fit", "History", "NonFiniteError")},
     **{name: f"{__name__}.callbacks" for name in ("Callback", "CSVLogger", "TensorBoard", "Evaluate", "EarlyStopping",
                                       "LambdaCallback")},
 }
@@ -57,21 +52,3 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    """``bl.fit`` is the function although ``bilevel_tf/fit.py`` is a submodule of the same name: importing
-    the submodule binds it on the package, which this setter ignores (``bilevel_tf.fit`` the module stays
-    reachable through ``sys.modules`` and ``from bilevel_tf.fit import ...``)."""
-
-    @property
-    def fit(self):
-        from .fit import fit
-        return fit
-
-    @fit.setter
-    def fit(self, _submodule) -> None:
-        pass
-
-
-sys.modules[__name__].__class__ = _Package

@@ -11,10 +11,18 @@ import sys
 import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, TextIO
 
+from . import _quiet
+
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with one-line errors: ``error: <what is wrong>; did you mean --noise?`` and exit status 2, instead
     of the whole usage text before the message (``--help`` prints that)."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        known = super().parse_known_args(args, namespace)
+        # a runner starts here: its TensorFlow import (later, on first use) keeps the C++ start-up logs away
+        _quiet.quiet_tensorflow_start(getattr(known[0], "verbose", 1) or 0)
+        return known
 
     def error(self, message: str) -> None:  # type: ignore[override]
         hint = suggestion(self, message) or ("; --help lists the flags" if "unrecognized" in message else "")
