@@ -153,11 +153,11 @@ def run_compare(spec: Dict[str, Any]) -> None:
 
     def bench_for(variant: Dict[str, Any]) -> problems.Bench:
         """The problem built under the variant's dtype policy (same seed: same initial weights and batches)."""
-        policy = variant.get("precision", bl.precision.FLOAT32)
+        policy = variant.get("precision", "float32")
         if policy not in benches:
             bl.precision.set_policy(policy)
             benches[policy] = _bench(spec)
-            bl.precision.set_policy(bl.precision.FLOAT32)
+            bl.precision.set_policy("float32")
         return benches[policy]
 
     bench = bench_for({})  # the float32 problem: its plain step is the reference of every variant

@@ -21,7 +21,8 @@ class ArgumentParser(argparse.ArgumentParser):
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
         known = super().parse_known_args(args, namespace)
         # a runner starts here: its TensorFlow import (later, on first use) keeps the C++ start-up logs away
-        _quiet.quiet_tensorflow_start(getattr(known[0], "verbose", 1) or 0)
+        verbose = getattr(known[0], "verbose", 1)  # a runner may pre-parse with placeholder defaults
+        _quiet.quiet_tensorflow_start(verbose if isinstance(verbose, int) else 1)
         return known
 
     def error(self, message: str) -> None:  # type: ignore[override]

@@ -31,11 +31,8 @@ import numpy as np
 
 from . import console, options
 from .console import ArgumentParser
-from .files import atomic_write_text  # noqa: F401  (part of the runners' API: experiment.atomic_write_text)
+from .files import atomic_write_text
 from .solvers import registry
-# figures and timers are part of the runners' API: experiment.plot_curves, experiment.Stopwatch, ...
-from .plots import plot_curves, plot_histograms, plot_image_rows  # noqa: F401
-from .timing import Stopwatch, time_steps  # noqa: F401
 
 #: --steps-per-execution default (README "Performance", benchmarks/run.py --sections overhead)
 STEPS_PER_EXECUTION = 1
@@ -270,7 +267,7 @@ def start_tensorflow(args: argparse.Namespace) -> None:
     np.random.set_state(states[1])
     from . import precision
     # set on every run (float32 included): a policy never leaks from one in-process run into the next
-    precision.set_policy(getattr(args, "precision", precision.FLOAT32))
+    precision.set_policy(getattr(args, "precision", options.FLOAT32))
     args._tensorflow_started = True
 
 

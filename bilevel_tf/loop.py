@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from . import tensor_ops, workers
 from .callbacks import Callback, CSVLogger, DivergenceWatch, TensorBoard, crossed
-from .checkpoints import FolderLock, ResumeMismatchError, RunCheckpoints, remove_partial_files, run_config
+from .checkpoints import ResumeMismatchError, RunCheckpoints, run_config
+from .folders import FolderLock, remove_partial_files
 from .console import Progress, status
 from .solvers.base import BilevelSolver, Feed, check_positive_int
 

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import checkpoints
+from bilevel_tf import checkpoints, folders
 from quadratic import Quadratic
 
 
@@ -87,7 +87,7 @@ def test_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
                             stdout=subprocess.PIPE)
     try:
         live.stdout.readline()  # holds the lock
-        with pytest.raises(checkpoints.FolderLockedError, match=f"in use by process {live.pid}"):
+        with pytest.raises(folders.FolderLockedError, match=f"in use by process {live.pid}"):
             _run(tmp_path, 2)
         live.kill()
         live.wait()

@@ -29,12 +29,12 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import console, experiment, paper_cells, precision, tensorboard_logs
+from bilevel_tf import console, experiment, paper_cells, plots, precision, tensorboard_logs
+from bilevel_tf.timing import time_steps
 from bilevel_tf.datasets import EpisodeSampler
 from bilevel_tf.models import CosineClassifier, cosine_logits, taskwise_encoder
 
-from .few_shot_config import (ADAM_EPSILON, SOLVER_OPTIONS, METHODS, SMOKE, FewShotData, Split, build_parser, parse, rotated_digits,  # noqa: F401
-                              run, sampler)
+from .few_shot_config import ADAM_EPSILON, SOLVER_OPTIONS, FewShotData, sampler
 
 CI95_Z = 1.96
 
@@ -208,7 +208,7 @@ def seconds_per_upper_iteration(model: FewShotModel, args: argparse.Namespace, k
     are the steadier figure on a shared machine."""
     solver = bl.make_solver(args.method, model.problem(), **solver_options(args))
     sx, sy, qx, qy = random_episode(image_shape, model.n_way, k_shot, n_query, model.meta_batch)
-    timing = experiment.time_steps(lambda: float(solver.step((qx, qy), (sx, sy))["upper_loss"]), repeats)
+    timing = time_steps(lambda: float(solver.step((qx, qy), (sx, sy))["upper_loss"]), repeats)
     return {"seconds": timing["seconds"], "cpu_seconds": timing["cpu_seconds"],
             "first_call_seconds": timing["first_seconds"]}
 
@@ -260,7 +260,7 @@ def run_in_folder(args: argparse.Namespace, data: FewShotData, make_encoder: Cal
     points = [(0.0, *start)] + [(h["seconds"] - h["eval_seconds"], h["meta_train_test_accuracy"],
                                  h["meta_test_test_accuracy"]) for h in history if "eval_seconds" in h]
     t, tr, te = (list(c) for c in zip(*points))
-    experiment.plot_curves(experiment.output_path(args, "accuracy_vs_time.png"),
+    plots.plot_curves(experiment.output_path(args, "accuracy_vs_time.png"),
                            {"meta-train-test": (t, tr), "meta-test-test": (t, te)},
                            xlabel="wall-clock seconds (training only)", ylabel="query accuracy",
                            title=f"{data.name} {args.n_way}-way {args.k_shot}-shot, {args.method}")

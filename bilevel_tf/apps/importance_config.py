@@ -220,7 +220,7 @@ def run_denoising(argv: Optional[Sequence[str]], spec: DenoisingSpec) -> Dict[st
     data_fingerprint = experiment.fingerprint(splits.y_train, splits.y_val, splits.x_train[:256], splits.x_val[:256])
 
     def in_folder(run: experiment.Run) -> Dict[str, Any]:
-        from .importance import run_in_folder  # TensorFlow loads here, after the folder's checks
+        from .importance_run import run_in_folder  # TensorFlow loads here, after the folder's checks
         return run_in_folder(args, spec, splits, run, strategy)
 
     return experiment.Run.once(args, in_folder, chief=chief, data=data_fingerprint)

@@ -10,7 +10,7 @@ from .. import tensor_ops as ops
 from ..problem import BilevelProblem
 from .base import BilevelSolver, check_choice, check_nonnegative, state_variable
 
-from ..options import DEFAULT_SCHEDULE, PENALTY_SCHEDULES as SCHEDULES  # noqa: F401  (re-exported)
+from ..options import DEFAULT_SCHEDULE, PENALTY_SCHEDULES as SCHEDULES
 from . import penalty_calibration as calibrate
 
 AUTO = "auto"

@@ -23,7 +23,7 @@ and the attack searches the smallest eps in 1..16 that makes the retrained layer
 
 The package's modules, one concern each: ``config`` (the runners' constants blocks and flags, without
 TensorFlow), ``data`` (MNIST/digits splits and poison start points), ``trainer`` (the losses; the classifier
-trainer is ``apps.classifier``'s, re-exported), ``solver`` (the attacks' solver options from their table in ``config``), ``augmentation`` (the
+trainer is ``apps.classifier``'s), ``solver`` (the attacks' solver options from their table in ``config``), ``augmentation`` (the
 data-augmentation attacks), ``features`` (the InceptionV3 feature map and feature files) and ``clean_label``
 (the clean-label attack, its baselines and reports); ``runs`` checks the data and opens the run folder
 before either attack loads TensorFlow.
@@ -47,7 +47,7 @@ _EXPORTS = {
     "runs": ("run_data_augmentation_attack", "run_clean_label_attack", "clean_label_paths", "smoke_subset",
              "write_smoke_dogfish"),
     "solver": ("attack_solver_options", "halve_learning_rates"),
-    "trainer": ("ClassifierTrainer", "cross_entropy", "regularized_loss", "softmax_layer"),
+    "trainer": ("cross_entropy", "regularized_loss"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)

@@ -8,13 +8,12 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import console, experiment, models, paper_cells, tensorboard_logs
+from bilevel_tf import console, experiment, models, paper_cells, plots, tensorboard_logs
 
-from .config import AttackDefaults, add_attack_flags, resolve_attack_args  # noqa: F401  (re-exported)
-from .runs import run_data_augmentation_attack  # noqa: F401  (re-exported)
 from .data import PoisonData
 from .solver import attack_solver_options, halve_learning_rates
-from .trainer import ClassifierTrainer, cross_entropy, regularized_loss
+from ..classifier import ClassifierTrainer
+from .trainer import cross_entropy, regularized_loss
 
 def data_augmentation_problem(model: keras.Model, poison: tf.Variable, data: PoisonData,
                               weight_decay: float) -> bl.BilevelProblem:
@@ -76,7 +75,7 @@ def attack_in_folder(args, data: PoisonData, run: experiment.Run) -> Dict[str, A
     plot_poison_rows(experiment.output_path(args, "poison_images.png"), learned, data.poison_x0, data.poison_y,
                      data.image_shape)
     if history:
-        experiment.plot_curves(experiment.output_path(args, "upper_loss.png"),
+        plots.plot_curves(experiment.output_path(args, "upper_loss.png"),
                                {args.method: ([h["step"] for h in history], [h["upper_loss"] for h in history])},
                                xlabel="upper iteration", ylabel="upper loss f",
                                title="validation loss (negated)" if not data.targeted else "targeted loss")
@@ -93,6 +92,6 @@ def plot_poison_rows(path: str, learned: np.ndarray, start: np.ndarray, labels: 
                      image_shape: Tuple[int, int], count: int = 10) -> str:
     """Paper figure 6: learned poison images above the images they started from."""
     n = min(count, len(learned))
-    return experiment.plot_image_rows(
+    return plots.plot_image_rows(
         path, {"learned poison": learned[:n].reshape(n, *image_shape), "start": start[:n].reshape(n, *image_shape)},
         title="poison labels: " + " ".join(str(int(c)) for c in labels[:n]))

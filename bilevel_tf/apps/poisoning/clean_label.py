@@ -11,13 +11,15 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import experiment, paper_cells, tensorboard_logs
+from bilevel_tf import experiment, paper_cells, plots, tensorboard_logs
 
 from .features import FeatureMap, check_features_match, feature_network
-from .config import CleanLabelDefaults, add_clean_label_flags, resolve_clean_label_args  # noqa: F401
-from .runs import CleanLabelInputs, clean_label_paths, run_clean_label_attack  # noqa: F401  (re-exported)
+from .runs import CleanLabelInputs
 from .solver import attack_solver_options
-from .trainer import ClassifierTrainer, cross_entropy, softmax_layer
+from bilevel_tf.models import softmax_layer
+
+from ..classifier import ClassifierTrainer
+from .trainer import cross_entropy
 
 def poison_projection(center, radius, clip: Tuple[float, float] = (-1.0, 1.0)) -> Callable:
     """u -> the nearest point of the L2 ball of radius ``radius`` around ``center`` (per image, cleverhans'
@@ -306,7 +308,7 @@ def plot_clean_label(out: str, records: Sequence[Mapping[str, Any]], metrics: Ma
     curves = {f"bilevel ({method})": metrics["success_curve"]}
     if "baseline_success_curve" in metrics:
         curves["Shafahi et al. feature collision"] = metrics["baseline_success_curve"]
-    experiment.plot_curves(os.path.join(out, "success_vs_distortion.png"),
+    plots.plot_curves(os.path.join(out, "success_vs_distortion.png"),
                            {k: (c["average_distortion"], c["success_rate"]) for k, c in curves.items()},
                            xlabel="average L2 distortion ||poison - base||", ylabel="attack success rate",
                            title="clean-label attack (paper figure 3)", markers=True)
@@ -320,5 +322,5 @@ def plot_clean_label(out: str, records: Sequence[Mapping[str, Any]], metrics: Ma
         with np.load(os.path.join(image_dir, f"target_{r['target']}.npz")) as f:
             for row, key in zip(rows, ("target", "base", "poison", "baseline")):
                 rows[row].append(to_unit_range(f[key]))
-    experiment.plot_image_rows(os.path.join(out, "poison_images.png"), {k: np.stack(v) for k, v in rows.items()},
+    plots.plot_image_rows(os.path.join(out, "poison_images.png"), {k: np.stack(v) for k, v in rows.items()},
                                title="radius found per column: " + " ".join(str(r["bilevel"]["radius"]) for r in saved))

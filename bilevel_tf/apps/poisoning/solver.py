@@ -3,7 +3,7 @@ halving."""
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
 import bilevel_tf as bl
 
