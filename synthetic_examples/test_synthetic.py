@@ -16,7 +16,7 @@ table, 1 a line per cell, 2 also a line per trial.
 """
 import os
 
-from bilevel_tf import console, experiment
+from bilevel_tf import console, experiment, run_folder
 from bilevel_tf.apps import synthetic_config as synthetic  # no TensorFlow before the flags are parsed
 
 EXAMPLES = [1, 2, 3, 4]
@@ -79,7 +79,7 @@ def main(argv=None):
         from bilevel_tf.apps.synthetic_sweep import run_sweep  # TensorFlow loads here, after the folder's checks
         return run_sweep(args, ABLATION_LAMBDAS, MAX_CURVE_POINTS)
 
-    return experiment.Run.once(args, sweep)
+    return run_folder.Run.once(args, sweep)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import console, experiment, paper_cells, plots, precision, tensorboard_logs
+from bilevel_tf import console, experiment, paper_cells, plots, precision, run_folder, tensorboard_logs
 from bilevel_tf.timing import time_steps
 from bilevel_tf.datasets import EpisodeSampler
 from bilevel_tf.models import CosineClassifier, cosine_logits, taskwise_encoder
@@ -215,7 +215,7 @@ def seconds_per_upper_iteration(model: FewShotModel, args: argparse.Namespace, k
 
 # ---------------------------------------------------------------------------------------------- driver
 def run_in_folder(args: argparse.Namespace, data: FewShotData, make_encoder: Callable[[Tuple[int, ...]], keras.Model],
-                  train_sampler: EpisodeSampler, test_sampler: EpisodeSampler, run: experiment.Run) -> Dict:
+                  train_sampler: EpisodeSampler, test_sampler: EpisodeSampler, run: run_folder.Run) -> Dict:
     """Meta-train with the chosen solver in the open run folder (:func:`few_shot_config.run` opens it), evaluate
     as the paper, write results.json and the accuracy curves. Returns the metrics."""
     encoder = make_encoder(data.image_shape)

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from .. import experiment, models, paper_cells, plots, precision, tensorboard_logs
+from .. import experiment, models, paper_cells, plots, precision, run_folder, tensorboard_logs
 from ..timing import time_steps
 from .hyperclean_config import SOLVER_OPTIONS, Split, load_hyperclean_data
 from .importance_data import NUM_CLASSES
@@ -114,7 +114,7 @@ def time_upper_iterations(args: argparse.Namespace, penalty_options: Dict[str, A
 
 
 def run_in_folder(args, penalty_options: Dict[str, Any], baseline: Tuple[int, float], data,
-                  run: experiment.Run) -> Dict[str, Any]:
+                  run: run_folder.Run) -> Dict[str, Any]:
     """The experiment in its open run folder (:func:`hyperclean_config.run_hyper_cleaning` loads the data and
     opens it); returns the metrics."""
     train, val, test, dirty, y_clean = data

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from .. import console, experiment, paper_cells, plots, tensorboard_logs, workers
+from .. import console, experiment, paper_cells, plots, run_folder, tensorboard_logs, workers
 from . import importance_data as data
 from .classifier import ClassifierTrainer
 from .importance import EpochEnd, Setup, prepare
@@ -47,7 +47,7 @@ def has_checkpoint(folder: str) -> bool:
     return bool(glob.glob(os.path.join(folder, "ckpt-*.index")))
 
 
-def run_in_folder(args: argparse.Namespace, spec: DenoisingSpec, splits: data.Splits, run: experiment.Run,
+def run_in_folder(args: argparse.Namespace, spec: DenoisingSpec, splits: data.Splits, run: run_folder.Run,
                   strategy: Optional[tf.distribute.Strategy]) -> Dict[str, Any]:
     """The experiment in its open run folder; returns the metrics (results.json has everything)."""
     ckpt = experiment.checkpoint_dir(args, "bilevel")
@@ -81,7 +81,7 @@ def _warm_start_metrics(setup: Setup, folder: Optional[str]) -> Dict[str, Any]:
     return warm
 
 
-def _bilevel_phase(setup: Setup, run: experiment.Run, ckpt: str, resuming: bool) -> bl.History:
+def _bilevel_phase(setup: Setup, run: run_folder.Run, ckpt: str, resuming: bool) -> bl.History:
     args, task, solver = setup.args, setup.task, setup.solver
     evaluate = lower_evaluation(setup)
     spe = setup.steps_per_epoch
@@ -122,7 +122,7 @@ def _final_metrics(setup: Setup, warm: Dict[str, Any]) -> Dict[str, Any]:
     return metrics
 
 
-def _write_outputs(setup: Setup, run: experiment.Run, metrics: Dict[str, Any], history: List[Dict[str, Any]],
+def _write_outputs(setup: Setup, run: run_folder.Run, metrics: Dict[str, Any], history: List[Dict[str, Any]],
                    seconds_per_step: Optional[float]) -> None:
     """The importance histogram, the accuracy curves and results.json."""
     args, s, spec = setup.args, setup.splits, setup.spec

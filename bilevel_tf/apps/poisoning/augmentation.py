@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import console, experiment, models, paper_cells, plots, tensorboard_logs
+from bilevel_tf import console, experiment, models, paper_cells, plots, run_folder, tensorboard_logs
 
 from .data import PoisonData
 from .solver import attack_solver_options, halve_learning_rates
@@ -34,7 +34,7 @@ def data_augmentation_problem(model: keras.Model, poison: tf.Variable, data: Poi
                              upper_constraint=bl.constraints.box(0.0, 1.0))
 
 
-def attack_in_folder(args, data: PoisonData, run: experiment.Run) -> Dict[str, Any]:
+def attack_in_folder(args, data: PoisonData, run: run_folder.Run) -> Dict[str, Any]:
     """Pre-train, attack (bl.fit, resumable), retrain on clean + poison, compare with label flipping; writes
     results.json, the poison (poison.npz) and figures into the open run folder
     (:func:`runs.run_data_augmentation_attack` opens it); returns the metrics."""

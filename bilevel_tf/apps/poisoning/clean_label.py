@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import experiment, paper_cells, plots, tensorboard_logs
+from bilevel_tf import experiment, paper_cells, plots, run_folder, tensorboard_logs
 
 from .features import FeatureMap, check_features_match, feature_network
 from .runs import CleanLabelInputs
@@ -198,7 +198,7 @@ def to_unit_range(images: np.ndarray) -> np.ndarray:
     return np.clip((np.asarray(images) + 1.0) / 2.0, 0.0, 1.0)
 
 
-def attack_in_folder(args, run: experiment.Run, inputs: "CleanLabelInputs",
+def attack_in_folder(args, run: run_folder.Run, inputs: "CleanLabelInputs",
                      network: Optional[FeatureMap] = None) -> Dict[str, Any]:
     """For each correctly classified test target: the base (closest training feature of the other class),
     the smallest radius at which the bilevel poison flips the retrained softmax layer, the same for the
@@ -268,6 +268,13 @@ def _attack_all(args, network: FeatureMap, x_tr, y_tr, x_te, y_te, f_tr, f_te) -
               f"{None if shafahi is None else shafahi['radius']}, PGD radius {record.get('pgd_radius')}", flush=True)
 
     metrics = clean_label_metrics(records, args.radii, clean_accuracy, len(f_tr))
+    _write_outputs(args, records, metrics, image_dir, attack)
+    return metrics
+
+
+def _write_outputs(args, records: List[Dict[str, Any]], metrics: Dict[str, Any], image_dir: str,
+                   attack: CleanLabelAttack) -> None:
+    """The figures, the TensorBoard records and results.json of the finished attack."""
     for figure in ("success_vs_distortion.png", "poison_images.png"):  # what plot_clean_label writes
         experiment.output_path(args, figure)
     plot_clean_label(args.out, records, metrics, image_dir, args.figure_targets, args.method)
@@ -279,7 +286,6 @@ def _attack_all(args, network: FeatureMap, x_tr, y_tr, x_te, y_te, f_tr, f_te) -
                              dataset="smoke" if args.smoke and not args.data_dir else "dogfish",
                              summary_keys=["clean_test_accuracy", "num_targets", "attack_success_rate",
                                            "baseline_attack_success_rate", "pgd_evasion_success_rate"])
-    return metrics
 
 
 def clean_label_metrics(records: Sequence[Mapping[str, Any]], radii: Sequence[float], clean_accuracy: float,
