@@ -1,13 +1,13 @@
 """Where ``bl.fit`` takes its batches from: one batch per upper iteration from None, a ``tf.data.Dataset``, a
-callable ``step -> batch`` or a Python iterable, and the :class:`~bilevel_tf.solvers.base.Feed` of a
-multi-step call."""
+callable ``step -> batch`` or a Python iterable (:class:`Source`), and where the batches after the first of a
+multi-step call come from (:class:`Feed`, read inside the compiled call by ``BilevelSolver.run_feeds``)."""
 from __future__ import annotations
 
 from typing import Any, Iterable, List, Tuple
 
 import tensorflow as tf
 
-from .solvers.base import Feed
+from .solvers.checks import check_choice
 
 
 class Source:
@@ -68,7 +68,7 @@ class Source:
             self.iterator = self._iterate(self._dataset.skip(steps))
 
     def feed(self, step: int, count: int) -> Tuple[Any, Feed]:
-        """The batch of ``step`` and a :class:`Feed` of the next ``count - 1`` for one multi-step call."""
+        """The batch of ``step`` and a :class:`Feed` of the next ``count - 1`` for one multi-step call (:class:`Feed`, read inside the compiled call by :meth:`BilevelSolver.run_feeds`)."""
         if self.kind == "none":
             return None, Feed.none()
         if self.kind == "dataset":  # the first batch goes through the host so that ``_prepare`` can see it
@@ -85,3 +85,58 @@ def _stack(batches: List[Any], name: str) -> Any:
         raise ValueError(f"{name}: steps_per_execution > 1 stacks the batches of a callable or iterable source, "
                          f"so they must have one structure and shape ({e}); pass steps_per_execution=1 or a "
                          "tf.data.Dataset") from None
+
+
+class Feed:
+    """Where the batches after the first of a :meth:`BilevelSolver.run_feeds` call come from.
+
+    ``Feed.iterator(it)``: a ``tf.data`` iterator (or a distributed one), drawn inside the graph;
+    ``Feed.stacked(batch)``: a batch structure whose tensors hold one batch per iteration along axis 0
+    (built on the host from Python sources); ``Feed.none()``: every batch is None.
+    """
+
+    NONE, ITERATOR, STACKED = "none", "iterator", "stacked"
+
+    def __init__(self, kind: str, value: Any = None):
+        self.kind, self.value = check_choice("feed kind", kind, (self.NONE, self.ITERATOR, self.STACKED)), value
+
+    @classmethod
+    def none(cls) -> "Feed":
+        return cls(cls.NONE)
+
+    @classmethod
+    def iterator(cls, iterator: Any) -> "Feed":
+        return cls(cls.ITERATOR, iterator)
+
+    @classmethod
+    def stacked(cls, batches: Any) -> "Feed":
+        return cls(cls.STACKED, batches)
+
+    @classmethod
+    def wrap(cls, feed: Any) -> "Feed":
+        if feed is None:
+            return cls.none()
+        if not isinstance(feed, cls):
+            raise ValueError(f"expected a bilevel_tf.sources.Feed or None, got {type(feed).__name__}")
+        return feed
+
+    @classmethod
+    def take(cls, value: Any, kind: str, n: tf.Tensor) -> Tuple[Any, str]:
+        """Inside a graph: an iterator's next ``n`` batches stacked (``(value, kind)`` of a stacked feed);
+        other feeds unchanged."""
+        if kind != cls.ITERATOR:
+            return value, kind
+        arrays = tf.nest.map_structure(lambda spec: tf.TensorArray(spec.dtype, size=n, element_shape=spec.shape),
+                                       value.element_spec)
+        for i in tf.range(n):
+            arrays = tf.nest.map_structure(lambda a, x: a.write(i, x), arrays, next(value))
+        return tf.nest.map_structure(lambda a: a.stack(), arrays), cls.STACKED
+
+    @classmethod
+    def draw(cls, value: Any, kind: str, index: tf.Tensor) -> Any:
+        """The batch of iteration ``index`` (0 = the first after the call's first batch), inside the graph."""
+        if kind == cls.ITERATOR:
+            return next(value)
+        if kind == cls.STACKED:
+            return tf.nest.map_structure(lambda t: tf.gather(t, index), value)
+        return None
