@@ -148,7 +148,8 @@ class Progress:
     def _fit(self, head: str) -> str:
         losses = [k for k in ("upper_loss", "lower_loss") if k in self.latest]
         others = [k for k in self.latest if k not in losses]
-        ordered = losses + [k for k in others if k not in self.solver_keys] + [k for k in others if k in self.solver_keys]
+        ordered = (losses + [k for k in others if k not in self.solver_keys]
+                   + [k for k in others if k in self.solver_keys])
         width = shutil.get_terminal_size().columns - 1 if self.terminal else None
         line = head
         for key in ordered:

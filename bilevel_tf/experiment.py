@@ -81,7 +81,8 @@ def parser(description: str, *, method: str = "penalty", methods: Optional[Seque
         p.add_argument(*names, **{**kwargs, "help": helps.get(dest, kwargs.get("help"))})
 
     methods = registry.METHODS if methods is None else methods  # default: every registered method
-    add("--method", default=method, choices=list(methods), help="bilevel solver: " + ", ".join(map(_method_help, methods)))
+    add("--method", default=method, choices=list(methods),
+        help="bilevel solver: " + ", ".join(map(_method_help, methods)))
     if inner_steps is not None:
         add("--inner-steps", type=int, default=inner_steps,
             help="T: lower-level steps per upper iteration (ApproxGrad also uses T linear-system steps)")

@@ -82,8 +82,8 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     class and ``get_config()`` plus ``config``, any JSON-able description such as the runner's flags) and
     the history so far. Resuming under another configuration, or with ``steps`` below the restored iteration,
     raises ``ResumeMismatchError``; a damaged latest checkpoint falls back to the previous one (with a
-    warning), and ``CheckpointError`` is raised when none is usable. ``history`` holds records logged before the fit (e.g. an evaluation at step 0);
-    they belong to the run and are restored with it.
+    warning), and ``CheckpointError`` is raised when none is usable. ``history`` holds records logged before
+    the fit (e.g. an evaluation at step 0); they belong to the run and are restored with it.
 
     Returns a :class:`History` of the WHOLE run, across resumes: ``history``, then one dict per logged step
     (``step``, ``seconds`` of fitting so far, the solver's logs plus anything callbacks added), with

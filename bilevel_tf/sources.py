@@ -68,7 +68,7 @@ class Source:
             self.iterator = self._iterate(self._dataset.skip(steps))
 
     def feed(self, step: int, count: int) -> Tuple[Any, Feed]:
-        """The batch of ``step`` and a :class:`Feed` of the next ``count - 1`` for one multi-step call (:class:`Feed`, read inside the compiled call by :meth:`BilevelSolver.run_feeds`)."""
+        """The batch of ``step`` and a :class:`Feed` of the next ``count - 1`` for one multi-step call."""
         if self.kind == "none":
             return None, Feed.none()
         if self.kind == "dataset":  # the first batch goes through the host so that ``_prepare`` can see it

@@ -239,7 +239,7 @@ def test_plain_progress_lines_show_current_evaluation_values(capsys):
     calls = iter(range(100))
     bl.fit(solver, steps=4, verbose=2, callbacks=[bl.Evaluate(lambda: {"metric": float(next(calls))}, every=2)])
     out = capsys.readouterr().out
-    lines = [l for l in out.splitlines() if l.startswith("step ")]
+    lines = [line for line in out.splitlines() if line.startswith("step ")]
     assert len(lines) == 4 and "\x1b" not in out and "\r" not in out
     assert "metric=1" in lines[3]  # the latest evaluation (0 at step 2, 1 at step 4), not a running mean
 

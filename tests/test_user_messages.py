@@ -22,10 +22,11 @@ def _parser():
     return p
 
 
-@pytest.mark.parametrize("argv, hint", [(["--nosie", "0.4"], "did you mean --noise?"),
-                                        (["--method", "Penalty"], "did you mean penalty?"),
-                                        (["--nosie", "0.4", "--metod", "gd"], "--noise for --nosie, --method for --metod"),
-                                        (["--zzzzzz"], "--zzzzzz; --help lists the flags")])
+@pytest.mark.parametrize("argv, hint", [
+    (["--nosie", "0.4"], "did you mean --noise?"),
+    (["--method", "Penalty"], "did you mean penalty?"),
+    (["--nosie", "0.4", "--metod", "gd"], "--noise for --nosie, --method for --metod"),
+    (["--zzzzzz"], "--zzzzzz; --help lists the flags")])
 def test_a_flag_mistake_is_one_line_with_a_suggestion(argv, hint, capsys):
     with pytest.raises(SystemExit) as exit_info:
         _parser().parse_args(argv)

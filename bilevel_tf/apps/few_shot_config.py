@@ -8,7 +8,8 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import console, experiment, flag_types, run_folder
+from .. import console, experiment, run_folder
+from ..flag_types import finite_float, float_range, nonnegative_float, positive_float
 from ..datasets import EpisodeSampler, load_digits, rotate_classes
 from ..solvers import registry
 
@@ -118,15 +119,18 @@ def build_parser(description: str, defaults: "FewShotDefaults", datasets: Sequen
     p.add_argument("--meta-iterations", "--upper-iterations", "--epochs", dest="meta_iterations", type=int,
                    default=None, help=f"upper iterations K (default: {defaults.meta_iterations_help}); "
                                       "--epochs: the original code's name")
-    p.add_argument("--lr-u", type=flag_types.positive_float, default=defaults.lr_u, help="Adam learning rate of the representation")
-    p.add_argument("--lr-v", type=flag_types.positive_float, default=defaults.lr_v, help="Adam learning rate of the task heads")
-    p.add_argument("--lr-p", type=flag_types.positive_float, default=defaults.lr_p, help="ApproxGrad: Adam rate of the linear solve")
-    p.add_argument("--sigma", type=flag_types.nonnegative_float, default=defaults.sigma, help="ApproxGrad: Hessian regularizer")
-    p.add_argument("--rho", type=flag_types.nonnegative_float, default=defaults.rho, help="Penalty: initial penalty weight (paper gamma_0)")
-    p.add_argument("--lam", type=flag_types.nonnegative_float, default=defaults.lam, help="Penalty: initial weight of g in h_l")
-    p.add_argument("--eps", type=flag_types.nonnegative_float, default=defaults.eps, help="Penalty: initial tolerance")
-    p.add_argument("--nu", type=flag_types.finite_float, default=defaults.nu, help="Penalty: initial multiplier entries")
-    p.add_argument("--lr-decay", type=flag_types.float_range(0.0, 1.0), default=defaults.lr_decay,
+    p.add_argument("--lr-u", type=positive_float, default=defaults.lr_u,
+                   help="Adam learning rate of the representation")
+    p.add_argument("--lr-v", type=positive_float, default=defaults.lr_v, help="Adam learning rate of the task heads")
+    p.add_argument("--lr-p", type=positive_float, default=defaults.lr_p,
+                   help="ApproxGrad: Adam rate of the linear solve")
+    p.add_argument("--sigma", type=nonnegative_float, default=defaults.sigma, help="ApproxGrad: Hessian regularizer")
+    p.add_argument("--rho", type=nonnegative_float, default=defaults.rho,
+                   help="Penalty: initial penalty weight (paper gamma_0)")
+    p.add_argument("--lam", type=nonnegative_float, default=defaults.lam, help="Penalty: initial weight of g in h_l")
+    p.add_argument("--eps", type=nonnegative_float, default=defaults.eps, help="Penalty: initial tolerance")
+    p.add_argument("--nu", type=finite_float, default=defaults.nu, help="Penalty: initial multiplier entries")
+    p.add_argument("--lr-decay", type=float_range(0.0, 1.0), default=defaults.lr_decay,
                    help="Penalty: learning-rate factor when the schedule fires (few-shot original: 0.99)")
     p.add_argument("--test-tasks", type=int, default=defaults.test_tasks,
                    help="meta-test tasks for the final accuracy and its 95%% interval")
@@ -139,7 +143,7 @@ def build_parser(description: str, defaults: "FewShotDefaults", datasets: Sequen
                    help="tasks per compiled meta-test call (default: the meta-batch; does not change results)")
     p.add_argument("--test-steps", type=int, default=defaults.test_steps,
                    help="Adam steps training each meta-test task's head on its support set")
-    p.add_argument("--test-lr", type=flag_types.positive_float, default=defaults.test_lr, help="Adam rate of those steps")
+    p.add_argument("--test-lr", type=positive_float, default=defaults.test_lr, help="Adam rate of those steps")
     return p
 
 

@@ -9,7 +9,8 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import console, datasets, experiment, flag_types, run_folder
+from .. import console, datasets, experiment, run_folder
+from ..flag_types import float_range, int_range, nonnegative_float
 from ..solvers import registry
 from .importance_data import NUM_CLASSES
 
@@ -42,16 +43,16 @@ SIZES = {"MNIST": (5000, 5000, 10000), "FashionMNIST": (5000, 5000, 10000), "dig
 
 def add_flags(p: argparse.ArgumentParser, table: Optional[Dict[Tuple[str, str], Dict[str, Any]]] = None) -> None:
     """PBGD's flags (underscored, as its scripts); None = the method's default from the runner's table."""
-    count = flag_types.int_range(1)
+    count = int_range(1)
     experiment.add_fit_flags(p, strategy=False)  # full batch: nothing to split across replicas
     p.add_argument("--dataset", default="MNIST", choices=list(SIZES),
                    help="MNIST / FashionMNIST (keras cache files) or the bundled 8x8 digits (offline)")
     p.add_argument("--net", default="linear", choices=["linear", "MLP"], help="784-10 or 784-300(sigmoid)-10")
-    p.add_argument("--pollute_rate", type=flag_types.float_range(0.0, 1.0, include_maximum=False), default=None,
+    p.add_argument("--pollute_rate", type=float_range(0.0, 1.0, include_maximum=False), default=None,
                    help="fraction of training labels redrawn")
-    p.add_argument("--reg", type=flag_types.nonnegative_float, default=None,
+    p.add_argument("--reg", type=nonnegative_float, default=None,
                    help="weight of sum ||w||^2 in the lower loss (default: per method, see the table)")
-    step = flag_types.nonnegative_float  # 0 for the step sizes a method does not use (see the table)
+    step = nonnegative_float  # 0 for the step sizes a method does not use (see the table)
     for flag, kind, what in [("--lrx", step, "step size of x (upper)"), ("--lry", step, "step size of y (net)"),
                              ("--lr_inner", step, "step size of the inner loop (V-PBGD copy, RHG unrolled SGD)"),
                              ("--gamma_init", step, "initial penalty (PBGD)"), ("--gamma_max", step, "max penalty"),

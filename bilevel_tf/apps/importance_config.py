@@ -11,7 +11,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
-from .. import console, experiment, flag_types, run_folder
+from .. import console, experiment, run_folder
+from ..flag_types import float_range, int_range, positive_float
 from . import importance_data as data
 from ..solvers import registry
 from .importance_data import NUM_CLASSES, Sizes
@@ -116,19 +117,19 @@ def build_parser(spec: DenoisingSpec) -> argparse.ArgumentParser:
                         "(offline demo, with its own smaller schedule)")
     p.add_argument("--model", default=spec.default_model, choices=["paper"] + list(SMALL_MODELS),
                    help="classifier: 'paper' = the original's network, or a small one (digits demo default)")
-    p.add_argument("--noise", type=flag_types.float_range(0.0, 1.0, include_maximum=False), default=spec.noise,
+    p.add_argument("--noise", type=float_range(0.0, 1.0, include_maximum=False), default=spec.noise,
                    help="fraction of training labels flipped")
-    p.add_argument("--batch-size", type=flag_types.int_range(1), default=spec.batch_size,
+    p.add_argument("--batch-size", type=int_range(1), default=spec.batch_size,
                    help="training and validation batch size")
     experiment.add_schedule_flag(p, spec.schedule)
     experiment.add_fit_flags(p)
-    p.add_argument("--lr-u", type=flag_types.positive_float, default=None, help="upper (importance) learning rate; default: table")
-    p.add_argument("--lr-v", type=flag_types.positive_float, default=None, help="lower (classifier) learning rate; default: table")
-    p.add_argument("--pretrain-epochs", type=flag_types.int_range(0), default=spec.pretrain_epochs,
+    p.add_argument("--lr-u", type=positive_float, default=None, help="upper (importance) learning rate; default: table")
+    p.add_argument("--lr-v", type=positive_float, default=None, help="lower (classifier) learning rate; default: table")
+    p.add_argument("--pretrain-epochs", type=int_range(0), default=spec.pretrain_epochs,
                    help="warm start: epochs of training on the validation set")
-    p.add_argument("--eval-epochs", type=flag_types.float_range(0.0), default=spec.eval_epochs,
+    p.add_argument("--eval-epochs", type=float_range(0.0), default=spec.eval_epochs,
                    help="budget of each evaluation classifier, in passes over train + val")
-    p.add_argument("--eval-every", type=flag_types.int_range(1), default=1,
+    p.add_argument("--eval-every", type=int_range(1), default=1,
                    help="epochs between accuracy evaluations of the lower-level network (accuracy_vs_time.png)")
     p.add_argument("--baselines", action="store_true",
                    help="also train the Oracle (clean train + val), Val-only and Train+Val classifiers")
@@ -144,7 +145,7 @@ def build_parser(spec: DenoisingSpec) -> argparse.ArgumentParser:
                             "0.2, zoom 0.2, horizontal flip)")
     p.add_argument("--synthetic-data", action="store_true",
                    help="random arrays of the real data's shape (timing at the paper's size without the files)")
-    p.add_argument("--upper-iterations", "--max-steps", dest="max_steps", type=flag_types.int_range(0), default=None,
+    p.add_argument("--upper-iterations", "--max-steps", dest="max_steps", type=int_range(0), default=None,
                    help="K: upper iterations of the bilevel phase, instead of --epochs passes over the training set "
                         "(default: epochs x training batches per epoch); --max-steps: its former name")
     return p

@@ -108,8 +108,9 @@ def _final_metrics(setup: Setup, warm: Dict[str, Any]) -> Dict[str, Any]:
     importance = setup.task.values()
     metrics: Dict[str, Any] = {}
     eval_steps = data.epochs_to_steps(spec.eval_epochs, len(s.x_train) + len(s.x_val), args.batch_size)
+    others = ", oracle, validation only)" if args.baselines else ")"
     console.status(args, f"evaluating: training {4 if args.baselines else 2} classifiers for {eval_steps} steps each "
-                         "(learned weights, uniform weights" + (", oracle, validation only)" if args.baselines else ")"))
+                         "(learned weights, uniform weights" + others)
     metrics.update(evaluation_classifiers(setup, importance, eval_steps, args.baselines))
     metrics["bilevel_test_accuracy"] = setup.predictor.accuracy(s.x_test, s.y_test)
     metrics.update(noise_detection(importance, setup.flipped))

@@ -62,7 +62,8 @@ def run_sweep(args, ablation_lambdas: Sequence[float], max_curve_points: int) ->
     experiment.write_results(args, metrics=metrics, history=history, dataset="synthetic", solver=solvers,
                              paper=paper_cells.paper_entry(args, "synthetic"),
                              seconds_per_upper_iteration=float(np.mean(penalty)) if penalty else None,
-                             config=experiment.config_of(args, settings=dataclasses.asdict(synthetic_config.PAPER_SETTINGS)))
+                             config=experiment.config_of(
+                                 args, settings=dataclasses.asdict(synthetic_config.PAPER_SETTINGS)))
     return metrics
 
 
@@ -109,8 +110,8 @@ def write_figures(args, history):
               "fig5.png": "Penalty on Ex.1: lam_0 and nu (supp. fig. 7)"}
     for name, grid in figures.items():
         if grid:
-            synthetic.plot_grid(experiment.output_path(args, name), grid, xlabel="upper iteration", ylabel="distance to solution",
-                                title=titles[name])
+            synthetic.plot_grid(experiment.output_path(args, name), grid, xlabel="upper iteration",
+                                ylabel="distance to solution", title=titles[name])
 
 
 def write_tensorboard(args, history):

@@ -18,10 +18,11 @@ def get_solver(method: str) -> Type[BilevelSolver]:
 
 
 def make_solver(method: str, problem, **options: Any) -> BilevelSolver:
-    """The solver of ``method`` (a name of :data:`~bilevel_tf.solvers.registry.METHODS` or an alias, see :func:`get_solver`) for ``problem``,
-    built with ``options``: the keyword options of that solver's class (``inner_steps``, ``jit_compile``,
-    ``hvp``, ``unroll``, the optimizers, its own schedule constants; ``get_solver(method).option_names()``
-    lists them). The one solver factory: apps keep a table of per-method options and call it.
+    """The solver of ``method`` (a name of :data:`~bilevel_tf.solvers.registry.METHODS` or an alias, see
+    :func:`get_solver`) for ``problem``, built with ``options``: the keyword options of that solver's class
+    (``inner_steps``, ``jit_compile``, ``hvp``, ``unroll``, the optimizers, its own schedule constants;
+    ``get_solver(method).option_names()`` lists them). The one solver factory: apps keep a table of per-method
+    options and call it.
 
     Every optimizer option (``upper_optimizer``, ``lower_optimizer``, the ``linear_optimizer`` of ApproxGrad,
     SOBA, SABA and AmIGO, the ``inner_optimizer`` of V-PBGD and BOME, F2SA's ``penalty_optimizer``) takes one of

@@ -48,7 +48,8 @@ def attack_in_folder(args, data: PoisonData, run: run_folder.Run) -> Dict[str, A
         trainer.fit(x, y, args.full_epochs)
         return {name: trainer.accuracy(xs, ys) for name, (xs, ys) in data.eval_sets.items()}
 
-    console.status(args, f"training the label-flip and the clean classifiers ({args.full_epochs} full-batch steps each)")
+    console.status(args, f"training the label-flip and the clean classifiers ({args.full_epochs} full-batch steps "
+                         "each)")
     flipped = retrain_and_score(data.poison_x0)
     clean = retrain_and_score(None)  # last: the clean model is the attack's starting point (pre-training)
     poison = tf.Variable(data.poison_x0, name="poison")
