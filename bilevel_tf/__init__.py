@@ -9,7 +9,7 @@ Solvers: :class:`Penalty` (Mehra & Hamm, ACML 2021), :class:`ApproxGrad`, :class
 upper iteration; :func:`fit` runs many with progress, logging and checkpoint/resume.
 
 Importing the package is cheap and changes nothing else in the process: TensorFlow loads the first time a name
-that needs it is used (one table, ``_LAZY_NAMES``), so the experiment runners parse their flags and answer
+that needs it is used (one table, ``_LAZY``), so the experiment runners parse their flags and answer
 ``--help`` before it.
 """
 import importlib
@@ -18,34 +18,31 @@ from .solvers import registry as _registry
 
 __version__ = "0.1.0"
 
-#: public name -> the submodule that defines it (loaded on first use); the solver classes come from the registry
-_LAZY_NAMES = {
-    "BilevelProblem": f"{__name__}.problem",
-    "BilevelSolver": f"{__name__}.solvers.base",
-    **{entry.class_name: entry.module for entry in _registry.entries()},
-    "METHODS": f"{__name__}.solvers.registry",
-    **{name: f"{__name__}.solvers.factory" for name in ("SOLVERS", "get_solver", "make_solver")},
-    "FiniteSum": f"{__name__}.finite_sum",
-    **{name: f"{__name__}.loop" for name in ("fit", "History", "NonFiniteError")},
-    **{name: f"{__name__}.callbacks" for name in ("Callback", "CSVLogger", "TensorBoard", "Evaluate", "EarlyStopping",
-                                      "LambdaCallback")},
-}
-_SUBMODULES = ("autodiff", "callbacks", "constraints", "precision", "tensor_ops", "toy")
+def _names(module: str, *names: str) -> dict:
+    return {name: f"{__name__}.{module}:{name}" for name in names}
 
-__all__ = ["BilevelProblem", "FiniteSum", "BilevelSolver",
-           *(entry.class_name for entry in _registry.entries()), "METHODS", "SOLVERS", "get_solver", "make_solver",
-           "autodiff", "constraints", "precision", "tensor_ops", "toy",
-           "fit", "History", "NonFiniteError", "callbacks", "Callback", "CSVLogger", "TensorBoard", "Evaluate",
-           "EarlyStopping", "LambdaCallback"]
+
+#: every public name -> where it lives, loaded on first use: "module:attribute", or a submodule's "module";
+#: the solver classes come from the registry
+_LAZY = {
+    **_names("problem", "BilevelProblem"), **_names("finite_sum", "FiniteSum"),
+    **_names("solvers.base", "BilevelSolver"),
+    **{entry.class_name: entry.target for entry in _registry.entries()},
+    **_names("solvers.registry", "METHODS"), **_names("solvers.factory", "SOLVERS", "get_solver", "make_solver"),
+    **{name: f"{__name__}.{name}" for name in ("autodiff", "constraints", "precision", "tensor_ops", "toy")},
+    **_names("loop", "fit", "History", "NonFiniteError"),
+    "callbacks": f"{__name__}.callbacks",
+    **_names("callbacks", "Callback", "CSVLogger", "TensorBoard", "Evaluate", "EarlyStopping", "LambdaCallback"),
+}
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str):
-    if name in _LAZY_NAMES:
-        value = getattr(importlib.import_module(_LAZY_NAMES[name]), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f".{name}", __name__)
-    else:
+    if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, _, attribute = _LAZY[name].partition(":")
+    value = importlib.import_module(module)
+    value = getattr(value, attribute) if attribute else value
     globals()[name] = value
     return value
 
