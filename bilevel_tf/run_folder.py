@@ -10,17 +10,17 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+from . import flag_roles
 from .experiment import config_of, start_tensorflow
 from .files import atomic_write_text
 from .folders import (RECORD, FolderLock, ResumeMismatchError, budget_excess, config_differences, delete_outputs,
                       read_record, remove_partial_files)
 
-#: flags that change where and how loudly a run works, not what it computes: free to differ on a rerun
-NON_RESULT_FLAGS = ("out", "fresh", "verbose", "debug", "checkpoint_every", "jit", "data_dir", "tensorboard",
-                    "steps_per_execution", "experiment")
+#: flags that change where, how loudly or how a run works, not what it computes: free to differ on a rerun
+NON_RESULT_FLAGS = flag_roles.flags_with(flag_roles.OUTPUT, flag_roles.EXECUTION)
 #: how long to run: a rerun may raise them (continue the run further); a finished run counts as finished only
 #: for the same values, and smaller ones than it ran are refused
-BUDGET_FLAGS = ("epochs", "max_steps", "meta_iterations", "outer_itr", "iterations", "max_iterations")
+BUDGET_FLAGS = flag_roles.flags_with(flag_roles.BUDGET)
 
 
 class Run:
@@ -48,7 +48,7 @@ class Run:
     def __init__(self, args: argparse.Namespace, *, chief: bool = True, **extra: Any):
         self.args, self.folder, self.chief = args, args.out, chief
         everything = config_of(args, **extra)
-        self.config = {k: v for k, v in everything.items() if k not in NON_RESULT_FLAGS + BUDGET_FLAGS}
+        self.config = {k: v for k, v in everything.items() if k not in NON_RESULT_FLAGS | BUDGET_FLAGS}
         self.budget = {k: v for k, v in everything.items() if k in BUDGET_FLAGS}
         self.complete, self.metrics = False, None
         self.outputs: List[str] = []

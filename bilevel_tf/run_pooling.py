@@ -13,14 +13,13 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import flag_roles
 from .folders import EXECUTION_OPTIONS
 from .paper_cells import Cell, place
 from .paper_results import TABLES, PaperTable
 
-#: run plumbing (and --baselines, which adds metrics without changing the others), never a reason to keep runs apart
-IGNORED_KEYS = frozenset({"seed", "out", "data_dir", "fresh", "verbose", "checkpoint_every", "tensorboard", "baselines",
-                          "deterministic", "debug", "eval_batch", "log_every", "paper", "steps_per_execution",
-                          "strategy", "experiment", "examples", "methods", "ts", "skip_ablation", "ablation_trials"})
+#: run plumbing, seeds and extra reports (flag_roles' OUTPUT and POOLED flags), never a reason to keep runs apart
+IGNORED_KEYS = flag_roles.flags_with(flag_roles.OUTPUT, flag_roles.POOLED)
 #: keys that change only the bilevel phase (solver, schedule, budget; "solver" is the solver's full configuration
 #: the runners record); baselines shared by all methods ignore them
 BILEVEL_KEYS = frozenset({"method", "hyperparams", "schedule", "lr_u", "lr_v", "lr_p", "sigma", "rho", "lam", "eps",
