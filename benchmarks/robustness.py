@@ -32,10 +32,12 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from keras_rules import KINDS  # noqa: E402
-from robustness_cells import FAMILIES, SOLVERS, run_exact_group, run_group  # noqa: E402
+from robustness_cells import FAMILIES, SOLVERS, run_exact_group, run_group, task_cells  # noqa: E402
 from robustness_report import failures, summary  # noqa: E402
 
 RATES = (1e-3, 3e-3, 1e-2, 3e-2)
@@ -45,6 +47,8 @@ ALL_SOLVERS = tuple(SOLVERS) + ("exact",)
 
 def plan(args) -> List[Dict[str, Any]]:
     """One task per compiled solver: (family, solver, upper kind, lower kind, T) over seeds and rate pairs."""
+    if args.sample:
+        return sampled_plan(args)
     tasks = []
     rates = list(itertools.product(args.rates, args.rates))
     for family, solver, upper in itertools.product(args.families, args.solvers, KINDS):
@@ -57,6 +61,25 @@ def plan(args) -> List[Dict[str, Any]]:
     return tasks
 
 
+def sampled_plan(args) -> List[Dict[str, Any]]:
+    """``args.sample`` cells per family drawn uniformly (fixed seed) from the whole grid of (seed, optimizer
+    kinds and rates, T); every solver runs the same cells (a paired comparison) and ``exact`` runs their upper
+    optimizers. Tasks carry their cells explicitly, grouped by compiled solver."""
+    rng = np.random.default_rng(args.sample_seed)
+    grid = list(itertools.product(KINDS, KINDS, args.inner_steps, args.seeds, args.rates, args.rates))
+    groups: Dict[tuple, set] = {}
+    for family in args.families:
+        for index in rng.choice(len(grid), size=min(args.sample, len(grid)), replace=False):
+            upper, lower, T, seed, upper_lr, lower_lr = grid[index]
+            for solver in args.solvers:
+                if solver == "exact":
+                    groups.setdefault((family, solver, upper, None, None), set()).add((seed, upper_lr, None))
+                else:
+                    groups.setdefault((family, solver, upper, lower, T), set()).add((seed, upper_lr, lower_lr))
+    return [dict(family=f, solver=s, upper=u, lower=lo, inner_steps=T, budget=args.budget, cells=sorted(cells))
+            for (f, s, u, lo, T), cells in groups.items()]
+
+
 def _key(row: Dict[str, Any]) -> tuple:
     return (row["family"], row["solver"], row["upper"], row.get("lower"), row.get("inner_steps"), row["seed"],
             row["upper_lr"], row.get("lower_lr"))
@@ -64,7 +87,7 @@ def _key(row: Dict[str, Any]) -> tuple:
 
 def _task_keys(task: Dict[str, Any]) -> List[tuple]:
     return [(task["family"], task["solver"], task["upper"], task.get("lower"), task.get("inner_steps"), seed, u, v)
-            for seed, (u, v) in itertools.product(task["seeds"], task["rates"])]
+            for seed, u, v in task_cells(task)]
 
 
 def _work(task: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -102,6 +125,10 @@ def main(argv=None) -> None:
     p.add_argument("--rates", nargs="+", type=float, default=list(RATES), help="learning rates (both levels)")
     p.add_argument("--budget", type=int, default=10000, help="upper iterations per cell (a multiple of 1000)")
     p.add_argument("--quick", action="store_true", help="seeds 0-1, T in {1, 10}, rates 1e-3 and 3e-2")
+    p.add_argument("--sample", type=int, default=0,
+                   help="run N cells per family drawn at random from the grid (the same cells for every solver) "
+                        "instead of the whole grid; 0 = the whole grid")
+    p.add_argument("--sample-seed", type=int, default=0, help="seed of --sample's draw")
     p.add_argument("--workers", type=int, default=2, help="worker processes (one TensorFlow each)")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "robustness"))
     args = p.parse_args(argv)

@@ -68,15 +68,23 @@ def _set_rates(solver, upper_lr: float, lower_lr: float) -> None:
             getattr(solver, name).learning_rate.assign(lower_lr)
 
 
+def task_cells(task: Dict[str, Any]) -> List[tuple]:
+    """(seed, upper lr, lower lr) of a task's cells: its explicit list, or every seed x rate pair."""
+    if "cells" in task:
+        return [tuple(c) for c in task["cells"]]
+    return [(seed, u, v) for seed, (u, v) in itertools.product(task["seeds"], task["rates"])]
+
+
 def run_group(task: Dict[str, Any]) -> List[Dict[str, Any]]:
     """Every (seed, upper lr, lower lr) cell of one (family, solver, optimizer kinds, T), on one compiled solver."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    family, seeds = task["family"], task["seeds"]
+    family = task["family"]
+    seeds = sorted({seed for seed, _, _ in task_cells(task)})
     instances = {seed: family_instance(family, seed) for seed in seeds}  # each solved once
     problem = instances[seeds[0]]
     solver = _build(task["solver"], problem, task["upper"], task["lower"], task["inner_steps"])
     rows = []
-    for seed, (upper_lr, lower_lr) in itertools.product(seeds, task["rates"]):
+    for seed, upper_lr, lower_lr in task_cells(task):
         problem.load(instances[seed].np, reference=instances[seed].reference)
         solver.reset_state()
         _set_rates(solver, upper_lr, lower_lr)
@@ -94,7 +102,7 @@ def run_exact_group(task: Dict[str, Any]) -> List[Dict[str, Any]]:
     """The ``exact`` row: the upper optimizer (Keras' rule, float64) on the exact hypergradient, v at v*(u)."""
     from keras_rules import KerasRule
     rows = []
-    for seed, (upper_lr, _) in itertools.product(task["seeds"], task["rates"]):
+    for seed, upper_lr, _ in task_cells(task):
         problem = family_instance(task["family"], seed)
         u, rule = problem.u0.copy(), KerasRule(task["upper"], upper_lr, problem.n_u)
         t0, curve = time.perf_counter(), []

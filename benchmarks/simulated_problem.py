@@ -51,21 +51,30 @@ def _take(tensor: tf.Tensor, batch: Optional[tf.Tensor]) -> tf.Tensor:
     return tensor if batch is None else tf.gather(tensor, batch)
 
 
-def factored_loss(c: Dict[str, tf.Tensor], x: tf.Tensor, z: tf.Tensor, batch: Optional[tf.Tensor]) -> tf.Tensor:
-    """Mean over ``batch`` of 1/2 (s_i'z)^2 + 1/2 (t_i'x)^2 + (p_i'x)(q_i'z) + a_i'z + b_i'x: b d per term."""
+def factored_losses(c: Dict[str, tf.Tensor], x: tf.Tensor, z: tf.Tensor, batch: Optional[tf.Tensor]) -> tf.Tensor:
+    """Per sample of ``batch``: 1/2 (s_i'z)^2 + 1/2 (t_i'x)^2 + (p_i'x)(q_i'z) + a_i'z + b_i'x: b d per term."""
     def dot(name, vector):
         return tf.linalg.matvec(_take(c[name], batch), vector)
-    return tf.reduce_mean(0.5 * tf.square(dot("zz", z)) + 0.5 * tf.square(dot("xx", x))
-                          + dot("cross_x", x) * dot("cross_z", z) + dot("lin_z", z) + dot("lin_x", x))
+    return (0.5 * tf.square(dot("zz", z)) + 0.5 * tf.square(dot("xx", x))
+            + dot("cross_x", x) * dot("cross_z", z) + dot("lin_z", z) + dot("lin_x", x))
+
+
+def dense_losses(c: Dict[str, tf.Tensor], x: tf.Tensor, z: tf.Tensor, batch: Optional[tf.Tensor]) -> tf.Tensor:
+    """The same per-sample losses written with the per-sample d x d matrices (gathered): b d^2 per term."""
+    def form(name, left, right):
+        return tf.reduce_sum(tf.linalg.matvec(_take(c[name], batch), right) * left, axis=-1)
+    return (0.5 * form("zz", z, z) + 0.5 * form("xx", x, x) + form("cross", x, z)
+            + tf.linalg.matvec(_take(c["lin_z"], batch), z) + tf.linalg.matvec(_take(c["lin_x"], batch), x))
+
+
+def factored_loss(c: Dict[str, tf.Tensor], x: tf.Tensor, z: tf.Tensor, batch: Optional[tf.Tensor]) -> tf.Tensor:
+    """The mean of :func:`factored_losses` over ``batch``."""
+    return tf.reduce_mean(factored_losses(c, x, z, batch))
 
 
 def dense_loss(c: Dict[str, tf.Tensor], x: tf.Tensor, z: tf.Tensor, batch: Optional[tf.Tensor]) -> tf.Tensor:
-    """The same mean written with the per-sample d x d matrices (gathered for a batch): b d^2 per term."""
-    def form(name, left, right):
-        return tf.reduce_sum(tf.linalg.matvec(_take(c[name], batch), right) * left, axis=-1)
-    return tf.reduce_mean(0.5 * form("zz", z, z) + 0.5 * form("xx", x, x) + form("cross", x, z)
-                          + tf.linalg.matvec(_take(c["lin_z"], batch), z)
-                          + tf.linalg.matvec(_take(c["lin_x"], batch), x))
+    """The mean of :func:`dense_losses` over ``batch``."""
+    return tf.reduce_mean(dense_losses(c, x, z, batch))
 
 
 class _Level:
@@ -78,6 +87,12 @@ class _Level:
         self.per_sample = per_sample
         self.full_batch = full_batch
         self.samples = constants(dataclasses.asdict(samples) if per_sample == "factored" else samples.dense())
+        self.size = samples.size
+
+    def losses(self, x: tf.Tensor, z: tf.Tensor, batch: Optional[tf.Tensor]) -> tf.Tensor:
+        """One loss per sample of ``batch`` (every sample for None), in the per-sample form."""
+        per_sample = factored_losses if self.per_sample == "factored" else dense_losses
+        return per_sample(self.samples, x, z, batch)
 
     def loss(self, x: tf.Tensor, z: tf.Tensor, batch: Optional[tf.Tensor]) -> tf.Tensor:
         if batch is None and self.full_batch == "averaged":
@@ -119,6 +134,13 @@ class SimulatedProblem:
 
     def problem(self) -> bl.BilevelProblem:
         return bl.BilevelProblem(self.upper_loss, self.lower_loss, [self.x], [self.z])
+
+    def finite_sum_problem(self) -> bl.BilevelProblem:
+        """The same problem with ``bl.FiniteSum`` losses (batches: index vectors), for SABA's per-sample memory.
+        The full batch is then the mean of the n per-sample losses (n d per term, not the averaged d^2)."""
+        def finite_sum(level: _Level) -> bl.FiniteSum:
+            return bl.FiniteSum(lambda batch: level.losses(self.x, self.z, batch), level.size, indices=lambda b: b)
+        return bl.BilevelProblem(finite_sum(self.upper), finite_sum(self.lower), [self.x], [self.z])
 
     def reset(self) -> None:
         """Back to the benchmark's start x0 = -2, z0 = 0."""

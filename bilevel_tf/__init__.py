@@ -5,8 +5,8 @@
 Solvers: :class:`Penalty` (Mehra & Hamm, ACML 2021), :class:`ApproxGrad`, :class:`RMD` (RHG / T-RHG),
 :class:`GD`, :class:`VPBGD`, :class:`GPBGD`, and the field's stochastic and first-order methods :class:`SOBA`,
 :class:`SABA` (variance reduced, over a :class:`FiniteSum`), :class:`AmIGO`, :class:`StocBiO`, :class:`F2SA`,
-:class:`BOME`. Each ``solver.step(upper_batch, lower_batch)`` is one compiled
-upper iteration; :func:`fit` runs many with progress, logging and checkpoint/resume.
+:class:`BOME`, and :class:`Implicit` (CG / Neumann linear solves). Each ``solver.step(upper_batch,
+lower_batch)`` is one compiled upper iteration; :func:`fit` runs many with progress, logging and checkpoint/resume.
 
 Importing the package is cheap and changes nothing else in the process: TensorFlow loads the first time a name
 that needs it is used (one table, ``_LAZY``), so the experiment runners parse their flags and answer

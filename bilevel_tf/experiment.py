@@ -121,9 +121,10 @@ def parser(description: str, *, method: str = "penalty", methods: Optional[Seque
 def add_schedule_flag(p: argparse.ArgumentParser, default: str) -> None:
     """``--schedule``: the Penalty method's schedule preset (see ``bl.Penalty``)."""
     p.add_argument("--schedule", default=default, choices=list(options.PENALTY_SCHEDULES),
-                   help="Penalty schedule: auglag (the library default: multiplier step every iteration, penalty "
-                        "scaled to the problem), original (the code behind the paper's tables: its constants "
-                        "from this runner's table), paper (Algorithm 2 as printed)")
+                   help="Penalty schedule: balanced (the library default: a damped multiplier step every "
+                        "iteration, penalty and lower step scaled to the problem's curvature), auglag (the "
+                        "previous default), original (the code behind the paper's tables: its constants from this "
+                        "runner's table), paper (Algorithm 2 as printed)")
 
 
 def add_fit_flags(p: argparse.ArgumentParser, strategy: bool = True) -> None:

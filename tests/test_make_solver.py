@@ -22,6 +22,7 @@ SLOT_CLASSES = {
     "stocbio": dict(upper_optimizer=SGD, lower_optimizer=SGD),
     "f2sa": dict(upper_optimizer=SGD, lower_optimizer=SGD, penalty_optimizer=SGD),
     "bome": dict(upper_optimizer=SGD, lower_optimizer=SGD, inner_optimizer=SGD),
+    "implicit": dict(upper_optimizer=SGD, lower_optimizer=SGD),
 }
 
 
@@ -76,7 +77,7 @@ def test_config_dicts_and_names_are_built_by_keras():
 def test_unknown_method_names_the_valid_ones():
     with pytest.raises(ValueError, match=r"unknown method 'newton'; choose one of \['penalty', 'approxgrad', 'rmd', "
                                          r"'gd', 'vpbgd', 'gpbgd', 'soba', 'saba', 'amigo', 'stocbio', 'f2sa', "
-                                         r"'bome'\]"):
+                                         r"'bome', 'implicit'\]"):
         bl.make_solver("newton", Quadratic().problem())
 
 

@@ -11,7 +11,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1] / "benchmarks"))  # afte
 
 import simulated_quadratic as sq  # noqa: E402
 from simulated_problem import BlockSampler, SimulatedProblem  # noqa: E402
-from simulated_runs import run_solver, timed_loop  # noqa: E402
+from simulated_runs import recommended_options, run_solver, timed_loop  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,13 @@ def test_losses_agree_with_numpy(data, per_sample, full_batch):
     batch = np.array([1, 5, 6], np.int32)
     assert float(quad.upper_loss(None)) == pytest.approx(data.outer.value(x, z), rel=1e-12)
     assert float(quad.lower_loss(tf.constant(batch))) == pytest.approx(data.inner.value(x, z, batch), rel=1e-12)
+    # the bl.FiniteSum form (SABA's): the same means, and one loss per sample
+    finite = quad.finite_sum_problem()
+    assert float(finite.upper_loss(None)) == pytest.approx(data.outer.value(x, z), rel=1e-12)
+    assert float(finite.lower_loss(tf.constant(batch))) == pytest.approx(data.inner.value(x, z, batch), rel=1e-12)
+    assert finite.lower_loss.size == data.inner.size
+    np.testing.assert_allclose(finite.lower_loss.per_sample_loss(tf.constant(batch)).numpy(),
+                               [data.inner.value(x, z, np.array([i])) for i in batch], rtol=1e-12)
 
 
 def test_block_sampler_visits_every_block_once_per_epoch():
@@ -103,3 +110,10 @@ def test_timed_run_compiles_once_and_makes_progress(data):
     assert record["suboptimality"][0] == pytest.approx(1.0)
     assert record["final"] < 0.5, record["final"]
     assert record["iterations"][-1] > 0 and record["seconds"][-1] >= 0.5
+
+
+def test_saba_runs_on_the_finite_sum_form_and_converges(data):
+    record = run_solver(SimulatedProblem(data), "saba", recommended_options("saba", 8, jit=False), seconds=1.0,
+                        batch_size=8, points=10)
+    assert record["retraces"] == 0 and record["config"]["method"] == "saba"
+    assert record["final"] < 1e-3, record["final"]  # variance reduced: no mini-batch noise floor

@@ -26,6 +26,7 @@ SOLVER_OPTIONS = {
     "stocbio": dict(linear_steps=4, neumann_step=0.2),
     "f2sa": dict(lam_init=5.0, lam_growth=0.5, lam_max=None),
     "bome": dict(eta=0.3, decay_steps=None, warm_start=False),
+    "implicit": dict(linear_solver="neumann", linear_steps=4, neumann_step=0.2, warm_start=False),
 }
 
 

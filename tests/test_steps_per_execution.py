@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect
 
 
 def _penalty(problem, jit=False):
-    # the default ("auglag") schedule calibrates rho and lam in _prepare from the first batches
+    # the default schedule calibrates rho and lam in _prepare from the first batches
     return bl.Penalty(problem, upper_optimizer=keras.optimizers.Adam(0.05),
                       lower_optimizer=keras.optimizers.Adam(0.01), inner_steps=3, jit_compile=jit)
 

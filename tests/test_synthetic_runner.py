@@ -4,7 +4,7 @@ import pytest
 
 import bilevel_tf as bl
 from bilevel_tf.apps import synthetic, synthetic_config
-from runner_utils import assert_solver_config, run_runner
+from runner_utils import assert_solver_config, load_runner, run_runner
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
@@ -67,6 +67,15 @@ def test_penalty_reaches_the_ex1_solution_where_gd_does_not():
     assert final["gd"] == pytest.approx(np.sqrt(2.0), abs=0.05)  # its non-solution limit
 
 
+def test_implicit_reaches_the_ex1_solution():
+    """The runners' Implicit (CG on H_vv g + 1e-6 I, Adam steps at both levels) with T = 10."""
+    example = synthetic.make_example(1, dim=4, seed=0)
+    options = synthetic_config.SOLVER_OPTIONS["implicit"](synthetic_config.SolverSettings(lr_u=0.1, lr_v=0.1))
+    solver = bl.make_solver("implicit", example.problem, inner_steps=10, **options)
+    cell = synthetic.run_trials(solver, example, trials=3, iterations=1000, record_every=500, seed=0)
+    assert np.all(cell.curves[:, 0] > 1.0) and np.all(cell.curves[:, -1] < 1e-2), cell.curves
+
+
 def test_trial_runner_records_every_n_iterations_and_resets():
     example = synthetic.make_example(2, dim=3, seed=0)
     solver = bl.make_solver("gd", example.problem, inner_steps=2,
@@ -86,7 +95,7 @@ def test_synthetic_runner_smoke_and_resume(tmp_path):
     m = res["metrics"]
     assert sorted(k for k in m if k.startswith("ex")) == ["ex1", "ex4"]
     for ex in ("ex1", "ex4"):
-        assert sorted(m[ex]) == sorted(synthetic_config.METHODS)
+        assert sorted(m[ex]) == sorted(load_runner(RUNNER).METHODS)  # the runner's default --methods
         for method, by_t in m[ex].items():
             cell = by_t["T1"]
             assert len(cell["distance_to_solution"]) == 2

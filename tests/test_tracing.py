@@ -27,7 +27,7 @@ def _counting_problem(q, counter):
 
 KW = {"penalty": {}, "approxgrad": {}, "rmd": {"lower_optimizer": 0.1}, "gd": {}, "vpbgd": {}, "gpbgd": {},
       # SABA takes per-sample losses (bl.FiniteSum), not these batches: tests/test_saba.py covers it
-      "soba": {}, "amigo": {}, "stocbio": {"linear_steps": 3}, "f2sa": {}, "bome": {}}
+      "soba": {}, "amigo": {}, "stocbio": {"linear_steps": 3}, "f2sa": {}, "bome": {}, "implicit": {}}
 
 
 @pytest.mark.parametrize("method", sorted(KW))

@@ -9,11 +9,12 @@ import pytest
 from runner_utils import load_runner
 from test_offline_smoke import PAPER_RUNNERS
 
-from bilevel_tf import console, experiment, plots
+from bilevel_tf import console, experiment, options, plots
 from bilevel_tf.apps import few_shot_config, importance_config
 
 OMNIGLOT = "few_shot/omniglot/test_bilevel_few_shot_learning_omniglot.py"
 MNIST = "data_denoising/mnist_large_scale/test_bilevel_importance_learning_mnist.py"
+CIFAR = "data_denoising/cifar10/test_bilevel_importance_learning_cifar10.py"
 
 
 def _parser():
@@ -62,7 +63,8 @@ def test_the_digits_demo_names_the_constants_it_replaces(tmp_path, capsys):
     spec = load_runner(MNIST).SPEC
     args, _ = importance_config.parse(spec, ["--dataset", "digits", "--epochs", "7", "--out", str(tmp_path)])
     line, = [line for line in capsys.readouterr().out.splitlines() if "--dataset digits" in line]
-    assert "pretrain_epochs 100->50" in line and "schedule original->auglag" in line and "model paper->mlp" in line
+    assert "pretrain_epochs 100->50" in line and "model paper->mlp" in line
+    assert f"schedule original->{options.DEFAULT_SCHEDULE}" in line
     replaced = {item.split()[0] for item in line.split(" sets ", 1)[1].split(", ")}
     assert "epochs" not in replaced and args.epochs == 7  # given as a flag: nothing replaced
 
@@ -146,3 +148,11 @@ def test_report_overrides_is_silent_when_nothing_changed(capsys):
     args = argparse.Namespace(experiment="x", verbose=1, epochs=3)
     assert console.report_overrides(args, {"epochs": 3}, "--smoke") == []
     assert capsys.readouterr().out == ""
+
+
+def test_cifar_digits_demo_trains_without_augmentation_unless_asked(tmp_path):
+    spec = load_runner(CIFAR).SPEC
+    args, _ = importance_config.parse(spec, ["--dataset", "digits", "--out", str(tmp_path)])
+    assert args.augment is False  # CIFAR's flips and turns change a digit's class
+    args, _ = importance_config.parse(spec, ["--dataset", "digits", "--augment", "--out", str(tmp_path)])
+    assert args.augment is True

@@ -39,7 +39,7 @@ from . import importance_data as data
 from .classifier import train_classifier, weighted_ce
 from .importance_eval import Predictor, importance_of, logits_of
 from .importance_optim import PerExampleAdam
-from .importance_config import (PENALTY_SCHEDULE, SOLVER_OPTIONS, DenoisingSpec, load_splits, parse)
+from .importance_config import BORROWED_ROWS, PENALTY_SCHEDULE, SOLVER_OPTIONS, DenoisingSpec, load_splits, parse
 
 CLIP = (1e-5, 0.99999)
 #: keys of a hyperparameter row that are not solver keyword arguments
@@ -140,7 +140,11 @@ class Setup:
 
 
 def _hyperparams(spec: DenoisingSpec, args: argparse.Namespace) -> Dict[str, Any]:
-    hp = dict(spec.hyperparams[args.method])
+    if args.method in spec.hyperparams:
+        hp = dict(spec.hyperparams[args.method])
+    else:
+        borrowed = spec.hyperparams[BORROWED_ROWS[args.method]]
+        hp = {k: v for k, v in borrowed.items() if k in ("lr_u", "lr_v", "pretrain_lr")}
     if args.method == "penalty":
         if args.schedule != "original":  # the table's constants are the original schedule's
             hp = {k: v for k, v in hp.items() if k not in PENALTY_SCHEDULE}

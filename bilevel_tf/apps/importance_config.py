@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from .. import console, experiment, run_folder
 from ..flag_types import float_range, int_range, positive_float
+from ..options import DEFAULT_SCHEDULE
 from . import importance_data as data
 from ..solvers import registry
 from .importance_data import NUM_CLASSES, Sizes
@@ -25,7 +26,10 @@ SOLVER_OPTIONS: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]] = {
     "approxgrad": lambda hp: dict(lower_optimizer=hp["lr_v"], linear_optimizer=hp["lr_p"]),
     "rmd": lambda hp: dict(lower_optimizer=hp["lr_v"]),
     "gd": lambda hp: dict(lower_optimizer=hp["lr_v"]),
+    "implicit": lambda hp: dict(lower_optimizer={"class_name": "Adam", "config": {"learning_rate": hp["lr_v"]}}),
 }
+#: methods without a row of their own take another's learning rates (lr_u, lr_v, pretrain_lr)
+BORROWED_ROWS = {"implicit": "approxgrad"}
 #: the methods the runners offer: those of the table above
 METHODS = registry.covered(SOLVER_OPTIONS)
 
@@ -51,6 +55,7 @@ class DenoisingSpec:
     paper: str = ""                      # the published numbers, for the reader (results.json's "paper" entry
                                          # comes from bilevel_tf.paper_results, and only for the paper's data)
     augment: Optional[Dict[str, Any]] = None  # train/val augmentation (CIFAR-10); --no-augment turns it off
+    augment_by_default: bool = True      # --augment's default (a data set's override may turn it off)
     selection_threshold: Optional[float] = None  # retrain on {a > threshold} + val instead of weighting
     overrides: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # per data set: fields to replace
     default_data_dir: Optional[str] = None
@@ -92,12 +97,14 @@ SMALL_MODELS: Dict[str, Tuple[str, Dict[str, Any]]] = {  # --model name -> (mode
 #: the MLP above, batch 200 (5 upper iterations per epoch), 20 epochs, T = 20. The paper's learning rates are
 #: tuned for ~300 batches per epoch over 100+ epochs, so the demo takes larger lower-level steps; its
 #: evaluation classifiers train long enough (100 epochs, Adam 3e-3) for uniform weights to memorise the noise.
+#: the Penalty upper learning rate the paper's schedules keep in the digits demos
+PAPER_SCHEDULE_LR_U = {"original": dict(lr_u=1.0), "paper": dict(lr_u=1.0)}
 DIGITS_DEMO = dict(
     default_model="mlp", epochs=20, batch_size=200, pretrain_epochs=50, eval_epochs=100, eval_lr=3e-3,
-    inner_steps=20, schedule="auglag",
-    # the library's default schedule takes graded steps of 0.3 on the atanh logits (a first per-example step
-    # of 1 already moves a from 0.5 to 0.88); --schedule original keeps the first demo's lr_u = 1
-    hyperparams=dict(penalty=dict(lr_u=1.0, lr_v=3e-3, pretrain_lr=1e-3, by_schedule={"auglag": dict(lr_u=0.3)}),
+    inner_steps=20, schedule=DEFAULT_SCHEDULE,
+    # the library's schedules take graded steps of 0.3 on the atanh logits (a first per-example step of 1
+    # already moves a from 0.5 to 0.88); --schedule original/paper keep the first demo's lr_u = 1
+    hyperparams=dict(penalty=dict(lr_u=0.3, lr_v=3e-3, pretrain_lr=1e-3, by_schedule=PAPER_SCHEDULE_LR_U),
                      approxgrad=dict(lr_u=0.3, lr_v=1e-3, lr_p=1e-3, halve_every=None, pretrain_lr=1e-3),
                      rmd=dict(lr_u=1.0, lr_v=0.1, pretrain_lr=1e-3),
                      gd=dict(lr_u=1.0, lr_v=1e-3, pretrain_lr=1e-3)))
@@ -109,7 +116,8 @@ def build_parser(spec: DenoisingSpec) -> argparse.ArgumentParser:
     helps = {"epochs": "passes over the training set in the bilevel phase",
              "out": "output folder (default: runs/<experiment>/<dataset>/<method>)",
              "method": "bilevel solver: penalty (Mehra & Hamm), approxgrad, rmd (reverse-mode unrolling), gd "
-                       "(naive alternation: never moves the importance, f does not depend on it directly)"}
+                       "(naive alternation: never moves the importance, f does not depend on it directly), "
+                       "implicit (CG solves, ApproxGrad's learning rates)"}
     p = experiment.parser(spec.description, method="penalty", methods=METHODS, inner_steps=spec.inner_steps,
                           epochs=spec.epochs, helps=helps)
     p.add_argument("--dataset", default=names[0], choices=names,
@@ -140,7 +148,7 @@ def build_parser(spec: DenoisingSpec) -> argparse.ArgumentParser:
                    help="run the classifier's dropout in the bilevel losses (the original never enabled "
                         "Keras' learning phase, so its dropout was off)")
     if spec.augment is not None:
-        p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+        p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=spec.augment_by_default,
                        help="augment training and validation batches as the original (rotation 40, shifts "
                             "0.2, zoom 0.2, horizontal flip)")
     p.add_argument("--synthetic-data", action="store_true",

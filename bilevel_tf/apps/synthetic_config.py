@@ -41,12 +41,14 @@ SOLVER_OPTIONS: Dict[str, Callable[[SolverSettings], Dict[str, Any]]] = {
     "rmd": lambda s: dict(upper_optimizer=s.lr_u if s.rmd_sgd_upper else _adam(s.lr_u), lower_optimizer=s.lr_v),
     "approxgrad": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v, linear_optimizer=s.lr_p,
                                  sigma=s.sigma),
+    # ApproxGrad's Adam steps and sigma, the linear system solved by conjugate gradient
+    "implicit": lambda s: dict(upper_optimizer=_adam(s.lr_u), lower_optimizer=_adam(s.lr_v), sigma=s.sigma),
     # the original synthetic schedule: rho *= c_rho, and lam, eps and both learning rates /= c_rho
     "penalty": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v, rho=s.rho, lam=s.lam, eps=s.eps, nu=s.nu,
                               c_rho=s.c_rho, c_lam=1.0 / s.c_rho, c_eps=1.0 / s.c_rho, lr_decay=1.0 / s.c_rho,
                               use_nu=s.use_nu, schedule="original", tolerance="original", nu_rho="new"),
 }
-#: the methods the runners offer: those of the table above, in its order (supp. Table 4's columns)
+#: the methods the runners offer: those of the table above, in its order
 METHODS = registry.covered(SOLVER_OPTIONS)
 
 

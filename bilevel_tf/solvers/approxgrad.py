@@ -11,8 +11,9 @@ from .. import tensor_ops as ops
 from ..problem import BilevelProblem
 from .base import BilevelSolver
 from .checks import check_nonnegative, check_positive_int
-from .variables import state_variable
+from .linear_solvers import make_linear_solver
 from .optimizers import make_optimizer, optimizer_config
+from .variables import state_variable
 
 
 class ApproxGrad(BilevelSolver):
@@ -31,7 +32,9 @@ class ApproxGrad(BilevelSolver):
     script 1e-6). ``warm_start=True`` keeps p from the previous iteration as the original does; False
     restarts it from zero. ``linear_steps`` defaults to ``inner_steps`` and ``linear_optimizer`` (any form of
     :class:`BilevelSolver`'s optimizer options; a learning rate gives Adam) to Adam with the lower optimizer's
-    initial learning rate. Memory does not grow with T.
+    initial learning rate. ``linear_solver`` swaps the solve of (H_vv g + sigma I) p = grad_v f: ``"gd"`` (the
+    default, the steps above), ``"cg"`` (conjugate gradient) or ``"neumann"`` (Richardson steps of the linear
+    optimizer's initial learning rate), see :mod:`bilevel_tf.solvers.linear_solvers`. Memory does not grow with T.
     """
 
     method = "approxgrad"
@@ -41,7 +44,7 @@ class ApproxGrad(BilevelSolver):
     def __init__(self, problem: BilevelProblem, upper_optimizer: Any = None, lower_optimizer: Any = None, *,
                  inner_steps: Optional[int] = None, linear_steps: Optional[int] = None,
                  linear_optimizer: Any = None, sigma: float = 1e-3, warm_start: bool = True,
-                 jit_compile: bool = False, **unknown: Any):
+                 linear_solver: str = "gd", jit_compile: bool = False, **unknown: Any):
         super().__init__(problem, upper_optimizer, lower_optimizer, inner_steps=inner_steps,
                          jit_compile=jit_compile, **unknown)
         self.linear_steps = check_positive_int(
@@ -57,10 +60,13 @@ class ApproxGrad(BilevelSolver):
         self._build_optimizer(self.linear_optimizer, self.p, "linear_optimizer")
         self.add_state("linear_optimizer", self.linear_optimizer)
         self._linear_optimizer_config = optimizer_config(self.linear_optimizer)
+        self.linear_solver = linear_solver
+        linear_lr = float(keras.ops.convert_to_numpy(self.linear_optimizer.learning_rate))
+        self._solve = make_linear_solver(linear_solver, optimizer=self.linear_optimizer, step_size=linear_lr)
 
     def _config(self) -> Dict[str, Any]:
         return dict(linear_steps=self.linear_steps, linear_optimizer=self._linear_optimizer_config,
-                    sigma=self.sigma, warm_start=self.warm_start)
+                    sigma=self.sigma, warm_start=self.warm_start, linear_solver=self.linear_solver)
 
     def _linear_operator(self, lower_batch, x):
         """(H_vv g + sigma I) x."""
@@ -79,13 +85,8 @@ class ApproxGrad(BilevelSolver):
                 distribute.assign(p, tf.zeros_like(p))
         _, b = autodiff.upper_value_and_grad(problem, upper_batch, lower)
         b = [tf.stop_gradient(ops.dense(x)) for x in b]
-        residual_sq = tf.constant(0.0, self.dtype)
-        for _ in self.loop(self.linear_steps):
-            p_now = [tf.convert_to_tensor(p) for p in self.p]
-            r = [a - bi for a, bi in zip(self._linear_operator(lower_batch, p_now), b)]
-            residual_sq = ops.sq_norm(r)
-            grad_p = [2.0 * x for x in self._linear_operator(lower_batch, r)]
-            self.linear_optimizer.apply_gradients(zip(grad_p, self.p))
+        residual_sq = self._solve(lambda x: self._linear_operator(lower_batch, x), b, self.p, self.linear_steps,
+                                  self.loop)
 
         # u direction: grad_u [f - <grad_v g, p>] = grad_u f - H_uv g p, in one double-backward sweep.
         p_final = [-tf.convert_to_tensor(p) for p in self.p]

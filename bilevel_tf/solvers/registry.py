@@ -116,3 +116,4 @@ register("amigo", "bilevel_tf.solvers.amigo:AmIGO", "amortized implicit gradient
 register("stocbio", "bilevel_tf.solvers.stocbio:StocBiO", "Neumann-series implicit gradient")
 register("f2sa", "bilevel_tf.solvers.f2sa:F2SA", "fully first-order penalty")
 register("bome", "bilevel_tf.solvers.bome:BOME", "first-order dynamic barrier")
+register("implicit", "bilevel_tf.solvers.implicit:Implicit", "implicit differentiation (CG / Neumann)")

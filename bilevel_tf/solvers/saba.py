@@ -144,10 +144,11 @@ class SABA(SOBA):
         first = tf.cast(_first_occurrence(idx), values[0].dtype)
         estimates = []
         for table, mean, value in zip(tables, means, values):
-            diff = value - tf.gather(table, idx)
+            old = tf.gather(table, idx)
+            diff = value - old
             estimates.append(tf.reduce_mean(diff, axis=0) + mean)
             new_mean = tf.convert_to_tensor(mean) + tf.tensordot(first, diff, axes=1) / float(table.shape[0])
-            _scatter_rows(table, idx, value)
+            _scatter_rows(table, idx, _after_reading(value, old))
             distribute.assign(mean, new_mean)
         return estimates
 
@@ -158,6 +159,13 @@ def _sample_loss(finite_sum: FiniteSum, sample: Any) -> tf.Tensor:
     if losses.shape[0] not in (None, 1):
         raise ValueError(f"bl.FiniteSum: per_sample_loss returned {losses.shape[0]} losses for a batch of one sample")
     return tf.reshape(losses, [])
+
+
+def _after_reading(value: tf.Tensor, old: tf.Tensor) -> tf.Tensor:
+    """``value`` (unchanged while ``old`` is finite), made to depend on the rows ``old`` read from a table: then
+    XLA reads them before it overwrites the table in place; without it XLA copied each whole table every step
+    (SABA on the benchmark's quadratic, 5 tables of 1024 x 100: 0.35 -> 0.04 ms per iteration)."""
+    return value + tf.zeros([], value.dtype) * tf.reduce_sum(old[:1])
 
 
 def _first_occurrence(idx: tf.Tensor) -> tf.Tensor:

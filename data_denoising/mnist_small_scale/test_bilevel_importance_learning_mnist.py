@@ -42,8 +42,10 @@ HYPERPARAMS = {
 
 #: 8x8 digits: the same protocol with 1000/200/597 points; a linear model learns 8x8 digits quickly, so
 #: larger learning rates and fewer epochs
-DIGITS = dict(epochs=20, batch_size=100, pretrain_epochs=100, eval_epochs=100, eval_lr=1e-2, schedule="auglag",
-              hyperparams=dict(penalty=dict(lr_v=1e-2, pretrain_lr=1e-2, by_schedule={"auglag": dict(lr_u=0.3)}),
+DIGITS = dict(epochs=20, batch_size=100, pretrain_epochs=100, eval_epochs=100, eval_lr=1e-2,
+              schedule=denoising.DEFAULT_SCHEDULE,
+              hyperparams=dict(penalty=dict(lr_u=0.3, lr_v=1e-2, pretrain_lr=1e-2,
+                                            by_schedule={"original": dict(lr_u=3.0), "paper": dict(lr_u=3.0)}),
                                approxgrad=dict(lr_u=0.3, lr_v=1e-2, lr_p=1e-2, halve_every=None, pretrain_lr=1e-2),
                                rmd=dict(lr_v=0.3, pretrain_lr=1e-2), gd=dict(lr_v=1e-2, pretrain_lr=1e-2)))
 

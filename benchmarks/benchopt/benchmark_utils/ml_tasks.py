@@ -33,7 +33,7 @@ def _splits(features: np.ndarray, labels: np.ndarray, sizes: Tuple[int, int], se
 class _TFVariables:
     """TensorFlow side of a task: variables at the start, losses as given, reset and read-out."""
 
-    def __init__(self, start, upper_loss, lower_loss, dtype: str):
+    def __init__(self, start, upper_loss, lower_loss, dtype: str, sizes: Tuple[int, int]):
         import tensorflow as tf
         import bilevel_tf as bl
 
@@ -42,6 +42,7 @@ class _TFVariables:
         self.lower = [tf.Variable(v, name=f"inner_var_{i}") for i, v in enumerate(self._start[1:])]
         self._losses = (upper_loss, lower_loss)
         self._problem = bl.BilevelProblem(self.upper_loss, self.lower_loss, [self.upper], self.lower)
+        self._sizes = sizes  # (n_upper, n_lower)
 
     def upper_loss(self, batch):
         return self._losses[0](self, batch)
@@ -51,6 +52,20 @@ class _TFVariables:
 
     def problem(self):
         return self._problem
+
+    def finite_sum_problem(self):
+        """The problem with ``bl.FiniteSum`` losses (batches: index vectors) for SABA: sample i's loss is the
+        batch loss of the batch [i] (a mean over samples plus a regularizer, so the mean is unchanged)."""
+        import tensorflow as tf
+        import bilevel_tf as bl
+
+        def finite_sum(loss, size):
+            def per_sample(batch):
+                indices = tf.range(size) if batch is None else batch
+                return tf.vectorized_map(lambda i: loss(i[None]), indices)
+            return bl.FiniteSum(per_sample, size, indices=lambda batch: batch)
+        return bl.BilevelProblem(finite_sum(self.upper_loss, self._sizes[0]),
+                                 finite_sum(self.lower_loss, self._sizes[1]), [self.upper], self.lower)
 
     def reset(self) -> None:
         for var, value in zip([self.upper] + self.lower, self._start):
@@ -95,7 +110,7 @@ class RegularizationTask:
 
         def upper(t, batch):
             return logistic(c["a_val"], c["y_val"], t.lower[0], batch)
-        return _TFVariables(self.start(), upper, lower, dtype)
+        return _TFVariables(self.start(), upper, lower, dtype, (self.n_upper, self.n_lower))
 
     def inner_solution(self, x: np.ndarray, z_init: Optional[np.ndarray] = None) -> np.ndarray:
         a, y, alpha = self.a_train, self.y_train, np.exp(x)
@@ -154,7 +169,7 @@ class DataCleaningTask:
 
         def upper(t, batch):
             return tf.reduce_mean(cross_entropy(c["a_val"], labels["y_val"], t.lower[0], batch))
-        return _TFVariables(self.start(), upper, lower, dtype)
+        return _TFVariables(self.start(), upper, lower, dtype, (self.n_upper, self.n_lower))
 
     def evaluate(self, outer_var: np.ndarray, inner_var: np.ndarray) -> Dict[str, Any]:
         w = np.asarray(inner_var, np.float64)

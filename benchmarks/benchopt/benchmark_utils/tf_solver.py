@@ -7,7 +7,7 @@ recommended settings include ``jit_compile=True``: XLA compiles for a while befo
 ``batch_size`` (an int, or "full") and ``eval_every`` (upper iterations per benchopt callback, run in one
 compiled call). The solver is built and compiled in ``set_objective`` (not timed); ``run`` restarts
 from the task's start and calls the callback, which benchopt times and uses to evaluate the objective,
-between chunks of ``eval_every`` iterations.
+between chunks of ``eval_every`` iterations. SABA gets the task's ``bl.FiniteSum`` form (its per-sample memory).
 """
 from __future__ import annotations
 
@@ -37,11 +37,11 @@ class BilevelTFSolver(BaseSolver):
 
     def set_objective(self, task):
         import bilevel_tf as bl
-        from simulated_runs import chunk_functions
+        from simulated_runs import chunk_functions, problem_for
 
         self.task = task
         self.tf_task = task.build()
-        self.solver = bl.make_solver(self.method, self.tf_task.problem(), **self.options())
+        self.solver = bl.make_solver(self.method, problem_for(self.tf_task, self.method), **self.options())
         batch_size = None if self.batch_size == "full" else int(self.batch_size)
         self._chunks = lambda: chunk_functions(self.solver, task.n_upper, task.n_lower, batch_size, seed=0)
         # Compile here rather than in warm_up, which benchopt calls once per solver, not once per dataset; every
