@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf.solvers import Feed
+from bilevel_tf.sources import Feed
 from simulated_problem import BlockSampler, SimulatedProblem
 
 #: Per method, the ``bl.make_solver`` options we recommend on this problem in full batch, chosen with
@@ -27,8 +27,9 @@ from simulated_problem import BlockSampler, SimulatedProblem
 #: suboptimality after 10 s of each grid), plus XLA (``jit_compile=True``: 4-7x less time per iteration here).
 #: Penalty's entry is the setting the issue asks for, the default schedule with Adam(1e-2) at both levels,
 #: which is also the best of its grid. V-PBGD needs its inner copy moved (ten SGD steps of 0.5, not one of
-#: 0.01) and a constant penalty: with its defaults it diverges here (f alone is unbounded below in x). Learning rates are in each slot's default class (Adam for Penalty,
-#: ApproxGrad and GD; SGD for RMD and the PBGD solvers). A method not listed runs with its defaults.
+#: 0.01) and a constant penalty: with its defaults it diverges here (f alone is unbounded below in x). Learning
+#: rates are in each slot's default class (Adam for Penalty, ApproxGrad and GD; SGD for RMD and the PBGD
+#: solvers). A method not listed runs with its defaults.
 RECOMMENDED: Dict[str, Dict[str, Any]] = {
     "penalty": dict(upper_optimizer=1e-2, lower_optimizer=1e-2),
     "approxgrad": dict(upper_optimizer=3e-2, lower_optimizer=3e-2, inner_steps=5),

@@ -153,11 +153,11 @@ def run_compare(spec: Dict[str, Any]) -> None:
 
     def bench_for(variant: Dict[str, Any]) -> problems.Bench:
         """The problem built under the variant's dtype policy (same seed: same initial weights and batches)."""
-        policy = variant.get("precision", bl.precision.FLOAT32)
+        policy = variant.get("precision", "float32")
         if policy not in benches:
             bl.precision.set_policy(policy)
             benches[policy] = _bench(spec)
-            bl.precision.set_policy(bl.precision.FLOAT32)
+            bl.precision.set_policy("float32")
         return benches[policy]
 
     bench = bench_for({})  # the float32 problem: its plain step is the reference of every variant
@@ -186,10 +186,10 @@ def run_compare(spec: Dict[str, Any]) -> None:
 def _overhead_problem(name: str, jit: bool):
     """(solver, upper data, lower data, (upper batch, lower batch) for the solver.run floor)."""
     if name == "ex1":  # paper Example 1, u, v in R^10, Penalty with T = 10, full batch (no data)
-        from bilevel_tf.apps import synthetic
+        from bilevel_tf.apps import synthetic, synthetic_config
         example = synthetic.make_example(1, dim=10)
         solver = bl.make_solver("penalty", example.problem, inner_steps=10, jit_compile=jit,  # the paper's setup
-                                **synthetic.SOLVER_OPTIONS["penalty"](synthetic.PAPER_SETTINGS))
+                                **synthetic_config.SOLVER_OPTIONS["penalty"](synthetic_config.PAPER_SETTINGS))
         return solver, None, None, (None, None)
     if name == "digits":  # the digits denoising demo's bilevel phase (its tf.data streams), no warm start
         import importlib.util

@@ -8,68 +8,44 @@ Solvers: :class:`Penalty` (Mehra & Hamm, ACML 2021), :class:`ApproxGrad`, :class
 :class:`BOME`, and :class:`Implicit` (CG / Neumann linear solves). Each ``solver.step(upper_batch,
 lower_batch)`` is one compiled upper iteration; :func:`fit` runs many with progress, logging and checkpoint/resume.
 
-Importing the package is cheap: TensorFlow loads (quietly, see ``_quiet``) the first time a name that needs
-it is used, so the experiment runners parse their flags and answer ``--help`` before it.
+Importing the package is cheap and changes nothing else in the process: TensorFlow loads the first time a name
+that needs it is used (one table, ``_LAZY``), so the experiment runners parse their flags and answer
+``--help`` before it.
 """
 import importlib
-import sys
-import types
 
-from ._quiet import install_quiet_import
-
-install_quiet_import()
+from .solvers import registry as _registry
 
 __version__ = "0.1.0"
 
-#: public name -> the submodule that defines it (loaded on first use)
-_LAZY_NAMES = {
-    "BilevelProblem": "problem",
-    **{name: "solvers" for name in ("BilevelSolver", "Penalty", "ApproxGrad", "RMD", "GD", "VPBGD", "GPBGD",
-                                    "SOBA", "SABA", "AmIGO", "StocBiO", "F2SA", "BOME", "Implicit", "SOLVERS",
-                                    "METHODS", "get_solver", "make_solver")},
-    "FiniteSum": "finite_sum",
-    **{name: "fit" for name in ("History", "NonFiniteError")},
-    **{name: "callbacks" for name in ("Callback", "CSVLogger", "TensorBoard", "Evaluate", "EarlyStopping",
-                                      "LambdaCallback")},
-}
-_SUBMODULES = ("autodiff", "callbacks", "constraints", "precision", "tensor_ops", "toy")
+def _names(module: str, *names: str) -> dict:
+    return {name: f"{__name__}.{module}:{name}" for name in names}
 
-__all__ = ["BilevelProblem", "FiniteSum", "BilevelSolver", "Penalty", "ApproxGrad", "RMD", "GD", "VPBGD", "GPBGD",
-           "SOBA", "SABA", "AmIGO", "StocBiO", "F2SA", "BOME", "Implicit", "METHODS", "SOLVERS", "get_solver",
-           "make_solver",
-           "autodiff", "constraints", "precision", "tensor_ops", "toy",
-           "fit", "History", "NonFiniteError", "callbacks", "Callback", "CSVLogger", "TensorBoard", "Evaluate",
-           "EarlyStopping", "LambdaCallback"]
+
+#: every public name -> where it lives, loaded on first use: "module:attribute", or a submodule's "module";
+#: the solver classes come from the registry
+_LAZY = {
+    **_names("problem", "BilevelProblem"), **_names("finite_sum", "FiniteSum"),
+    **_names("solvers.base", "BilevelSolver"),
+    **{entry.class_name: entry.target for entry in _registry.entries()},
+    **_names("solvers.registry", "METHODS"), **_names("solvers.factory", "SOLVERS", "get_solver", "make_solver"),
+    **{name: f"{__name__}.{name}" for name in ("autodiff", "constraints", "precision", "tensor_ops", "toy")},
+    **_names("loop", "fit", "History", "NonFiniteError"),
+    "callbacks": f"{__name__}.callbacks",
+    **_names("callbacks", "Callback", "CSVLogger", "TensorBoard", "Evaluate", "EarlyStopping", "LambdaCallback"),
+}
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str):
-    if name in _LAZY_NAMES:
-        value = getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f".{name}", __name__)
-    else:
+    if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, _, attribute = _LAZY[name].partition(":")
+    value = importlib.import_module(module)
+    value = getattr(value, attribute) if attribute else value
     globals()[name] = value
     return value
 
 
 def __dir__():
     return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    """``bl.fit`` is the function although ``bilevel_tf/fit.py`` is a submodule of the same name: importing
-    the submodule binds it on the package, which this setter ignores (``bilevel_tf.fit`` the module stays
-    reachable through ``sys.modules`` and ``from bilevel_tf.fit import ...``)."""
-
-    @property
-    def fit(self):
-        from .fit import fit
-        return fit
-
-    @fit.setter
-    def fit(self, _submodule) -> None:
-        pass
-
-
-sys.modules[__name__].__class__ = _Package

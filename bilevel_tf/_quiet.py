@@ -1,12 +1,13 @@
 """Import TensorFlow without its C++ start-up chatter (CUDA probing, oneDNN notices, absl pre-init logs).
 
 They go to file descriptor 2 from C++, so Python cannot filter them: stderr is pointed at /dev/null while
-TensorFlow loads and probes its devices, then restored. Anything TensorFlow logs later still shows. They
-are kept when a runner is started with ``--verbose 2`` or when ``BILEVEL_TF_TF_LOGS=1``.
+TensorFlow loads and probes its devices, then restored. Anything TensorFlow logs later still shows.
 
-``import bilevel_tf`` does not import TensorFlow (so a runner's ``--help`` answers at once); it installs
-:class:`QuietTensorFlowFinder`, which makes the first ``import tensorflow`` from anywhere (``import keras``
-included) a quiet one.
+``import bilevel_tf`` changes nothing here (it does not import TensorFlow, so a runner's ``--help`` answers at
+once). A runner's parser (:class:`bilevel_tf.console.ArgumentParser`) calls :func:`quiet_tensorflow_start`
+once its flags are parsed: it installs :class:`QuietTensorFlowFinder`, which makes the first ``import
+tensorflow`` of that process (``import keras`` included) a quiet one, unless ``--verbose 2`` or
+``BILEVEL_TF_TF_LOGS=1`` asks for the logs.
 """
 from __future__ import annotations
 
@@ -18,14 +19,8 @@ import sys
 from typing import Iterator
 
 
-def wants_tensorflow_logs(argv=None) -> bool:
-    argv = sys.argv[1:] if argv is None else argv
-    if os.environ.get("BILEVEL_TF_TF_LOGS") == "1":
-        return True
-    for i, arg in enumerate(argv):
-        if arg == "--verbose=2" or (arg == "--verbose" and i + 1 < len(argv) and argv[i + 1] == "2"):
-            return True
-    return False
+def wants_tensorflow_logs(verbose: int) -> bool:
+    return verbose >= 2 or os.environ.get("BILEVEL_TF_TF_LOGS") == "1"
 
 
 @contextlib.contextmanager
@@ -71,18 +66,22 @@ class QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name != "tensorflow":
             return None
-        uninstall_quiet_import()
+        _uninstall()
         spec = importlib.util.find_spec(name)
-        if spec is None or spec.loader is None or wants_tensorflow_logs():
+        if spec is None or spec.loader is None:
             return spec
         spec.loader = _QuietLoader(spec.loader)
         return spec
 
 
-def install_quiet_import() -> None:
-    if "tensorflow" not in sys.modules and not any(isinstance(f, QuietTensorFlowFinder) for f in sys.meta_path):
+def quiet_tensorflow_start(verbose: int = 1) -> None:
+    """Make this process's first ``import tensorflow`` quiet (no-op once TensorFlow is loaded, or with
+    ``verbose >= 2`` or ``BILEVEL_TF_TF_LOGS=1``)."""
+    if "tensorflow" in sys.modules or wants_tensorflow_logs(verbose):
+        return
+    if not any(isinstance(f, QuietTensorFlowFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, QuietTensorFlowFinder())
 
 
-def uninstall_quiet_import() -> None:
+def _uninstall() -> None:
     sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, QuietTensorFlowFinder)]

@@ -25,9 +25,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-# the folder rules need no TensorFlow (a runner checks its folder before loading it); re-exported here
-from .folders import (EXECUTION_OPTIONS, CheckpointError, FolderLock, FolderLockedError,  # noqa: F401
-                      ResumeMismatchError, config_differences, remove_partial_files)
+# the folder rules need no TensorFlow (a runner checks its folder before loading it)
+from .folders import CheckpointError, ResumeMismatchError, config_differences
 
 
 # ---------------------------------------------------------------------------------------------- run state

@@ -11,10 +11,19 @@ import sys
 import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, TextIO
 
+from . import _quiet
+
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with one-line errors: ``error: <what is wrong>; did you mean --noise?`` and exit status 2, instead
     of the whole usage text before the message (``--help`` prints that)."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        known = super().parse_known_args(args, namespace)
+        # a runner starts here: its TensorFlow import (later, on first use) keeps the C++ start-up logs away
+        verbose = getattr(known[0], "verbose", 1)  # a runner may pre-parse with placeholder defaults
+        _quiet.quiet_tensorflow_start(verbose if isinstance(verbose, int) else 1)
+        return known
 
     def error(self, message: str) -> None:  # type: ignore[override]
         hint = suggestion(self, message) or ("; --help lists the flags" if "unrecognized" in message else "")
@@ -139,7 +148,8 @@ class Progress:
     def _fit(self, head: str) -> str:
         losses = [k for k in ("upper_loss", "lower_loss") if k in self.latest]
         others = [k for k in self.latest if k not in losses]
-        ordered = losses + [k for k in others if k not in self.solver_keys] + [k for k in others if k in self.solver_keys]
+        ordered = (losses + [k for k in others if k not in self.solver_keys]
+                   + [k for k in others if k in self.solver_keys])
         width = shutil.get_terminal_size().columns - 1 if self.terminal else None
         line = head
         for key in ordered:

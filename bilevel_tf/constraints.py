@@ -24,7 +24,8 @@ def box(lower: TensorLike, upper: TensorLike) -> Constraint:
     """Clip every entry to [lower, upper] (scalars, or one bound per variable)."""
     def project(values: Values) -> Values:
         lo, hi = _per_variable(lower, len(values), "lower"), _per_variable(upper, len(values), "upper")
-        return [tf.clip_by_value(v, tf.cast(l, v.dtype), tf.cast(h, v.dtype)) for v, l, h in zip(values, lo, hi)]
+        return [tf.clip_by_value(v, tf.cast(low, v.dtype), tf.cast(high, v.dtype))
+                for v, low, high in zip(values, lo, hi)]
     return project
 
 

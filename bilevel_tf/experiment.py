@@ -1,12 +1,13 @@
-"""Plumbing shared by the experiment runners: flags, the output folder, seeding, results, figures, errors.
+"""Plumbing shared by the experiment runners: flags, seeding, results, errors (the output folder is
+:mod:`bilevel_tf.run_folder`, the flags' argparse types :mod:`bilevel_tf.flag_types`).
 
 A runner's app reads like its experiment::
 
     p = experiment.parser(__doc__, method="penalty", epochs=EPOCHS, inner_steps=INNER_STEPS)
-    p.add_argument("--noise", type=experiment.float_range(0, 1, include_maximum=False), default=NOISE_LEVEL, ...)
+    p.add_argument("--noise", type=flag_types.float_range(0, 1, include_maximum=False), default=NOISE_LEVEL, ...)
     args = experiment.parse(p, argv, "data_denoising/mnist_large_scale")  # seeds, --out
     ... load data ...
-    with experiment.Run(args, data=experiment.fingerprint(y_noisy)) as run:  # lock, resume check
+    with run_folder.Run(args, data=experiment.fingerprint(y_noisy)) as run:  # lock, resume check
         history = bl.fit(solver, ..., checkpoint_dir=experiment.checkpoint_dir(args), config=run.config)
         experiment.write_results(args, metrics=..., history=history,
                                  seconds_per_upper_iteration=history.seconds_per_step)
@@ -16,7 +17,6 @@ and its script ends with ``experiment.run_main(main)`` (one-line errors, exit st
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import math
 import os
@@ -24,19 +24,15 @@ import random
 import signal
 import sys
 import warnings
-from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import console, options
 from .console import ArgumentParser
-from .files import atomic_write_text  # noqa: F401  (part of the runners' API: experiment.atomic_write_text)
-# the canonical method names (bl.METHODS, parser()'s default --method choices) and their descriptions
-from .options import METHOD_NAMES, METHODS
-# figures and timers are part of the runners' API: experiment.plot_curves, experiment.Stopwatch, ...
-from .plots import plot_curves, plot_histograms, plot_image_rows  # noqa: F401
-from .timing import Stopwatch, time_steps  # noqa: F401
+from .files import atomic_write_text
+from .flag_types import int_range
+from .solvers import registry
 
 #: --steps-per-execution default (README "Performance", benchmarks/run.py --sections overhead)
 STEPS_PER_EXECUTION = 1
@@ -61,72 +57,14 @@ class UsageError(ValueError):
     :func:`run_main` prints it as one line and exits with status 2, as argparse does for malformed flags."""
 
 
-def int_range(minimum: int, maximum: Optional[int] = None) -> Callable[[str], int]:
-    """An argparse ``type``: an integer in [minimum, maximum]; anything else is rejected at parse time (before
-    the run touches its output folder) with "argument --flag: must be an integer >= minimum, got '...'"."""
-    expected = f"an integer >= {minimum}" if maximum is None else f"an integer in [{minimum}, {maximum}]"
-
-    def convert(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum or (maximum is not None and value > maximum):
-            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
-        return value
-    return convert
-
-
-def float_range(minimum: float, maximum: Optional[float] = None, *,
-                include_maximum: bool = True) -> Callable[[str], float]:
-    """An argparse ``type``: a number in [minimum, maximum] (or [minimum, maximum) with
-    ``include_maximum=False``; no upper bound when maximum is None), checked at parse time like
-    :func:`int_range`."""
-    expected = (f"a number >= {minimum:g}" if maximum is None
-                else f"a number in [{minimum:g}, {maximum:g}{']' if include_maximum else ')'}")
-
-    def convert(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if maximum is None:
-            below = value < math.inf
-        else:
-            below = value <= maximum if include_maximum else value < maximum
-        if not (value >= minimum and below):  # also rejects NaN
-            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
-        return value
-    return convert
-
-
-def positive_float(text: str) -> float:
-    """An argparse ``type``: a finite number > 0 (learning rates, step sizes)."""
+def _method_help(name: str) -> str:
     try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (0 < value < math.inf):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return value
+        return f"{name} ({registry.describe(name)})"
+    except ValueError:  # a runner's own choice, e.g. "all"
+        return name
 
 
-#: an argparse ``type``: a finite number >= 0 (penalty weights, regularizers)
-nonnegative_float = float_range(0.0)
-
-
-def finite_float(text: str) -> float:
-    """An argparse ``type``: any finite number."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return value
-
-
-def parser(description: str, *, method: str = "penalty", methods: Sequence[str] = METHODS,
+def parser(description: str, *, method: str = "penalty", methods: Optional[Sequence[str]] = None,
            inner_steps: Optional[int] = 20, epochs: Optional[int] = None,
            upper_iterations: Optional[int] = None, seed: int = 0,
            out: Optional[str] = None, data_dir: bool = True, mixed_precision: bool = True,
@@ -142,8 +80,9 @@ def parser(description: str, *, method: str = "penalty", methods: Sequence[str] 
         dest = kwargs.get("dest") or names[0].lstrip("-").replace("-", "_")
         p.add_argument(*names, **{**kwargs, "help": helps.get(dest, kwargs.get("help"))})
 
+    methods = registry.METHODS if methods is None else methods  # default: every registered method
     add("--method", default=method, choices=list(methods),
-        help="bilevel solver: " + ", ".join(f"{m} ({METHOD_NAMES.get(m, m)})" for m in methods))
+        help="bilevel solver: " + ", ".join(map(_method_help, methods)))
     if inner_steps is not None:
         add("--inner-steps", type=int, default=inner_steps,
             help="T: lower-level steps per upper iteration (ApproxGrad also uses T linear-system steps)")
@@ -265,21 +204,13 @@ def start_tensorflow(args: argparse.Namespace) -> None:
     np.random.set_state(states[1])
     from . import precision
     # set on every run (float32 included): a policy never leaks from one in-process run into the next
-    precision.set_policy(getattr(args, "precision", precision.FLOAT32))
+    precision.set_policy(getattr(args, "precision", options.FLOAT32))
     args._tensorflow_started = True
 
 
 def checkpoint_dir(args: argparse.Namespace, phase: str = "bilevel") -> str:
     """Where a runner's ``bl.fit`` keeps checkpoints (one subfolder per training phase)."""
     return os.path.join(args.out, "checkpoints", phase)
-
-
-#: flags that change where and how loudly a run works, not what it computes: free to differ on a rerun
-NON_RESULT_FLAGS = ("out", "fresh", "verbose", "debug", "checkpoint_every", "jit", "data_dir", "tensorboard",
-                    "steps_per_execution", "experiment")
-#: how long to run: a rerun may raise them (continue the run further); a finished run counts as finished only
-#: for the same values, and smaller ones than it ran are refused
-BUDGET_FLAGS = ("epochs", "max_steps", "meta_iterations", "outer_itr", "iterations", "max_iterations")
 
 
 def fingerprint(*arrays: Any) -> str:
@@ -291,132 +222,6 @@ def fingerprint(*arrays: Any) -> str:
         h.update(f"{a.dtype}{a.shape}".encode())
         h.update(a.tobytes())
     return h.hexdigest()[:16]
-
-
-class Run:
-    """The output folder of one run: one process at a time, one configuration, nothing half-written.
-
-    Open it after the data are loaded and the flags checked, and before anything needs TensorFlow (opening
-    calls :func:`start_tensorflow`, so a refused or finished run answers at once)::
-
-        with experiment.Run(args, data=fingerprint(y_noisy)) as run:
-            if run.complete:            # rerun of a finished run: outputs left as they are
-                return run.metrics
-            ... bl.fit(..., config=run.config) ...; experiment.write_results(...)
-
-    Opening locks ``--out`` (a second run is refused; a killed run's lock is free), removes what a kill left
-    half-written, and with ``--fresh`` deletes what the folder's record says the run wrote (:func:`output_path`
-    records each file; a user's files stay). ``run.json`` records the configuration (every flag but
-    ``NON_RESULT_FLAGS``, plus the keyword arguments, e.g. a data fingerprint) and the outputs; a folder
-    holding another configuration is refused with :class:`~bilevel_tf.folders.ResumeMismatchError` naming the
-    differences. The ``BUDGET_FLAGS`` may grow (a rerun continues the run further); a finished run is reused
-    when they are the same and refused when they are smaller (its results would be mislabelled). In a
-    multi-worker run only the chief (``chief=True``) locks and writes the folder; the other workers check the
-    same configuration and read it.
-    """
-
-    def __init__(self, args: argparse.Namespace, *, chief: bool = True, **extra: Any):
-        self.args, self.folder, self.chief = args, args.out, chief
-        everything = config_of(args, **extra)
-        self.config = {k: v for k, v in everything.items() if k not in NON_RESULT_FLAGS + BUDGET_FLAGS}
-        self.budget = {k: v for k, v in everything.items() if k in BUDGET_FLAGS}
-        self.complete, self.metrics = False, None
-        self.outputs: List[str] = []
-        self._lock = None
-
-    def __enter__(self) -> "Run":
-        from .folders import FolderLock, delete_outputs, remove_partial_files
-        try:
-            if self.chief:  # a multi-worker run's other workers only read the chief's folder
-                self._lock = FolderLock(self.folder).acquire()
-                remove_partial_files(self.folder, checkpoint_temps=False)
-                for folder in sorted(glob.glob(os.path.join(self.folder, "checkpoints", "*"))):
-                    remove_partial_files(folder)
-                if getattr(self.args, "fresh", False):
-                    delete_outputs(self.folder)
-            self._check()
-            if not self.complete:
-                self.args._run = self  # output_path() records the run's files through it
-                start_tensorflow(self.args)
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def _check(self) -> None:
-        """Compare run.json, record this configuration (chief only) and find out whether the run is complete."""
-        from .folders import ResumeMismatchError, config_differences, read_record
-        saved = read_record(self.folder)  # without it a results.json cannot be matched to its configuration
-        if saved is not None:
-            differences = config_differences(saved["config"], self.config)
-            if differences:
-                raise ResumeMismatchError(
-                    f"{self.folder} holds a run of another configuration ({'; '.join(differences[:6])}); rerun "
-                    "with the same flags to resume or reuse it, pass --fresh to start over, or choose another --out")
-            self.outputs = saved["outputs"]
-            self._check_results()
-        if self.chief:
-            self._write_record()
-
-    def _check_results(self) -> None:
-        """A results.json of this configuration: complete for the same budget, refused for a smaller one."""
-        from .folders import ResumeMismatchError, budget_excess
-        path = os.path.join(self.folder, "results.json")
-        finished = _read_results(path)
-        if finished is None:
-            return  # none, or damaged: the run is redone (its checkpoints make that cheap)
-        mismatch = [f"{k}: {finished['config'][k]!r} -> {v!r}" for k, v in self.config.items()
-                    if k in finished["config"] and finished["config"][k] != v]
-        if mismatch:
-            print(f"[{self.args.experiment}] {path} does not hold this configuration's results "
-                  f"({'; '.join(mismatch[:3])}); the run is finished again and rewrites it", flush=True)
-            return
-        excess = budget_excess(finished["config"], self.budget)
-        if excess:
-            raise ResumeMismatchError(
-                f"{self.folder} holds the finished run of this configuration with a larger budget ("
-                f"{'; '.join(excess)}); rerun with its budget (or a larger one) to reuse or continue it, pass "
-                "--fresh to start over with this one, or choose another --out")
-        self.complete = all(finished["config"].get(k) == v for k, v in self.budget.items())
-        if self.complete:
-            self.metrics = finished["metrics"]
-            print(f"[{self.args.experiment}] {self.folder} already holds the finished run of this configuration "
-                  f"(results.json); nothing to do (--fresh redoes it)", flush=True)
-
-    def record_output(self, name: str) -> None:
-        """Add ``name`` (an entry of the folder) to the files and folders run.json says this run wrote."""
-        if self.chief and name not in self.outputs:
-            self.outputs.append(name)
-            self._write_record()
-
-    def _write_record(self) -> None:
-        from .folders import RECORD
-        atomic_write_text(os.path.join(self.folder, RECORD), json.dumps(
-            {"config": self.config, "budget": self.budget, "outputs": self.outputs}, indent=1, sort_keys=True))
-
-    def __exit__(self, *exc) -> None:
-        if getattr(self.args, "_run", None) is self:
-            del self.args._run
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
-
-    @classmethod
-    def once(cls, args: argparse.Namespace, body: Callable[["Run"], Any], **extra: Any) -> Any:
-        """``body(run)`` inside the open folder, unless the run is already complete (then its metrics)."""
-        with cls(args, **extra) as run:
-            return run.metrics if run.complete else body(run)
-
-
-def _read_results(path: str) -> Optional[Dict[str, Any]]:
-    """A results.json with its "config" and "metrics" objects, or None (missing or damaged)."""
-    try:
-        finished = json.loads(Path(path).read_text())
-        if isinstance(finished["config"], dict) and isinstance(finished["metrics"], dict):
-            return finished
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return None
 
 
 def output_path(args: argparse.Namespace, name: str) -> str:
@@ -540,8 +345,8 @@ def _exit_status(error: BaseException) -> Optional[int]:
     """2: cannot start/continue as asked; 1: the run failed; None: not an expected failure (a bug)."""
     from .folders import CheckpointError, FolderLockedError
     # a module not loaded raised none of its errors (and importing it would load TensorFlow)
-    fit, workers = sys.modules.get(f"{__package__}.fit"), sys.modules.get(f"{__package__}.workers")
-    if (fit is not None and isinstance(error, fit.NonFiniteError)) or (
+    loop, workers = sys.modules.get(f"{__package__}.loop"), sys.modules.get(f"{__package__}.workers")
+    if (loop is not None and isinstance(error, loop.NonFiniteError)) or (
             workers is not None and isinstance(error, workers.WorkerLostError)):
         return 1
     if isinstance(error, (UsageError, CheckpointError, FolderLockedError, OSError, ValueError, TypeError)):

@@ -1,19 +1,10 @@
-"""What a user chooses by name: methods, Penalty schedule presets, precision policies, distribution strategies.
+"""What a user chooses by name: Penalty schedule presets, precision policies, distribution strategies.
 
 Plain data without TensorFlow, so that the runners can offer them as flag choices (and answer ``--help``)
-before TensorFlow loads; the solvers and :mod:`bilevel_tf.precision` read them from here.
+before TensorFlow loads; the solvers and :mod:`bilevel_tf.precision` read them from here. The methods are declared in
+:mod:`bilevel_tf.solvers.registry`.
 """
 from typing import Any, Dict, Tuple
-
-METHODS = ("penalty", "approxgrad", "rmd", "gd", "vpbgd", "gpbgd", "soba", "saba", "amigo", "stocbio", "f2sa", "bome",
-           "implicit")
-METHOD_NAMES = {"penalty": "Mehra & Hamm", "approxgrad": "approximate implicit gradient", "rmd": "reverse-mode "
-                "unrolling", "rhg": "RHG/T-RHG: reverse-mode unrolling", "gd": "naive alternation",
-                "vpbgd": "PBGD value-gap penalty", "gpbgd": "PBGD gradient penalty",
-                "soba": "single-loop stochastic implicit gradient", "saba": "SOBA with SAGA variance reduction",
-                "amigo": "amortized implicit gradient", "stocbio": "Neumann-series implicit gradient",
-                "f2sa": "fully first-order penalty", "bome": "first-order dynamic barrier",
-                "implicit": "implicit differentiation (CG / Neumann)"}
 
 #: The Penalty method's schedules (``bl.Penalty(schedule=...)``). Every key is also a constructor argument
 #: that overrides its preset value.

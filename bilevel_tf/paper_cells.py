@@ -11,11 +11,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .paper_results import SUPP5, TABLES, synthetic_row
+from .solvers import registry
 
-METHOD_COLUMNS = {"penalty": "Penalty", "approxgrad": "ApproxGrad", "rmd": "RMD", "gd": "GD", "vpbgd": "V-PBGD",
-                  "gpbgd": "G-PBGD"}
 PERCENT = 100.0  # our accuracies are fractions, the paper's tables percentages
 SYNTHETIC_ITERATIONS = 10000  # supp. Table 4 times 10,000 upper iterations
+
+
+def _column(method: str) -> str:
+    """The paper tables' column header of a method: the registry's label; an alias or other name as it is."""
+    return registry.lookup(method).column if method in registry.METHODS else method
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,7 @@ def _denoising(experiment: str, dataset: str, method: str, config: Mapping[str, 
     row, p = _choose_row(table, f"{paper_name} ({noise})", f"{dataset} ({noise}) [{_runner(experiment)}]",
                          _data_set_check(config, dataset, paper_dataset, paper_name))
     order = (0 if p.paper_data else 1, dataset, float(config["noise"]))
-    p.cells.append(Cell(table, row, METHOD_COLUMNS.get(method, method), ("test_accuracy",), method=method,
+    p.cells.append(Cell(table, row, _column(method), ("test_accuracy",), method=method,
                         order=order))
     p.cells += [Cell(table, row, column, (metric,), shared=True, order=order)
                 for column, metric in _DENOISING_BASELINES.items()]
@@ -106,7 +110,7 @@ def _few_shot(experiment: str, dataset: str, method: str, config: Mapping[str, A
     row, p = _choose_row("table3", f"{paper_name} {setting}", f"{dataset} {setting} [{_runner(experiment)}]",
                          _data_set_check(config, dataset, paper_dataset, paper_name))
     order = (0 if p.paper_data else 1, dataset, int(config["n_way"]), int(config["k_shot"]))
-    p.cells.append(Cell("table3", row, METHOD_COLUMNS.get(method, method), ("test_accuracy",), method=method,
+    p.cells.append(Cell("table3", row, _column(method), ("test_accuracy",), method=method,
                         order=order))
     return p
 
@@ -125,7 +129,7 @@ def _poisoning(experiment: str, dataset: str, method: str, config: Mapping[str, 
         not_paper = f"{n_train} training points (the paper: {PAPER_POISON_TRAIN_POINTS})"
     row, p = _choose_row(SUPP5.name, f"{fraction}%", f"{dataset} {fraction}% ({n} of {n_train})", not_paper)
     order = (0 if p.paper_data else 1, dataset, n / n_train)
-    p.cells.append(Cell(SUPP5.name, row, f"{half}: {METHOD_COLUMNS.get(method, method)}", (metric,),
+    p.cells.append(Cell(SUPP5.name, row, f"{half}: {_column(method)}", (metric,),
                         method=method, order=order))
     p.cells.append(Cell(SUPP5.name, row, f"{half}: Label flip", (flip_metric,), shared=True, order=order))
     return p
@@ -145,7 +149,7 @@ def _synthetic(experiment: str, dataset: str, method: str, config: Mapping[str, 
         for t in config.get("ts", []):
             row = synthetic_row(example, t) + suffix
             for m in config.get("methods", []):
-                p.cells.append(Cell("supp4", row, METHOD_COLUMNS.get(m, m),
+                p.cells.append(Cell("supp4", row, _column(m),
                                     (f"ex{example}", m, f"T{t}", "seconds_per_upper_iteration"),
                                     scale=SYNTHETIC_ITERATIONS, method=m,
                                     order=(0 if p.paper_data else 1, dim, example, t)))

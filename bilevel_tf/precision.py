@@ -27,7 +27,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from .options import FLOAT32, MIXED_BFLOAT16, PRECISIONS as POLICIES  # noqa: F401
+from .options import PRECISIONS
 
 #: dtypes that losses are promoted from (to float32)
 HALF = (tf.bfloat16, tf.float16)
@@ -39,8 +39,8 @@ def set_policy(name: str) -> None:
         raise ValueError("mixed_float16 is not supported: second-order products underflow in float16 without a "
                          "loss scale carried through both differentiations; use 'mixed_bfloat16' (float32's "
                          "exponent range, no loss scaling needed)")
-    if name not in POLICIES:
-        raise ValueError(f"precision policy must be one of {list(POLICIES)}, got {name!r}")
+    if name not in PRECISIONS:
+        raise ValueError(f"precision policy must be one of {list(PRECISIONS)}, got {name!r}")
     keras.mixed_precision.set_dtype_policy(name)
 
 

@@ -5,7 +5,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import tensorflow as tf
 
-from . import precision
+from . import options, precision
 
 Loss = Callable[[Any], tf.Tensor]
 Constraint = Callable[[List[tf.Tensor]], List[tf.Tensor]]
@@ -79,7 +79,7 @@ class BilevelProblem:
             raise ValueError(f"upper_loss must be callable(batch) -> scalar, got {type(upper_loss).__name__}")
         if not callable(lower_loss):
             raise ValueError(f"lower_loss must be callable(batch) -> scalar, got {type(lower_loss).__name__}")
-        if precision.policy() not in precision.POLICIES + ("float64",):
+        if precision.policy() not in options.PRECISIONS + ("float64",):
             raise ValueError(f"Keras' dtype policy is {precision.policy()!r}: bilevel_tf supports float32, float64 and "
                              "'mixed_bfloat16' (float16 underflows in second-order products); set it with "
                              "bl.precision.set_policy")

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from bilevel_tf import datasets, experiment, paper_cells
+from bilevel_tf import datasets, experiment, paper_cells, timing
 from bilevel_tf.apps import poisoning
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dogfish_dataset")  # the original's folder
@@ -32,7 +32,7 @@ def main(argv=None):
     x_tr, y_tr, x_te, y_te = poisoning.smoke_subset(args, x_tr, y_tr, x_te, y_te)
     experiment.start_tensorflow(args)
     network = poisoning.feature_network(args, x_tr.shape[1:])  # first: random weights depend on the seed only
-    watch = experiment.Stopwatch()
+    watch = timing.Stopwatch()
     f_tr = network.extract(x_tr, args.batch_size)
     f_te = network.extract(x_te, args.batch_size)
     seconds = watch()

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from bilevel_tf import experiment
+from bilevel_tf import experiment, plots, timing
 from bilevel_tf.apps import poisoning  # its flag-time names (METHODS) load without TensorFlow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,7 +44,7 @@ CLEAN_LABEL_REPEATS = 2
 
 def _median_seconds(step, repeats: int) -> float:
     step()  # two warm-up calls: the first traces and compiles, time_steps leaves out the second
-    return experiment.time_steps(step, repeats)["seconds"]
+    return timing.time_steps(step, repeats)["seconds"]
 
 
 def time_data_augmentation(method: str, inner_steps: int, repeats: int, rng: np.random.Generator,
@@ -71,12 +71,13 @@ def time_clean_label(size: int, n_train: int, inner_steps: int, repeats: int, rn
     import keras
 
     from bilevel_tf import models
+    from bilevel_tf.apps.classifier import ClassifierTrainer
     c = CLEAN_LABEL
     feature_map = poisoning.FeatureMap(models.inception_v3_features(None, (size, size, 3)))
     features = rng.normal(0, 0.3, (n_train, feature_map.network.output_shape[-1])).astype(np.float32)
     labels = np.arange(n_train) % 2
-    trainer = poisoning.ClassifierTrainer(poisoning.softmax_layer(features.shape[1], 2),
-                                          keras.optimizers.RMSprop(c.RETRAIN_LR))
+    trainer = ClassifierTrainer(models.softmax_layer(features.shape[1], 2),
+                                keras.optimizers.RMSprop(c.RETRAIN_LR))
     attack = poisoning.CleanLabelAttack(feature_map, trainer, features, labels, (size, size, 3), method="penalty",
                                         lr_u=c.LR_U, lr_v=c.LR_V, lr_p=None, inner_steps=inner_steps, rho=c.RHO,
                                         lam=c.LAM, eps=c.EPS, nu=c.NU, sigma=c.SIGMA, beta=c.BETA)
@@ -117,7 +118,7 @@ def main(argv=None):
             cl_size, cl_train, CLEAN_LABEL_INNER_STEPS, cl_repeats, rng)
         print(f"clean label ({cl_size}x{cl_size}, T={CLEAN_LABEL_INNER_STEPS}): "
               f"{metrics['clean_label_penalty_seconds_per_upper_iteration']:.3f} s", flush=True)
-    experiment.plot_curves(os.path.join(args.out, "seconds_per_upper_iteration.png"),
+    plots.plot_curves(os.path.join(args.out, "seconds_per_upper_iteration.png"),
                            {m: ([int(t) for t in per_t], list(per_t.values())) for m, per_t in timings.items()},
                            xlabel="T (lower steps per upper iteration)", ylabel="seconds per upper iteration",
                            title="MNIST poisoning, paper sizes")

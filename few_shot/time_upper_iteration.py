@@ -56,7 +56,7 @@ def main(argv=None):
         make_encoder = getattr(models, encoder)
         defaults = runner_defaults(path)
         for method, inner_steps in ((m, t) for m in cli.methods for t in cli.inner_steps):
-            args = few_shot.build_parser("", defaults, (name,)).parse_args(["--method", method])
+            args = few_shot_config.build_parser("", defaults, (name,)).parse_args(["--method", method])
             args.jit = cli.jit
             args.inner_steps = inner_steps or args.inner_steps
             args.meta_batch = defaults["meta_batch"](args.n_way, args.k_shot, method)

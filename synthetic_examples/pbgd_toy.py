@@ -15,7 +15,8 @@ phi(x) = f(x, -x), final x summary, iterations used) and hyper_objective.png.
 
     python synthetic_examples/pbgd_toy.py --smoke
 """
-from bilevel_tf import console, experiment
+from bilevel_tf import console, experiment, run_folder
+from bilevel_tf.flag_types import nonnegative_float, positive_float
 from bilevel_tf.apps import synthetic_config as synthetic  # no TensorFlow before the flags are parsed
 
 NUM_STARTS = 1000
@@ -34,10 +35,13 @@ def main(argv=None):
     p = experiment.parser(__doc__, method="vpbgd", methods=["vpbgd"], inner_steps=INNER_STEPS, data_dir=False,
                           mixed_precision=False)  # float64 end to end
     p.add_argument("--num-starts", type=int, default=NUM_STARTS, help="independent runs (random starts)")
-    p.add_argument("--gamma", type=experiment.nonnegative_float, default=GAMMA, help="penalty constant (held fixed)")
-    p.add_argument("--lr", type=experiment.positive_float, default=LEARNING_RATE, help="SGD learning rate before the 1/gamma scaling")
-    p.add_argument("--inner-lr", type=experiment.positive_float, default=INNER_LEARNING_RATE, help="SGD learning rate of the inner copy")
-    p.add_argument("--tolerance", type=experiment.positive_float, default=TOLERANCE, help="projected-gradient norm that ends a run")
+    p.add_argument("--gamma", type=nonnegative_float, default=GAMMA, help="penalty constant (held fixed)")
+    p.add_argument("--lr", type=positive_float, default=LEARNING_RATE,
+                   help="SGD learning rate before the 1/gamma scaling")
+    p.add_argument("--inner-lr", type=positive_float, default=INNER_LEARNING_RATE,
+                   help="SGD learning rate of the inner copy")
+    p.add_argument("--tolerance", type=positive_float, default=TOLERANCE,
+                   help="projected-gradient norm that ends a run")
     p.add_argument("--upper-iterations", "--max-iterations", dest="max_iterations", type=int, default=MAX_ITERATIONS,
                    help="K: at most this many upper iterations (the runs stop earlier once all have converged; "
                         "--max-iterations: its former name)")
@@ -55,7 +59,7 @@ def main(argv=None):
         from bilevel_tf.apps.pbgd_toy import run_toy  # TensorFlow loads here, after the folder's checks
         return run_toy(args, MINIMUM_RADIUS)
 
-    return experiment.Run.once(args, toy)
+    return run_folder.Run.once(args, toy)
 
 
 if __name__ == "__main__":

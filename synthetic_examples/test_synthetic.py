@@ -16,11 +16,11 @@ table, 1 a line per cell, 2 also a line per trial.
 """
 import os
 
-from bilevel_tf import console, experiment
+from bilevel_tf import console, experiment, run_folder
 from bilevel_tf.apps import synthetic_config as synthetic  # no TensorFlow before the flags are parsed
 
 EXAMPLES = [1, 2, 3, 4]
-METHODS = ["gd", "rmd", "approxgrad", "penalty"]
+METHODS = ["gd", "rmd", "approxgrad", "penalty"]  # supp. Table 4's columns; --methods offers the app's table
 TS = [1, 5, 10]                           # T: lower steps (and ApproxGrad linear steps) per upper iteration
 TRIALS = 20
 ITERATIONS = 40000                        # K upper iterations
@@ -80,7 +80,7 @@ def main(argv=None):
         from bilevel_tf.apps.synthetic_sweep import run_sweep  # TensorFlow loads here, after the folder's checks
         return run_sweep(args, ABLATION_LAMBDAS, MAX_CURVE_POINTS)
 
-    return experiment.Run.once(args, sweep)
+    return run_folder.Run.once(args, sweep)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """One solver through the library API alone, for tests/test_multi_worker.py: the importance-weighted
-classifier of tests/importance_toy.py (as in tests/test_distributed.py) fitted by ``bl.Penalty`` through ``bl.fit`` on shuffled global batches.
+classifier of tests/importance_toy.py (as in tests/test_distributed.py) fitted by ``bl.Penalty`` through
+``bl.fit`` on shuffled global batches.
 
 ``python multi_worker_job.py OUT`` runs it as one worker of the cluster in ``TF_CONFIG``
 (``--strategy multi_worker``) and, on the chief, writes the final variables and logs to ``OUT/final.json``; the

@@ -4,6 +4,8 @@ import json
 import sys
 from pathlib import Path
 
+from bilevel_tf.solvers import registry
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,8 +29,8 @@ def run_runner(relative_path: str, args, out_dir, verbose: int = 0) -> dict:
     return json.loads((Path(out_dir) / "results.json").read_text())
 
 
-SOLVER_CLASSES = {"penalty": "Penalty", "approxgrad": "ApproxGrad", "rmd": "RMD", "rhg": "RMD", "gd": "GD",
-                  "vpbgd": "VPBGD", "gpbgd": "GPBGD", "implicit": "Implicit"}
+#: method name or alias -> the class name its results.json records (from the registry)
+SOLVER_CLASSES = {name: registry.lookup(name).class_name for name in registry.all_names()}
 
 
 def assert_solver_config(result: dict, method: str) -> dict:

@@ -43,7 +43,8 @@ def test_non_scalar_loss_is_rejected_when_traced(which):
     u, v = _vars()
     f, g = _losses(u, v)
     vector = lambda b: (v - u) ** 2  # noqa: E731
-    problem = bl.BilevelProblem(vector if which == "upper_loss" else f, vector if which == "lower_loss" else g, [u], [v])
+    upper, lower = (vector if which == "upper_loss" else f), (vector if which == "lower_loss" else g)
+    problem = bl.BilevelProblem(upper, lower, [u], [v])
     solver = bl.Penalty(problem, inner_steps=1)
     with pytest.raises(ValueError, match=f"{which} must return a scalar, got a tensor of shape \\[2\\]"):
         solver.step()
@@ -69,7 +70,8 @@ def test_mismatched_constraint_outputs():
     f, g = _losses(u, v)
     with pytest.raises(ValueError, match="upper_constraint returned 2 tensors for 1 variables"):
         bl.BilevelProblem(f, g, [u], [v], upper_constraint=lambda vals: [vals[0], vals[0]])
-    with pytest.raises(ValueError, match=r"lower_constraint output 0 has shape \[3\], expected the variable's shape \[2\]"):
+    message = r"lower_constraint output 0 has shape \[3\], expected the variable's shape \[2\]"
+    with pytest.raises(ValueError, match=message):
         bl.BilevelProblem(f, g, [u], [v], lower_constraint=lambda vals: [tf.zeros([3])])
     with pytest.raises(ValueError, match="must return a list of 1 tensors"):
         bl.BilevelProblem(f, g, [u], [v], upper_constraint=lambda vals: vals[0])

@@ -1,5 +1,5 @@
 """The apps' one classifier trainer (bilevel_tf.apps.classifier): restarts, mini-batch and full-batch runs,
-the loss it minimises, and the names the poisoning and importance modules re-export."""
+the loss it minimises."""
 import keras
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 from bilevel_tf import datasets, models
-from bilevel_tf.apps import classifier, importance_eval, poisoning
+from bilevel_tf.apps import classifier
 
 
 @pytest.fixture(scope="module")
@@ -18,11 +18,6 @@ def digits():
 
 def _weights(model):
     return [v.numpy().copy() for v in model.trainable_variables]
-
-
-def test_one_trainer_under_the_old_names():
-    assert poisoning.ClassifierTrainer is classifier.ClassifierTrainer
-    assert importance_eval.weighted_ce is classifier.weighted_ce
 
 
 def test_fit_batches_restarts_from_the_initial_weights_and_a_fresh_optimizer(digits):

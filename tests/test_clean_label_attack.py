@@ -6,8 +6,9 @@ import pytest
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import datasets
+from bilevel_tf import datasets, models
 from bilevel_tf.apps import poisoning
+from bilevel_tf.apps.classifier import ClassifierTrainer
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
@@ -30,7 +31,7 @@ def _setup(method="penalty", inner_steps=3, beta=0.0):
     images = rng.uniform(-1, 1, (12, *SHAPE)).astype(np.float32)
     labels = np.arange(12) % 2
     features = fm.extract(images)
-    trainer = poisoning.ClassifierTrainer(poisoning.softmax_layer(features.shape[1], 2),
+    trainer = ClassifierTrainer(models.softmax_layer(features.shape[1], 2),
                                           keras.optimizers.RMSprop(1e-2))
     trainer.fit(features, labels, 50)
     attack = poisoning.CleanLabelAttack(fm, trainer, features, labels, SHAPE, method=method, lr_u=0.05, lr_v=1e-2,

@@ -316,7 +316,7 @@ def test_svhn_mat_ten_is_digit_zero(tmp_path):
 @pytest.mark.parametrize("labels, message", [
     (lambda y: put(y, float("nan"), 2 * BAD), f"row {BAD} of Y_train is not one-hot"),
     (lambda y: np.full_like(y, 0.5), "row 0 of Y_train is not one-hot ([0.5 0.5])"),
-    (lambda y: np.argmax(y, axis=1) + 1, f"label 2 at index 1 of Y_train is outside 0..1"),
+    (lambda y: np.argmax(y, axis=1) + 1, "label 2 at index 1 of Y_train is outside 0..1"),
     (lambda y: put(np.argmax(y, axis=1), -1), f"label -1 at index {BAD} of Y_train is outside 0..1"),
     (lambda y: put(np.argmax(y, axis=1), float("nan")), f"label nan at index {BAD} of Y_train is not an integer"),
     (lambda y: np.eye(3)[np.arange(N) % 3], "Y_train is float64 (6, 3); expected one-hot rows (N, 2) or integer "

@@ -6,9 +6,11 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 from bilevel_tf.apps import importance as imp
+from bilevel_tf.apps import importance_config as cfg
 from bilevel_tf.apps import importance_hyperclean as hc
-from bilevel_tf.apps.importance_data import augmentation, indexed_batches
-from bilevel_tf.apps.importance_eval import importance_of, logits_of, noise_detection, weighted_ce
+from bilevel_tf.apps.importance_data import Sizes, augmentation, indexed_batches
+from bilevel_tf.apps.classifier import weighted_ce
+from bilevel_tf.apps.importance_eval import importance_of, logits_of, noise_detection
 from bilevel_tf.apps.importance_optim import PerExampleAdam
 
 
@@ -153,7 +155,7 @@ def test_noise_detection_counts():
 
 
 def test_spec_overrides_merge_hyperparameter_rows():
-    spec = imp.DenoisingSpec("x", "", {"a": imp.Sizes(1, 1, 1), "digits": imp.DIGITS_SIZES}, lambda s, n: None,
+    spec = cfg.DenoisingSpec("x", "", {"a": Sizes(1, 1, 1), "digits": cfg.DIGITS_SIZES}, lambda s, n: None,
                              0.25, 10, 20, 200, 5, (0.4, 0.6), {"penalty": dict(lr_u=3.0, lr_v=1e-4, rho=0.01)},
                              5, 1e-3, overrides={"digits": dict(epochs=3, hyperparams={"penalty": dict(lr_v=0.1)})})
     d = spec.for_dataset("digits")

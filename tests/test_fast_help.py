@@ -83,26 +83,40 @@ def test_importing_the_package_does_not_import_tensorflow():
     assert result.stdout.split() == ["False", "False"], result.stderr
 
 
-def test_names_load_on_first_use_and_fit_stays_the_function():
+def test_importing_the_package_installs_no_hook_and_reads_no_argv():
     result = _run(textwrap.dedent("""
-        import importlib
+        import sys
+        sys.argv = ["host-program", "--verbose", "2"]  # the host's flags are none of the library's business
+        before = list(sys.meta_path)
         import bilevel_tf as bl
-        fit_module = importlib.import_module("bilevel_tf.fit")  # binds the submodule on the package
-        import bilevel_tf.fit  # noqa: F401
+        unchanged = sys.meta_path == before
+        bl.METHODS, bl.make_solver  # a lazy name of each kind (TensorFlow adds its own finders)
+        ours = [f for f in sys.meta_path if type(f).__module__.startswith("bilevel_tf")]
+        print(unchanged, ours == [], type(bl) is type(sys))
+    """))
+    assert result.stdout.split() == ["True", "True", "True"], result.stderr
+
+
+def test_names_load_on_first_use_and_fit_is_the_function():
+    result = _run(textwrap.dedent("""
+        import inspect
+        import bilevel_tf as bl
         from bilevel_tf import fit
-        from bilevel_tf.fit import History
-        print(callable(bl.fit), fit is bl.fit, bl.fit is fit_module.fit, History is bl.History,
+        from bilevel_tf.loop import History, fit as loop_fit
+        print(inspect.isfunction(bl.fit), fit is bl.fit is loop_fit, History is bl.History,
               bl.Penalty.__name__, bl.toy.__name__, sorted(set(bl.__all__) - set(dir(bl))))
     """))
-    assert result.stdout.split() == ["True", "True", "True", "True", "Penalty", "bilevel_tf.toy", "[]"], result.stderr
+    assert result.stdout.split() == ["True", "True", "True", "Penalty", "bilevel_tf.toy", "[]"], result.stderr
 
 
-def test_tensorflow_loads_quietly_through_any_import():
+def test_tensorflow_loads_quietly_once_a_runner_parsed_its_flags():
     # keras imports TensorFlow itself: its C++ start-up lines (oneDNN, CUDA probing) must not reach stderr
     env = {"TF_CPP_MIN_LOG_LEVEL": "", "BILEVEL_TF_TF_LOGS": ""}
-    result = _run("import bilevel_tf, keras; import tensorflow as tf; print(tf.constant(2.0).numpy())", env=env)
+    start = "from bilevel_tf import experiment; experiment.parser('a runner').parse_args([]); "
+    result = _run(start + "import keras; import tensorflow as tf; print(tf.constant(2.0).numpy())", env=env)
     assert result.stdout.strip() == "2.0", result.stderr
     assert "oneDNN" not in result.stderr and "cuInit" not in result.stderr and "cuda" not in result.stderr.lower(), \
         result.stderr
-    loud = _run("import bilevel_tf, keras", env={"TF_CPP_MIN_LOG_LEVEL": "", "BILEVEL_TF_TF_LOGS": "1"})
-    assert loud.returncode == 0, loud.stderr
+    loud = _run(start.replace("[]", "['--verbose', '2']") + "import sys, keras; "
+                "print(any('Quiet' in type(f).__name__ for f in sys.meta_path))", env=env)
+    assert loud.returncode == 0 and loud.stdout.strip() == "False", loud.stderr

@@ -74,8 +74,8 @@ def test_a_full_disk_stops_with_an_os_error_and_keeps_the_last_checkpoint(tmp_pa
 
     def no_space(self, checkpoint_number=None, **kwargs):
         if checkpoint_number == 4:
-            raise tf.errors.ResourceExhaustedError(None, None, f"{self.directory}/ckpt-4_temp/part-00000; No space left "
-                                                   "on device [Op:SaveV2]")
+            raise tf.errors.ResourceExhaustedError(
+                None, None, f"{self.directory}/ckpt-4_temp/part-00000; No space left on device [Op:SaveV2]")
         return original(self, checkpoint_number=checkpoint_number, **kwargs)
 
     monkeypatch.setattr(tf.train.CheckpointManager, "save", no_space)
@@ -152,7 +152,8 @@ def test_the_progress_line_fits_the_terminal(monkeypatch):
 def test_variables_of_two_dtypes_are_refused_when_the_problem_is_built():
     u = tf.Variable(tf.zeros([3], tf.float64), name="u64")
     v = tf.Variable(tf.zeros([3], tf.float32), name="v32")
-    with pytest.raises(ValueError, match=r"upper_vars\[0\] \(u64.*\) is float64 but lower_vars\[0\] \(v32.*\) is float32"):
+    message = r"upper_vars\[0\] \(u64.*\) is float64 but lower_vars\[0\] \(v32.*\) is float32"
+    with pytest.raises(ValueError, match=message):
         bl.BilevelProblem(lambda b: tf.reduce_sum(v), lambda b: tf.reduce_sum(v), [u], [v])
     w = tf.Variable(tf.zeros([3], tf.float64), name="w64")
     problem = bl.BilevelProblem(lambda b: tf.reduce_sum(w * u), lambda b: tf.reduce_sum(w * w - w * u), [u], [w])

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import checkpoints
+from bilevel_tf import checkpoints, folders
 from quadratic import Quadratic
 
 
@@ -87,7 +87,7 @@ def test_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
                             stdout=subprocess.PIPE)
     try:
         live.stdout.readline()  # holds the lock
-        with pytest.raises(checkpoints.FolderLockedError, match=f"in use by process {live.pid}"):
+        with pytest.raises(folders.FolderLockedError, match=f"in use by process {live.pid}"):
             _run(tmp_path, 2)
         live.kill()
         live.wait()
@@ -239,7 +239,7 @@ def test_plain_progress_lines_show_current_evaluation_values(capsys):
     calls = iter(range(100))
     bl.fit(solver, steps=4, verbose=2, callbacks=[bl.Evaluate(lambda: {"metric": float(next(calls))}, every=2)])
     out = capsys.readouterr().out
-    lines = [l for l in out.splitlines() if l.startswith("step ")]
+    lines = [line for line in out.splitlines() if line.startswith("step ")]
     assert len(lines) == 4 and "\x1b" not in out and "\r" not in out
     assert "metric=1" in lines[3]  # the latest evaluation (0 at step 2, 1 at step 4), not a running mean
 

@@ -68,8 +68,8 @@ def test_truncated_rmd_matches_finite_differences_of_the_last_steps():
     for _ in range(T - K):
         v_mid = v_mid - eta * (q.A @ v_mid - q.B @ U0)
     h = 1e-6
-    fd = np.array([(_unrolled_objective(q, U0 + h * e, v_mid, eta, K) - _unrolled_objective(q, U0 - h * e, v_mid, eta, K))
-                   / (2 * h) for e in np.eye(q.m)])
+    fd = np.array([(_unrolled_objective(q, U0 + h * e, v_mid, eta, K)
+                    - _unrolled_objective(q, U0 - h * e, v_mid, eta, K)) / (2 * h) for e in np.eye(q.m)])
     np.testing.assert_allclose(got, fd, rtol=1e-4, atol=1e-5)
 
 

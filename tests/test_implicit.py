@@ -19,7 +19,7 @@ INSTANCES = [toy.random_quadratic_data(seed, n_u=4, n_v=6, cond=cond, coupling=c
 
 
 def test_registered_under_its_name():
-    assert "implicit" in bl.METHODS and bl.get_solver("implicit") is bl.Implicit is bl.solvers.SOLVERS["implicit"]
+    assert "implicit" in bl.METHODS and bl.get_solver("implicit") is bl.Implicit is bl.SOLVERS["implicit"]
 
 
 @pytest.mark.parametrize("linear_solver", LINEAR)

@@ -29,7 +29,7 @@ def _v_error(q):
 def test_the_new_methods_are_registered():
     assert set(MODERN) <= set(bl.METHODS) and set(MODERN) == set(BUDGET)
     for name, cls in zip(MODERN, (bl.SOBA, bl.SABA, bl.AmIGO, bl.StocBiO, bl.F2SA, bl.BOME)):
-        assert bl.get_solver(name) is cls and cls.method == name and name in bl.solvers.SOLVERS
+        assert bl.get_solver(name) is cls and cls.method == name and name in bl.SOLVERS
 
 
 @pytest.mark.parametrize("method", MODERN)

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from bilevel_tf import datasets, models
 from bilevel_tf.apps import poisoning
+from bilevel_tf.apps.classifier import ClassifierTrainer
 
 
 def test_untargeted_split_follows_the_original():
@@ -74,7 +75,7 @@ def test_trainer_restarts_from_the_same_fresh_weights():
     x, y = datasets.load_digits()
     x = x.reshape(len(x), -1)[:400]
     y = y[:400]
-    trainer = poisoning.ClassifierTrainer(models.logistic_regression(64, 10, use_bias=False),
+    trainer = ClassifierTrainer(models.logistic_regression(64, 10, use_bias=False),
                                           keras.optimizers.Adam(1e-2), weight_decay=0.0025)
     fresh = trainer.snapshot()
     loss = trainer.fit(x, y, 200)

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from bilevel_tf import reproduce, reproduce_plans, tables
+from bilevel_tf import reproduce, reproduce_plans, run_pooling
 from bilevel_tf.paper_results import TABLES
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
@@ -143,7 +143,7 @@ def test_tiny_table2_end_to_end_then_resume(tmp_path, capsys):
     again = capsys.readouterr().out
     assert again.count(": done (") == 2 and "running" not in again
     assert "(2 of 2 run(s) done, 0 s left)" in again
-    assert tables.aggregate(out)[2] == 2
+    assert run_pooling.aggregate(out)[2] == 2
 
 
 def test_missing_paper_data_fails_with_the_runners_message(tmp_path, capsys):

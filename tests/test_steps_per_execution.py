@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf.apps import synthetic
+from bilevel_tf.apps import synthetic, synthetic_config
 from quadratic import Quadratic
 from test_fit import _importance_problem
 
@@ -143,7 +143,7 @@ def test_ex1_hundred_steps_per_call_follow_the_same_trajectory():
         example = synthetic.make_example(1)
         synthetic.initialize(example, seed=0)
         solver = bl.make_solver("penalty", example.problem, inner_steps=10, jit_compile=True,
-                                **synthetic.SOLVER_OPTIONS["penalty"](synthetic.PAPER_SETTINGS))
+                                **synthetic_config.SOLVER_OPTIONS["penalty"](synthetic_config.PAPER_SETTINGS))
         bl.fit(solver, steps=300, steps_per_execution=k, verbose=0)
         states[k] = (example.u.numpy(), example.v.numpy(), solver.schedule())
     _assert_same(states[1][:2], states[100][:2])

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import bilevel_tf as bl
-from bilevel_tf.apps import synthetic
+from bilevel_tf.apps import synthetic, synthetic_config
 from runner_utils import assert_solver_config, load_runner, run_runner
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
@@ -55,10 +55,10 @@ def test_penalty_reaches_the_ex1_solution_where_gd_does_not():
     to u = v = 0.5 (distance < 0.03 after 4000 iterations). Larger learning rates than the paper's so that it
     takes seconds."""
     example = synthetic.make_example(1, dim=4, seed=0)
-    fast = synthetic.SolverSettings(lr_u=0.1, lr_v=0.1)
+    fast = synthetic_config.SolverSettings(lr_u=0.1, lr_v=0.1)
     final = {}
     for method in ("penalty", "gd"):
-        solver = bl.make_solver(method, example.problem, inner_steps=1, **synthetic.SOLVER_OPTIONS[method](fast))
+        solver = bl.make_solver(method, example.problem, inner_steps=1, **synthetic_config.SOLVER_OPTIONS[method](fast))
         cell = synthetic.run_trials(solver, example, trials=3, iterations=4000, record_every=500, seed=0)
         assert np.all(cell.curves[:, 0] > 4.0)                  # random starts in the box are far away
         final[method] = cell.curves[:, -1]
@@ -70,7 +70,7 @@ def test_penalty_reaches_the_ex1_solution_where_gd_does_not():
 def test_implicit_reaches_the_ex1_solution():
     """The runners' Implicit (CG on H_vv g + 1e-6 I, Adam steps at both levels) with T = 10."""
     example = synthetic.make_example(1, dim=4, seed=0)
-    options = synthetic.SOLVER_OPTIONS["implicit"](synthetic.SolverSettings(lr_u=0.1, lr_v=0.1))
+    options = synthetic_config.SOLVER_OPTIONS["implicit"](synthetic_config.SolverSettings(lr_u=0.1, lr_v=0.1))
     solver = bl.make_solver("implicit", example.problem, inner_steps=10, **options)
     cell = synthetic.run_trials(solver, example, trials=3, iterations=1000, record_every=500, seed=0)
     assert np.all(cell.curves[:, 0] > 1.0) and np.all(cell.curves[:, -1] < 1e-2), cell.curves
@@ -79,7 +79,7 @@ def test_implicit_reaches_the_ex1_solution():
 def test_trial_runner_records_every_n_iterations_and_resets():
     example = synthetic.make_example(2, dim=3, seed=0)
     solver = bl.make_solver("gd", example.problem, inner_steps=2,
-                            **synthetic.SOLVER_OPTIONS["gd"](synthetic.PAPER_SETTINGS))
+                            **synthetic_config.SOLVER_OPTIONS["gd"](synthetic_config.PAPER_SETTINGS))
     cell = synthetic.run_trials(solver, example, trials=2, iterations=25, record_every=10, seed=5)
     assert cell.curves.shape == (2, 4)                           # iterations 0, 10, 20, 25
     np.testing.assert_array_equal(synthetic.record_iterations(25, 10), [0, 10, 20, 25])

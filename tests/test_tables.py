@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from bilevel_tf import paper_cells, tables
+from bilevel_tf import paper_cells, run_pooling, tables
 from bilevel_tf.paper_results import TABLES
 from runner_utils import run_runner
 
@@ -77,7 +77,7 @@ def table2_runs(tmp_path):
 
 def test_seeds_pooled_with_sample_sd_next_to_the_paper(table2_runs):
     root, pen = table2_runs
-    results, notes, n_runs = tables.aggregate(root)
+    results, notes, n_runs = run_pooling.aggregate(root)
     assert n_runs == 8  # the checkpoint copy is skipped, the broken file is reported
     assert any("broken" in n for n in notes)
     t2 = table_named(results, "table2")
@@ -134,7 +134,7 @@ def test_different_settings_are_never_pooled(tmp_path):
         denoising(root, f"a/seed{seed}", "penalty", seed, 0.98, 0.8)
         denoising(root, f"b/seed{seed}", "penalty", seed, 0.90, 0.8, lr_u=1.0)       # solver: a column variant
         denoising(root, f"c/seed{seed}", "penalty", seed, 0.95, 0.7, eval_epochs=5)  # protocol: a row variant
-    t2 = table_named(tables.aggregate(root)[0], "table2")
+    t2 = table_named(run_pooling.aggregate(root)[0], "table2")
     assert t2.rows == ["MNIST (25) [eval_epochs=20]", "MNIST (25) [eval_epochs=5]"]
     first = t2.rows[0]
     columns = {c for (r, c) in t2.cells if r == first and c.startswith("Penalty")}
@@ -161,7 +161,7 @@ def test_other_tables_and_runs_without_a_table(tmp_path):
                   {"ex1": {"penalty": {"T1": {"seconds_per_upper_iteration": 2e-5 * (seed + 1)}}}},
                   seed=seed, dim=10, examples=[1], ts=[1], methods=["gd", "penalty"], smoke=False, iterations=10000)
     write_run(root, "hc", "data_denoising/hyper_cleaning", "vpbgd", "digits", {"test_accuracy": 0.9}, seed=0)
-    results, notes, _ = tables.aggregate(root)
+    results, notes, _ = run_pooling.aggregate(root)
     s5 = table_named(results, "supp5")
     assert s5.rows == ["digits 6% (18 of 300)"]  # untargeted and targeted halves share the row
     row = s5.rows[0]
@@ -188,7 +188,7 @@ def test_legend_of_a_paper_table_without_spreads(tmp_path):
     text = tables.report(root, files=False)
     assert "paper: single numbers (no ± printed);" in text and "mean ± single" not in text
     assert "paper: mean ± s.d. over 5 runs;" in tables.markdown(
-        tables.TableResult(TABLES["table2"], [], [], {}, {}, {}, {}, {}))
+        run_pooling.TableResult(TABLES["table2"], [], [], {}, {}, {}, {}, {}))
 
 
 def test_paper_entry_only_for_the_papers_data_and_setting():
@@ -240,7 +240,7 @@ def test_runs_of_two_methods_by_the_runners_share_one_row(tmp_path):
         run_runner(LARGE, ["--smoke", "--dataset", "digits", "--method", "penalty", "--baselines", "--seed", str(seed)],
                    tmp_path / "penalty" / f"seed{seed}")
     run_runner(LARGE, ["--smoke", "--dataset", "digits", "--method", "approxgrad"], tmp_path / "approxgrad")
-    t2 = table_named(tables.aggregate(str(tmp_path))[0], "table2")
+    t2 = table_named(run_pooling.aggregate(str(tmp_path))[0], "table2")
     assert t2.rows == ["digits (25) [mnist_large_scale]"]
     row = t2.rows[0]
     assert {c for (r, c) in t2.cells if r == row} == {"Penalty [schedule=auglag]", "ApproxGrad", "Oracle",

@@ -29,14 +29,13 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import console, experiment, paper_cells, precision, tensorboard_logs
+from bilevel_tf import console, experiment, paper_cells, plots, precision, run_folder, tensorboard_logs
+from bilevel_tf.timing import time_steps
 from bilevel_tf.datasets import EpisodeSampler
 from bilevel_tf.models import CosineClassifier, cosine_logits, taskwise_encoder
 
-from .few_shot_config import (METHODS, SMOKE, FewShotData, Split, build_parser, parse, rotated_digits,  # noqa: F401
-                              run, sampler)
+from .few_shot_config import ADAM_EPSILON, SOLVER_OPTIONS, FewShotData, sampler
 
-ADAM_EPSILON = 1e-8  # tf.train.AdamOptimizer's default, used by every optimizer of the original
 CI95_Z = 1.96
 
 
@@ -197,23 +196,6 @@ def summarize(accuracies: np.ndarray) -> Tuple[float, float]:
 
 # ---------------------------------------------------------------------------------------------- flags
 # ---------------------------------------------------------------------------------------------- solver
-def _adam(rate: float) -> Dict:
-    """The original's optimizer (Adam with TF1's epsilon), as a Keras config ``bl.make_solver`` builds."""
-    return {"class_name": "Adam", "config": {"learning_rate": rate, "epsilon": ADAM_EPSILON}}
-
-
-#: per method: ``bl.make_solver``'s options from the flags, the original's few-shot settings (Adam everywhere,
-#: T lower steps; Penalty: the original schedule's factors)
-SOLVER_OPTIONS: Dict[str, Callable[[argparse.Namespace], Dict]] = {
-    "penalty": lambda args: dict(upper_optimizer=_adam(args.lr_u), lower_optimizer=_adam(args.lr_v),
-                                 schedule="original", rho=args.rho, lam=args.lam, eps=args.eps, nu=args.nu,
-                                 c_rho=1.1, c_lam=0.9, c_eps=0.9, lr_decay=args.lr_decay),
-    "approxgrad": lambda args: dict(upper_optimizer=_adam(args.lr_u), lower_optimizer=_adam(args.lr_v),
-                                    linear_steps=args.inner_steps, linear_optimizer=_adam(args.lr_p),
-                                    sigma=args.sigma),
-}
-
-
 def solver_options(args: argparse.Namespace) -> Dict:
     """``bl.make_solver``'s options for ``args.method`` (see ``SOLVER_OPTIONS``)."""
     return dict(SOLVER_OPTIONS[args.method](args), inner_steps=args.inner_steps, jit_compile=args.jit)
@@ -226,14 +208,14 @@ def seconds_per_upper_iteration(model: FewShotModel, args: argparse.Namespace, k
     are the steadier figure on a shared machine."""
     solver = bl.make_solver(args.method, model.problem(), **solver_options(args))
     sx, sy, qx, qy = random_episode(image_shape, model.n_way, k_shot, n_query, model.meta_batch)
-    timing = experiment.time_steps(lambda: float(solver.step((qx, qy), (sx, sy))["upper_loss"]), repeats)
+    timing = time_steps(lambda: float(solver.step((qx, qy), (sx, sy))["upper_loss"]), repeats)
     return {"seconds": timing["seconds"], "cpu_seconds": timing["cpu_seconds"],
             "first_call_seconds": timing["first_seconds"]}
 
 
 # ---------------------------------------------------------------------------------------------- driver
 def run_in_folder(args: argparse.Namespace, data: FewShotData, make_encoder: Callable[[Tuple[int, ...]], keras.Model],
-                  train_sampler: EpisodeSampler, test_sampler: EpisodeSampler, run: experiment.Run) -> Dict:
+                  train_sampler: EpisodeSampler, test_sampler: EpisodeSampler, run: run_folder.Run) -> Dict:
     """Meta-train with the chosen solver in the open run folder (:func:`few_shot_config.run` opens it), evaluate
     as the paper, write results.json and the accuracy curves. Returns the metrics."""
     encoder = make_encoder(data.image_shape)
@@ -278,7 +260,7 @@ def run_in_folder(args: argparse.Namespace, data: FewShotData, make_encoder: Cal
     points = [(0.0, *start)] + [(h["seconds"] - h["eval_seconds"], h["meta_train_test_accuracy"],
                                  h["meta_test_test_accuracy"]) for h in history if "eval_seconds" in h]
     t, tr, te = (list(c) for c in zip(*points))
-    experiment.plot_curves(experiment.output_path(args, "accuracy_vs_time.png"),
+    plots.plot_curves(experiment.output_path(args, "accuracy_vs_time.png"),
                            {"meta-train-test": (t, tr), "meta-test-test": (t, te)},
                            xlabel="wall-clock seconds (training only)", ylabel="query accuracy",
                            title=f"{data.name} {args.n_way}-way {args.k_shot}-shot, {args.method}")

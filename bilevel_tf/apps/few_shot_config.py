@@ -8,10 +8,31 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import console, experiment
+from .. import console, experiment, run_folder
+from ..flag_types import finite_float, float_range, nonnegative_float, positive_float
 from ..datasets import EpisodeSampler, load_digits, rotate_classes
+from ..solvers import registry
 
-METHODS = ("penalty", "approxgrad")
+ADAM_EPSILON = 1e-8  # tf.train.AdamOptimizer's default, used by every optimizer of the original
+
+
+def _adam(rate: float) -> Dict:
+    """The original's optimizer (Adam with TF1's epsilon), as a Keras config ``bl.make_solver`` builds."""
+    return {"class_name": "Adam", "config": {"learning_rate": rate, "epsilon": ADAM_EPSILON}}
+
+
+#: per method: ``bl.make_solver``'s options from the flags, the original's few-shot settings (Adam everywhere,
+#: T lower steps; Penalty: the original schedule's factors)
+SOLVER_OPTIONS: Dict[str, Callable[[argparse.Namespace], Dict]] = {
+    "penalty": lambda args: dict(upper_optimizer=_adam(args.lr_u), lower_optimizer=_adam(args.lr_v),
+                                 schedule="original", rho=args.rho, lam=args.lam, eps=args.eps, nu=args.nu,
+                                 c_rho=1.1, c_lam=0.9, c_eps=0.9, lr_decay=args.lr_decay),
+    "approxgrad": lambda args: dict(upper_optimizer=_adam(args.lr_u), lower_optimizer=_adam(args.lr_v),
+                                    linear_steps=args.inner_steps, linear_optimizer=_adam(args.lr_p),
+                                    sigma=args.sigma),
+}
+#: the methods the runners offer: those of the table above
+METHODS = registry.covered(SOLVER_OPTIONS)
 
 
 class Split(NamedTuple):
@@ -98,15 +119,18 @@ def build_parser(description: str, defaults: "FewShotDefaults", datasets: Sequen
     p.add_argument("--meta-iterations", "--upper-iterations", "--epochs", dest="meta_iterations", type=int,
                    default=None, help=f"upper iterations K (default: {defaults.meta_iterations_help}); "
                                       "--epochs: the original code's name")
-    p.add_argument("--lr-u", type=experiment.positive_float, default=defaults.lr_u, help="Adam learning rate of the representation")
-    p.add_argument("--lr-v", type=experiment.positive_float, default=defaults.lr_v, help="Adam learning rate of the task heads")
-    p.add_argument("--lr-p", type=experiment.positive_float, default=defaults.lr_p, help="ApproxGrad: Adam rate of the linear solve")
-    p.add_argument("--sigma", type=experiment.nonnegative_float, default=defaults.sigma, help="ApproxGrad: Hessian regularizer")
-    p.add_argument("--rho", type=experiment.nonnegative_float, default=defaults.rho, help="Penalty: initial penalty weight (paper gamma_0)")
-    p.add_argument("--lam", type=experiment.nonnegative_float, default=defaults.lam, help="Penalty: initial weight of g in h_l")
-    p.add_argument("--eps", type=experiment.nonnegative_float, default=defaults.eps, help="Penalty: initial tolerance")
-    p.add_argument("--nu", type=experiment.finite_float, default=defaults.nu, help="Penalty: initial multiplier entries")
-    p.add_argument("--lr-decay", type=experiment.float_range(0.0, 1.0), default=defaults.lr_decay,
+    p.add_argument("--lr-u", type=positive_float, default=defaults.lr_u,
+                   help="Adam learning rate of the representation")
+    p.add_argument("--lr-v", type=positive_float, default=defaults.lr_v, help="Adam learning rate of the task heads")
+    p.add_argument("--lr-p", type=positive_float, default=defaults.lr_p,
+                   help="ApproxGrad: Adam rate of the linear solve")
+    p.add_argument("--sigma", type=nonnegative_float, default=defaults.sigma, help="ApproxGrad: Hessian regularizer")
+    p.add_argument("--rho", type=nonnegative_float, default=defaults.rho,
+                   help="Penalty: initial penalty weight (paper gamma_0)")
+    p.add_argument("--lam", type=nonnegative_float, default=defaults.lam, help="Penalty: initial weight of g in h_l")
+    p.add_argument("--eps", type=nonnegative_float, default=defaults.eps, help="Penalty: initial tolerance")
+    p.add_argument("--nu", type=finite_float, default=defaults.nu, help="Penalty: initial multiplier entries")
+    p.add_argument("--lr-decay", type=float_range(0.0, 1.0), default=defaults.lr_decay,
                    help="Penalty: learning-rate factor when the schedule fires (few-shot original: 0.99)")
     p.add_argument("--test-tasks", type=int, default=defaults.test_tasks,
                    help="meta-test tasks for the final accuracy and its 95%% interval")
@@ -119,7 +143,7 @@ def build_parser(description: str, defaults: "FewShotDefaults", datasets: Sequen
                    help="tasks per compiled meta-test call (default: the meta-batch; does not change results)")
     p.add_argument("--test-steps", type=int, default=defaults.test_steps,
                    help="Adam steps training each meta-test task's head on its support set")
-    p.add_argument("--test-lr", type=experiment.positive_float, default=defaults.test_lr, help="Adam rate of those steps")
+    p.add_argument("--test-lr", type=positive_float, default=defaults.test_lr, help="Adam rate of those steps")
     return p
 
 
@@ -181,8 +205,8 @@ def run(args: argparse.Namespace, data: FewShotData, make_encoder: Callable[[Tup
     train_sampler, test_sampler = sampler(data, "train", args), sampler(data, "test", args)
     fingerprint = experiment.fingerprint(data.train.labels, data.test.labels, data.train.images[:64])
 
-    def in_folder(run: experiment.Run) -> Dict:
+    def in_folder(run: run_folder.Run) -> Dict:
         from .few_shot import run_in_folder  # TensorFlow loads here, after the folder's checks
         return run_in_folder(args, data, make_encoder, train_sampler, test_sampler, run)
 
-    return experiment.Run.once(args, in_folder, data=fingerprint)
+    return run_folder.Run.once(args, in_folder, data=fingerprint)

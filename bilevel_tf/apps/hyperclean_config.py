@@ -5,30 +5,54 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import console, datasets, experiment, options
+from .. import console, datasets, experiment, options, run_folder
+from ..flag_types import float_range, int_range, nonnegative_float
+from ..solvers import registry
 from .importance_data import NUM_CLASSES
 
 Split = Tuple[np.ndarray, np.ndarray]
+
+
+def _gamma(args: argparse.Namespace) -> Dict[str, Any]:
+    return dict(gamma_init=args.gamma_init, gamma_max=args.gamma_max, gamma_argmax_step=args.gamma_argmax_step)
+
+
+#: per method: ``bl.make_solver``'s options from the flags and the runner's Penalty constants (used with
+#: --schedule original). Learning rates are the slots' default classes: plain SGD for the PBGD solvers and RHG
+#: (PBGD's optimizers), Adam for Penalty.
+SOLVER_OPTIONS: Dict[str, Callable[[argparse.Namespace, Dict[str, Any]], Dict[str, Any]]] = {
+    "vpbgd": lambda args, _: dict(upper_optimizer=args.lrx, lower_optimizer=args.lry, inner_optimizer=args.lr_inner,
+                                  inner_steps=args.inner_itr, **_gamma(args)),
+    "gpbgd": lambda args, _: dict(upper_optimizer=args.lrx, lower_optimizer=args.lry, **_gamma(args)),
+    # K < T: truncated (T-RHG)
+    "rhg": lambda args, _: dict(upper_optimizer=args.lrx, lower_optimizer=args.lr_inner, inner_steps=args.T,
+                                truncation=min(args.K, args.T)),
+    "penalty": lambda args, penalty: dict(penalty if args.schedule == "original" else {}, schedule=args.schedule,
+                                          upper_optimizer=args.lrx, lower_optimizer=args.lry,
+                                          inner_steps=args.inner_itr),
+}
+#: the methods the runner offers: those of the table above
+METHODS = registry.covered(SOLVER_OPTIONS)
 
 SIZES = {"MNIST": (5000, 5000, 10000), "FashionMNIST": (5000, 5000, 10000), "digits": (1000, 200, 597)}
 
 
 def add_flags(p: argparse.ArgumentParser, table: Optional[Dict[Tuple[str, str], Dict[str, Any]]] = None) -> None:
     """PBGD's flags (underscored, as its scripts); None = the method's default from the runner's table."""
-    count = experiment.int_range(1)
+    count = int_range(1)
     experiment.add_fit_flags(p, strategy=False)  # full batch: nothing to split across replicas
     p.add_argument("--dataset", default="MNIST", choices=list(SIZES),
                    help="MNIST / FashionMNIST (keras cache files) or the bundled 8x8 digits (offline)")
     p.add_argument("--net", default="linear", choices=["linear", "MLP"], help="784-10 or 784-300(sigmoid)-10")
-    p.add_argument("--pollute_rate", type=experiment.float_range(0.0, 1.0, include_maximum=False), default=None,
+    p.add_argument("--pollute_rate", type=float_range(0.0, 1.0, include_maximum=False), default=None,
                    help="fraction of training labels redrawn")
-    p.add_argument("--reg", type=experiment.nonnegative_float, default=None,
+    p.add_argument("--reg", type=nonnegative_float, default=None,
                    help="weight of sum ||w||^2 in the lower loss (default: per method, see the table)")
-    step = experiment.nonnegative_float  # 0 for the step sizes a method does not use (see the table)
+    step = nonnegative_float  # 0 for the step sizes a method does not use (see the table)
     for flag, kind, what in [("--lrx", step, "step size of x (upper)"), ("--lry", step, "step size of y (net)"),
                              ("--lr_inner", step, "step size of the inner loop (V-PBGD copy, RHG unrolled SGD)"),
                              ("--gamma_init", step, "initial penalty (PBGD)"), ("--gamma_max", step, "max penalty"),
@@ -76,7 +100,7 @@ class HyperCleaningConfig:
 
 
 def parse(description: str, argv: Optional[Sequence[str]], config: HyperCleaningConfig) -> argparse.Namespace:
-    p = experiment.parser(description, method="vpbgd", methods=("vpbgd", "gpbgd", "rhg", "penalty"),
+    p = experiment.parser(description, method="vpbgd", methods=METHODS,
                           inner_steps=None, epochs=None, seed=2424)
     add_flags(p, config.defaults)
     argv = experiment.offline_smoke_argv(argv)
@@ -124,8 +148,8 @@ def run_hyper_cleaning(args: argparse.Namespace, penalty_options: Dict[str, Any]
     loads."""
     data = load_hyperclean_data(args.dataset, args.pollute_rate, args.seed, args.data_dir)
 
-    def in_folder(run: experiment.Run) -> Dict[str, Any]:
+    def in_folder(run: run_folder.Run) -> Dict[str, Any]:
         from .importance_hyperclean import run_in_folder  # TensorFlow loads here, after the folder's checks
         return run_in_folder(args, penalty_options, baseline, data, run)
 
-    return experiment.Run.once(args, in_folder, data=experiment.fingerprint(data[0][1], data[1][1], data[0][0][:256]))
+    return run_folder.Run.once(args, in_folder, data=experiment.fingerprint(data[0][1], data[1][1], data[0][0][:256]))

@@ -24,11 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
-import glob
-import json
-import math
-import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
@@ -38,31 +33,17 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from .. import console, datasets, experiment, paper_cells, tensorboard_logs, workers
+from .. import console, datasets, experiment
+from ..timing import time_steps
 from . import importance_data as data
 from .classifier import train_classifier, weighted_ce
-from .importance_eval import (Predictor, accuracy_curves, evaluation_classifiers, importance_of, logits_of,
-                              lower_evaluation, noise_detection)
+from .importance_eval import Predictor, importance_of, logits_of
 from .importance_optim import PerExampleAdam
-from .importance_config import (APPROXGRAD_SCHEDULE, DIGITS_DEMO, DIGITS_SIZES, METHODS, PENALTY_SCHEDULE,  # noqa: F401
-                              SMALL_MODELS, DenoisingSpec, build_parser, load_splits, parse, run_denoising)
+from .importance_config import BORROWED_ROWS, PENALTY_SCHEDULE, SOLVER_OPTIONS, DenoisingSpec, load_splits, parse
 
-Sizes = data.Sizes
 CLIP = (1e-5, 0.99999)
 #: keys of a hyperparameter row that are not solver keyword arguments
 _RUNNER_KEYS = ("lr_u", "lr_v", "lr_p", "halve_every", "pretrain_lr", "by_schedule")
-#: per method: the solver options taken from a hyperparameter row's learning rates (the row's other keys, e.g.
-#: PENALTY_SCHEDULE's, are solver options as they are). A rate is the slot's default class: Adam, and for RMD's
-#: lower level the plain SGD steps it differentiates; the upper optimizer comes from --upper-optimizer.
-SOLVER_OPTIONS: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]] = {
-    "penalty": lambda hp: dict(lower_optimizer=hp["lr_v"]),
-    "approxgrad": lambda hp: dict(lower_optimizer=hp["lr_v"], linear_optimizer=hp["lr_p"]),
-    "rmd": lambda hp: dict(lower_optimizer=hp["lr_v"]),
-    "gd": lambda hp: dict(lower_optimizer=hp["lr_v"]),
-    "implicit": lambda hp: dict(lower_optimizer={"class_name": "Adam", "config": {"learning_rate": hp["lr_v"]}}),
-}
-#: methods without a row of their own take another's learning rates (lr_u, lr_v, pretrain_lr)
-BORROWED_ROWS = {"implicit": "approxgrad"}
 #: --upper-optimizer -> the Keras class (registered) name of the importance optimizer
 UPPER_OPTIMIZERS = {"per_example_adam": keras.saving.get_registered_name(PerExampleAdam), "adam": "Adam"}
 
@@ -213,117 +194,6 @@ def _prepare(spec: DenoisingSpec, args: argparse.Namespace, warm_start: bool, sp
                  data.steps_per_epoch(len(noisy), batch), augment, predictor)
 
 
-def read_warm_start(path: str) -> Optional[Dict[str, Any]]:
-    """The warm start's metrics a resumed run reports, or None (said, naming the file) when they must be
-    recomputed: the file is missing or unreadable."""
-    try:
-        warm = json.loads(open(path).read())
-        if isinstance(warm, dict) and isinstance(warm.get("pretrain_test_accuracy"), (int, float)):
-            return warm
-        problem = "holds no pretrain_test_accuracy"
-    except FileNotFoundError:
-        problem = "is missing"
-    except (OSError, ValueError) as e:
-        problem = f"is unreadable ({type(e).__name__})"
-    print(f"{path} {problem}: redoing the warm start to recompute its metrics", flush=True)
-    return None
-
-
-def has_checkpoint(folder: str) -> bool:
-    """True when ``folder`` holds checkpoint files (a run to resume rather than start)."""
-    return bool(glob.glob(os.path.join(folder, "ckpt-*.index")))
-
-
-def run_in_folder(args: argparse.Namespace, spec: DenoisingSpec, splits: data.Splits, run: experiment.Run,
-                  strategy: Optional[tf.distribute.Strategy]) -> Dict[str, Any]:
-    """The experiment in its open run folder (:func:`importance_config.run_denoising` parses, loads the data
-    and opens the folder first); returns the metrics (results.json has everything)."""
-    chief = run.chief
-    ckpt = experiment.checkpoint_dir(args, "bilevel")
-    resuming = has_checkpoint(ckpt)
-    warm_path = os.path.join(ckpt, "warm_start.json")
-    warm = read_warm_start(warm_path) if resuming else None
-    # a resumed run restores u and v from the checkpoint: its warm start is redone only when the warm start's
-    # metrics are lost (the same seed gives the same warm start)
-    setup = prepare(spec, args, warm_start=warm is None, splits=splits, strategy=strategy)
-    s, task, solver = setup.splits, setup.task, setup.solver
-    if warm is None:
-        warm = {"pretrain_test_accuracy": setup.predictor.accuracy(s.x_test, s.y_test),
-                **{f"warm_start_{k}": v for k, v in noise_detection(task.values(), setup.flipped).items()
-                   if k in ("noise_precision", "noise_recall")}}
-        if chief:
-            os.makedirs(ckpt, exist_ok=True)
-            experiment.atomic_write_text(warm_path, json.dumps(warm))
-
-    evaluate = lower_evaluation(setup)
-    spe = setup.steps_per_epoch
-    total = args.epochs * spe if args.max_steps is None else args.max_steps  # --upper-iterations K replaces epochs
-    # the state before the bilevel phase (evaluation time not counted); a resume restores it with the rest
-    start = [] if resuming else [{"step": 0, "seconds": 0.0, **evaluate(), "eval_seconds": 0.0}]
-    halve = setup.hp.get("halve_every") if args.method == "approxgrad" else None
-    callbacks = [EpochEnd(task, spe, [solver.upper_optimizer, solver.lower_optimizer], halve),
-                 bl.Evaluate(evaluate, every=args.eval_every * spe)]
-    fit_history = bl.fit(solver, setup.val_stream, setup.train_stream, steps=total,
-                         steps_per_execution=_steps_per_execution(args, spe), checkpoint_dir=ckpt,
-                         checkpoint_every=args.checkpoint_every, callbacks=callbacks, verbose=args.verbose,
-                         log_every=max(1, spe // 5),
-                         csv_path=experiment.output_path(args, "history.csv") if chief else None,
-                         config=run.config, history=start,
-                         tensorboard_dir=tensorboard_logs.log_dir(args) if chief else None)
-    history = list(fit_history)
-    if not chief:  # TensorFlow's rule: only the chief writes results; its evaluation would be discarded here
-        print(f"[{args.experiment}] worker {workers.task_index(strategy)}: bilevel phase done, the chief writes "
-              "the results", flush=True)
-        return {}
-
-    importance = task.values()
-    metrics: Dict[str, Any] = {}
-    eval_steps = data.epochs_to_steps(spec.eval_epochs, len(s.x_train) + len(s.x_val), args.batch_size)
-    console.status(args, f"evaluating: training {4 if args.baselines else 2} classifiers for {eval_steps} steps each "
-                         "(learned weights, uniform weights" + (", oracle, validation only)" if args.baselines else ")"))
-    metrics.update(evaluation_classifiers(setup, importance, eval_steps, args.baselines))
-    metrics["bilevel_test_accuracy"] = setup.predictor.accuracy(s.x_test, s.y_test)
-    metrics.update(noise_detection(importance, setup.flipped))
-    metrics.update(warm)
-    if "warm_start_noise_precision" in warm:  # what the bilevel phase added to the warm start's ranking
-        metrics["noise_precision_gain"] = metrics["noise_precision"] - warm["warm_start_noise_precision"]
-    metrics.update(n_train=len(s.x_train), n_val=len(s.x_val), n_test=len(s.x_test),
-                   n_flipped=int(setup.flipped.sum()), upper_iterations=int(solver.iterations.numpy()),
-                   eval_steps=eval_steps, step_traces=solver.trace_count)
-
-    experiment.plot_histograms(experiment.output_path(args, "importance_histogram.png"),
-                               {"clean": importance[~setup.flipped], "flipped": importance[setup.flipped]},
-                               xlabel="learned importance a_i",
-                               title=f"{args.method} on {s.source}, {args.noise:.0%} flipped labels")
-    curves = accuracy_curves(history, ["lower_train_accuracy", "lower_val_accuracy", "lower_test_accuracy"])
-    experiment.plot_curves(experiment.output_path(args, "accuracy_vs_time.png"),
-                           {k.split("_")[1]: v for k, v in curves.items()},
-                           xlabel="wall-clock of the bilevel phase (s, evaluation excluded)", ylabel="accuracy",
-                           title=f"lower-level network, {args.method} on {s.source}")
-    config = experiment.config_of(args, hyperparams={k: v for k, v in setup.hp.items()},
-                                  sizes=dataclasses.asdict(spec.datasets[args.dataset]),
-                                  pretrain_epochs=spec.pretrain_epochs, eval_epochs=spec.eval_epochs,
-                                  eval_lr=spec.eval_lr, init_importance=list(spec.init_importance),
-                                  selection_threshold=spec.selection_threshold)
-    experiment.write_results(args, metrics=metrics, history=history,
-                             seconds_per_upper_iteration=fit_history.seconds_per_step, dataset=s.source,
-                             config=config, paper=paper_cells.paper_entry(args, s.source), solver=solver,
-                             summary_keys=["test_accuracy", "noisy_baseline_test_accuracy", "bilevel_test_accuracy",
-                                           "noise_precision", "noise_recall", "oracle_test_accuracy",
-                                           "val_only_test_accuracy"])
-    return metrics
-
-
-def _steps_per_execution(args: argparse.Namespace, steps_per_epoch: int) -> int:
-    """--steps-per-execution, lowered to a divisor of the epoch so that the end-of-epoch renormalisation
-    (a callback, run at call boundaries) keeps its exact steps."""
-    k = math.gcd(args.steps_per_execution, steps_per_epoch)
-    if k != args.steps_per_execution and args.verbose:
-        print(f"--steps-per-execution {args.steps_per_execution} -> {k}: a divisor of the {steps_per_epoch} "
-              "upper iterations per epoch (the importance is renormalised at every epoch's end)", flush=True)
-    return k
-
-
 def time_upper_iterations(spec: DenoisingSpec, method: str, *, steps: int = 3, dataset: Optional[str] = None,
                           inner_steps: Optional[int] = None, out: str = "runs/timing") -> Dict[str, float]:
     """Seconds per upper iteration of ``spec``'s runner at its paper size, on random data of the real shape
@@ -336,7 +206,7 @@ def time_upper_iterations(spec: DenoisingSpec, method: str, *, steps: int = 3, d
     experiment.start_tensorflow(args)
     setup = prepare(spec, args, warm_start=False)
     train, val = iter(setup.train_stream), iter(setup.val_stream)
-    timing = experiment.time_steps(  # float() waits for the step to finish
+    timing = time_steps(  # float() waits for the step to finish
         lambda ub, lb: {k: float(v) for k, v in setup.solver.step(ub, lb).items()}, steps,
         inputs=lambda: (next(val), next(train)))
     return {"seconds_per_upper_iteration": timing["seconds"], "first_step_seconds": timing["first_seconds"],

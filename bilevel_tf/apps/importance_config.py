@@ -11,12 +11,27 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
-from .. import console, experiment
+from .. import console, experiment, run_folder
+from ..flag_types import float_range, int_range, positive_float
 from ..options import DEFAULT_SCHEDULE
 from . import importance_data as data
+from ..solvers import registry
 from .importance_data import NUM_CLASSES, Sizes
 
-METHODS = ("penalty", "approxgrad", "rmd", "gd", "implicit")
+#: per method: the solver options taken from a hyperparameter row's learning rates (the row's other keys, e.g.
+#: PENALTY_SCHEDULE's, are solver options as they are). A rate is the slot's default class: Adam, and for RMD's
+#: lower level the plain SGD steps it differentiates; the upper optimizer comes from --upper-optimizer.
+SOLVER_OPTIONS: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]] = {
+    "penalty": lambda hp: dict(lower_optimizer=hp["lr_v"]),
+    "approxgrad": lambda hp: dict(lower_optimizer=hp["lr_v"], linear_optimizer=hp["lr_p"]),
+    "rmd": lambda hp: dict(lower_optimizer=hp["lr_v"]),
+    "gd": lambda hp: dict(lower_optimizer=hp["lr_v"]),
+    "implicit": lambda hp: dict(lower_optimizer={"class_name": "Adam", "config": {"learning_rate": hp["lr_v"]}}),
+}
+#: methods without a row of their own take another's learning rates (lr_u, lr_v, pretrain_lr)
+BORROWED_ROWS = {"implicit": "approxgrad"}
+#: the methods the runners offer: those of the table above
+METHODS = registry.covered(SOLVER_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -110,19 +125,19 @@ def build_parser(spec: DenoisingSpec) -> argparse.ArgumentParser:
                         "(offline demo, with its own smaller schedule)")
     p.add_argument("--model", default=spec.default_model, choices=["paper"] + list(SMALL_MODELS),
                    help="classifier: 'paper' = the original's network, or a small one (digits demo default)")
-    p.add_argument("--noise", type=experiment.float_range(0.0, 1.0, include_maximum=False), default=spec.noise,
+    p.add_argument("--noise", type=float_range(0.0, 1.0, include_maximum=False), default=spec.noise,
                    help="fraction of training labels flipped")
-    p.add_argument("--batch-size", type=experiment.int_range(1), default=spec.batch_size,
+    p.add_argument("--batch-size", type=int_range(1), default=spec.batch_size,
                    help="training and validation batch size")
     experiment.add_schedule_flag(p, spec.schedule)
     experiment.add_fit_flags(p)
-    p.add_argument("--lr-u", type=experiment.positive_float, default=None, help="upper (importance) learning rate; default: table")
-    p.add_argument("--lr-v", type=experiment.positive_float, default=None, help="lower (classifier) learning rate; default: table")
-    p.add_argument("--pretrain-epochs", type=experiment.int_range(0), default=spec.pretrain_epochs,
+    p.add_argument("--lr-u", type=positive_float, default=None, help="upper (importance) learning rate; default: table")
+    p.add_argument("--lr-v", type=positive_float, default=None, help="lower (classifier) learning rate; default: table")
+    p.add_argument("--pretrain-epochs", type=int_range(0), default=spec.pretrain_epochs,
                    help="warm start: epochs of training on the validation set")
-    p.add_argument("--eval-epochs", type=experiment.float_range(0.0), default=spec.eval_epochs,
+    p.add_argument("--eval-epochs", type=float_range(0.0), default=spec.eval_epochs,
                    help="budget of each evaluation classifier, in passes over train + val")
-    p.add_argument("--eval-every", type=experiment.int_range(1), default=1,
+    p.add_argument("--eval-every", type=int_range(1), default=1,
                    help="epochs between accuracy evaluations of the lower-level network (accuracy_vs_time.png)")
     p.add_argument("--baselines", action="store_true",
                    help="also train the Oracle (clean train + val), Val-only and Train+Val classifiers")
@@ -138,7 +153,7 @@ def build_parser(spec: DenoisingSpec) -> argparse.ArgumentParser:
                             "0.2, zoom 0.2, horizontal flip)")
     p.add_argument("--synthetic-data", action="store_true",
                    help="random arrays of the real data's shape (timing at the paper's size without the files)")
-    p.add_argument("--upper-iterations", "--max-steps", dest="max_steps", type=experiment.int_range(0), default=None,
+    p.add_argument("--upper-iterations", "--max-steps", dest="max_steps", type=int_range(0), default=None,
                    help="K: upper iterations of the bilevel phase, instead of --epochs passes over the training set "
                         "(default: epochs x training batches per epoch); --max-steps: its former name")
     return p
@@ -213,8 +228,8 @@ def run_denoising(argv: Optional[Sequence[str]], spec: DenoisingSpec) -> Dict[st
     splits = load_splits(spec, args)  # before the run folder is touched: missing data loses no checkpoint (--fresh)
     data_fingerprint = experiment.fingerprint(splits.y_train, splits.y_val, splits.x_train[:256], splits.x_val[:256])
 
-    def in_folder(run: experiment.Run) -> Dict[str, Any]:
-        from .importance import run_in_folder  # TensorFlow loads here, after the folder's checks
+    def in_folder(run: run_folder.Run) -> Dict[str, Any]:
+        from .importance_run import run_in_folder  # TensorFlow loads here, after the folder's checks
         return run_in_folder(args, spec, splits, run, strategy)
 
-    return experiment.Run.once(args, in_folder, chief=chief, data=data_fingerprint)
+    return run_folder.Run.once(args, in_folder, chief=chief, data=data_fingerprint)

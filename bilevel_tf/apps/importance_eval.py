@@ -1,18 +1,13 @@
 """Evaluation for importance learning: batched predictions, the lower level's accuracies during the bilevel
-phase, fresh classifiers trained on the learned weighting and the baselines' (with ``apps.classifier``), noise
-detection, the importance parametrization, accuracy curves."""
+phase, noise detection, the importance parametrization, accuracy curves (a run's own evaluations, which read its
+``Setup``, are in :mod:`.importance_run`)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Dict, Sequence
+from typing import Dict, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
-
-from .classifier import ClassifierTrainer, weighted_ce  # noqa: F401  (weighted_ce re-exported)
-
-if TYPE_CHECKING:
-    from .importance import Setup
 
 
 class Predictor:
@@ -75,48 +70,3 @@ def accuracy_curves(history: Sequence[Dict], keys: Sequence[str]) -> Dict[str, t
         if rows:
             curves[key] = ([r["seconds"] - r.get("eval_seconds", 0.0) for r in rows], [r[key] for r in rows])
     return curves
-
-
-def lower_evaluation(setup: Setup) -> Callable[[], Dict[str, float]]:
-    s, predictor = setup.splits, setup.predictor
-
-    def evaluate() -> Dict[str, float]:
-        a = setup.task.values()
-        return {"lower_train_accuracy": predictor.accuracy(s.x_train, setup.noisy),  # noisy labels, as fig. 4a
-                "lower_val_accuracy": predictor.accuracy(s.x_val, s.y_val),
-                "lower_test_accuracy": predictor.accuracy(s.x_test, s.y_test),
-                "mean_importance": float(a.mean()),
-                "noise_precision": noise_detection(a, setup.flipped)["noise_precision"]}
-    return evaluate
-
-
-def evaluation_classifiers(setup: Setup, importance: np.ndarray, steps: int, baselines: bool) -> Dict[str, float]:
-    """Fresh classifiers (same initial weights, data order seed and step budget) on different weightings."""
-    s, spec, args = setup.splits, setup.spec, setup.args
-    model = spec.classifier(args.model, s.input_shape)
-    # every fit restarts from the model's initial weights and a fresh Adam
-    trainer, predictor = ClassifierTrainer(model, keras.optimizers.Adam(spec.eval_lr)), Predictor(model, s.scale)
-    x_tv = np.concatenate([s.x_train, s.x_val])
-    y_tv = np.concatenate([setup.noisy, s.y_val])
-    ones_val = np.ones(len(s.x_val), np.float32)
-    if spec.selection_threshold is not None:
-        learned = (importance > spec.selection_threshold).astype(np.float32)
-    else:
-        learned = importance.astype(np.float32)
-    runs = {"test_accuracy": (x_tv, y_tv, np.concatenate([learned, ones_val])),
-            "noisy_baseline_test_accuracy": (x_tv, y_tv, None)}
-    if baselines:
-        clean = ~setup.flipped
-        runs["oracle_test_accuracy"] = (np.concatenate([s.x_train[clean], s.x_val]),
-                                        np.concatenate([setup.noisy[clean], s.y_val]), None)
-        runs["val_only_test_accuracy"] = (s.x_val, s.y_val, None)
-    out = {}
-    for key, (x, y, w) in runs.items():
-        trainer.fit_batches(x, y, w, steps=steps, batch_size=args.batch_size, scale=s.scale, seed=args.seed + 2,
-                            augment=setup.augment)
-        out[key] = predictor.accuracy(s.x_test, s.y_test)
-    if baselines:
-        out["train_val_test_accuracy"] = out["noisy_baseline_test_accuracy"]
-    if spec.selection_threshold is not None:
-        out["selected_training_points"] = int(learned.sum())
-    return out

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Dict, Tuple
 
 import keras
 import numpy as np
@@ -22,9 +22,9 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from .. import experiment, models, paper_cells, precision, tensorboard_logs
-from .hyperclean_config import (SIZES, Split, add_flags, apply_defaults, load_hyperclean_data, parse,  # noqa: F401
-                                run_hyper_cleaning)
+from .. import experiment, models, paper_cells, plots, precision, run_folder, tensorboard_logs
+from ..timing import time_steps
+from .hyperclean_config import SOLVER_OPTIONS, Split, load_hyperclean_data
 from .importance_data import NUM_CLASSES
 from .classifier import ClassifierTrainer, weighted_ce
 from .importance_eval import accuracy_curves, noise_detection
@@ -87,26 +87,6 @@ class HyperCleaning:
                                  lower_init=init, extra_state={"init_rng": self.rng})
 
 
-def _gamma(args: argparse.Namespace) -> Dict[str, Any]:
-    return dict(gamma_init=args.gamma_init, gamma_max=args.gamma_max, gamma_argmax_step=args.gamma_argmax_step)
-
-
-#: per method: ``bl.make_solver``'s options from the flags and the runner's Penalty constants (used with
-#: --schedule original). Learning rates are the slots' default classes: plain SGD for the PBGD solvers and RHG
-#: (PBGD's optimizers), Adam for Penalty.
-SOLVER_OPTIONS: Dict[str, Callable[[argparse.Namespace, Dict[str, Any]], Dict[str, Any]]] = {
-    "vpbgd": lambda args, _: dict(upper_optimizer=args.lrx, lower_optimizer=args.lry, inner_optimizer=args.lr_inner,
-                                  inner_steps=args.inner_itr, **_gamma(args)),
-    "gpbgd": lambda args, _: dict(upper_optimizer=args.lrx, lower_optimizer=args.lry, **_gamma(args)),
-    # K < T: truncated (T-RHG)
-    "rhg": lambda args, _: dict(upper_optimizer=args.lrx, lower_optimizer=args.lr_inner, inner_steps=args.T,
-                                truncation=min(args.K, args.T)),
-    "penalty": lambda args, penalty: dict(penalty if args.schedule == "original" else {}, schedule=args.schedule,
-                                          upper_optimizer=args.lrx, lower_optimizer=args.lry,
-                                          inner_steps=args.inner_itr),
-}
-
-
 def solver_options(args: argparse.Namespace, penalty_options: Dict[str, Any]) -> Dict[str, Any]:
     """``bl.make_solver``'s options for ``args.method`` (see ``SOLVER_OPTIONS``)."""
     return dict(SOLVER_OPTIONS[args.method](args, penalty_options), jit_compile=args.jit)
@@ -129,12 +109,12 @@ def time_upper_iterations(args: argparse.Namespace, penalty_options: Dict[str, A
     task = HyperCleaning(args.net, train, val, args.reg, args.seed)
     solver = bl.make_solver(args.method, task.problem(restart_lower=args.method == "rhg"),
                             **solver_options(args, penalty_options))
-    timing = experiment.time_steps(lambda: float(solver.step()["upper_loss"]), steps)  # float() waits
+    timing = time_steps(lambda: float(solver.step()["upper_loss"]), steps)  # float() waits
     return {"seconds_per_upper_iteration": timing["seconds"]}
 
 
 def run_in_folder(args, penalty_options: Dict[str, Any], baseline: Tuple[int, float], data,
-                  run: experiment.Run) -> Dict[str, Any]:
+                  run: run_folder.Run) -> Dict[str, Any]:
     """The experiment in its open run folder (:func:`hyperclean_config.run_hyper_cleaning` loads the data and
     opens it); returns the metrics."""
     train, val, test, dirty, y_clean = data
@@ -165,11 +145,11 @@ def run_in_folder(args, penalty_options: Dict[str, Any], baseline: Tuple[int, fl
     metrics["noisy_baseline_test_accuracy"] = baseline_accuracy(args.net, train, test, steps, lr, args.seed)
     metrics.update(n_train=len(dirty), n_dirty=int(dirty.sum()),
                    labels_unchanged=float(np.mean(train[1] == y_clean)))
-    experiment.plot_histograms(experiment.output_path(args, "importance_histogram.png"),
+    plots.plot_histograms(experiment.output_path(args, "importance_histogram.png"),
                                {"clean": weights[~dirty], "polluted": weights[dirty]},
                                xlabel="learned weight sigmoid(x_i)", title=f"{args.method} hyper-cleaning")
     curves = accuracy_curves(history, ["test_accuracy", "f1"])
-    experiment.plot_curves(experiment.output_path(args, "accuracy_vs_time.png"), curves,
+    plots.plot_curves(experiment.output_path(args, "accuracy_vs_time.png"), curves,
                            xlabel="wall-clock (s, evaluation excluded)", ylabel="test accuracy / cleaner F1",
                            title=f"{args.method}, {args.net} net on {args.dataset}")
     experiment.write_results(args, metrics=metrics, history=history,

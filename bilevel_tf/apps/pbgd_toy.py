@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 import bilevel_tf as bl
-from bilevel_tf import experiment, paper_cells, plots, tensorboard_logs
+from bilevel_tf import experiment, paper_cells, plots, tensorboard_logs, timing
 
 from . import synthetic
 
@@ -26,7 +26,7 @@ def run_toy(args, minimum_radius: float) -> Dict[str, Any]:
     x0 = toy.x.numpy()
 
     first_converged = np.full(args.num_starts, -1)
-    history, done, clock = [], 0, experiment.Stopwatch()
+    history, done, clock = [], 0, timing.Stopwatch()
     while done < args.max_iterations:
         chunk = min(args.check_every, args.max_iterations - done)
         solver.run(chunk)

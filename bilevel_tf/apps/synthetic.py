@@ -25,7 +25,6 @@ and T linear-system steps.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -38,50 +37,9 @@ import tensorflow as tf
 import bilevel_tf as bl
 from bilevel_tf import plots
 
-from .synthetic_config import EXAMPLES, METHODS, add_jit_flag, resolve_jit  # noqa: F401  (re-exported)
+from .synthetic_config import EXAMPLES
 
 BOX = 5.0  # |u_i|, |v_i| <= BOX
-
-
-@dataclasses.dataclass(frozen=True)
-class SolverSettings:
-    """The paper's synthetic hyperparameters (names of the original code in comments)."""
-
-    lr_u: float = 1e-3          # sigma_0, upper step
-    lr_v: float = 1e-4          # rho_0, lower step
-    lr_p: float = 1e-4          # ApproxGrad linear-system step
-    rho: float = 1.0            # Penalty rho_0 (paper gamma_0)
-    lam: float = 10.0           # lamb_0
-    eps: float = 1.0            # eps_0
-    nu: float = 0.0             # nu_0 (the synthetic optimizer starts nu at zero)
-    c_rho: float = 1.1          # the synthetic schedule divides lam, eps and the lrs by c_rho
-    use_nu: bool = True
-    sigma: float = 1e-6         # ApproxGrad regularizer of the synthetic script
-    rmd_sgd_upper: bool = True  # the original RMD takes plain gradient steps on u as well
-
-
-PAPER_SETTINGS = SolverSettings()
-
-
-def _adam(rate: float) -> Dict[str, Any]:
-    return {"class_name": "Adam", "config": {"learning_rate": rate}}
-
-
-#: per method: ``bl.make_solver``'s options from the settings (learning rates are the slots' default classes:
-#: Adam, and plain SGD at both levels of RMD); with T, ``inner_steps`` and ``jit_compile`` they build the paper's
-#: synthetic solvers: ``bl.make_solver(m, problem, inner_steps=T, **SOLVER_OPTIONS[m](PAPER_SETTINGS))``
-SOLVER_OPTIONS: Dict[str, Callable[[SolverSettings], Dict[str, Any]]] = {
-    "gd": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v),
-    "rmd": lambda s: dict(upper_optimizer=s.lr_u if s.rmd_sgd_upper else _adam(s.lr_u), lower_optimizer=s.lr_v),
-    "approxgrad": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v, linear_optimizer=s.lr_p,
-                                 sigma=s.sigma),
-    # ApproxGrad's Adam steps and sigma, the linear system solved by conjugate gradient
-    "implicit": lambda s: dict(upper_optimizer=_adam(s.lr_u), lower_optimizer=_adam(s.lr_v), sigma=s.sigma),
-    # the original synthetic schedule: rho *= c_rho, and lam, eps and both learning rates /= c_rho
-    "penalty": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v, rho=s.rho, lam=s.lam, eps=s.eps, nu=s.nu,
-                              c_rho=s.c_rho, c_lam=1.0 / s.c_rho, c_eps=1.0 / s.c_rho, lr_decay=1.0 / s.c_rho,
-                              use_nu=s.use_nu, schedule="original", tolerance="original", nu_rho="new"),
-}
 
 
 class SyntheticExample(NamedTuple):

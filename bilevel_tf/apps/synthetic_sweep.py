@@ -11,7 +11,7 @@ import numpy as np
 import bilevel_tf as bl
 from bilevel_tf import experiment, paper_cells, tensorboard_logs
 
-from . import synthetic
+from . import synthetic, synthetic_config
 
 
 def run_sweep(args, ablation_lambdas: Sequence[float], max_curve_points: int) -> Dict[str, Any]:
@@ -19,7 +19,7 @@ def run_sweep(args, ablation_lambdas: Sequence[float], max_curve_points: int) ->
     log = print if args.verbose >= 1 else (lambda *a, **k: None)
     trial_log = log if args.verbose >= 2 else None
     sizes = dict(dim=args.dim, iterations=args.iterations, record_every=args.record_every, seed=args.seed,
-                 jit=args.jit, settings=synthetic.PAPER_SETTINGS)
+                 jit=args.jit, settings=synthetic_config.PAPER_SETTINGS)
     cache = synthetic.CellCache(experiment.checkpoint_dir(args), sizes)
     steps = synthetic.record_iterations(args.iterations, args.record_every)
     trial_options = dict(iterations=args.iterations, record_every=args.record_every, seed=args.seed, log=trial_log)
@@ -37,7 +37,7 @@ def run_sweep(args, ablation_lambdas: Sequence[float], max_curve_points: int) ->
 
     def solver_for(example, method, t):
         return bl.make_solver(method, example.problem, inner_steps=t, jit_compile=args.jit,
-                              **synthetic.SOLVER_OPTIONS[method](synthetic.PAPER_SETTINGS))
+                              **synthetic_config.SOLVER_OPTIONS[method](synthetic_config.PAPER_SETTINGS))
 
     metrics, history = {}, []
     for e in args.examples:
@@ -62,7 +62,8 @@ def run_sweep(args, ablation_lambdas: Sequence[float], max_curve_points: int) ->
     experiment.write_results(args, metrics=metrics, history=history, dataset="synthetic", solver=solvers,
                              paper=paper_cells.paper_entry(args, "synthetic"),
                              seconds_per_upper_iteration=float(np.mean(penalty)) if penalty else None,
-                             config=experiment.config_of(args, settings=dataclasses.asdict(synthetic.PAPER_SETTINGS)))
+                             config=experiment.config_of(
+                                 args, settings=dataclasses.asdict(synthetic_config.PAPER_SETTINGS)))
     return metrics
 
 
@@ -71,7 +72,7 @@ def run_ablation(args, cell, steps, history, ablation_lambdas, max_curve_points)
     example = synthetic.make_example(1, args.dim, args.seed)
     out = {}
     for use_nu in (True, False):
-        settings = dataclasses.replace(synthetic.PAPER_SETTINGS, use_nu=use_nu)
+        settings = dataclasses.replace(synthetic_config.PAPER_SETTINGS, use_nu=use_nu)
         row = "with_nu" if use_nu else "without_nu"
         for t in args.ts:
             runners = []
@@ -79,7 +80,7 @@ def run_ablation(args, cell, steps, history, ablation_lambdas, max_curve_points)
             def make_runner():  # one compiled solver per (T, nu), shared by every lam_0
                 if not runners:
                     solver = bl.make_solver("penalty", example.problem, inner_steps=t, jit_compile=args.jit,
-                                            **synthetic.SOLVER_OPTIONS["penalty"](settings))
+                                            **synthetic_config.SOLVER_OPTIONS["penalty"](settings))
                     runners.append(synthetic.TrialRunner(solver, example.distance, args.record_every))
                 return runners[0]
 
@@ -109,8 +110,8 @@ def write_figures(args, history):
               "fig5.png": "Penalty on Ex.1: lam_0 and nu (supp. fig. 7)"}
     for name, grid in figures.items():
         if grid:
-            synthetic.plot_grid(experiment.output_path(args, name), grid, xlabel="upper iteration", ylabel="distance to solution",
-                                title=titles[name])
+            synthetic.plot_grid(experiment.output_path(args, name), grid, xlabel="upper iteration",
+                                ylabel="distance to solution", title=titles[name])
 
 
 def write_tensorboard(args, history):

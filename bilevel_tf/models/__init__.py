@@ -49,7 +49,6 @@ from typing import Callable, Dict
 
 import keras
 
-from ._shapes import Shape  # noqa: F401  (a type alias callers may annotate with)
 from .convnets import cifar10_cnn, mnist_cnn, svhn_cnn
 from .few_shot import (CosineClassifier, TaskBatchNorm, cosine_logits, miniimagenet_resnet, omniglot_encoder,
                        taskwise_encoder)

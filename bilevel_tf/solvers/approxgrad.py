@@ -9,9 +9,11 @@ import tensorflow as tf
 from .. import autodiff, distribute
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
-from .base import BilevelSolver, check_nonnegative, check_positive_int, state_variable
+from .base import BilevelSolver
+from .checks import check_nonnegative, check_positive_int
 from .linear_solvers import make_linear_solver
 from .optimizers import make_optimizer, optimizer_config
+from .variables import state_variable
 
 
 class ApproxGrad(BilevelSolver):

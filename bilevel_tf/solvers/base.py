@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import inspect
-import numbers
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
 import keras
@@ -11,34 +10,12 @@ import tensorflow as tf
 from .. import autodiff, distribute
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
+from ..sources import Feed
+from .checks import check_choice, check_positive_int
 from .optimizers import check_learning_rate, make_optimizer, optimizer_config
+from .variables import project, state_variable
 
 Logs = Dict[str, tf.Tensor]
-
-
-def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_nonnegative(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-    return float(value)
-
-
-def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value
-
-
-def state_variable(value: Any, name: str, dtype=None) -> tf.Variable:
-    """A solver-owned, non-trainable variable; under a strategy the first replica's update is kept
-    (replicas compute identical values, see ``bilevel_tf.distribute``)."""
-    return tf.Variable(value, dtype=dtype, trainable=False, name=name,
-                       aggregation=distribute.ONLY_FIRST_REPLICA)
 
 
 def _has_accelerator() -> bool:
@@ -406,61 +383,6 @@ class BilevelSolver:
                              "pass lr_decay=None to keep your schedule")
 
 
-class Feed:
-    """Where the batches after the first of a :meth:`BilevelSolver.run_feeds` call come from.
-
-    ``Feed.iterator(it)``: a ``tf.data`` iterator (or a distributed one), drawn inside the graph;
-    ``Feed.stacked(batch)``: a batch structure whose tensors hold one batch per iteration along axis 0
-    (built on the host from Python sources); ``Feed.none()``: every batch is None.
-    """
-
-    NONE, ITERATOR, STACKED = "none", "iterator", "stacked"
-
-    def __init__(self, kind: str, value: Any = None):
-        self.kind, self.value = check_choice("feed kind", kind, (self.NONE, self.ITERATOR, self.STACKED)), value
-
-    @classmethod
-    def none(cls) -> "Feed":
-        return cls(cls.NONE)
-
-    @classmethod
-    def iterator(cls, iterator: Any) -> "Feed":
-        return cls(cls.ITERATOR, iterator)
-
-    @classmethod
-    def stacked(cls, batches: Any) -> "Feed":
-        return cls(cls.STACKED, batches)
-
-    @classmethod
-    def wrap(cls, feed: Any) -> "Feed":
-        if feed is None:
-            return cls.none()
-        if not isinstance(feed, cls):
-            raise ValueError(f"expected a bl.solvers.Feed or None, got {type(feed).__name__}")
-        return feed
-
-    @classmethod
-    def take(cls, value: Any, kind: str, n: tf.Tensor) -> Tuple[Any, str]:
-        """Inside a graph: an iterator's next ``n`` batches stacked (``(value, kind)`` of a stacked feed);
-        other feeds unchanged."""
-        if kind != cls.ITERATOR:
-            return value, kind
-        arrays = tf.nest.map_structure(lambda spec: tf.TensorArray(spec.dtype, size=n, element_shape=spec.shape),
-                                       value.element_spec)
-        for i in tf.range(n):
-            arrays = tf.nest.map_structure(lambda a, x: a.write(i, x), arrays, next(value))
-        return tf.nest.map_structure(lambda a: a.stack(), arrays), cls.STACKED
-
-    @classmethod
-    def draw(cls, value: Any, kind: str, index: tf.Tensor) -> Any:
-        """The batch of iteration ``index`` (0 = the first after the call's first batch), inside the graph."""
-        if kind == cls.ITERATOR:
-            return next(value)
-        if kind == cls.STACKED:
-            return tf.nest.map_structure(lambda t: tf.gather(t, index), value)
-        return None
-
-
 def _all_finite(logs: Logs) -> tf.Tensor:
     checks = [tf.reduce_all(tf.math.is_finite(v)) for v in logs.values() if v.dtype.is_floating]
     return tf.reduce_all(checks) if checks else tf.constant(True)
@@ -474,12 +396,3 @@ def _variables_of(obj) -> List[Any]:
     if isinstance(obj, tf.Variable) or hasattr(obj, "assign"):
         return [obj]
     return []
-
-
-def project(constraint, variables) -> None:
-    """Assign ``constraint(values)`` back to the variables."""
-    values = constraint([tf.convert_to_tensor(v) for v in variables])
-    if len(values) != len(variables):
-        raise ValueError(f"constraint returned {len(values)} tensors for {len(variables)} variables")
-    for var, value in zip(variables, values):
-        distribute.assign(var, tf.cast(value, var.dtype))

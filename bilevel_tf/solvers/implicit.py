@@ -10,8 +10,10 @@ import tensorflow as tf
 from .. import autodiff, distribute
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
-from .base import BilevelSolver, check_choice, check_nonnegative, check_positive_int, state_variable
+from .base import BilevelSolver
+from .checks import check_choice, check_nonnegative, check_positive_int
 from .linear_solvers import make_linear_solver
+from .variables import state_variable
 
 
 class Implicit(BilevelSolver):

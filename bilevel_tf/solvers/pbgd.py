@@ -9,7 +9,9 @@ import tensorflow as tf
 from .. import autodiff, distribute
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
-from .base import BilevelSolver, check_nonnegative, check_positive_int, state_variable
+from .base import BilevelSolver
+from .checks import check_nonnegative, check_positive_int
+from .variables import state_variable
 from .optimizers import make_optimizer, optimizer_config
 
 

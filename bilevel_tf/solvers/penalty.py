@@ -8,9 +8,11 @@ import tensorflow as tf
 from .. import autodiff, distribute
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
-from .base import BilevelSolver, check_choice, check_nonnegative, state_variable
+from .base import BilevelSolver
+from .checks import check_choice, check_nonnegative
+from .variables import state_variable
 
-from ..options import DEFAULT_SCHEDULE, PENALTY_SCHEDULES as SCHEDULES  # noqa: F401  (re-exported)
+from ..options import DEFAULT_SCHEDULE, PENALTY_SCHEDULES as SCHEDULES
 from . import penalty_calibration as calibrate
 
 AUTO = "auto"

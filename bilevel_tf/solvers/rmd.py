@@ -9,7 +9,9 @@ import tensorflow as tf
 from .. import autodiff, distribute
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
-from .base import BilevelSolver, check_positive_int, project
+from .base import BilevelSolver
+from .checks import check_positive_int
+from .variables import project
 
 
 class RMD(BilevelSolver):

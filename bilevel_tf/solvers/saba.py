@@ -9,7 +9,7 @@ from .. import autodiff, distribute
 from .. import tensor_ops as ops
 from ..finite_sum import FiniteSum
 from ..problem import BilevelProblem
-from .base import state_variable
+from .variables import state_variable
 from .soba import SOBA
 
 ZERO = autodiff.ZERO

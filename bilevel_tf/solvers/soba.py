@@ -9,7 +9,8 @@ import tensorflow as tf
 from .. import autodiff
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
-from .base import BilevelSolver, state_variable
+from .base import BilevelSolver
+from .variables import state_variable
 from .optimizers import add_slot
 
 

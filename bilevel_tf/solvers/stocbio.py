@@ -10,7 +10,8 @@ import tensorflow as tf
 from .. import autodiff
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
-from .base import BilevelSolver, check_positive_int
+from .base import BilevelSolver
+from .checks import check_positive_int
 
 
 class StocBiO(BilevelSolver):

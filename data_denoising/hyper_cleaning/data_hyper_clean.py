@@ -51,7 +51,8 @@ CONFIG = hyperclean_config.HyperCleaningConfig(defaults=DEFAULTS, pollute_rate=P
 
 def main(argv=None):
     args = hyperclean_config.parse(__doc__, argv, CONFIG)
-    return hyperclean_config.run_hyper_cleaning(args, CONFIG.penalty, CONFIG.baseline)  # TensorFlow loads after the checks
+    # TensorFlow loads after the checks
+    return hyperclean_config.run_hyper_cleaning(args, CONFIG.penalty, CONFIG.baseline)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", ".."))  # run from anywhere
 
-from bilevel_tf import console, datasets, experiment  # noqa: E402
+from bilevel_tf import console, datasets, experiment# noqa: E402
+from bilevel_tf.flag_types import int_range
 
 
 def main(argv=None):
@@ -23,7 +24,7 @@ def main(argv=None):
     p.add_argument("--out-dir", default=HERE, help="where to write the .h5 (the runner's default --data-dir)")
     p.add_argument("--seed", type=int, default=0, help="seed of the validation draw (100 per class)")
     p.add_argument("--rgb", action="store_true", help="write SVHN_single_without_extra.h5 (RGB) instead of grey")
-    p.add_argument("--val-per-class", type=experiment.int_range(0), default=100,
+    p.add_argument("--val-per-class", type=int_range(0), default=100,
                    help="training digits per class moved to the validation set (the paper's 1000 = 100 x 10)")
     args = p.parse_args(argv)
     path = datasets.preprocess_svhn(os.path.join(args.data_dir, "train_32x32.mat"),

@@ -22,11 +22,11 @@ the training set with the label of the base image b it starts from::
 and the attack searches the smallest eps in 1..16 that makes the retrained layer misclassify the target t.
 
 The package's modules, one concern each: ``config`` (the runners' constants blocks and flags, without
-TensorFlow), ``data`` (MNIST/digits splits and poison start points), ``trainer`` (the losses; the classifier
-trainer is ``apps.classifier``'s, re-exported), ``solver`` (the attacks' table of solver options), ``augmentation`` (the
-data-augmentation attacks), ``features`` (the InceptionV3 feature map and feature files) and ``clean_label``
-(the clean-label attack, its baselines and reports); ``runs`` checks the data and opens the run folder
-before either attack loads TensorFlow.
+TensorFlow; also the attacks' table of solver options), ``data`` (MNIST/digits splits and poison start points),
+``trainer`` (the losses; the classifier trainer is ``apps.classifier``'s), ``solver`` (the attacks' solver
+options from the table), ``augmentation`` (the data-augmentation attacks), ``features`` (the InceptionV3 feature
+map and feature files) and ``clean_label`` (the clean-label attack, its baselines and reports); ``runs``
+checks the data and opens the run folder before either attack loads TensorFlow.
 """
 import importlib
 from typing import Any
@@ -34,7 +34,8 @@ from typing import Any
 #: submodule -> the public names it defines; ``poisoning.X`` imports the submodule on first use, so a runner
 #: that only parses its flags (``config``, ``data``) never loads TensorFlow
 _EXPORTS = {
-    "config": ("METHODS", "AttackDefaults", "CleanLabelDefaults", "FEATURES_FILE", "SMOKE_IMAGES", "add_attack_flags",
+    "config": ("METHODS", "SOLVER_OPTIONS", "AttackDefaults", "CleanLabelDefaults", "FEATURES_FILE", "SMOKE_IMAGES",
+               "add_attack_flags",
                "add_clean_label_flags", "add_network_flags", "add_solver_flags", "resolve_attack_args",
                "resolve_clean_label_args"),
     "data": ("DATASETS", "PoisonData", "balanced_subset", "load_flat_images", "targeted_data",
@@ -46,8 +47,8 @@ _EXPORTS = {
     "features": ("FeatureMap", "check_features_match", "feature_network"),
     "runs": ("run_data_augmentation_attack", "run_clean_label_attack", "clean_label_paths", "smoke_subset",
              "write_smoke_dogfish"),
-    "solver": ("SOLVER_OPTIONS", "attack_solver_options", "halve_learning_rates"),
-    "trainer": ("ClassifierTrainer", "cross_entropy", "regularized_loss", "softmax_layer"),
+    "solver": ("attack_solver_options", "halve_learning_rates"),
+    "trainer": ("cross_entropy", "regularized_loss"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)

@@ -8,13 +8,12 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import console, experiment, models, paper_cells, tensorboard_logs
+from bilevel_tf import console, experiment, models, paper_cells, plots, run_folder, tensorboard_logs
 
-from .config import AttackDefaults, add_attack_flags, resolve_attack_args  # noqa: F401  (re-exported)
-from .runs import run_data_augmentation_attack  # noqa: F401  (re-exported)
 from .data import PoisonData
 from .solver import attack_solver_options, halve_learning_rates
-from .trainer import ClassifierTrainer, cross_entropy, regularized_loss
+from ..classifier import ClassifierTrainer
+from .trainer import cross_entropy, regularized_loss
 
 def data_augmentation_problem(model: keras.Model, poison: tf.Variable, data: PoisonData,
                               weight_decay: float) -> bl.BilevelProblem:
@@ -35,7 +34,7 @@ def data_augmentation_problem(model: keras.Model, poison: tf.Variable, data: Poi
                              upper_constraint=bl.constraints.box(0.0, 1.0))
 
 
-def attack_in_folder(args, data: PoisonData, run: experiment.Run) -> Dict[str, Any]:
+def attack_in_folder(args, data: PoisonData, run: run_folder.Run) -> Dict[str, Any]:
     """Pre-train, attack (bl.fit, resumable), retrain on clean + poison, compare with label flipping; writes
     results.json, the poison (poison.npz) and figures into the open run folder
     (:func:`runs.run_data_augmentation_attack` opens it); returns the metrics."""
@@ -49,7 +48,8 @@ def attack_in_folder(args, data: PoisonData, run: experiment.Run) -> Dict[str, A
         trainer.fit(x, y, args.full_epochs)
         return {name: trainer.accuracy(xs, ys) for name, (xs, ys) in data.eval_sets.items()}
 
-    console.status(args, f"training the label-flip and the clean classifiers ({args.full_epochs} full-batch steps each)")
+    console.status(args, f"training the label-flip and the clean classifiers ({args.full_epochs} full-batch steps "
+                         "each)")
     flipped = retrain_and_score(data.poison_x0)
     clean = retrain_and_score(None)  # last: the clean model is the attack's starting point (pre-training)
     poison = tf.Variable(data.poison_x0, name="poison")
@@ -76,7 +76,7 @@ def attack_in_folder(args, data: PoisonData, run: experiment.Run) -> Dict[str, A
     plot_poison_rows(experiment.output_path(args, "poison_images.png"), learned, data.poison_x0, data.poison_y,
                      data.image_shape)
     if history:
-        experiment.plot_curves(experiment.output_path(args, "upper_loss.png"),
+        plots.plot_curves(experiment.output_path(args, "upper_loss.png"),
                                {args.method: ([h["step"] for h in history], [h["upper_loss"] for h in history])},
                                xlabel="upper iteration", ylabel="upper loss f",
                                title="validation loss (negated)" if not data.targeted else "targeted loss")
@@ -93,6 +93,6 @@ def plot_poison_rows(path: str, learned: np.ndarray, start: np.ndarray, labels: 
                      image_shape: Tuple[int, int], count: int = 10) -> str:
     """Paper figure 6: learned poison images above the images they started from."""
     n = min(count, len(learned))
-    return experiment.plot_image_rows(
+    return plots.plot_image_rows(
         path, {"learned poison": learned[:n].reshape(n, *image_shape), "start": start[:n].reshape(n, *image_shape)},
         title="poison labels: " + " ".join(str(int(c)) for c in labels[:n]))

@@ -11,13 +11,15 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import experiment, paper_cells, tensorboard_logs
+from bilevel_tf import experiment, paper_cells, plots, run_folder, tensorboard_logs
 
 from .features import FeatureMap, check_features_match, feature_network
-from .config import CleanLabelDefaults, add_clean_label_flags, resolve_clean_label_args  # noqa: F401
-from .runs import CleanLabelInputs, clean_label_paths, run_clean_label_attack  # noqa: F401  (re-exported)
+from .runs import CleanLabelInputs
 from .solver import attack_solver_options
-from .trainer import ClassifierTrainer, cross_entropy, softmax_layer
+from bilevel_tf.models import softmax_layer
+
+from ..classifier import ClassifierTrainer
+from .trainer import cross_entropy
 
 def poison_projection(center, radius, clip: Tuple[float, float] = (-1.0, 1.0)) -> Callable:
     """u -> the nearest point of the L2 ball of radius ``radius`` around ``center`` (per image, cleverhans'
@@ -196,7 +198,7 @@ def to_unit_range(images: np.ndarray) -> np.ndarray:
     return np.clip((np.asarray(images) + 1.0) / 2.0, 0.0, 1.0)
 
 
-def attack_in_folder(args, run: experiment.Run, inputs: "CleanLabelInputs",
+def attack_in_folder(args, run: run_folder.Run, inputs: "CleanLabelInputs",
                      network: Optional[FeatureMap] = None) -> Dict[str, Any]:
     """For each correctly classified test target: the base (closest training feature of the other class),
     the smallest radius at which the bilevel poison flips the retrained softmax layer, the same for the
@@ -266,6 +268,13 @@ def _attack_all(args, network: FeatureMap, x_tr, y_tr, x_te, y_te, f_tr, f_te) -
               f"{None if shafahi is None else shafahi['radius']}, PGD radius {record.get('pgd_radius')}", flush=True)
 
     metrics = clean_label_metrics(records, args.radii, clean_accuracy, len(f_tr))
+    _write_outputs(args, records, metrics, image_dir, attack)
+    return metrics
+
+
+def _write_outputs(args, records: List[Dict[str, Any]], metrics: Dict[str, Any], image_dir: str,
+                   attack: CleanLabelAttack) -> None:
+    """The figures, the TensorBoard records and results.json of the finished attack."""
     for figure in ("success_vs_distortion.png", "poison_images.png"):  # what plot_clean_label writes
         experiment.output_path(args, figure)
     plot_clean_label(args.out, records, metrics, image_dir, args.figure_targets, args.method)
@@ -277,7 +286,6 @@ def _attack_all(args, network: FeatureMap, x_tr, y_tr, x_te, y_te, f_tr, f_te) -
                              dataset="smoke" if args.smoke and not args.data_dir else "dogfish",
                              summary_keys=["clean_test_accuracy", "num_targets", "attack_success_rate",
                                            "baseline_attack_success_rate", "pgd_evasion_success_rate"])
-    return metrics
 
 
 def clean_label_metrics(records: Sequence[Mapping[str, Any]], radii: Sequence[float], clean_accuracy: float,
@@ -306,7 +314,7 @@ def plot_clean_label(out: str, records: Sequence[Mapping[str, Any]], metrics: Ma
     curves = {f"bilevel ({method})": metrics["success_curve"]}
     if "baseline_success_curve" in metrics:
         curves["Shafahi et al. feature collision"] = metrics["baseline_success_curve"]
-    experiment.plot_curves(os.path.join(out, "success_vs_distortion.png"),
+    plots.plot_curves(os.path.join(out, "success_vs_distortion.png"),
                            {k: (c["average_distortion"], c["success_rate"]) for k, c in curves.items()},
                            xlabel="average L2 distortion ||poison - base||", ylabel="attack success rate",
                            title="clean-label attack (paper figure 3)", markers=True)
@@ -320,5 +328,5 @@ def plot_clean_label(out: str, records: Sequence[Mapping[str, Any]], metrics: Ma
         with np.load(os.path.join(image_dir, f"target_{r['target']}.npz")) as f:
             for row, key in zip(rows, ("target", "base", "poison", "baseline")):
                 rows[row].append(to_unit_range(f[key]))
-    experiment.plot_image_rows(os.path.join(out, "poison_images.png"), {k: np.stack(v) for k, v in rows.items()},
+    plots.plot_image_rows(os.path.join(out, "poison_images.png"), {k: np.stack(v) for k, v in rows.items()},
                                title="radius found per column: " + " ".join(str(r["bilevel"]["radius"]) for r in saved))

@@ -3,14 +3,28 @@ answers ``--help``) before the attack modules load."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
 
 from bilevel_tf import console, experiment
+from bilevel_tf.flag_types import finite_float, int_range, nonnegative_float, positive_float
+from bilevel_tf.solvers import registry
 
 from .data import DATASETS
 
-#: the attacks' methods: those ``solver.SOLVER_OPTIONS`` covers, in ``bl.METHODS`` order (a test checks both)
-METHODS = ("penalty", "approxgrad", "rmd")
+#: per method: ``bl.make_solver``'s options from the attack's settings (lr_u, lr_v, lr_p, rho, lam, eps, nu,
+#: sigma), with the original's optimizers: Adam at both levels (Penalty, ApproxGrad with an Adam linear solver,
+#: at lr_v unless lr_p is given); RMD unrolls plain SGD at the lower level and takes Adam steps on the poison.
+#: Learning rates are the slots' default classes (Adam; plain SGD at both RMD levels, hence its config dict).
+SOLVER_OPTIONS: Dict[str, Callable[[Any], Dict[str, Any]]] = {
+    "penalty": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v, schedule="original", rho=s.rho,
+                              lam=s.lam, eps=s.eps, nu=s.nu),
+    "approxgrad": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v, linear_optimizer=s.lr_p or s.lr_v,
+                                 sigma=s.sigma),
+    "rmd": lambda s: dict(upper_optimizer={"class_name": "Adam", "config": {"learning_rate": s.lr_u}},
+                          lower_optimizer=s.lr_v),
+}
+#: the attacks' methods: those of the table above
+METHODS = registry.covered(SOLVER_OPTIONS)
 
 FEATURES_FILE = "dogfish_inception_features.h5"
 SMOKE_IMAGES = 8   # --smoke: both clean-label scripts use the first 8 training and test images
@@ -18,12 +32,13 @@ SMOKE_IMAGES = 8   # --smoke: both clean-label scripts use the first 8 training 
 
 def add_solver_flags(p, d) -> None:
     """--rho --lam --eps --nu (Penalty) and --sigma (ApproxGrad), defaults from a runner's constants."""
-    p.add_argument("--rho", type=experiment.nonnegative_float, default=d.rho, help="Penalty: initial penalty weight (paper gamma_0)")
-    p.add_argument("--lam", type=experiment.nonnegative_float, default=d.lam,
+    p.add_argument("--rho", type=nonnegative_float, default=d.rho,
+                   help="Penalty: initial penalty weight (paper gamma_0)")
+    p.add_argument("--lam", type=nonnegative_float, default=d.lam,
                    help="Penalty: initial weight of g in the lower objective (lambda_0)")
-    p.add_argument("--eps", type=experiment.nonnegative_float, default=d.eps, help="Penalty: initial tolerance (epsilon_0)")
-    p.add_argument("--nu", type=experiment.finite_float, default=d.nu, help="Penalty: initial multiplier (nu_0)")
-    p.add_argument("--sigma", type=experiment.nonnegative_float, default=d.sigma, help="ApproxGrad: Hessian regularizer")
+    p.add_argument("--eps", type=nonnegative_float, default=d.eps, help="Penalty: initial tolerance (epsilon_0)")
+    p.add_argument("--nu", type=finite_float, default=d.nu, help="Penalty: initial multiplier (nu_0)")
+    p.add_argument("--sigma", type=nonnegative_float, default=d.sigma, help="ApproxGrad: Hessian regularizer")
 
 
 
@@ -62,26 +77,30 @@ def add_attack_flags(p, d: AttackDefaults) -> None:
     lrs = "; ".join(f"{m}: " + ", ".join(f"{k}={v:g}" for k, v in lr.items()) for m, lr in d.learning_rates.items())
     p.add_argument("--dataset", default="mnist", choices=list(DATASETS),
                    help="mnist (the paper's; keras cache, never downloaded) or digits (bundled 8x8, offline demo)")
-    p.add_argument("--num-poison", type=experiment.int_range(1), default=None,
+    p.add_argument("--num-poison", type=int_range(1), default=None,
                    help="number of poison points added to the training set (default per dataset: "
                         + ", ".join(f"{k} {v}" for k, v in d.num_poison.items()) + ")")
     for i, name in enumerate(("train", "val", "test")):
-        p.add_argument(f"--{name}-points", type=experiment.int_range(1), default=None,
+        p.add_argument(f"--{name}-points", type=int_range(1), default=None,
                        help=f"{name} subset size (default per dataset: "
                             + ", ".join(f"{k} {v[i]}" for k, v in d.splits.items()) + ")")
-    p.add_argument("--full-epochs", type=experiment.int_range(0), default=d.full_epochs,
+    p.add_argument("--full-epochs", type=int_range(0), default=d.full_epochs,
                    help="full-batch Adam steps to pre-train the clean model and to retrain on clean + poison")
-    p.add_argument("--pretrain-lr", type=experiment.positive_float, default=d.pretrain_lr, help="Adam learning rate of (re)training")
-    p.add_argument("--weight-decay", type=experiment.nonnegative_float, default=d.weight_decay,
+    p.add_argument("--pretrain-lr", type=positive_float, default=d.pretrain_lr,
+                   help="Adam learning rate of (re)training")
+    p.add_argument("--weight-decay", type=nonnegative_float, default=d.weight_decay,
                    help="coefficient of ||W||^2 in the lower loss (original: 0.5*0.01*l2_loss = 0.0025; "
                         "the paper says 0.05)")
-    p.add_argument("--lr-u", type=experiment.positive_float, default=None, help=f"upper (poison) learning rate; default per method ({lrs})")
-    p.add_argument("--lr-v", type=experiment.positive_float, default=None, help="lower (classifier) learning rate (default per method)")
-    p.add_argument("--lr-p", type=experiment.positive_float, default=None, help="ApproxGrad linear-system learning rate (per method)")
+    p.add_argument("--lr-u", type=positive_float, default=None,
+                   help=f"upper (poison) learning rate; default per method ({lrs})")
+    p.add_argument("--lr-v", type=positive_float, default=None,
+                   help="lower (classifier) learning rate (default per method)")
+    p.add_argument("--lr-p", type=positive_float, default=None,
+                   help="ApproxGrad linear-system learning rate (per method)")
     add_solver_flags(p, d)
-    p.add_argument("--halve-every", type=experiment.int_range(0), default=d.halve_every,
+    p.add_argument("--halve-every", type=int_range(0), default=d.halve_every,
                    help="ApproxGrad: halve lr_u and lr_v every N upper iterations (0: never)")
-    p.add_argument("--log-every", type=experiment.int_range(1), default=10,
+    p.add_argument("--log-every", type=int_range(1), default=10,
                    help="keep one history record every N upper iterations")
 
 
@@ -140,25 +159,27 @@ def add_clean_label_flags(p, d: CleanLabelDefaults) -> None:
                    help=f"HDF5 features from extract_inception_features.py (default: <data-dir>/{FEATURES_FILE})")
     p.add_argument("--radii", type=_floats, default=tuple(d.radii),
                    help="comma-separated L2 radii eps searched in increasing order for each target")
-    p.add_argument("--num-targets", type=experiment.int_range(0), default=d.num_targets,
+    p.add_argument("--num-targets", type=int_range(0), default=d.num_targets,
                    help="attack the first N correctly classified test images (0: all of them)")
     for name, value in d.learning_rates.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=experiment.positive_float, default=value,
+        p.add_argument(f"--{name.replace('_', '-')}", type=positive_float, default=value,
                        help={"lr_u": "Adam learning rate of the poison image", "lr_v": "lower-level learning rate",
                              "lr_p": "ApproxGrad linear-system learning rate"}[name])
     add_solver_flags(p, d)
-    p.add_argument("--beta", type=experiment.nonnegative_float, default=d.beta,
+    p.add_argument("--beta", type=nonnegative_float, default=d.beta,
                    help="weight of ||u - base||^2 in the upper loss (paper 0: the eps-ball instead; original 0.01)")
-    p.add_argument("--full-epochs", type=experiment.int_range(0), default=d.full_epochs,
+    p.add_argument("--full-epochs", type=int_range(0), default=d.full_epochs,
                    help="full-batch RMSProp steps training the softmax layer (clean, and after each poisoning)")
-    p.add_argument("--retrain-lr", type=experiment.positive_float, default=d.retrain_lr, help="RMSProp learning rate of that training")
-    p.add_argument("--baseline-steps", type=experiment.int_range(0), default=d.baseline_steps,
+    p.add_argument("--retrain-lr", type=positive_float, default=d.retrain_lr,
+                   help="RMSProp learning rate of that training")
+    p.add_argument("--baseline-steps", type=int_range(0), default=d.baseline_steps,
                    help="iterations of the Shafahi et al. feature-collision baseline (0: skip it)")
-    p.add_argument("--baseline-beta", type=experiment.nonnegative_float, default=d.baseline_beta, help="baseline proximity weight beta")
-    p.add_argument("--baseline-lr", type=experiment.positive_float, default=d.baseline_lr, help="baseline step size lambda")
-    p.add_argument("--pgd-steps", type=experiment.int_range(0), default=d.pgd_steps,
+    p.add_argument("--baseline-beta", type=nonnegative_float, default=d.baseline_beta,
+                   help="baseline proximity weight beta")
+    p.add_argument("--baseline-lr", type=positive_float, default=d.baseline_lr, help="baseline step size lambda")
+    p.add_argument("--pgd-steps", type=int_range(0), default=d.pgd_steps,
                    help="cleverhans L2 PGD steps of the test-time evasion reference on each target (0: skip it)")
-    p.add_argument("--figure-targets", type=experiment.int_range(0), default=10, help="targets shown in the image rows")
+    p.add_argument("--figure-targets", type=int_range(0), default=10, help="targets shown in the image rows")
 
 
 def resolve_clean_label_args(args, d: CleanLabelDefaults) -> None:

@@ -9,8 +9,6 @@ import tensorflow as tf
 
 from bilevel_tf import datasets, models
 
-from .config import FEATURES_FILE, SMOKE_IMAGES, add_network_flags  # noqa: F401  (re-exported)
-from .runs import smoke_subset, write_smoke_dogfish  # noqa: F401  (re-exported)
 
 
 

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
-from bilevel_tf import datasets, experiment
+from bilevel_tf import datasets, experiment, run_folder
 
 from .config import FEATURES_FILE, SMOKE_IMAGES
 from .data import PoisonData
@@ -22,11 +22,11 @@ def run_data_augmentation_attack(args, data: PoisonData) -> Dict[str, Any]:
     returns the metrics."""
     fingerprint = experiment.fingerprint(data.y_train, data.poison_y, data.x_train[:256])
 
-    def in_folder(run: experiment.Run) -> Dict[str, Any]:
+    def in_folder(run: run_folder.Run) -> Dict[str, Any]:
         from .augmentation import attack_in_folder  # TensorFlow loads here, after the folder's checks
         return attack_in_folder(args, data, run)
 
-    return experiment.Run.once(args, in_folder, data=fingerprint)
+    return run_folder.Run.once(args, in_folder, data=fingerprint)
 
 
 @dataclass
@@ -58,11 +58,11 @@ def run_clean_label_attack(args, default_data_dir: str) -> Dict[str, Any]:
                                        "one feature row per dog-fish image", features_path)
     inputs = CleanLabelInputs((x_tr, y_tr, x_te, y_te, f_tr, f_te), features_path)
 
-    def in_folder(run: experiment.Run) -> Dict[str, Any]:
+    def in_folder(run: run_folder.Run) -> Dict[str, Any]:
         from .clean_label import attack_in_folder  # TensorFlow loads here, after the folder's checks
         return attack_in_folder(args, run, inputs, network)
 
-    return experiment.Run.once(args, in_folder, data=experiment.fingerprint(y_tr, y_te, f_tr[:64]))
+    return run_folder.Run.once(args, in_folder, data=experiment.fingerprint(y_tr, y_te, f_tr[:64]))
 
 
 def clean_label_paths(args, default_data_dir: str) -> Tuple[Path, Path]:

@@ -3,24 +3,11 @@ halving."""
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
 import bilevel_tf as bl
 
-from .config import METHODS  # the methods this table covers
-
-#: per method: ``bl.make_solver``'s options from the attack's settings (lr_u, lr_v, lr_p, rho, lam, eps, nu,
-#: sigma), with the original's optimizers: Adam at both levels (Penalty, ApproxGrad with an Adam linear solver,
-#: at lr_v unless lr_p is given); RMD unrolls plain SGD at the lower level and takes Adam steps on the poison.
-#: Learning rates are the slots' default classes (Adam; plain SGD at both RMD levels, hence its config dict).
-SOLVER_OPTIONS: Dict[str, Callable[[Any], Dict[str, Any]]] = {
-    "penalty": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v, schedule="original", rho=s.rho,
-                              lam=s.lam, eps=s.eps, nu=s.nu),
-    "approxgrad": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v, linear_optimizer=s.lr_p or s.lr_v,
-                                 sigma=s.sigma),
-    "rmd": lambda s: dict(upper_optimizer={"class_name": "Adam", "config": {"learning_rate": s.lr_u}},
-                          lower_optimizer=s.lr_v),
-}
+from .config import METHODS, SOLVER_OPTIONS
 
 
 def attack_solver_options(method: str, *, lr_u: float, lr_v: float, lr_p: Optional[float] = None,

@@ -5,9 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from bilevel_tf.models import softmax_layer  # noqa: F401  (re-exported: poisoning.softmax_layer)
-
-from ..classifier import ClassifierTrainer, classifier_loss, weighted_ce  # noqa: F401  (ClassifierTrainer re-exported)
+from ..classifier import classifier_loss, weighted_ce
 
 
 def cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:

@@ -6,15 +6,18 @@ import math
 import signal
 import statistics
 import time
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
 from . import tensor_ops, workers
 from .callbacks import Callback, CSVLogger, DivergenceWatch, TensorBoard, crossed
-from .checkpoints import FolderLock, ResumeMismatchError, RunCheckpoints, remove_partial_files, run_config
+from .checkpoints import ResumeMismatchError, RunCheckpoints, run_config
+from .folders import FolderLock, remove_partial_files
 from .console import Progress, status
-from .solvers.base import BilevelSolver, Feed, check_positive_int
+from .solvers.base import BilevelSolver
+from .solvers.checks import check_positive_int
+from .sources import Source
 
 
 class NonFiniteError(FloatingPointError):
@@ -25,83 +28,6 @@ class History(list):
     """The logged records (one dict per logged step) plus timing."""
 
     seconds_per_step: float = float("nan")
-
-
-class _Source:
-    """One batch per upper iteration from None, a ``tf.data.Dataset``, a callable ``step -> batch`` or a
-    Python iterable (restarted when exhausted if it can be)."""
-
-    def __init__(self, data: Any, name: str, strategy: Any = None):
-        self.name, self.data = name, data
-        self.iterator = None
-        if data is None:
-            self.kind = "none"
-        elif isinstance(data, tf.data.Dataset):
-            self.kind = "dataset"
-            # repeat() so finite datasets cycle through epochs; the iterator is checkpointed for resume.
-            self._dataset, self._strategy = data.repeat(), strategy
-            if strategy is None:
-                self.iterator = iter(self._dataset)
-            # else: the strategy's iterators cannot be checkpointed (a DistributedIterator is not trackable;
-            # with several workers each would hold its own shard's position while every worker restores the
-            # chief's checkpoint), so the stream is fast-forwarded instead (skip)
-        elif callable(data):
-            self.kind = "callable"
-        elif isinstance(data, Iterable):
-            self.kind = "iterable"
-            self._it = iter(data)
-        else:
-            raise ValueError(f"{name} must be None, a tf.data.Dataset, a callable(step) -> batch or an iterable, "
-                             f"got {type(data).__name__}")
-
-    def next(self, step: int) -> Any:
-        if self.kind == "none":
-            return None
-        if self.kind == "dataset":
-            return next(self.iterator)
-        if self.kind == "callable":
-            return self.data(step)
-        try:
-            return next(self._it)
-        except StopIteration:
-            if iter(self.data) is self.data:
-                raise ValueError(f"{self.name} ran out of batches at step {step}; pass a repeating source "
-                                 "(a tf.data.Dataset, a list, or a callable(step) -> batch)") from None
-            self._it = iter(self.data)
-            return next(self._it)
-
-    def _iterate(self, data: tf.data.Dataset) -> Any:
-        if self._strategy is not None:  # split each global batch across the replicas
-            data = self._strategy.experimental_distribute_dataset(data)
-        return iter(data)
-
-    def skip(self, steps: int) -> None:
-        """Fast-forward after a resume: a Python iterable, or a dataset whose position is not checkpointed
-        (under a strategy); datasets otherwise restore their iterator position."""
-        if self.kind == "iterable":
-            for step in range(steps):
-                self.next(step)
-        if self.kind == "dataset" and self.iterator is None:
-            self.iterator = self._iterate(self._dataset.skip(steps))
-
-    def feed(self, step: int, count: int) -> Tuple[Any, Feed]:
-        """The batch of ``step`` and a :class:`Feed` of the next ``count - 1`` for one multi-step call."""
-        if self.kind == "none":
-            return None, Feed.none()
-        if self.kind == "dataset":  # the first batch goes through the host so that ``_prepare`` can see it
-            return next(self.iterator), Feed.iterator(self.iterator)
-        batches = [self.next(step + i) for i in range(count)]
-        return batches[0], Feed.stacked(_stack(batches[1:], self.name))
-
-
-def _stack(batches: List[Any], name: str) -> Any:
-    """k batches of a Python source as one structure with a leading axis of length k."""
-    try:
-        return tf.nest.map_structure(lambda *xs: tf.stack([tf.convert_to_tensor(x) for x in xs]), *batches)
-    except (ValueError, TypeError, tf.errors.InvalidArgumentError) as e:
-        raise ValueError(f"{name}: steps_per_execution > 1 stacks the batches of a callable or iterable source, "
-                         f"so they must have one structure and shape ({e}); pass steps_per_execution=1 or a "
-                         "tf.data.Dataset") from None
 
 
 def _all_finite_fn(variables: Sequence) -> Callable[[], tf.Tensor]:
@@ -156,8 +82,8 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     class and ``get_config()`` plus ``config``, any JSON-able description such as the runner's flags) and
     the history so far. Resuming under another configuration, or with ``steps`` below the restored iteration,
     raises ``ResumeMismatchError``; a damaged latest checkpoint falls back to the previous one (with a
-    warning), and ``CheckpointError`` is raised when none is usable. ``history`` holds records logged before the fit (e.g. an evaluation at step 0);
-    they belong to the run and are restored with it.
+    warning), and ``CheckpointError`` is raised when none is usable. ``history`` holds records logged before
+    the fit (e.g. an evaluation at step 0); they belong to the run and are restored with it.
 
     Returns a :class:`History` of the WHOLE run, across resumes: ``history``, then one dict per logged step
     (``step``, ``seconds`` of fitting so far, the solver's logs plus anything callbacks added), with
@@ -168,21 +94,48 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     if not isinstance(solver, BilevelSolver):
         raise ValueError(f"solver must be a bl.BilevelSolver, got {type(solver).__name__}")
     steps = check_positive_int("steps", steps, minimum=0)
-    per_call = check_positive_int("steps_per_execution", steps_per_execution)
-    checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
-    log_every = check_positive_int("log_every", log_every)
-    upper = _Source(upper_data, "upper_data", solver.strategy)
-    lower = _Source(lower_data, "lower_data", solver.strategy)
-    callbacks = [DivergenceWatch()] + list(callbacks or [])  # warns once when a loss runs away
+    loop = _Loop(solver, steps, per_call=check_positive_int("steps_per_execution", steps_per_execution),
+                 log_every=check_positive_int("log_every", log_every),
+                 checkpoint_every=check_positive_int("checkpoint_every", checkpoint_every), verbose=verbose)
+    loop.upper = Source(upper_data, "upper_data", solver.strategy)
+    loop.lower = Source(lower_data, "lower_data", solver.strategy)
+    loop.callbacks = [DivergenceWatch()] + list(callbacks or [])  # warns once when a loss runs away
     if csv_path:
-        callbacks.append(CSVLogger(csv_path, every=log_every))
+        loop.callbacks.append(CSVLogger(csv_path, every=log_every))
     if tensorboard_dir:
-        callbacks.append(TensorBoard(tensorboard_dir, every=log_every))
+        loop.callbacks.append(TensorBoard(tensorboard_dir, every=log_every))
+    loop.records = [dict(r) for r in (history or [])]
+    loop.run = run_config(solver, config)
+    lock = loop.open_checkpoints(checkpoint_dir, max_to_keep) if checkpoint_dir else None
+    try:
+        history = loop.fit()
+    finally:
+        if lock is not None:
+            lock.release()
+    for cb in loop.callbacks:
+        cb.on_fit_end(history)
+    return history
 
-    records: List[Dict[str, Any]] = [dict(r) for r in (history or [])]
-    checkpoints, lock = None, None
-    run = run_config(solver, config)
-    if checkpoint_dir:
+
+class _Loop:
+    """One ``fit`` call: its sources, callbacks, records, checkpoints and timer, and the loop over calls."""
+
+    upper: Source
+    lower: Source
+    callbacks: List[Callback]
+    records: List[Dict[str, Any]]
+    run: Dict[str, Any]
+
+    def __init__(self, solver: BilevelSolver, steps: int, *, per_call: int, log_every: int, checkpoint_every: int,
+                 verbose: int):
+        self.solver, self.steps, self.per_call, self.verbose = solver, steps, per_call, verbose
+        self.log_every, self.checkpoint_every = log_every, checkpoint_every
+        self.checkpoints: Optional[RunCheckpoints] = None
+        self.timer = _StepTimer()
+
+    def open_checkpoints(self, checkpoint_dir: str, max_to_keep: int) -> Optional[FolderLock]:
+        """Lock the folder (the chief only), restore the latest usable checkpoint and its records; the lock."""
+        solver = self.solver
         # multi-worker: every worker restores the chief's checkpoints; only the chief locks and writes there
         chief = workers.is_chief(solver.strategy)
         lock = FolderLock(checkpoint_dir).acquire() if chief else None
@@ -190,113 +143,127 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
             if chief:
                 remove_partial_files(checkpoint_dir)
             trackables: Dict[str, Any] = {"solver": solver.checkpoint}
-            for src, key in ((upper, "upper_data"), (lower, "lower_data")):
+            for src, key in ((self.upper, "upper_data"), (self.lower, "lower_data")):
                 if src.iterator is not None:
                     trackables[key] = src.iterator
-            checkpoints = RunCheckpoints(checkpoint_dir, trackables, max_to_keep=max_to_keep,
-                                         write_folder=workers.writable_dir(checkpoint_dir, solver.strategy))
-            restored = checkpoints.restore(run)
+            self.checkpoints = RunCheckpoints(checkpoint_dir, trackables, max_to_keep=max_to_keep,
+                                              write_folder=workers.writable_dir(checkpoint_dir, solver.strategy))
+            restored = self.checkpoints.restore(self.run)
             done = int(solver.iterations.numpy())
-            if done > steps:  # its results would carry a budget it did not have
+            if done > self.steps:  # its results would carry a budget it did not have
                 raise ResumeMismatchError(
-                    f"{checkpoint_dir} holds a run already at upper iteration {done}, past the {steps} asked for; "
-                    "ask for at least as many to continue it, or start over (--fresh, or delete the folder)")
+                    f"{checkpoint_dir} holds a run already at upper iteration {done}, past the {self.steps} asked "
+                    "for; ask for at least as many to continue it, or start over (--fresh, or delete the folder)")
         except BaseException:
             if lock is not None:
                 lock.release()
             raise
         if restored is not None and restored[1]:
-            records = restored[1]
-    workers.sync_from_chief(solver.strategy, list(solver.problem.upper_vars) + list(solver.problem.lower_vars))
-    start = int(solver.iterations.numpy())
-    upper.skip(start)
-    lower.skip(start)
-    finite = _all_finite_fn(list(solver.problem.upper_vars) + list(solver.problem.lower_vars))
+            self.records = restored[1]
+        return lock
 
-    saved = [start]  # the step of the state on disk (an interrupt right after a save does not repeat it)
-
-    def save(step: int) -> None:
-        if checkpoints is not None and step != saved[0] and bool(finite()):
+    def save(self, step: int) -> None:
+        """A checkpoint of ``step`` when the state is finite and not on disk already."""
+        if self.checkpoints is not None and step != self.saved and bool(self.finite()):
             try:
-                checkpoints.save(step, run, records)
+                self.checkpoints.save(step, self.run, self.records)
             except tf.errors.ResourceExhaustedError as e:  # a full disk or quota: nothing written is damaged
-                raise _disk_full(e, step, checkpoints) from None
-            saved[0] = step
+                raise _disk_full(e, step, self.checkpoints) from None
+            self.saved = step
 
-    for cb in callbacks:
-        cb.on_history_restored(list(records))
-        cb.on_fit_begin(solver, start, steps)
-    if verbose and start:
-        status(verbose, f"resuming from step {start} of {steps}" + ("" if start < steps else ": nothing left to run"))
-    timer = _StepTimer()
-    progress = Progress(steps, start, verbose) if verbose else None
-    # "seconds" continues the restored run's clock, so curves against wall-clock time stay monotone
-    t_begin = time.perf_counter() - next((r["seconds"] for r in reversed(records) if "seconds" in r), 0.0)
-    step = start
-    interrupts = _Interrupts()
-    try:
-        while step < steps:
+    def fit(self) -> History:
+        solver = self.solver
+        variables = list(solver.problem.upper_vars) + list(solver.problem.lower_vars)
+        workers.sync_from_chief(solver.strategy, variables)
+        start = int(solver.iterations.numpy())
+        self.upper.skip(start)
+        self.lower.skip(start)
+        self.finite = _all_finite_fn(variables)
+        self.saved = start  # the step of the state on disk (an interrupt right after a save does not repeat it)
+        for cb in self.callbacks:
+            cb.on_history_restored(list(self.records))
+            cb.on_fit_begin(solver, start, self.steps)
+        if self.verbose and start:
+            status(self.verbose, f"resuming from step {start} of {self.steps}"
+                   + ("" if start < self.steps else ": nothing left to run"))
+        self.progress = Progress(self.steps, start, self.verbose) if self.verbose else None
+        # "seconds" continues the restored run's clock, so curves against wall-clock time stay monotone
+        self.t_begin = time.perf_counter() - next((r["seconds"] for r in reversed(self.records) if "seconds" in r),
+                                                  0.0)
+        self._loop(start)
+        history = History(self.records)
+        history.seconds_per_step = self.timer.seconds_per_step(self.records)
+        return history
+
+    def _loop(self, start: int) -> None:
+        step, interrupts = start, _Interrupts()
+        try:
+            while step < self.steps:
+                interrupts.stop_here()
+                if self.verbose and step == start:
+                    status(self.verbose, "tracing and compiling the upper iteration"
+                           f"{' with XLA' if self.solver.jit_compile else ''} (the first step takes longer)")
+                previous, (step, logs) = step, self._call(step)
+                if self._after_call(previous, step, logs):
+                    break
+            if step > start:
+                self.save(step)
             interrupts.stop_here()
-            if verbose and step == start:
-                status(verbose, f"tracing and compiling the upper iteration{' with XLA' if solver.jit_compile else ''} "
-                                "(the first step takes longer)")
-            count = min(steps, (step // per_call + 1) * per_call) - step  # calls end on multiples of k
-            traces = solver.trace_count  # a call that traces measures tracing, not the step
-            if count == 1:
-                batches = (upper.next(step), lower.next(step))
-                t0 = time.perf_counter()
-                out, done = solver.step(*batches), 1
-            else:
-                (ub, upper_rest), (lb, lower_rest) = upper.feed(step, count), lower.feed(step, count)
-                t0 = time.perf_counter()
-                out, done = solver.run_feeds(count, ub, lb, upper_rest, lower_rest)
-            logs = {k: float(v) for k, v in out.items()}
-            done = int(done)
-            timer.add((time.perf_counter() - t0) / done, traced=solver.trace_count != traces)
-            previous, step = step, step + done
-            bad = [k for k, v in logs.items() if not math.isfinite(v)]
-            if bad:
-                kept = checkpoints.latest if checkpoints is not None else None
-                raise NonFiniteError(
-                    f"step {step}: {', '.join(f'{k} = {logs[k]}' for k in bad)}; stopped"
-                    + (f", last good checkpoint kept: {kept}" if kept else " (no checkpoint was written)"))
-            solver_keys = list(logs)
-            for cb in callbacks:
-                cb.on_step_end(step, logs)
-            if crossed(previous, step, log_every) or step == steps:
-                records.append({"step": step, "seconds": time.perf_counter() - t_begin, **logs, **timer.record()})
-                if progress is not None:
-                    progress.update(step, logs, solver_keys)
-            if crossed(previous, step, checkpoint_every):
-                save(step)
-            if any(cb.stop_fit for cb in callbacks):
-                break
-        if step > start:
-            save(step)
-        interrupts.stop_here()
-    except KeyboardInterrupt:
-        if not interrupts.mid_step:
-            save(step)
-        raise
-    except tf.errors.OpError as e:
-        kept = checkpoints.latest if checkpoints is not None else None
-        lost = workers.peer_failure(e, solver.strategy, step + 1, kept)
-        if lost is None:
+        except KeyboardInterrupt:
+            if not interrupts.mid_step:
+                self.save(step)
             raise
-        raise lost from None
-    finally:
-        if progress is not None:
-            progress.finish()
-        interrupts.restore()
-        if checkpoints is not None:
-            workers.remove_temporary(checkpoints.write_folder, solver.strategy)
-        if lock is not None:
-            lock.release()
-    history = History(records)
-    history.seconds_per_step = timer.seconds_per_step(records)
-    for cb in callbacks:
-        cb.on_fit_end(history)
-    return history
+        except tf.errors.OpError as e:
+            kept = self.checkpoints.latest if self.checkpoints is not None else None
+            lost = workers.peer_failure(e, self.solver.strategy, step + 1, kept)
+            if lost is None:
+                raise
+            raise lost from None
+        finally:
+            if self.progress is not None:
+                self.progress.finish()
+            interrupts.restore()
+            if self.checkpoints is not None:
+                workers.remove_temporary(self.checkpoints.write_folder, self.solver.strategy)
+
+    def _call(self, step: int) -> Tuple[int, Dict[str, float]]:
+        """One compiled call of up to ``per_call`` upper iterations; the step reached and its logs."""
+        solver = self.solver
+        count = min(self.steps, (step // self.per_call + 1) * self.per_call) - step  # calls end on multiples of k
+        traces = solver.trace_count  # a call that traces measures tracing, not the step
+        if count == 1:
+            batches = (self.upper.next(step), self.lower.next(step))
+            t0 = time.perf_counter()
+            out, done = solver.step(*batches), 1
+        else:
+            (ub, upper_rest), (lb, lower_rest) = self.upper.feed(step, count), self.lower.feed(step, count)
+            t0 = time.perf_counter()
+            out, done = solver.run_feeds(count, ub, lb, upper_rest, lower_rest)
+        logs = {k: float(v) for k, v in out.items()}
+        done = int(done)
+        self.timer.add((time.perf_counter() - t0) / done, traced=solver.trace_count != traces)
+        step += done
+        bad = [k for k, v in logs.items() if not math.isfinite(v)]
+        if bad:
+            kept = self.checkpoints.latest if self.checkpoints is not None else None
+            raise NonFiniteError(
+                f"step {step}: {', '.join(f'{k} = {logs[k]}' for k in bad)}; stopped"
+                + (f", last good checkpoint kept: {kept}" if kept else " (no checkpoint was written)"))
+        return step, logs
+
+    def _after_call(self, previous: int, step: int, logs: Dict[str, float]) -> bool:
+        """Callbacks, the record and progress line, the checkpoint at a call boundary; True to stop."""
+        solver_keys = list(logs)
+        for cb in self.callbacks:
+            cb.on_step_end(step, logs)
+        if crossed(previous, step, self.log_every) or step == self.steps:
+            self.records.append({"step": step, "seconds": time.perf_counter() - self.t_begin, **logs,
+                                 **self.timer.record()})
+            if self.progress is not None:
+                self.progress.update(step, logs, solver_keys)
+        if crossed(previous, step, self.checkpoint_every):
+            self.save(step)
+        return any(cb.stop_fit for cb in self.callbacks)
 
 
 class _StepTimer:
