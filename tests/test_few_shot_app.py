@@ -9,6 +9,7 @@ from runner_utils import load_runner
 
 import bilevel_tf as bl
 from bilevel_tf.apps import few_shot as fs
+from bilevel_tf.apps import few_shot_config
 from bilevel_tf.datasets import EpisodeSampler
 from bilevel_tf.models import miniimagenet_resnet, omniglot_encoder
 
@@ -17,7 +18,7 @@ MINIIMAGENET = "few_shot/miniimagenet/test_bilevel_few_shot_learning_miniimagene
 
 
 def test_rotated_digits_classes_and_split():
-    data = fs.rotated_digits()
+    data = few_shot_config.rotated_digits()
     x, y = data.train.images, data.train.labels
     assert x.shape[1:] == (8, 8, 1) and y.dtype == np.int64 and len(np.unique(y)) == 40
     np.testing.assert_array_equal(data.train.classes, np.arange(28))   # digits 0-6 x 4 rotations
@@ -109,8 +110,8 @@ def test_flags_paper_defaults_smoke_and_overrides(tmp_path):
     omni = load_runner(OMNIGLOT)
 
     def parse(runner, *argv):
-        p = fs.build_parser("", runner.DEFAULTS, ("x", "digits"))
-        return fs.parse(p, list(argv) + ["--out", str(tmp_path)], "t", runner.DEFAULTS)
+        p = few_shot_config.build_parser("", runner.DEFAULTS, ("x", "digits"))
+        return few_shot_config.parse(p, list(argv) + ["--out", str(tmp_path)], "t", runner.DEFAULTS)
 
     a = parse(omni)
     assert (a.n_way, a.k_shot, a.query, a.meta_batch, a.meta_iterations, a.inner_steps) == (20, 5, 15, 15, 10000, 20)

@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import bilevel_tf as bl
+
 sys.path.append(str(Path(__file__).resolve().parents[1] / "benchmarks"))  # after tests/: no shadowing
 
 import simulated_quadratic as sq  # noqa: E402
 from simulated_problem import BlockSampler, SimulatedProblem  # noqa: E402
-from simulated_runs import recommended_options, run_solver, timed_loop  # noqa: E402
+from simulated_runs import chunk_functions, problem_for, recommended_options, run_solver, timed_loop  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +115,14 @@ def test_timed_run_compiles_once_and_makes_progress(data):
 
 
 def test_saba_runs_on_the_finite_sum_form_and_converges(data):
-    record = run_solver(SimulatedProblem(data), "saba", recommended_options("saba", 8, jit=False), seconds=1.0,
+    record = run_solver(SimulatedProblem(data), "saba", recommended_options("saba", 8, jit=False), seconds=0.2,
                         batch_size=8, points=10)
     assert record["retraces"] == 0 and record["config"]["method"] == "saba"
-    assert record["final"] < 1e-3, record["final"]  # variance reduced: no mini-batch noise floor
+    # convergence counted in iterations, not seconds (a loaded machine makes fewer per second)
+    quad = SimulatedProblem(data)
+    quad.reset()
+    solver = bl.make_solver("saba", problem_for(quad, "saba"), **recommended_options("saba", 8, jit=False))
+    prepare, execute, _ = chunk_functions(solver, data.outer.size, data.inner.size, 8, 0)
+    for _ in range(100):  # 10 000 mini-batch iterations
+        execute(prepare(100))
+    assert quad.relative_suboptimality() < 1e-3  # variance reduced: no mini-batch noise floor

@@ -27,7 +27,8 @@ def lanczos_extremes(matvec: Callable[[Vectors], Vectors], start: Sequence[tf.Te
     a few steps, the smallest approximates the low end of the spectrum *as seen from* ``start`` (components
     of ``start`` along eigenvectors it does not touch are missed, which is what a solve with that right-hand
     side needs). Without reorthogonalization (three vectors of memory), so repeated Ritz values may appear;
-    the extremes are unaffected. Runs as a graph loop (unrolled under a multi-replica strategy); stops early when the Krylov space is exhausted.
+    the extremes are unaffected. Runs as a graph loop (unrolled under a multi-replica strategy); stops early
+    when the Krylov space is exhausted.
     """
     start = [ops.dense(x) for x in start]
     dtype = start[0].dtype

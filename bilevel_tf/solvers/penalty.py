@@ -9,13 +9,13 @@ from .. import autodiff, distribute
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
 from .base import BilevelSolver
-from .checks import check_choice, check_nonnegative
+from .checks import check_choice
 from .variables import state_variable
 
-from ..options import DEFAULT_SCHEDULE, PENALTY_SCHEDULES as SCHEDULES
+from ..options import DEFAULT_SCHEDULE, PENALTY_SCHEDULES
 from . import penalty_calibration as calibrate
-
-AUTO = "auto"
+from . import penalty_options
+from .penalty_options import AUTO
 
 
 class _FromSchedule:
@@ -82,7 +82,8 @@ class Penalty(BilevelSolver):
 
     Knobs: ``rho``/``lam`` (numbers, or ``"auto"`` for the calibration), ``calibration`` ("spectral" |
     "curvature"), ``dual_step`` (beta), ``lower_scale`` (scale the lower step by c; needs the spectral
-    probe), ``average_lower`` (read v at the mean inner iterate), ``tolerance`` ("original" | "paper", the test's form), ``nu_rho`` ("new" | "old"),
+    probe), ``average_lower`` (read v at the mean inner iterate), ``tolerance`` ("original" | "paper", the
+    test's form), ``nu_rho`` ("new" | "old"),
     ``nu_update`` ("every_step" | "on_tolerance"), ``lr_decay`` (factor on both learning rates when the
     test fires, None for none), ``c_rho``/``c_lam``/``c_eps`` (factors when the test fires), ``nu`` (the
     initial multiplier, broadcast to every entry), ``use_nu`` (False drops the multiplier: a pure penalty).
@@ -104,37 +105,18 @@ class Penalty(BilevelSolver):
                  nu_update: str = _UNSET, calibration: str = _UNSET, dual_step: float = _UNSET,
                  lower_scale: bool = _UNSET, average_lower: bool = _UNSET, jit_compile: bool = False,
                  **unknown: Any):
-        self.schedule_name = check_choice("schedule", schedule, tuple(SCHEDULES))
+        self.schedule_name = check_choice("schedule", schedule, tuple(PENALTY_SCHEDULES))
         given = dict(rho=rho, lam=lam, eps=eps, nu=nu, c_rho=c_rho, c_lam=c_lam, c_eps=c_eps, use_nu=use_nu,
                      lr_decay=lr_decay, tolerance=tolerance, nu_rho=nu_rho, nu_update=nu_update,
                      calibration=calibration, dual_step=dual_step, lower_scale=lower_scale,
                      average_lower=average_lower)
-        options = {k: (SCHEDULES[self.schedule_name][k] if v is _UNSET else v) for k, v in given.items()}
-        self.auto = tuple(name for name in ("rho", "lam") if isinstance(options[name], str) and options[name] == AUTO)
-        for name in ("rho", "lam"):
-            if isinstance(options[name], str) and name not in self.auto:
-                raise ValueError(f"{name} must be a non-negative number or {AUTO!r}, got {options[name]!r}")
-        for name in ("rho", "lam", "eps", "c_rho", "c_lam", "c_eps"):
-            if name not in self.auto:
-                options[name] = check_nonnegative(name, options[name])
-        options["nu"] = float(options["nu"])
-        decay = options["lr_decay"]
-        if decay is not None and not (isinstance(decay, (int, float)) and 0 < decay <= 1):
-            raise ValueError(f"lr_decay must be in (0, 1] or None, got {decay!r}")
-        self.tolerance = check_choice("tolerance", options["tolerance"], ("original", "paper"))
-        self.nu_rho = check_choice("nu_rho", options["nu_rho"], ("new", "old"))
-        self.nu_update = check_choice("nu_update", options["nu_update"], ("every_step", "on_tolerance"))
-        self.use_nu = bool(options["use_nu"])
-        self.calibration = check_choice("calibration", options["calibration"], tuple(calibrate.PROBES))
-        beta = options["dual_step"]
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 < beta <= 1:
-            raise ValueError(f"dual_step must be in (0, 1], got {beta!r}")
-        options["dual_step"] = self.dual_step = float(beta)
-        options["lower_scale"] = self.scales_lower = bool(options["lower_scale"])
-        options["average_lower"] = self.average_lower = bool(options["average_lower"])
-        if self.scales_lower and self.calibration != "spectral":
-            raise ValueError("lower_scale needs calibration='spectral' (it scales h_l by g's measured curvature)")
-        self.lr_decay = None if decay is None else float(decay)
+        options = penalty_options.resolve(self.schedule_name, given, unset=_UNSET)
+        self.auto = penalty_options.auto_names(options)
+        self.tolerance, self.nu_rho, self.nu_update = options["tolerance"], options["nu_rho"], options["nu_update"]
+        self.use_nu, self.calibration = bool(options["use_nu"]), options["calibration"]
+        self.dual_step, self.scales_lower = options["dual_step"], options["lower_scale"]
+        self.average_lower = options["average_lower"]
+        self.lr_decay = None if options["lr_decay"] is None else float(options["lr_decay"])
         self.c_rho, self.c_lam, self.c_eps = options["c_rho"], options["c_lam"], options["c_eps"]
         self.options = options
         super().__init__(problem, upper_optimizer, lower_optimizer, inner_steps=inner_steps,
