@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..problem import BilevelProblem
+from . import reference
 
 
 class ToyBilevel:
@@ -92,3 +93,23 @@ class ToyBilevel:
         u = self.u.numpy().astype(np.float64) if u is None else u
         gap0 = self.value(self.u0) - self.value_star
         return float((self.value(u) - self.value_star) / gap0) if gap0 > 0 else 0.0
+
+
+class NumericalToyBilevel(ToyBilevel):
+    """A family whose F and dF/du come from one float64 ``value_and_grad(u)`` (an inner solve warm-started
+    from ``_v_warm``) and whose answer is found by :func:`bilevel_tf.toy.reference.minimize`."""
+
+    def value_and_grad(self, u: np.ndarray) -> Tuple[float, np.ndarray]:
+        raise NotImplementedError
+
+    def value(self, u: np.ndarray) -> float:
+        return self.value_and_grad(u)[0]
+
+    def hypergradient(self, u: np.ndarray) -> np.ndarray:
+        return self.value_and_grad(u)[1]
+
+    def _derive(self) -> None:
+        self._v_warm = np.zeros(self.n_v)
+
+    def _solve(self) -> Tuple[np.ndarray, float]:
+        return reference.minimize(self.value_and_grad, self.u0)

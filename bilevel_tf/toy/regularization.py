@@ -15,13 +15,13 @@ import numpy as np
 import tensorflow as tf
 
 from . import reference
-from .base import ToyBilevel
+from .base import NumericalToyBilevel
 
 KINDS = ("ridge", "logistic")
 MU0 = 1e-4
 
 
-class RegularizationSelection(ToyBilevel):
+class RegularizationSelection(NumericalToyBilevel):
     """The problem above on data ``x_train, y_train, x_val, y_val`` (labels +-1 for logistic)."""
 
     def __init__(self, data: Dict[str, np.ndarray], kind: str = "ridge", dtype=np.float32):
@@ -76,18 +76,6 @@ class RegularizationSelection(ToyBilevel):
         _, _, hess = self._loss_np(v, self.np["x_train"], self.np["y_train"])
         p = np.linalg.solve(hess + np.diag(np.exp(u) + MU0), grad_f)
         return value, -np.exp(u) * v * p
-
-    def value(self, u: np.ndarray) -> float:
-        return self.value_and_grad(u)[0]
-
-    def hypergradient(self, u: np.ndarray) -> np.ndarray:
-        return self.value_and_grad(u)[1]
-
-    def _derive(self) -> None:
-        self._v_warm = np.zeros(self.n_v)
-
-    def _solve(self):
-        return reference.minimize(self.value_and_grad, self.u0)
 
 
 def regularization_data(seed: int, kind: str = "ridge", n_features: int = 10, n_train: int = 0,

@@ -15,12 +15,12 @@ import numpy as np
 import tensorflow as tf
 
 from . import reference
-from .base import ToyBilevel
+from .base import NumericalToyBilevel
 
 MU = 1e-2
 
 
-class Reweighting(ToyBilevel):
+class Reweighting(NumericalToyBilevel):
     """The problem above on data ``x_train, y_train, x_val, y_val`` (labels +-1; ``flipped`` marks the noise)."""
 
     def __init__(self, data: Dict[str, np.ndarray], dtype=np.float32):
@@ -62,18 +62,6 @@ class Reweighting(ToyBilevel):
         x, y = self.np["x_train"], self.np["y_train"]
         per_point = -(y * reference.sigmoid(-y * (x @ v)))[:, None] * x  # grad l_i(v), one row per point
         return value, -w * (1 - w) * (per_point @ p) / len(y)
-
-    def value(self, u: np.ndarray) -> float:
-        return self.value_and_grad(u)[0]
-
-    def hypergradient(self, u: np.ndarray) -> np.ndarray:
-        return self.value_and_grad(u)[1]
-
-    def _derive(self) -> None:
-        self._v_warm = np.zeros(self.n_v)
-
-    def _solve(self):
-        return reference.minimize(self.value_and_grad, self.u0)
 
 
 def reweighting_data(seed: int, n_train: int = 100, n_features: int = 5, n_val: int = 100,
