@@ -80,6 +80,28 @@ def test_denoising_runner_smoke(tmp_path, runner, method, model):
         assert result["metrics"]["noise_precision"] == result["metrics"]["warm_start_noise_precision"]
 
 
+MODERN = ("soba", "amigo", "stocbio", "f2sa", "bome")  # the denoising table's modern rows (SABA: not offered)
+
+
+@pytest.mark.parametrize("method", MODERN)
+def test_denoising_runner_offers_the_modern_solvers(tmp_path, method):
+    """Each modern solver runs the digits demo end to end from its table row: ApproxGrad's learning rates,
+    Adam at every lower-level slot."""
+    result = run_runner(LARGE, ["--smoke", "--method", method], tmp_path)
+    _check_denoising(tmp_path, result, method)
+    solver = result["config"]["solver"]
+    assert solver["upper_optimizer"]["config"]["learning_rate"] == pytest.approx(0.3)  # the digits demo's approxgrad row
+    assert solver["lower_optimizer"]["class_name"] == "Adam"
+    assert solver["lower_optimizer"]["config"]["learning_rate"] == pytest.approx(1e-3)
+    own_slot = {"soba": "linear_optimizer", "amigo": "linear_optimizer", "f2sa": "penalty_optimizer",
+                "bome": "inner_optimizer"}.get(method)
+    if own_slot:
+        assert solver[own_slot]["class_name"] == "Adam", solver[own_slot]
+    assert solver.get("neumann_step", 1e-3) == pytest.approx(1e-3)  # StocBiO's eta = lr_v
+    if method == "f2sa":  # a small fixed penalty weight (see the table)
+        assert (solver["lam_init"], solver["lam_growth"], solver["lam_max"]) == (3.0, 0.0, 3.0)
+
+
 def test_cifar_runner_with_augmentation_and_baselines(tmp_path):
     result = run_runner(CIFAR, ["--smoke", "--baselines", "--augment"], tmp_path)  # the digits demo's is off
     _check_denoising(tmp_path, result, "penalty")
