@@ -135,7 +135,7 @@ def test_resume_continues_and_refuses_another_configuration(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("method,extra", [("vpbgd", []), ("gpbgd", ["--net", "MLP"]), ("rhg", ["--K", "2"]),
-                                          ("penalty", [])])
+                                          ("penalty", [])] + [(m, []) for m in ("saba",) + MODERN])
 def test_hyper_cleaning_smoke(tmp_path, method, extra):
     result = run_runner(HYPER, ["--smoke", "--method", method] + extra, tmp_path)
     _check_outputs(tmp_path, result, method)
@@ -149,6 +149,11 @@ def test_hyper_cleaning_smoke(tmp_path, method, extra):
     if method == "rhg":
         assert result["config"]["T"] == 5 and result["config"]["K"] == 2
         assert result["config"]["solver"]["truncation"] == 2 and result["config"]["solver"]["inner_steps"] == 5
+    if method in MODERN + ("saba",):  # the runner's MODERN row: plain SGD, lrx = 1, lry = 0.1, 2 inner steps
+        solver = result["config"]["solver"]
+        assert solver["upper_optimizer"]["class_name"] == "SGD" and solver["inner_steps"] == 2
+        assert solver["upper_optimizer"]["config"]["learning_rate"] == pytest.approx(1.0)
+        assert solver["lower_optimizer"]["config"]["learning_rate"] == pytest.approx(0.1)
 
 
 def test_svhn_preprocessing_and_runner_on_real_format_files(tmp_path):

@@ -34,6 +34,10 @@ SOLVER_OPTIONS: Dict[str, Callable[[argparse.Namespace, Dict[str, Any]], Dict[st
     "penalty": lambda args, penalty: dict(penalty if args.schedule == "original" else {}, schedule=args.schedule,
                                           upper_optimizer=args.lrx, lower_optimizer=args.lry,
                                           inner_steps=args.inner_itr),
+    # the modern solvers with their own plain SGD steps (lrx for x, lry for y and their lower-level slots:
+    # the linear-system direction, F2SA's copy, BOME's copy; StocBiO's Neumann step) and inner_itr lower steps
+    **{method: (lambda args, _: dict(upper_optimizer=args.lrx, lower_optimizer=args.lry, inner_steps=args.inner_itr))
+       for method in ("soba", "saba", "amigo", "stocbio", "f2sa", "bome")},
 }
 #: the methods the runner offers: those of the table above
 METHODS = registry.covered(SOLVER_OPTIONS)
