@@ -86,18 +86,20 @@ MODERN = ("soba", "amigo", "stocbio", "f2sa", "bome")  # the denoising table's m
 @pytest.mark.parametrize("method", MODERN)
 def test_denoising_runner_offers_the_modern_solvers(tmp_path, method):
     """Each modern solver runs the digits demo end to end from its table row: ApproxGrad's learning rates,
-    Adam at every lower-level slot."""
+    Adam on v and its copies, plain SGD steps on the linear system."""
     result = run_runner(LARGE, ["--smoke", "--method", method], tmp_path)
     _check_denoising(tmp_path, result, method)
     solver = result["config"]["solver"]
     assert solver["upper_optimizer"]["config"]["learning_rate"] == pytest.approx(0.3)  # the digits demo's approxgrad row
     assert solver["lower_optimizer"]["class_name"] == "Adam"
     assert solver["lower_optimizer"]["config"]["learning_rate"] == pytest.approx(1e-3)
-    own_slot = {"soba": "linear_optimizer", "amigo": "linear_optimizer", "f2sa": "penalty_optimizer",
-                "bome": "inner_optimizer"}.get(method)
-    if own_slot:
-        assert solver[own_slot]["class_name"] == "Adam", solver[own_slot]
-    assert solver.get("neumann_step", 1e-3) == pytest.approx(1e-3)  # StocBiO's eta = lr_v
+    adam_slot = {"f2sa": "penalty_optimizer", "bome": "inner_optimizer"}.get(method)  # the copies of v: Adam
+    if adam_slot:
+        assert solver[adam_slot]["class_name"] == "Adam", solver[adam_slot]
+    if method in ("soba", "amigo"):  # the linear system: plain SGD steps
+        assert solver["linear_optimizer"]["class_name"] == "SGD"
+        assert solver["linear_optimizer"]["config"]["learning_rate"] == pytest.approx(0.01)
+    assert solver.get("neumann_step", 0.01) == pytest.approx(0.01)  # StocBiO's eta, the same step
     if method == "f2sa":  # a small fixed penalty weight (see the table)
         assert (solver["lam_init"], solver["lam_growth"], solver["lam_max"]) == (3.0, 0.0, 3.0)
 
