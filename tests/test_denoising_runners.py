@@ -90,7 +90,7 @@ def test_denoising_runner_offers_the_modern_solvers(tmp_path, method):
     result = run_runner(LARGE, ["--smoke", "--method", method], tmp_path)
     _check_denoising(tmp_path, result, method)
     solver = result["config"]["solver"]
-    assert solver["upper_optimizer"]["config"]["learning_rate"] == pytest.approx(0.3)  # the digits demo's approxgrad row
+    assert solver["upper_optimizer"]["config"]["learning_rate"] == pytest.approx(0.3)  # digits' approxgrad row
     assert solver["lower_optimizer"]["class_name"] == "Adam"
     assert solver["lower_optimizer"]["config"]["learning_rate"] == pytest.approx(1e-3)
     adam_slot = {"f2sa": "penalty_optimizer", "bome": "inner_optimizer"}.get(method)  # the copies of v: Adam

@@ -63,7 +63,8 @@ SOLVER_OPTIONS: Dict[str, Callable[[SolverSettings], Dict[str, Any]]] = {
     "stocbio": lambda s: dict(_adams(s), neumann_step=0.02),
     # plain SGD steps at lr_u and lr_v (as RMD's row): their step scalings (F2SA's lam_0 / lam, BOME's decay) are
     # part of the algorithm and Adam's normalisation cancels them (with Adam, on Ex.1 F2SA drifted to the box's
-    # edge at T = 1 and BOME stalled at distance 1 to 9); BOME's step decays as 1 / (1 + k / 10^4) over the paper's 4 x 10^4 iterations
+    # edge at T = 1 and BOME stalled at distance 1 to 9); BOME's step decays as 1 / (1 + k / 10^4) over the
+    # paper's 4 x 10^4 iterations
     "f2sa": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v),
     "bome": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v, decay_steps=10000),
 }

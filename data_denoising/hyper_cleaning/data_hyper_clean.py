@@ -48,7 +48,7 @@ DEFAULTS = {
 # estimates are the exact gradients and it takes SOBA's steps
 MODERN = dict(lrx=1.0, lry=0.1, lr_inner=0.0, gamma_init=0.0, gamma_max=0.0, gamma_argmax_step=1, outer_itr=2000,
               inner_itr=10, T=1, K=1, reg=1e-3)
-DEFAULTS.update({(method, "linear"): MODERN for method in ("soba", "saba", "amigo", "stocbio", "f2sa", "bome")})
+DEFAULTS.update({(method, "linear"): MODERN for method in hyperclean_config.MODERN_METHODS})
 PENALTY = dict(importance_config.PENALTY_SCHEDULE, nu=1e-4)  # the small-scale MNIST schedule
 
 CONFIG = hyperclean_config.HyperCleaningConfig(defaults=DEFAULTS, pollute_rate=POLLUTE_RATE, penalty=PENALTY,
