@@ -80,6 +80,30 @@ def test_denoising_runner_smoke(tmp_path, runner, method, model):
         assert result["metrics"]["noise_precision"] == result["metrics"]["warm_start_noise_precision"]
 
 
+MODERN = ("soba", "amigo", "stocbio", "f2sa", "bome")  # the denoising table's modern rows (SABA: not offered)
+
+
+@pytest.mark.parametrize("method", MODERN)
+def test_denoising_runner_offers_the_modern_solvers(tmp_path, method):
+    """Each modern solver runs the digits demo end to end from its table row: ApproxGrad's learning rates,
+    Adam on v and its copies, plain SGD steps on the linear system."""
+    result = run_runner(LARGE, ["--smoke", "--method", method], tmp_path)
+    _check_denoising(tmp_path, result, method)
+    solver = result["config"]["solver"]
+    assert solver["upper_optimizer"]["config"]["learning_rate"] == pytest.approx(0.3)  # digits' approxgrad row
+    assert solver["lower_optimizer"]["class_name"] == "Adam"
+    assert solver["lower_optimizer"]["config"]["learning_rate"] == pytest.approx(1e-3)
+    adam_slot = {"f2sa": "penalty_optimizer", "bome": "inner_optimizer"}.get(method)  # the copies of v: Adam
+    if adam_slot:
+        assert solver[adam_slot]["class_name"] == "Adam", solver[adam_slot]
+    if method in ("soba", "amigo"):  # the linear system: plain SGD steps
+        assert solver["linear_optimizer"]["class_name"] == "SGD"
+        assert solver["linear_optimizer"]["config"]["learning_rate"] == pytest.approx(0.01)
+    assert solver.get("neumann_step", 0.01) == pytest.approx(0.01)  # StocBiO's eta, the same step
+    if method == "f2sa":  # a small fixed penalty weight (see the table)
+        assert (solver["lam_init"], solver["lam_growth"], solver["lam_max"]) == (3.0, 0.0, 3.0)
+
+
 def test_cifar_runner_with_augmentation_and_baselines(tmp_path):
     result = run_runner(CIFAR, ["--smoke", "--baselines", "--augment"], tmp_path)  # the digits demo's is off
     _check_denoising(tmp_path, result, "penalty")
@@ -113,7 +137,7 @@ def test_resume_continues_and_refuses_another_configuration(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("method,extra", [("vpbgd", []), ("gpbgd", ["--net", "MLP"]), ("rhg", ["--K", "2"]),
-                                          ("penalty", [])])
+                                          ("penalty", [])] + [(m, []) for m in ("saba",) + MODERN])
 def test_hyper_cleaning_smoke(tmp_path, method, extra):
     result = run_runner(HYPER, ["--smoke", "--method", method] + extra, tmp_path)
     _check_outputs(tmp_path, result, method)
@@ -127,6 +151,11 @@ def test_hyper_cleaning_smoke(tmp_path, method, extra):
     if method == "rhg":
         assert result["config"]["T"] == 5 and result["config"]["K"] == 2
         assert result["config"]["solver"]["truncation"] == 2 and result["config"]["solver"]["inner_steps"] == 5
+    if method in MODERN + ("saba",):  # the runner's MODERN row: plain SGD, lrx = 1, lry = 0.1, 2 inner steps
+        solver = result["config"]["solver"]
+        assert solver["upper_optimizer"]["class_name"] == "SGD" and solver["inner_steps"] == 2
+        assert solver["upper_optimizer"]["config"]["learning_rate"] == pytest.approx(1.0)
+        assert solver["lower_optimizer"]["config"]["learning_rate"] == pytest.approx(0.1)
 
 
 def test_svhn_preprocessing_and_runner_on_real_format_files(tmp_path):

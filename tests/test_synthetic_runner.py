@@ -4,7 +4,7 @@ import pytest
 
 import bilevel_tf as bl
 from bilevel_tf.apps import synthetic, synthetic_config
-from runner_utils import assert_solver_config, load_runner, run_runner
+from runner_utils import SOLVER_CLASSES, assert_solver_config, load_runner, run_runner
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
@@ -76,6 +76,32 @@ def test_implicit_reaches_the_ex1_solution():
     assert np.all(cell.curves[:, 0] > 1.0) and np.all(cell.curves[:, -1] < 1e-2), cell.curves
 
 
+@pytest.mark.parametrize("method,tolerance", [("soba", 0.02), ("amigo", 0.02), ("stocbio", 0.02), ("f2sa", 0.02),
+                                              ("bome", 0.2)])
+def test_modern_solvers_approach_the_ex1_solution(method, tolerance):
+    """The runner's rows of the modern solvers, at learning rates 0.1 (the paper's take 4 x 10^4 iterations),
+    T = 10, 1000 iterations: from distances 6.7 to 9.8 to within ``tolerance`` (BOME's barrier steps approach
+    the solution more slowly)."""
+    example = synthetic.make_example(1, dim=4, seed=0)
+    fast = synthetic_config.SolverSettings(lr_u=0.1, lr_v=0.1, lr_p=0.1)
+    solver = bl.make_solver(method, example.problem, inner_steps=10, **synthetic_config.SOLVER_OPTIONS[method](fast))
+    cell = synthetic.run_trials(solver, example, trials=3, iterations=1000, record_every=500, seed=0)
+    assert np.all(cell.curves[:, 0] > 6.0) and np.all(cell.curves[:, -1] < tolerance), cell.curves
+
+
+def test_saba_takes_sobas_steps_on_the_full_batch_problem():
+    """The synthetic runner draws no mini-batches: SABA's SAGA estimates are the exact gradients there."""
+    example = synthetic.make_example(1, dim=3, seed=0)
+    curves = {}
+    for method in ("soba", "saba"):
+        options = synthetic_config.SOLVER_OPTIONS[method](synthetic_config.SolverSettings(lr_u=0.1, lr_v=0.1, lr_p=0.1))
+        solver = bl.make_solver(method, example.problem, inner_steps=2, **options)
+        curves[method] = synthetic.run_trials(solver, example, trials=2, iterations=100, record_every=50,
+                                              seed=0).curves
+    assert curves["soba"][0, -1] < curves["soba"][0, 0]
+    np.testing.assert_allclose(curves["saba"], curves["soba"], rtol=1e-5)
+
+
 def test_trial_runner_records_every_n_iterations_and_resets():
     example = synthetic.make_example(2, dim=3, seed=0)
     solver = bl.make_solver("gd", example.problem, inner_steps=2,
@@ -115,6 +141,15 @@ def test_synthetic_runner_smoke_and_resume(tmp_path):
     # A rerun with the same --out reuses the finished cells and reports the same numbers.
     again = run_runner(RUNNER, ["--smoke"], tmp_path)
     assert again["metrics"]["ex4"]["penalty"] == m["ex4"]["penalty"]
+
+
+def test_synthetic_runner_offers_the_modern_solvers(tmp_path):
+    modern = ["soba", "saba", "amigo", "stocbio", "f2sa", "bome"]
+    res = run_runner(RUNNER, ["--smoke", "--skip-ablation", "--examples", "1", "--methods"] + modern, tmp_path)
+    for method in modern:
+        cell = res["metrics"]["ex1"][method]["T1"]
+        assert np.all(np.isfinite(cell["distance_to_solution"])) and cell["seconds_per_upper_iteration"] > 0
+        assert res["config"]["solver"][f"{method}/T1"]["class"] == SOLVER_CLASSES[method]
 
 
 def test_pbgd_toy_smoke(tmp_path):

@@ -21,6 +21,8 @@ def _gamma(args: argparse.Namespace) -> Dict[str, Any]:
     return dict(gamma_init=args.gamma_init, gamma_max=args.gamma_max, gamma_argmax_step=args.gamma_argmax_step)
 
 
+#: the modern solvers the runner offers, with one shared row of defaults (the runner's MODERN)
+MODERN_METHODS = ("soba", "saba", "amigo", "stocbio", "f2sa", "bome")
 #: per method: ``bl.make_solver``'s options from the flags and the runner's Penalty constants (used with
 #: --schedule original). Learning rates are the slots' default classes: plain SGD for the PBGD solvers and RHG
 #: (PBGD's optimizers), Adam for Penalty.
@@ -34,6 +36,10 @@ SOLVER_OPTIONS: Dict[str, Callable[[argparse.Namespace, Dict[str, Any]], Dict[st
     "penalty": lambda args, penalty: dict(penalty if args.schedule == "original" else {}, schedule=args.schedule,
                                           upper_optimizer=args.lrx, lower_optimizer=args.lry,
                                           inner_steps=args.inner_itr),
+    # the modern solvers with their own plain SGD steps (lrx for x, lry for y and their lower-level slots:
+    # the linear-system direction, F2SA's copy, BOME's copy; StocBiO's Neumann step) and inner_itr lower steps
+    **{method: (lambda args, _: dict(upper_optimizer=args.lrx, lower_optimizer=args.lry, inner_steps=args.inner_itr))
+       for method in MODERN_METHODS},
 }
 #: the methods the runner offers: those of the table above
 METHODS = registry.covered(SOLVER_OPTIONS)

@@ -3,7 +3,8 @@
 5000 training images of which --pollute_rate get a random label, 5000 clean validation images, 10000 test
 images (all from the MNIST training split, as PBGD); one weight sigmoid(x_i) per training image; a linear or
 MLP network as the lower level. Methods: V-PBGD and G-PBGD (PBGD's), RHG / T-RHG (--K < --T; the net is
-re-initialised every outer step, as PBGD's script) and the Penalty method of Mehra & Hamm. Reports the test
+re-initialised every outer step, as PBGD's script), the Penalty method of Mehra & Hamm and the modern solvers
+(SOBA, SABA, AmIGO, StocBiO, F2SA, BOME; plain SGD). Reports the test
 accuracy of the network and the F1 score of the predicted-clean set {x_i >= 0}.
 
     python data_denoising/hyper_cleaning/data_hyper_clean.py --method vpbgd
@@ -43,6 +44,11 @@ DEFAULTS = {
     ("penalty", "linear"): dict(lrx=0.03, lry=1e-3, lr_inner=0.0, gamma_init=0.0, gamma_max=0.0,
                                 gamma_argmax_step=1, outer_itr=2000, inner_itr=20, T=1, K=1, reg=1e-3),
 }
+# not in PBGD: the modern solvers, plain SGD as PBGD's rows (chosen on digits); full batch, so SABA's SAGA
+# estimates are the exact gradients and it takes SOBA's steps
+MODERN = dict(lrx=1.0, lry=0.1, lr_inner=0.0, gamma_init=0.0, gamma_max=0.0, gamma_argmax_step=1, outer_itr=2000,
+              inner_itr=10, T=1, K=1, reg=1e-3)
+DEFAULTS.update({(method, "linear"): MODERN for method in hyperclean_config.MODERN_METHODS})
 PENALTY = dict(importance_config.PENALTY_SCHEDULE, nu=1e-4)  # the small-scale MNIST schedule
 
 CONFIG = hyperclean_config.HyperCleaningConfig(defaults=DEFAULTS, pollute_rate=POLLUTE_RATE, penalty=PENALTY,
