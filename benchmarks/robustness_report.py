@@ -15,7 +15,8 @@ def _rate(rows: List[Dict[str, Any]]) -> str:
 
 def solvable(rows: List[Dict[str, Any]]) -> set:
     """(family, seed, upper kind, upper lr) where the exact hypergradient succeeds with that upper optimizer."""
-    return {(r["family"], r["seed"], r["upper"], r["upper_lr"]) for r in rows if r["solver"] == "exact" and r["success"]}
+    return {(r["family"], r["seed"], r["upper"], r["upper_lr"])
+            for r in rows if r["solver"] == "exact" and r["success"]}
 
 
 def summary(rows: List[Dict[str, Any]], solvers: List[str], budget: int) -> str:
@@ -34,7 +35,7 @@ def summary(rows: List[Dict[str, Any]], solvers: List[str], budget: int) -> str:
         lines.append(f"| {s} | {_rate(sel)} | " + " | ".join(cells) + " |")
     for key, title in (("inner_steps", "T"), ("upper", "upper optimizer"), ("lower", "lower optimizer")):
         values = sorted({r[key] for r in feasible if r["solver"] != "exact"}, key=str)
-        lines += ["", f"By {title} (solvable cells):", "", f"| solver | " + " | ".join(map(str, values)) + " |",
+        lines += ["", f"By {title} (solvable cells):", "", "| solver | " + " | ".join(map(str, values)) + " |",
                   "|---|" + "---|" * len(values)]
         for s in solvers:
             if s == "exact":
@@ -51,7 +52,7 @@ def failures(rows: List[Dict[str, Any]], solver: str, limit: int = 60) -> str:
     for r in rows:
         if r["solver"] == solver and not r["success"] and (r["family"], r["seed"], r["upper"], r["upper_lr"]) in ok:
             groups[(r["family"], r["upper"], r["upper_lr"], r["lower"], r["lower_lr"], r["inner_steps"])].append(r)
-    lines = [f"| family | upper | lower | T | seeds missed (final value) |", "|---|---|---|---|---|"]
+    lines = ["| family | upper | lower | T | seeds missed (final value) |", "|---|---|---|---|---|"]
     for (fam, up, ulr, lo, llr, T), sel in sorted(groups.items(), key=lambda kv: -len(kv[1]))[:limit]:
         lines.append(f"| {fam} | {up} {ulr:g} | {lo} {llr:g} | {T} | " +
                      ", ".join(f"{r['seed']} ({r['final']:.2g})" for r in sel) + " |")

@@ -50,7 +50,8 @@ class QuadraticBilevel(ToyBilevel):
 
     def _derive(self) -> None:
         H, M, m = (self.np[k] for k in ("H", "M", "m"))
-        self.H, self.M, self.m, self.d, self.e, self.alpha = H, M, m, self.np["d"], self.np["e"], float(self.np["alpha"])
+        self.H, self.M, self.m = H, M, m
+        self.d, self.e, self.alpha = self.np["d"], self.np["e"], float(self.np["alpha"])
         self.J = np.linalg.solve(H, M)
         self.j = np.linalg.solve(H, m)
 
