@@ -62,9 +62,7 @@ class AmIGO(BilevelSolver):
 
     def _direction(self, upper_batch, lower_batch):
         problem = self.problem
-        for _ in self.loop(self.inner_steps):
-            _, grads = autodiff.lower_value_and_grad(problem, lower_batch)
-            self.apply_lower(grads)
+        self.descend_lower(lower_batch)
         _, b = autodiff.upper_value_and_grad(problem, upper_batch, problem.lower_vars)
         b = [tf.stop_gradient(ops.dense(x)) for x in b]
         residual_sq = tf.constant(0.0, self.dtype)

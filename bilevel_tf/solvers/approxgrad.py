@@ -76,9 +76,7 @@ class ApproxGrad(BilevelSolver):
     def _direction(self, upper_batch, lower_batch):
         problem = self.problem
         lower, upper = problem.lower_vars, problem.upper_vars
-        for _ in self.loop(self.inner_steps):
-            _, grads = autodiff.lower_value_and_grad(problem, lower_batch)
-            self.apply_lower(grads)
+        self.descend_lower(lower_batch)
 
         if not self.warm_start:
             for p in self.p:

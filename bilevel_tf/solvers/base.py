@@ -350,6 +350,11 @@ class BilevelSolver:
         self._apply(optimizer or self.lower_optimizer, grads, self.problem.lower_vars,
                     self.problem.lower_constraint)
 
+    def descend_lower(self, lower_batch: Any, optimizer: Optional[keras.optimizers.Optimizer] = None) -> None:
+        """``inner_steps`` optimizer steps on g from the current v (the warm-started lower solve)."""
+        for _ in self.loop(self.inner_steps):
+            self.apply_lower(autodiff.lower_value_and_grad(self.problem, lower_batch)[1], optimizer)
+
     def loop(self, *range_args):
         """The range of an inner loop: a graph loop on one device, unrolled under a strategy or with ``unroll``."""
         if self.unroll:
@@ -375,12 +380,6 @@ class BilevelSolver:
         except ValueError as e:
             raise ValueError(f"{name} could not be built for these variables ({e}); "
                              "pass a fresh optimizer instance") from e
-
-    @staticmethod
-    def check_decayable(optimizer, name: str) -> None:
-        if not hasattr(optimizer.learning_rate, "assign"):
-            raise ValueError(f"lr_decay needs {name} to have a constant learning rate (got a schedule); "
-                             "pass lr_decay=None to keep your schedule")
 
 
 def _all_finite(logs: Logs) -> tf.Tensor:

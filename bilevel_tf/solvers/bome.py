@@ -12,7 +12,7 @@ from .. import tensor_ops as ops
 from ..problem import BilevelProblem
 from .base import BilevelSolver
 from .checks import check_nonnegative, check_positive_int
-from .variables import state_variable
+from .variables import descend_copy, state_variable
 from .optimizers import add_slot
 
 
@@ -72,26 +72,10 @@ class BOME(BilevelSolver):
     def _config(self) -> Dict[str, Any]:
         return dict(eta=self.eta, decay_steps=self.decay_steps, warm_start=self.warm_start)
 
-    def _value_estimate(self, lower_batch):
-        """T steps of w on g (swapped into the lower variables); (g(u, w), grad_u g(u, w))."""
-        problem, lower = self.problem, self.problem.lower_vars
-        saved = [tf.convert_to_tensor(v) for v in lower]
-        for var, w in zip(lower, self.w):  # without warm start the steps begin at v itself
-            distribute.assign(var, w)
-        for _ in self.loop(self.inner_steps):
-            _, grads = autodiff.lower_value_and_grad(problem, lower_batch)
-            self.apply_lower(grads, optimizer=self.inner_optimizer)
-        g_w, grad_u = autodiff.lower_value_and_grad(problem, lower_batch, wrt=problem.upper_vars)
-        for w, var in zip(self.w, lower):
-            distribute.assign(w, tf.convert_to_tensor(var))
-        for var, value in zip(lower, saved):
-            distribute.assign(var, value)
-        return g_w, grad_u
-
     def _direction(self, upper_batch, lower_batch):
         problem = self.problem
         upper, lower = list(problem.upper_vars), list(problem.lower_vars)
-        g_w, grad_u_g_w = self._value_estimate(lower_batch)
+        g_w, grad_u_g_w = descend_copy(self, self.w, lower_batch, self.inner_optimizer)
         with tf.GradientTape(persistent=True) as tape:
             f, g = problem.f(upper_batch), problem.g(lower_batch)
         grad_f = distribute.mean_across_replicas(tape.gradient(f, upper + lower, unconnected_gradients=autodiff.ZERO))

@@ -21,3 +21,10 @@ def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value
+
+
+def check_decayable(optimizer: Any, name: str) -> None:
+    """An optimizer whose learning rate a schedule may scale (a variable, not a Keras schedule)."""
+    if not hasattr(optimizer.learning_rate, "assign"):
+        raise ValueError(f"lr_decay needs {name} to have a constant learning rate (got a schedule); "
+                         "pass lr_decay=None to keep your schedule")

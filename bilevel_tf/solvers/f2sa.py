@@ -108,9 +108,7 @@ class F2SA(BilevelSolver):
 
     def _direction(self, upper_batch, lower_batch):
         problem = self.problem
-        for _ in self.loop(self.inner_steps):
-            _, grads = autodiff.lower_value_and_grad(problem, lower_batch)
-            self.apply_lower(grads)
+        self.descend_lower(lower_batch)
         g_v, grad_g_v = autodiff.lower_value_and_grad(problem, lower_batch, wrt=problem.upper_vars)
         f_v = distribute.mean_scalar(problem.f(upper_batch))
         _, g_y, grad_f_y, grad_g_y = self._penalized_phase(upper_batch, lower_batch)

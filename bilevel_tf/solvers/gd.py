@@ -20,9 +20,7 @@ class GD(BilevelSolver):
     default_inner_steps = 20
 
     def _direction(self, upper_batch, lower_batch):
-        for _ in self.loop(self.inner_steps):
-            _, grads = autodiff.lower_value_and_grad(self.problem, lower_batch)
-            self.apply_lower(grads)
+        self.descend_lower(lower_batch)
         g = distribute.mean_scalar(self.problem.g(lower_batch))
         f, grad_u = autodiff.upper_value_and_grad(self.problem, upper_batch, self.problem.upper_vars)
         return grad_u, None, dict(upper_loss=f, lower_loss=g)

@@ -1,7 +1,6 @@
 """Implicit differentiation with a swappable iterative linear solve (conjugate gradient or Neumann series)."""
 from __future__ import annotations
 
-import numbers
 from typing import Any, Dict, Optional
 
 import keras
@@ -12,7 +11,7 @@ from .. import tensor_ops as ops
 from ..problem import BilevelProblem
 from .base import BilevelSolver
 from .checks import check_choice, check_nonnegative, check_positive_int
-from .linear_solvers import make_linear_solver
+from . import linear_solvers
 from .variables import state_variable
 
 
@@ -61,12 +60,8 @@ class Implicit(BilevelSolver):
         self.linear_solver = check_choice("linear_solver", linear_solver, ("cg", "neumann"))
         self.linear_steps = check_positive_int(
             "linear_steps", self.default_linear_steps if linear_steps is None else linear_steps)
-        if neumann_step is None:
-            neumann_step = float(keras.ops.convert_to_numpy(self.lower_optimizer.learning_rate))
-        if isinstance(neumann_step, bool) or not isinstance(neumann_step, numbers.Real) or not neumann_step > 0:
-            raise ValueError(f"neumann_step must be a positive number (eta < 2/L), got {neumann_step!r}")
-        self.neumann_step = float(neumann_step)
-        self._solve = make_linear_solver(linear_solver, step_size=self.neumann_step)
+        self.neumann_step = linear_solvers.neumann_step(neumann_step, self.lower_optimizer)
+        self._solve = linear_solvers.make_linear_solver(linear_solver, step_size=self.neumann_step)
         self.sigma = check_nonnegative("sigma", sigma)
         self.warm_start = bool(warm_start)
         self.q = self.add_state("q", [state_variable(tf.zeros(v.shape, v.dtype), "q") for v in problem.lower_vars])
@@ -82,9 +77,7 @@ class Implicit(BilevelSolver):
 
     def _direction(self, upper_batch, lower_batch):
         problem = self.problem
-        for _ in self.loop(self.inner_steps):
-            _, grads = autodiff.lower_value_and_grad(problem, lower_batch)
-            self.apply_lower(grads)
+        self.descend_lower(lower_batch)
         if not self.warm_start:
             for q in self.q:
                 distribute.assign(q, tf.zeros_like(q))

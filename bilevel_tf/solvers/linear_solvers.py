@@ -16,8 +16,10 @@ returns the squared residual ||A x - b||^2 of the last iterate it measured.
 from __future__ import annotations
 
 import functools
+import numbers
 from typing import Any, Callable, List, Optional, Sequence
 
+import keras
 import tensorflow as tf
 
 from .. import distribute
@@ -94,7 +96,19 @@ def make_linear_solver(name: str, *, optimizer=None, step_size: Optional[float] 
             raise ValueError("linear_solver 'gd' needs a linear_optimizer")
         return functools.partial(gradient_descent, optimizer=optimizer)
     if name == "neumann":
-        if step_size is None or not step_size > 0:
-            raise ValueError(f"neumann_step must be a positive number (eta < 2/L), got {step_size!r}")
-        return functools.partial(neumann, step_size=float(step_size))
+        return functools.partial(neumann, step_size=check_neumann_step(step_size))
     return conjugate_gradient
+
+
+def check_neumann_step(eta: Any) -> float:
+    """A Neumann / Richardson step size: a positive number (it converges for eta < 2 / lambda_max(A))."""
+    if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not eta > 0:
+        raise ValueError(f"neumann_step must be a positive number (eta < 2/L), got {eta!r}")
+    return float(eta)
+
+
+def neumann_step(given: Optional[float], lower_optimizer: keras.optimizers.Optimizer) -> float:
+    """The Neumann step of a solver: ``given``, or else the lower optimizer's initial learning rate."""
+    if given is None:
+        given = float(keras.ops.convert_to_numpy(lower_optimizer.learning_rate))
+    return check_neumann_step(given)

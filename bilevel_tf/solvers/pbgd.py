@@ -11,7 +11,7 @@ from .. import tensor_ops as ops
 from ..problem import BilevelProblem
 from .base import BilevelSolver
 from .checks import check_nonnegative, check_positive_int
-from .variables import state_variable
+from .variables import descend_copy, state_variable
 from .optimizers import make_optimizer, optimizer_config
 
 
@@ -83,16 +83,7 @@ class VPBGD(_GammaSchedule):
         problem = self.problem
         lower, upper = problem.lower_vars, problem.upper_vars
         step_scale = self._update_gamma()
-        saved = [tf.convert_to_tensor(v) for v in lower]
-        for var, w in zip(lower, self.w):
-            distribute.assign(var, w)
-        for _ in self.loop(self.inner_steps):
-            _, grads = autodiff.lower_value_and_grad(problem, lower_batch)
-            self.apply_lower(grads, optimizer=self.inner_optimizer)
-        g_inner, grad_u_inner = autodiff.lower_value_and_grad(problem, lower_batch, wrt=upper)
-        for var, w, value in zip(lower, self.w, saved):
-            distribute.assign(w, tf.convert_to_tensor(var))
-            distribute.assign(var, value)
+        g_inner, grad_u_inner = descend_copy(self, self.w, lower_batch, self.inner_optimizer)
 
         with tf.GradientTape() as tape:
             f = problem.f(upper_batch)

@@ -9,7 +9,7 @@ from .. import autodiff, distribute
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
 from .base import BilevelSolver
-from .checks import check_choice
+from .checks import check_choice, check_decayable
 from .variables import state_variable
 
 from ..options import DEFAULT_SCHEDULE, PENALTY_SCHEDULES
@@ -122,8 +122,8 @@ class Penalty(BilevelSolver):
         super().__init__(problem, upper_optimizer, lower_optimizer, inner_steps=inner_steps,
                          jit_compile=jit_compile, **unknown)
         if self.lr_decay is not None:
-            self.check_decayable(self.upper_optimizer, "upper_optimizer")
-            self.check_decayable(self.lower_optimizer, "lower_optimizer")
+            check_decayable(self.upper_optimizer, "upper_optimizer")
+            check_decayable(self.lower_optimizer, "lower_optimizer")
         initial = {k: 1.0 if options[k] == AUTO else options[k] for k in ("rho", "lam")}  # until calibrated
         self.rho = self.add_state("rho", state_variable(initial["rho"], "rho", self.dtype), schedule=True)
         self.lam = self.add_state("lam", state_variable(initial["lam"], "lam", self.dtype), schedule=True)

@@ -1,7 +1,6 @@
 """StocBiO: stochastic bilevel optimizer with a Neumann-series Hessian inverse (Ji, Yang & Liang, ICML 2021)."""
 from __future__ import annotations
 
-import numbers
 from typing import Any, Dict, Optional
 
 import keras
@@ -11,6 +10,7 @@ from .. import autodiff
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
 from .base import BilevelSolver
+from . import linear_solvers
 from .checks import check_positive_int
 
 
@@ -54,11 +54,7 @@ class StocBiO(BilevelSolver):
                          jit_compile=jit_compile, **unknown)
         self.linear_steps = check_positive_int(
             "linear_steps", self.default_linear_steps if linear_steps is None else linear_steps)
-        if neumann_step is None:
-            neumann_step = float(keras.ops.convert_to_numpy(self.lower_optimizer.learning_rate))
-        if isinstance(neumann_step, bool) or not isinstance(neumann_step, numbers.Real) or not neumann_step > 0:
-            raise ValueError(f"neumann_step must be a positive number (eta < 2/L), got {neumann_step!r}")
-        self.neumann_step = float(neumann_step)
+        self.neumann_step = linear_solvers.neumann_step(neumann_step, self.lower_optimizer)
 
     def _config(self) -> Dict[str, Any]:
         return dict(linear_steps=self.linear_steps, neumann_step=self.neumann_step)
@@ -75,9 +71,7 @@ class StocBiO(BilevelSolver):
 
     def _direction(self, upper_batch, lower_batch):
         problem = self.problem
-        for _ in self.loop(self.inner_steps):
-            _, grads = autodiff.lower_value_and_grad(problem, lower_batch)
-            self.apply_lower(grads)
+        self.descend_lower(lower_batch)
         _, b = autodiff.upper_value_and_grad(problem, upper_batch, problem.lower_vars)
         inverse_b, tail_sq = self._neumann(lower_batch, [tf.stop_gradient(ops.dense(x)) for x in b])
         # grad_u [f - <grad_v g, H^-1 b>] = grad_u f + H_uv g z with z = -H^-1 b, in one double-backward sweep

@@ -1,11 +1,12 @@
-"""The variables a solver owns (its schedule and auxiliary state) and the projection of constrained ones."""
+"""The variables a solver owns (its schedule and auxiliary state), the projection of constrained ones, and the
+lower-level copy that value-function methods (V-PBGD, BOME) descend in the lower variables' place."""
 from __future__ import annotations
 
 from typing import Any
 
 import tensorflow as tf
 
-from .. import distribute
+from .. import autodiff, distribute
 
 
 def state_variable(value: Any, name: str, dtype=None) -> tf.Variable:
@@ -22,3 +23,21 @@ def project(constraint, variables) -> None:
         raise ValueError(f"constraint returned {len(values)} tensors for {len(variables)} variables")
     for var, value in zip(variables, values):
         distribute.assign(var, tf.cast(value, var.dtype))
+
+
+def descend_copy(solver: Any, copy: Any, lower_batch: Any, optimizer: Any):
+    """The solver's ``inner_steps`` steps of ``optimizer`` on g(u, .) from the copy w, run in the lower
+    variables' place and stored back in w (an empty ``copy`` starts from v itself); v is left as it was.
+    Returns (g(u, w), grad_u g(u, w)): the value-function estimate g(u, w) ~ min_v g(u, v), its u-gradient."""
+    problem = solver.problem
+    lower = problem.lower_vars
+    saved = [tf.convert_to_tensor(v) for v in lower]
+    for var, w in zip(lower, copy):
+        distribute.assign(var, w)
+    solver.descend_lower(lower_batch, optimizer=optimizer)
+    g_w, grad_u = autodiff.lower_value_and_grad(problem, lower_batch, wrt=problem.upper_vars)
+    for w, var in zip(copy, lower):
+        distribute.assign(w, tf.convert_to_tensor(var))
+    for var, value in zip(lower, saved):
+        distribute.assign(var, value)
+    return g_w, grad_u
