@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -179,8 +179,8 @@ class PenaltyState:
     lower_scale: Optional[tf.Variable]
     calibrated: Optional[tf.Variable]
     optimizers: Sequence[Any] = ()
-    _calibrate_fn: Any = None
-    _pending: bool = False  # Python-side cache: no variable read once calibrated
+    _calibrate_fn: Any = field(default=None, init=False, repr=False)
+    _pending: bool = field(default=False, init=False)  # Python-side cache: no variable read once calibrated
 
     def compile_calibration(self, schedule: PenaltySchedule, solver: Any) -> None:
         """Prepare :meth:`PenaltySchedule.calibrate` as its own compiled call (under the solver's strategy)."""
