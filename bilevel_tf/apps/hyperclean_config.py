@@ -9,9 +9,9 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import console, datasets, experiment, options, run_folder
+from .. import console, datasets, experiment, run_folder
 from ..flag_types import float_range, int_range, nonnegative_float
-from ..solvers import registry
+from ..solvers import penalty_schedules, registry
 from .importance_data import NUM_CLASSES
 
 Split = Tuple[np.ndarray, np.ndarray]
@@ -76,7 +76,7 @@ def add_flags(p: argparse.ArgumentParser, table: Optional[Dict[Tuple[str, str], 
                        help=what + (f" (default for the linear net: {per_method}; MLP rows may differ)"
                                     if per_method else ""))
     p.add_argument("--eval_every", type=count, default=10, help="evaluate (test accuracy, F1) every N steps")
-    experiment.add_schedule_flag(p, options.DEFAULT_SCHEDULE)
+    experiment.add_schedule_flag(p, penalty_schedules.DEFAULT_SCHEDULE)
 
 
 def apply_defaults(args: argparse.Namespace, table: Dict[Tuple[str, str], Dict[str, Any]]) -> None:
