@@ -61,6 +61,11 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     on the host for the call's k batches, which are stacked into one tensor per leaf (so they must share
     their shapes; the last, shorter call traces once more).
 
+    Before the first iteration, a solver that calibrates itself (Penalty's default schedule: rho, lam and the
+    lower step's scale from curvature probes) measures on up to 8 batches of each source
+    (:meth:`BilevelSolver.calibrate`), read in a new pass that does not move the training stream; not under a
+    strategy or for a one-pass iterator, where the first iteration's batch is used.
+
     A NaN/inf log value raises :class:`NonFiniteError` naming the step and quantity. A multi-step call stops
     after the first iteration whose logs are not finite, so the named step is exact for every k (the state
     is that of the bad step). Checkpoints are only written from finite states at call boundaries, so the last
@@ -186,6 +191,8 @@ class _Loop:
         if self.verbose and start:
             status(self.verbose, f"resuming from step {start} of {self.steps}"
                    + ("" if start < self.steps else ": nothing left to run"))
+        if start < self.steps:  # measure on several batches, not the first alone (False if nothing to measure)
+            solver.calibrate(self.upper.data, self.lower.data)
         self.progress = Progress(self.steps, start, self.verbose) if self.verbose else None
         # "seconds" continues the restored run's clock, so curves against wall-clock time stay monotone
         self.t_begin = time.perf_counter() - next((r["seconds"] for r in reversed(self.records) if "seconds" in r),

@@ -3,7 +3,8 @@ callable ``step -> batch`` or a Python iterable (:class:`Source`), and where the
 multi-step call come from (:class:`Feed`, read inside the compiled call by ``BilevelSolver.run_feeds``)."""
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Tuple
+import itertools
+from typing import Any, Iterable, List, Optional, Tuple
 
 import tensorflow as tf
 
@@ -75,6 +76,21 @@ class Source:
             return next(self.iterator), Feed.iterator(self.iterator)
         batches = [self.next(step + i) for i in range(count)]
         return batches[0], Feed.stacked(_stack(batches[1:], self.name))
+
+
+def read_ahead(data: Any, count: int) -> Optional[List[Any]]:
+    """Up to ``count`` batches of a source as ``bl.fit`` takes it, without advancing what ``bl.fit`` reads: a new
+    pass over a ``tf.data.Dataset`` (reshuffled if it shuffles), the first entries of a list or re-iterable, the
+    callable at steps 0, 1, ...; ``[None]`` for None. None for a one-pass iterator (it cannot be read twice)."""
+    if data is None:
+        return [None]
+    if isinstance(data, tf.data.Dataset):
+        return list(data.take(count))
+    if callable(data):
+        return [data(step) for step in range(count)]
+    if isinstance(data, Iterable) and iter(data) is not data:
+        return list(itertools.islice(iter(data), count))
+    return None
 
 
 def _stack(batches: List[Any], name: str) -> Any:
