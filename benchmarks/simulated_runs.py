@@ -85,8 +85,8 @@ def chunk_functions(solver, n_upper: int, n_lower: int, batch_size: Optional[int
         return (lambda k: k), (lambda k: (solver.run(k), k)), 1
     upper = BlockSampler(n_upper, batch_size, seed)
     lower = BlockSampler(n_lower, batch_size, seed + 1)
-    # what bl.fit does before the first iteration: the solver measures on batches of its own (a calibrating
-    # solver's probe sees 8 mini-batches, not the first alone), timed as part of the first chunk
+    # as bl.fit does before the first iteration: a calibrating solver's probe sees 8 mini-batches, not the
+    # first alone (batches of their own here), timed as part of the first chunk
     calibration = [list(tf.constant(BlockSampler(n, batch_size, seed + 2 + i).take(solver.calibration_batches)))
                    for i, n in enumerate((n_upper, n_lower))]
 

@@ -46,23 +46,35 @@ def test_several_batches_measure_the_mean_loss():
     all their samples, and differ from the first batch's (rank-deficient) probe."""
     batches = _index_batches(12)  # all 96 samples
     several, union, first = _solver(), _solver(), _solver()
-    assert several.calibrate(batches, batches, batches=12)
+    assert several.calibrate(batches, batches)
     union.calibrate([tf.concat(batches, 0)], [tf.concat(batches, 0)])
     first.step(batches[0], batches[0])
     np.testing.assert_allclose(_weights(several), _weights(union), rtol=2e-3)
     assert _weights(first)[0] > 1.5 * _weights(union)[0]  # the first batch alone over-estimates rho
 
 
-def test_fit_calibrates_on_eight_batches_without_moving_the_stream():
-    data = tf.data.Dataset.from_tensor_slices(np.arange(N)).batch(BATCH)
+@pytest.mark.parametrize("steps_per_execution", [1, 3])
+@pytest.mark.parametrize("kind", ["dataset", "list", "callable", "generator"])
+def test_fit_calibrates_on_the_first_batches_and_trains_on_the_same_stream(kind, steps_per_execution):
+    """bl.fit measures on the first 8 batches of each source and then trains on exactly the batches it would
+    have without the measurement (a reshuffling dataset included: a second pass would move its seeds)."""
+    def dataset():  # a new object each time: its own reshuffling seeds, the same first passes
+        return tf.data.Dataset.from_tensor_slices(np.arange(N)).shuffle(N, seed=3).batch(BATCH).repeat()
+
+    batches = list(dataset().take(20))
+
+    def source():
+        return {"dataset": dataset(), "list": batches, "callable": lambda step: batches[step],
+                "generator": iter(batches)}[kind]
+
     fitted, direct = _solver(), _solver()
-    bl.fit(fitted, data, data, steps=2, verbose=0)
-    assert direct.calibrate(data, data)
+    bl.fit(fitted, source(), source(), steps=10, steps_per_execution=steps_per_execution, verbose=0)
+    assert direct.calibrate(batches[:8], batches[:8])
     np.testing.assert_array_equal(_weights(fitted), _weights(direct))
-    # the training stream still starts at the first batch: the same two steps on the calibrated twin agree
-    for batch in list(data.take(2)):
+    for batch in batches[:10]:
         direct.step(batch, batch)
-    np.testing.assert_array_equal(fitted.problem.upper_vars[0].numpy(), direct.problem.upper_vars[0].numpy())
+    np.testing.assert_allclose(fitted.problem.upper_vars[0].numpy(), direct.problem.upper_vars[0].numpy(),
+                               rtol=1e-6, atol=1e-7)
 
 
 def test_full_batch_fit_is_unchanged():
@@ -75,16 +87,25 @@ def test_full_batch_fit_is_unchanged():
     np.testing.assert_array_equal(fitted.problem.upper_vars[0].numpy(), stepped.problem.upper_vars[0].numpy())
 
 
+def test_no_checkpoint_before_the_batches_read_ahead_are_used(tmp_path):
+    data = tf.data.Dataset.from_tensor_slices(np.arange(N)).batch(BATCH).repeat()
+    bl.fit(_solver(), data, data, steps=12, checkpoint_dir=str(tmp_path / "run"), checkpoint_every=2, verbose=0)
+    saved = sorted(int(p.name.split("-")[1].split(".")[0]) for p in (tmp_path / "run").glob("ckpt-*.index"))
+    assert saved and min(saved) >= 8  # not at steps 2, 4, 6: those replayed batches read ahead
+    short = _solver()  # a budget under 8 batches reads only what it trains on, and ends with its checkpoint
+    bl.fit(short, data, data, steps=5, checkpoint_dir=str(tmp_path / "short"), checkpoint_every=2, verbose=0)
+    assert list((tmp_path / "short").glob("ckpt-*.index"))
+
+
 def test_calibrate_measures_once_and_only_when_it_can():
     batches = _index_batches(4)
     solver = _solver()
     assert solver.calibrate(batches, batches)
     assert not solver.calibrate(batches, batches)  # already measured
-    assert not _solver().calibrate(iter(batches), batches)  # a one-pass iterator cannot be read ahead
     assert not _solver(schedule="original").calibrate(batches, batches)  # nothing to measure
     assert not bl.ApproxGrad(_regression_problem(), 1e-2, 1e-2).calibrate(batches, batches)
-    with pytest.raises(ValueError, match="batches"):
-        _solver().calibrate(batches, batches, batches=0)
+    with pytest.raises(ValueError, match="at least one batch"):
+        _solver().calibrate([], batches)
 
 
 def test_a_restored_calibration_is_not_measured_again(tmp_path):

@@ -10,7 +10,7 @@ import tensorflow as tf
 from .. import autodiff, distribute
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
-from ..sources import Feed, read_ahead
+from ..sources import Feed
 from .checks import check_choice, check_positive_int
 from .optimizers import check_learning_rate, make_optimizer, optimizer_config
 from .variables import project, state_variable
@@ -287,27 +287,30 @@ class BilevelSolver:
     def _prepare(self, upper_batch: Any, lower_batch: Any) -> None:
         """Called before every compiled call with its batches (e.g. one-time calibration); must be cheap."""
 
-    #: how many batches of each level :meth:`calibrate` reads unless told
+    #: how many batches of each source ``bl.fit`` gives :meth:`calibrate`
     calibration_batches = 8
 
-    def calibrate(self, upper_data: Any = None, lower_data: Any = None, batches: Optional[int] = None) -> bool:
-        """Measure now, on up to ``batches`` batches of each level, what the solver otherwise measures on its first
-        iteration's batch alone (as Keras' ``layer.adapt(data)``): Penalty's curvature calibration of rho, lam and
-        the lower step's scale. ``bl.fit`` calls it before the first iteration; call it yourself before a loop of
-        your own over mini-batches. ``upper_data`` / ``lower_data`` are what ``bl.fit`` takes (None, a
-        ``tf.data.Dataset``, a callable ``step -> batch``, a list of batches); reading them does not advance what
-        ``bl.fit`` reads (a dataset is read in a new pass). Returns whether it measured: False for a solver that
-        measures nothing, once measured (also in a restored checkpoint), under a strategy (the first iteration's
-        batch is used there) and for a one-pass iterator."""
-        count = check_positive_int("batches", self.calibration_batches if batches is None else batches)
-        if self.strategy is not None or not self._calibration_pending():
+    def calibrate(self, upper_batches: Optional[Sequence] = None, lower_batches: Optional[Sequence] = None) -> bool:
+        """Measure now, on several batches per level, what the solver otherwise measures on its first iteration's
+        batch alone (as Keras' ``layer.adapt``): Penalty's curvature calibration of rho, lam and the lower step's
+        scale. ``bl.fit`` calls it with the first ``calibration_batches`` batches of each source (and then trains
+        on those same batches); before a loop of your own pass e.g. ``list(dataset.take(8))``, None for a level
+        without batches. Returns whether it measured: False for a solver that measures nothing, once measured
+        (also in a restored checkpoint) and under a strategy (the first iteration's batch is used there)."""
+        if not self.calibration_pending:
             return False
-        upper, lower = read_ahead(upper_data, count), read_ahead(lower_data, count)
-        if upper is None or lower is None:
-            return False
+        upper = [None] if upper_batches is None else list(upper_batches)
+        lower = [None] if lower_batches is None else list(lower_batches)
+        if not upper or not lower:
+            raise ValueError("calibrate needs at least one batch per level (None for a level without batches)")
         self._ensure_snapshot()  # reset_state returns to the state before this measurement
         self._calibrate_on(upper, lower)
         return True
+
+    @property
+    def calibration_pending(self) -> bool:
+        """Whether :meth:`calibrate` has something to measure."""
+        return self.strategy is None and self._calibration_pending()
 
     def _calibration_pending(self) -> bool:
         """Whether :meth:`calibrate` has something to measure (subclasses that calibrate override this)."""
