@@ -85,9 +85,9 @@ def chunk_functions(solver, n_upper: int, n_lower: int, batch_size: Optional[int
         return (lambda k: k), (lambda k: (solver.run(k), k)), 1
     upper = BlockSampler(n_upper, batch_size, seed)
     lower = BlockSampler(n_lower, batch_size, seed + 1)
-    # as bl.fit does before the first iteration: a calibrating solver's probe sees 8 mini-batches, not the
-    # first alone (batches of their own here), timed as part of the first chunk
-    calibration = [list(tf.constant(BlockSampler(n, batch_size, seed + 2 + i).take(solver.calibration_batches)))
+    # as the docs advise with mini-batches: a calibrating solver's probe sees 8 mini-batches (of their own),
+    # not the first alone; timed as part of the first chunk
+    calibration = [list(tf.constant(BlockSampler(n, batch_size, seed + 2 + i).take(CALIBRATION_BATCHES)))
                    for i, n in enumerate((n_upper, n_lower))]
 
     def prepare(k):
@@ -157,6 +157,8 @@ def timed_loop(prepare: Callable, execute: Callable, objective: Callable[[], flo
     return record
 
 
+#: mini-batches per level a calibrating solver (Penalty's default schedule) measures on before the run
+CALIBRATION_BATCHES = 8
 #: chunk length of XLA-compiled solvers (one compiled program; 16 iterations between evaluations)
 JIT_CHUNK = 16
 

@@ -61,11 +61,6 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     on the host for the call's k batches, which are stacked into one tensor per leaf (so they must share
     their shapes; the last, shorter call traces once more).
 
-    Before the first iteration, a solver that calibrates itself (Penalty's default schedule: rho, lam and the
-    lower step's scale from curvature probes) measures on the first 8 batches of each source (fewer if ``steps``
-    is smaller; :meth:`BilevelSolver.calibrate`), which are then trained on as usual, so the batch stream is
-    unchanged (no checkpoint is written before they are used); under a strategy the first batch is used.
-
     A NaN/inf log value raises :class:`NonFiniteError` naming the step and quantity. A multi-step call stops
     after the first iteration whose logs are not finite, so the named step is exact for every k (the state
     is that of the bad step). Checkpoints are only written from finite states at call boundaries, so the last
@@ -169,9 +164,7 @@ class _Loop:
 
     def save(self, step: int) -> None:
         """A checkpoint of ``step`` when the state is finite and not on disk already."""
-        # not while batches read ahead are served again: the checkpointed stream position is past them
-        replaying = self.upper.replaying or self.lower.replaying
-        if self.checkpoints is not None and step != self.saved and not replaying and bool(self.finite()):
+        if self.checkpoints is not None and step != self.saved and bool(self.finite()):
             try:
                 self.checkpoints.save(step, self.run, self.records)
             except tf.errors.ResourceExhaustedError as e:  # a full disk or quota: nothing written is damaged
@@ -193,11 +186,6 @@ class _Loop:
         if self.verbose and start:
             status(self.verbose, f"resuming from step {start} of {self.steps}"
                    + ("" if start < self.steps else ": nothing left to run"))
-        if start < self.steps and solver.calibration_pending:  # several batches, then trained on as usual
-            count = min(solver.calibration_batches, self.steps - start)  # all served again within this budget
-            batches = [src.read_ahead(start, count) for src in (self.upper, self.lower)]
-            if None not in batches:
-                solver.calibrate(*batches)
         self.progress = Progress(self.steps, start, self.verbose) if self.verbose else None
         # "seconds" continues the restored run's clock, so curves against wall-clock time stay monotone
         self.t_begin = time.perf_counter() - next((r["seconds"] for r in reversed(self.records) if "seconds" in r),

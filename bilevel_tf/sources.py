@@ -3,7 +3,7 @@ callable ``step -> batch`` or a Python iterable (:class:`Source`), and where the
 multi-step call come from (:class:`Feed`, read inside the compiled call by ``BilevelSolver.run_feeds``)."""
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Any, Iterable, List, Tuple
 
 import tensorflow as tf
 
@@ -17,7 +17,6 @@ class Source:
     def __init__(self, data: Any, name: str, strategy: Any = None):
         self.name, self.data = name, data
         self.iterator = None
-        self._replay: List[Any] = []  # batches read ahead (read_ahead), served again before the stream goes on
         if data is None:
             self.kind = "none"
         elif isinstance(data, tf.data.Dataset):
@@ -38,28 +37,7 @@ class Source:
             raise ValueError(f"{name} must be None, a tf.data.Dataset, a callable(step) -> batch or an iterable, "
                              f"got {type(data).__name__}")
 
-    def read_ahead(self, step: int, count: int) -> Optional[List[Any]]:
-        """The batches of steps ``step .. step + count - 1``, read now for a measurement before training (a
-        solver's calibration) and served again by :meth:`next` / :meth:`feed`, so the training stream is the
-        same as without it. ``[None]`` for None; None under a strategy (its iterators are made per replica)."""
-        if self.kind == "none":
-            return [None]
-        if self.kind == "dataset" and self.iterator is None:
-            return None
-        self._replay = [self._draw(step + i) for i in range(count)]
-        return list(self._replay)
-
-    @property
-    def replaying(self) -> bool:
-        """Whether batches read ahead are still to be served (the stream's checkpointed position is past them)."""
-        return bool(self._replay)
-
     def next(self, step: int) -> Any:
-        if self._replay:
-            return self._replay.pop(0)
-        return self._draw(step)
-
-    def _draw(self, step: int) -> Any:
         if self.kind == "none":
             return None
         if self.kind == "dataset":
@@ -93,7 +71,7 @@ class Source:
         """The batch of ``step`` and a :class:`Feed` of the next ``count - 1`` for one multi-step call."""
         if self.kind == "none":
             return None, Feed.none()
-        if self.kind == "dataset" and not self._replay:  # the first batch through the host, for ``_prepare``
+        if self.kind == "dataset":  # the first batch goes through the host so that ``_prepare`` can see it
             return next(self.iterator), Feed.iterator(self.iterator)
         batches = [self.next(step + i) for i in range(count)]
         return batches[0], Feed.stacked(_stack(batches[1:], self.name))

@@ -1,5 +1,5 @@
-"""Penalty's calibration on several mini-batches (``solver.calibrate``, called by ``bl.fit``): it measures the
-curvature of the mean loss over the batches, not of the first batch alone."""
+"""Penalty's calibration on several mini-batches (``solver.calibrate``): it measures the curvature of the mean
+loss over the batches, not of the first batch alone."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -53,48 +53,16 @@ def test_several_batches_measure_the_mean_loss():
     assert _weights(first)[0] > 1.5 * _weights(union)[0]  # the first batch alone over-estimates rho
 
 
-@pytest.mark.parametrize("steps_per_execution", [1, 3])
-@pytest.mark.parametrize("kind", ["dataset", "list", "callable", "generator"])
-def test_fit_calibrates_on_the_first_batches_and_trains_on_the_same_stream(kind, steps_per_execution):
-    """bl.fit measures on the first 8 batches of each source and then trains on exactly the batches it would
-    have without the measurement (a reshuffling dataset included: a second pass would move its seeds)."""
-    def dataset():  # a new object each time: its own reshuffling seeds, the same first passes
-        return tf.data.Dataset.from_tensor_slices(np.arange(N)).shuffle(N, seed=3).batch(BATCH).repeat()
-
-    batches = list(dataset().take(20))
-
-    def source():
-        return {"dataset": dataset(), "list": batches, "callable": lambda step: batches[step],
-                "generator": iter(batches)}[kind]
-
-    fitted, direct = _solver(), _solver()
-    bl.fit(fitted, source(), source(), steps=10, steps_per_execution=steps_per_execution, verbose=0)
-    assert direct.calibrate(batches[:8], batches[:8])
-    np.testing.assert_array_equal(_weights(fitted), _weights(direct))
-    for batch in batches[:10]:
-        direct.step(batch, batch)
-    np.testing.assert_allclose(fitted.problem.upper_vars[0].numpy(), direct.problem.upper_vars[0].numpy(),
-                               rtol=1e-6, atol=1e-7)
-
-
-def test_full_batch_fit_is_unchanged():
-    """None sources: bl.fit's calibration sees the same single (full) batch as the first step does."""
-    fitted, stepped = _solver(), _solver()
-    bl.fit(fitted, None, None, steps=3, verbose=0)
-    for _ in range(3):
-        stepped.step()
-    np.testing.assert_array_equal(_weights(fitted), _weights(stepped))
-    np.testing.assert_array_equal(fitted.problem.upper_vars[0].numpy(), stepped.problem.upper_vars[0].numpy())
-
-
-def test_no_checkpoint_before_the_batches_read_ahead_are_used(tmp_path):
-    data = tf.data.Dataset.from_tensor_slices(np.arange(N)).batch(BATCH).repeat()
-    bl.fit(_solver(), data, data, steps=12, checkpoint_dir=str(tmp_path / "run"), checkpoint_every=2, verbose=0)
-    saved = sorted(int(p.name.split("-")[1].split(".")[0]) for p in (tmp_path / "run").glob("ckpt-*.index"))
-    assert saved and min(saved) >= 8  # not at steps 2, 4, 6: those replayed batches read ahead
-    short = _solver()  # a budget under 8 batches reads only what it trains on, and ends with its checkpoint
-    bl.fit(short, data, data, steps=5, checkpoint_dir=str(tmp_path / "short"), checkpoint_every=2, verbose=0)
-    assert list((tmp_path / "short").glob("ckpt-*.index"))
+def test_calibrated_solver_trains_with_fit_and_keeps_its_measurement():
+    """The documented use with mini-batches: calibrate on a few batches, then bl.fit (which then measures
+    nothing more)."""
+    data = tf.data.Dataset.from_tensor_slices(np.arange(N)).batch(BATCH)
+    solver = _solver()
+    batches = list(data.take(8))
+    assert solver.calibrate(batches, batches)
+    measured = _weights(solver)
+    bl.fit(solver, data, data, steps=4, verbose=0)
+    assert _weights(solver) == measured
 
 
 def test_calibrate_measures_once_and_only_when_it_can():

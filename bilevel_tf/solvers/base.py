@@ -287,15 +287,12 @@ class BilevelSolver:
     def _prepare(self, upper_batch: Any, lower_batch: Any) -> None:
         """Called before every compiled call with its batches (e.g. one-time calibration); must be cheap."""
 
-    #: how many batches of each source ``bl.fit`` gives :meth:`calibrate`
-    calibration_batches = 8
-
     def calibrate(self, upper_batches: Optional[Sequence] = None, lower_batches: Optional[Sequence] = None) -> bool:
         """Measure now, on several batches per level, what the solver otherwise measures on its first iteration's
         batch alone (as Keras' ``layer.adapt``): Penalty's curvature calibration of rho, lam and the lower step's
-        scale. ``bl.fit`` calls it with the first ``calibration_batches`` batches of each source (and then trains
-        on those same batches); before a loop of your own pass e.g. ``list(dataset.take(8))``, None for a level
-        without batches. Returns whether it measured: False for a solver that measures nothing, once measured
+        scale. With mini-batches, call it before training (``bl.fit`` or a loop of your own) with e.g.
+        ``list(dataset.take(8))`` per level (None for a level without batches): one batch's Hessian misses
+        directions the data set has. Returns whether it measured: False for a solver that measures nothing, once measured
         (also in a restored checkpoint) and under a strategy (the first iteration's batch is used there)."""
         if not self.calibration_pending:
             return False
