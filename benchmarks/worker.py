@@ -29,7 +29,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import bilevel_tf as bl  # noqa: E402
-from bilevel_tf import autodiff  # noqa: E402
+from bilevel_tf.core import autodiff  # noqa: E402
 import measure  # noqa: E402
 import problems  # noqa: E402
 

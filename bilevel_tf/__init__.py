@@ -25,11 +25,12 @@ def _names(module: str, *names: str) -> dict:
 #: every public name -> where it lives, loaded on first use: "module:attribute", or a submodule's "module";
 #: the solver classes come from the registry
 _LAZY = {
-    **_names("problem", "BilevelProblem"), **_names("finite_sum", "FiniteSum"),
+    **_names("core.problem", "BilevelProblem"), **_names("core.finite_sum", "FiniteSum"),
     **_names("solvers.base", "BilevelSolver"),
     **{entry.class_name: entry.target for entry in _registry.entries()},
     **_names("solvers.registry", "METHODS"), **_names("solvers.factory", "SOLVERS", "get_solver", "make_solver"),
-    **{name: f"{__name__}.{name}" for name in ("autodiff", "constraints", "precision", "tensor_ops", "toy")},
+    **{name: f"{__name__}.core.{name}" for name in ("autodiff", "constraints", "precision", "tensor_ops")},
+    "toy": f"{__name__}.toy",
     **_names("loop", "fit", "History", "NonFiniteError"),
     "callbacks": f"{__name__}.callbacks",
     **_names("callbacks", "Callback", "CSVLogger", "TensorBoard", "Evaluate", "EarlyStopping", "LambdaCallback"),

@@ -28,7 +28,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import console, options
+from . import console
+from .core import options
 from .console import ArgumentParser
 from .files import atomic_write_text
 from .flag_types import int_range
@@ -202,7 +203,7 @@ def start_tensorflow(args: argparse.Namespace) -> None:
     seed_everything(args.seed, deterministic=args.deterministic)
     random.setstate(states[0])
     np.random.set_state(states[1])
-    from . import precision
+    from .core import precision
     # set on every run (float32 included): a policy never leaks from one in-process run into the next
     precision.set_policy(getattr(args, "precision", options.FLOAT32))
     args._tensorflow_started = True

@@ -10,7 +10,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from . import tensor_ops, workers
+from .core import tensor_ops
+from . import workers
 from .callbacks import Callback, CSVLogger, DivergenceWatch, TensorBoard, crossed
 from .checkpoints import ResumeMismatchError, RunCheckpoints, run_config
 from .folders import FolderLock, remove_partial_files

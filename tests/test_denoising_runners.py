@@ -7,7 +7,7 @@ import pytest
 
 from runner_utils import assert_solver_config, run_runner
 
-from bilevel_tf import options
+from bilevel_tf.core import options
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 

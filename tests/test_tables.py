@@ -9,7 +9,8 @@ import warnings
 import numpy as np
 import pytest
 
-from bilevel_tf import options, paper_cells, run_pooling, tables
+from bilevel_tf.core import options
+from bilevel_tf import paper_cells, run_pooling, tables
 from bilevel_tf.paper_results import TABLES
 from runner_utils import run_runner
 

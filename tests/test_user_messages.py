@@ -9,7 +9,8 @@ import pytest
 from runner_utils import load_runner
 from test_offline_smoke import PAPER_RUNNERS
 
-from bilevel_tf import console, experiment, options, plots
+from bilevel_tf import console, experiment, plots
+from bilevel_tf.core import options
 from bilevel_tf.apps import few_shot_config, importance_config
 
 OMNIGLOT = "few_shot/omniglot/test_bilevel_few_shot_learning_omniglot.py"

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from .. import distribute, precision
+from ..core import distribute, precision
 from .importance_data import indexed_batches
 
 

@@ -29,7 +29,8 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import console, experiment, paper_cells, plots, precision, run_folder, tensorboard_logs
+from bilevel_tf import console, experiment, paper_cells, plots, run_folder, tensorboard_logs
+from bilevel_tf.core import precision
 from bilevel_tf.timing import time_steps
 from bilevel_tf.datasets import EpisodeSampler
 from bilevel_tf.models import CosineClassifier, cosine_logits, taskwise_encoder

@@ -9,7 +9,8 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import console, datasets, experiment, options, run_folder
+from .. import console, datasets, experiment, run_folder
+from ..core import options
 from ..flag_types import float_range, int_range, nonnegative_float
 from ..solvers import registry
 from .importance_data import NUM_CLASSES

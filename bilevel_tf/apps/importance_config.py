@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from .. import console, experiment, run_folder
 from ..flag_types import float_range, int_range, positive_float
-from ..options import DEFAULT_SCHEDULE
+from ..core.options import DEFAULT_SCHEDULE
 from . import importance_data as data
 from ..solvers import registry
 from .importance_data import NUM_CLASSES, Sizes

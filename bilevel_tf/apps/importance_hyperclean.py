@@ -22,7 +22,8 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from .. import experiment, models, paper_cells, plots, precision, run_folder, tensorboard_logs
+from .. import experiment, models, paper_cells, plots, run_folder, tensorboard_logs
+from ..core import precision
 from ..timing import time_steps
 from .hyperclean_config import SOLVER_OPTIONS, Split, load_hyperclean_data
 from .importance_data import NUM_CLASSES

@@ -5,14 +5,14 @@ from typing import Any, Dict, Optional
 
 import tensorflow as tf
 
-from .. import autodiff, distribute
-from .. import tensor_ops as ops
-from ..problem import BilevelProblem
+from ..core import autodiff, distribute
+from ..core import tensor_ops as ops
+from ..core.problem import BilevelProblem
 from .base import BilevelSolver
 from .checks import check_choice, check_decayable
 from .variables import state_variable
 
-from ..options import DEFAULT_SCHEDULE, PENALTY_SCHEDULES
+from ..core.options import DEFAULT_SCHEDULE, PENALTY_SCHEDULES
 from . import penalty_calibration as calibrate
 from . import penalty_options
 from .penalty_options import AUTO

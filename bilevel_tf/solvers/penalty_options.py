@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Tuple
 
-from ..options import PENALTY_SCHEDULES
+from ..core.options import PENALTY_SCHEDULES
 from .checks import check_choice, check_nonnegative
 from .penalty_calibration import PROBES
 

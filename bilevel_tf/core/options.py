@@ -1,8 +1,8 @@
 """What a user chooses by name: Penalty schedule presets, precision policies, distribution strategies.
 
 Plain data without TensorFlow, so that the runners can offer them as flag choices (and answer ``--help``)
-before TensorFlow loads; the solvers and :mod:`bilevel_tf.precision` read them from here. The methods are declared in
-:mod:`bilevel_tf.solvers.registry`.
+before TensorFlow loads; the solvers and :mod:`bilevel_tf.core.precision` read them from here. The methods are
+declared in :mod:`bilevel_tf.solvers.registry`.
 """
 from typing import Any, Dict, Tuple
 
