@@ -31,9 +31,10 @@ _LAZY = {
     **_names("solvers.registry", "METHODS"), **_names("solvers.factory", "SOLVERS", "get_solver", "make_solver"),
     **{name: f"{__name__}.core.{name}" for name in ("autodiff", "constraints", "precision", "tensor_ops")},
     "toy": f"{__name__}.toy",
-    **_names("loop", "fit", "History", "NonFiniteError"),
-    "callbacks": f"{__name__}.callbacks",
-    **_names("callbacks", "Callback", "CSVLogger", "TensorBoard", "Evaluate", "EarlyStopping", "LambdaCallback"),
+    **_names("training.loop", "fit", "History", "NonFiniteError"),
+    "callbacks": f"{__name__}.training.callbacks",
+    **_names("training.callbacks", "Callback", "CSVLogger", "TensorBoard", "Evaluate", "EarlyStopping",
+             "LambdaCallback"),
 }
 __all__ = list(_LAZY)
 

@@ -31,7 +31,7 @@ import numpy as np
 from . import console
 from .core import options
 from .console import ArgumentParser
-from .files import atomic_write_text
+from .training.files import atomic_write_text
 from .flag_types import int_range
 from .solvers import registry
 
@@ -151,7 +151,7 @@ def make_strategy(args: argparse.Namespace):
     if getattr(args, "strategy", "none") == "none":
         return None
     start_tensorflow(args)
-    from . import workers
+    from .training import workers
     try:
         return workers.make_strategy(args.strategy, verbose=args.verbose)
     except ValueError as e:
@@ -344,9 +344,9 @@ def run_main(main, argv: Optional[Sequence[str]] = None) -> None:
 
 def _exit_status(error: BaseException) -> Optional[int]:
     """2: cannot start/continue as asked; 1: the run failed; None: not an expected failure (a bug)."""
-    from .folders import CheckpointError, FolderLockedError
+    from .training.folders import CheckpointError, FolderLockedError
     # a module not loaded raised none of its errors (and importing it would load TensorFlow)
-    loop, workers = sys.modules.get(f"{__package__}.loop"), sys.modules.get(f"{__package__}.workers")
+    loop, workers = sys.modules.get("bilevel_tf.training.loop"), sys.modules.get("bilevel_tf.training.workers")
     if (loop is not None and isinstance(error, loop.NonFiniteError)) or (
             workers is not None and isinstance(error, workers.WorkerLostError)):
         return 1

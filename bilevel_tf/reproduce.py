@@ -140,7 +140,7 @@ def _summary(folder: str) -> str:
 def run_one(argv: List[str], folder: str) -> None:
     """Run one runner command with its output in <folder>/log.txt; raises ReproduceError on failure."""
     os.makedirs(folder, exist_ok=True)
-    from .files import atomic_write_text
+    from .training.files import atomic_write_text
     atomic_write_text(os.path.join(folder, RECORD), json.dumps({"command": _identity(argv)}, indent=1))
     env = dict(os.environ)  # the runners import the same bilevel_tf as this process
     env["PYTHONPATH"] = os.pathsep.join([REPO_ROOT] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))

@@ -12,9 +12,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 from . import flag_roles
 from .experiment import config_of, start_tensorflow
-from .files import atomic_write_text
-from .folders import (RECORD, FolderLock, ResumeMismatchError, budget_excess, config_differences, delete_outputs,
-                      read_record, remove_partial_files)
+from .training.files import atomic_write_text
+from .training.folders import (RECORD, FolderLock, ResumeMismatchError, budget_excess, config_differences,
+                               delete_outputs, read_record, remove_partial_files)
 
 #: flags that change where, how loudly or how a run works, not what it computes: free to differ on a rerun
 NON_RESULT_FLAGS = flag_roles.flags_with(flag_roles.OUTPUT, flag_roles.EXECUTION)
@@ -38,7 +38,7 @@ class Run:
     half-written, and with ``--fresh`` deletes what the folder's record says the run wrote (:func:`output_path`
     records each file; a user's files stay). ``run.json`` records the configuration (every flag but
     ``NON_RESULT_FLAGS``, plus the keyword arguments, e.g. a data fingerprint) and the outputs; a folder
-    holding another configuration is refused with :class:`~bilevel_tf.folders.ResumeMismatchError` naming the
+    holding another configuration is refused with :class:`~bilevel_tf.training.folders.ResumeMismatchError` naming the
     differences. The ``BUDGET_FLAGS`` may grow (a rerun continues the run further); a finished run is reused
     when they are the same and refused when they are smaller (its results would be mislabelled). In a
     multi-worker run only the chief (``chief=True``) locks and writes the folder; the other workers check the

@@ -140,7 +140,7 @@ def plot(path: str, t: TableResult) -> str:
 
 
 def _write(path: str, text: str) -> None:
-    from .files import atomic_write_text
+    from .training.files import atomic_write_text
     atomic_write_text(path, text)
 
 

@@ -27,7 +27,7 @@ def scalars(record: Mapping[str, Any]) -> Dict[str, float]:
 
 
 def _board(folder: str):
-    from .callbacks import TensorBoard
+    from .training.callbacks import TensorBoard
     return TensorBoard(folder)
 
 

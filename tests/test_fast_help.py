@@ -102,7 +102,7 @@ def test_names_load_on_first_use_and_fit_is_the_function():
         import inspect
         import bilevel_tf as bl
         from bilevel_tf import fit
-        from bilevel_tf.loop import History, fit as loop_fit
+        from bilevel_tf.training.loop import History, fit as loop_fit
         print(inspect.isfunction(bl.fit), fit is bl.fit is loop_fit, History is bl.History,
               bl.Penalty.__name__, bl.toy.__name__, sorted(set(bl.__all__) - set(dir(bl))))
     """))

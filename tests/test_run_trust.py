@@ -75,7 +75,8 @@ def _umask() -> int:
 def test_a_folder_in_use_is_refused_in_one_line(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
-    other = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom bilevel_tf.folders import FolderLock\n"
+    other = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                              "from bilevel_tf.training.folders import FolderLock\n"
                               "FolderLock(sys.argv[1]).acquire()\nprint(flush=True)\ntime.sleep(60)", str(out)],
                              stdout=subprocess.PIPE)
     try:

@@ -245,7 +245,7 @@ def run_denoising(argv: Optional[Sequence[str]], spec: DenoisingSpec) -> Dict[st
     strategy = experiment.make_strategy(args)  # None without loading TensorFlow for --strategy none
     chief = True
     if strategy is not None:  # only the chief writes the shared folder; the others read it
-        from .. import workers
+        from ..training import workers
         chief = workers.is_chief(strategy)
     splits = load_splits(spec, args)  # before the run folder is touched: missing data loses no checkpoint (--fresh)
     data_fingerprint = experiment.fingerprint(splits.y_train, splits.y_val, splits.x_train[:256], splits.x_val[:256])

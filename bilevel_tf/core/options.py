@@ -34,5 +34,5 @@ FLOAT32 = "float32"
 MIXED_BFLOAT16 = "mixed_bfloat16"
 #: the Keras dtype policies the library supports (``bl.precision.set_policy``)
 PRECISIONS: Tuple[str, ...] = (FLOAT32, MIXED_BFLOAT16)
-#: ``--strategy`` values (``bilevel_tf.workers.make_strategy``)
+#: ``--strategy`` values (``bilevel_tf.training.workers.make_strategy``)
 STRATEGIES: Tuple[str, ...] = ("none", "mirrored", "multi_worker")

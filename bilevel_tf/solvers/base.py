@@ -10,7 +10,7 @@ import tensorflow as tf
 from ..core import autodiff, distribute
 from ..core import tensor_ops as ops
 from ..core.problem import BilevelProblem
-from ..sources import Feed
+from ..training.sources import Feed
 from .checks import check_choice, check_positive_int
 from .optimizers import check_learning_rate, make_optimizer, optimizer_config
 from .variables import project, state_variable

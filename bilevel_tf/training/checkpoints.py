@@ -10,7 +10,7 @@ caller describes, e.g. every runner flag) and its history so far. So a resumed r
   :class:`CheckpointError` when no usable one is left, instead of silently starting over.
 
 :class:`FolderLock` (a second process is refused, a killed one's lock is free at once),
-:func:`remove_partial_files` and the configuration comparison live in :mod:`bilevel_tf.folders`, which needs
+:func:`remove_partial_files` and the configuration comparison live in :mod:`bilevel_tf.training.folders`, which needs
 no TensorFlow.
 """
 from __future__ import annotations
@@ -83,7 +83,7 @@ class RunCheckpoints:
     def __init__(self, folder: str, trackables: Mapping[str, Any], max_to_keep: int = 3,
                  write_folder: Optional[str] = None):
         """Restore from ``folder``; save to ``write_folder`` (default ``folder``; a multi-worker run's
-        non-chief workers save to a temporary folder, see :mod:`bilevel_tf.workers`)."""
+        non-chief workers save to a temporary folder, see :mod:`bilevel_tf.training.workers`)."""
         self.folder = folder
         self.write_folder = write_folder or folder
         self.state = RunState()

@@ -10,14 +10,14 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from .core import tensor_ops
+from ..core import tensor_ops
 from . import workers
 from .callbacks import Callback, CSVLogger, DivergenceWatch, TensorBoard, crossed
 from .checkpoints import ResumeMismatchError, RunCheckpoints, run_config
 from .folders import FolderLock, remove_partial_files
-from .console import Progress, status
-from .solvers.base import BilevelSolver
-from .solvers.checks import check_positive_int
+from ..console import Progress, status
+from ..solvers.base import BilevelSolver
+from ..solvers.checks import check_positive_int
 from .sources import Source
 
 
@@ -72,12 +72,12 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     intact; a worker of a multi-worker run that stops answering raises ``workers.WorkerLostError``. With
     ``verbose`` it says when it resumes ("resuming from step N of M") and when it traces the upper iteration.
 
-    Under a multi-worker strategy (``bilevel_tf.workers``) every worker restores from ``checkpoint_dir``
+    Under a multi-worker strategy (``bilevel_tf.training.workers``) every worker restores from ``checkpoint_dir``
     but only the chief writes there (the others write to a temporary folder they delete, TensorFlow's rule).
     Under any strategy datasets are fast-forwarded on resume (``skip``; a strategy's distributed iterator
     cannot be checkpointed), which replays the same batches when the dataset's order is seeded.
 
-    With ``checkpoint_dir`` (see :mod:`bilevel_tf.checkpoints`): the folder is locked for the run (a second
+    With ``checkpoint_dir`` (see :mod:`bilevel_tf.training.checkpoints`): the folder is locked for the run (a second
     process is refused with ``FolderLockedError``; a killed one's lock is free at once) and leftovers
     of an interrupted write are removed; each checkpoint also stores the run's configuration (the solver's
     class and ``get_config()`` plus ``config``, any JSON-able description such as the runner's flags) and

@@ -7,7 +7,7 @@ from typing import Any, Iterable, List, Tuple
 
 import tensorflow as tf
 
-from .solvers.checks import check_choice
+from ..solvers.checks import check_choice
 
 
 class Source:
@@ -117,7 +117,7 @@ class Feed:
         if feed is None:
             return cls.none()
         if not isinstance(feed, cls):
-            raise ValueError(f"expected a bilevel_tf.sources.Feed or None, got {type(feed).__name__}")
+            raise ValueError(f"expected a bilevel_tf.training.sources.Feed or None, got {type(feed).__name__}")
         return feed
 
     @classmethod

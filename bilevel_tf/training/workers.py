@@ -29,9 +29,9 @@ from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
 
-from . import _quiet
-from .core import distribute
-from .core.options import STRATEGIES
+from .. import _quiet
+from ..core import distribute
+from ..core.options import STRATEGIES
 
 #: how long the chief waits for every worker of TF_CONFIG to join (seconds; 0 waits forever)
 TIMEOUT_VARIABLE = "BILEVEL_TF_WORKER_TIMEOUT"
