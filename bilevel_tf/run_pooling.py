@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import flag_roles
+from .runner import flag_roles
 from .training.folders import EXECUTION_OPTIONS
 from .paper_cells import Cell, place
 from .paper_results import TABLES, PaperTable

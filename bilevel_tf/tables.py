@@ -113,7 +113,7 @@ def write_csv(path: str, tables: Sequence[TableResult]) -> None:
 
 def plot(path: str, t: TableResult) -> str:
     """Grouped bars: ours (± s.d.) and the paper's (± its spread) for every cell we have."""
-    from .plots import pyplot
+    from .runner.plots import pyplot
     plt = pyplot()
     pairs = [(row, column) for row in t.rows for column in t.columns if (row, column) in t.cells]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(pairs) + 2), 4.5))

@@ -13,7 +13,8 @@ import os
 
 import numpy as np
 
-from bilevel_tf import datasets, experiment, paper_cells, timing
+from bilevel_tf import datasets, paper_cells
+from bilevel_tf.runner import experiment, timing
 from bilevel_tf.apps import poisoning
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dogfish_dataset")  # the original's folder

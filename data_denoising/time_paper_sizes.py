@@ -18,7 +18,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))  # run from anywhere
 
-from bilevel_tf import console  # noqa: E402  (TensorFlow-free)
+from bilevel_tf.runner import console  # noqa: E402  (TensorFlow-free)
 
 RUNNERS = {
     "mnist_small_scale": "mnist_small_scale/test_bilevel_importance_learning_mnist.py",

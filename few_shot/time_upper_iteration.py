@@ -18,7 +18,7 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
 
-from bilevel_tf import console  # noqa: E402
+from bilevel_tf.runner import console  # noqa: E402
 from bilevel_tf.apps import few_shot_config  # noqa: E402  (no TensorFlow before the flags are parsed)
 
 SETTINGS = {  # data set -> (its runner, the bilevel_tf.models factory of its representation, image shape)

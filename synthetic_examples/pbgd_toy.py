@@ -15,8 +15,8 @@ phi(x) = f(x, -x), final x summary, iterations used) and hyper_objective.png.
 
     python synthetic_examples/pbgd_toy.py --smoke
 """
-from bilevel_tf import console, experiment, run_folder
-from bilevel_tf.flag_types import nonnegative_float, positive_float
+from bilevel_tf.runner import console, experiment, run_folder
+from bilevel_tf.runner.flag_types import nonnegative_float, positive_float
 from bilevel_tf.apps import synthetic_config as synthetic  # no TensorFlow before the flags are parsed
 
 NUM_STARTS = 1000

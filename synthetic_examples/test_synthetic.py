@@ -16,7 +16,7 @@ table, 1 a line per cell, 2 also a line per trial.
 """
 import os
 
-from bilevel_tf import console, experiment, run_folder
+from bilevel_tf.runner import console, experiment, run_folder
 from bilevel_tf.apps import synthetic_config as synthetic  # no TensorFlow before the flags are parsed
 
 EXAMPLES = [1, 2, 3, 4]

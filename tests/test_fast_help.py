@@ -78,8 +78,8 @@ def test_a_mistyped_flag_is_refused_without_tensorflow(runner, mistyped):
 
 
 def test_importing_the_package_does_not_import_tensorflow():
-    result = _run("import sys, bilevel_tf, bilevel_tf.experiment, bilevel_tf.core.options, bilevel_tf.apps.poisoning; "
-                  "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    result = _run("import sys, bilevel_tf, bilevel_tf.runner.experiment, bilevel_tf.core.options, "
+                  "bilevel_tf.apps.poisoning; print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     assert result.stdout.split() == ["False", "False"], result.stderr
 
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 from bilevel_tf.training import callbacks, workers
-from bilevel_tf import console, experiment
+from bilevel_tf.runner import console, experiment
 from quadratic import Quadratic
 
 

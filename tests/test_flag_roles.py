@@ -1,5 +1,6 @@
-"""Flag roles, declared once in bilevel_tf.flag_roles, decide both the rerun rule and the tables' pooling."""
-from bilevel_tf import flag_roles, run_folder, run_pooling
+"""Flag roles, declared once in bilevel_tf.runner.flag_roles, decide both the rerun rule and the tables' pooling."""
+from bilevel_tf.runner import flag_roles, run_folder
+from bilevel_tf import run_pooling
 
 
 def test_each_role_reaches_the_run_folder_and_the_tables():

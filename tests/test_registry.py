@@ -16,7 +16,8 @@ CHILD = textwrap.dedent("""
     from bilevel_tf.solvers import registry
     registry.register("dummy", "dummy_solver:Dummy", "a test solver", aliases=("dummy-alias",), label="Dum")
     import bilevel_tf as bl
-    from bilevel_tf import experiment, paper_cells
+    from bilevel_tf import paper_cells
+    from bilevel_tf.runner import experiment
     from quadratic import Quadratic
     from runner_utils import SOLVER_CLASSES
     parser = experiment.parser("a runner")

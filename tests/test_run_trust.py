@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from runner_utils import load_runner
 
-from bilevel_tf import experiment, run_folder
+from bilevel_tf.runner import experiment, run_folder
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 

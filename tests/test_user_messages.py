@@ -9,7 +9,7 @@ import pytest
 from runner_utils import load_runner
 from test_offline_smoke import PAPER_RUNNERS
 
-from bilevel_tf import console, experiment, plots
+from bilevel_tf.runner import console, experiment, plots
 from bilevel_tf.core import options
 from bilevel_tf.apps import few_shot_config, importance_config
 

@@ -29,9 +29,10 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import console, experiment, paper_cells, plots, run_folder, tensorboard_logs
+from bilevel_tf.runner import console, experiment, plots, run_folder, tensorboard_logs
+from bilevel_tf import paper_cells
 from bilevel_tf.core import precision
-from bilevel_tf.timing import time_steps
+from bilevel_tf.runner.timing import time_steps
 from bilevel_tf.datasets import EpisodeSampler
 from bilevel_tf.models import CosineClassifier, cosine_logits, taskwise_encoder
 

@@ -8,8 +8,8 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import console, experiment, run_folder
-from ..flag_types import finite_float, float_range, nonnegative_float, positive_float
+from ..runner import console, experiment, run_folder
+from ..runner.flag_types import finite_float, float_range, nonnegative_float, positive_float
 from ..datasets import EpisodeSampler, load_digits, rotate_classes
 from ..solvers import registry
 

@@ -9,9 +9,10 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import console, datasets, experiment, run_folder
+from ..runner import console, experiment, run_folder
+from .. import datasets
 from ..core import options
-from ..flag_types import float_range, int_range, nonnegative_float
+from ..runner.flag_types import float_range, int_range, nonnegative_float
 from ..solvers import registry
 from .importance_data import NUM_CLASSES
 

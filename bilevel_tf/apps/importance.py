@@ -33,8 +33,9 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from .. import console, datasets, experiment
-from ..timing import time_steps
+from ..runner import console, experiment
+from .. import datasets
+from ..runner.timing import time_steps
 from . import importance_data as data
 from .classifier import train_classifier, weighted_ce
 from .importance_eval import Predictor, importance_of, logits_of

@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
-from .. import console, experiment, run_folder
-from ..flag_types import float_range, int_range, positive_float
+from ..runner import console, experiment, run_folder
+from ..runner.flag_types import float_range, int_range, positive_float
 from ..core.options import DEFAULT_SCHEDULE
 from . import importance_data as data
 from ..solvers import registry

@@ -22,9 +22,10 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from .. import experiment, models, paper_cells, plots, run_folder, tensorboard_logs
+from ..runner import experiment, plots, run_folder, tensorboard_logs
+from .. import models, paper_cells
 from ..core import precision
-from ..timing import time_steps
+from ..runner.timing import time_steps
 from .hyperclean_config import SOLVER_OPTIONS, Split, load_hyperclean_data
 from .importance_data import NUM_CLASSES
 from .classifier import ClassifierTrainer, weighted_ce

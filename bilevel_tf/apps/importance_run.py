@@ -18,7 +18,8 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from .. import console, experiment, paper_cells, plots, run_folder, tensorboard_logs
+from ..runner import console, experiment, plots, run_folder, tensorboard_logs
+from .. import paper_cells
 from ..training import workers
 from . import importance_data as data
 from .classifier import ClassifierTrainer

@@ -9,7 +9,8 @@ import keras
 import numpy as np
 
 import bilevel_tf as bl
-from bilevel_tf import experiment, paper_cells, plots, tensorboard_logs, timing
+from bilevel_tf.runner import experiment, plots, tensorboard_logs, timing
+from bilevel_tf import paper_cells
 
 from . import synthetic
 

@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import plots
+from bilevel_tf.runner import plots
 
 from .synthetic_config import EXAMPLES
 

@@ -9,7 +9,8 @@ from typing import Any, Dict, Sequence
 import numpy as np
 
 import bilevel_tf as bl
-from bilevel_tf import experiment, paper_cells, tensorboard_logs
+from bilevel_tf.runner import experiment, tensorboard_logs
+from bilevel_tf import paper_cells
 
 from . import synthetic, synthetic_config
 

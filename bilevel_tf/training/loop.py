@@ -15,7 +15,7 @@ from . import workers
 from .callbacks import Callback, CSVLogger, DivergenceWatch, TensorBoard, crossed
 from .checkpoints import ResumeMismatchError, RunCheckpoints, run_config
 from .folders import FolderLock, remove_partial_files
-from ..console import Progress, status
+from ..runner.console import Progress, status
 from ..solvers.base import BilevelSolver
 from ..solvers.checks import check_positive_int
 from .sources import Source

@@ -29,7 +29,7 @@ from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
 
-from .. import _quiet
+from ..runner import quiet_tensorflow
 from ..core import distribute
 from ..core.options import STRATEGIES
 
@@ -97,7 +97,7 @@ def _join_cluster(timeout: float, verbose: int) -> tf.distribute.Strategy:
               f"({TIMEOUT_VARIABLE})", flush=True)
     t0 = time.perf_counter()
     try:
-        with contextlib.nullcontext() if verbose >= 2 else _quiet.stderr_silenced():  # its C++ retry logs
+        with contextlib.nullcontext() if verbose >= 2 else quiet_tensorflow.stderr_silenced():  # its C++ retry logs
             strategy = tf.distribute.MultiWorkerMirroredStrategy()
     except tf.errors.DeadlineExceededError:
         raise TimeoutError(f"not every worker of TF_CONFIG ({', '.join(addresses)}) joined within {timeout:g} s; "

@@ -17,7 +17,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # run from anywhere
 
-from bilevel_tf import experiment  # noqa: E402
+from bilevel_tf.runner import experiment  # noqa: E402
 from bilevel_tf.apps import hyperclean_config, importance_config  # noqa: E402  (no TensorFlow before parsing)
 
 POLLUTE_RATE = 0.5  # PBGD's default

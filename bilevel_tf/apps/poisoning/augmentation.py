@@ -8,7 +8,8 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import console, experiment, models, paper_cells, plots, run_folder, tensorboard_logs
+from bilevel_tf.runner import console, experiment, plots, run_folder, tensorboard_logs
+from bilevel_tf import models, paper_cells
 
 from .data import PoisonData
 from .solver import attack_solver_options, halve_learning_rates

@@ -11,7 +11,8 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import experiment, paper_cells, plots, run_folder, tensorboard_logs
+from bilevel_tf.runner import experiment, plots, run_folder, tensorboard_logs
+from bilevel_tf import paper_cells
 
 from .features import FeatureMap, check_features_match, feature_network
 from .runs import CleanLabelInputs

@@ -4,7 +4,7 @@ They go to file descriptor 2 from C++, so Python cannot filter them: stderr is p
 TensorFlow loads and probes its devices, then restored. Anything TensorFlow logs later still shows.
 
 ``import bilevel_tf`` changes nothing here (it does not import TensorFlow, so a runner's ``--help`` answers at
-once). A runner's parser (:class:`bilevel_tf.console.ArgumentParser`) calls :func:`quiet_tensorflow_start`
+once). A runner's parser (:class:`bilevel_tf.runner.console.ArgumentParser`) calls :func:`quiet_tensorflow_start`
 once its flags are parsed: it installs :class:`QuietTensorFlowFinder`, which makes the first ``import
 tensorflow`` of that process (``import keras`` included) a quiet one, unless ``--verbose 2`` or
 ``BILEVEL_TF_TF_LOGS=1`` asks for the logs.

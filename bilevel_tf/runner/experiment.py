@@ -1,5 +1,5 @@
 """Plumbing shared by the experiment runners: flags, seeding, results, errors (the output folder is
-:mod:`bilevel_tf.run_folder`, the flags' argparse types :mod:`bilevel_tf.flag_types`).
+:mod:`bilevel_tf.runner.run_folder`, the flags' argparse types :mod:`bilevel_tf.runner.flag_types`).
 
 A runner's app reads like its experiment::
 
@@ -29,11 +29,11 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from . import console
-from .core import options
+from ..core import options
 from .console import ArgumentParser
-from .training.files import atomic_write_text
+from ..training.files import atomic_write_text
 from .flag_types import int_range
-from .solvers import registry
+from ..solvers import registry
 
 #: --steps-per-execution default (README "Performance", benchmarks/run.py --sections overhead)
 STEPS_PER_EXECUTION = 1
@@ -151,7 +151,7 @@ def make_strategy(args: argparse.Namespace):
     if getattr(args, "strategy", "none") == "none":
         return None
     start_tensorflow(args)
-    from .training import workers
+    from ..training import workers
     try:
         return workers.make_strategy(args.strategy, verbose=args.verbose)
     except ValueError as e:
@@ -203,7 +203,7 @@ def start_tensorflow(args: argparse.Namespace) -> None:
     seed_everything(args.seed, deterministic=args.deterministic)
     random.setstate(states[0])
     np.random.set_state(states[1])
-    from .core import precision
+    from ..core import precision
     # set on every run (float32 included): a policy never leaks from one in-process run into the next
     precision.set_policy(getattr(args, "precision", options.FLOAT32))
     args._tensorflow_started = True
@@ -344,7 +344,7 @@ def run_main(main, argv: Optional[Sequence[str]] = None) -> None:
 
 def _exit_status(error: BaseException) -> Optional[int]:
     """2: cannot start/continue as asked; 1: the run failed; None: not an expected failure (a bug)."""
-    from .training.folders import CheckpointError, FolderLockedError
+    from ..training.folders import CheckpointError, FolderLockedError
     # a module not loaded raised none of its errors (and importing it would load TensorFlow)
     loop, workers = sys.modules.get("bilevel_tf.training.loop"), sys.modules.get("bilevel_tf.training.workers")
     if (loop is not None and isinstance(error, loop.NonFiniteError)) or (

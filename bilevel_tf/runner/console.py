@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, TextIO
 
-from . import _quiet
+from . import quiet_tensorflow
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -22,7 +22,7 @@ class ArgumentParser(argparse.ArgumentParser):
         known = super().parse_known_args(args, namespace)
         # a runner starts here: its TensorFlow import (later, on first use) keeps the C++ start-up logs away
         verbose = getattr(known[0], "verbose", 1)  # a runner may pre-parse with placeholder defaults
-        _quiet.quiet_tensorflow_start(verbose if isinstance(verbose, int) else 1)
+        quiet_tensorflow.quiet_tensorflow_start(verbose if isinstance(verbose, int) else 1)
         return known
 
     def error(self, message: str) -> None:  # type: ignore[override]

@@ -1,6 +1,6 @@
 """The output folder of one run (``--out``): one process at a time (a lock), one configuration (run.json),
 nothing half-written; a finished run is reused, a larger budget continues it. TensorFlow-free until the run
-starts (:func:`bilevel_tf.experiment.start_tensorflow`)."""
+starts (:func:`bilevel_tf.runner.experiment.start_tensorflow`)."""
 from __future__ import annotations
 
 import argparse
@@ -12,9 +12,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 from . import flag_roles
 from .experiment import config_of, start_tensorflow
-from .training.files import atomic_write_text
-from .training.folders import (RECORD, FolderLock, ResumeMismatchError, budget_excess, config_differences,
-                               delete_outputs, read_record, remove_partial_files)
+from ..training.files import atomic_write_text
+from ..training.folders import (RECORD, FolderLock, ResumeMismatchError, budget_excess, config_differences,
+                                delete_outputs, read_record, remove_partial_files)
 
 #: flags that change where, how loudly or how a run works, not what it computes: free to differ on a rerun
 NON_RESULT_FLAGS = flag_roles.flags_with(flag_roles.OUTPUT, flag_roles.EXECUTION)
