@@ -30,7 +30,7 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 from bilevel_tf.runner import console, experiment, plots, run_folder, tensorboard_logs
-from bilevel_tf import paper_cells
+from bilevel_tf.paper import cells
 from bilevel_tf.core import precision
 from bilevel_tf.runner.timing import time_steps
 from bilevel_tf.datasets import EpisodeSampler
@@ -268,7 +268,7 @@ def run_in_folder(args: argparse.Namespace, data: FewShotData, make_encoder: Cal
                            title=f"{data.name} {args.n_way}-way {args.k_shot}-shot, {args.method}")
     encoder.save_weights(experiment.output_path(args, "representation.weights.h5"))
     experiment.write_results(args, metrics=metrics, history=history, dataset=data.name,
-                             paper=paper_cells.paper_entry(args, data.name), solver=solver,
+                             paper=cells.paper_entry(args, data.name), solver=solver,
                              seconds_per_upper_iteration=history.seconds_per_step,
                              summary_keys=["test_accuracy", "test_accuracy_ci95", "untrained_test_accuracy"],
                              setting=f"{args.n_way}-way {args.k_shot}-shot")

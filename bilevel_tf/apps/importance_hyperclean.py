@@ -23,7 +23,8 @@ import tensorflow as tf
 import bilevel_tf as bl
 
 from ..runner import experiment, plots, run_folder, tensorboard_logs
-from .. import models, paper_cells
+from .. import models
+from ..paper import cells
 from ..core import precision
 from ..runner.timing import time_steps
 from .hyperclean_config import SOLVER_OPTIONS, Split, load_hyperclean_data
@@ -156,7 +157,7 @@ def run_in_folder(args, penalty_options: Dict[str, Any], baseline: Tuple[int, fl
                            title=f"{args.method}, {args.net} net on {args.dataset}")
     experiment.write_results(args, metrics=metrics, history=history,
                              seconds_per_upper_iteration=history.seconds_per_step, dataset=args.dataset,
-                             paper=paper_cells.paper_entry(args, args.dataset), solver=solver,
+                             paper=cells.paper_entry(args, args.dataset), solver=solver,
                              summary_keys=["test_accuracy", "noisy_baseline_test_accuracy", "f1",
                                            "cleaner_precision", "cleaner_recall"])
     return metrics

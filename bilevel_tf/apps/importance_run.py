@@ -19,7 +19,7 @@ import tensorflow as tf
 import bilevel_tf as bl
 
 from ..runner import console, experiment, plots, run_folder, tensorboard_logs
-from .. import paper_cells
+from ..paper import cells
 from ..training import workers
 from . import importance_data as data
 from .classifier import ClassifierTrainer
@@ -146,7 +146,7 @@ def _write_outputs(setup: Setup, run: run_folder.Run, metrics: Dict[str, Any], h
                                   selection_threshold=spec.selection_threshold)
     experiment.write_results(args, metrics=metrics, history=history,
                              seconds_per_upper_iteration=seconds_per_step, dataset=s.source,
-                             config=config, paper=paper_cells.paper_entry(args, s.source), solver=setup.solver,
+                             config=config, paper=cells.paper_entry(args, s.source), solver=setup.solver,
                              summary_keys=["test_accuracy", "noisy_baseline_test_accuracy", "bilevel_test_accuracy",
                                            "noise_precision", "noise_recall", "oracle_test_accuracy",
                                            "val_only_test_accuracy"])

@@ -10,7 +10,7 @@ import numpy as np
 
 import bilevel_tf as bl
 from bilevel_tf.runner import experiment, plots, tensorboard_logs, timing
-from bilevel_tf import paper_cells
+from bilevel_tf.paper import cells
 
 from . import synthetic
 
@@ -66,7 +66,7 @@ def run_toy(args, minimum_radius: float) -> Dict[str, Any]:
     plot(experiment.output_path(args, "hyper_objective.png"), x, minima, x0)
     tensorboard_logs.write_records(args, history, step="iteration")
     experiment.write_results(args, metrics=metrics, history=subsample(history), dataset="pbgd_toy",
-                             paper=paper_cells.paper_entry(args, "pbgd_toy"), solver=solver,
+                             paper=cells.paper_entry(args, "pbgd_toy"), solver=solver,
                              seconds_per_upper_iteration=seconds_per_iteration,
                              summary_keys=["fraction_at_global_minimum", "fraction_at_a_local_minimum",
                                            "converged_fraction"])

@@ -10,7 +10,7 @@ import numpy as np
 
 import bilevel_tf as bl
 from bilevel_tf.runner import experiment, tensorboard_logs
-from bilevel_tf import paper_cells
+from bilevel_tf.paper import cells
 
 from . import synthetic, synthetic_config
 
@@ -61,7 +61,7 @@ def run_sweep(args, ablation_lambdas: Sequence[float], max_curve_points: int) ->
     # the solvers' full configurations, one per (method, T); built after every cell so nothing above changes
     solvers = {f"{method}/T{t}": solver_for(example, method, t) for method in args.methods for t in args.ts}
     experiment.write_results(args, metrics=metrics, history=history, dataset="synthetic", solver=solvers,
-                             paper=paper_cells.paper_entry(args, "synthetic"),
+                             paper=cells.paper_entry(args, "synthetic"),
                              seconds_per_upper_iteration=float(np.mean(penalty)) if penalty else None,
                              config=experiment.config_of(
                                  args, settings=dataclasses.asdict(synthetic_config.PAPER_SETTINGS)))
@@ -129,6 +129,6 @@ def print_table(metrics):
         if not ex.startswith("ex"):
             continue
         for method, by_t in by_method.items():
-            cells = "  ".join(f"{t}: {m['distance_to_solution_mean']:.3g}+-{m['distance_to_solution_std']:.2g}"
-                              for t, m in by_t.items())
-            print(f"[synthetic] {ex} {method:<10} final distance  {cells}", flush=True)
+            distances = "  ".join(f"{t}: {m['distance_to_solution_mean']:.3g}+-{m['distance_to_solution_std']:.2g}"
+                                  for t, m in by_t.items())
+            print(f"[synthetic] {ex} {method:<10} final distance  {distances}", flush=True)

@@ -274,7 +274,7 @@ def write_results(args: argparse.Namespace, *, metrics: Mapping[str, Any], histo
                   solver: Any = None, setting: str = "") -> str:
     """Write ``<out>/results.json`` (experiment, method, dataset, config, metrics, history,
     seconds_per_upper_iteration, paper) atomically and print a one-line summary. ``paper``:
-    ``paper_cells.paper_entry(args, dataset)``, i.e. the published values this run compares with, or None
+    ``bilevel_tf.paper.cells.paper_entry(args, dataset)``, i.e. the published values this run compares with, or None
     and the reason it does not (recorded as ``paper_reason``). ``solver``: the bilevel solver that produced
     the result (or a mapping name -> solver); its class and full ``get_config()`` (every schedule constant,
     each optimizer's config) go into ``config["solver"]``. ``setting`` (e.g. "5-way 1-shot") follows the method

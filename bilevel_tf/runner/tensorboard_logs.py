@@ -21,7 +21,7 @@ def log_dir(args: Any, run: str = "") -> Optional[str]:
 
 def scalars(record: Mapping[str, Any]) -> Dict[str, float]:
     """The finite numbers of a record, nested dicts flattened to 'a/b' tags (lists and text left out)."""
-    from ..run_pooling import flatten
+    from ..paper.pooling import flatten
     return {tag: float(v) for tag, v in flatten(record, "/").items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 

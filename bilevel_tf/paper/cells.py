@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from .paper_results import SUPP5, TABLES, synthetic_row
-from .solvers import registry
+from .published import SUPP5, TABLES, synthetic_row
+from ..solvers import registry
 
 PERCENT = 100.0  # our accuracies are fractions, the paper's tables percentages
 SYNTHETIC_ITERATIONS = 10000  # supp. Table 4 times 10,000 upper iterations

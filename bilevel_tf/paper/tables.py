@@ -1,6 +1,6 @@
-"""Our runs next to the paper's tables: ``python -m bilevel_tf.tables RUNS_DIR``.
+"""Our runs next to the paper's tables: ``python -m bilevel_tf.paper.tables RUNS_DIR``.
 
-Finds every results.json under RUNS_DIR, places each run in the paper's tables (bilevel_tf/paper_cells.py),
+Finds every results.json under RUNS_DIR, places each run in the paper's tables (bilevel_tf/paper/cells.py),
 pools runs whose configuration differs only by seed (and output paths), and prints one markdown table per paper
 table with our mean ± s.d. (n seeds) beside the published value and the difference. Rows whose data or setting
 are not the paper's (e.g. the bundled digits) are labelled with their data set and never compared. Writes
@@ -23,8 +23,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .paper_results import TABLES
-from .run_pooling import MISSING, Group, TableResult, aggregate
+from .published import TABLES
+from .pooling import MISSING, Group, TableResult, aggregate
 
 
 # --------------------------------------------------------------------------------------------- output
@@ -113,7 +113,7 @@ def write_csv(path: str, tables: Sequence[TableResult]) -> None:
 
 def plot(path: str, t: TableResult) -> str:
     """Grouped bars: ours (± s.d.) and the paper's (± its spread) for every cell we have."""
-    from .runner.plots import pyplot
+    from ..runner.plots import pyplot
     plt = pyplot()
     pairs = [(row, column) for row in t.rows for column in t.columns if (row, column) in t.cells]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(pairs) + 2), 4.5))
@@ -140,7 +140,7 @@ def plot(path: str, t: TableResult) -> str:
 
 
 def _write(path: str, text: str) -> None:
-    from .training.files import atomic_write_text
+    from ..training.files import atomic_write_text
     atomic_write_text(path, text)
 
 
@@ -180,7 +180,7 @@ def report(runs_dir: str, tables: Optional[Sequence[str]] = None, files: bool = 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m bilevel_tf.tables", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python -m bilevel_tf.paper.tables", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=__doc__.split("\n\n", 1)[1])
     p.add_argument("runs_dir", metavar="RUNS_DIR", help="folder searched recursively for results.json files")
     p.add_argument("--tables", nargs="+", choices=list(TABLES), default=None,

@@ -1,12 +1,12 @@
 """Run a paper table's rows through the experiment runners, then print it next to the paper's.
 
-    python -m bilevel_tf.reproduce TABLE --profile cpu|paper --seeds N --out DIR [--dry-run] [-- RUNNER FLAGS]
+    python -m bilevel_tf.paper.reproduce TABLE --profile cpu|paper --seeds N --out DIR [--dry-run] [-- RUNNER FLAGS]
 
 TABLE is one of table2 (data denoising), table3 (few-shot), supp4 (synthetic timing), supp5 (poisoning),
 small_scale (supp. D.1.1). Every row of the table runs once per seed 0..N-1 as its own subprocess, one after the
 other, in DIR/<table>/<row>/seed<k> (its log in log.txt there); a finished run (results.json written by the same
 command) is skipped and an interrupted one resumes from its checkpoints, so rerunning the same command
-continues where it stopped. At the end the aggregator (python -m bilevel_tf.tables DIR) prints every table filled
+continues where it stopped. At the end the aggregator (python -m bilevel_tf.paper.tables DIR) prints every table filled
 by runs under DIR and writes DIR/tables.md, DIR/tables.csv and the PNGs.
 
 --profile paper uses the paper's data and settings (a GPU job; the estimated run time, from seconds per
@@ -26,10 +26,10 @@ import sys
 import time
 from typing import Collection, List, Optional, Sequence, Tuple
 
-from . import reproduce_plans as plans
-from .reproduce_plans import Row
+from . import plans
+from .plans import Row
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bilevel_tf/paper/..
 RECORD = "reproduce.json"   # the command that produced a run folder
 LOG = "log.txt"
 
@@ -95,7 +95,7 @@ def _hours(seconds: float) -> str:
 
 
 def estimate(rows: Sequence[Row], seeds: int, done: Collection[Tuple[str, int]] = ()) -> str:
-    """The expected wall-clock of the rows on a 2-core CPU, from the measurements in reproduce_plans; ``done``:
+    """The expected wall-clock of the rows on a 2-core CPU, from the measurements in :mod:`.plans`; ``done``:
     the (row name, seed) pairs already finished, whose time is subtracted from what is left."""
     total = seeds * sum(r.seconds for r in rows if r.seconds is not None)
     where = ("seconds per upper iteration at the paper's sizes x iterations: bilevel phase only"
@@ -140,7 +140,7 @@ def _summary(folder: str) -> str:
 def run_one(argv: List[str], folder: str) -> None:
     """Run one runner command with its output in <folder>/log.txt; raises ReproduceError on failure."""
     os.makedirs(folder, exist_ok=True)
-    from .training.files import atomic_write_text
+    from ..training.files import atomic_write_text
     atomic_write_text(os.path.join(folder, RECORD), json.dumps({"command": _identity(argv)}, indent=1))
     env = dict(os.environ)  # the runners import the same bilevel_tf as this process
     env["PYTHONPATH"] = os.pathsep.join([REPO_ROOT] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
@@ -230,7 +230,7 @@ def run_rows(table: str, rows: Sequence[Row], seeds: int, out: str, extra: Seque
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bilevel_tf.reproduce", description=__doc__.split("\n\n", 1)[1],
+    p = argparse.ArgumentParser(prog="python -m bilevel_tf.paper.reproduce", description=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("table", metavar="TABLE", choices=plans.TABLE_NAMES,
                    help="which table: " + ", ".join(plans.TABLE_NAMES))

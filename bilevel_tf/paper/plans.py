@@ -1,4 +1,4 @@
-"""The rows ``python -m bilevel_tf.reproduce`` runs for each paper table and profile.
+"""The rows ``python -m bilevel_tf.paper.reproduce`` runs for each paper table and profile.
 
 A :class:`Row` is one runner command (without --seed / --out) that fills one cell family of a table; it is run
 once per seed. ``paper`` rows use the paper's data and settings (the runners' defaults: the GPU job);
@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from .apps import few_shot_config, importance_config, synthetic_config
-from .apps.poisoning import config as poisoning_config
+from ..apps import few_shot_config, importance_config, synthetic_config
+from ..apps.poisoning import config as poisoning_config
 
 PROFILES = ("cpu", "paper")
 TABLE_NAMES = ("table2", "table3", "supp4", "supp5", "small_scale")

@@ -1,7 +1,7 @@
 """Our runs grouped for the paper's tables: find every results.json under a folder, place each run in the
-paper's cells (:mod:`bilevel_tf.paper_cells`), pool the runs whose configuration differs only by seed and run
+paper's cells (:mod:`bilevel_tf.paper.cells`), pool the runs whose configuration differs only by seed and run
 plumbing (IGNORED_KEYS), label groups that differ in a setting or a solver option, and compute each cell's mean
-and spread. :mod:`bilevel_tf.tables` renders the result."""
+and spread. :mod:`bilevel_tf.paper.tables` renders the result."""
 from __future__ import annotations
 
 import json
@@ -13,10 +13,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .runner import flag_roles
-from .training.folders import EXECUTION_OPTIONS
-from .paper_cells import Cell, place
-from .paper_results import TABLES, PaperTable
+from ..runner import flag_roles
+from ..training.folders import EXECUTION_OPTIONS
+from .cells import Cell, place
+from .published import TABLES, PaperTable
 
 #: run plumbing, seeds and extra reports (flag_roles' OUTPUT and POOLED flags), never a reason to keep runs apart
 IGNORED_KEYS = flag_roles.flags_with(flag_roles.OUTPUT, flag_roles.POOLED)
