@@ -199,7 +199,7 @@ def _overhead_problem(name: str, jit: bool):
         loader = importlib.util.spec_from_file_location("digits_runner", path)
         runner = importlib.util.module_from_spec(loader)
         loader.loader.exec_module(runner)
-        from bilevel_tf.apps import importance
+        from bilevel_tf.apps.denoising import importance
         argv = ["--dataset", "digits", "--out", tempfile.mkdtemp(), "--verbose", "0"] + (["--jit"] if jit else [])
         args, spec = importance._parse(runner.SPEC, argv)
         setup = importance.prepare(spec, args, warm_start=False)

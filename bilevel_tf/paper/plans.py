@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from ..apps import few_shot_config, importance_config, synthetic_config
+from ..apps import few_shot_config, synthetic_config
+from ..apps.denoising import config as denoising_config
 from ..apps.poisoning import config as poisoning_config
 
 PROFILES = ("cpu", "paper")
@@ -23,9 +24,9 @@ DEFAULT_METHODS = {"table2": ("penalty", "approxgrad"), "table3": ("penalty", "a
                    "supp4": ("gd", "rmd", "approxgrad", "penalty"), "supp5": ("penalty", "approxgrad"),
                    "small_scale": ("penalty", "rmd")}
 #: which methods each table's runners accept: their app's method table
-RUNNER_METHODS = {"table2": importance_config.METHODS, "table3": few_shot_config.METHODS,
+RUNNER_METHODS = {"table2": denoising_config.METHODS, "table3": few_shot_config.METHODS,
                   "supp4": synthetic_config.METHODS, "supp5": poisoning_config.METHODS,
-                  "small_scale": importance_config.METHODS}
+                  "small_scale": denoising_config.METHODS}
 
 
 @dataclass(frozen=True)

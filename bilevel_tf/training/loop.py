@@ -48,7 +48,7 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     callable ``step -> batch``, or a Python iterable (fast-forwarded on resume). For resumes that are exact
     to the bit, repeat a shuffled dataset yourself *before* its parallel ``map``/``prefetch`` stages: a
     checkpoint taken while those buffers already hold the end of a pass can restore (TF 2.21) with another
-    shuffle order for the next pass (``bilevel_tf.apps.importance_data.indexed_batches(cycle=True)`` does so).
+    shuffle order for the next pass (``bilevel_tf.apps.denoising.data.indexed_batches(cycle=True)`` does so).
 
     ``steps_per_execution`` (Keras' name and meaning): up to k upper iterations run inside ONE compiled call
     (:meth:`BilevelSolver.run_feeds`), which removes TensorFlow's per-call overhead on small problems. The

@@ -1,5 +1,5 @@
 """The hyper-cleaning runner's flags (PBGD's names) and per-(method, net) defaults, without TensorFlow: the
-runner parses them (and answers ``--help``) before :mod:`bilevel_tf.apps.importance_hyperclean` loads."""
+runner parses them (and answers ``--help``) before :mod:`bilevel_tf.apps.denoising.hyper_cleaning` loads."""
 from __future__ import annotations
 
 import argparse
@@ -9,12 +9,12 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..runner import console, experiment, run_folder
-from .. import datasets
-from ..core import options
-from ..runner.flag_types import float_range, int_range, nonnegative_float
-from ..solvers import registry
-from .importance_data import NUM_CLASSES
+from ...runner import console, experiment, run_folder
+from ... import datasets
+from ...core import options
+from ...runner.flag_types import float_range, int_range, nonnegative_float
+from ...solvers import registry
+from .data import NUM_CLASSES
 
 Split = Tuple[np.ndarray, np.ndarray]
 
@@ -151,13 +151,13 @@ def load_hyperclean_data(name: str, pollute_rate: float, seed: int,
 
 def run_hyper_cleaning(args: argparse.Namespace, penalty_options: Dict[str, Any],
                        baseline: Tuple[int, float] = (5000, 0.1)) -> Dict[str, Any]:
-    """The experiment (:func:`importance_hyperclean.run_in_folder`); ``baseline`` = (steps, SGD learning rate)
+    """The experiment (:func:`hyper_cleaning.run_in_folder`); ``baseline`` = (steps, SGD learning rate)
     of the uniform-weight reference net. The data files and the run folder are checked before TensorFlow
     loads."""
     data = load_hyperclean_data(args.dataset, args.pollute_rate, args.seed, args.data_dir)
 
     def in_folder(run: run_folder.Run) -> Dict[str, Any]:
-        from .importance_hyperclean import run_in_folder  # TensorFlow loads here, after the folder's checks
+        from .hyper_cleaning import run_in_folder  # TensorFlow loads here, after the folder's checks
         return run_in_folder(args, penalty_options, baseline, data, run)
 
     return run_folder.Run.once(args, in_folder, data=experiment.fingerprint(data[0][1], data[1][1], data[0][0][:256]))

@@ -15,10 +15,10 @@ batches; after every epoch renormalise a <- 0.5 a / mean(a) clipped to [1e-5, 0.
 Evaluation (DESIGN section 3): ``test_accuracy`` = a fresh classifier trained with the learned
 importance as example weights on train + val; ``noisy_baseline_test_accuracy`` = the same model and budget
 with uniform weights; ``bilevel_test_accuracy`` = the lower-level network itself (the number the original
-printed); ``noise_precision`` / ``noise_recall`` from :func:`importance_eval.noise_detection`.
+printed); ``noise_precision`` / ``noise_recall`` from :func:`evaluation.noise_detection`.
 
 A runner defines a :class:`DenoisingSpec` (its constants and hyperparameter table, in
-:mod:`importance_config`, which parses the flags without TensorFlow) and calls :func:`run_denoising`.
+:mod:`.config`, which parses the flags without TensorFlow) and calls :func:`run_denoising`.
 """
 from __future__ import annotations
 
@@ -33,14 +33,14 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from ..runner import console, experiment
-from .. import datasets
-from ..runner.timing import time_steps
-from . import importance_data as data
-from .classifier import train_classifier, weighted_ce
-from .importance_eval import Predictor, importance_of, logits_of
-from .importance_optim import PerExampleAdam
-from .importance_config import BORROWED_ROWS, PENALTY_SCHEDULE, SOLVER_OPTIONS, DenoisingSpec, load_splits, parse
+from ...runner import console, experiment
+from ... import datasets
+from ...runner.timing import time_steps
+from . import data
+from ..classifier import train_classifier, weighted_ce
+from .evaluation import Predictor, importance_of, logits_of
+from .per_example_adam import PerExampleAdam
+from .config import BORROWED_ROWS, PENALTY_SCHEDULE, SOLVER_OPTIONS, DenoisingSpec, load_splits, parse
 
 CLIP = (1e-5, 0.99999)
 #: keys of a hyperparameter row that are not solver keyword arguments

@@ -22,15 +22,15 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from ..runner import experiment, plots, run_folder, tensorboard_logs
-from .. import models
-from ..paper import cells
-from ..core import precision
-from ..runner.timing import time_steps
-from .hyperclean_config import SOLVER_OPTIONS, Split, load_hyperclean_data
-from .importance_data import NUM_CLASSES
-from .classifier import ClassifierTrainer, weighted_ce
-from .importance_eval import accuracy_curves, noise_detection
+from ...runner import experiment, plots, run_folder, tensorboard_logs
+from ... import models
+from ...paper import cells
+from ...core import precision
+from ...runner.timing import time_steps
+from .hyper_cleaning_config import SOLVER_OPTIONS, Split, load_hyperclean_data
+from .data import NUM_CLASSES
+from ..classifier import ClassifierTrainer, weighted_ce
+from .evaluation import accuracy_curves, noise_detection
 
 def build_net(net: str, input_dim: int) -> keras.Model:
     if net == "linear":
@@ -118,7 +118,7 @@ def time_upper_iterations(args: argparse.Namespace, penalty_options: Dict[str, A
 
 def run_in_folder(args, penalty_options: Dict[str, Any], baseline: Tuple[int, float], data,
                   run: run_folder.Run) -> Dict[str, Any]:
-    """The experiment in its open run folder (:func:`hyperclean_config.run_hyper_cleaning` loads the data and
+    """The experiment in its open run folder (:func:`hyper_cleaning_config.run_hyper_cleaning` loads the data and
     opens it); returns the metrics."""
     train, val, test, dirty, y_clean = data
     task = HyperCleaning(args.net, train, val, args.reg, args.seed)

@@ -1,6 +1,6 @@
 """Evaluation for importance learning: batched predictions, the lower level's accuracies during the bilevel
 phase, noise detection, the importance parametrization, accuracy curves (a run's own evaluations, which read its
-``Setup``, are in :mod:`.importance_run`)."""
+``Setup``, are in :mod:`.run`)."""
 from __future__ import annotations
 
 from typing import Dict, Sequence

@@ -1,6 +1,6 @@
 """One importance-learning run in its open folder: the warm start, the bilevel phase (``bl.fit`` with the
 epoch-end renormalisation and the lower level's evaluation), the fresh classifiers on the learned weighting and
-the baselines', the figures and results.json. :func:`importance_config.run_denoising` parses, loads the data
+the baselines', the figures and results.json. :func:`config.run_denoising` parses, loads the data
 and opens the folder first, then calls :func:`run_in_folder`."""
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from ..runner import console, experiment, plots, run_folder, tensorboard_logs
-from ..paper import cells
-from ..training import workers
-from . import importance_data as data
-from .classifier import ClassifierTrainer
+from ...runner import console, experiment, plots, run_folder, tensorboard_logs
+from ...paper import cells
+from ...training import workers
+from . import data
+from ..classifier import ClassifierTrainer
 from .importance import EpochEnd, Setup, prepare
-from .importance_config import DenoisingSpec
-from .importance_eval import Predictor, accuracy_curves, noise_detection
+from .config import DenoisingSpec
+from .evaluation import Predictor, accuracy_curves, noise_detection
 
 
 def read_warm_start(path: str) -> Optional[Dict[str, Any]]:

@@ -1,7 +1,7 @@
 """The importance-learning runners' configuration: the spec a runner fills in, its flags, the demo settings.
 
 Nothing here imports TensorFlow, so a runner parses its flags (and answers ``--help``) at once; the
-experiment itself (:mod:`bilevel_tf.apps.importance`) loads after parsing.
+experiment itself (:mod:`bilevel_tf.apps.denoising.importance`) loads after parsing.
 """
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
-from ..runner import console, experiment, run_folder
-from ..runner.flag_types import float_range, int_range, positive_float
-from ..core.options import DEFAULT_SCHEDULE
-from . import importance_data as data
-from ..solvers import registry
-from .importance_data import NUM_CLASSES, Sizes
+from ...runner import console, experiment, run_folder
+from ...runner.flag_types import float_range, int_range, positive_float
+from ...core.options import DEFAULT_SCHEDULE
+from . import data
+from ...solvers import registry
+from .data import NUM_CLASSES, Sizes
 
 
 def _adam(rate: float) -> Dict[str, Any]:
@@ -86,7 +86,7 @@ class DenoisingSpec:
 
     def classifier(self, name: str, input_shape: Tuple[int, ...]):
         """A fresh Keras classifier: the paper's (``name == "paper"``) or one of :data:`SMALL_MODELS`."""
-        from .. import models  # Keras loads here, after the flags are parsed
+        from ... import models  # Keras loads here, after the flags are parsed
         if name != "paper":
             factory, options = SMALL_MODELS[name]
             return getattr(models, factory)(input_shape, num_classes=NUM_CLASSES, **options)
@@ -245,13 +245,13 @@ def run_denoising(argv: Optional[Sequence[str]], spec: DenoisingSpec) -> Dict[st
     strategy = experiment.make_strategy(args)  # None without loading TensorFlow for --strategy none
     chief = True
     if strategy is not None:  # only the chief writes the shared folder; the others read it
-        from ..training import workers
+        from ...training import workers
         chief = workers.is_chief(strategy)
     splits = load_splits(spec, args)  # before the run folder is touched: missing data loses no checkpoint (--fresh)
     data_fingerprint = experiment.fingerprint(splits.y_train, splits.y_val, splits.x_train[:256], splits.x_val[:256])
 
     def in_folder(run: run_folder.Run) -> Dict[str, Any]:
-        from .importance_run import run_in_folder  # TensorFlow loads here, after the folder's checks
+        from .run import run_in_folder  # TensorFlow loads here, after the folder's checks
         return run_in_folder(args, spec, splits, run, strategy)
 
     return run_folder.Run.once(args, in_folder, chief=chief, data=data_fingerprint)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from .. import datasets
+from ... import datasets
 
 if TYPE_CHECKING:  # TensorFlow is imported where it is used: the runners parse their flags without it
     import tensorflow as tf
@@ -216,4 +216,4 @@ def epochs_to_steps(epochs: float, n: int, batch_size: int) -> int:
 
 def default_svhn_dir() -> str:
     """Where ``data_denoising/svhn/pre_process_svhn_data.py`` writes the HDF5 cache (next to the runner)."""
-    return os.fspath(Path(__file__).resolve().parents[2] / "data_denoising" / "svhn")
+    return os.fspath(Path(__file__).resolve().parents[3] / "data_denoising" / "svhn")
