@@ -11,7 +11,7 @@ from test_offline_smoke import PAPER_RUNNERS
 
 from bilevel_tf.runner import console, experiment, plots
 from bilevel_tf.core import options
-from bilevel_tf.apps import few_shot_config
+from bilevel_tf.apps.few_shot import config as few_shot_config
 from bilevel_tf.apps.denoising import config as denoising_config
 
 OMNIGLOT = "few_shot/omniglot/test_bilevel_few_shot_learning_omniglot.py"

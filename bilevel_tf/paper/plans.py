@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from ..apps import few_shot_config, synthetic_config
+from ..apps.few_shot import config as few_shot_config
+from ..apps import synthetic_config
 from ..apps.denoising import config as denoising_config
 from ..apps.poisoning import config as poisoning_config
 

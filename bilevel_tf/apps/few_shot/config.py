@@ -1,5 +1,5 @@
 """What a few-shot runner needs before TensorFlow loads: its flags (parsed, and ``--help`` answered, at once)
-and the containers its data loader fills. The experiment itself is :mod:`bilevel_tf.apps.few_shot`."""
+and the containers its data loader fills. The experiment itself is :mod:`bilevel_tf.apps.few_shot.meta_learning`."""
 from __future__ import annotations
 
 import argparse
@@ -8,10 +8,10 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..runner import console, experiment, run_folder
-from ..runner.flag_types import finite_float, float_range, nonnegative_float, positive_float
-from ..datasets import EpisodeSampler, load_digits, rotate_classes
-from ..solvers import registry
+from ...runner import console, experiment, run_folder
+from ...runner.flag_types import finite_float, float_range, nonnegative_float, positive_float
+from ...datasets import EpisodeSampler, load_digits, rotate_classes
+from ...solvers import registry
 
 ADAM_EPSILON = 1e-8  # tf.train.AdamOptimizer's default, used by every optimizer of the original
 
@@ -199,14 +199,14 @@ def sampler(data: FewShotData, which: str, args: argparse.Namespace) -> EpisodeS
 
 
 def run(args: argparse.Namespace, data: FewShotData, make_encoder: Callable[[Tuple[int, ...]], Any]) -> Dict:
-    """Meta-train, evaluate and write the results (:func:`bilevel_tf.apps.few_shot.run_in_folder`); the task
+    """Meta-train, evaluate and write the results (:func:`.meta_learning.run_in_folder`); the task
     sizes and the run folder are checked first, before TensorFlow loads. ``make_encoder(image_shape)`` builds
     the representation. Returns the metrics."""
     train_sampler, test_sampler = sampler(data, "train", args), sampler(data, "test", args)
     fingerprint = experiment.fingerprint(data.train.labels, data.test.labels, data.train.images[:64])
 
     def in_folder(run: run_folder.Run) -> Dict:
-        from .few_shot import run_in_folder  # TensorFlow loads here, after the folder's checks
+        from .meta_learning import run_in_folder  # TensorFlow loads here, after the folder's checks
         return run_in_folder(args, data, make_encoder, train_sampler, test_sampler, run)
 
     return run_folder.Run.once(args, in_folder, data=fingerprint)

@@ -36,7 +36,7 @@ from bilevel_tf.runner.timing import time_steps
 from bilevel_tf.datasets import EpisodeSampler
 from bilevel_tf.models import CosineClassifier, cosine_logits, taskwise_encoder
 
-from .few_shot_config import ADAM_EPSILON, SOLVER_OPTIONS, FewShotData, sampler
+from .config import ADAM_EPSILON, SOLVER_OPTIONS, FewShotData, sampler
 
 CI95_Z = 1.96
 
@@ -218,7 +218,7 @@ def seconds_per_upper_iteration(model: FewShotModel, args: argparse.Namespace, k
 # ---------------------------------------------------------------------------------------------- driver
 def run_in_folder(args: argparse.Namespace, data: FewShotData, make_encoder: Callable[[Tuple[int, ...]], keras.Model],
                   train_sampler: EpisodeSampler, test_sampler: EpisodeSampler, run: run_folder.Run) -> Dict:
-    """Meta-train with the chosen solver in the open run folder (:func:`few_shot_config.run` opens it), evaluate
+    """Meta-train with the chosen solver in the open run folder (:func:`.config.run` opens it), evaluate
     as the paper, write results.json and the accuracy curves. Returns the metrics."""
     encoder = make_encoder(data.image_shape)
     model = FewShotModel(encoder, args.n_way, args.meta_batch, seed=args.seed)
