@@ -186,7 +186,7 @@ def run_compare(spec: Dict[str, Any]) -> None:
 def _overhead_problem(name: str, jit: bool):
     """(solver, upper data, lower data, (upper batch, lower batch) for the solver.run floor)."""
     if name == "ex1":  # paper Example 1, u, v in R^10, Penalty with T = 10, full batch (no data)
-        from bilevel_tf.apps import synthetic, synthetic_config
+        from bilevel_tf.apps.synthetic import problems as synthetic, config as synthetic_config
         example = synthetic.make_example(1, dim=10)
         solver = bl.make_solver("penalty", example.problem, inner_steps=10, jit_compile=jit,  # the paper's setup
                                 **synthetic_config.SOLVER_OPTIONS["penalty"](synthetic_config.PAPER_SETTINGS))

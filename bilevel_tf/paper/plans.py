@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 from ..apps.few_shot import config as few_shot_config
-from ..apps import synthetic_config
+from ..apps.synthetic import config as synthetic_config
 from ..apps.denoising import config as denoising_config
 from ..apps.poisoning import config as poisoning_config
 

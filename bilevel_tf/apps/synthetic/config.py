@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Dict
 
-from ..solvers import registry
+from ...solvers import registry
 
 EXAMPLES = (1, 2, 3, 4)
 

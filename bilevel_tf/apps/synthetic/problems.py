@@ -37,7 +37,7 @@ import tensorflow as tf
 import bilevel_tf as bl
 from bilevel_tf.runner import plots
 
-from .synthetic_config import EXAMPLES
+from .config import EXAMPLES
 
 BOX = 5.0  # |u_i|, |v_i| <= BOX
 

@@ -12,7 +12,7 @@ import bilevel_tf as bl
 from bilevel_tf.runner import experiment, tensorboard_logs
 from bilevel_tf.paper import cells
 
-from . import synthetic, synthetic_config
+from . import problems, config as synthetic_config
 
 
 def run_sweep(args, ablation_lambdas: Sequence[float], max_curve_points: int) -> Dict[str, Any]:
@@ -21,8 +21,8 @@ def run_sweep(args, ablation_lambdas: Sequence[float], max_curve_points: int) ->
     trial_log = log if args.verbose >= 2 else None
     sizes = dict(dim=args.dim, iterations=args.iterations, record_every=args.record_every, seed=args.seed,
                  jit=args.jit, settings=synthetic_config.PAPER_SETTINGS)
-    cache = synthetic.CellCache(experiment.checkpoint_dir(args), sizes)
-    steps = synthetic.record_iterations(args.iterations, args.record_every)
+    cache = problems.CellCache(experiment.checkpoint_dir(args), sizes)
+    steps = problems.record_iterations(args.iterations, args.record_every)
     trial_options = dict(iterations=args.iterations, record_every=args.record_every, seed=args.seed, log=trial_log)
 
     def cell(key, example, make_runner, trials, schedule=None):
@@ -30,8 +30,8 @@ def run_sweep(args, ablation_lambdas: Sequence[float], max_curve_points: int) ->
         if done is not None and done.curves.shape[0] == trials:
             log(f"{key}: cached")
             return done
-        result = synthetic.run_trials(make_runner(), example, trials=trials, schedule=schedule, **trial_options)
-        m = synthetic.cell_metrics(result)
+        result = problems.run_trials(make_runner(), example, trials=trials, schedule=schedule, **trial_options)
+        m = problems.cell_metrics(result)
         log(f"{key}: final distance {m['distance_to_solution_mean']:.4g} +- {m['distance_to_solution_std']:.2g}, "
             f"{m['seconds_per_upper_iteration'] * 1e6:.1f} us/iter")
         return cache.put(key, result)
@@ -42,13 +42,13 @@ def run_sweep(args, ablation_lambdas: Sequence[float], max_curve_points: int) ->
 
     metrics, history = {}, []
     for e in args.examples:
-        example = synthetic.make_example(e, args.dim, args.seed)
+        example = problems.make_example(e, args.dim, args.seed)
         for method in args.methods:
             for t in args.ts:
                 c = cell(f"ex{e}/{method}/T{t}", example, lambda: solver_for(example, method, t), args.trials)
-                metrics.setdefault(f"ex{e}", {}).setdefault(method, {})[f"T{t}"] = synthetic.cell_metrics(c)
+                metrics.setdefault(f"ex{e}", {}).setdefault(method, {})[f"T{t}"] = problems.cell_metrics(c)
                 history.append(dict(example=e, method=method, T=t,
-                                    **synthetic.mean_curve(c, steps, max_curve_points)))
+                                    **problems.mean_curve(c, steps, max_curve_points)))
     if not args.skip_ablation:
         metrics["ablation"] = run_ablation(args, cell, steps, history, ablation_lambdas, max_curve_points)
 
@@ -70,7 +70,7 @@ def run_sweep(args, ablation_lambdas: Sequence[float], max_curve_points: int) ->
 
 def run_ablation(args, cell, steps, history, ablation_lambdas, max_curve_points):
     """Penalty on Ex.1 with lam_0 in ``ablation_lambdas``, with and without nu (one solver per (T, nu))."""
-    example = synthetic.make_example(1, args.dim, args.seed)
+    example = problems.make_example(1, args.dim, args.seed)
     out = {}
     for use_nu in (True, False):
         settings = dataclasses.replace(synthetic_config.PAPER_SETTINGS, use_nu=use_nu)
@@ -82,15 +82,15 @@ def run_ablation(args, cell, steps, history, ablation_lambdas, max_curve_points)
                 if not runners:
                     solver = bl.make_solver("penalty", example.problem, inner_steps=t, jit_compile=args.jit,
                                             **synthetic_config.SOLVER_OPTIONS["penalty"](settings))
-                    runners.append(synthetic.TrialRunner(solver, example.distance, args.record_every))
+                    runners.append(problems.TrialRunner(solver, example.distance, args.record_every))
                 return runners[0]
 
             for lam0 in ablation_lambdas:
                 c = cell(f"ablation/{row}/T{t}/lam{lam0:g}", example, make_runner, args.ablation_trials,
                          schedule=dict(lam=lam0))
-                out.setdefault(row, {}).setdefault(f"T{t}", {})[f"lam0={lam0:g}"] = synthetic.cell_metrics(c)
+                out.setdefault(row, {}).setdefault(f"T{t}", {})[f"lam0={lam0:g}"] = problems.cell_metrics(c)
                 history.append(dict(example=1, method="penalty", T=t, ablation=dict(lam0=lam0, use_nu=use_nu),
-                                    **synthetic.mean_curve(c, steps, max_curve_points)))
+                                    **problems.mean_curve(c, steps, max_curve_points)))
     return out
 
 
@@ -111,7 +111,7 @@ def write_figures(args, history):
               "fig5.png": "Penalty on Ex.1: lam_0 and nu (supp. fig. 7)"}
     for name, grid in figures.items():
         if grid:
-            synthetic.plot_grid(experiment.output_path(args, name), grid, xlabel="upper iteration",
+            problems.plot_grid(experiment.output_path(args, name), grid, xlabel="upper iteration",
                                 ylabel="distance to solution", title=titles[name])
 
 
