@@ -5,7 +5,8 @@
 Solvers: :class:`Penalty` (Mehra & Hamm, ACML 2021), :class:`ApproxGrad`, :class:`RMD` (RHG / T-RHG),
 :class:`GD`, :class:`VPBGD`, :class:`GPBGD`, and the field's stochastic and first-order methods :class:`SOBA`,
 :class:`SABA` (variance reduced, over a :class:`FiniteSum`), :class:`AmIGO`, :class:`StocBiO`, :class:`F2SA`,
-:class:`BOME`, and :class:`Implicit` (CG / Neumann linear solves). Each ``solver.step(upper_batch,
+:class:`BOME`, and :class:`Implicit` (CG / Neumann linear solves); Penalty's schedule is a
+:class:`PenaltySchedule`, its presets the factories of :mod:`penalty_schedules`. Each ``solver.step(upper_batch,
 lower_batch)`` is one compiled upper iteration; :func:`fit` runs many with progress, logging and checkpoint/resume.
 
 Importing the package is cheap and changes nothing else in the process: TensorFlow loads the first time a name
@@ -29,6 +30,8 @@ _LAZY = {
     **_names("solvers.base", "BilevelSolver"),
     **{entry.class_name: entry.target for entry in _registry.entries()},
     **_names("solvers.registry", "METHODS"), **_names("solvers.factory", "SOLVERS", "get_solver", "make_solver"),
+    **_names("solvers.penalty_schedule", "PenaltySchedule"),
+    "penalty_schedules": f"{__name__}.solvers.penalty_schedules",
     **{name: f"{__name__}.core.{name}" for name in ("autodiff", "constraints", "precision", "tensor_ops")},
     "toy": f"{__name__}.toy",
     **_names("training.loop", "fit", "History", "NonFiniteError"),

@@ -7,7 +7,7 @@ import pytest
 
 from runner_utils import assert_solver_config, run_runner
 
-from bilevel_tf.core import options
+from bilevel_tf.solvers.penalty_schedules import DEFAULT_SCHEDULE
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
@@ -75,7 +75,7 @@ def test_denoising_runner_smoke(tmp_path, runner, method, model):
         text = (tmp_path / "results.json").read_text()
         hp = json.loads(text)["config"]["hyperparams"]
         assert "NaN" not in text and "c_rho" not in hp
-        assert (hp["schedule"], hp["lr_u"]) == (options.DEFAULT_SCHEDULE, 0.3)
+        assert (hp["schedule"], hp["lr_u"]) == (DEFAULT_SCHEDULE, 0.3)
     if method == "gd":  # f does not depend on u directly: naive alternation never moves the importance
         assert result["metrics"]["noise_precision"] == result["metrics"]["warm_start_noise_precision"]
 

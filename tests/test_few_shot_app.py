@@ -61,7 +61,7 @@ def test_problem_step_resets_heads_trains_representation_without_retracing():
         logs = solver.step((qx, qy), (sx, sy))
         assert np.isfinite(float(logs["upper_loss"])) and np.isfinite(float(logs["lower_loss"]))
         assert np.abs(model.head.W.numpy()).max() < 1.0
-    assert solver.trace_count == 1 and solver.lr_decay == 0.99
+    assert solver.trace_count == 1 and solver.penalty_schedule.lr_decay == 0.99
     assert any(not np.allclose(b, v.numpy()) for b, v in zip(before, model.encoder.trainable_variables))
 
 

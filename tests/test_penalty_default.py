@@ -116,7 +116,7 @@ def test_curvature_calibration_of_the_previous_default():
     s = solver.schedule()
     assert s["rho"] == pytest.approx(np.linalg.norm(w) / np.linalg.norm(q.H @ q.H @ w), rel=1e-4)
     assert s["lam"] == pytest.approx(0.1 * np.linalg.norm(w) / np.linalg.norm(q.H @ w), rel=1e-4)
-    assert solver.lower_step_scale is None and not solver.average_lower
+    assert solver.lower_step_scale is None and not solver.penalty_schedule.average_lower
 
 
 def test_lower_scale_and_averaging_follow_the_options():
@@ -156,7 +156,7 @@ def test_calibration_survives_a_checkpoint_and_reset_recalibrates(tmp_path):
 def test_explicit_values_override_the_preset():
     q = Quadratic()
     solver = bl.Penalty(q.problem(), rho=3.0, lam=0.5)
-    assert solver.auto == () and solver.calibrated is not None  # still probed, for the lower scale
+    assert solver.penalty_schedule.auto == () and solver.calibrated is not None  # still probed, for the lower scale
     solver.step()
     assert solver.schedule()["rho"] == 3.0 and solver.schedule()["lam"] == 0.5
     config = bl.Penalty(Quadratic().problem(), schedule="original", lr_decay=None, c_rho=2.0).get_config()

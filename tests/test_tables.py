@@ -9,8 +9,8 @@ import warnings
 import numpy as np
 import pytest
 
-from bilevel_tf.core import options
 from bilevel_tf.paper import cells, pooling, tables
+from bilevel_tf.solvers.penalty_schedules import DEFAULT_SCHEDULE
 from bilevel_tf.paper.published import TABLES
 from runner_utils import run_runner
 
@@ -244,7 +244,7 @@ def test_runs_of_two_methods_by_the_runners_share_one_row(tmp_path):
     t2 = table_named(pooling.aggregate(str(tmp_path))[0], "table2")
     assert t2.rows == ["digits (25) [mnist_large_scale]"]
     row = t2.rows[0]
-    penalty = f"Penalty [schedule={options.DEFAULT_SCHEDULE}]"  # the digits demo runs the library default
+    penalty = f"Penalty [schedule={DEFAULT_SCHEDULE}]"  # the digits demo runs the library default
     assert {c for (r, c) in t2.cells if r == row} == {penalty, "ApproxGrad", "Oracle", "Val-Only", "Train+Val"}
     assert cell(t2, row, penalty).stats[2] == 2 and cell(t2, row, "ApproxGrad").stats[2] == 1
     assert cell(t2, row, "Train+Val").stats[2] == 2  # once per seed, from either method's run

@@ -10,7 +10,7 @@ from runner_utils import load_runner
 from test_offline_smoke import PAPER_RUNNERS
 
 from bilevel_tf.runner import console, experiment, plots
-from bilevel_tf.core import options
+from bilevel_tf.solvers.penalty_schedules import DEFAULT_SCHEDULE
 from bilevel_tf.apps.few_shot import config as few_shot_config
 from bilevel_tf.apps.denoising import config as denoising_config
 
@@ -66,7 +66,7 @@ def test_the_digits_demo_names_the_constants_it_replaces(tmp_path, capsys):
     args, _ = denoising_config.parse(spec, ["--dataset", "digits", "--epochs", "7", "--out", str(tmp_path)])
     line, = [line for line in capsys.readouterr().out.splitlines() if "--dataset digits" in line]
     assert "pretrain_epochs 100->50" in line and "model paper->mlp" in line
-    assert f"schedule original->{options.DEFAULT_SCHEDULE}" in line
+    assert f"schedule original->{DEFAULT_SCHEDULE}" in line
     replaced = {item.split()[0] for item in line.split(" sets ", 1)[1].split(", ")}
     assert "epochs" not in replaced and args.epochs == 7  # given as a flag: nothing replaced
 

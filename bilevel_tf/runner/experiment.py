@@ -33,7 +33,7 @@ from ..core import options
 from .console import ArgumentParser
 from ..training.files import atomic_write_text
 from .flag_types import int_range
-from ..solvers import registry
+from ..solvers import penalty_schedules, registry
 
 #: --steps-per-execution default (README "Performance", benchmarks/run.py --sections overhead)
 STEPS_PER_EXECUTION = 1
@@ -121,11 +121,9 @@ def parser(description: str, *, method: str = "penalty", methods: Optional[Seque
 
 def add_schedule_flag(p: argparse.ArgumentParser, default: str) -> None:
     """``--schedule``: the Penalty method's schedule preset (see ``bl.Penalty``)."""
-    p.add_argument("--schedule", default=default, choices=list(options.PENALTY_SCHEDULES),
-                   help="Penalty schedule: balanced (the library default: a damped multiplier step every "
-                        "iteration, penalty and lower step scaled to the problem's curvature), auglag (the "
-                        "previous default), original (the code behind the paper's tables: its constants from this "
-                        "runner's table), paper (Algorithm 2 as printed)")
+    described = ", ".join(f"{name} ({penalty_schedules.summary(name)})" for name in penalty_schedules.SCHEDULES)
+    p.add_argument("--schedule", default=default, choices=list(penalty_schedules.SCHEDULES),
+                   help=f"Penalty schedule: {described}; original runs with this runner's constants")
 
 
 def add_fit_flags(p: argparse.ArgumentParser, strategy: bool = True) -> None:

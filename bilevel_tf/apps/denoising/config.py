@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from ...runner import console, experiment, run_folder
 from ...runner.flag_types import float_range, int_range, positive_float
-from ...core.options import DEFAULT_SCHEDULE
+from ...solvers.penalty_schedules import DEFAULT_SCHEDULE
 from . import data
 from ...solvers import registry
 from .data import NUM_CLASSES, Sizes

@@ -11,9 +11,8 @@ import numpy as np
 
 from ...runner import console, experiment, run_folder
 from ... import datasets
-from ...core import options
 from ...runner.flag_types import float_range, int_range, nonnegative_float
-from ...solvers import registry
+from ...solvers import penalty_schedules, registry
 from .data import NUM_CLASSES
 
 Split = Tuple[np.ndarray, np.ndarray]
@@ -78,7 +77,7 @@ def add_flags(p: argparse.ArgumentParser, table: Optional[Dict[Tuple[str, str], 
                        help=what + (f" (default for the linear net: {per_method}; MLP rows may differ)"
                                     if per_method else ""))
     p.add_argument("--eval_every", type=count, default=10, help="evaluate (test accuracy, F1) every N steps")
-    experiment.add_schedule_flag(p, options.DEFAULT_SCHEDULE)
+    experiment.add_schedule_flag(p, penalty_schedules.DEFAULT_SCHEDULE)
 
 
 def apply_defaults(args: argparse.Namespace, table: Dict[Tuple[str, str], Dict[str, Any]]) -> None:
