@@ -29,8 +29,8 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 from bilevel_tf import models
-from bilevel_tf.apps.importance import ImportanceLearning
-from bilevel_tf.apps.importance_optim import PerExampleAdam
+from bilevel_tf.apps.denoising.importance import ImportanceLearning
+from bilevel_tf.apps.denoising.per_example_adam import PerExampleAdam
 
 #: per method: ``bl.make_solver``'s options with the denoising runners' settings (the values matter little for
 #: timing). Learning rates are the slots' default classes: Adam, and plain SGD for RMD and the PBGD solvers.

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf.sources import Feed
+from bilevel_tf.training.sources import Feed
 from simulated_problem import BlockSampler, SimulatedProblem
 
 #: Per method, the ``bl.make_solver`` options we recommend on this problem in full batch, chosen with

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import autodiff
+from bilevel_tf.core import autodiff
 from simulated_problem import SimulatedProblem
 from simulated_runs import chunk_functions
 

@@ -29,7 +29,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import bilevel_tf as bl  # noqa: E402
-from bilevel_tf import autodiff  # noqa: E402
+from bilevel_tf.core import autodiff  # noqa: E402
 import measure  # noqa: E402
 import problems  # noqa: E402
 
@@ -186,7 +186,7 @@ def run_compare(spec: Dict[str, Any]) -> None:
 def _overhead_problem(name: str, jit: bool):
     """(solver, upper data, lower data, (upper batch, lower batch) for the solver.run floor)."""
     if name == "ex1":  # paper Example 1, u, v in R^10, Penalty with T = 10, full batch (no data)
-        from bilevel_tf.apps import synthetic, synthetic_config
+        from bilevel_tf.apps.synthetic import problems as synthetic, config as synthetic_config
         example = synthetic.make_example(1, dim=10)
         solver = bl.make_solver("penalty", example.problem, inner_steps=10, jit_compile=jit,  # the paper's setup
                                 **synthetic_config.SOLVER_OPTIONS["penalty"](synthetic_config.PAPER_SETTINGS))
@@ -199,7 +199,7 @@ def _overhead_problem(name: str, jit: bool):
         loader = importlib.util.spec_from_file_location("digits_runner", path)
         runner = importlib.util.module_from_spec(loader)
         loader.loader.exec_module(runner)
-        from bilevel_tf.apps import importance
+        from bilevel_tf.apps.denoising import importance
         argv = ["--dataset", "digits", "--out", tempfile.mkdtemp(), "--verbose", "0"] + (["--jit"] if jit else [])
         args, spec = importance._parse(runner.SPEC, argv)
         setup = importance.prepare(spec, args, warm_start=False)

@@ -26,16 +26,18 @@ def _names(module: str, *names: str) -> dict:
 #: every public name -> where it lives, loaded on first use: "module:attribute", or a submodule's "module";
 #: the solver classes come from the registry
 _LAZY = {
-    **_names("problem", "BilevelProblem"), **_names("finite_sum", "FiniteSum"),
+    **_names("core.problem", "BilevelProblem"), **_names("core.finite_sum", "FiniteSum"),
     **_names("solvers.base", "BilevelSolver"),
     **{entry.class_name: entry.target for entry in _registry.entries()},
     **_names("solvers.registry", "METHODS"), **_names("solvers.factory", "SOLVERS", "get_solver", "make_solver"),
     **_names("solvers.penalty_schedule", "PenaltySchedule"),
     "penalty_schedules": f"{__name__}.solvers.penalty_schedules",
-    **{name: f"{__name__}.{name}" for name in ("autodiff", "constraints", "precision", "tensor_ops", "toy")},
-    **_names("loop", "fit", "History", "NonFiniteError"),
-    "callbacks": f"{__name__}.callbacks",
-    **_names("callbacks", "Callback", "CSVLogger", "TensorBoard", "Evaluate", "EarlyStopping", "LambdaCallback"),
+    **{name: f"{__name__}.core.{name}" for name in ("autodiff", "constraints", "precision", "tensor_ops")},
+    "toy": f"{__name__}.toy",
+    **_names("training.loop", "fit", "History", "NonFiniteError"),
+    "callbacks": f"{__name__}.training.callbacks",
+    **_names("training.callbacks", "Callback", "CSVLogger", "TensorBoard", "Evaluate", "EarlyStopping",
+             "LambdaCallback"),
 }
 __all__ = list(_LAZY)
 

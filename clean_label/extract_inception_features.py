@@ -13,7 +13,9 @@ import os
 
 import numpy as np
 
-from bilevel_tf import datasets, experiment, paper_cells, timing
+from bilevel_tf import datasets
+from bilevel_tf.paper import cells
+from bilevel_tf.runner import experiment, timing
 from bilevel_tf.apps import poisoning
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dogfish_dataset")  # the original's folder
@@ -42,7 +44,7 @@ def main(argv=None):
     round_trip = all(np.array_equal(back[k], v) for k, v in dict(X_train=f_tr, X_test=f_te, Y_train=y_tr,
                                                                   Y_test=y_te).items())
     experiment.write_results(args, dataset="smoke" if args.smoke and not args.data_dir else "dogfish",
-                             paper=paper_cells.paper_entry(args, "dogfish"), metrics=dict(
+                             paper=cells.paper_entry(args, "dogfish"), metrics=dict(
         output=str(output), num_train=len(f_tr), num_test=len(f_te), feature_dim=int(f_tr.shape[1]),
         image_shape=list(x_tr.shape[1:]), seconds_per_image=seconds / max(1, len(f_tr) + len(f_te)),
         feature_mean=float(f_tr.mean()), feature_std=float(f_tr.std()), h5_round_trip=round_trip),

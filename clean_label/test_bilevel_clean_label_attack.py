@@ -17,7 +17,7 @@ extract_inception_features.py (--features) computed with the same --weights.
 """
 import os
 
-from bilevel_tf import experiment
+from bilevel_tf.runner import experiment
 from bilevel_tf.apps import poisoning
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dogfish_dataset")

@@ -18,7 +18,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))  # run from anywhere
 
-from bilevel_tf import console  # noqa: E402  (TensorFlow-free)
+from bilevel_tf.runner import console  # noqa: E402  (TensorFlow-free)
 
 RUNNERS = {
     "mnist_small_scale": "mnist_small_scale/test_bilevel_importance_learning_mnist.py",
@@ -49,7 +49,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=3, help="timed upper iterations per configuration")
     p.add_argument("--out", default="runs/data_denoising_timing.json", help="JSON file the timings are written to")
     args = p.parse_args(argv)
-    from bilevel_tf.apps import hyperclean_config, importance, importance_hyperclean
+    from bilevel_tf.apps.denoising import hyper_cleaning_config, importance, hyper_cleaning
 
     rows = []
     for name in args.runners:
@@ -57,9 +57,9 @@ def main(argv=None):
             module = load(HYPER_CLEANING)
             for method, net, extra in HYPER_CLEANING_CONFIGS:
                 flags = ["--method", method, "--net", net, "--out", os.path.join("runs", "timing")] + extra
-                run_args = hyperclean_config.parse("", flags, module.CONFIG)
+                run_args = hyper_cleaning_config.parse("", flags, module.CONFIG)
                 t0 = time.perf_counter()
-                r = importance_hyperclean.time_upper_iterations(run_args, module.CONFIG.penalty, args.steps)
+                r = hyper_cleaning.time_upper_iterations(run_args, module.CONFIG.penalty, args.steps)
                 rows.append(dict(runner=f"hyper_cleaning ({net})", method=method, flags=" ".join(extra), **r,
                                  wall_seconds=time.perf_counter() - t0))
                 print(json.dumps(rows[-1]), flush=True)

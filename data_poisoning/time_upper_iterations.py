@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from bilevel_tf import experiment, plots, timing
+from bilevel_tf.runner import experiment, plots, timing
 from bilevel_tf.apps import poisoning  # its flag-time names (METHODS) load without TensorFlow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

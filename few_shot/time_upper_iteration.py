@@ -18,8 +18,8 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
 
-from bilevel_tf import console  # noqa: E402
-from bilevel_tf.apps import few_shot_config  # noqa: E402  (no TensorFlow before the flags are parsed)
+from bilevel_tf.runner import console  # noqa: E402
+from bilevel_tf.apps.few_shot import config as few_shot_config  # noqa: E402  (no TensorFlow before the flags are parsed)
 
 SETTINGS = {  # data set -> (its runner, the bilevel_tf.models factory of its representation, image shape)
     "omniglot": ("few_shot/omniglot/test_bilevel_few_shot_learning_omniglot.py", "omniglot_encoder", (28, 28, 1)),
@@ -50,7 +50,7 @@ def main(argv=None):
     p.add_argument("--jit", action="store_true", help="compile the step with XLA")
     cli = p.parse_args(argv)
     from bilevel_tf import models
-    from bilevel_tf.apps import few_shot
+    from bilevel_tf.apps.few_shot import meta_learning
     for name in cli.datasets:
         path, encoder, shape = SETTINGS[name]
         make_encoder = getattr(models, encoder)
@@ -60,9 +60,9 @@ def main(argv=None):
             args.jit = cli.jit
             args.inner_steps = inner_steps or args.inner_steps
             args.meta_batch = defaults["meta_batch"](args.n_way, args.k_shot, method)
-            model = few_shot.FewShotModel(make_encoder(shape), args.n_way, args.meta_batch, seed=0)
+            model = meta_learning.FewShotModel(make_encoder(shape), args.n_way, args.meta_batch, seed=0)
             t0 = time.perf_counter()
-            timing = few_shot.seconds_per_upper_iteration(model, args, args.k_shot, args.query, shape,
+            timing = meta_learning.seconds_per_upper_iteration(model, args, args.k_shot, args.query, shape,
                                                           repeats=cli.repeats)
             print(json.dumps(dict(dataset=name, method=method, n_way=args.n_way, k_shot=args.k_shot,
                                   query=args.query, meta_batch=args.meta_batch, inner_steps=args.inner_steps,

@@ -15,9 +15,9 @@ phi(x) = f(x, -x), final x summary, iterations used) and hyper_objective.png.
 
     python synthetic_examples/pbgd_toy.py --smoke
 """
-from bilevel_tf import console, experiment, run_folder
-from bilevel_tf.flag_types import nonnegative_float, positive_float
-from bilevel_tf.apps import synthetic_config as synthetic  # no TensorFlow before the flags are parsed
+from bilevel_tf.runner import console, experiment, run_folder
+from bilevel_tf.runner.flag_types import nonnegative_float, positive_float
+from bilevel_tf.apps.synthetic import config as synthetic  # no TensorFlow before the flags are parsed
 
 NUM_STARTS = 1000
 GAMMA = 10.0                 # penalty constant (PBGD gams=[10])
@@ -56,7 +56,7 @@ def main(argv=None):
         console.report_overrides(args, before, "--smoke")
 
     def toy(_run):
-        from bilevel_tf.apps.pbgd_toy import run_toy  # TensorFlow loads here, after the folder's checks
+        from bilevel_tf.apps.synthetic.pbgd_toy import run_toy  # TensorFlow loads here, after the folder's checks
         return run_toy(args, MINIMUM_RADIUS)
 
     return run_folder.Run.once(args, toy)

@@ -1,6 +1,6 @@
 """Synthetic bilevel problems with known solutions (paper section 3.1, figures 1-2, supp. figure 7).
 
-Runs GD, RMD, ApproxGrad and Penalty on Ex.1..Ex.4 (see ``bilevel_tf/apps/synthetic.py``) for every T,
+Runs GD, RMD, ApproxGrad and Penalty on Ex.1..Ex.4 (see ``bilevel_tf/apps/synthetic/problems.py``) for every T,
 TRIALS times from random starts in the box, and records the distance to the solution every RECORD_EVERY
 upper iterations. Outputs in --out: results.json (final distance mean/std/per trial and seconds per upper
 iteration for each example/method/T, mean curves in "history"), fig2.png (Ex.1, Ex.2), fig3.png (Ex.3,
@@ -16,8 +16,8 @@ table, 1 a line per cell, 2 also a line per trial.
 """
 import os
 
-from bilevel_tf import console, experiment, run_folder
-from bilevel_tf.apps import synthetic_config as synthetic  # no TensorFlow before the flags are parsed
+from bilevel_tf.runner import console, experiment, run_folder
+from bilevel_tf.apps.synthetic import config as synthetic  # no TensorFlow before the flags are parsed
 
 EXAMPLES = [1, 2, 3, 4]
 METHODS = ["gd", "rmd", "approxgrad", "penalty"]  # supp. Table 4's columns; --methods offers the app's table
@@ -77,7 +77,7 @@ def main(argv=None):
     resolve(p, args)
 
     def sweep(_run):
-        from bilevel_tf.apps.synthetic_sweep import run_sweep  # TensorFlow loads here, after the folder's checks
+        from bilevel_tf.apps.synthetic.sweep import run_sweep  # TensorFlow loads here, after the folder's checks
         return run_sweep(args, ABLATION_LAMBDAS, MAX_CURVE_POINTS)
 
     return run_folder.Run.once(args, sweep)

@@ -23,7 +23,7 @@ def fit(strategy, checkpoint_dir):
     from importance_toy import importance_data, importance_problem
 
     import bilevel_tf as bl
-    from bilevel_tf import workers
+    from bilevel_tf.training import workers
 
     keras.utils.set_random_seed(1)
     scope = strategy.scope() if strategy is not None else tf.distribute.get_strategy().scope()
@@ -44,7 +44,7 @@ def fit(strategy, checkpoint_dir):
 
 
 if __name__ == "__main__":
-    from bilevel_tf import workers
+    from bilevel_tf.training import workers
 
     out = sys.argv[1]
     strategy = workers.make_strategy("multi_worker")  # before any other TensorFlow op

@@ -5,13 +5,13 @@ import pytest
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf.apps import importance as imp
-from bilevel_tf.apps import importance_config as cfg
-from bilevel_tf.apps import importance_hyperclean as hc
-from bilevel_tf.apps.importance_data import Sizes, augmentation, indexed_batches
+from bilevel_tf.apps.denoising import importance as imp
+from bilevel_tf.apps.denoising import config as cfg
+from bilevel_tf.apps.denoising import hyper_cleaning as hc
+from bilevel_tf.apps.denoising.data import Sizes, augmentation, indexed_batches
 from bilevel_tf.apps.classifier import weighted_ce
-from bilevel_tf.apps.importance_eval import importance_of, logits_of, noise_detection
-from bilevel_tf.apps.importance_optim import PerExampleAdam
+from bilevel_tf.apps.denoising.evaluation import importance_of, logits_of, noise_detection
+from bilevel_tf.apps.denoising.per_example_adam import PerExampleAdam
 
 
 def test_indexed_batches_carry_matching_indices_and_cover_each_epoch():

@@ -177,7 +177,7 @@ def test_svhn_preprocessing_and_runner_on_real_format_files(tmp_path):
 
 def test_missing_paper_data_names_the_file(tmp_path, capsys):
     from runner_utils import load_runner
-    from bilevel_tf import experiment
+    from bilevel_tf.runner import experiment
     with pytest.raises(SystemExit) as e:
         experiment.run_main(load_runner(SVHN).main, ["--smoke", "--data-dir", str(tmp_path), "--out", str(tmp_path)])
     assert e.value.code == 2

@@ -1,5 +1,5 @@
 """timing.time_steps: the shared timer of the paper-size timing scripts."""
-from bilevel_tf.timing import time_steps
+from bilevel_tf.runner.timing import time_steps
 
 
 def test_time_steps_times_the_first_call_apart_and_draws_inputs_outside_the_timer():

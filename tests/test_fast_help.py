@@ -78,8 +78,8 @@ def test_a_mistyped_flag_is_refused_without_tensorflow(runner, mistyped):
 
 
 def test_importing_the_package_does_not_import_tensorflow():
-    result = _run("import sys, bilevel_tf, bilevel_tf.experiment, bilevel_tf.options, bilevel_tf.apps.poisoning; "
-                  "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    result = _run("import sys, bilevel_tf, bilevel_tf.runner.experiment, bilevel_tf.core.options, "
+                  "bilevel_tf.apps.poisoning; print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     assert result.stdout.split() == ["False", "False"], result.stderr
 
 
@@ -102,7 +102,7 @@ def test_names_load_on_first_use_and_fit_is_the_function():
         import inspect
         import bilevel_tf as bl
         from bilevel_tf import fit
-        from bilevel_tf.loop import History, fit as loop_fit
+        from bilevel_tf.training.loop import History, fit as loop_fit
         print(inspect.isfunction(bl.fit), fit is bl.fit is loop_fit, History is bl.History,
               bl.Penalty.__name__, bl.toy.__name__, sorted(set(bl.__all__) - set(dir(bl))))
     """))

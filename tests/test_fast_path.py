@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import autodiff
+from bilevel_tf.core import autodiff
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 

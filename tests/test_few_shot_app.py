@@ -8,8 +8,8 @@ import tensorflow as tf
 from runner_utils import load_runner
 
 import bilevel_tf as bl
-from bilevel_tf.apps import few_shot as fs
-from bilevel_tf.apps import few_shot_config
+from bilevel_tf.apps.few_shot import meta_learning as fs
+from bilevel_tf.apps.few_shot import config as few_shot_config
 from bilevel_tf.datasets import EpisodeSampler
 from bilevel_tf.models import miniimagenet_resnet, omniglot_encoder
 

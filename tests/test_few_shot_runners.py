@@ -102,7 +102,7 @@ def test_missing_data_names_the_file(tmp_path, runner, missing, capsys):
     argv = ["--smoke", "--data-dir", str(tmp_path), "--out", str(tmp_path / "run")]
     with pytest.raises(DataFileMissingError, match=missing):
         module.main(argv)
-    from bilevel_tf import experiment
+    from bilevel_tf.runner import experiment
     with pytest.raises(SystemExit) as exit_info:
         experiment.run_main(module.main, argv)
     assert exit_info.value.code == 2 and missing in capsys.readouterr().err

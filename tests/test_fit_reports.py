@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import callbacks, console, experiment, workers
+from bilevel_tf.training import callbacks, workers
+from bilevel_tf.runner import console, experiment
 from quadratic import Quadratic
 
 

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import checkpoints, folders
+from bilevel_tf.training import checkpoints, folders
 from quadratic import Quadratic
 
 
@@ -82,7 +82,8 @@ def test_a_garbled_state_file_does_not_restart_from_zero(tmp_path, state):
 
 
 def test_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
-    live = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom bilevel_tf.folders import FolderLock\n"
+    live = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                             "from bilevel_tf.training.folders import FolderLock\n"
                              "FolderLock(sys.argv[1]).acquire()\nprint(flush=True)\ntime.sleep(60)", str(tmp_path)],
                             stdout=subprocess.PIPE)
     try:

@@ -1,5 +1,6 @@
-"""Flag roles, declared once in bilevel_tf.flag_roles, decide both the rerun rule and the tables' pooling."""
-from bilevel_tf import flag_roles, run_folder, run_pooling
+"""Flag roles, declared once in bilevel_tf.runner.flag_roles, decide both the rerun rule and the tables' pooling."""
+from bilevel_tf.runner import flag_roles, run_folder
+from bilevel_tf.paper import pooling
 
 
 def test_each_role_reaches_the_run_folder_and_the_tables():
@@ -12,8 +13,8 @@ def test_each_role_reaches_the_run_folder_and_the_tables():
     assert run_folder.BUDGET_FLAGS == {"epochs", "max_steps", "meta_iterations", "outer_itr", "iterations",
                                        "max_iterations"}
     # pooled in the tables: output flags and seeds, never how a step was computed nor the budget
-    assert {"seed", "out", "baselines"} <= run_pooling.IGNORED_KEYS
-    assert not ({"jit", "method"} | run_folder.BUDGET_FLAGS) & run_pooling.IGNORED_KEYS
+    assert {"seed", "out", "baselines"} <= pooling.IGNORED_KEYS
+    assert not ({"jit", "method"} | run_folder.BUDGET_FLAGS) & pooling.IGNORED_KEYS
 
 
 def test_a_new_flag_needs_one_entry():

@@ -1,4 +1,4 @@
-"""The run folder's lock (bilevel_tf.folders.FolderLock): one holder at a time, whatever the timing; a killed
+"""The run folder's lock (bilevel_tf.training.folders.FolderLock): one holder at a time, whatever the timing; a killed
 holder's lock is free at once; re-entrant within one process."""
 import os
 import signal
@@ -9,14 +9,14 @@ import time
 
 import pytest
 
-from bilevel_tf.folders import FolderLock, FolderLockedError
+from bilevel_tf.training.folders import FolderLock, FolderLockedError
 from runner_utils import ROOT
 
 # Each racer takes the lock at the same instants as the others (one round every PERIOD seconds); a holder
 # marks itself inside the critical section, looks for another holder's mark, holds a while and leaves.
 RACER = textwrap.dedent("""
     import os, sys, time
-    from bilevel_tf.folders import FolderLock, FolderLockedError
+    from bilevel_tf.training.folders import FolderLock, FolderLockedError
     folder, inside, clashes = sys.argv[1:4]
     start, rounds, period = float(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
     held = 0
@@ -62,7 +62,8 @@ def test_racing_processes_never_hold_the_lock_together(tmp_path):
 
 
 def test_a_live_holder_is_named_and_a_killed_one_frees_the_lock(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom bilevel_tf.folders import FolderLock\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                               "from bilevel_tf.training.folders import FolderLock\n"
                                "FolderLock(sys.argv[1]).acquire()\nprint('locked', flush=True)\ntime.sleep(60)",
                                str(tmp_path)], env=_env(), stdout=subprocess.PIPE, text=True)
     try:

@@ -9,8 +9,8 @@ from scipy.ndimage import zoom
 
 import bilevel_tf as bl
 from bilevel_tf import datasets
-from bilevel_tf.apps import importance_data
-from bilevel_tf.apps.importance import ImportanceLearning
+from bilevel_tf.apps.denoising import data
+from bilevel_tf.apps.denoising.importance import ImportanceLearning
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
@@ -33,8 +33,8 @@ def _lowest_half_precision(schedule, seed=0, epochs=8):
     solver = bl.Penalty(task.problem(), upper_optimizer=keras.optimizers.Adam(0.3),
                         lower_optimizer=keras.optimizers.Adam(1e-3), inner_steps=5,
                         **({} if schedule is None else dict(schedule=schedule)))
-    train = importance_data.indexed_batches(x_tr, noisy, 100, seed, 1.0, cycle=True)
-    val = importance_data.indexed_batches(x_val, y_val, 100, seed + 1, 1.0, with_index=False, repeat=True)
+    train = data.indexed_batches(x_tr, noisy, 100, seed, 1.0, cycle=True)
+    val = data.indexed_batches(x_val, y_val, 100, seed + 1, 1.0, with_index=False, repeat=True)
     bl.fit(solver, val, train, steps=epochs * 10, verbose=0)
     lowest = np.argsort(task.values(), kind="stable")[:len(x_tr) // 2]
     return float(flipped[lowest].mean())

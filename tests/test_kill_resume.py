@@ -39,7 +39,7 @@ RUNNERS = {
 KILL_SEED = 2024
 #: where the kill may land (upper iterations, [low, high)): for denoising the last steps of the first epoch, where
 #: the prefetched training stream has already reached the end of its pass when the checkpoint is written (resuming
-#: from there diverged before importance_data.indexed_batches(cycle=True))
+#: from there diverged before denoising.data.indexed_batches(cycle=True))
 KILL_RANGE = {"denoising": (17, 20), "poisoning": (3, 48)}
 KILLS_SURVIVED = []
 

@@ -67,7 +67,7 @@ def test_config_dicts_and_names_are_built_by_keras():
     config = solver.get_config()
     assert config["upper_optimizer"]["config"]["epsilon"] == 1e-8
     # the recorded (serialized) form is accepted as it is, custom registered optimizers included
-    from bilevel_tf.apps.importance_optim import PerExampleAdam
+    from bilevel_tf.apps.denoising.per_example_adam import PerExampleAdam
     recorded = bl.make_solver("gd", Quadratic().problem(), upper_optimizer=PerExampleAdam(3.0)).get_config()
     again = bl.make_solver("gd", Quadratic().problem(), upper_optimizer=recorded["upper_optimizer"])
     assert type(again.upper_optimizer) is PerExampleAdam

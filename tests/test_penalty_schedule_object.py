@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import experiment
+from bilevel_tf.runner import experiment
 from quadratic import Quadratic
 
 SGD = keras.optimizers.SGD

@@ -16,7 +16,8 @@ CHILD = textwrap.dedent("""
     from bilevel_tf.solvers import registry
     registry.register("dummy", "dummy_solver:Dummy", "a test solver", aliases=("dummy-alias",), label="Dum")
     import bilevel_tf as bl
-    from bilevel_tf import experiment, paper_cells
+    from bilevel_tf.paper import cells
+    from bilevel_tf.runner import experiment
     from quadratic import Quadratic
     from runner_utils import SOLVER_CLASSES
     parser = experiment.parser("a runner")
@@ -25,7 +26,7 @@ CHILD = textwrap.dedent("""
     print(json.dumps(dict(
         methods=list(bl.METHODS), solvers="dummy" in bl.SOLVERS, method=method,
         choices=[a.choices for a in parser._actions if a.dest == "method"][0], help=parser.format_help(),
-        solver=type(solver).__name__, config=solver.get_config()["method"], column=paper_cells._column("dummy"),
+        solver=type(solver).__name__, config=solver.get_config()["method"], column=cells._column("dummy"),
         recorded=SOLVER_CLASSES["dummy"])))
 """)
 DUMMY = textwrap.dedent("""

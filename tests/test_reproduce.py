@@ -1,4 +1,4 @@
-"""python -m bilevel_tf.reproduce: the plans (--dry-run) of every table and profile, one tiny real run of
+"""python -m bilevel_tf.paper.reproduce: the plans (--dry-run) of every table and profile, one tiny real run of
 Table 2 end to end (runners as subprocesses, then the aggregator), resuming, and a runner's failure."""
 import glob
 import json
@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from bilevel_tf import reproduce, reproduce_plans, run_pooling
-from bilevel_tf.paper_results import TABLES
+from bilevel_tf.paper import reproduce, plans, pooling
+from bilevel_tf.paper.published import TABLES
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
@@ -22,12 +22,12 @@ def dry_run(capsys, *argv):
     return lines, [line.split() for line in lines if line.startswith("python ")]
 
 
-@pytest.mark.parametrize("profile", reproduce_plans.PROFILES)
-@pytest.mark.parametrize("table", reproduce_plans.TABLE_NAMES)
+@pytest.mark.parametrize("profile", plans.PROFILES)
+@pytest.mark.parametrize("table", plans.TABLE_NAMES)
 def test_dry_run_prints_one_command_per_row_and_seed(tmp_path, capsys, table, profile):
     out = str(tmp_path / "runs")
     lines, commands = dry_run(capsys, table, "--profile", profile, "--seeds", "2", "--out", out)
-    rows = reproduce_plans.plan(table, profile)
+    rows = plans.plan(table, profile)
     assert len(commands) == 2 * len(rows) and lines[1].startswith("estimated time")
     assert len({r.name for r in rows}) == len(rows)
     for row, (first, second) in zip(rows, zip(commands[::2], commands[1::2])):
@@ -51,7 +51,7 @@ def test_dry_run_prints_one_command_per_row_and_seed(tmp_path, capsys, table, pr
 
 def test_paper_profile_prints_its_run_time_first(capsys):
     lines, _ = dry_run(capsys, "table2", "--profile", "paper", "--seeds", "5")
-    hours = [r.seconds for r in reproduce_plans.plan("table2", "paper")]
+    hours = [r.seconds for r in plans.plan("table2", "paper")]
     assert all(h is not None and h > 86400 for h in hours)  # CNNs at the paper's size: days per run on a CPU
     days = float(re.search(r"([\d.]+) days for 5 seed", lines[1]).group(1))
     assert days == pytest.approx(5 * sum(hours) / 86400, rel=0.01)
@@ -61,7 +61,7 @@ def test_paper_profile_prints_its_run_time_first(capsys):
 def test_flags_for_the_runners_methods_and_rows(tmp_path, capsys):
     _, commands = dry_run(capsys, "supp5", "--methods", "rmd", "--rows", "targeted_6*", "--seeds", "1",
                           "--tensorboard", "--out", str(tmp_path), "--", "--epochs", "7")
-    assert [c[1] for c in commands] == [reproduce_plans.POISONING["targeted"]]
+    assert [c[1] for c in commands] == [plans.POISONING["targeted"]]
     text = " ".join(commands[0])
     assert "--method rmd" in text and "--tensorboard --epochs 7 --seed 0" in text
     for bad in (["table2", "--methods", "vpbgd"], ["table3", "--rows", "digits"], ["table2", "--seeds", "0"]):
@@ -70,7 +70,7 @@ def test_flags_for_the_runners_methods_and_rows(tmp_path, capsys):
 
 
 def test_a_folder_of_another_command_is_refused(tmp_path):
-    row = reproduce_plans.plan("small_scale", "cpu")[0]
+    row = plans.plan("small_scale", "cpu")[0]
     folder = reproduce.run_dir(str(tmp_path), "small_scale", row, 0)
     argv = reproduce.command(row, 0, folder)
     assert reproduce.status(folder, argv) == "new"
@@ -91,7 +91,7 @@ def test_a_folder_of_another_command_is_refused(tmp_path):
 
 
 def test_the_same_folder_by_another_name_or_a_copy_is_the_same_run(tmp_path, monkeypatch):
-    row = reproduce_plans.plan("table2", "cpu")[0]
+    row = plans.plan("table2", "cpu")[0]
     monkeypatch.chdir(tmp_path)
     folder = reproduce.run_dir("rep", "table2", row, 0)
     os.makedirs(folder)
@@ -113,8 +113,8 @@ def test_the_same_folder_by_another_name_or_a_copy_is_the_same_run(tmp_path, mon
 
 
 def test_estimate_subtracts_finished_runs():
-    rows = [reproduce_plans.Row("a", "x.py", (), 600.0), reproduce_plans.Row("b", "x.py", (), 60.0),
-            reproduce_plans.Row("c", "x.py", ())]
+    rows = [plans.Row("a", "x.py", (), 600.0), plans.Row("b", "x.py", (), 60.0),
+            plans.Row("c", "x.py", ())]
     fresh = reproduce.estimate(rows, 2)
     assert "22 min for 2 seed(s); not measured: c" in fresh and "left" not in fresh
     resumed = reproduce.estimate(rows, 2, {("a", 1), ("b", 0), ("c", 0)})
@@ -143,7 +143,7 @@ def test_tiny_table2_end_to_end_then_resume(tmp_path, capsys):
     again = capsys.readouterr().out
     assert again.count(": done (") == 2 and "running" not in again
     assert "(2 of 2 run(s) done, 0 s left)" in again
-    assert run_pooling.aggregate(out)[2] == 2
+    assert pooling.aggregate(out)[2] == 2
 
 
 def test_missing_paper_data_fails_with_the_runners_message(tmp_path, capsys):

@@ -1,6 +1,6 @@
-"""Ctrl-C during python -m bilevel_tf.reproduce: SIGINT to reproduce's process group (what a terminal sends) at two
-points, or to reproduce alone, then the same command again, ends with the same tables as an uninterrupted run;
-the interrupted runner saved its checkpoint at the step it had reached and released its folder.
+"""Ctrl-C during python -m bilevel_tf.paper.reproduce: SIGINT to reproduce's process group (what a terminal sends)
+at two points, or to reproduce alone, then the same command again, ends with the same tables as an uninterrupted
+run; the interrupted runner saved its checkpoint at the step it had reached and released its folder.
 
 Two Table 2 rows (Penalty with the baselines, ApproxGrad) on the digits with a small budget (20 upper
 iterations, checkpoints only every 100, so the only checkpoint of an interrupted bilevel phase is the one saved
@@ -32,7 +32,7 @@ def _start(out: Path) -> subprocess.Popen:
     """reproduce as a terminal starts it: the leader of its own process group, which Ctrl-C signals, with
     SIGINT's default action (a test run in the background of a shell would pass on its ignored SIGINT)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="Agg")
-    return subprocess.Popen([sys.executable, "-m", "bilevel_tf.reproduce", *COMMAND[:7], "--out", str(out),
+    return subprocess.Popen([sys.executable, "-m", "bilevel_tf.paper.reproduce", *COMMAND[:7], "--out", str(out),
                              *COMMAND[7:]], env=env, cwd=out.parent, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

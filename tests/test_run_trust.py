@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from runner_utils import load_runner
 
-from bilevel_tf import experiment, run_folder
+from bilevel_tf.runner import experiment, run_folder
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
@@ -75,7 +75,8 @@ def _umask() -> int:
 def test_a_folder_in_use_is_refused_in_one_line(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
-    other = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom bilevel_tf.folders import FolderLock\n"
+    other = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                              "from bilevel_tf.training.folders import FolderLock\n"
                               "FolderLock(sys.argv[1]).acquire()\nprint(flush=True)\ntime.sleep(60)", str(out)],
                              stdout=subprocess.PIPE)
     try:

@@ -10,7 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
-from bilevel_tf import experiment, models
+from bilevel_tf.runner import experiment
+from bilevel_tf import models
 from bilevel_tf.datasets import DataFileMissingError, DataFormatError
 from runner_utils import load_runner
 

@@ -57,7 +57,7 @@ def test_help_exits_zero_and_explains_every_option(runner, monkeypatch, capsys):
 
 
 def test_budget_flags_have_one_meaning():
-    from bilevel_tf import experiment
+    from bilevel_tf.runner import experiment
     passes = experiment.parser("", epochs=7)
     assert passes.parse_args([]).epochs == 7
     assert "passes over the training set" in passes.format_help()

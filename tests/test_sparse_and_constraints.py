@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import tensor_ops as ops
+from bilevel_tf.core import tensor_ops as ops
 
 
 def test_tensor_ops_on_indexed_slices_with_duplicates():

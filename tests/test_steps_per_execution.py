@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf.apps import synthetic, synthetic_config
+from bilevel_tf.apps.synthetic import config as synthetic_config, problems
 from quadratic import Quadratic
 from test_fit import _importance_problem
 
@@ -140,8 +140,8 @@ def test_ex1_hundred_steps_per_call_follow_the_same_trajectory():
     speed-up is measured by ``benchmarks/run.py --sections overhead``, not here)."""
     states = {}
     for k in (1, 100):
-        example = synthetic.make_example(1)
-        synthetic.initialize(example, seed=0)
+        example = problems.make_example(1)
+        problems.initialize(example, seed=0)
         solver = bl.make_solver("penalty", example.problem, inner_steps=10, jit_compile=True,
                                 **synthetic_config.SOLVER_OPTIONS["penalty"](synthetic_config.PAPER_SETTINGS))
         bl.fit(solver, steps=300, steps_per_execution=k, verbose=0)

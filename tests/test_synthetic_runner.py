@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import bilevel_tf as bl
-from bilevel_tf.apps import synthetic, synthetic_config
+from bilevel_tf.apps.synthetic import config as synthetic_config, problems
 from runner_utils import SOLVER_CLASSES, assert_solver_config, load_runner, run_runner
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
@@ -26,13 +26,13 @@ def _distance_at(example, u, v):
 
 def test_distances_vanish_exactly_at_the_solutions():
     dim, seed = 6, 3
-    a = synthetic.random_matrix(dim, seed)
+    a = problems.random_matrix(dim, seed)
     assert a.shape == (3, dim)
     null = np.linalg.svd(a.astype(np.float64))[2][3:]          # orthonormal basis of the null space of A
     in_null = 2.0 * null[0] - 1.5 * null[1]
     in_rows = a.T @ np.array([0.4, -0.3, 0.2])                  # a row-space direction, seen by P
     e1, half = np.eye(dim)[0], np.full(dim, 0.5)
-    ex1, ex2, ex3, ex4 = (synthetic.make_example(k, dim, seed) for k in (1, 2, 3, 4))
+    ex1, ex2, ex3, ex4 = (problems.make_example(k, dim, seed) for k in (1, 2, 3, 4))
 
     assert _distance_at(ex1, half, half) == pytest.approx(0.0, abs=1e-6)
     assert _distance_at(ex1, half + e1, half) == pytest.approx(1.0, rel=1e-5)
@@ -54,12 +54,12 @@ def test_penalty_reaches_the_ex1_solution_where_gd_does_not():
     """Ex.1: GD ignores dv*/du and converges to u = 0, v = 1 (distance sqrt(dim / 2)); Penalty converges
     to u = v = 0.5 (distance < 0.03 after 4000 iterations). Larger learning rates than the paper's so that it
     takes seconds."""
-    example = synthetic.make_example(1, dim=4, seed=0)
+    example = problems.make_example(1, dim=4, seed=0)
     fast = synthetic_config.SolverSettings(lr_u=0.1, lr_v=0.1)
     final = {}
     for method in ("penalty", "gd"):
         solver = bl.make_solver(method, example.problem, inner_steps=1, **synthetic_config.SOLVER_OPTIONS[method](fast))
-        cell = synthetic.run_trials(solver, example, trials=3, iterations=4000, record_every=500, seed=0)
+        cell = problems.run_trials(solver, example, trials=3, iterations=4000, record_every=500, seed=0)
         assert np.all(cell.curves[:, 0] > 4.0)                  # random starts in the box are far away
         final[method] = cell.curves[:, -1]
     assert np.all(final["penalty"] < 0.05), final
@@ -69,10 +69,10 @@ def test_penalty_reaches_the_ex1_solution_where_gd_does_not():
 
 def test_implicit_reaches_the_ex1_solution():
     """The runners' Implicit (CG on H_vv g + 1e-6 I, Adam steps at both levels) with T = 10."""
-    example = synthetic.make_example(1, dim=4, seed=0)
+    example = problems.make_example(1, dim=4, seed=0)
     options = synthetic_config.SOLVER_OPTIONS["implicit"](synthetic_config.SolverSettings(lr_u=0.1, lr_v=0.1))
     solver = bl.make_solver("implicit", example.problem, inner_steps=10, **options)
-    cell = synthetic.run_trials(solver, example, trials=3, iterations=1000, record_every=500, seed=0)
+    cell = problems.run_trials(solver, example, trials=3, iterations=1000, record_every=500, seed=0)
     assert np.all(cell.curves[:, 0] > 1.0) and np.all(cell.curves[:, -1] < 1e-2), cell.curves
 
 
@@ -82,37 +82,37 @@ def test_modern_solvers_approach_the_ex1_solution(method, tolerance):
     """The runner's rows of the modern solvers, at learning rates 0.1 (the paper's take 4 x 10^4 iterations),
     T = 10, 1000 iterations: from distances 6.7 to 9.8 to within ``tolerance`` (BOME's barrier steps approach
     the solution more slowly)."""
-    example = synthetic.make_example(1, dim=4, seed=0)
+    example = problems.make_example(1, dim=4, seed=0)
     fast = synthetic_config.SolverSettings(lr_u=0.1, lr_v=0.1, lr_p=0.1)
     solver = bl.make_solver(method, example.problem, inner_steps=10, **synthetic_config.SOLVER_OPTIONS[method](fast))
-    cell = synthetic.run_trials(solver, example, trials=3, iterations=1000, record_every=500, seed=0)
+    cell = problems.run_trials(solver, example, trials=3, iterations=1000, record_every=500, seed=0)
     assert np.all(cell.curves[:, 0] > 6.0) and np.all(cell.curves[:, -1] < tolerance), cell.curves
 
 
 def test_saba_takes_sobas_steps_on_the_full_batch_problem():
     """The synthetic runner draws no mini-batches: SABA's SAGA estimates are the exact gradients there."""
-    example = synthetic.make_example(1, dim=3, seed=0)
+    example = problems.make_example(1, dim=3, seed=0)
     curves = {}
     for method in ("soba", "saba"):
         options = synthetic_config.SOLVER_OPTIONS[method](synthetic_config.SolverSettings(lr_u=0.1, lr_v=0.1, lr_p=0.1))
         solver = bl.make_solver(method, example.problem, inner_steps=2, **options)
-        curves[method] = synthetic.run_trials(solver, example, trials=2, iterations=100, record_every=50,
+        curves[method] = problems.run_trials(solver, example, trials=2, iterations=100, record_every=50,
                                               seed=0).curves
     assert curves["soba"][0, -1] < curves["soba"][0, 0]
     np.testing.assert_allclose(curves["saba"], curves["soba"], rtol=1e-5)
 
 
 def test_trial_runner_records_every_n_iterations_and_resets():
-    example = synthetic.make_example(2, dim=3, seed=0)
+    example = problems.make_example(2, dim=3, seed=0)
     solver = bl.make_solver("gd", example.problem, inner_steps=2,
                             **synthetic_config.SOLVER_OPTIONS["gd"](synthetic_config.PAPER_SETTINGS))
-    cell = synthetic.run_trials(solver, example, trials=2, iterations=25, record_every=10, seed=5)
+    cell = problems.run_trials(solver, example, trials=2, iterations=25, record_every=10, seed=5)
     assert cell.curves.shape == (2, 4)                           # iterations 0, 10, 20, 25
-    np.testing.assert_array_equal(synthetic.record_iterations(25, 10), [0, 10, 20, 25])
+    np.testing.assert_array_equal(problems.record_iterations(25, 10), [0, 10, 20, 25])
     assert int(solver.iterations.numpy()) == 25                  # the state was reset before each trial
-    again = synthetic.run_trials(solver, example, trials=2, iterations=25, record_every=10, seed=5)
+    again = problems.run_trials(solver, example, trials=2, iterations=25, record_every=10, seed=5)
     np.testing.assert_allclose(again.curves, cell.curves, rtol=1e-6)  # paired, reproducible trials
-    assert np.all(np.abs(example.u.numpy()) <= synthetic.BOX)
+    assert np.all(np.abs(example.u.numpy()) <= problems.BOX)
 
 
 def test_synthetic_runner_smoke_and_resume(tmp_path):
@@ -172,16 +172,16 @@ def test_toy_projected_gradient_respects_the_box():
     """PBGD's stopping measure: the gradient of F = f + gamma g inside [0, 3]; at x = 3 with F decreasing
     beyond the box the x part vanishes (the projected step does not move x)."""
     gamma, h = 10.0, 1e-6
-    toy = synthetic.make_toy(2, seed=0)
+    toy = problems.make_toy(2, seed=0)
     x, y = np.array([1.0, 3.0]), np.array([0.3, -3.5])
     toy.x.assign(x)
     toy.y.assign(y)
 
     def F(x, y):
-        return (synthetic.toy_f(x, y) + gamma * synthetic.toy_g(x, y)).numpy()
+        return (problems.toy_f(x, y) + gamma * problems.toy_g(x, y)).numpy()
 
     gx = (F(x + h, y) - F(x - h, y)) / (2 * h)
     gy = (F(x, y + h) - F(x, y - h)) / (2 * h)
     assert gx[1] < 0                                             # F keeps decreasing past x = 3
-    pg = synthetic.toy_projected_gradient_norm(toy, gamma, 0.1 / gamma)().numpy()
+    pg = problems.toy_projected_gradient_norm(toy, gamma, 0.1 / gamma)().numpy()
     np.testing.assert_allclose(pg, [np.hypot(gx[0], gy[0]), abs(gy[1])], rtol=1e-5)

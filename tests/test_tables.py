@@ -1,4 +1,4 @@
-"""The aggregator (python -m bilevel_tf.tables) on folders of hand-written results.json files, and on runs the
+"""The aggregator (python -m bilevel_tf.paper.tables) on folders of hand-written results.json files, and on runs the
 real runners wrote."""
 import csv
 import json
@@ -9,9 +9,9 @@ import warnings
 import numpy as np
 import pytest
 
-from bilevel_tf import paper_cells, run_pooling, tables
+from bilevel_tf.paper import cells, pooling, tables
 from bilevel_tf.solvers.penalty_schedules import DEFAULT_SCHEDULE
-from bilevel_tf.paper_results import TABLES
+from bilevel_tf.paper.published import TABLES
 from runner_utils import run_runner
 
 LARGE = "data_denoising/mnist_large_scale/test_bilevel_importance_learning_mnist.py"
@@ -78,7 +78,7 @@ def table2_runs(tmp_path):
 
 def test_seeds_pooled_with_sample_sd_next_to_the_paper(table2_runs):
     root, pen = table2_runs
-    results, notes, n_runs = run_pooling.aggregate(root)
+    results, notes, n_runs = pooling.aggregate(root)
     assert n_runs == 8  # the checkpoint copy is skipped, the broken file is reported
     assert any("broken" in n for n in notes)
     t2 = table_named(results, "table2")
@@ -135,7 +135,7 @@ def test_different_settings_are_never_pooled(tmp_path):
         denoising(root, f"a/seed{seed}", "penalty", seed, 0.98, 0.8)
         denoising(root, f"b/seed{seed}", "penalty", seed, 0.90, 0.8, lr_u=1.0)       # solver: a column variant
         denoising(root, f"c/seed{seed}", "penalty", seed, 0.95, 0.7, eval_epochs=5)  # protocol: a row variant
-    t2 = table_named(run_pooling.aggregate(root)[0], "table2")
+    t2 = table_named(pooling.aggregate(root)[0], "table2")
     assert t2.rows == ["MNIST (25) [eval_epochs=20]", "MNIST (25) [eval_epochs=5]"]
     first = t2.rows[0]
     columns = {c for (r, c) in t2.cells if r == first and c.startswith("Penalty")}
@@ -162,7 +162,7 @@ def test_other_tables_and_runs_without_a_table(tmp_path):
                   {"ex1": {"penalty": {"T1": {"seconds_per_upper_iteration": 2e-5 * (seed + 1)}}}},
                   seed=seed, dim=10, examples=[1], ts=[1], methods=["gd", "penalty"], smoke=False, iterations=10000)
     write_run(root, "hc", "data_denoising/hyper_cleaning", "vpbgd", "digits", {"test_accuracy": 0.9}, seed=0)
-    results, notes, _ = run_pooling.aggregate(root)
+    results, notes, _ = pooling.aggregate(root)
     s5 = table_named(results, "supp5")
     assert s5.rows == ["digits 6% (18 of 300)"]  # untargeted and targeted halves share the row
     row = s5.rows[0]
@@ -189,13 +189,13 @@ def test_legend_of_a_paper_table_without_spreads(tmp_path):
     text = tables.report(root, files=False)
     assert "paper: single numbers (no ± printed);" in text and "mean ± single" not in text
     assert "paper: mean ± s.d. over 5 runs;" in tables.markdown(
-        run_pooling.TableResult(TABLES["table2"], [], [], {}, {}, {}, {}, {}))
+        pooling.TableResult(TABLES["table2"], [], [], {}, {}, {}, {}, {}))
 
 
 def test_paper_entry_only_for_the_papers_data_and_setting():
     base = dict(experiment="data_denoising/mnist_large_scale", method="penalty", noise=0.25, model="paper",
                 smoke=False, synthetic_data=False, max_steps=None)
-    entry, reason = paper_cells.paper_entry(base, "mnist")
+    entry, reason = cells.paper_entry(base, "mnist")
     assert reason is None and entry["table"] == "table2" and entry["unit"] == "%"
     by_column = {c["column"]: c for c in entry["cells"]}
     assert by_column["Penalty"]["paper"] == {"mean": 98.89, "spread": 0.04}
@@ -204,16 +204,16 @@ def test_paper_entry_only_for_the_papers_data_and_setting():
                                    (dict(smoke=True), "mnist", "--smoke"),
                                    (dict(noise=0.3), "mnist", "no row 'MNIST (30)'"),
                                    (dict(model="mlp"), "mnist", "--model mlp")):
-        entry, reason = paper_cells.paper_entry({**base, **change}, dataset)
+        entry, reason = cells.paper_entry({**base, **change}, dataset)
         assert entry is None and words in reason
     few = dict(experiment="few_shot/miniimagenet", method="approxgrad", n_way=5, k_shot=1, smoke=False)
-    entry, _ = paper_cells.paper_entry(few, "miniimagenet")
+    entry, _ = cells.paper_entry(few, "miniimagenet")
     assert entry["spread"] == "95% confidence interval" and entry["cells"][0]["paper"]["mean"] == 43.74
     poison = dict(experiment="data_poisoning/targeted", method="penalty", num_poison=30, train_points=1000)
-    entry, _ = paper_cells.paper_entry(poison, "mnist")
+    entry, _ = cells.paper_entry(poison, "mnist")
     assert {c["column"]: c["paper"]["mean"] for c in entry["cells"]} == {"Targeted: Penalty": 51.40,
                                                                          "Targeted: Label flip": 18.36}
-    assert paper_cells.paper_entry(dict(experiment="clean_label", method="penalty"), "dogfish")[1].startswith(
+    assert cells.paper_entry(dict(experiment="clean_label", method="penalty"), "dogfish")[1].startswith(
         "the paper reports the clean-label attack as figure 3 only")
 
 
@@ -241,7 +241,7 @@ def test_runs_of_two_methods_by_the_runners_share_one_row(tmp_path):
         run_runner(LARGE, ["--smoke", "--dataset", "digits", "--method", "penalty", "--baselines", "--seed", str(seed)],
                    tmp_path / "penalty" / f"seed{seed}")
     run_runner(LARGE, ["--smoke", "--dataset", "digits", "--method", "approxgrad"], tmp_path / "approxgrad")
-    t2 = table_named(run_pooling.aggregate(str(tmp_path))[0], "table2")
+    t2 = table_named(pooling.aggregate(str(tmp_path))[0], "table2")
     assert t2.rows == ["digits (25) [mnist_large_scale]"]
     row = t2.rows[0]
     penalty = f"Penalty [schedule={DEFAULT_SCHEDULE}]"  # the digits demo runs the library default

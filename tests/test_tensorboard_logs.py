@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import tensorboard_logs
+from bilevel_tf.runner import tensorboard_logs
 
 
 def read_scalars(folder):

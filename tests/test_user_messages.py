@@ -9,9 +9,10 @@ import pytest
 from runner_utils import load_runner
 from test_offline_smoke import PAPER_RUNNERS
 
-from bilevel_tf import console, experiment, plots
+from bilevel_tf.runner import console, experiment, plots
 from bilevel_tf.solvers.penalty_schedules import DEFAULT_SCHEDULE
-from bilevel_tf.apps import few_shot_config, importance_config
+from bilevel_tf.apps.few_shot import config as few_shot_config
+from bilevel_tf.apps.denoising import config as denoising_config
 
 OMNIGLOT = "few_shot/omniglot/test_bilevel_few_shot_learning_omniglot.py"
 MNIST = "data_denoising/mnist_large_scale/test_bilevel_importance_learning_mnist.py"
@@ -62,7 +63,7 @@ def test_smoke_names_the_edited_n_and_k_it_replaces(tmp_path, capsys):
 
 def test_the_digits_demo_names_the_constants_it_replaces(tmp_path, capsys):
     spec = load_runner(MNIST).SPEC
-    args, _ = importance_config.parse(spec, ["--dataset", "digits", "--epochs", "7", "--out", str(tmp_path)])
+    args, _ = denoising_config.parse(spec, ["--dataset", "digits", "--epochs", "7", "--out", str(tmp_path)])
     line, = [line for line in capsys.readouterr().out.splitlines() if "--dataset digits" in line]
     assert "pretrain_epochs 100->50" in line and "model paper->mlp" in line
     assert f"schedule original->{DEFAULT_SCHEDULE}" in line
@@ -137,10 +138,10 @@ def test_a_curve_whose_points_coincide_is_drawn(tmp_path, monkeypatch):
 
 def test_the_denoising_runners_count_upper_iterations(tmp_path):
     spec = load_runner(MNIST).SPEC
-    args, _ = importance_config.parse(spec, ["--dataset", "digits", "--upper-iterations", "7", "--out", str(tmp_path),
+    args, _ = denoising_config.parse(spec, ["--dataset", "digits", "--upper-iterations", "7", "--out", str(tmp_path),
                                              "--verbose", "0"])
     assert args.max_steps == 7
-    old, _ = importance_config.parse(spec, ["--dataset", "digits", "--max-steps", "5", "--out", str(tmp_path),
+    old, _ = denoising_config.parse(spec, ["--dataset", "digits", "--max-steps", "5", "--out", str(tmp_path),
                                             "--verbose", "0"])
     assert old.max_steps == 5
 
@@ -153,7 +154,7 @@ def test_report_overrides_is_silent_when_nothing_changed(capsys):
 
 def test_cifar_digits_demo_trains_without_augmentation_unless_asked(tmp_path):
     spec = load_runner(CIFAR).SPEC
-    args, _ = importance_config.parse(spec, ["--dataset", "digits", "--out", str(tmp_path)])
+    args, _ = denoising_config.parse(spec, ["--dataset", "digits", "--out", str(tmp_path)])
     assert args.augment is False  # CIFAR's flips and turns change a digit's class
-    args, _ = importance_config.parse(spec, ["--dataset", "digits", "--augment", "--out", str(tmp_path)])
+    args, _ = denoising_config.parse(spec, ["--dataset", "digits", "--augment", "--out", str(tmp_path)])
     assert args.augment is True

@@ -16,8 +16,8 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from .. import distribute, precision
-from .importance_data import indexed_batches
+from ..core import distribute, precision
+from .denoising.data import indexed_batches
 
 
 def weighted_ce(logits: tf.Tensor, labels: tf.Tensor, weights: Optional[tf.Tensor] = None) -> tf.Tensor:
@@ -51,7 +51,7 @@ class ClassifierTrainer:
     * :meth:`fit`: full-batch steps on constant ``(x, y[, weights])``, optionally XLA-compiled
       (``jit_compile``); returns the final loss (the poisoning attacks' ``train_simple``).
     * :meth:`fit_batches`: mini-batch steps on a shuffled, repeated stream of ``(x * scale, y, weights)``
-      (``importance_data.indexed_batches``, optionally augmented). Built inside a ``tf.distribute`` strategy's
+      (``denoising.data.indexed_batches``, optionally augmented). Built inside a ``tf.distribute`` strategy's
       scope (a model with distributed variables), the steps run data parallel, each global batch split across
       the replicas.
 

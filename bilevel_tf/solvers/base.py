@@ -7,10 +7,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 import keras
 import tensorflow as tf
 
-from .. import autodiff, distribute
-from .. import tensor_ops as ops
-from ..problem import BilevelProblem
-from ..sources import Feed
+from ..core import autodiff, distribute
+from ..core import tensor_ops as ops
+from ..core.problem import BilevelProblem
+from ..training.sources import Feed
 from .checks import check_choice, check_positive_int
 from .optimizers import check_learning_rate, make_optimizer, optimizer_config
 from .variables import project, state_variable

@@ -6,8 +6,8 @@ from typing import Callable, List, Sequence, Tuple
 
 import tensorflow as tf
 
-from .. import distribute
-from .. import tensor_ops as ops
+from ..core import distribute
+from ..core import tensor_ops as ops
 
 Vectors = List[tf.Tensor]
 #: a Lanczos step stops once the new direction's norm falls below this fraction of the operator's scale

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from .. import autodiff, distribute
+from ..core import autodiff, distribute
 from .base import BilevelSolver
 
 

@@ -22,8 +22,8 @@ from typing import Any, Callable, List, Optional, Sequence
 import keras
 import tensorflow as tf
 
-from .. import distribute
-from .. import tensor_ops as ops
+from ..core import distribute
+from ..core import tensor_ops as ops
 
 Operator = Callable[[List[tf.Tensor]], List[tf.Tensor]]
 LinearSolve = Callable[[Operator, List[tf.Tensor], Sequence[tf.Variable], Any, Callable], tf.Tensor]

@@ -5,9 +5,9 @@ from typing import Any, Dict, Optional, Union
 
 import tensorflow as tf
 
-from .. import autodiff, distribute
-from .. import tensor_ops as ops
-from ..problem import BilevelProblem
+from ..core import autodiff, distribute
+from ..core import tensor_ops as ops
+from ..core.problem import BilevelProblem
 from . import penalty_schedules
 from .base import BilevelSolver
 from .penalty_schedule import PenaltySchedule

@@ -12,9 +12,9 @@ from typing import Any, Callable, Dict, List, Sequence
 
 import tensorflow as tf
 
-from .. import autodiff
-from .. import tensor_ops as ops
-from ..problem import BilevelProblem
+from ..core import autodiff
+from ..core import tensor_ops as ops
+from ..core.problem import BilevelProblem
 from .curvature import lanczos_extremes
 
 #: "curvature": lam_0 = LAM_FRACTION x f's curvature / g's curvature along grad_v f

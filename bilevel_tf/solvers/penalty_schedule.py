@@ -12,8 +12,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
-from .. import distribute
-from .. import tensor_ops as ops
+from ..core import distribute
+from ..core import tensor_ops as ops
 from . import penalty_calibration
 from .checks import check_choice, check_decayable, check_nonnegative
 from .variables import state_variable

@@ -6,9 +6,9 @@ from typing import Any, Dict, Optional
 import keras
 import tensorflow as tf
 
-from .. import autodiff, distribute
-from .. import tensor_ops as ops
-from ..problem import BilevelProblem
+from ..core import autodiff, distribute
+from ..core import tensor_ops as ops
+from ..core.problem import BilevelProblem
 from .base import BilevelSolver
 from .checks import check_positive_int
 from .variables import project

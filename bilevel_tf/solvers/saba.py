@@ -5,10 +5,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from .. import autodiff, distribute
-from .. import tensor_ops as ops
-from ..finite_sum import FiniteSum
-from ..problem import BilevelProblem
+from ..core import autodiff, distribute
+from ..core import tensor_ops as ops
+from ..core.finite_sum import FiniteSum
+from ..core.problem import BilevelProblem
 from .variables import state_variable
 from .soba import SOBA
 

@@ -6,9 +6,9 @@ from typing import Any, Optional
 import keras
 import tensorflow as tf
 
-from .. import autodiff
-from .. import tensor_ops as ops
-from ..problem import BilevelProblem
+from ..core import autodiff
+from ..core import tensor_ops as ops
+from ..core.problem import BilevelProblem
 from .base import BilevelSolver
 from .variables import state_variable
 from .optimizers import add_slot

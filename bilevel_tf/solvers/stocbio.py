@@ -6,9 +6,9 @@ from typing import Any, Dict, Optional
 import keras
 import tensorflow as tf
 
-from .. import autodiff
-from .. import tensor_ops as ops
-from ..problem import BilevelProblem
+from ..core import autodiff
+from ..core import tensor_ops as ops
+from ..core.problem import BilevelProblem
 from .base import BilevelSolver
 from . import linear_solvers
 from .checks import check_positive_int

@@ -6,7 +6,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from .. import autodiff, distribute
+from ..core import autodiff, distribute
 
 
 def state_variable(value: Any, name: str, dtype=None) -> tf.Variable:

@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from ..problem import BilevelProblem
+from ..core.problem import BilevelProblem
 from . import reference
 
 

@@ -14,9 +14,9 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # run from anywhere
 
-from bilevel_tf import experiment  # noqa: E402
-from bilevel_tf.apps import importance_config as denoising  # noqa: E402  (TensorFlow-free)
-from bilevel_tf.apps.importance_data import CIFAR_AUGMENTATION  # noqa: E402
+from bilevel_tf.runner import experiment  # noqa: E402
+from bilevel_tf.apps.denoising import config as denoising  # noqa: E402  (TensorFlow-free)
+from bilevel_tf.apps.denoising.data import CIFAR_AUGMENTATION  # noqa: E402
 
 NOISE_LEVEL = 0.25             # the original's line 70; Table 2 also reports 0.5
 EPOCHS = 200                   # nepochs

@@ -17,8 +17,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # run from anywhere
 
-from bilevel_tf import experiment  # noqa: E402
-from bilevel_tf.apps import hyperclean_config, importance_config  # noqa: E402  (no TensorFlow before parsing)
+from bilevel_tf.runner import experiment  # noqa: E402
+from bilevel_tf.apps.denoising import config as denoising, hyper_cleaning_config  # noqa: E402  (no TensorFlow before parsing)
 
 POLLUTE_RATE = 0.5  # PBGD's default
 #: noisy_baseline_test_accuracy: the same net, uniform weights, full-batch SGD (steps, lr): the same for every
@@ -48,17 +48,17 @@ DEFAULTS = {
 # estimates are the exact gradients and it takes SOBA's steps
 MODERN = dict(lrx=1.0, lry=0.1, lr_inner=0.0, gamma_init=0.0, gamma_max=0.0, gamma_argmax_step=1, outer_itr=2000,
               inner_itr=10, T=1, K=1, reg=1e-3)
-DEFAULTS.update({(method, "linear"): MODERN for method in hyperclean_config.MODERN_METHODS})
-PENALTY = dict(importance_config.PENALTY_SCHEDULE, nu=1e-4)  # the small-scale MNIST schedule
+DEFAULTS.update({(method, "linear"): MODERN for method in hyper_cleaning_config.MODERN_METHODS})
+PENALTY = dict(denoising.PENALTY_SCHEDULE, nu=1e-4)  # the small-scale MNIST schedule
 
-CONFIG = hyperclean_config.HyperCleaningConfig(defaults=DEFAULTS, pollute_rate=POLLUTE_RATE, penalty=PENALTY,
+CONFIG = hyper_cleaning_config.HyperCleaningConfig(defaults=DEFAULTS, pollute_rate=POLLUTE_RATE, penalty=PENALTY,
                                                baseline=BASELINE)
 
 
 def main(argv=None):
-    args = hyperclean_config.parse(__doc__, argv, CONFIG)
+    args = hyper_cleaning_config.parse(__doc__, argv, CONFIG)
     # TensorFlow loads after the checks
-    return hyperclean_config.run_hyper_cleaning(args, CONFIG.penalty, CONFIG.baseline)
+    return hyper_cleaning_config.run_hyper_cleaning(args, CONFIG.penalty, CONFIG.baseline)
 
 
 if __name__ == "__main__":

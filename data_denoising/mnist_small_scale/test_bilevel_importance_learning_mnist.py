@@ -15,8 +15,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # run from anywhere
 
-from bilevel_tf import experiment  # noqa: E402
-from bilevel_tf.apps import importance_config as denoising  # noqa: E402  (TensorFlow-free)
+from bilevel_tf.runner import experiment  # noqa: E402
+from bilevel_tf.apps.denoising import config as denoising  # noqa: E402  (TensorFlow-free)
 
 NOISE_LEVEL = 0.5              # the original's line 62
 EPOCHS = 100                   # nepochs

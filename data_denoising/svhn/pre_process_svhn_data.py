@@ -14,8 +14,9 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", ".."))  # run from anywhere
 
-from bilevel_tf import console, datasets, experiment# noqa: E402
-from bilevel_tf.flag_types import int_range
+from bilevel_tf import datasets
+from bilevel_tf.runner import console, experiment
+from bilevel_tf.runner.flag_types import int_range
 
 
 def main(argv=None):

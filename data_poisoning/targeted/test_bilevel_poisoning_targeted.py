@@ -9,7 +9,7 @@ baseline (the same points, unoptimized), and test accuracies on the balanced tes
     python data_poisoning/targeted/test_bilevel_poisoning_targeted.py --method penalty
     python data_poisoning/targeted/test_bilevel_poisoning_targeted.py --dataset digits
 """
-from bilevel_tf import experiment
+from bilevel_tf.runner import experiment
 from bilevel_tf.apps import poisoning
 
 NUM_POISON = 60                  # half 3s, half 8s (the original ApproxGrad runner used 50)

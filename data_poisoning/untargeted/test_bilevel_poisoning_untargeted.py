@@ -8,7 +8,7 @@ accuracy, and the label-flipping baseline (the same points, unoptimized).
     python data_poisoning/untargeted/test_bilevel_poisoning_untargeted.py --method penalty
     python data_poisoning/untargeted/test_bilevel_poisoning_untargeted.py --dataset digits --num-poison 30
 """
-from bilevel_tf import experiment
+from bilevel_tf.runner import experiment
 from bilevel_tf.apps import poisoning
 
 NUM_POISON = 60                  # 6% of the 1000 training points (paper: 1%..6%)

@@ -15,8 +15,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
-from bilevel_tf import experiment  # noqa: E402
-from bilevel_tf.apps import few_shot_config  # noqa: E402  (no TensorFlow before the flags are parsed)
+from bilevel_tf.runner import experiment  # noqa: E402
+from bilevel_tf.apps.few_shot import config as few_shot_config  # noqa: E402  (no TensorFlow before the flags are parsed)
 from bilevel_tf.datasets import load_miniimagenet_split  # noqa: E402
 
 # ---- the paper's / original runner's settings --------------------------------------------------------

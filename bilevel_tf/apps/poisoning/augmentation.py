@@ -8,7 +8,9 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import console, experiment, models, paper_cells, plots, run_folder, tensorboard_logs
+from bilevel_tf.runner import console, experiment, plots, run_folder, tensorboard_logs
+from bilevel_tf import models
+from bilevel_tf.paper import cells
 
 from .data import PoisonData
 from .solver import attack_solver_options, halve_learning_rates
@@ -85,7 +87,7 @@ def attack_in_folder(args, data: PoisonData, run: run_folder.Run) -> Dict[str, A
                                       else ["label_flip_test_accuracy", "poisoned_test_accuracy"])
     experiment.write_results(args, metrics=metrics, history=history, seconds_per_upper_iteration=seconds,
                              dataset=args.dataset, summary_keys=keys,
-                             paper=paper_cells.paper_entry(args, args.dataset), solver=solver)
+                             paper=cells.paper_entry(args, args.dataset), solver=solver)
     return metrics
 
 

@@ -11,7 +11,8 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf import experiment, paper_cells, plots, run_folder, tensorboard_logs
+from bilevel_tf.runner import experiment, plots, run_folder, tensorboard_logs
+from bilevel_tf.paper import cells
 
 from .features import FeatureMap, check_features_match, feature_network
 from .runs import CleanLabelInputs
@@ -280,7 +281,7 @@ def _write_outputs(args, records: List[Dict[str, Any]], metrics: Dict[str, Any],
     plot_clean_label(args.out, records, metrics, image_dir, args.figure_targets, args.method)
     seconds = attack.seconds[1:] or attack.seconds
     tensorboard_logs.write_records(args, records)
-    experiment.write_results(args, metrics=metrics, history=records, paper=paper_cells.paper_entry(args, "dogfish"),
+    experiment.write_results(args, metrics=metrics, history=records, paper=cells.paper_entry(args, "dogfish"),
                              seconds_per_upper_iteration=float(np.median(seconds)) if seconds else None,
                              solver=attack.solver,
                              dataset="smoke" if args.smoke and not args.data_dir else "dogfish",

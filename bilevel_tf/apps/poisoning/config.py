@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
 
-from bilevel_tf import console, experiment
-from bilevel_tf.flag_types import finite_float, int_range, nonnegative_float, positive_float
+from bilevel_tf.runner import console, experiment
+from bilevel_tf.runner.flag_types import finite_float, int_range, nonnegative_float, positive_float
 from bilevel_tf.solvers import registry
 
 from .data import DATASETS

@@ -6,7 +6,8 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from bilevel_tf import datasets, experiment
+from bilevel_tf import datasets
+from bilevel_tf.runner import experiment
 
 DATASETS = ("mnist", "digits")
 Split = Tuple[np.ndarray, np.ndarray]

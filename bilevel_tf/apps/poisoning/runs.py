@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
-from bilevel_tf import datasets, experiment, run_folder
+from bilevel_tf import datasets
+from bilevel_tf.runner import experiment, run_folder
 
 from .config import FEATURES_FILE, SMOKE_IMAGES
 from .data import PoisonData
