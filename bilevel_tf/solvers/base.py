@@ -45,12 +45,12 @@ class BilevelSolver:
             loop about 40x slower than unrolled ones (MNIST CNN: 35 s vs 0.9 s per Penalty pass). None (the
             default) unrolls exactly when ``jit_compile`` is on and no GPU/TPU is visible.
         hvp: how second-order products are computed: ``"double_backward"`` (reverse-over-reverse) or
-            ``"forward_over_reverse"`` (see :mod:`bilevel_tf.autodiff`); None = the solver's ``default_hvp``,
+            ``"forward_over_reverse"`` (see :mod:`bilevel_tf.core.autodiff`); None = the solver's ``default_hvp``,
             the faster one in ``benchmarks/run.py``. Both give the same results to float tolerance; solvers
             without second-order terms (GD, VPBGD) ignore it.
 
     Built inside ``strategy.scope()`` of a ``tf.distribute`` strategy, the solver runs data parallel:
-    see :mod:`bilevel_tf.distribute`.
+    see :mod:`bilevel_tf.core.distribute`.
     """
 
     #: name used by ``bl.get_solver`` and in logs

@@ -12,7 +12,7 @@ from ..core import autodiff, distribute
 
 def state_variable(value: Any, name: str, dtype=None) -> tf.Variable:
     """A solver-owned, non-trainable variable; under a strategy the first replica's update is kept
-    (replicas compute identical values, see ``bilevel_tf.distribute``)."""
+    (replicas compute identical values, see ``bilevel_tf.core.distribute``)."""
     return tf.Variable(value, dtype=dtype, trainable=False, name=name,
                        aggregation=distribute.ONLY_FIRST_REPLICA)
 
