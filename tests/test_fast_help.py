@@ -112,7 +112,7 @@ def test_names_load_on_first_use_and_fit_is_the_function():
 def test_tensorflow_loads_quietly_once_a_runner_parsed_its_flags():
     # keras imports TensorFlow itself: its C++ start-up lines (oneDNN, CUDA probing) must not reach stderr
     env = {"TF_CPP_MIN_LOG_LEVEL": "", "BILEVEL_TF_TF_LOGS": ""}
-    start = "from bilevel_tf import experiment; experiment.parser('a runner').parse_args([]); "
+    start = "from bilevel_tf.runner import experiment; experiment.parser('a runner').parse_args([]); "
     result = _run(start + "import keras; import tensorflow as tf; print(tf.constant(2.0).numpy())", env=env)
     assert result.stdout.strip() == "2.0", result.stderr
     assert "oneDNN" not in result.stderr and "cuInit" not in result.stderr and "cuda" not in result.stderr.lower(), \

@@ -13,7 +13,7 @@ from ..core.problem import BilevelProblem
 from ..training.sources import Feed
 from .checks import check_choice, check_positive_int
 from .optimizers import check_learning_rate, make_optimizer, optimizer_config
-from .variables import project, state_variable
+from .variables import owned_variables, project, state_variable
 
 Logs = Dict[str, tf.Tensor]
 
@@ -45,12 +45,12 @@ class BilevelSolver:
             loop about 40x slower than unrolled ones (MNIST CNN: 35 s vs 0.9 s per Penalty pass). None (the
             default) unrolls exactly when ``jit_compile`` is on and no GPU/TPU is visible.
         hvp: how second-order products are computed: ``"double_backward"`` (reverse-over-reverse) or
-            ``"forward_over_reverse"`` (see :mod:`bilevel_tf.autodiff`); None = the solver's ``default_hvp``,
+            ``"forward_over_reverse"`` (see :mod:`bilevel_tf.core.autodiff`); None = the solver's ``default_hvp``,
             the faster one in ``benchmarks/run.py``. Both give the same results to float tolerance; solvers
             without second-order terms (GD, VPBGD) ignore it.
 
     Built inside ``strategy.scope()`` of a ``tf.distribute`` strategy, the solver runs data parallel:
-    see :mod:`bilevel_tf.distribute`.
+    see :mod:`bilevel_tf.core.distribute`.
     """
 
     #: name used by ``bl.get_solver`` and in logs
@@ -248,12 +248,7 @@ class BilevelSolver:
         """Snapshot the solver-owned variables on first use (after every constructor has run)."""
         if self._initial_values is not None:
             return
-        problem_ids = {id(v) for v in list(self.problem.upper_vars) + list(self.problem.lower_vars)}
-        owned = []
-        for obj in self._state.values():
-            for var in _variables_of(obj):
-                if id(var) not in problem_ids and not any(var is o for o in owned):
-                    owned.append(var)
+        owned = owned_variables(self._state.values(), list(self.problem.upper_vars) + list(self.problem.lower_vars))
         self._initial_values = [(v, tf.identity(tf.convert_to_tensor(v))) for v in owned]
 
     def schedule(self) -> Dict[str, float]:
@@ -286,6 +281,23 @@ class BilevelSolver:
 
     def _prepare(self, upper_batch: Any, lower_batch: Any) -> None:
         """Called before every compiled call with its batches (e.g. one-time calibration); must be cheap."""
+
+    def calibrate(self, upper_batches: Optional[Sequence] = None, lower_batches: Optional[Sequence] = None) -> bool:
+        """Measure now, on several batches per level, what the solver otherwise measures on its first batch alone
+        (as Keras' ``layer.adapt``; Penalty's rho, lam and lower step scale). With mini-batches call it before
+        training with e.g. ``list(dataset.take(8))`` per level (None: no batches). False if nothing was measured
+        (nothing to measure, measured already or restored so, or under a strategy: the first batch is used)."""
+        upper, lower = ([None] if b is None else list(b) for b in (upper_batches, lower_batches))
+        if not upper or not lower:
+            raise ValueError("calibrate needs at least one batch per level (None for a level without batches)")
+        if self.strategy is not None or not self._calibration_pending():
+            return False
+        self._ensure_snapshot()  # reset_state returns to the state before this measurement
+        self._calibrate_on(upper, lower)
+        return True
+
+    def _calibration_pending(self) -> bool:
+        return False  # solvers that calibrate override this and _calibrate_on(upper_batches, lower_batches)
 
     # ------------------------------------------------------------------ compiled bodies
     def _step(self, upper_batch: Any, lower_batch: Any, initialized: bool = False) -> Logs:
@@ -385,13 +397,3 @@ class BilevelSolver:
 def _all_finite(logs: Logs) -> tf.Tensor:
     checks = [tf.reduce_all(tf.math.is_finite(v)) for v in logs.values() if v.dtype.is_floating]
     return tf.reduce_all(checks) if checks else tf.constant(True)
-
-
-def _variables_of(obj) -> List[Any]:
-    if isinstance(obj, keras.optimizers.Optimizer):
-        return list(obj.variables)
-    if isinstance(obj, (list, tuple)):
-        return [v for item in obj for v in _variables_of(item)]
-    if isinstance(obj, tf.Variable) or hasattr(obj, "assign"):
-        return [obj]
-    return []

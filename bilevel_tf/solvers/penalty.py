@@ -88,6 +88,12 @@ class Penalty(BilevelSolver):
     def _prepare(self, upper_batch, lower_batch) -> None:
         self.schedule_state.calibrate_once(upper_batch, lower_batch)
 
+    def _calibration_pending(self) -> bool:
+        return self.schedule_state.calibrated is not None and self.schedule_state.pending
+
+    def _calibrate_on(self, upper_batches, lower_batches) -> None:
+        self.schedule_state.calibrate_on(upper_batches, lower_batches)
+
     def reset_state(self, **schedule: float) -> None:
         """See :meth:`BilevelSolver.reset_state`; an ``"auto"`` rho or lam is calibrated again at the next
         step (over a value given here)."""

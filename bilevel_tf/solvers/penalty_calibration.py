@@ -1,8 +1,14 @@
 """How the Penalty method scales its penalty to a problem: rho, lam and the lower step's scale from curvature
-probes (Hessian-vector products at the first iteration; see ``Penalty``'s schedules)."""
+probes (Hessian-vector products at the first iteration, or on several batches by ``Penalty.calibrate``; see
+``Penalty``'s schedules).
+
+Each probe takes a sequence of batches per level and measures the curvature of the mean loss over them: with
+mini-batches, one batch's Hessian misses directions the others have (a batch of 64 samples has rank <= 64), so a
+probe on one batch sees flat directions the data set does not have and takes too large a rho.
+"""
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Callable, Dict, List, Sequence
 
 import tensorflow as tf
 
@@ -22,25 +28,44 @@ LANCZOS_STEPS = 20
 MAX_CONDITION = 1e2
 
 
+def mean_hvp(loss: Callable[[Any], tf.Tensor], batches: Sequence[Any], variables: Sequence,
+             vector: Sequence) -> List[tf.Tensor]:
+    """The Hessian-vector product of the mean of ``loss(batch)`` over ``batches`` (one product per batch)."""
+    products = [autodiff.loss_hvp(lambda b=batch: loss(b), variables, vector) for batch in batches]
+    if len(products) == 1:
+        return products[0]
+    return [tf.add_n(list(parts)) / len(products) for parts in zip(*products)]
+
+
+def mean_upper_grad(problem: BilevelProblem, upper_batches: Sequence[Any], variables: Sequence) -> List[tf.Tensor]:
+    """grad_v f of the mean of f over ``upper_batches``, dense."""
+    grads = [[ops.dense(x) for x in autodiff.upper_value_and_grad(problem, batch, variables)[1]]
+             for batch in upper_batches]
+    if len(grads) == 1:
+        return grads[0]
+    return [tf.add_n(list(parts)) / len(grads) for parts in zip(*grads)]
+
+
 def _positive(value: tf.Tensor, fallback: tf.Tensor) -> tf.Tensor:
     return tf.where(tf.math.is_finite(value) & (value > 0), value, fallback)
 
 
-def curvature_probe(problem: BilevelProblem, upper_batch: Any, lower_batch: Any, dtype) -> Dict[str, tf.Tensor]:
+def curvature_probe(problem: BilevelProblem, upper_batches: Sequence[Any], lower_batches: Sequence[Any],
+                    dtype) -> Dict[str, tf.Tensor]:
     """rho = ||H_f w|| / ||H_g H_g w||, lam = LAM_FRACTION ||H_f w|| / ||H_g w|| with w = grad_v f (three
     products): the penalty's curvature equals f's along w, lam a tenth of it. Invalid values become 1."""
     lower = problem.lower_vars
-    _, w = autodiff.upper_value_and_grad(problem, upper_batch, lower)
-    w = [ops.dense(x) for x in w]
-    hf = autodiff.loss_hvp(lambda: problem.f(upper_batch), lower, w)
-    hg = autodiff.loss_hvp(lambda: problem.g(lower_batch), lower, w)
-    hgg = autodiff.loss_hvp(lambda: problem.g(lower_batch), lower, hg)
+    w = mean_upper_grad(problem, upper_batches, lower)
+    hf = mean_hvp(problem.f, upper_batches, lower, w)
+    hg = mean_hvp(problem.g, lower_batches, lower, w)
+    hgg = mean_hvp(problem.g, lower_batches, lower, hg)
     curv_f, curv_g, curv_gg = (tf.cast(tf.sqrt(ops.sq_norm(x)), dtype) for x in (hf, hg, hgg))
     one = tf.ones([], dtype)
     return dict(rho=_positive(curv_f / curv_gg, one), lam=_positive(LAM_FRACTION * curv_f / curv_g, one))
 
 
-def spectral_probe(problem: BilevelProblem, upper_batch: Any, lower_batch: Any, dtype) -> Dict[str, tf.Tensor]:
+def spectral_probe(problem: BilevelProblem, upper_batches: Sequence[Any], lower_batches: Sequence[Any],
+                   dtype) -> Dict[str, tf.Tensor]:
     """g's curvature range [h_lo, h_hi] as seen from w = grad_v f (Lanczos) and f's top curvature s in v:
     rho = RHO_SHARE s / (h_lo h_hi), lam = s / h_hi, and ``lower_scale`` = h_hi / (s + lam h_hi + rho h_hi^2),
     the factor that gives the lower objective h_l the top curvature of g (so a learning rate chosen for g
@@ -49,17 +74,16 @@ def spectral_probe(problem: BilevelProblem, upper_batch: Any, lower_batch: Any, 
     h_lo is floored at h_hi / MAX_CONDITION; where g has clearly negative curvature along the probe (below
     -h_hi / MAX_CONDITION), rho = s / h_hi^2."""
     lower = problem.lower_vars
-    _, w = autodiff.upper_value_and_grad(problem, upper_batch, lower)
-    w = [ops.dense(x) for x in w]
+    w = mean_upper_grad(problem, upper_batches, lower)
     norm = tf.sqrt(ops.sq_norm(w))
     # v already minimizes f: probe from a fixed pseudo-random direction instead
     w = [tf.where(norm > 0, x, tf.random.stateless_normal(tf.shape(x), [7, 11], dtype=x.dtype)) for x in w]
 
     def g_products(x):
-        return autodiff.loss_hvp(lambda: problem.g(lower_batch), lower, x)
+        return mean_hvp(problem.g, lower_batches, lower, x)
 
     def f_products(x):
-        return autodiff.loss_hvp(lambda: problem.f(upper_batch), lower, x)
+        return mean_hvp(problem.f, upper_batches, lower, x)
 
     h_lo, h_hi = (tf.cast(x, dtype) for x in lanczos_extremes(g_products, w, LANCZOS_STEPS))
     _, s = lanczos_extremes(f_products, w, LANCZOS_STEPS // 2)

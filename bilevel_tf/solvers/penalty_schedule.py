@@ -127,9 +127,12 @@ class PenaltySchedule:
             state.compile_calibration(self, solver)
         return state
 
-    def calibrate(self, state: "PenaltyState", problem: Any, upper_batch: Any, lower_batch: Any) -> None:
-        """In the graph, once: set the "auto" weights (and the lower step's scale) from the calibration's probe."""
-        probe = penalty_calibration.PROBES[self.calibration](problem, upper_batch, lower_batch, state.rho.dtype)
+    def calibrate(self, state: "PenaltyState", problem: Any, upper_batches: Sequence[Any],
+                  lower_batches: Sequence[Any]) -> None:
+        """In the graph, once: set the "auto" weights (and the lower step's scale) from the calibration's probe of
+        the mean losses over ``upper_batches`` / ``lower_batches`` (the first iteration's batches, or the batches
+        given to ``Penalty.calibrate``)."""
+        probe = penalty_calibration.PROBES[self.calibration](problem, upper_batches, lower_batches, state.rho.dtype)
         for name in self.auto:
             distribute.assign(getattr(state, name), probe[name])
         if self.lower_scale:
@@ -183,9 +186,10 @@ class PenaltyState:
     _pending: bool = field(default=False, init=False)  # Python-side cache: no variable read once calibrated
 
     def compile_calibration(self, schedule: PenaltySchedule, solver: Any) -> None:
-        """Prepare :meth:`PenaltySchedule.calibrate` as its own compiled call (under the solver's strategy)."""
-        def calibrate(upper_batch, lower_batch):
-            schedule.calibrate(self, solver.problem, upper_batch, lower_batch)
+        """Prepare :meth:`PenaltySchedule.calibrate` as its own compiled call (under the solver's strategy), taking
+        lists of batches."""
+        def calibrate(upper_batches, lower_batches):
+            schedule.calibrate(self, solver.problem, upper_batches, lower_batches)
 
         if solver.strategy is None:
             self._calibrate_fn = tf.function(calibrate)
@@ -198,7 +202,19 @@ class PenaltyState:
         if not self._pending:
             return
         if not bool(self.calibrated.numpy()):
-            self._calibrate_fn(upper_batch, lower_batch)
+            self._calibrate_fn([upper_batch], [lower_batch])
+        self._pending = False
+
+    @property
+    def pending(self) -> bool:
+        """Whether the calibration has yet to run (False once done, also when restored from a checkpoint)."""
+        if self._pending and bool(self.calibrated.numpy()):
+            self._pending = False
+        return self._pending
+
+    def calibrate_on(self, upper_batches: Sequence[Any], lower_batches: Sequence[Any]) -> None:
+        """Calibrate now on these batches (lists, one entry per batch) instead of at the first iteration."""
+        self._calibrate_fn(list(upper_batches), list(lower_batches))
         self._pending = False
 
     def recalibrate(self) -> None:

@@ -2,8 +2,9 @@
 lower-level copy that value-function methods (V-PBGD, BOME) descend in the lower variables' place."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable, List, Sequence
 
+import keras
 import tensorflow as tf
 
 from ..core import autodiff, distribute
@@ -11,9 +12,31 @@ from ..core import autodiff, distribute
 
 def state_variable(value: Any, name: str, dtype=None) -> tf.Variable:
     """A solver-owned, non-trainable variable; under a strategy the first replica's update is kept
-    (replicas compute identical values, see ``bilevel_tf.distribute``)."""
+    (replicas compute identical values, see ``bilevel_tf.core.distribute``)."""
     return tf.Variable(value, dtype=dtype, trainable=False, name=name,
                        aggregation=distribute.ONLY_FIRST_REPLICA)
+
+
+def owned_variables(state: Iterable[Any], problem_vars: Sequence) -> List[Any]:
+    """The variables in ``state`` entries (variables, optimizers, nested lists), once each, except the
+    problem's own: what ``reset_state`` returns to their first values."""
+    problem_ids = {id(v) for v in problem_vars}
+    owned: List[Any] = []
+    for obj in state:
+        for var in _variables_of(obj):
+            if id(var) not in problem_ids and not any(var is o for o in owned):
+                owned.append(var)
+    return owned
+
+
+def _variables_of(obj) -> List[Any]:
+    if isinstance(obj, keras.optimizers.Optimizer):
+        return list(obj.variables)
+    if isinstance(obj, (list, tuple)):
+        return [v for item in obj for v in _variables_of(item)]
+    if isinstance(obj, tf.Variable) or hasattr(obj, "assign"):
+        return [obj]
+    return []
 
 
 def project(constraint, variables) -> None:
