@@ -14,6 +14,7 @@ that needs it is used (one table, ``_LAZY``), so the experiment runners parse th
 ``--help`` before it.
 """
 import importlib
+from typing import Any, List
 
 from .solvers import registry as _registry
 
@@ -42,7 +43,7 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     module, _, attribute = _LAZY[name].partition(":")
@@ -52,5 +53,5 @@ def __getattr__(name: str):
     return value
 
 
-def __dir__():
+def __dir__() -> List[str]:
     return sorted(set(globals()) | set(__all__))

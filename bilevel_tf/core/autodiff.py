@@ -109,7 +109,9 @@ def _constant(w: Sequence) -> List:
     return [None if x is None else tf.stop_gradient(ops.dense(x)) for x in w]
 
 
-def _second_order_forward(problem, lower_batch, weights, wrt, extra):
+def _second_order_forward(problem: BilevelProblem, lower_batch: Any, weights: Weights, wrt: Sequence,
+                          extra: Optional[Callable[[], tf.Tensor]]
+                          ) -> Tuple[tf.Tensor, List, Optional[tf.Tensor], List]:
     """``second_order`` by forward-over-reverse: the JVP of grad_wrt g along w (symmetry of mixed partials)."""
     lower = list(problem.lower_vars)
     gv = None
@@ -141,7 +143,7 @@ def _tf_variable(var: Any) -> tf.Variable:
     return var if isinstance(var, tf.Variable) else var.value
 
 
-def _jvp(acc: tf.autodiff.ForwardAccumulator, x):
+def _jvp(acc: tf.autodiff.ForwardAccumulator, x: Any) -> Any:
     """Tangent of one gradient entry; a sparse entry keeps its indices (they do not depend on v)."""
     if isinstance(x, tf.IndexedSlices):
         return tf.IndexedSlices(acc.jvp(x.values, unconnected_gradients=ZERO), x.indices, x.dense_shape)

@@ -11,7 +11,7 @@ Constraint = Callable[[Values], Values]
 TensorLike = Union[float, tf.Tensor, Sequence]
 
 
-def _per_variable(arg, n: int, name: str) -> list:
+def _per_variable(arg: TensorLike, n: int, name: str) -> list:
     """Broadcast a single value to all variables, or check a list has one entry per variable."""
     if isinstance(arg, (list, tuple)):
         if len(arg) != n:
@@ -41,13 +41,14 @@ def l2_ball(center: TensorLike, radius: float, clip: Optional[tuple] = None,
             axis: Optional[Sequence[int]] = None) -> Constraint:
     """Project onto {x : ||x - center||_2 <= radius} (the norm over ``axis``, default all axes, so a batch
     of poison images each gets its own ball with ``axis=[1, 2, 3]``), then optionally clip to a box."""
-    def shrink(d, r, ax):
+    def shrink(d: tf.Tensor, r: tf.Tensor, ax: Optional[Sequence[int]]) -> tf.Tensor:
         norm = tf.sqrt(tf.reduce_sum(tf.square(d), axis=ax, keepdims=ax is not None) + 1e-12)
         return d * tf.minimum(1.0, r / norm)
     return _ball(center, radius, clip, shrink, axis)
 
 
-def _ball(center, radius, clip, shrink, axis) -> Constraint:
+def _ball(center: TensorLike, radius: float, clip: Optional[tuple], shrink: Callable[..., tf.Tensor],
+          axis: Optional[Sequence[int]]) -> Constraint:
     if not radius >= 0:
         raise ValueError(f"radius must be non-negative, got {radius!r}")
 

@@ -33,7 +33,7 @@ def num_replicas() -> int:
     return 1 if ctx is None else ctx.num_replicas_in_sync
 
 
-def loop_range(n: Union[int, tf.Tensor], *args: int):
+def loop_range(n: Union[int, tf.Tensor], *args: int) -> Any:
     """``tf.range`` (a graph loop) on one device; a Python ``range`` (unrolled) inside a multi-replica step."""
     if replica_context() is None:
         return tf.range(n, *args)
@@ -83,7 +83,7 @@ def assign(var: Any, value: tf.Tensor) -> None:
         return
     target = _tf_variable(var)
 
-    def update(strategy, v):
+    def update(strategy: tf.distribute.Strategy, v: Any) -> None:
         strategy.extended.update(target, lambda t, x: t.assign(x), args=(v,), group=False)
 
     ctx.merge_call(update, args=(value,))

@@ -7,7 +7,7 @@ per-sample losses, to keep one memory row per sample.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Tuple
 
 import tensorflow as tf
 
@@ -50,9 +50,9 @@ class FiniteSum:
             raise ValueError(f"size must be a positive integer (the number of samples), got {size!r}")
         if indices is not None and not callable(indices):
             raise ValueError(f"indices must be None or callable(batch) -> index vector, got {type(indices).__name__}")
-        self.per_sample_loss = per_sample_loss
-        self.size = int(size)
-        self._indices = indices
+        self.per_sample_loss: Callable[[Any], tf.Tensor] = per_sample_loss
+        self.size: int = int(size)
+        self._indices: Optional[Callable[[Any], tf.Tensor]] = indices
 
     def __call__(self, batch: Any) -> tf.Tensor:
         # the batch's form is checked first, so a batch without indices fails here with a clear message
@@ -87,7 +87,7 @@ class FiniteSum:
                              f"got dtype {losses.dtype.name} and shape {losses.shape}")
         return losses
 
-    def indexed_losses(self, batch: Any):
+    def indexed_losses(self, batch: Any) -> Tuple[tf.Tensor, tf.Tensor]:
         """(indices, per-sample losses) of the batch, checked to have one loss per index."""
         idx, losses = self.indices(batch), self.per_sample(batch)
         n_idx, n_loss = idx.shape[0], losses.shape[0]

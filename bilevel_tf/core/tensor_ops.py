@@ -64,8 +64,8 @@ def _sum(terms: List[tf.Tensor]) -> tf.Tensor:
     return total
 
 
-def scale(grads: Sequence[Optional[Grad]], c) -> List[Optional[Grad]]:
-    out = []
+def scale(grads: Sequence[Optional[Grad]], c: Union[float, tf.Tensor]) -> List[Optional[Grad]]:
+    out: List[Optional[Grad]] = []
     for g in grads:
         if g is None:
             out.append(None)

@@ -5,6 +5,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
+from numpy.typing import DTypeLike
 
 from ..core.problem import BilevelProblem
 from . import reference
@@ -24,7 +25,7 @@ class ToyBilevel:
     measure for families whose solution may lie at infinity).
     """
 
-    def __init__(self, data: Dict[str, np.ndarray], n_u: int, n_v: int, dtype=np.float32):
+    def __init__(self, data: Dict[str, np.ndarray], n_u: int, n_v: int, dtype: DTypeLike = np.float32):
         self.dtype = dtype
         self.n_u, self.n_v = int(n_u), int(n_v)
         self._data = {k: tf.Variable(np.zeros(np.shape(x), dtype), trainable=False, name=k) for k, x in data.items()}
@@ -64,10 +65,10 @@ class ToyBilevel:
         return BilevelProblem(self.upper_loss, self.lower_loss, [self.u], [self.v])
 
     # ------------------------------------------------------------------ subclass hooks
-    def lower_loss(self, batch=None) -> tf.Tensor:
+    def lower_loss(self, batch: Any = None) -> tf.Tensor:
         raise NotImplementedError
 
-    def upper_loss(self, batch=None) -> tf.Tensor:
+    def upper_loss(self, batch: Any = None) -> tf.Tensor:
         raise NotImplementedError
 
     def value(self, u: np.ndarray) -> float:

@@ -18,10 +18,11 @@ Three generators of (H, M, m, d, e, alpha):
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
+from numpy.typing import ArrayLike, DTypeLike
 
 from .base import ToyBilevel
 
@@ -29,21 +30,24 @@ from .base import ToyBilevel
 COUPLINGS = {"weak": (0.05, 0.3, 1.0), "strong": (0.5, 3.0, 0.5)}
 #: where g's curvatures lie in :func:`random_quadratic_data`
 CURVATURE_RANGE = (0.5, 50.0)
+#: (H, M, m, d, e, alpha), what the ``*_data`` functions return and :class:`QuadraticBilevel` takes
+QuadraticData = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]
 
 
 class QuadraticBilevel(ToyBilevel):
     """The problem above for given H (symmetric positive definite), M, m, d, e, alpha."""
 
     def __init__(self, H: np.ndarray, M: np.ndarray, m: np.ndarray, d: np.ndarray, e: np.ndarray,
-                 alpha: float, dtype=np.float32):
+                 alpha: float, dtype: DTypeLike = np.float32):
         n_v, n_u = np.shape(M)
         super().__init__(_as_data(H, M, m, d, e, alpha), n_u, n_v, dtype)
 
     @classmethod
-    def from_data(cls, data: Dict[str, Any], dtype=np.float32) -> "QuadraticBilevel":
-        return cls(*(data[k] for k in ("H", "M", "m", "d", "e", "alpha")), dtype=dtype)
+    def from_data(cls, data: Dict[str, Any], dtype: DTypeLike = np.float32) -> "QuadraticBilevel":
+        return cls(data["H"], data["M"], data["m"], data["d"], data["e"], data["alpha"], dtype=dtype)
 
-    def assign(self, H, M, m, d, e, alpha: Optional[float] = None, u0: Optional[np.ndarray] = None,
+    def assign(self, H: ArrayLike, M: ArrayLike, m: ArrayLike, d: ArrayLike, e: ArrayLike,
+               alpha: Optional[float] = None, u0: Optional[np.ndarray] = None,
                v0: Optional[np.ndarray] = None) -> None:
         """Load new data (same sizes; alpha unchanged unless given) and reset u, v (to zeros unless given)."""
         self.load(_as_data(H, M, m, d, e, self.alpha if alpha is None else alpha), u0, v0)
@@ -55,7 +59,7 @@ class QuadraticBilevel(ToyBilevel):
         self.J = np.linalg.solve(H, M)
         self.j = np.linalg.solve(H, m)
 
-    def _solve(self):
+    def _solve(self) -> Tuple[np.ndarray, float]:
         J, a = self.J, self.alpha
         u_star = np.linalg.solve(J.T @ J + a * np.eye(self.n_u), J.T @ (self.d - self.j) + a * self.e)
         return u_star, self.value(u_star)
@@ -69,11 +73,11 @@ class QuadraticBilevel(ToyBilevel):
         eig = np.linalg.eigvalsh(self.H)
         return float(eig[-1] / eig[0])
 
-    def lower_loss(self, batch=None) -> tf.Tensor:
+    def lower_loss(self, batch: Any = None) -> tf.Tensor:
         H, M, m, v = self.data("H"), self.data("M"), self.data("m"), self.v
         return 0.5 * tf.tensordot(v, tf.linalg.matvec(H, v), 1) - tf.tensordot(v, tf.linalg.matvec(M, self.u) + m, 1)
 
-    def upper_loss(self, batch=None) -> tf.Tensor:
+    def upper_loss(self, batch: Any = None) -> tf.Tensor:
         return (0.5 * tf.reduce_sum(tf.square(self.v - self.data("d")))
                 + 0.5 * self.data("alpha") * tf.reduce_sum(tf.square(self.u - self.data("e"))))
 
@@ -86,7 +90,8 @@ class QuadraticBilevel(ToyBilevel):
         return self.J.T @ (self.J @ u + self.j - self.d) + self.alpha * (u - self.e)
 
 
-def _as_data(H, M, m, d, e, alpha) -> Dict[str, np.ndarray]:
+def _as_data(H: ArrayLike, M: ArrayLike, m: ArrayLike, d: ArrayLike, e: ArrayLike,
+             alpha: float) -> Dict[str, np.ndarray]:
     return dict(H=np.asarray(H), M=np.asarray(M), m=np.asarray(m), d=np.asarray(d), e=np.asarray(e),
                 alpha=np.asarray(alpha, np.float64))
 
@@ -101,7 +106,7 @@ def _orthonormal(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
 
 
 def random_quadratic_data(seed: int, n_u: Optional[int] = None, n_v: Optional[int] = None,
-                          cond: Optional[float] = None, coupling: Optional[str] = None):
+                          cond: Optional[float] = None, coupling: Optional[str] = None) -> QuadraticData:
     """(H, M, m, d, e, alpha) of one instance of the robustness family; unset knobs are drawn from ``seed``:
     n_u, n_v log-uniform in [2, 100], cond log-uniform in [1, 100], coupling "weak" or "strong" (see
     :data:`COUPLINGS`). g's curvatures span [h, cond h] with h log-uniform such that they lie in
@@ -130,7 +135,7 @@ def random_quadratic_data(seed: int, n_u: Optional[int] = None, n_v: Optional[in
 
 
 def least_squares_data(n_u: int = 4, n_v: int = 6, mu: float = 0.1, alpha: float = 0.1, seed: int = 0,
-                       rows: Optional[int] = None):
+                       rows: Optional[int] = None) -> QuadraticData:
     """(H, M, m, d, e, alpha) of g = 1/2 ||Av - Bu - c||^2 + mu/2 ||v||^2, Gaussian A (rows x n_v) and B
     scaled by 1/sqrt(rows), c, d, e standard normal."""
     rng = np.random.default_rng(seed)
@@ -141,7 +146,8 @@ def least_squares_data(n_u: int = 4, n_v: int = 6, mu: float = 0.1, alpha: float
     return A.T @ A + mu * np.eye(n_v), A.T @ B, A.T @ c, d, e, alpha
 
 
-def conditioned_data(n_u: int = 4, n_v: int = 6, cond: float = 10.0, alpha: float = 0.1, seed: int = 0):
+def conditioned_data(n_u: int = 4, n_v: int = 6, cond: float = 10.0, alpha: float = 0.1,
+                     seed: int = 0) -> QuadraticData:
     """(H, M, m, d, e, alpha) with eig(H) = geomspace(1/cond, 1), sing(H^-1 M) = geomspace(0.5, 2), ||u*|| = 1."""
     if n_u > n_v:
         raise ValueError(f"conditioned_data needs n_u <= n_v, got {n_u} > {n_v}")
@@ -157,13 +163,13 @@ def conditioned_data(n_u: int = 4, n_v: int = 6, cond: float = 10.0, alpha: floa
     return H, H @ J, m * scale, d * scale, e * scale, alpha
 
 
-def random_quadratic(seed: int, dtype=np.float32, **knobs) -> QuadraticBilevel:
+def random_quadratic(seed: int, dtype: DTypeLike = np.float32, **knobs: Any) -> QuadraticBilevel:
     return QuadraticBilevel(*random_quadratic_data(seed, **knobs), dtype=dtype)
 
 
-def least_squares_quadratic(*args, dtype=np.float32, **kwargs) -> QuadraticBilevel:
+def least_squares_quadratic(*args: Any, dtype: DTypeLike = np.float32, **kwargs: Any) -> QuadraticBilevel:
     return QuadraticBilevel(*least_squares_data(*args, **kwargs), dtype=dtype)
 
 
-def conditioned_quadratic(*args, dtype=np.float32, **kwargs) -> QuadraticBilevel:
+def conditioned_quadratic(*args: Any, dtype: DTypeLike = np.float32, **kwargs: Any) -> QuadraticBilevel:
     return QuadraticBilevel(*conditioned_data(*args, **kwargs), dtype=dtype)

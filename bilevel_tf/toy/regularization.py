@@ -9,10 +9,11 @@ hypergradient is  grad F(u)_j = -exp(u_j) v*_j p_j  with  p = (H_vv g)^-1 grad_v
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 import tensorflow as tf
+from numpy.typing import DTypeLike
 
 from . import reference
 from .base import NumericalToyBilevel
@@ -24,7 +25,7 @@ MU0 = 1e-4
 class RegularizationSelection(NumericalToyBilevel):
     """The problem above on data ``x_train, y_train, x_val, y_val`` (labels +-1 for logistic)."""
 
-    def __init__(self, data: Dict[str, np.ndarray], kind: str = "ridge", dtype=np.float32):
+    def __init__(self, data: Dict[str, np.ndarray], kind: str = "ridge", dtype: DTypeLike = np.float32):
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
         self.kind = kind
@@ -32,21 +33,21 @@ class RegularizationSelection(NumericalToyBilevel):
         super().__init__(data, n_features, n_features, dtype)
 
     # ------------------------------------------------------------------ TensorFlow losses
-    def _loss(self, x, y) -> tf.Tensor:
+    def _loss(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         z = tf.linalg.matvec(x, self.v)
         if self.kind == "ridge":
             return 0.5 * tf.reduce_mean(tf.square(z - y))
         return tf.reduce_mean(tf.math.softplus(-y * z))
 
-    def lower_loss(self, batch=None) -> tf.Tensor:
+    def lower_loss(self, batch: Any = None) -> tf.Tensor:
         penalty = 0.5 * tf.reduce_sum((tf.exp(self.u) + MU0) * tf.square(self.v))
         return self._loss(self.data("x_train"), self.data("y_train")) + penalty
 
-    def upper_loss(self, batch=None) -> tf.Tensor:
+    def upper_loss(self, batch: Any = None) -> tf.Tensor:
         return self._loss(self.data("x_val"), self.data("y_val"))
 
     # ------------------------------------------------------------------ float64 reference
-    def _loss_np(self, v, x, y) -> Tuple[float, np.ndarray, np.ndarray]:
+    def _loss_np(self, v: np.ndarray, x: np.ndarray, y: np.ndarray) -> Tuple[float, np.ndarray, np.ndarray]:
         z = x @ v
         n = len(y)
         if self.kind == "ridge":
@@ -60,7 +61,7 @@ class RegularizationSelection(NumericalToyBilevel):
         x, y = self.np["x_train"], self.np["y_train"]
         reg = np.exp(u) + MU0
 
-        def oracle(v):
+        def oracle(v: np.ndarray) -> Tuple[float, np.ndarray, np.ndarray]:
             value, grad, hess = self._loss_np(v, x, y)
             return value + 0.5 * float(reg @ v ** 2), grad + reg * v, hess + np.diag(reg)
 
@@ -93,5 +94,6 @@ def regularization_data(seed: int, kind: str = "ridge", n_features: int = 10, n_
     return dict(x_train=x[:n_train], y_train=z[:n_train], x_val=x[n_train:], y_val=z[n_train:])
 
 
-def regularization_selection(seed: int, kind: str = "ridge", dtype=np.float32, **sizes) -> RegularizationSelection:
+def regularization_selection(seed: int, kind: str = "ridge", dtype: DTypeLike = np.float32,
+                             **sizes: int) -> RegularizationSelection:
     return RegularizationSelection(regularization_data(seed, kind, **sizes), kind, dtype)

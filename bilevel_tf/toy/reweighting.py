@@ -9,10 +9,11 @@ The best weights of flipped points go to zero (u_i -> -infinity): measure it by 
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 import tensorflow as tf
+from numpy.typing import DTypeLike
 
 from . import reference
 from .base import NumericalToyBilevel
@@ -23,24 +24,24 @@ MU = 1e-2
 class Reweighting(NumericalToyBilevel):
     """The problem above on data ``x_train, y_train, x_val, y_val`` (labels +-1; ``flipped`` marks the noise)."""
 
-    def __init__(self, data: Dict[str, np.ndarray], dtype=np.float32):
+    def __init__(self, data: Dict[str, np.ndarray], dtype: DTypeLike = np.float32):
         self.flipped = np.asarray(data.pop("flipped", np.zeros(len(data["y_train"]), bool)))
         super().__init__(data, np.shape(data["x_train"])[0], np.shape(data["x_train"])[1], dtype)
 
-    def lower_loss(self, batch=None) -> tf.Tensor:
+    def lower_loss(self, batch: Any = None) -> tf.Tensor:
         margins = self.data("y_train") * tf.linalg.matvec(self.data("x_train"), self.v)
         return (tf.reduce_mean(tf.sigmoid(self.u) * tf.math.softplus(-margins))
                 + 0.5 * MU * tf.reduce_sum(tf.square(self.v)))
 
-    def upper_loss(self, batch=None) -> tf.Tensor:
+    def upper_loss(self, batch: Any = None) -> tf.Tensor:
         margins = self.data("y_val") * tf.linalg.matvec(self.data("x_val"), self.v)
         return tf.reduce_mean(tf.math.softplus(-margins))
 
-    def _lower_oracle(self, w: np.ndarray):
+    def _lower_oracle(self, w: np.ndarray) -> reference.Oracle:
         x, y = self.np["x_train"], self.np["y_train"]
         n = len(y)
 
-        def oracle(v):
+        def oracle(v: np.ndarray) -> Tuple[float, np.ndarray, np.ndarray]:
             m = y * (x @ v)
             s = reference.sigmoid(-m)
             value = float(w @ reference.log1pexp(-m)) / n + 0.5 * MU * float(v @ v)
@@ -80,5 +81,5 @@ def reweighting_data(seed: int, n_train: int = 100, n_features: int = 5, n_val: 
     return dict(x_train=x[:n_train], y_train=y_train, x_val=x[n_train:], y_val=y[n_train:], flipped=flipped)
 
 
-def reweighting(seed: int, dtype=np.float32, **sizes) -> Reweighting:
+def reweighting(seed: int, dtype: DTypeLike = np.float32, **sizes: int) -> Reweighting:
     return Reweighting(reweighting_data(seed, **sizes), dtype)

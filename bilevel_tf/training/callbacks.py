@@ -7,7 +7,7 @@ import os
 import statistics
 import time
 import warnings
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TextIO
 
 import tensorflow as tf
 
@@ -121,9 +121,9 @@ class CSVLogger(Periodic):
     def __init__(self, path: str, every: int = 1):
         super().__init__(every)
         self.path = path
-        self._file = None
-        self._writer = None
-        self._keys = None
+        self._file: Optional[TextIO] = None
+        self._writer: Optional[csv.DictWriter[str]] = None
+        self._keys: Optional[List[str]] = None
         self._restored: list = []
 
     def on_history_restored(self, history: list) -> None:
@@ -132,7 +132,7 @@ class CSVLogger(Periodic):
     def on_fit_begin(self, solver: Any, start_step: int, steps: int) -> None:
         super().on_fit_begin(solver, start_step, steps)
         rows = self._read_rows() if start_step > 0 else []
-        kept = rows[:1] + [r for r in rows[1:] if r and _step_of(r) is not None and _step_of(r) <= start_step]
+        kept = rows[:1] + [r for r in rows[1:] if r and (step := _step_of(r)) is not None and step <= start_step]
         expected = self._rows_of_history(start_step)
         if expected and (not kept or kept[0][:1] != ["step"]
                          or [_step_of(r) for r in kept[1:]] != [r["step"] for r in expected]):
@@ -186,6 +186,7 @@ class CSVLogger(Periodic):
             if not exists:
                 self._writer.writeheader()
         self._writer.writerow(row)
+        assert self._file is not None  # opened with the writer
         self._file.flush()
 
     def on_fit_end(self, history: list) -> None:
@@ -201,7 +202,7 @@ def _step_of(row: list) -> Optional[int]:
         return None
 
 
-def _scalar_metadata():
+def _scalar_metadata() -> Any:
     """What marks a summary as a scalar for TensorBoard's scalars dashboard. ``tf.summary.scalar`` needs the
     tensorboard package installed only to build this; writing it with ``tf.summary.write`` does not."""
     from tensorflow.core.framework import summary_pb2
@@ -215,7 +216,8 @@ class TensorBoard(Periodic):
     def __init__(self, log_dir: str, every: int = 1):
         super().__init__(every)
         self.log_dir = log_dir
-        self._writer = self._metadata = None
+        self._writer: Optional[tf.summary.SummaryWriter] = None
+        self._metadata: Any = None
 
     def on_step_end(self, step: int, logs: Logs) -> None:
         if not self.due(step):
@@ -242,7 +244,7 @@ class DivergenceWatch(Callback):
     value: the usual sign of a learning rate far too large, e.g. a loss of 1e5 where it started near 1. Batch to
     batch noise never comes near that. A warning only: the run goes on (a NaN/inf stops it)."""
 
-    def __init__(self, keys=("upper_loss", "lower_loss"), factor: float = 100.0, window: int = 20):
+    def __init__(self, keys: Sequence[str] = ("upper_loss", "lower_loss"), factor: float = 100.0, window: int = 20):
         self.keys, self.factor, self.window = tuple(keys), float(factor), int(window)
         self._early: Dict[str, list] = {k: [] for k in self.keys}  # the first `window` magnitudes
         self._best: Dict[str, tuple] = {}  # key -> (value, step)

@@ -6,6 +6,7 @@ import math
 import signal
 import statistics
 import time
+from types import FrameType
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
@@ -126,6 +127,7 @@ class _Loop:
     callbacks: List[Callback]
     records: List[Dict[str, Any]]
     run: Dict[str, Any]
+    saved: int
 
     def __init__(self, solver: BilevelSolver, steps: int, *, per_call: int, log_every: int, checkpoint_every: int,
                  verbose: int):
@@ -271,7 +273,7 @@ class _StepTimer:
     """Seconds per upper iteration of each compiled call, apart for the calls that traced (the first one, and a
     retrace such as a shorter last call of stacked batches): those measure tracing and compilation."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.timed: List[float] = []      # this fit's calls that did not trace
         self.traced: List[float] = []
         self._since_record: List[float] = []
@@ -311,7 +313,7 @@ class _Interrupts:
     so the checkpoint saved on the way out resumes exactly as the run would have continued; a second one
     stops at once, without saving (the last checkpoint stays). A signal the process ignores stays ignored."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.pending: Optional[int] = None
         self.mid_step = False
         self._previous: Dict[int, Any] = {}
@@ -322,7 +324,7 @@ class _Interrupts:
             except ValueError:  # not the main thread: Python's own handling
                 break
 
-    def _handle(self, signum, frame) -> None:
+    def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
         if self.pending is None:
             self.pending = signum
             return
