@@ -1,4 +1,5 @@
 """The clean-label attack: the constrained bilevel poison, the feature-collision baseline, PGD, the driver."""
+
 from __future__ import annotations
 
 import json
@@ -22,6 +23,7 @@ from bilevel_tf.models import softmax_layer
 from ..classifier import ClassifierTrainer
 from .trainer import cross_entropy
 
+
 def poison_projection(center, radius, clip: Tuple[float, float] = (-1.0, 1.0)) -> Callable:
     """u -> the nearest point of the L2 ball of radius ``radius`` around ``center`` (per image, cleverhans'
     ``clip_eta``), then the valid pixel range; ``center`` and ``radius`` may be variables (read per call).
@@ -30,6 +32,7 @@ def poison_projection(center, radius, clip: Tuple[float, float] = (-1.0, 1.0)) -
 
     def project(values):
         return [tf.clip_by_value(center + clip_eta(v - center, 2, radius), clip[0], clip[1]) for v in values]
+
     return project
 
 
@@ -37,10 +40,27 @@ class CleanLabelAttack:
     """The paper's constrained bilevel clean-label attack on one (target, base) pair at a time. Targets,
     bases and radii live in variables, so one compiled solver serves every pair and radius."""
 
-    def __init__(self, feature_map: FeatureMap, trainer: ClassifierTrainer, train_features: np.ndarray,
-                 train_labels: np.ndarray, image_shape: Sequence[int], *, method: str, lr_u: float, lr_v: float,
-                 lr_p: Optional[float], inner_steps: int, rho: float, lam: float, eps: float, nu: float,
-                 sigma: float, beta: float, jit_compile: bool = False):
+    def __init__(
+        self,
+        feature_map: FeatureMap,
+        trainer: ClassifierTrainer,
+        train_features: np.ndarray,
+        train_labels: np.ndarray,
+        image_shape: Sequence[int],
+        *,
+        method: str,
+        lr_u: float,
+        lr_v: float,
+        lr_p: Optional[float],
+        inner_steps: int,
+        rho: float,
+        lam: float,
+        eps: float,
+        nu: float,
+        sigma: float,
+        beta: float,
+        jit_compile: bool = False,
+    ):
         self.trainer = trainer
         dim = train_features.shape[1]
         shape = (1, *image_shape)
@@ -73,13 +93,32 @@ class CleanLabelAttack:
                 loss += beta * tf.reduce_sum(tf.square(self.u - self.base))
             return loss
 
-        problem = bl.BilevelProblem(upper_loss, lower_loss, [self.u], trainer.variables,
-                                    upper_constraint=poison_projection(self.base, self.radius),
-                                    lower_init=refresh_features)
-        self.solver = bl.make_solver(method, problem, **attack_solver_options(
-            method, lr_u=lr_u, lr_v=lr_v, lr_p=lr_p, inner_steps=inner_steps, rho=rho, lam=lam, eps=eps, nu=nu,
-            sigma=sigma, jit_compile=jit_compile))
-        self.seconds: List[float] = []   # per upper iteration, one entry per craft() call
+        problem = bl.BilevelProblem(
+            upper_loss,
+            lower_loss,
+            [self.u],
+            trainer.variables,
+            upper_constraint=poison_projection(self.base, self.radius),
+            lower_init=refresh_features,
+        )
+        self.solver = bl.make_solver(
+            method,
+            problem,
+            **attack_solver_options(
+                method,
+                lr_u=lr_u,
+                lr_v=lr_v,
+                lr_p=lr_p,
+                inner_steps=inner_steps,
+                rho=rho,
+                lam=lam,
+                eps=eps,
+                nu=nu,
+                sigma=sigma,
+                jit_compile=jit_compile,
+            ),
+        )
+        self.seconds: List[float] = []  # per upper iteration, one entry per craft() call
 
     def set_pair(self, base_image: np.ndarray, base_label: int, target_feature: np.ndarray, target_label: int) -> None:
         self.base.assign(base_image[None])
@@ -122,12 +161,20 @@ class FeatureCollision:
         return x
 
     def craft(self, base_image: np.ndarray, target_feature: np.ndarray, radius: float, steps: int) -> np.ndarray:
-        return self._run(tf.constant(base_image[None]), tf.constant(target_feature[None]),
-                         tf.constant(radius, tf.float32), tf.constant(steps)).numpy()[0]
+        return self._run(
+            tf.constant(base_image[None]),
+            tf.constant(target_feature[None]),
+            tf.constant(radius, tf.float32),
+            tf.constant(steps),
+        ).numpy()[0]
 
 
-def smallest_flipping_radius(craft: Callable[[float], np.ndarray], flips: Callable[[np.ndarray], bool],
-                             base_image: np.ndarray, radii: Sequence[float]) -> Dict[str, Any]:
+def smallest_flipping_radius(
+    craft: Callable[[float], np.ndarray],
+    flips: Callable[[np.ndarray], bool],
+    base_image: np.ndarray,
+    radii: Sequence[float],
+) -> Dict[str, Any]:
     """Try the radii in increasing order; stop at the first poison that flips the target. Returns the
     radius found (None if none), the L2 distortion of every poison tried and the last poison."""
     distortions: Dict[str, float] = {}
@@ -156,8 +203,9 @@ def success_curve(records: Sequence[Mapping[str, Any]], radii: Sequence[float]) 
     return dict(radius=[float(r) for r in radii], success_rate=rates, average_distortion=distortions)
 
 
-def pgd_evasion_radius(model_fn: Callable, image: np.ndarray, label: int, radii: Sequence[float],
-                       steps: int) -> Optional[float]:
+def pgd_evasion_radius(
+    model_fn: Callable, image: np.ndarray, label: int, radii: Sequence[float], steps: int
+) -> Optional[float]:
     """Test-time reference: the smallest radius at which cleverhans' L2 PGD on the target itself (through the
     clean classifier) changes its prediction. ``model_fn`` must be the same object on every call (cleverhans
     compiles its gradient per model function)."""
@@ -165,15 +213,24 @@ def pgd_evasion_radius(model_fn: Callable, image: np.ndarray, label: int, radii:
 
     x, y = tf.constant(image[None], tf.float32), tf.constant([label], tf.int64)
     for radius in sorted(radii):
-        adv = projected_gradient_descent(model_fn, x, float(radius), min(float(radius), 2.5 * radius / steps), steps,
-                                         2, clip_min=-1.0, clip_max=1.0, y=y, sanity_checks=False)
+        adv = projected_gradient_descent(
+            model_fn,
+            x,
+            float(radius),
+            min(float(radius), 2.5 * radius / steps),
+            steps,
+            2,
+            clip_min=-1.0,
+            clip_max=1.0,
+            y=y,
+            sanity_checks=False,
+        )
         if int(tf.argmax(model_fn(adv), axis=-1)[0]) != label:
             return float(radius)
     return None
 
 
-def closest_other_class(features: np.ndarray, labels: np.ndarray, target_feature: np.ndarray,
-                        target_label: int) -> int:
+def closest_other_class(features: np.ndarray, labels: np.ndarray, target_feature: np.ndarray, target_label: int) -> int:
     """The base: the training point nearest to the target in feature space among the other classes."""
     dist = np.linalg.norm(features - target_feature[None], axis=1)
     dist[labels == target_label] = np.inf
@@ -199,8 +256,9 @@ def to_unit_range(images: np.ndarray) -> np.ndarray:
     return np.clip((np.asarray(images) + 1.0) / 2.0, 0.0, 1.0)
 
 
-def attack_in_folder(args, run: run_folder.Run, inputs: "CleanLabelInputs",
-                     network: Optional[FeatureMap] = None) -> Dict[str, Any]:
+def attack_in_folder(
+    args, run: run_folder.Run, inputs: "CleanLabelInputs", network: Optional[FeatureMap] = None
+) -> Dict[str, Any]:
     """For each correctly classified test target: the base (closest training feature of the other class),
     the smallest radius at which the bilevel poison flips the retrained softmax layer, the same for the
     feature-collision baseline and for a test-time PGD reference, in the open run folder
@@ -215,18 +273,34 @@ def attack_in_folder(args, run: run_folder.Run, inputs: "CleanLabelInputs",
 
 def _attack_all(args, network: FeatureMap, x_tr, y_tr, x_te, y_te, f_tr, f_te) -> Dict[str, Any]:
     num_classes = int(max(y_tr.max(), y_te.max())) + 1
-    trainer = ClassifierTrainer(softmax_layer(f_tr.shape[1], num_classes), keras.optimizers.RMSprop(args.retrain_lr),
-                                0.0, args.jit)
+    trainer = ClassifierTrainer(
+        softmax_layer(f_tr.shape[1], num_classes), keras.optimizers.RMSprop(args.retrain_lr), 0.0, args.jit
+    )
     trainer.fit(f_tr, y_tr, args.full_epochs)
     clean_weights = trainer.snapshot()
     clean_accuracy = trainer.accuracy(f_te, y_te)
     correct = np.flatnonzero(trainer.predict(f_te) == y_te)
-    targets = [int(t) for t in (correct[:args.num_targets] if args.num_targets else correct)]
+    targets = [int(t) for t in (correct[: args.num_targets] if args.num_targets else correct)]
 
-    attack = CleanLabelAttack(network, trainer, f_tr, y_tr, x_tr.shape[1:], method=args.method, lr_u=args.lr_u,
-                              lr_v=args.lr_v, lr_p=getattr(args, "lr_p", None), inner_steps=args.inner_steps,
-                              rho=args.rho, lam=args.lam, eps=args.eps, nu=args.nu, sigma=args.sigma,
-                              beta=args.beta, jit_compile=args.jit)
+    attack = CleanLabelAttack(
+        network,
+        trainer,
+        f_tr,
+        y_tr,
+        x_tr.shape[1:],
+        method=args.method,
+        lr_u=args.lr_u,
+        lr_v=args.lr_v,
+        lr_p=getattr(args, "lr_p", None),
+        inner_steps=args.inner_steps,
+        rho=args.rho,
+        lam=args.lam,
+        eps=args.eps,
+        nu=args.nu,
+        sigma=args.sigma,
+        beta=args.beta,
+        jit_compile=args.jit,
+    )
     baseline = FeatureCollision(network, args.baseline_beta, args.baseline_lr)
     classifier = trainer.model
 
@@ -245,56 +319,90 @@ def _attack_all(args, network: FeatureMap, x_tr, y_tr, x_te, y_te, f_tr, f_te) -
 
         def flips(poison: np.ndarray) -> bool:
             feature = network.extract(poison[None])
-            trainer.fit(np.concatenate([f_tr, feature]), np.concatenate([y_tr, y_tr[b:b + 1]]), args.full_epochs)
-            return bool(trainer.predict(f_te[t:t + 1])[0] != y_te[t])
+            trainer.fit(np.concatenate([f_tr, feature]), np.concatenate([y_tr, y_tr[b : b + 1]]), args.full_epochs)
+            return bool(trainer.predict(f_te[t : t + 1])[0] != y_te[t])
 
-        bilevel = smallest_flipping_radius(lambda r: attack.craft(r, args.epochs, clean_weights), flips, x_tr[b],
-                                           args.radii)
-        shafahi = (smallest_flipping_radius(lambda r: baseline.craft(x_tr[b], f_te[t], r, args.baseline_steps),
-                                            flips, x_tr[b], args.radii) if args.baseline_steps else None)
+        bilevel = smallest_flipping_radius(
+            lambda r: attack.craft(r, args.epochs, clean_weights), flips, x_tr[b], args.radii
+        )
+        shafahi = (
+            smallest_flipping_radius(
+                lambda r: baseline.craft(x_tr[b], f_te[t], r, args.baseline_steps), flips, x_tr[b], args.radii
+            )
+            if args.baseline_steps
+            else None
+        )
         trainer.load(clean_weights)
-        record = dict(target=t, base=b, target_label=int(y_te[t]), base_label=int(y_tr[b]),
-                      feature_distance=float(np.linalg.norm(f_tr[b] - f_te[t])),
-                      bilevel={k: bilevel[k] for k in ("radius", "distortions")},
-                      baseline=None if shafahi is None else {k: shafahi[k] for k in ("radius", "distortions")})
+        record = dict(
+            target=t,
+            base=b,
+            target_label=int(y_te[t]),
+            base_label=int(y_tr[b]),
+            feature_distance=float(np.linalg.norm(f_tr[b] - f_te[t])),
+            bilevel={k: bilevel[k] for k in ("radius", "distortions")},
+            baseline=None if shafahi is None else {k: shafahi[k] for k in ("radius", "distortions")},
+        )
         if args.pgd_steps:
             record["pgd_radius"] = pgd_evasion_radius(model_fn, x_te[t], int(y_te[t]), args.radii, args.pgd_steps)
         if len(records) < args.figure_targets or bilevel["radius"] is not None:
-            np.savez_compressed(os.path.join(image_dir, f"target_{t}.npz"), target=x_te[t], base=x_tr[b],
-                                poison=bilevel["poison"],
-                                baseline=x_tr[b] if shafahi is None else shafahi["poison"])
+            np.savez_compressed(
+                os.path.join(image_dir, f"target_{t}.npz"),
+                target=x_te[t],
+                base=x_tr[b],
+                poison=bilevel["poison"],
+                baseline=x_tr[b] if shafahi is None else shafahi["poison"],
+            )
         append_jsonl(records_path, record)
         records.append(record)
-        print(f"target {t}: bilevel radius {bilevel['radius']}, baseline radius "
-              f"{None if shafahi is None else shafahi['radius']}, PGD radius {record.get('pgd_radius')}", flush=True)
+        print(
+            f"target {t}: bilevel radius {bilevel['radius']}, baseline radius "
+            f"{None if shafahi is None else shafahi['radius']}, PGD radius {record.get('pgd_radius')}",
+            flush=True,
+        )
 
     metrics = clean_label_metrics(records, args.radii, clean_accuracy, len(f_tr))
     _write_outputs(args, records, metrics, image_dir, attack)
     return metrics
 
 
-def _write_outputs(args, records: List[Dict[str, Any]], metrics: Dict[str, Any], image_dir: str,
-                   attack: CleanLabelAttack) -> None:
+def _write_outputs(
+    args, records: List[Dict[str, Any]], metrics: Dict[str, Any], image_dir: str, attack: CleanLabelAttack
+) -> None:
     """The figures, the TensorBoard records and results.json of the finished attack."""
     for figure in ("success_vs_distortion.png", "poison_images.png"):  # what plot_clean_label writes
         experiment.output_path(args, figure)
     plot_clean_label(args.out, records, metrics, image_dir, args.figure_targets, args.method)
     seconds = attack.seconds[1:] or attack.seconds
     tensorboard_logs.write_records(args, records)
-    experiment.write_results(args, metrics=metrics, history=records, paper=cells.paper_entry(args, "dogfish"),
-                             seconds_per_upper_iteration=float(np.median(seconds)) if seconds else None,
-                             solver=attack.solver,
-                             dataset="smoke" if args.smoke and not args.data_dir else "dogfish",
-                             summary_keys=["clean_test_accuracy", "num_targets", "attack_success_rate",
-                                           "baseline_attack_success_rate", "pgd_evasion_success_rate"])
+    experiment.write_results(
+        args,
+        metrics=metrics,
+        history=records,
+        paper=cells.paper_entry(args, "dogfish"),
+        seconds_per_upper_iteration=float(np.median(seconds)) if seconds else None,
+        solver=attack.solver,
+        dataset="smoke" if args.smoke and not args.data_dir else "dogfish",
+        summary_keys=[
+            "clean_test_accuracy",
+            "num_targets",
+            "attack_success_rate",
+            "baseline_attack_success_rate",
+            "pgd_evasion_success_rate",
+        ],
+    )
 
 
-def clean_label_metrics(records: Sequence[Mapping[str, Any]], radii: Sequence[float], clean_accuracy: float,
-                        num_train: int) -> Dict[str, Any]:
+def clean_label_metrics(
+    records: Sequence[Mapping[str, Any]], radii: Sequence[float], clean_accuracy: float, num_train: int
+) -> Dict[str, Any]:
     bilevel = success_curve([r["bilevel"] for r in records], radii)
-    metrics: Dict[str, Any] = dict(clean_test_accuracy=clean_accuracy, num_targets=len(records), num_train=num_train,
-                                   attack_success_rate=bilevel["success_rate"][-1] if records else float("nan"),
-                                   success_curve=bilevel)
+    metrics: Dict[str, Any] = dict(
+        clean_test_accuracy=clean_accuracy,
+        num_targets=len(records),
+        num_train=num_train,
+        attack_success_rate=bilevel["success_rate"][-1] if records else float("nan"),
+        success_curve=bilevel,
+    )
     found = [r["bilevel"]["radius"] for r in records if r["bilevel"]["radius"] is not None]
     metrics["mean_success_radius"] = float(np.mean(found)) if found else None
     with_baseline = [r["baseline"] for r in records if r["baseline"] is not None]
@@ -304,21 +412,27 @@ def clean_label_metrics(records: Sequence[Mapping[str, Any]], radii: Sequence[fl
     with_pgd = [r["pgd_radius"] for r in records if "pgd_radius" in r]
     if with_pgd:
         rates = [float(np.mean([r is not None and r <= R for r in with_pgd])) for R in sorted(radii)]
-        metrics.update(pgd_evasion_success_rate=rates[-1], pgd_success_curve=dict(radius=sorted(radii),
-                                                                                    success_rate=rates))
+        metrics.update(
+            pgd_evasion_success_rate=rates[-1], pgd_success_curve=dict(radius=sorted(radii), success_rate=rates)
+        )
     return metrics
 
 
-def plot_clean_label(out: str, records: Sequence[Mapping[str, Any]], metrics: Mapping[str, Any], image_dir: str,
-                     count: int, method: str) -> None:
+def plot_clean_label(
+    out: str, records: Sequence[Mapping[str, Any]], metrics: Mapping[str, Any], image_dir: str, count: int, method: str
+) -> None:
     """Paper figure 3 (success rate vs average distortion) and figure 8 (target / base / poison rows)."""
     curves = {f"bilevel ({method})": metrics["success_curve"]}
     if "baseline_success_curve" in metrics:
         curves["Shafahi et al. feature collision"] = metrics["baseline_success_curve"]
-    plots.plot_curves(os.path.join(out, "success_vs_distortion.png"),
-                           {k: (c["average_distortion"], c["success_rate"]) for k, c in curves.items()},
-                           xlabel="average L2 distortion ||poison - base||", ylabel="attack success rate",
-                           title="clean-label attack (paper figure 3)", markers=True)
+    plots.plot_curves(
+        os.path.join(out, "success_vs_distortion.png"),
+        {k: (c["average_distortion"], c["success_rate"]) for k, c in curves.items()},
+        xlabel="average L2 distortion ||poison - base||",
+        ylabel="attack success rate",
+        title="clean-label attack (paper figure 3)",
+        markers=True,
+    )
     saved = [r for r in records if os.path.exists(os.path.join(image_dir, f"target_{r['target']}.npz"))]
     saved.sort(key=lambda r: r["bilevel"]["radius"] is None)  # successful targets first
     saved = saved[:count]
@@ -329,5 +443,8 @@ def plot_clean_label(out: str, records: Sequence[Mapping[str, Any]], metrics: Ma
         with np.load(os.path.join(image_dir, f"target_{r['target']}.npz")) as f:
             for row, key in zip(rows, ("target", "base", "poison", "baseline")):
                 rows[row].append(to_unit_range(f[key]))
-    plots.plot_image_rows(os.path.join(out, "poison_images.png"), {k: np.stack(v) for k, v in rows.items()},
-                               title="radius found per column: " + " ".join(str(r["bilevel"]["radius"]) for r in saved))
+    plots.plot_image_rows(
+        os.path.join(out, "poison_images.png"),
+        {k: np.stack(v) for k, v in rows.items()},
+        title="radius found per column: " + " ".join(str(r["bilevel"]["radius"]) for r in saved),
+    )

@@ -23,6 +23,7 @@ starts at rho = 1, lam = 10, eps = 1, nu = 0 with the original SYNTHETIC schedul
 passes rho *= 1.1 and lam, eps and both learning rates are divided by 1.1. ApproxGrad uses sigma = 1e-6
 and T linear-system steps.
 """
+
 from __future__ import annotations
 
 import json
@@ -69,8 +70,10 @@ def _norm_sq(x: tf.Tensor) -> tf.Tensor:
 
 def _quadratic(a: Optional[tf.Tensor]) -> Callable[[tf.Tensor], tf.Tensor]:
     """x -> ||x||^2 (no A) or x^T A^T A x = ||A x||^2."""
+
     def quadratic(x):
         return _norm_sq(x if a is None else tf.linalg.matvec(a, x))
+
     return quadratic
 
 
@@ -93,6 +96,7 @@ def make_example(example: int, dim: int = 10, seed: int = 0) -> SyntheticExample
         return x if p is None else tf.linalg.matvec(p, x)
 
     if example in (1, 3):
+
         def upper(_):
             return _norm_sq(u) + _norm_sq(v)
 
@@ -102,6 +106,7 @@ def make_example(example: int, dim: int = 10, seed: int = 0) -> SyntheticExample
         def distance():
             return tf.sqrt(_norm_sq(project(u - 0.5)) + _norm_sq(project(v - 0.5)))
     else:
+
         def upper(_):
             return _norm_sq(v) - q(u - v)
 
@@ -189,10 +194,12 @@ def summarize(final: Sequence[float]) -> Dict[str, object]:
     """Mean, std and the per-trial list of final distances (NaN = a diverged trial, kept as null)."""
     x = np.asarray(final, dtype=float)
     ok = x[np.isfinite(x)]
-    return dict(distance_to_solution=x.tolist(),
-                distance_to_solution_mean=float(ok.mean()) if ok.size else float("nan"),
-                distance_to_solution_std=float(ok.std()) if ok.size else float("nan"),
-                diverged_trials=int(x.size - ok.size))
+    return dict(
+        distance_to_solution=x.tolist(),
+        distance_to_solution_mean=float(ok.mean()) if ok.size else float("nan"),
+        distance_to_solution_std=float(ok.std()) if ok.size else float("nan"),
+        diverged_trials=int(x.size - ok.size),
+    )
 
 
 # ============================================================================================ sweeps
@@ -203,10 +210,17 @@ class Cell(NamedTuple):
     seconds: np.ndarray
 
 
-def run_trials(runner: Union[TrialRunner, bl.BilevelSolver], example: SyntheticExample, *, trials: int,
-               iterations: int, record_every: int, seed: int,
-               schedule: Optional[Mapping[str, float]] = None,
-               log: Optional[Callable[[str], None]] = None) -> Cell:
+def run_trials(
+    runner: Union[TrialRunner, bl.BilevelSolver],
+    example: SyntheticExample,
+    *,
+    trials: int,
+    iterations: int,
+    record_every: int,
+    seed: int,
+    schedule: Optional[Mapping[str, float]] = None,
+    log: Optional[Callable[[str], None]] = None,
+) -> Cell:
     """``trials`` runs of one solver (or of a :class:`TrialRunner`, to share its compiled trajectory
     between calls) from the paired starts of :func:`trial_seed`.
 
@@ -230,8 +244,10 @@ def run_trials(runner: Union[TrialRunner, bl.BilevelSolver], example: SyntheticE
         curves.append(runner.run(iterations))
         seconds.append((time.perf_counter() - start) / max(int(iterations), 1))
         if log is not None:
-            log(f"  trial {trial + 1}/{trials}: distance {curves[-1][0]:.4g} -> {curves[-1][-1]:.4g} "
-                f"({seconds[-1] * 1e6:.1f} us/iter)")
+            log(
+                f"  trial {trial + 1}/{trials}: distance {curves[-1][0]:.4g} -> {curves[-1][-1]:.4g} "
+                f"({seconds[-1] * 1e6:.1f} us/iter)"
+            )
     return Cell(np.asarray(curves, np.float32), np.asarray(seconds))
 
 
@@ -283,8 +299,7 @@ def mean_curve(cell: Cell, iterations: np.ndarray, max_points: int = 200) -> Dic
 Curves = Mapping[str, Tuple[Sequence[float], Sequence[float]]]
 
 
-def plot_grid(path: str, grid: Mapping[str, Mapping[str, Curves]], *, xlabel: str, ylabel: str,
-              title: str = "") -> str:
+def plot_grid(path: str, grid: Mapping[str, Mapping[str, Curves]], *, xlabel: str, ylabel: str, title: str = "") -> str:
     """Panels grid[row][column] = {line label: (x, y)}, log y, one shared legend per row."""
     plt = plots.pyplot()
     rows = list(grid)
@@ -347,8 +362,13 @@ class ToyProblem(NamedTuple):
     y: tf.Variable
 
 
-def make_toy(n: int, seed: int, x_init: Tuple[float, float] = (0.0, 3.5),
-             y_init: Tuple[float, float] = (-5.0, 8.5), dtype: tf.DType = tf.float64) -> ToyProblem:
+def make_toy(
+    n: int,
+    seed: int,
+    x_init: Tuple[float, float] = (0.0, 3.5),
+    y_init: Tuple[float, float] = (-5.0, 8.5),
+    dtype: tf.DType = tf.float64,
+) -> ToyProblem:
     """n independent runs from x ~ U(x_init), y ~ U(y_init) (the PBGD script's starts); x is projected onto
     [0, 3] after every update (the start itself may lie outside, as in the original).
 
@@ -386,4 +406,5 @@ def toy_projected_gradient_norm(toy: ToyProblem, gamma: float, step: float) -> C
         trial = x - step * gx
         px = tf.where(trial < lo, (x - lo) / step, tf.where(trial > hi, (x - hi) / step, gx))
         return tf.sqrt(tf.square(px) + tf.square(gy))
+
     return norm
