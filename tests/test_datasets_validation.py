@@ -474,7 +474,8 @@ def test_pixels_within_rounding_of_the_range_are_kept(tmp_path):
         (
             "svhn .h5",
             lambda x: np.repeat(x, 2, axis=3),
-            "X_train is float32 (6, 32, 32, 2); expected uint8 or float images (N, 32, 32, 1|3) with values in [0, 255]",
+            "X_train is float32 (6, 32, 32, 2); expected uint8 or float images (N, 32, 32, 1|3) "
+            "with values in [0, 255]",
         ),
         ("features .npy", lambda x: x[:, :, None], "is float32 (6, 16, 1); expected float features (N, any)"),
     ],

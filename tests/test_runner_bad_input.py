@@ -111,7 +111,8 @@ SIZE_CASES = [
     (
         OMNIGLOT,
         DIGITS + ["--k-shot", "200"],
-        "--k-shot 200 + --query 2 = 202 images per class, but the smallest meta-train class of the digits data set has ",
+        "--k-shot 200 + --query 2 = 202 images per class, "
+        "but the smallest meta-train class of the digits data set has ",
     ),
     (
         LARGE,
