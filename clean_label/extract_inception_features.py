@@ -16,7 +16,7 @@ import numpy as np
 
 from bilevel_tf import datasets
 from bilevel_tf.paper import cells
-from bilevel_tf.runner import experiment, timing
+from bilevel_tf.runner import experiment, results_file, timing
 from bilevel_tf.apps import poisoning
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dogfish_dataset")  # the original's folder
@@ -47,7 +47,7 @@ def main(argv=None):
     round_trip = all(
         np.array_equal(back[k], v) for k, v in dict(X_train=f_tr, X_test=f_te, Y_train=y_tr, Y_test=y_te).items()
     )
-    experiment.write_results(
+    results_file.write_results(
         args,
         dataset="smoke" if args.smoke and not args.data_dir else "dogfish",
         paper=cells.paper_entry(args, "dogfish"),

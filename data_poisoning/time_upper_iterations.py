@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from bilevel_tf.runner import experiment, plots, timing
+from bilevel_tf.runner import experiment, plots, results_file, timing
 from bilevel_tf.apps import poisoning  # its flag-time names (METHODS) load without TensorFlow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -174,7 +174,7 @@ def main(argv=None):
         title="MNIST poisoning, paper sizes",
     )
     reference = timings.get("penalty", next(iter(timings.values())))
-    experiment.write_results(
+    results_file.write_results(
         args,
         metrics=metrics,
         dataset="random",

@@ -202,7 +202,7 @@ def place(experiment: str, dataset: Optional[str], method: Optional[str], config
 
 def paper_entry(args: Any, dataset: Optional[str]) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
     """``(entry, None)`` with the published values of the cells this run fills when its data set and setting
-    are the paper's, else ``(None, reason)``: what a runner passes to ``experiment.write_results(paper=...)``."""
+    are the paper's, else ``(None, reason)``: what a runner passes to ``results_file.write_results(paper=...)``."""
     config = vars(args) if not isinstance(args, Mapping) else args
     placement = place(config["experiment"], dataset, config.get("method"), config)
     if not placement.paper_data or not placement.cells:

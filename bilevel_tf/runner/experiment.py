@@ -1,5 +1,6 @@
-"""Plumbing shared by the experiment runners: flags, seeding, results, errors (the output folder is
-:mod:`bilevel_tf.runner.run_folder`, the flags' argparse types :mod:`bilevel_tf.runner.flag_types`).
+"""Plumbing shared by the experiment runners: flags, seeding, errors (the output folder is
+:mod:`bilevel_tf.runner.run_folder`, the flags' argparse types :mod:`bilevel_tf.runner.flag_types`, the
+results :mod:`bilevel_tf.runner.results_file`).
 
 A runner's app reads like its experiment::
 
@@ -9,8 +10,8 @@ A runner's app reads like its experiment::
     ... load data ...
     with run_folder.Run(args, data=experiment.fingerprint(y_noisy)) as run:  # lock, resume check
         history = bl.fit(solver, ..., checkpoint_dir=experiment.checkpoint_dir(args), config=run.config)
-        experiment.write_results(args, metrics=..., history=history,
-                                 seconds_per_upper_iteration=history.seconds_per_step)
+        results_file.write_results(args, metrics=..., history=history,
+                                   seconds_per_upper_iteration=history.seconds_per_step)
 
 and its script ends with ``experiment.run_main(main)`` (one-line errors, exit status 2 or 1).
 """
@@ -18,21 +19,18 @@ and its script ends with ``experiment.run_main(main)`` (one-line errors, exit st
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import random
 import signal
 import sys
 import warnings
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from . import console
 from ..core import options
 from .console import ArgumentParser
-from ..training.files import atomic_write_text
 from .flag_types import int_range
 from ..solvers import penalty_schedules, registry
 
@@ -122,6 +120,13 @@ def parser(
             default=upper_iterations,
             help="K: upper iterations to run (--epochs: the original code's name, nepochs)",
         )
+    _add_run_flags(add, seed=seed, out=out, data_dir=data_dir)
+    _add_execution_flags(add, mixed_precision=mixed_precision)
+    return p
+
+
+def _add_run_flags(add: Callable[..., None], *, seed: int, out: Optional[str], data_dir: bool) -> None:
+    """What a run reads and writes: its seed, data folder, output folder, size, checkpoints."""
     add("--seed", type=int_range(0, 2**32 - 1), default=seed, help="seed for numpy, Python and TensorFlow")
     if data_dir:
         add("--data-dir", default=None, help="folder holding the data files (default: the standard cache)")
@@ -140,6 +145,10 @@ def parser(
         "--out resumes from the latest one",
     )
     add("--fresh", action="store_true", help="ignore (delete) checkpoints in <out> and start over")
+
+
+def _add_execution_flags(add: Callable[..., None], *, mixed_precision: bool) -> None:
+    """How a run executes and reports: XLA, TensorBoard, precision, determinism, verbosity, tracebacks."""
     add("--jit", action="store_true", help="compile each upper iteration with XLA (jit_compile=True)")
     add("--tensorboard", action="store_true", help="write TensorBoard logs to <out>/tensorboard")
     if mixed_precision:
@@ -161,7 +170,6 @@ def parser(
         "TensorFlow's start-up messages",
     )
     add("--debug", action="store_true", help="show the traceback of a failure instead of one line")
-    return p
 
 
 def add_schedule_flag(p: argparse.ArgumentParser, default: str) -> None:
@@ -300,86 +308,6 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     keras.utils.set_random_seed(seed)  # Python, numpy and TensorFlow
     if deterministic:
         tf.config.experimental.enable_op_determinism()
-
-
-def config_of(args: argparse.Namespace, **extra: Any) -> Dict[str, Any]:
-    cfg = {k: v for k, v in vars(args).items() if k != "verbose" and not k.startswith("_")}
-    cfg.update(extra)
-    return _jsonable(cfg)
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (np.floating, float)):
-        x = float(x)
-        return x if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, (np.bool_,)):
-        return bool(x)
-    if hasattr(x, "numpy"):
-        return _jsonable(x.numpy())
-    return x
-
-
-def write_results(
-    args: argparse.Namespace,
-    *,
-    metrics: Mapping[str, Any],
-    history: Iterable[Mapping[str, Any]] = (),
-    seconds_per_upper_iteration: Optional[float] = None,
-    dataset: Optional[str] = None,
-    config: Optional[Mapping[str, Any]] = None,
-    summary_keys: Optional[Sequence[str]] = None,
-    paper: Optional[Tuple[Optional[Mapping[str, Any]], Optional[str]]] = None,
-    solver: Any = None,
-    setting: str = "",
-) -> str:
-    """Write ``<out>/results.json`` (experiment, method, dataset, config, metrics, history,
-    seconds_per_upper_iteration, paper) atomically and print a one-line summary. ``paper``:
-    ``bilevel_tf.paper.cells.paper_entry(args, dataset)``, i.e. the published values this run compares with, or None
-    and the reason it does not (recorded as ``paper_reason``). ``solver``: the bilevel solver that produced
-    the result (or a mapping name -> solver); its class and full ``get_config()`` (every schedule constant,
-    each optimizer's config) go into ``config["solver"]``. ``setting`` (e.g. "5-way 1-shot") follows the method
-    in the summary line."""
-    result = {
-        "experiment": args.experiment,
-        "method": args.method,
-        "dataset": dataset if dataset is not None else getattr(args, "dataset", None),
-        "config": dict(config) if config is not None else config_of(args),
-        "paper": paper[0] if paper else None,
-        "paper_reason": paper[1] if paper else "this runner records no comparison with the paper",
-        "metrics": dict(metrics),
-        "history": list(history),
-        "seconds_per_upper_iteration": seconds_per_upper_iteration,
-    }
-    if isinstance(solver, Mapping):  # several solvers (e.g. the synthetic sweep's): one entry each
-        result["config"]["solver"] = {name: {"class": type(s).__name__, **s.get_config()} for name, s in solver.items()}
-    elif solver is not None:
-        result["config"]["solver"] = {"class": type(solver).__name__, **solver.get_config()}
-    path = os.path.join(args.out, "results.json")
-    atomic_write_text(path, json.dumps(_jsonable(result), indent=1))
-    keys = summary_keys or [k for k, v in metrics.items() if isinstance(v, (int, float, np.floating))]
-    parts = [f"{k}={_fmt(metrics[k])}" for k in keys if k in metrics]
-    if seconds_per_upper_iteration is not None:
-        parts.append(f"s/iter={seconds_per_upper_iteration:.4g}")
-    print(
-        f"[{args.experiment}] method={args.method} "
-        + (f"{setting} " if setting else "")
-        + " ".join(parts)
-        + f" -> {path}",
-        flush=True,
-    )
-    return path
-
-
-def _fmt(x: Any) -> str:
-    return f"{x:.4f}" if isinstance(x, (float, np.floating)) else str(x)
 
 
 def run_main(main, argv: Optional[Sequence[str]] = None) -> None:

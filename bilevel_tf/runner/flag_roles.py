@@ -1,6 +1,6 @@
 """What each recorded flag means for a run's identity, declared once (TensorFlow-free).
 
-A runner's flags are recorded in run.json and results.json (``experiment.config_of``). Their role decides how a
+A runner's flags are recorded in run.json and results.json (``results_file.config_of``). Their role decides how a
 rerun in the same folder (:mod:`bilevel_tf.runner.run_folder`) and the paper tables (:mod:`bilevel_tf.paper.pooling`)
 treat a difference:
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from . import flag_roles
-from .experiment import config_of, start_tensorflow
+from .experiment import start_tensorflow
+from .results_file import config_of
 from ..training.files import atomic_write_text
 from ..training.folders import (
     RECORD,
@@ -41,7 +42,7 @@ class Run:
         with run_folder.Run(args, data=experiment.fingerprint(y_noisy)) as run:
             if run.complete:            # rerun of a finished run: outputs left as they are
                 return run.metrics
-            ... bl.fit(..., config=run.config) ...; experiment.write_results(...)
+            ... bl.fit(..., config=run.config) ...; results_file.write_results(...)
 
     Opening locks ``--out`` (a second run is refused; a killed run's lock is free), removes what a kill left
     half-written, and with ``--fresh`` deletes what the folder's record says the run wrote (:func:`output_path`

@@ -157,7 +157,6 @@ DIGITS_SIZES = Sizes(1000, 200, 597)
 
 
 def build_parser(spec: DenoisingSpec) -> argparse.ArgumentParser:
-    names = list(spec.datasets)
     helps = {
         "epochs": "passes over the training set in the bilevel phase",
         "out": "output folder (default: runs/<experiment>/<dataset>/<method>)",
@@ -173,6 +172,17 @@ def build_parser(spec: DenoisingSpec) -> argparse.ArgumentParser:
         epochs=spec.epochs,
         helps=helps,
     )
+    _add_data_flags(p, spec)
+    experiment.add_schedule_flag(p, spec.schedule)
+    experiment.add_fit_flags(p)
+    _add_phase_flags(p, spec)
+    _add_variant_flags(p, spec)
+    return p
+
+
+def _add_data_flags(p: argparse.ArgumentParser, spec: DenoisingSpec) -> None:
+    """What is learned from: the data set, the classifier, the label noise, the batch size."""
+    names = list(spec.datasets)
     p.add_argument(
         "--dataset",
         default=names[0],
@@ -195,8 +205,10 @@ def build_parser(spec: DenoisingSpec) -> argparse.ArgumentParser:
     p.add_argument(
         "--batch-size", type=int_range(1), default=spec.batch_size, help="training and validation batch size"
     )
-    experiment.add_schedule_flag(p, spec.schedule)
-    experiment.add_fit_flags(p)
+
+
+def _add_phase_flags(p: argparse.ArgumentParser, spec: DenoisingSpec) -> None:
+    """The learning rates of the bilevel phase, the warm start before it and the evaluations after it."""
     p.add_argument("--lr-u", type=positive_float, default=None, help="upper (importance) learning rate; default: table")
     p.add_argument("--lr-v", type=positive_float, default=None, help="lower (classifier) learning rate; default: table")
     p.add_argument(
@@ -222,6 +234,10 @@ def build_parser(spec: DenoisingSpec) -> argparse.ArgumentParser:
         action="store_true",
         help="also train the Oracle (clean train + val), Val-only and Train+Val classifiers",
     )
+
+
+def _add_variant_flags(p: argparse.ArgumentParser, spec: DenoisingSpec) -> None:
+    """How the bilevel phase runs: its upper optimizer, dropout, augmentation, synthetic data and length."""
     p.add_argument(
         "--upper-optimizer",
         default="per_example_adam",
@@ -256,7 +272,6 @@ def build_parser(spec: DenoisingSpec) -> argparse.ArgumentParser:
         help="K: upper iterations of the bilevel phase, instead of --epochs passes over the training set "
         "(default: epochs x training batches per epoch); --max-steps: its former name",
     )
-    return p
 
 
 #: the DenoisingSpec fields a data set's ``overrides`` may replace -> the flag that shows (and sets) each

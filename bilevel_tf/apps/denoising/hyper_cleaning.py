@@ -23,7 +23,7 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from ...runner import experiment, plots, run_folder, tensorboard_logs
+from ...runner import experiment, plots, results_file, run_folder, tensorboard_logs
 from ... import models
 from ...paper import cells
 from ...core import precision
@@ -187,7 +187,7 @@ def run_in_folder(
         ylabel="test accuracy / cleaner F1",
         title=f"{args.method}, {args.net} net on {args.dataset}",
     )
-    experiment.write_results(
+    results_file.write_results(
         args,
         metrics=metrics,
         history=history,

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 
-from ...runner import console, experiment, plots, run_folder, tensorboard_logs
+from ...runner import console, experiment, plots, results_file, run_folder, tensorboard_logs
 from ...paper import cells
 from ...training import workers
 from . import data
@@ -183,7 +183,7 @@ def _write_outputs(
         ylabel="accuracy",
         title=f"lower-level network, {args.method} on {s.source}",
     )
-    config = experiment.config_of(
+    config = results_file.config_of(
         args,
         hyperparams={k: v for k, v in setup.hp.items()},
         sizes=dataclasses.asdict(spec.datasets[args.dataset]),
@@ -193,7 +193,7 @@ def _write_outputs(
         init_importance=list(spec.init_importance),
         selection_threshold=spec.selection_threshold,
     )
-    experiment.write_results(
+    results_file.write_results(
         args,
         metrics=metrics,
         history=history,

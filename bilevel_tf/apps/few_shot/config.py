@@ -135,6 +135,14 @@ def build_parser(
     helps = {"method": "bilevel solver: penalty (Mehra & Hamm) or approxgrad", "data_dir": data_help}
     p = experiment.parser(description, method="penalty", methods=METHODS, inner_steps=defaults.inner_steps, helps=helps)
     experiment.add_fit_flags(p, strategy=False)  # meta-batches come from Python callables, not split per replica
+    _add_task_flags(p, defaults, datasets)
+    _add_solver_flags(p, defaults)
+    _add_evaluation_flags(p, defaults)
+    return p
+
+
+def _add_task_flags(p: argparse.ArgumentParser, defaults: "FewShotDefaults", datasets: Sequence[str]) -> None:
+    """The tasks: their data set, N-way, K-shot, query size, and how many are learned from and for how long."""
     p.add_argument(
         "--dataset",
         default=datasets[0],
@@ -156,6 +164,10 @@ def build_parser(
         default=None,
         help=f"upper iterations K (default: {defaults.meta_iterations_help}); --epochs: the original code's name",
     )
+
+
+def _add_solver_flags(p: argparse.ArgumentParser, defaults: "FewShotDefaults") -> None:
+    """The learning rates and the ApproxGrad and Penalty constants."""
     p.add_argument(
         "--lr-u", type=positive_float, default=defaults.lr_u, help="Adam learning rate of the representation"
     )
@@ -176,6 +188,10 @@ def build_parser(
         default=defaults.lr_decay,
         help="Penalty: learning-rate factor when the schedule fires (few-shot original: 0.99)",
     )
+
+
+def _add_evaluation_flags(p: argparse.ArgumentParser, defaults: "FewShotDefaults") -> None:
+    """The meta-test: how many tasks, how often, and how each task's head is trained."""
     p.add_argument(
         "--test-tasks",
         type=int,
@@ -205,7 +221,6 @@ def build_parser(
         help="Adam steps training each meta-test task's head on its support set",
     )
     p.add_argument("--test-lr", type=positive_float, default=defaults.test_lr, help="Adam rate of those steps")
-    return p
 
 
 def parse(

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf.runner import console, experiment, plots, run_folder, tensorboard_logs
+from bilevel_tf.runner import console, experiment, plots, results_file, run_folder, tensorboard_logs
 from bilevel_tf.paper import cells
 from bilevel_tf.core import precision
 from bilevel_tf.runner.timing import time_steps
@@ -321,7 +321,7 @@ def run_in_folder(
         title=f"{data.name} {args.n_way}-way {args.k_shot}-shot, {args.method}",
     )
     encoder.save_weights(experiment.output_path(args, "representation.weights.h5"))
-    experiment.write_results(
+    results_file.write_results(
         args,
         metrics=metrics,
         history=history,

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf.runner import console, experiment, plots, run_folder, tensorboard_logs
+from bilevel_tf.runner import console, experiment, plots, results_file, run_folder, tensorboard_logs
 from bilevel_tf import models
 from bilevel_tf.paper import cells
 
@@ -126,7 +126,7 @@ def attack_in_folder(args, data: PoisonData, run: run_folder.Run) -> Dict[str, A
         if data.targeted
         else ["label_flip_test_accuracy", "poisoned_test_accuracy"]
     )
-    experiment.write_results(
+    results_file.write_results(
         args,
         metrics=metrics,
         history=history,

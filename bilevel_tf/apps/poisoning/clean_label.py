@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf.runner import experiment, plots, run_folder, tensorboard_logs
+from bilevel_tf.runner import experiment, plots, results_file, run_folder, tensorboard_logs
 from bilevel_tf.paper import cells
 
 from .features import FeatureMap, check_features_match, feature_network
@@ -374,7 +374,7 @@ def _write_outputs(
     plot_clean_label(args.out, records, metrics, image_dir, args.figure_targets, args.method)
     seconds = attack.seconds[1:] or attack.seconds
     tensorboard_logs.write_records(args, records)
-    experiment.write_results(
+    results_file.write_results(
         args,
         metrics=metrics,
         history=records,

@@ -235,6 +235,12 @@ def add_clean_label_flags(p, d: CleanLabelDefaults) -> None:
         default=d.beta,
         help="weight of ||u - base||^2 in the upper loss (paper 0: the eps-ball instead; original 0.01)",
     )
+    _add_clean_label_evaluation_flags(p, d)
+
+
+def _add_clean_label_evaluation_flags(p, d: CleanLabelDefaults) -> None:
+    """How an attack is judged: the softmax layer retrained on the poisoned set, the feature-collision baseline
+    and the evasion reference it is compared with, and the figure."""
     p.add_argument(
         "--full-epochs",
         type=int_range(0),

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 import bilevel_tf as bl
-from bilevel_tf.runner import experiment, plots, tensorboard_logs, timing
+from bilevel_tf.runner import experiment, plots, results_file, tensorboard_logs, timing
 from bilevel_tf.paper import cells
 
 from . import problems
@@ -93,7 +93,7 @@ def run_toy(args, minimum_radius: float) -> Dict[str, Any]:
     )
     plot(experiment.output_path(args, "hyper_objective.png"), x, minima, x0)
     tensorboard_logs.write_records(args, history, step="iteration")
-    experiment.write_results(
+    results_file.write_results(
         args,
         metrics=metrics,
         history=subsample(history),

@@ -10,7 +10,7 @@ from typing import Any, Dict, Sequence
 import numpy as np
 
 import bilevel_tf as bl
-from bilevel_tf.runner import experiment, tensorboard_logs
+from bilevel_tf.runner import experiment, results_file, tensorboard_logs
 from bilevel_tf.paper import cells
 
 from . import problems, config as synthetic_config
@@ -77,7 +77,7 @@ def run_sweep(args, ablation_lambdas: Sequence[float], max_curve_points: int) ->
     ]
     # the solvers' full configurations, one per (method, T); built after every cell so nothing above changes
     solvers = {f"{method}/T{t}": solver_for(example, method, t) for method in args.methods for t in args.ts}
-    experiment.write_results(
+    results_file.write_results(
         args,
         metrics=metrics,
         history=history,
@@ -85,7 +85,7 @@ def run_sweep(args, ablation_lambdas: Sequence[float], max_curve_points: int) ->
         solver=solvers,
         paper=cells.paper_entry(args, "synthetic"),
         seconds_per_upper_iteration=float(np.mean(penalty)) if penalty else None,
-        config=experiment.config_of(args, settings=dataclasses.asdict(synthetic_config.PAPER_SETTINGS)),
+        config=results_file.config_of(args, settings=dataclasses.asdict(synthetic_config.PAPER_SETTINGS)),
     )
     return metrics
 
