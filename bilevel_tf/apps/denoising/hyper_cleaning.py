@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any, Dict, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 import keras
 import numpy as np
@@ -131,7 +131,7 @@ def run_in_folder(
 ) -> Dict[str, Any]:
     """The experiment in its open run folder (:func:`hyper_cleaning_config.run_hyper_cleaning` loads the data and
     opens it); returns the metrics."""
-    train, val, test, dirty, y_clean = data
+    train, val, test, dirty, _ = data
     task = HyperCleaning(args.net, train, val, args.reg, args.seed)
     solver = bl.make_solver(
         args.method, task.problem(restart_lower=args.method == "rhg"), **solver_options(args, penalty_options)
@@ -160,6 +160,27 @@ def run_in_folder(
         tensorboard_dir=tensorboard_logs.log_dir(args),
     )
     weights = 1.0 / (1.0 + np.exp(-task.x.numpy()))
+    metrics = _final_metrics(args, history, evaluate, weights, data, baseline)
+    _write_figures(args, history, weights, dirty)
+    results_file.write_results(
+        args,
+        metrics=metrics,
+        history=history,
+        seconds_per_upper_iteration=history.seconds_per_step,
+        dataset=args.dataset,
+        paper=cells.paper_entry(args, args.dataset),
+        solver=solver,
+        summary_keys=["test_accuracy", "noisy_baseline_test_accuracy", "f1", "cleaner_precision", "cleaner_recall"],
+    )
+    return metrics
+
+
+def _final_metrics(
+    args, history, evaluate: Callable[[], Dict[str, float]], weights: np.ndarray, data, baseline
+) -> Dict[str, Any]:
+    """The last evaluation, the best one of the run, how well the weights find the polluted labels, and the
+    baseline trained with uniform weights."""
+    train, _, test, dirty, y_clean = data
     metrics: Dict[str, Any] = evaluate()
     evaluated = [r for r in history if "test_accuracy" in r] or [dict(step=args.outer_itr, **metrics)]
     best = max(evaluated, key=lambda r: r["test_accuracy"])
@@ -173,6 +194,11 @@ def run_in_folder(
     steps = min(steps, args.outer_itr) if args.smoke else steps
     metrics["noisy_baseline_test_accuracy"] = baseline_accuracy(args.net, train, test, steps, lr, args.seed)
     metrics.update(n_train=len(dirty), n_dirty=int(dirty.sum()), labels_unchanged=float(np.mean(train[1] == y_clean)))
+    return metrics
+
+
+def _write_figures(args, history, weights: np.ndarray, dirty: np.ndarray) -> None:
+    """The histogram of the learned weights (clean vs polluted) and the accuracy-vs-time curves."""
     plots.plot_histograms(
         experiment.output_path(args, "importance_histogram.png"),
         {"clean": weights[~dirty], "polluted": weights[dirty]},
@@ -187,14 +213,3 @@ def run_in_folder(
         ylabel="test accuracy / cleaner F1",
         title=f"{args.method}, {args.net} net on {args.dataset}",
     )
-    results_file.write_results(
-        args,
-        metrics=metrics,
-        history=history,
-        seconds_per_upper_iteration=history.seconds_per_step,
-        dataset=args.dataset,
-        paper=cells.paper_entry(args, args.dataset),
-        solver=solver,
-        summary_keys=["test_accuracy", "noisy_baseline_test_accuracy", "f1", "cleaner_precision", "cleaner_recall"],
-    )
-    return metrics

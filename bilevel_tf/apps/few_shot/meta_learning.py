@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -254,17 +254,9 @@ def run_in_folder(
     solver = bl.make_solver(args.method, model.problem(), **solver_options(args))
     tester = MetaTester(model, args.eval_batch, args.test_steps, args.test_lr)
     source = EpisodeSource(sampler(data, "train", args), args.meta_batch, args.seed)
-    # Fixed task streams: every curve point and the final test see the same tasks and head initialisations.
-    train_seed, test_seed = args.seed + 1, args.seed + 2
-    cache: Dict[Tuple, np.ndarray] = {}
-
-    def accuracies(which: str, n_tasks: int) -> np.ndarray:
-        key = (which, n_tasks, int(solver.iterations.numpy()))
-        if key not in cache:
-            sampler, seed = (train_sampler, train_seed) if which == "train" else (test_sampler, test_seed)
-            cache[key] = tester.accuracies(sampler, n_tasks, seed)
-        return cache[key]
-
+    accuracies = _FixedTaskAccuracies(
+        tester, solver, {"train": (train_sampler, args.seed + 1), "test": (test_sampler, args.seed + 2)}
+    )
     console.status(
         args,
         f"evaluating the untrained representation on {args.test_tasks} meta-test tasks "
@@ -272,12 +264,6 @@ def run_in_folder(
     )
     untrained = summarize(accuracies("test", args.test_tasks))
     start = [summarize(accuracies(w, args.eval_tasks))[0] for w in ("train", "test")]
-
-    def evaluate() -> Dict[str, float]:
-        return {
-            "meta_train_test_accuracy": summarize(accuracies("train", args.eval_tasks))[0],
-            "meta_test_test_accuracy": summarize(accuracies("test", args.eval_tasks))[0],
-        }
 
     history = bl.fit(
         solver,
@@ -287,39 +273,15 @@ def run_in_folder(
         steps_per_execution=args.steps_per_execution,
         checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
         checkpoint_every=args.checkpoint_every,
-        callbacks=[bl.Evaluate(evaluate, args.eval_every)],
+        callbacks=[bl.Evaluate(lambda: accuracies.curve_point(args.eval_tasks), args.eval_every)],
         verbose=args.verbose,
         log_every=math.gcd(args.eval_every, 10),
         config=run.config,
         tensorboard_dir=tensorboard_logs.log_dir(args),
     )
     console.status(args, f"meta-testing on {args.test_tasks} tasks of meta-train and of meta-test classes")
-    test_acc, test_ci = summarize(accuracies("test", args.test_tasks))
-    train_acc, train_ci = summarize(accuracies("train", args.test_tasks))
-    metrics = {
-        "test_accuracy": test_acc,
-        "test_accuracy_ci95": test_ci,
-        "meta_train_test_accuracy": train_acc,
-        "meta_train_test_accuracy_ci95": train_ci,
-        "untrained_test_accuracy": untrained[0],
-        "untrained_test_accuracy_ci95": untrained[1],
-        "test_tasks": args.test_tasks,
-        "meta_iterations": int(solver.iterations.numpy()),
-    }
-    # training seconds: fit's clock (continued across resumes) minus the evaluations' share
-    points = [(0.0, *start)] + [
-        (h["seconds"] - h["eval_seconds"], h["meta_train_test_accuracy"], h["meta_test_test_accuracy"])
-        for h in history
-        if "eval_seconds" in h
-    ]
-    t, tr, te = (list(c) for c in zip(*points))
-    plots.plot_curves(
-        experiment.output_path(args, "accuracy_vs_time.png"),
-        {"meta-train-test": (t, tr), "meta-test-test": (t, te)},
-        xlabel="wall-clock seconds (training only)",
-        ylabel="query accuracy",
-        title=f"{data.name} {args.n_way}-way {args.k_shot}-shot, {args.method}",
-    )
+    metrics = _meta_test_metrics(args, accuracies, untrained, solver)
+    _plot_curves(args, data.name, history, start)
     encoder.save_weights(experiment.output_path(args, "representation.weights.h5"))
     results_file.write_results(
         args,
@@ -333,3 +295,64 @@ def run_in_folder(
         setting=f"{args.n_way}-way {args.k_shot}-shot",
     )
     return metrics
+
+
+class _FixedTaskAccuracies:
+    """Query accuracies on fixed task streams, one per split ("train", "test") with its own seed: every curve
+    point and the final test see the same tasks and head initialisations. Computed once per upper iteration."""
+
+    def __init__(self, tester: MetaTester, solver: Any, streams: Dict[str, Tuple[EpisodeSampler, int]]):
+        self._tester, self._solver, self._streams = tester, solver, streams
+        self._cache: Dict[Tuple, np.ndarray] = {}
+
+    def __call__(self, which: str, n_tasks: int) -> np.ndarray:
+        key = (which, n_tasks, int(self._solver.iterations.numpy()))
+        if key not in self._cache:
+            sampler, seed = self._streams[which]
+            self._cache[key] = self._tester.accuracies(sampler, n_tasks, seed)
+        return self._cache[key]
+
+    def curve_point(self, n_tasks: int) -> Dict[str, float]:
+        """A point of the accuracy-vs-time curves: mean query accuracy on meta-train and on meta-test classes."""
+        return {
+            "meta_train_test_accuracy": summarize(self("train", n_tasks))[0],
+            "meta_test_test_accuracy": summarize(self("test", n_tasks))[0],
+        }
+
+
+def _meta_test_metrics(
+    args: argparse.Namespace, accuracies: _FixedTaskAccuracies, untrained: Tuple[float, float], solver: Any
+) -> Dict:
+    """The paper's numbers: mean query accuracy and its 95% interval on meta-test and on meta-train classes, and
+    before training."""
+    test_acc, test_ci = summarize(accuracies("test", args.test_tasks))
+    train_acc, train_ci = summarize(accuracies("train", args.test_tasks))
+    metrics = {
+        "test_accuracy": test_acc,
+        "test_accuracy_ci95": test_ci,
+        "meta_train_test_accuracy": train_acc,
+        "meta_train_test_accuracy_ci95": train_ci,
+        "untrained_test_accuracy": untrained[0],
+        "untrained_test_accuracy_ci95": untrained[1],
+        "test_tasks": args.test_tasks,
+        "meta_iterations": int(solver.iterations.numpy()),
+    }
+    return metrics
+
+
+def _plot_curves(args: argparse.Namespace, data_name: str, history: Any, start: Sequence[float]) -> None:
+    """accuracy_vs_time.png: query accuracy on meta-train and meta-test classes against training seconds."""
+    # training seconds: fit's clock (continued across resumes) minus the evaluations' share
+    points = [(0.0, *start)] + [
+        (h["seconds"] - h["eval_seconds"], h["meta_train_test_accuracy"], h["meta_test_test_accuracy"])
+        for h in history
+        if "eval_seconds" in h
+    ]
+    t, tr, te = (list(c) for c in zip(*points))
+    plots.plot_curves(
+        experiment.output_path(args, "accuracy_vs_time.png"),
+        {"meta-train-test": (t, tr), "meta-test-test": (t, te)},
+        xlabel="wall-clock seconds (training only)",
+        ylabel="query accuracy",
+        title=f"{data_name} {args.n_way}-way {args.k_shot}-shot, {args.method}",
+    )

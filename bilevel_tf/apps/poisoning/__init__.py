@@ -25,8 +25,9 @@ The package's modules, one concern each: ``config`` (the runners' constants bloc
 TensorFlow; also the attacks' table of solver options), ``data`` (MNIST/digits splits and poison start points),
 ``trainer`` (the losses; the classifier trainer is ``apps.classifier``'s), ``solver`` (the attacks' solver
 options from the table), ``augmentation`` (the data-augmentation attacks), ``features`` (the InceptionV3 feature
-map and feature files) and ``clean_label`` (the clean-label attack, its baselines and reports); ``runs``
-checks the data and opens the run folder before either attack loads TensorFlow.
+map and feature files), ``clean_label`` (the clean-label attack and its baselines) and ``clean_label_report``
+(its success curves, figures and results); ``runs`` checks the data and opens the run folder before either
+attack loads TensorFlow.
 """
 
 import importlib
@@ -63,15 +64,18 @@ _EXPORTS = {
         "CleanLabelAttack",
         "FeatureCollision",
         "append_jsonl",
-        "clean_label_metrics",
         "closest_other_class",
         "pgd_evasion_radius",
-        "plot_clean_label",
         "poison_projection",
         "read_jsonl",
         "smallest_flipping_radius",
+    ),
+    "clean_label_report": (
+        "clean_label_metrics",
+        "plot_clean_label",
         "success_curve",
         "to_unit_range",
+        "write_clean_label_outputs",
     ),
     "features": ("FeatureMap", "check_features_match", "feature_network"),
     "runs": (

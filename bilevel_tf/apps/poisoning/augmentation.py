@@ -61,23 +61,7 @@ def attack_in_folder(args, data: PoisonData, run: run_folder.Run) -> Dict[str, A
     clean = retrain_and_score(None)  # last: the clean model is the attack's starting point (pre-training)
     poison = tf.Variable(data.poison_x0, name="poison")
     problem = data_augmentation_problem(model, poison, data, args.weight_decay)
-    solver = bl.make_solver(
-        args.method,
-        problem,
-        **attack_solver_options(
-            args.method,
-            lr_u=args.lr_u,
-            lr_v=args.lr_v,
-            lr_p=args.lr_p,
-            inner_steps=args.inner_steps,
-            rho=args.rho,
-            lam=args.lam,
-            eps=args.eps,
-            nu=args.nu,
-            sigma=args.sigma,
-            jit_compile=args.jit,
-        ),
-    )
+    solver = _attack_solver(args, problem)
     callbacks = [halve_learning_rates(solver, args.halve_every)] if args.method == "approxgrad" else []
     history = bl.fit(
         solver,
@@ -97,29 +81,8 @@ def attack_in_folder(args, data: PoisonData, run: run_folder.Run) -> Dict[str, A
     console.status(args, f"retraining on clean + {len(learned)} learned poison points ({args.full_epochs} steps)")
     poisoned = retrain_and_score(learned)
 
-    metrics: Dict[str, Any] = {}
-    for phase, scores in (("clean", clean), ("label_flip", flipped), ("poisoned", poisoned)):
-        for name, value in scores.items():
-            metrics[name if (phase, name) == ("poisoned", "attack_success_rate") else f"{phase}_{name}"] = value
-    metrics.update(
-        num_poison=len(learned),
-        poison_min=float(learned.min()),
-        poison_max=float(learned.max()),
-        mean_abs_pixel_change=float(np.abs(learned - data.poison_x0).mean()),
-        sizes=data.sizes(),
-    )
-    np.savez(experiment.output_path(args, "poison.npz"), start=data.poison_x0, learned=learned, labels=data.poison_y)
-    plot_poison_rows(
-        experiment.output_path(args, "poison_images.png"), learned, data.poison_x0, data.poison_y, data.image_shape
-    )
-    if history:
-        plots.plot_curves(
-            experiment.output_path(args, "upper_loss.png"),
-            {args.method: ([h["step"] for h in history], [h["upper_loss"] for h in history])},
-            xlabel="upper iteration",
-            ylabel="upper loss f",
-            title="validation loss (negated)" if not data.targeted else "targeted loss",
-        )
+    metrics = _attack_metrics({"clean": clean, "label_flip": flipped, "poisoned": poisoned}, learned, data)
+    _write_poison_and_figures(args, data, learned, history)
     seconds = history.seconds_per_step if np.isfinite(history.seconds_per_step) else None
     keys = ["clean_test_accuracy"] + (
         ["label_flip_attack_success_rate", "attack_success_rate"]
@@ -137,6 +100,60 @@ def attack_in_folder(args, data: PoisonData, run: run_folder.Run) -> Dict[str, A
         solver=solver,
     )
     return metrics
+
+
+def _attack_solver(args, problem: bl.BilevelProblem) -> bl.BilevelSolver:
+    """The chosen solver with the attack's learning rates and constants from the flags."""
+    return bl.make_solver(
+        args.method,
+        problem,
+        **attack_solver_options(
+            args.method,
+            lr_u=args.lr_u,
+            lr_v=args.lr_v,
+            lr_p=args.lr_p,
+            inner_steps=args.inner_steps,
+            rho=args.rho,
+            lam=args.lam,
+            eps=args.eps,
+            nu=args.nu,
+            sigma=args.sigma,
+            jit_compile=args.jit,
+        ),
+    )
+
+
+def _attack_metrics(scores: Dict[str, Dict[str, float]], learned: np.ndarray, data: PoisonData) -> Dict[str, Any]:
+    """Each phase's scores (clean, label_flip, poisoned) under its prefix, the poisoned attack success rate under
+    its own name, and what the poison looks like."""
+    metrics: Dict[str, Any] = {}
+    for phase, phase_scores in scores.items():
+        for name, value in phase_scores.items():
+            metrics[name if (phase, name) == ("poisoned", "attack_success_rate") else f"{phase}_{name}"] = value
+    metrics.update(
+        num_poison=len(learned),
+        poison_min=float(learned.min()),
+        poison_max=float(learned.max()),
+        mean_abs_pixel_change=float(np.abs(learned - data.poison_x0).mean()),
+        sizes=data.sizes(),
+    )
+    return metrics
+
+
+def _write_poison_and_figures(args, data: PoisonData, learned: np.ndarray, history: Any) -> None:
+    """poison.npz (start, learned, labels), the poison images above their starts, the upper loss curve."""
+    np.savez(experiment.output_path(args, "poison.npz"), start=data.poison_x0, learned=learned, labels=data.poison_y)
+    plot_poison_rows(
+        experiment.output_path(args, "poison_images.png"), learned, data.poison_x0, data.poison_y, data.image_shape
+    )
+    if history:
+        plots.plot_curves(
+            experiment.output_path(args, "upper_loss.png"),
+            {args.method: ([h["step"] for h in history], [h["upper_loss"] for h in history])},
+            xlabel="upper iteration",
+            ylabel="upper loss f",
+            title="validation loss (negated)" if not data.targeted else "targeted loss",
+        )
 
 
 def plot_poison_rows(
