@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import bilevel_tf as bl
-from bilevel_tf.apps.synthetic import config as synthetic_config, problems
+from bilevel_tf.apps.synthetic import config as synthetic_config, problems, toy_problem
 from runner_utils import SOLVER_CLASSES, assert_solver_config, load_runner, run_runner
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
@@ -174,16 +174,16 @@ def test_toy_projected_gradient_respects_the_box():
     """PBGD's stopping measure: the gradient of F = f + gamma g inside [0, 3]; at x = 3 with F decreasing
     beyond the box the x part vanishes (the projected step does not move x)."""
     gamma, h = 10.0, 1e-6
-    toy = problems.make_toy(2, seed=0)
+    toy = toy_problem.make_toy(2, seed=0)
     x, y = np.array([1.0, 3.0]), np.array([0.3, -3.5])
     toy.x.assign(x)
     toy.y.assign(y)
 
     def F(x, y):
-        return (problems.toy_f(x, y) + gamma * problems.toy_g(x, y)).numpy()
+        return (toy_problem.toy_f(x, y) + gamma * toy_problem.toy_g(x, y)).numpy()
 
     gx = (F(x + h, y) - F(x - h, y)) / (2 * h)
     gy = (F(x, y + h) - F(x, y - h)) / (2 * h)
     assert gx[1] < 0  # F keeps decreasing past x = 3
-    pg = problems.toy_projected_gradient_norm(toy, gamma, 0.1 / gamma)().numpy()
+    pg = toy_problem.toy_projected_gradient_norm(toy, gamma, 0.1 / gamma)().numpy()
     np.testing.assert_allclose(pg, [np.hypot(gx[0], gy[0]), abs(gy[1])], rtol=1e-5)

@@ -5,7 +5,7 @@ cell run from random starts, cached per cell, with the figures, TensorBoard seri
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Sequence
+from typing import Any, Callable, Dict, List, Sequence
 
 import numpy as np
 
@@ -19,6 +19,41 @@ from . import problems, config as synthetic_config
 def run_sweep(args, ablation_lambdas: Sequence[float], max_curve_points: int) -> Dict[str, Any]:
     """Run (or take from the cell cache) every cell, write results.json and the figures; returns the metrics."""
     log = print if args.verbose >= 1 else (lambda *a, **k: None)
+    cell = _cached_cell_runner(args, log)
+    steps = problems.record_iterations(args.iterations, args.record_every)
+    metrics, history = {}, []
+    for e in args.examples:
+        example = problems.make_example(e, args.dim, args.seed)
+        for method in args.methods:
+            for t in args.ts:
+                c = cell(f"ex{e}/{method}/T{t}", example, lambda: _solver(args, example, method, t), args.trials)
+                metrics.setdefault(f"ex{e}", {}).setdefault(method, {})[f"T{t}"] = problems.cell_metrics(c)
+                history.append(dict(example=e, method=method, T=t, **problems.mean_curve(c, steps, max_curve_points)))
+    if not args.skip_ablation:
+        metrics["ablation"] = run_ablation(args, cell, steps, history, ablation_lambdas, max_curve_points)
+
+    write_figures(args, history)
+    write_tensorboard(args, history)
+    print_table(metrics)
+    penalty = _penalty_seconds(metrics)
+    # the solvers' full configurations, one per (method, T); built after every cell so nothing above changes
+    solvers = {f"{method}/T{t}": _solver(args, example, method, t) for method in args.methods for t in args.ts}
+    results_file.write_results(
+        args,
+        metrics=metrics,
+        history=history,
+        dataset="synthetic",
+        solver=solvers,
+        paper=cells.paper_entry(args, "synthetic"),
+        seconds_per_upper_iteration=float(np.mean(penalty)) if penalty else None,
+        config=results_file.config_of(args, settings=dataclasses.asdict(synthetic_config.PAPER_SETTINGS)),
+    )
+    return metrics
+
+
+def _cached_cell_runner(args, log: Callable[..., None]) -> Callable[..., problems.Cell]:
+    """``cell(key, example, make_runner, trials, schedule=None)``: the cell's trials from the cell cache (in the
+    checkpoint folder, keyed by the run's sizes) when it holds ``trials`` of them, else run and cached."""
     trial_log = log if args.verbose >= 2 else None
     sizes = dict(
         dim=args.dim,
@@ -29,7 +64,6 @@ def run_sweep(args, ablation_lambdas: Sequence[float], max_curve_points: int) ->
         settings=synthetic_config.PAPER_SETTINGS,
     )
     cache = problems.CellCache(experiment.checkpoint_dir(args), sizes)
-    steps = problems.record_iterations(args.iterations, args.record_every)
     trial_options = dict(iterations=args.iterations, record_every=args.record_every, seed=args.seed, log=trial_log)
 
     def cell(key, example, make_runner, trials, schedule=None):
@@ -45,49 +79,29 @@ def run_sweep(args, ablation_lambdas: Sequence[float], max_curve_points: int) ->
         )
         return cache.put(key, result)
 
-    def solver_for(example, method, t):
-        return bl.make_solver(
-            method,
-            example.problem,
-            inner_steps=t,
-            jit_compile=args.jit,
-            **synthetic_config.SOLVER_OPTIONS[method](synthetic_config.PAPER_SETTINGS),
-        )
+    return cell
 
-    metrics, history = {}, []
-    for e in args.examples:
-        example = problems.make_example(e, args.dim, args.seed)
-        for method in args.methods:
-            for t in args.ts:
-                c = cell(f"ex{e}/{method}/T{t}", example, lambda: solver_for(example, method, t), args.trials)
-                metrics.setdefault(f"ex{e}", {}).setdefault(method, {})[f"T{t}"] = problems.cell_metrics(c)
-                history.append(dict(example=e, method=method, T=t, **problems.mean_curve(c, steps, max_curve_points)))
-    if not args.skip_ablation:
-        metrics["ablation"] = run_ablation(args, cell, steps, history, ablation_lambdas, max_curve_points)
 
-    write_figures(args, history)
-    write_tensorboard(args, history)
-    print_table(metrics)
-    # the top-level timing is Penalty's mean over examples and T (per cell timings are in the metrics)
-    penalty = [
+def _solver(args, example: problems.SyntheticExample, method: str, t: int) -> bl.BilevelSolver:
+    """``method`` on ``example`` with T = ``t`` and the paper's settings (supp. E.1)."""
+    return bl.make_solver(
+        method,
+        example.problem,
+        inner_steps=t,
+        jit_compile=args.jit,
+        **synthetic_config.SOLVER_OPTIONS[method](synthetic_config.PAPER_SETTINGS),
+    )
+
+
+def _penalty_seconds(metrics: Dict[str, Any]) -> List[float]:
+    """Penalty's seconds per upper iteration in every (example, T) cell: the run's top-level timing is their mean
+    (per cell timings are in the metrics)."""
+    return [
         m["seconds_per_upper_iteration"]
         for k, by_method in metrics.items()
         if k.startswith("ex")
         for m in by_method.get("penalty", {}).values()
     ]
-    # the solvers' full configurations, one per (method, T); built after every cell so nothing above changes
-    solvers = {f"{method}/T{t}": solver_for(example, method, t) for method in args.methods for t in args.ts}
-    results_file.write_results(
-        args,
-        metrics=metrics,
-        history=history,
-        dataset="synthetic",
-        solver=solvers,
-        paper=cells.paper_entry(args, "synthetic"),
-        seconds_per_upper_iteration=float(np.mean(penalty)) if penalty else None,
-        config=results_file.config_of(args, settings=dataclasses.asdict(synthetic_config.PAPER_SETTINGS)),
-    )
-    return metrics
 
 
 def run_ablation(args, cell, steps, history, ablation_lambdas, max_curve_points):
