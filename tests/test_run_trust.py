@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from runner_utils import load_runner
 
-from bilevel_tf.runner import experiment, run_folder
+from bilevel_tf.runner import experiment, results_file, run_folder
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
@@ -171,7 +171,7 @@ def test_a_full_disk_gives_one_line_and_keeps_the_previous_results(tmp_path, cap
     def no_space(path, text):
         raise OSError(28, "No space left on device", path)
 
-    monkeypatch.setattr(experiment, "atomic_write_text", no_space)  # results.json
+    monkeypatch.setattr(results_file, "atomic_write_text", no_space)  # results.json
     monkeypatch.setattr(run_folder, "atomic_write_text", no_space)  # run.json
     status, err, _ = _run(LARGE, DIGITS + ["--epochs", "3"], out, capsys)  # continue the run further
     assert status == 2 and err == [f"error: {out / 'run.json'}: No space left on device"], err

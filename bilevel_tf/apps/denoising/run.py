@@ -22,6 +22,7 @@ import bilevel_tf as bl
 from ...runner import console, experiment, plots, results_file, run_folder, tensorboard_logs
 from ...paper import cells
 from ...training import workers
+from ...training.files import atomic_write_text
 from . import data
 from ..classifier import ClassifierTrainer
 from .importance import EpochEnd, Setup, prepare
@@ -93,7 +94,7 @@ def _warm_start_metrics(setup: Setup, folder: Optional[str]) -> Dict[str, Any]:
     }
     if folder is not None:
         os.makedirs(folder, exist_ok=True)
-        experiment.atomic_write_text(os.path.join(folder, "warm_start.json"), json.dumps(warm))
+        atomic_write_text(os.path.join(folder, "warm_start.json"), json.dumps(warm))
     return warm
 
 
