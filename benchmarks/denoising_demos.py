@@ -11,6 +11,7 @@ per runner, the mean and spread over seeds of the test accuracy with the learned
 weights, their difference, and how well low weight identifies a flipped label (precision among the
 n_flipped lowest weights).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,18 @@ def run_one(runner: str, seed: int, out: Path) -> Dict[str, float]:
     folder = out / runner / str(seed)
     results = folder / "results.json"
     if not results.exists():
-        command = [sys.executable, str(ROOT / RUNNERS[runner]), "--dataset", "digits", "--seed", str(seed),
-                   "--out", str(folder), "--verbose", "0"]
+        command = [
+            sys.executable,
+            str(ROOT / RUNNERS[runner]),
+            "--dataset",
+            "digits",
+            "--seed",
+            str(seed),
+            "--out",
+            str(folder),
+            "--verbose",
+            "0",
+        ]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
         subprocess.run(command, check=True, cwd=ROOT, env=env)
     return json.loads(results.read_text())["metrics"]
@@ -49,20 +60,25 @@ def _stats(values: List[float]) -> str:
 
 
 def summary(rows: Dict[str, List[Dict[str, float]]]) -> str:
-    lines = ["| runner | seeds | learned weights | uniform weights | difference (min / mean) | noise precision |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| runner | seeds | learned weights | uniform weights | difference (min / mean) | noise precision |",
+        "|---|---|---|---|---|---|",
+    ]
     for runner, metrics in rows.items():
         learned = [m["test_accuracy"] for m in metrics]
         uniform = [m["noisy_baseline_test_accuracy"] for m in metrics]
         gain = np.subtract(learned, uniform)
-        lines.append(f"| {runner} | {len(metrics)} | {_stats(learned)} | {_stats(uniform)} | "
-                     f"{gain.min():+.4f} / {gain.mean():+.4f} | {_stats([m['noise_precision'] for m in metrics])} |")
+        lines.append(
+            f"| {runner} | {len(metrics)} | {_stats(learned)} | {_stats(uniform)} | "
+            f"{gain.min():+.4f} / {gain.mean():+.4f} | {_stats([m['noise_precision'] for m in metrics])} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     p.add_argument("--runners", nargs="+", default=list(RUNNERS), choices=list(RUNNERS))
     p.add_argument("--seeds", nargs="+", type=int, default=list(range(5)))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "denoising_demos"))

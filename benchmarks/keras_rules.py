@@ -1,5 +1,6 @@
 """Keras 3's update rules of Adam, SGD and RMSprop (their default constants) in float64 NumPy, for baselines
 that step a known gradient outside TensorFlow (the robustness grid's ``exact`` row)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,5 +28,5 @@ class KerasRule:
             return x - self.lr * grad / (np.sqrt(self.v) + 1e-7)
         self.m += (grad - self.m) * 0.1
         self.v += (grad * grad - self.v) * 0.001
-        alpha = self.lr * np.sqrt(1 - 0.999 ** self.t) / (1 - 0.9 ** self.t)
+        alpha = self.lr * np.sqrt(1 - 0.999**self.t) / (1 - 0.9**self.t)
         return x - self.m * alpha / (np.sqrt(self.v) + 1e-7)

@@ -12,6 +12,7 @@ Memory: the peak resident set size (Linux ``VmHWM``) over steady-state steps. Wr
 ``/proc/self/clear_refs`` resets that peak, so compilation (tracing, XLA) and earlier configurations in the
 same process are excluded; where that is not possible the process-lifetime ``ru_maxrss`` is used instead.
 """
+
 from __future__ import annotations
 
 import gc
@@ -61,7 +62,7 @@ def interleaved(fns: Dict[str, Callable[[], object]], reps: int) -> Samples:
     names = list(fns)
     samples = Samples(names)
     for rep in range(reps):
-        for name in (names if rep % 2 == 0 else names[::-1]):
+        for name in names if rep % 2 == 0 else names[::-1]:
             wall, cpu = timed(fns[name], calls[name])
             samples[name].append(wall)
             samples.cpu[name].append(cpu)
@@ -135,6 +136,10 @@ def graph_flops(concrete_function) -> int:
     """Floating-point operations of one call, from TensorFlow's per-op cost model (MatMul, Conv2D and their
     gradients, elementwise ops) on the traced graph: counts arithmetic, not time, so it is immune to load."""
     from tensorflow.python.profiler import model_analyzer, option_builder
-    options = option_builder.ProfileOptionBuilder(
-        option_builder.ProfileOptionBuilder.float_operation()).with_empty_output().build()
+
+    options = (
+        option_builder.ProfileOptionBuilder(option_builder.ProfileOptionBuilder.float_operation())
+        .with_empty_output()
+        .build()
+    )
     return int(model_analyzer.profile(concrete_function.graph, options=options).total_float_ops)

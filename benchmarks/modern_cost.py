@@ -9,6 +9,7 @@ shared machine hits every solver alike; (b) SABA against SOBA on the same proble
 1024 lower and 1024 upper samples, batches of 64 indices (SABA's per-sample Jacobians and memory updates
 against SOBA's batch gradients). Prints a markdown table; ratios are to Penalty with its defaults (T = 20).
 """
+
 from __future__ import annotations
 
 import statistics
@@ -35,6 +36,7 @@ def _timed(solver, batches=(None, None), rounds=None):
         start = time.perf_counter()
         solver.run(n, *batches)
         return (time.perf_counter() - start) / n
+
     return once
 
 
@@ -60,8 +62,9 @@ def main() -> None:
     solvers = {}
     for method in METHODS:
         solvers[(method, "defaults")] = bl.make_solver(method, toy.least_squares_quadratic(10, 100, seed=1).problem())
-        solvers[(method, "T = 10")] = bl.make_solver(method, toy.least_squares_quadratic(10, 100, seed=1).problem(),
-                                                     inner_steps=10)
+        solvers[(method, "T = 10")] = bl.make_solver(
+            method, toy.least_squares_quadratic(10, 100, seed=1).problem(), inner_steps=10
+        )
     q = toy.least_squares_quadratic(10, 100, seed=1)
     batches = ((tf.range(64, dtype=tf.int64),), (tf.range(64, dtype=tf.int64),))
     for method in ("soba", "saba"):

@@ -17,6 +17,7 @@ cross-entropy of the SAME model (all its weights) on the SAME batch as the lower
 Keras' own ``train_step`` does it (tape, gradient, ``apply_gradients``) minus metrics bookkeeping, compiled
 with the same ``jit_compile`` as the solver it is compared with.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,7 +57,7 @@ class Bench:
 
     name: str
     problem: bl.BilevelProblem
-    model: keras.Model                      # the whole network (trained by the plain step)
+    model: keras.Model  # the whole network (trained by the plain step)
     upper_batch: Any
     lower_batch: Any
     upper_optimizer: Callable[[], keras.optimizers.Optimizer]
@@ -103,8 +104,12 @@ def cnn(batch: int = 128, seed: int = 0) -> Bench:
     lower = (idx, _images(rng, batch, (28, 28, 1)), _labels(rng, batch))
     upper = (_images(rng, batch, (28, 28, 1)), _labels(rng, batch))
     problem = task.problem()
-    info = dict(upper_variables=count(problem.upper_vars), lower_variables=count(problem.lower_vars), batch=batch,
-                model="mnist_cnn + per-example importance (59,000)")
+    info = dict(
+        upper_variables=count(problem.upper_vars),
+        lower_variables=count(problem.lower_vars),
+        batch=batch,
+        model="mnist_cnn + per-example importance (59,000)",
+    )
     # lr_u = 3 on atanh logits, as the MNIST runner
     return Bench("cnn", problem, model, upper, lower, lambda: PerExampleAdam(3.0), info)
 
@@ -127,10 +132,17 @@ def mlp(scale: float = 1.0, batch: int = 128, seed: int = 0) -> Bench:
     """(b) the split MLP: representation (upper) + head (lower), see the module docstring."""
     keras.utils.set_random_seed(seed)
     h1, h2, h3 = mlp_widths(scale)
-    body = keras.Sequential([keras.Input((INPUT_DIM,)), keras.layers.Dense(h1, activation="relu"),
-                             keras.layers.Dense(h2, activation="relu")], name="representation")
-    head = keras.Sequential([keras.Input((h2,)), keras.layers.Dense(h3, activation="relu"),
-                             keras.layers.Dense(CLASSES)], name="head")
+    body = keras.Sequential(
+        [
+            keras.Input((INPUT_DIM,)),
+            keras.layers.Dense(h1, activation="relu"),
+            keras.layers.Dense(h2, activation="relu"),
+        ],
+        name="representation",
+    )
+    head = keras.Sequential(
+        [keras.Input((h2,)), keras.layers.Dense(h3, activation="relu"), keras.layers.Dense(CLASSES)], name="head"
+    )
     inputs = keras.Input((INPUT_DIM,))
     model = keras.Model(inputs, head(body(inputs)), name="split_mlp")
     kernels = [layer.kernel for layer in head.layers]
@@ -148,8 +160,13 @@ def mlp(scale: float = 1.0, batch: int = 128, seed: int = 0) -> Bench:
     rng = np.random.default_rng(seed)
     lower = (_images(rng, batch, (INPUT_DIM,)), _labels(rng, batch))
     upper = (_images(rng, batch, (INPUT_DIM,)), _labels(rng, batch))
-    info = dict(upper_variables=count(problem.upper_vars), lower_variables=count(problem.lower_vars), batch=batch,
-                scale=scale, model=f"784-{h1}-{h2} (upper) | {h2}-{h3}-10 (lower)")
+    info = dict(
+        upper_variables=count(problem.upper_vars),
+        lower_variables=count(problem.lower_vars),
+        batch=batch,
+        scale=scale,
+        model=f"784-{h1}-{h2} (upper) | {h2}-{h3}-10 (lower)",
+    )
     return Bench(f"mlp@{scale:g}", problem, model, upper, lower, lambda: keras.optimizers.Adam(1e-4), info)
 
 
@@ -165,8 +182,12 @@ def importance_mlp(hidden: Tuple[int, ...], input_dim: int, batch: int, seed: in
     upper = (_images(rng, batch, (input_dim,)), _labels(rng, batch))
     problem = task.problem()
     name = "-".join(str(n) for n in (input_dim, *hidden, CLASSES))
-    info = dict(upper_variables=count(problem.upper_vars), lower_variables=count(problem.lower_vars), batch=batch,
-                model=f"mlp {name} + per-example importance")
+    info = dict(
+        upper_variables=count(problem.upper_vars),
+        lower_variables=count(problem.lower_vars),
+        batch=batch,
+        model=f"mlp {name} + per-example importance",
+    )
     return Bench(f"mlp {name} b{batch}", problem, model, upper, lower, lambda: PerExampleAdam(3.0), info)
 
 
@@ -182,9 +203,15 @@ def build(name: str, scale: float = 1.0, batch: int = 128) -> Bench:
     raise ValueError(f"unknown benchmark problem {name!r}")
 
 
-def solver_options(bench: Bench, method: str, inner_steps: int, jit_compile: bool = False,
-                   hvp: Optional[str] = None) -> Dict[str, Any]:
+def solver_options(
+    bench: Bench, method: str, inner_steps: int, jit_compile: bool = False, hvp: Optional[str] = None
+) -> Dict[str, Any]:
     """``bl.make_solver``'s options for ``method`` on ``bench``: the table's, T, the compile options and the
     bench's upper optimizer (a fresh one)."""
-    return dict(SOLVER_OPTIONS[method], inner_steps=inner_steps, jit_compile=jit_compile, hvp=hvp,
-                upper_optimizer=bench.upper_optimizer())
+    return dict(
+        SOLVER_OPTIONS[method],
+        inner_steps=inner_steps,
+        jit_compile=jit_compile,
+        hvp=hvp,
+        upper_optimizer=bench.upper_optimizer(),
+    )

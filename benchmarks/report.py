@@ -1,4 +1,5 @@
 """Turn benchmark records into results.json, a markdown report (tables + target checks) and plots."""
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,16 @@ def machine_info(args, argv: List[str]) -> Dict[str, Any]:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = None
-    return dict(command=" ".join(argv), quick=bool(args.quick), cpu_count=os.cpu_count(),
-                load_average_at_start=os.getloadavg(), platform=platform.platform(), processor=platform.processor(),
-                python=platform.python_version(), **versions)
+    return dict(
+        command=" ".join(argv),
+        quick=bool(args.quick),
+        cpu_count=os.cpu_count(),
+        load_average_at_start=os.getloadavg(),
+        platform=platform.platform(),
+        processor=platform.processor(),
+        python=platform.python_version(),
+        **versions,
+    )
 
 
 def save_json(path: Path, data: Dict[str, Any]) -> None:
@@ -61,17 +69,29 @@ def _sweep_tables(records) -> List[str]:
         rs = _of(records, problem=problem)
         ts = sorted({r["T"] for r in rs})
         info = rs[0]
-        lines += [f"### {problem}: {info['model']}", "",
-                  f"{info['upper_variables']:,} upper / {info['lower_variables']:,} lower variables, batch {info['batch']}, "
-                  f"jit_compile={info['jit']}; plain Keras train step: {_fmt_s(_median([r['plain_seconds'] for r in rs]))} "
-                  f"(median over the run). Cells: seconds per upper iteration (its ratio to the plain step in wall time / in "
-                  f"CPU time).", ""]
+        lines += [
+            f"### {problem}: {info['model']}",
+            "",
+            f"{info['upper_variables']:,} upper / {info['lower_variables']:,} lower variables, batch {info['batch']}, "
+            f"jit_compile={info['jit']}; plain Keras train step: {_fmt_s(_median([r['plain_seconds'] for r in rs]))} "
+            f"(median over the run). Cells: seconds per upper iteration (its ratio to the plain step in wall time / in "
+            f"CPU time).",
+            "",
+        ]
         lines += _solver_by_t(rs, ts, lambda r: f"{_fmt_s(r['seconds'])} ({_ratios(r)})")
-        lines += ["Peak resident memory during steady-state steps, MB (above the process baseline of model, data, "
-                  "TensorFlow and a plain step" + (f": {info['baseline_rss_mb']:.0f} MB" if info.get("baseline_rss_mb") else "")
-                  + ")" + ("" if all(r.get("isolated") for r in rs) else
-                           "; quick run: all configurations share one process (peak reset before each, so memory "
-                           "freed but kept by earlier ones can only inflate later peaks)"), ""]
+        lines += [
+            "Peak resident memory during steady-state steps, MB (above the process baseline of model, data, "
+            "TensorFlow and a plain step"
+            + (f": {info['baseline_rss_mb']:.0f} MB" if info.get("baseline_rss_mb") else "")
+            + ")"
+            + (
+                ""
+                if all(r.get("isolated") for r in rs)
+                else "; quick run: all configurations share one process (peak reset before each, so memory "
+                "freed but kept by earlier ones can only inflate later peaks)"
+            ),
+            "",
+        ]
         lines += _solver_by_t(rs, ts, lambda r: f"{r['peak_rss_mb']:.0f} (+{r['peak_above_baseline_mb']:.0f})")
     return lines
 
@@ -98,28 +118,63 @@ def _scale_table(records) -> List[str]:
         cells = []
         for _, _, problem in sizes:
             hit = _of(records, method=m, problem=problem)
-            cells.append(f"{_fmt_s(hit[0]['seconds'])} ({_ratios(hit[0])}), {hit[0]['peak_rss_mb']:.0f} MB" if hit else "")
+            cells.append(
+                f"{_fmt_s(hit[0]['seconds'])} ({_ratios(hit[0])}), {hit[0]['peak_rss_mb']:.0f} MB" if hit else ""
+            )
         rows.append([m] + cells)
     header = ["solver"] + [f"{u / 1e6:.2f}M / {l / 1e6:.2f}M" for u, l, _ in sizes]
-    return ["Split MLP, T = 10, batch 128; columns: upper / lower variables. Cells: seconds per upper iteration "
-            "(ratio to the plain step, wall / CPU time), peak resident memory.", ""] + _table(header, rows) + [""]
+    return (
+        [
+            "Split MLP, T = 10, batch 128; columns: upper / lower variables. Cells: seconds per upper iteration "
+            "(ratio to the plain step, wall / CPU time), peak resident memory.",
+            "",
+        ]
+        + _table(header, rows)
+        + [""]
+    )
 
 
 def _inner_tables(records) -> List[str]:
     inner, blocks = _of(records, kind="inner"), _of(records, kind="block")
-    rows = [[r["problem"], str(r["jit"]), r["method"], _fmt_s(r["inner_seconds"]), _ratios(r),
-             _fmt_s(r["plain_seconds"]), _ratios(r, "step_T1_ratio")] for r in inner]
-    lines = ["One inner step = the slope of seconds per upper iteration between T=1 and T=K (the marginal cost of "
-             "one more inner step, everything else cancels); ratio = that / the plain Keras train step, interleaved, in wall "
-             "time / in CPU time.",
-             "An ApproxGrad 'inner step' is one lower step plus one linear-system step (two HVPs).", ""]
+    rows = [
+        [
+            r["problem"],
+            str(r["jit"]),
+            r["method"],
+            _fmt_s(r["inner_seconds"]),
+            _ratios(r),
+            _fmt_s(r["plain_seconds"]),
+            _ratios(r, "step_T1_ratio"),
+        ]
+        for r in inner
+    ]
+    lines = [
+        "One inner step = the slope of seconds per upper iteration between T=1 and T=K (the marginal cost of "
+        "one more inner step, everything else cancels); ratio = that / the plain Keras train step, interleaved, in wall "
+        "time / in CPU time.",
+        "An ApproxGrad 'inner step' is one lower step plus one linear-system step (two HVPs).",
+        "",
+    ]
     lines += _table(["problem", "XLA", "solver", "one inner step", "ratio", "plain step", "T=1 iteration ratio"], rows)
     if blocks:
-        lines += ["", "Where the time goes: building blocks compiled alone, ratio to the plain step; FLOPs from "
-                  "TensorFlow's cost model on the traced graph (arithmetic, immune to load; forward-mode JVPs are "
-                  "not counted by it).", ""]
-        rows = [[r["problem"], str(r["jit"]), r["block"], _fmt_s(r["seconds"]), _ratios(r),
-                 f"{r['flop_ratio']:.2f}x" if "flop_ratio" in r else "-"] for r in blocks]
+        lines += [
+            "",
+            "Where the time goes: building blocks compiled alone, ratio to the plain step; FLOPs from "
+            "TensorFlow's cost model on the traced graph (arithmetic, immune to load; forward-mode JVPs are "
+            "not counted by it).",
+            "",
+        ]
+        rows = [
+            [
+                r["problem"],
+                str(r["jit"]),
+                r["block"],
+                _fmt_s(r["seconds"]),
+                _ratios(r),
+                f"{r['flop_ratio']:.2f}x" if "flop_ratio" in r else "-",
+            ]
+            for r in blocks
+        ]
         lines += _table(["problem", "XLA", "block", "seconds", "ratio (wall / CPU)", "FLOPs vs plain"], rows)
     return lines + [""]
 
@@ -129,10 +184,31 @@ def _compare_table(records, study: str) -> List[str]:
     rows = []
     for r in rs:
         variant = ", ".join(f"{k}={v}" for k, v in r["variant"].items())
-        rows.append([r["problem"], r["method"], f"T={r['T']}", variant, _fmt_s(r["seconds"]), _ratios(r),
-                     _ratios(r, "ratio_to_first"), f"{r['compile_seconds']:.1f} s"])
-    return _table(["problem", "solver", "T", "variant", "s / iteration", "vs plain step (graph)",
-                   "vs first variant", "first call (compile)"], rows) + [""]
+        rows.append(
+            [
+                r["problem"],
+                r["method"],
+                f"T={r['T']}",
+                variant,
+                _fmt_s(r["seconds"]),
+                _ratios(r),
+                _ratios(r, "ratio_to_first"),
+                f"{r['compile_seconds']:.1f} s",
+            ]
+        )
+    return _table(
+        [
+            "problem",
+            "solver",
+            "T",
+            "variant",
+            "s / iteration",
+            "vs plain step (graph)",
+            "vs first variant",
+            "first call (compile)",
+        ],
+        rows,
+    ) + [""]
 
 
 def _overhead_table(records) -> List[str]:
@@ -149,10 +225,15 @@ def _overhead_table(records) -> List[str]:
             if any(c != "-" for c in cells):
                 first = _of(rs, problem=problem, jit=jit)[0]
                 rows.append([problem, f"T={first['T']}", "XLA" if jit else "graph"] + cells)
-    return _table(["problem", "T", "compile"] + [f"bl.fit k={k}" for k in ks] + ["solver.run (in-graph floor)"],
-                  rows) + ["", "Wall seconds per upper iteration (median of repeated fits after a warm-up fit, "
-                           "the whole bl.fit call timed); in brackets the speed-up over k=1. Not interleaved with a "
-                           "plain step: compare within a row.", ""]
+    return _table(
+        ["problem", "T", "compile"] + [f"bl.fit k={k}" for k in ks] + ["solver.run (in-graph floor)"], rows
+    ) + [
+        "",
+        "Wall seconds per upper iteration (median of repeated fits after a warm-up fit, "
+        "the whole bl.fit call timed); in brackets the speed-up over k=1. Not interleaved with a "
+        "plain step: compare within a row.",
+        "",
+    ]
 
 
 # --------------------------------------------------------------------------------------------- targets
@@ -164,14 +245,18 @@ def targets(records) -> List[str]:
         if bound is not None:
             key = "cpu_ratio" if "cpu_ratio" in r else "ratio"
             ok = "met" if r[key] <= bound else "NOT met"
-            lines.append(f"- Penalty inner step, {r['problem']}, XLA={r['jit']}: {_ratios(r)} the plain step "
-                         f"(wall / CPU time; target <= {bound:g}x): **{ok}**")
+            lines.append(
+                f"- Penalty inner step, {r['problem']}, XLA={r['jit']}: {_ratios(r)} the plain step "
+                f"(wall / CPU time; target <= {bound:g}x): **{ok}**"
+            )
             floor = _of(records, kind="block", problem=r["problem"], jit=r["jit"])
             floor = [b for b in floor if b["block"].startswith("Penalty pass") and "flop_ratio" in b]
             if floor and r[key] > bound:
-                lines.append(f"  - its arithmetic alone is {floor[0]['flop_ratio']:.2f}x the plain step's (the Penalty "
-                             f"pass: grad f + exact HVP, TensorFlow's FLOP count), so no exact-HVP step can reach "
-                             f"{bound:g}x at equal arithmetic efficiency")
+                lines.append(
+                    f"  - its arithmetic alone is {floor[0]['flop_ratio']:.2f}x the plain step's (the Penalty "
+                    f"pass: grad f + exact HVP, TensorFlow's FLOP count), so no exact-HVP step can reach "
+                    f"{bound:g}x at equal arithmetic efficiency"
+                )
     sweep = _of(records, kind="sweep")
     for problem in sorted({r["problem"] for r in sweep}):
         rs = _of(sweep, problem=problem)
@@ -190,8 +275,10 @@ def targets(records) -> List[str]:
                 verdict = "grows, as it must" if extra > 0 else "does not grow (?)"
             else:
                 verdict = "met" if growth <= 0.10 else "NOT met"
-            lines.append(f"- {problem}: {m} peak memory T={hi} vs T={lo}: {b['peak_rss_mb']:.0f} vs {a['peak_rss_mb']:.0f} MB "
-                         f"({growth:+.1%}; {extra:+.0f} MB above baseline): **{verdict}**")
+            lines.append(
+                f"- {problem}: {m} peak memory T={hi} vs T={lo}: {b['peak_rss_mb']:.0f} vs {a['peak_rss_mb']:.0f} MB "
+                f"({growth:+.1%}; {extra:+.0f} MB above baseline): **{verdict}**"
+            )
         # compared through their ratios to the plain step: the two ran at different times (or in different
         # processes), and the machine's load drifts in between
         pairs = [(t, _of(rs, method="penalty", T=t), _of(rs, method="approxgrad", T=t)) for t in ts]
@@ -199,33 +286,44 @@ def targets(records) -> List[str]:
         speed = [(t, q[0][key] / p[0][key]) for t, p, q in pairs if p and q]
         if speed:
             ok = all(s >= 1 for _, s in speed)
-            lines.append(f"- {problem}: ApproxGrad / Penalty time per upper iteration (each normalised by its plain "
-                         f"step, {'CPU' if key == 'cpu_ratio' else 'wall'} time): "
-                         f"{', '.join(f'T={t}: {s:.2f}x' for t, s in speed)} (target >= 1): "
-                         f"**{'met' if ok else 'NOT met'}**")
+            lines.append(
+                f"- {problem}: ApproxGrad / Penalty time per upper iteration (each normalised by its plain "
+                f"step, {'CPU' if key == 'cpu_ratio' else 'wall'} time): "
+                f"{', '.join(f'T={t}: {s:.2f}x' for t, s in speed)} (target >= 1): "
+                f"**{'met' if ok else 'NOT met'}**"
+            )
     for jit in (False, True):
-        one, hundred = _of(records, kind="overhead", problem="ex1", jit=jit, k=1), \
-            _of(records, kind="overhead", problem="ex1", jit=jit, k=100)
+        one, hundred = (
+            _of(records, kind="overhead", problem="ex1", jit=jit, k=1),
+            _of(records, kind="overhead", problem="ex1", jit=jit, k=100),
+        )
         if one and hundred:
             speedup = one[0]["seconds"] / hundred[0]["seconds"]
             cpu = one[0]["cpu_seconds"] / hundred[0]["cpu_seconds"]
             floor = _of(records, kind="overhead", problem="ex1", jit=jit, k="solver.run")
-            bound = f"; solver.run's in-graph loop, the floor, is {floor[0]['speedup_vs_first_k']:.1f}x" if floor else ""
-            lines.append(f"- Ex.1 (T=10) through bl.fit, {'XLA' if jit else 'graph'}: steps_per_execution=100 is "
-                         f"{speedup:.1f}x (CPU time {cpu:.1f}x) faster per upper iteration than k=1{bound} "
-                         f"(target >= 5x): **{'met' if speedup >= 5 else 'NOT met'}**")
+            bound = (
+                f"; solver.run's in-graph loop, the floor, is {floor[0]['speedup_vs_first_k']:.1f}x" if floor else ""
+            )
+            lines.append(
+                f"- Ex.1 (T=10) through bl.fit, {'XLA' if jit else 'graph'}: steps_per_execution=100 is "
+                f"{speedup:.1f}x (CPU time {cpu:.1f}x) faster per upper iteration than k=1{bound} "
+                f"(target >= 5x): **{'met' if speedup >= 5 else 'NOT met'}**"
+            )
     largest = [r for r in sweep if r.get("scale") == 1.0 and r["problem"].startswith("mlp")]
     if largest:
         worst = max(largest, key=lambda r: r["peak_rss_mb"])
-        lines.append(f"- Largest problem ({largest[0]['upper_variables']:,} upper / {largest[0]['lower_variables']:,} lower) "
-                     f"ran: {len(largest)} configurations; highest peak {worst['peak_rss_mb']:.0f} MB "
-                     f"({worst['method']} T={worst['T']}), slowest {max(r['seconds'] for r in largest):.1f} s per iteration")
+        lines.append(
+            f"- Largest problem ({largest[0]['upper_variables']:,} upper / {largest[0]['lower_variables']:,} lower) "
+            f"ran: {len(largest)} configurations; highest peak {worst['peak_rss_mb']:.0f} MB "
+            f"({worst['method']} T={worst['T']}), slowest {max(r['seconds'] for r in largest):.1f} s per iteration"
+        )
     return lines
 
 
 # --------------------------------------------------------------------------------------------- plots
 def plots(records, out: Path) -> List[str]:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -253,8 +351,11 @@ def plots(records, out: Path) -> List[str]:
     if len({r["problem"] for r in scale}) > 1:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
         for m in _methods(scale):
-            pts = sorted((r["upper_variables"] + r["lower_variables"], r["seconds"], r["peak_rss_mb"])
-                         for r in scale if r["method"] == m)
+            pts = sorted(
+                (r["upper_variables"] + r["lower_variables"], r["seconds"], r["peak_rss_mb"])
+                for r in scale
+                if r["method"] == m
+            )
             axes[0].loglog([p[0] for p in pts], [p[1] for p in pts], "o-", label=m)
             axes[1].semilogx([p[0] for p in pts], [p[2] for p in pts], "o-", label=m)
         axes[0].set(xlabel="variables (upper + lower)", ylabel="seconds per upper iteration", title="split MLP, T=10")
@@ -275,16 +376,20 @@ def write(results: Dict[str, Any], out: Path) -> None:
     multi_t = {p for p in {r["problem"] for r in sweep} if len({r["T"] for r in _of(sweep, problem=p)}) > 1}
     t_sweep = [r for r in sweep if r["problem"] in multi_t]
     scale = [r for r in sweep if r["problem"].startswith("mlp@") and r["T"] == 10]
-    lines = [f"# bilevel_tf benchmark ({'quick' if meta.get('quick') else 'full'})", "",
-             f"`{meta.get('command')}` — {meta.get('cpu_count')} CPUs, load average at start "
-             f"{', '.join(f'{x:.1f}' for x in meta.get('load_average_at_start', []))}, TensorFlow {meta.get('tensorflow')}, "
-             f"Keras {meta.get('keras')}; {meta.get('seconds', 0) / 60:.1f} min.", "",
-             "Every time is the median of repeated calls after warm-up (compilation excluded), measured interleaved "
-             "with a plain Keras train step of the same model and batch in the same process; ratios are medians of "
-             "back-to-back pairs, so they hold up on a shared, noisy machine better than the absolute times. Ratios "
-             "are given in wall time / in process CPU time: on a machine shared with other jobs the wall time also "
-             "counts waits for a core, so the CPU-time ratio is the steadier one and the targets are judged on it.",
-             ""]
+    lines = [
+        f"# bilevel_tf benchmark ({'quick' if meta.get('quick') else 'full'})",
+        "",
+        f"`{meta.get('command')}` — {meta.get('cpu_count')} CPUs, load average at start "
+        f"{', '.join(f'{x:.1f}' for x in meta.get('load_average_at_start', []))}, TensorFlow {meta.get('tensorflow')}, "
+        f"Keras {meta.get('keras')}; {meta.get('seconds', 0) / 60:.1f} min.",
+        "",
+        "Every time is the median of repeated calls after warm-up (compilation excluded), measured interleaved "
+        "with a plain Keras train step of the same model and batch in the same process; ratios are medians of "
+        "back-to-back pairs, so they hold up on a shared, noisy machine better than the absolute times. Ratios "
+        "are given in wall time / in process CPU time: on a machine shared with other jobs the wall time also "
+        "counts waits for a core, so the CPU-time ratio is the steadier one and the targets are judged on it.",
+        "",
+    ]
     target_lines = targets(records)
     if target_lines:
         lines += ["## Targets", ""] + target_lines + [""]
@@ -294,9 +399,11 @@ def write(results: Dict[str, Any], out: Path) -> None:
         lines += ["## Scaling with problem size", ""] + _scale_table(scale)
     if _of(records, kind="inner"):
         lines += ["## One inner step vs a plain Keras train step", ""] + _inner_tables(records)
-    for study, title in (("hvp", "Second-order products: double backward vs forward-over-reverse"),
-                         ("xla", "XLA (jit_compile) off vs on"),
-                         ("precision", "Mixed precision: float32 vs mixed_bfloat16")):
+    for study, title in (
+        ("hvp", "Second-order products: double backward vs forward-over-reverse"),
+        ("xla", "XLA (jit_compile) off vs on"),
+        ("precision", "Mixed precision: float32 vs mixed_bfloat16"),
+    ):
         if _of(records, kind="compare", study=study):
             lines += [f"## {title}", ""] + _compare_table(records, study)
     if _of(records, kind="overhead"):

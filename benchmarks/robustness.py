@@ -21,6 +21,7 @@ and, in brackets, over all cells.
 Output in ``--out`` (default ``benchmarks/results/robustness``): ``results.json`` (every cell with its curve,
 written as groups finish: a rerun skips the cells already there), ``results.md``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,18 +77,30 @@ def sampled_plan(args) -> List[Dict[str, Any]]:
                     groups.setdefault((family, solver, upper, None, None), set()).add((seed, upper_lr, None))
                 else:
                     groups.setdefault((family, solver, upper, lower, T), set()).add((seed, upper_lr, lower_lr))
-    return [dict(family=f, solver=s, upper=u, lower=lo, inner_steps=T, budget=args.budget, cells=sorted(cells))
-            for (f, s, u, lo, T), cells in groups.items()]
+    return [
+        dict(family=f, solver=s, upper=u, lower=lo, inner_steps=T, budget=args.budget, cells=sorted(cells))
+        for (f, s, u, lo, T), cells in groups.items()
+    ]
 
 
 def _key(row: Dict[str, Any]) -> tuple:
-    return (row["family"], row["solver"], row["upper"], row.get("lower"), row.get("inner_steps"), row["seed"],
-            row["upper_lr"], row.get("lower_lr"))
+    return (
+        row["family"],
+        row["solver"],
+        row["upper"],
+        row.get("lower"),
+        row.get("inner_steps"),
+        row["seed"],
+        row["upper_lr"],
+        row.get("lower_lr"),
+    )
 
 
 def _task_keys(task: Dict[str, Any]) -> List[tuple]:
-    return [(task["family"], task["solver"], task["upper"], task.get("lower"), task.get("inner_steps"), seed, u, v)
-            for seed, u, v in task_cells(task)]
+    return [
+        (task["family"], task["solver"], task["upper"], task.get("lower"), task.get("inner_steps"), seed, u, v)
+        for seed, u, v in task_cells(task)
+    ]
 
 
 def _work(task: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -109,15 +122,19 @@ def run(args) -> List[Dict[str, Any]]:
             rows = [r for r in rows if _key(r) not in {_key(g) for g in group}] + group
             path.write_text(json.dumps(dict(budget=args.budget, cells=rows)))
             g = group[0]
-            print(f"[{i}/{len(tasks)}] {g['family']} {g['solver']} {g['upper']}/{g.get('lower')} "
-                  f"T={g.get('inner_steps')}: {sum(r['success'] for r in group)}/{len(group)} "
-                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+            print(
+                f"[{i}/{len(tasks)}] {g['family']} {g['solver']} {g['upper']}/{g.get('lower')} "
+                f"T={g.get('inner_steps')}: {sum(r['success'] for r in group)}/{len(group)} "
+                f"({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
     return rows
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     p.add_argument("--solvers", nargs="+", default=list(ALL_SOLVERS), choices=ALL_SOLVERS)
     p.add_argument("--seeds", nargs="+", type=int, default=list(range(5)), help="instances of each family")
@@ -125,9 +142,13 @@ def main(argv=None) -> None:
     p.add_argument("--rates", nargs="+", type=float, default=list(RATES), help="learning rates (both levels)")
     p.add_argument("--budget", type=int, default=10000, help="upper iterations per cell (a multiple of 1000)")
     p.add_argument("--quick", action="store_true", help="seeds 0-1, T in {1, 10}, rates 1e-3 and 3e-2")
-    p.add_argument("--sample", type=int, default=0,
-                   help="run N cells per family drawn at random from the grid (the same cells for every solver) "
-                        "instead of the whole grid; 0 = the whole grid")
+    p.add_argument(
+        "--sample",
+        type=int,
+        default=0,
+        help="run N cells per family drawn at random from the grid (the same cells for every solver) "
+        "instead of the whole grid; 0 = the whole grid",
+    )
     p.add_argument("--sample-seed", type=int, default=0, help="seed of --sample's draw")
     p.add_argument("--workers", type=int, default=2, help="worker processes (one TensorFlow each)")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "robustness"))

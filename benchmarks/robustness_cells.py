@@ -1,5 +1,6 @@
 """The robustness grid's cells: the problems of each family, the solvers, and one worker's group of cells
 (one compiled solver per family, solver, optimizer pair and T; problems and learning rates loaded into it)."""
+
 from __future__ import annotations
 
 import itertools
@@ -11,8 +12,12 @@ import numpy as np
 
 #: the generated families (bl.toy.FAMILIES) and how a cell is judged there
 FAMILIES = ("quadratic", "ridge", "logistic", "reweighting")
-SUCCESS = {"quadratic": ("u_error", 3e-2), "ridge": ("suboptimality", 1e-3), "logistic": ("suboptimality", 1e-3),
-           "reweighting": ("suboptimality", 1e-3)}
+SUCCESS = {
+    "quadratic": ("u_error", 3e-2),
+    "ridge": ("suboptimality", 1e-3),
+    "logistic": ("suboptimality", 1e-3),
+    "reweighting": ("suboptimality", 1e-3),
+}
 #: the quadratic family's instances are padded to this size (decoupled identity blocks: zero forever for every
 #: solver), so one compiled solver serves every instance
 QUADRATIC_SIZE = 100
@@ -29,6 +34,7 @@ CHECK_EVERY = 1000
 def family_instance(family: str, seed: int):
     """The seed's instance of a family, as a bl.toy problem (float32 variables)."""
     from bilevel_tf import toy
+
     if family == "quadratic":
         return toy.QuadraticBilevel(*pad_quadratic(toy.random_quadratic_data(seed), QUADRATIC_SIZE))
     return toy.FAMILIES[family](seed)
@@ -56,9 +62,17 @@ def _optimizer(kind: str, lr: float) -> Dict[str, Any]:
 
 def _build(solver: str, problem, upper: str, lower: str, inner_steps: int):
     import bilevel_tf as bl
+
     method, slots, options = SOLVERS[solver]
-    return bl.make_solver(method, problem.problem(), upper_optimizer=_optimizer(upper, 1e-3), inner_steps=inner_steps,
-                          jit_compile=True, **{s: _optimizer(lower, 1e-3) for s in slots}, **options)
+    return bl.make_solver(
+        method,
+        problem.problem(),
+        upper_optimizer=_optimizer(upper, 1e-3),
+        inner_steps=inner_steps,
+        jit_compile=True,
+        **{s: _optimizer(lower, 1e-3) for s in slots},
+        **options,
+    )
 
 
 def _set_rates(solver, upper_lr: float, lower_lr: float) -> None:
@@ -101,6 +115,7 @@ def run_group(task: Dict[str, Any]) -> List[Dict[str, Any]]:
 def run_exact_group(task: Dict[str, Any]) -> List[Dict[str, Any]]:
     """The ``exact`` row: the upper optimizer (Keras' rule, float64) on the exact hypergradient, v at v*(u)."""
     from keras_rules import KerasRule
+
     rows = []
     for seed, upper_lr, _ in task_cells(task):
         problem = family_instance(task["family"], seed)
@@ -117,8 +132,20 @@ def run_exact_group(task: Dict[str, Any]) -> List[Dict[str, Any]]:
 
 def cell_row(task, seed, upper_lr, lower_lr, curve, seconds) -> Dict[str, Any]:
     _, threshold = SUCCESS[task["family"]]
-    final = curve[-1] if curve and np.isfinite(curve[-1]) and len(curve) == task["budget"] // CHECK_EVERY \
-        else float("inf")
-    return dict(family=task["family"], solver=task["solver"], seed=seed, upper=task["upper"], upper_lr=upper_lr,
-                lower=task.get("lower"), lower_lr=lower_lr, inner_steps=task.get("inner_steps"), final=final,
-                success=bool(final < threshold), curve=curve, seconds=seconds)
+    final = (
+        curve[-1] if curve and np.isfinite(curve[-1]) and len(curve) == task["budget"] // CHECK_EVERY else float("inf")
+    )
+    return dict(
+        family=task["family"],
+        solver=task["solver"],
+        seed=seed,
+        upper=task["upper"],
+        upper_lr=upper_lr,
+        lower=task.get("lower"),
+        lower_lr=lower_lr,
+        inner_steps=task.get("inner_steps"),
+        final=final,
+        success=bool(final < threshold),
+        curve=curve,
+        seconds=seconds,
+    )

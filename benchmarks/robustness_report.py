@@ -1,5 +1,6 @@
 """The robustness grid's report: success rates per solver and family (all cells, and the cells the exact
 hypergradient solves with the same upper optimizer), breakdowns and the failing cells."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -9,34 +10,51 @@ from robustness_cells import FAMILIES, SUCCESS
 
 
 def _rate(rows: List[Dict[str, Any]]) -> str:
-    return f"{sum(r['success'] for r in rows)}/{len(rows)} ({100 * sum(r['success'] for r in rows) / len(rows):.1f}%)" \
-        if rows else "-"
+    return (
+        f"{sum(r['success'] for r in rows)}/{len(rows)} ({100 * sum(r['success'] for r in rows) / len(rows):.1f}%)"
+        if rows
+        else "-"
+    )
 
 
 def solvable(rows: List[Dict[str, Any]]) -> set:
     """(family, seed, upper kind, upper lr) where the exact hypergradient succeeds with that upper optimizer."""
-    return {(r["family"], r["seed"], r["upper"], r["upper_lr"])
-            for r in rows if r["solver"] == "exact" and r["success"]}
+    return {
+        (r["family"], r["seed"], r["upper"], r["upper_lr"]) for r in rows if r["solver"] == "exact" and r["success"]
+    }
 
 
 def summary(rows: List[Dict[str, Any]], solvers: List[str], budget: int) -> str:
     ok = solvable(rows)
     feasible = [r for r in rows if (r["family"], r["seed"], r["upper"], r["upper_lr"]) in ok]
     families = [f for f in FAMILIES if any(r["family"] == f for r in rows)]
-    lines = [f"Budget {budget} upper iterations; success: " + ", ".join(
-        f"{f} {SUCCESS[f][0]} < {SUCCESS[f][1]:g}" for f in families) + ".", "",
+    lines = [
+        f"Budget {budget} upper iterations; success: "
+        + ", ".join(f"{f} {SUCCESS[f][0]} < {SUCCESS[f][1]:g}" for f in families)
+        + ".",
+        "",
         "Success over the cells the exact hypergradient solves with the same upper optimizer (all cells in brackets):",
-        "", "| solver | all families | " + " | ".join(families) + " |", "|---|---|" + "---|" * len(families)]
+        "",
+        "| solver | all families | " + " | ".join(families) + " |",
+        "|---|---|" + "---|" * len(families),
+    ]
     for s in solvers:
         sel = [r for r in feasible if r["solver"] == s]
         every = [r for r in rows if r["solver"] == s]
-        cells = [f"{_rate([r for r in sel if r['family'] == f])} [{_rate([r for r in every if r['family'] == f])}]"
-                 for f in families]
+        cells = [
+            f"{_rate([r for r in sel if r['family'] == f])} [{_rate([r for r in every if r['family'] == f])}]"
+            for f in families
+        ]
         lines.append(f"| {s} | {_rate(sel)} | " + " | ".join(cells) + " |")
     for key, title in (("inner_steps", "T"), ("upper", "upper optimizer"), ("lower", "lower optimizer")):
         values = sorted({r[key] for r in feasible if r["solver"] != "exact"}, key=str)
-        lines += ["", f"By {title} (solvable cells):", "", "| solver | " + " | ".join(map(str, values)) + " |",
-                  "|---|" + "---|" * len(values)]
+        lines += [
+            "",
+            f"By {title} (solvable cells):",
+            "",
+            "| solver | " + " | ".join(map(str, values)) + " |",
+            "|---|" + "---|" * len(values),
+        ]
         for s in solvers:
             if s == "exact":
                 continue
@@ -54,6 +72,9 @@ def failures(rows: List[Dict[str, Any]], solver: str, limit: int = 60) -> str:
             groups[(r["family"], r["upper"], r["upper_lr"], r["lower"], r["lower_lr"], r["inner_steps"])].append(r)
     lines = ["| family | upper | lower | T | seeds missed (final value) |", "|---|---|---|---|---|"]
     for (fam, up, ulr, lo, llr, T), sel in sorted(groups.items(), key=lambda kv: -len(kv[1]))[:limit]:
-        lines.append(f"| {fam} | {up} {ulr:g} | {lo} {llr:g} | {T} | " +
-                     ", ".join(f"{r['seed']} ({r['final']:.2g})" for r in sel) + " |")
+        lines.append(
+            f"| {fam} | {up} {ulr:g} | {lo} {llr:g} | {T} | "
+            + ", ".join(f"{r['seed']} ({r['final']:.2g})" for r in sel)
+            + " |"
+        )
     return "\n".join(lines) if groups else "none"

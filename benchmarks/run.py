@@ -24,6 +24,7 @@ Full run sections (``--sections`` picks a subset):
 Writes ``<out>/results.json``, ``<out>/results.md`` and ``<out>/*.png`` (default ``benchmarks/results/full``
 or ``benchmarks/results/quick``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,9 @@ def plan(args: argparse.Namespace) -> List[Dict[str, Any]]:
         configs = [dict(method=m, T=t) for m in solvers for t in ts]
         groups = [[c] for c in configs] if isolate else [configs]
         for group in groups:
-            specs.append(dict(kind="sweep", problem=problem, scale=scale, batch=args.batch, configs=group,
-                              jit=args.jit, **extra))
+            specs.append(
+                dict(kind="sweep", problem=problem, scale=scale, batch=args.batch, configs=group, jit=args.jit, **extra)
+            )
 
     if args.quick:  # one process per study: imports and compilations dominate a 2-minute budget
         if "inner" in args.sections:
@@ -79,20 +81,53 @@ def plan(args: argparse.Namespace) -> List[Dict[str, Any]]:
     if "hvp" in args.sections:
         variants = [dict(hvp="double_backward"), dict(hvp="forward_over_reverse")]
         for problem, scale in (("mlp", 1 / 16), ("cnn", 1.0)):
-            specs.append(dict(kind="compare", study="hvp", problem=problem, scale=scale, batch=args.batch, T=5,
-                              methods=[m for m in SECOND_ORDER if m in solvers], variants=variants))
+            specs.append(
+                dict(
+                    kind="compare",
+                    study="hvp",
+                    problem=problem,
+                    scale=scale,
+                    batch=args.batch,
+                    T=5,
+                    methods=[m for m in SECOND_ORDER if m in solvers],
+                    variants=variants,
+                )
+            )
     if "xla" in args.sections:
         for problem, scale in (("mlp", 1 / 16), ("cnn", 1.0)):
-            specs.append(dict(kind="compare", study="xla", problem=problem, scale=scale, batch=args.batch, T=5,
-                              methods=list(solvers), variants=[dict(jit=False), dict(jit=True)]))
+            specs.append(
+                dict(
+                    kind="compare",
+                    study="xla",
+                    problem=problem,
+                    scale=scale,
+                    batch=args.batch,
+                    T=5,
+                    methods=list(solvers),
+                    variants=[dict(jit=False), dict(jit=True)],
+                )
+            )
     if "overhead" in args.sections:  # bl.fit with steps_per_execution k vs solver.run's in-graph loop
         for problem, iterations in (("ex1", 1000), ("digits", 200)):
-            specs.append(dict(kind="overhead", problem=problem, iterations=iterations, ks=[1, 10, 100],
-                              jit=[False, True], reps=5))
+            specs.append(
+                dict(
+                    kind="overhead", problem=problem, iterations=iterations, ks=[1, 10, 100], jit=[False, True], reps=5
+                )
+            )
     if "precision" in args.sections:
         variants = [dict(precision="float32"), dict(precision="mixed_bfloat16")]
-        specs.append(dict(kind="compare", study="precision", problem="mlp", scale=1 / 16, batch=args.batch, T=5,
-                          methods=[m for m in ("penalty", "approxgrad") if m in solvers], variants=variants))
+        specs.append(
+            dict(
+                kind="compare",
+                study="precision",
+                problem="mlp",
+                scale=1 / 16,
+                batch=args.batch,
+                T=5,
+                methods=[m for m in ("penalty", "approxgrad") if m in solvers],
+                variants=variants,
+            )
+        )
     return specs
 
 
@@ -101,7 +136,7 @@ def run_worker(spec: Dict[str, Any], log) -> List[Dict[str, Any]]:
     cmd = [sys.executable, str(HERE / "worker.py"), json.dumps(spec)]
     start = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    records = [json.loads(line[len("RESULT "):]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    records = [json.loads(line[len("RESULT ") :]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     log.write(f"--- {json.dumps(spec)} ({time.time() - start:.0f} s, exit {proc.returncode})\n{proc.stderr[-4000:]}\n")
     log.flush()
     if proc.returncode != 0:
@@ -115,17 +150,26 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the ~2-minute version (small MLP, few T values)")
     parser.add_argument("--out", default=None, help="output folder (default benchmarks/results/{quick,full})")
-    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS,
-                        help="which studies to run (default: all)")
+    parser.add_argument(
+        "--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS, help="which studies to run (default: all)"
+    )
     parser.add_argument("--solvers", nargs="+", default=list(SOLVERS), choices=SOLVERS)
     parser.add_argument("--T", nargs="+", type=int, default=None, help="inner-step counts of the sweep")
     parser.add_argument("--batch", type=int, default=128, help="batch size of the sweep, scale, hvp, xla problems")
     parser.add_argument("--jit", action="store_true", help="compile the sweep's solvers and plain steps with XLA")
-    parser.add_argument("--problems", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"],
-                        help="which problems the sweep covers (default: both)")
-    parser.add_argument("--append", action="store_true",
-                        help="add this run's records to an existing results.json (e.g. to finish an interrupted "
-                             "full run section by section) instead of starting a new one")
+    parser.add_argument(
+        "--problems",
+        nargs="+",
+        default=["mlp", "cnn"],
+        choices=["mlp", "cnn"],
+        help="which problems the sweep covers (default: both)",
+    )
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="add this run's records to an existing results.json (e.g. to finish an interrupted "
+        "full run section by section) instead of starting a new one",
+    )
     parser.add_argument("--report-only", action="store_true", help="rebuild the table and plots from results.json")
     args = parser.parse_args(argv)
     out = Path(args.out or HERE / "results" / ("quick" if args.quick else "full"))

@@ -26,6 +26,7 @@ solver runs ``--seconds`` of solver time from x0 = -2, z0 = 0; the relative subo
 Writes ``<out>/results.json``, ``<out>/results.md`` (one table: suboptimality at the end, time to 1e-4 and
 1e-6) and ``<out>/suboptimality.png``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,10 @@ def snapshot_folder(path: str) -> Path:
     """The benchmark checkout at ``path`` (exported to a temporary folder if it is a git directory)."""
     root = Path(path)
     if not root.exists():
-        raise UsageError(f"snapshot {path!r} does not exist; pass a checkout of benchopt/benchmark_bilevel "
-                         "(git clone https://github.com/benchopt/benchmark_bilevel)")
+        raise UsageError(
+            f"snapshot {path!r} does not exist; pass a checkout of benchopt/benchmark_bilevel "
+            "(git clone https://github.com/benchopt/benchmark_bilevel)"
+        )
     if (root / "solvers" / "saba.py").is_file() and (root / "benchmark_utils").is_dir():
         return root
     if (root / "HEAD").is_file() and (root / "objects").is_dir():
@@ -69,37 +72,50 @@ def snapshot_folder(path: str) -> Path:
             raise UsageError(f"snapshot {path!r}: git archive failed: {archive.stderr.decode().strip()}")
         subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
         return snapshot_folder(str(target))
-    raise UsageError(f"snapshot {path!r} is not a checkout of benchopt/benchmark_bilevel "
-                     "(expected solvers/saba.py and benchmark_utils/ in it)")
+    raise UsageError(
+        f"snapshot {path!r} is not a checkout of benchopt/benchmark_bilevel "
+        "(expected solvers/saba.py and benchmark_utils/ in it)"
+    )
 
 
 def check_jax_python(python: str) -> None:
     if not python:
-        raise UsageError("no JAX interpreter: pass --jax-python (or set JAX_PYTHON) to the python of a virtualenv "
-                         "with jax, jaxlib and benchopt (python -m venv jaxvenv && jaxvenv/bin/pip install jax "
-                         "jaxlib benchopt)")
+        raise UsageError(
+            "no JAX interpreter: pass --jax-python (or set JAX_PYTHON) to the python of a virtualenv "
+            "with jax, jaxlib and benchopt (python -m venv jaxvenv && jaxvenv/bin/pip install jax "
+            "jaxlib benchopt)"
+        )
     try:
         probe = subprocess.run([python, "-c", "import jax, benchopt"], capture_output=True, timeout=120)
     except OSError as e:
         raise UsageError(f"--jax-python {python!r} cannot be run ({e})")
     if probe.returncode:
-        raise UsageError(f"--jax-python {python!r} cannot import jax and benchopt: "
-                         f"{probe.stderr.decode().strip().splitlines()[-1]}")
+        raise UsageError(
+            f"--jax-python {python!r} cannot import jax and benchopt: {probe.stderr.decode().strip().splitlines()[-1]}"
+        )
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     p.add_argument("snapshot", help="checkout (or git directory) of benchopt/benchmark_bilevel")
-    p.add_argument("--jax-python", default=os.environ.get("JAX_PYTHON"),
-                   help="python of the virtualenv with jax, jaxlib, benchopt (default: $JAX_PYTHON)")
+    p.add_argument(
+        "--jax-python",
+        default=os.environ.get("JAX_PYTHON"),
+        help="python of the virtualenv with jax, jaxlib, benchopt (default: $JAX_PYTHON)",
+    )
     p.add_argument("--seconds", type=float, default=60.0, help="solver time per run (default 60)")
     p.add_argument("--jax-solvers", default=",".join(JAX_SOLVERS), help="comma-separated subset of %(default)s")
     p.add_argument("--oracles", default=",".join(ORACLES), help="JAX oracles, comma-separated subset of %(default)s")
     p.add_argument("--solvers", default=None, help="bilevel_tf methods, comma-separated (default: bl.METHODS)")
     p.add_argument("--full-batch", action="store_true", help="also run the bilevel_tf solvers in full batch")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                   help="precision of BOTH frameworks (float32: JAX's and the benchmark's default)")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float32",
+        help="precision of BOTH frameworks (float32: JAX's and the benchmark's default)",
+    )
     p.add_argument("--spec", choices=sorted(SPECS), default="benchmark")
     p.add_argument("--points", type=int, default=150)
     p.add_argument("--seed", type=int, default=1, help="mini-batch order seed (both frameworks)")
@@ -120,10 +136,28 @@ def run_jax(args, snapshot: Path, data_path: Path) -> list:
     records = []
     for oracle in [o for o in args.oracles.split(",") if o]:
         target = data_path.parent / f"jax_{oracle}.json"  # temporary: results.json gets every run
-        command = [args.jax_python, str(HERE / "side_by_side_jax.py"), "--snapshot", str(snapshot), "--data",
-                   str(data_path), "--out", str(target), "--solvers", args.jax_solvers, "--seconds",
-                   str(args.seconds), "--points", str(args.points), "--seed", str(args.seed), "--oracle", oracle,
-                   "--dtype", args.dtype]
+        command = [
+            args.jax_python,
+            str(HERE / "side_by_side_jax.py"),
+            "--snapshot",
+            str(snapshot),
+            "--data",
+            str(data_path),
+            "--out",
+            str(target),
+            "--solvers",
+            args.jax_solvers,
+            "--seconds",
+            str(args.seconds),
+            "--points",
+            str(args.points),
+            "--seed",
+            str(args.seed),
+            "--oracle",
+            oracle,
+            "--dtype",
+            args.dtype,
+        ]
         print("running", " ".join(command), flush=True)
         subprocess.run(command, check=True)
         for r in json.loads(target.read_text())["runs"]:
@@ -141,10 +175,17 @@ def run_ours(args, data) -> list:
     methods = list(bl.METHODS) if args.solvers is None else [s for s in args.solvers.split(",") if s]
     quad = SimulatedProblem(data, dtype=args.dtype)
     records = []
-    for batch_size in ([64, None] if args.full_batch else [64]):
+    for batch_size in [64, None] if args.full_batch else [64]:
         for method in methods:
-            r = runs.run_solver(quad, method, runs.recommended_options(method, batch_size), args.seconds,
-                                batch_size, args.seed, args.points)
+            r = runs.run_solver(
+                quad,
+                method,
+                runs.recommended_options(method, batch_size),
+                args.seconds,
+                batch_size,
+                args.seed,
+                args.points,
+            )
             r["settings"] = "recommended"
             print(f"bilevel_tf {method} {r['mode']}: {r['final']:.3g}, 1e-4 at {r['time_to_0.0001']}", flush=True)
             records.append(r)
@@ -168,8 +209,12 @@ def main(argv=None) -> None:
     records += run_ours(args, data)
     for r in records:
         r.pop("config", None)
-    (out / "results.json").write_text(json.dumps(dict(problem=data.summary(), spec=args.spec, dtype=args.dtype,
-                                                      seconds=args.seconds, runs=records), default=float))
+    (out / "results.json").write_text(
+        json.dumps(
+            dict(problem=data.summary(), spec=args.spec, dtype=args.dtype, seconds=args.seconds, runs=records),
+            default=float,
+        )
+    )
     (out / "results.md").write_text(markdown(records, args))
     report.plot(records, str(out / "suboptimality.png"), "side by side", with_framework=True)
     print(markdown(records, args))
@@ -178,12 +223,17 @@ def main(argv=None) -> None:
 def markdown(records: list, args) -> str:
     """The table, each run's options and the machine's load."""
     table = report.markdown_table(records, args.seconds, thresholds=(1e-4, 1e-6), with_framework=True)
-    options = "\n".join(f"- {report.label(r, True)} ({r['mode']}): `{r['options']}`" for r in records
-                        if "benchmark oracle" not in r["framework"])
+    options = "\n".join(
+        f"- {report.label(r, True)} ({r['mode']}): `{r['options']}`"
+        for r in records
+        if "benchmark oracle" not in r["framework"]
+    )
     load = [r["load_average"][0] for r in records]
-    return (f"# Side by side ({args.spec}, {args.dtype}, {args.seconds:g} s per run)\n\n{table}\nOptions:\n\n"
-            f"{options}\n\nLoad average (1 min) at the start of the runs: {min(load):.1f}-{max(load):.1f} on "
-            f"{os.cpu_count()} CPUs.\n")
+    return (
+        f"# Side by side ({args.spec}, {args.dtype}, {args.seconds:g} s per run)\n\n{table}\nOptions:\n\n"
+        f"{options}\n\nLoad average (1 min) at the start of the runs: {min(load):.1f}-{max(load):.1f} on "
+        f"{os.cpu_count()} CPUs.\n"
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ the per-sample d x d matrices written out, i.e. their code path exactly; ``facto
 computed from the rank-one factors (written here), for a framework-to-framework comparison with
 bilevel_tf's factored form.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,15 +38,22 @@ PUBLISHED = {
     "SABA": dict(batch_size=64, eval_freq=64, mode_init_memory="zero", outer_ratio=1.0, step_size=0.1),
     "SRBA": dict(batch_size=64, eval_freq=64, outer_ratio=1.0, period_frac=0.5, step_size=0.1),
     "AmIGO": dict(batch_size=64, eval_freq=16, n_inner_steps=10, outer_ratio=0.1, step_size=0.01),
-    "StocBiO": dict(batch_size=64, eval_freq=16, n_inner_steps=10, n_shia_steps=10, outer_ratio=1.0,
-                    step_size=0.1),
-    "F2SA": dict(batch_size=64, delta_lmbda=0.01, eval_freq=16, lmbda0=1.0, n_inner_steps=10, outer_ratio=1.0,
-                 step_size=0.1),
+    "StocBiO": dict(batch_size=64, eval_freq=16, n_inner_steps=10, n_shia_steps=10, outer_ratio=1.0, step_size=0.1),
+    "F2SA": dict(
+        batch_size=64, delta_lmbda=0.01, eval_freq=16, lmbda0=1.0, n_inner_steps=10, outer_ratio=1.0, step_size=0.1
+    ),
     "SOBA": dict(batch_size=64, eval_freq=16, outer_ratio=1.0, step_size=0.1),
     "BOME": dict(outer_ratio=1.0, step_size=0.1, eta=0.5, n_inner_steps=10, choice_phi="grad_norm"),
 }
-FILES = {"SABA": "saba.py", "SRBA": "srba.py", "AmIGO": "amigo.py", "StocBiO": "stocbio.py", "F2SA": "f2sa.py",
-         "SOBA": "soba.py", "BOME": "bome.py"}
+FILES = {
+    "SABA": "saba.py",
+    "SRBA": "srba.py",
+    "AmIGO": "amigo.py",
+    "StocBiO": "stocbio.py",
+    "F2SA": "f2sa.py",
+    "SOBA": "soba.py",
+    "BOME": "bome.py",
+}
 THRESHOLDS = (1e-2, 1e-4, 1e-6)
 
 
@@ -53,6 +61,7 @@ def factored_oracle(samples: SampleSet):
     """f(inner_var, outer_var, start=0, batch_size=1): mean of the samples [start, start + batch_size)."""
     import jax
     import jax.numpy as jnp
+
     arrays = {k: jnp.asarray(v) for k, v in vars(samples).items()}
 
     def rows(name, start, size):
@@ -61,15 +70,22 @@ def factored_oracle(samples: SampleSet):
     def f(inner_var, outer_var, start=0, batch_size=1):
         def dot(name, vector):
             return rows(name, start, batch_size) @ vector
-        return jnp.mean(0.5 * dot("zz", inner_var) ** 2 + 0.5 * dot("xx", outer_var) ** 2
-                        + dot("cross_x", outer_var) * dot("cross_z", inner_var)
-                        + dot("lin_z", inner_var) + dot("lin_x", outer_var))
+
+        return jnp.mean(
+            0.5 * dot("zz", inner_var) ** 2
+            + 0.5 * dot("xx", outer_var) ** 2
+            + dot("cross_x", outer_var) * dot("cross_z", inner_var)
+            + dot("lin_z", inner_var)
+            + dot("lin_x", outer_var)
+        )
+
     return jax.jit(f, static_argnames=("batch_size",))
 
 
 def benchmark_oracle(snapshot: Path, samples: SampleSet):
     """The benchmark's own oracle (its ``get_function``) on our per-sample matrices written out."""
     import jax.numpy as jnp
+
     dataset = _load(snapshot / "datasets" / "simulated.py", "benchmark_simulated_dataset")
     dense = samples.dense()
     return dataset.get_function(*(jnp.asarray(dense[k]) for k in ("zz", "xx", "cross", "lin_z", "lin_x")))
@@ -89,12 +105,18 @@ class Clock:
         self.solver, self.problem, self.seconds, self.per_call = solver, problem, seconds, per_call
         self.spacing, self.floor = seconds / points, floor
         self.elapsed, self.iterations, self.last = 0.0, 0, None
-        self.record = dict(seconds=[], iterations=[], suboptimality=[], stopped="time",
-                           **{f"time_to_{t:g}": None for t in THRESHOLDS},
-                           **{f"iterations_to_{t:g}": None for t in THRESHOLDS})
+        self.record = dict(
+            seconds=[],
+            iterations=[],
+            suboptimality=[],
+            stopped="time",
+            **{f"time_to_{t:g}": None for t in THRESHOLDS},
+            **{f"iterations_to_{t:g}": None for t in THRESHOLDS},
+        )
 
     def __call__(self) -> bool:
         import jax
+
         outer = jax.block_until_ready(self.solver.outer_var)  # the last chunk is done: stop the clock
         if self.last is not None:
             self.elapsed += time.perf_counter() - self.last
@@ -123,27 +145,44 @@ class Clock:
 
 def run_one(name: str, snapshot: Path, problem, oracles, seconds: float, points: int, seed: int) -> dict:
     import jax.numpy as jnp
+
     module = _load(snapshot / "solvers" / FILES[name], f"benchmark_solver_{name.lower()}")
     params = dict(PUBLISHED[name], random_state=seed)
     solver = module.Solver.get_instance(**params)
     solver.run_once = lambda calls=1: solver.run(_StopAfter(calls))  # benchopt's warm-up without its runner
     f_inner, f_outer = oracles
     start = time.perf_counter()
-    solver.set_objective(f_inner=f_inner, f_outer=f_outer, n_inner_samples=problem.inner.size,
-                         n_outer_samples=problem.outer.size, inner_var0=jnp.asarray(problem.z0),
-                         outer_var0=jnp.asarray(problem.x0))  # includes the solver's own warm-up (compiles)
+    solver.set_objective(
+        f_inner=f_inner,
+        f_outer=f_outer,
+        n_inner_samples=problem.inner.size,
+        n_outer_samples=problem.outer.size,
+        inner_var0=jnp.asarray(problem.z0),
+        outer_var0=jnp.asarray(problem.x0),
+    )  # includes the solver's own warm-up (compiles)
     compile_seconds = time.perf_counter() - start
     clock = Clock(solver, problem, seconds, params.get("eval_freq", 1), points)
     solver.run(clock)
     r = clock.record
     finite = [v for v in r["suboptimality"] if math.isfinite(v)]
-    r.update(framework="jax", method=name, settings="published", options=params,
-             mode="full" if "batch_size" not in params else f"minibatch{params['batch_size']}",
-             final=r["suboptimality"][-1], best=min(finite) if finite else float("nan"),
-             solver_seconds=clock.elapsed, seconds_per_iteration=clock.elapsed / max(clock.iterations, 1),
-             compile_seconds=compile_seconds, load_average=list(os.getloadavg()))
-    print(f"jax {name}: {r['final']:.3g} after {clock.iterations} iterations ({clock.elapsed:.1f} s), "
-          f"1e-4 at {r['time_to_0.0001']}", flush=True)
+    r.update(
+        framework="jax",
+        method=name,
+        settings="published",
+        options=params,
+        mode="full" if "batch_size" not in params else f"minibatch{params['batch_size']}",
+        final=r["suboptimality"][-1],
+        best=min(finite) if finite else float("nan"),
+        solver_seconds=clock.elapsed,
+        seconds_per_iteration=clock.elapsed / max(clock.iterations, 1),
+        compile_seconds=compile_seconds,
+        load_average=list(os.getloadavg()),
+    )
+    print(
+        f"jax {name}: {r['final']:.3g} after {clock.iterations} iterations ({clock.elapsed:.1f} s), "
+        f"1e-4 at {r['time_to_0.0001']}",
+        flush=True,
+    )
     return r
 
 
@@ -166,11 +205,16 @@ def main(argv=None) -> None:
     p.add_argument("--points", type=int, default=150)
     p.add_argument("--seed", type=int, default=1, help="the solvers' random_state (mini-batch order)")
     p.add_argument("--oracle", choices=("benchmark", "factored"), default="benchmark")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                   help="JAX's precision (float32 is JAX's and the benchmark's default)")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float32",
+        help="JAX's precision (float32 is JAX's and the benchmark's default)",
+    )
     args = p.parse_args(argv)
     snapshot = Path(args.snapshot)
     import jax
+
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     sys.path.insert(0, str(snapshot))  # the solvers import benchmark_utils from the benchmark's root

@@ -20,6 +20,7 @@ budget, time to 1e-4) and ``<out>/suboptimality.png``. Runs already in ``<out>/r
 budget are kept and skipped (``--fresh`` reruns everything), so an interrupted run resumes and a rerun after
 new solvers land only runs those.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,30 +41,41 @@ SETTINGS = ("default", "recommended")
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     p.add_argument("--seconds", type=float, default=60.0, help="solver wall time per run (default 60)")
-    p.add_argument("--solvers", default=None,
-                   help="comma-separated method names (default: every name of bl.METHODS)")
+    p.add_argument("--solvers", default=None, help="comma-separated method names (default: every name of bl.METHODS)")
     p.add_argument("--batch-size", type=int, default=64, help="mini-batch size of the mini-batch runs (default 64)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--full-batch", action="store_true", help="full-batch runs only")
     mode.add_argument("--minibatch", action="store_true", help="mini-batch runs only")
     p.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated subset of default,recommended")
-    p.add_argument("--recommended-from", default=None,
-                   help="a tune.json written by --tune: its best options per method and mode replace RECOMMENDED")
-    p.add_argument("--spec", choices=sorted(SPECS), default="benchmark",
-                   help="problem size: benchmark (the dataset defaults, 1024/1024 samples, 100/100 dims), "
-                        "published (the best-parameter run's 32768/1024 samples, 100/10 dims), tiny")
+    p.add_argument(
+        "--recommended-from",
+        default=None,
+        help="a tune.json written by --tune: its best options per method and mode replace RECOMMENDED",
+    )
+    p.add_argument(
+        "--spec",
+        choices=sorted(SPECS),
+        default="benchmark",
+        help="problem size: benchmark (the dataset defaults, 1024/1024 samples, 100/100 dims), "
+        "published (the best-parameter run's 32768/1024 samples, 100/10 dims), tiny",
+    )
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     p.add_argument("--seed", type=int, default=0, help="mini-batch order seed")
     p.add_argument("--points", type=int, default=150, help="objective evaluations per run, about (default 150)")
     p.add_argument("--out", default=str(HERE / "results" / "simulated"), help="output folder")
-    p.add_argument("--fresh", action="store_true",
-                   help="ignore runs already in <out>/results.json (or tune.json with --tune)")
+    p.add_argument(
+        "--fresh", action="store_true", help="ignore runs already in <out>/results.json (or tune.json with --tune)"
+    )
     p.add_argument("--tune", action="store_true", help="run the tuning grid instead (writes tune.json, tune.md)")
-    p.add_argument("--timing", action="store_true",
-                   help="time the ways to write the problem instead (writes timing.json, timing.md)")
+    p.add_argument(
+        "--timing",
+        action="store_true",
+        help="time the ways to write the problem instead (writes timing.json, timing.md)",
+    )
     args = p.parse_args(argv)
     if args.seconds <= 0:
         p.error("--seconds must be positive")
@@ -125,32 +137,45 @@ def benchmark(args, bl, data, out: Path) -> None:
     quad = SimulatedProblem(data, dtype=args.dtype)
     tuned = _tuned(args.recommended_from) if args.recommended_from else {}
     methods = _methods(args, bl)
-    header = dict(key=key, problem=data.summary(), machine=dict(platform=platform.platform(), cpus=os.cpu_count()),
-                  recommended=runs.RECOMMENDED, recommended_minibatch=runs.RECOMMENDED_MINIBATCH,
-                  recommended_common=runs.RECOMMENDED_COMMON)
+    header = dict(
+        key=key,
+        problem=data.summary(),
+        machine=dict(platform=platform.platform(), cpus=os.cpu_count()),
+        recommended=runs.RECOMMENDED,
+        recommended_minibatch=runs.RECOMMENDED_MINIBATCH,
+        recommended_common=runs.RECOMMENDED_COMMON,
+    )
     for batch_size in _modes(args):
         mode = "full" if batch_size is None else f"minibatch{batch_size}"
         for settings in args.settings:
             for method in methods:
                 if any(r["method"] == method and r["mode"] == mode and r["settings"] == settings for r in done):
                     continue
-                options = {} if settings == "default" else tuned.get((method, mode),
-                                                                     runs.recommended_options(method, batch_size))
+                options = (
+                    {}
+                    if settings == "default"
+                    else tuned.get((method, mode), runs.recommended_options(method, batch_size))
+                )
                 record = runs.run_solver(quad, method, options, args.seconds, batch_size, args.seed, args.points)
                 record["settings"] = settings
                 done.append(record)
-                print(f"{method:>10} {settings:>11} {mode:>11}: {record['final']:.3g} after "
-                      f"{record['iterations'][-1]} iterations, 1e-4 at {record['time_to_0.0001']} s", flush=True)
+                print(
+                    f"{method:>10} {settings:>11} {mode:>11}: {record['final']:.3g} after "
+                    f"{record['iterations'][-1]} iterations, 1e-4 at {record['time_to_0.0001']} s",
+                    flush=True,
+                )
                 _write(out, "results.json", dict(header, runs=done))
     ordered = report.order(done, methods)
     table = report.markdown_table(ordered, args.seconds, thresholds=(1e-2, 1e-4, 1e-6))
-    options = "\n".join(f"- {r['method']} ({r['mode']}): `{r['options']}`" for r in ordered
-                        if r["settings"] == "recommended")
+    options = "\n".join(
+        f"- {r['method']} ({r['mode']}): `{r['options']}`" for r in ordered if r["settings"] == "recommended"
+    )
     load = [r["load_average"][0] for r in ordered]
     (out / "results.md").write_text(
         f"# bilevel_tf on benchopt's simulated quadratic ({args.spec}, {args.dtype}, {args.seconds:g} s per run)\n\n"
         f"Problem: {json.dumps(data.summary())}\n\n{table}\nRecommended options:\n\n{options}\n\n"
-        f"Load average (1 min) at the start of the runs: {min(load):.1f}-{max(load):.1f} on {os.cpu_count()} CPUs.\n")
+        f"Load average (1 min) at the start of the runs: {min(load):.1f}-{max(load):.1f} on {os.cpu_count()} CPUs.\n"
+    )
     report.plot(ordered, str(out / "suboptimality.png"), "bilevel_tf")
     print(table)
 
@@ -166,6 +191,7 @@ def tune(args, bl, data, out: Path) -> None:
 
     def save(records):
         _write(out, "tune.json", dict(key=key, runs=records, best=tuning.best_settings(records)))
+
     records = tuning.run_grid(quad, _methods(args, bl), _modes(args), args.seconds, args.seed, args.points, done, save)
     save(records)
     text = tuning.markdown(records, tuning.best_settings(records), args.seconds)

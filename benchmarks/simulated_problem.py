@@ -21,6 +21,7 @@ How to write it so that it is fast (measured by ``python benchmarks/simulated.py
 ``per_sample="dense"`` builds the per-sample-matrix form and ``full_batch="per_sample"`` makes the full batch
 use it too (the slow transcription), for measuring; the defaults are the fast forms.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,9 +43,13 @@ def _quadratic_form(matrix: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
 
 def averaged_loss(c: Dict[str, tf.Tensor], x: tf.Tensor, z: tf.Tensor) -> tf.Tensor:
     """1/2 z'Az + 1/2 x'Bx + x'Cz + a'z + b'x with the averaged matrices: d^2 work per term."""
-    return (0.5 * _quadratic_form(c["zz"], z) + 0.5 * _quadratic_form(c["xx"], x)
-            + tf.tensordot(x, tf.linalg.matvec(c["cross"], z), 1)
-            + tf.tensordot(c["lin_z"], z, 1) + tf.tensordot(c["lin_x"], x, 1))
+    return (
+        0.5 * _quadratic_form(c["zz"], z)
+        + 0.5 * _quadratic_form(c["xx"], x)
+        + tf.tensordot(x, tf.linalg.matvec(c["cross"], z), 1)
+        + tf.tensordot(c["lin_z"], z, 1)
+        + tf.tensordot(c["lin_x"], x, 1)
+    )
 
 
 def _take(tensor: tf.Tensor, batch: Optional[tf.Tensor]) -> tf.Tensor:
@@ -53,18 +58,32 @@ def _take(tensor: tf.Tensor, batch: Optional[tf.Tensor]) -> tf.Tensor:
 
 def factored_losses(c: Dict[str, tf.Tensor], x: tf.Tensor, z: tf.Tensor, batch: Optional[tf.Tensor]) -> tf.Tensor:
     """Per sample of ``batch``: 1/2 (s_i'z)^2 + 1/2 (t_i'x)^2 + (p_i'x)(q_i'z) + a_i'z + b_i'x: b d per term."""
+
     def dot(name, vector):
         return tf.linalg.matvec(_take(c[name], batch), vector)
-    return (0.5 * tf.square(dot("zz", z)) + 0.5 * tf.square(dot("xx", x))
-            + dot("cross_x", x) * dot("cross_z", z) + dot("lin_z", z) + dot("lin_x", x))
+
+    return (
+        0.5 * tf.square(dot("zz", z))
+        + 0.5 * tf.square(dot("xx", x))
+        + dot("cross_x", x) * dot("cross_z", z)
+        + dot("lin_z", z)
+        + dot("lin_x", x)
+    )
 
 
 def dense_losses(c: Dict[str, tf.Tensor], x: tf.Tensor, z: tf.Tensor, batch: Optional[tf.Tensor]) -> tf.Tensor:
     """The same per-sample losses written with the per-sample d x d matrices (gathered): b d^2 per term."""
+
     def form(name, left, right):
         return tf.reduce_sum(tf.linalg.matvec(_take(c[name], batch), right) * left, axis=-1)
-    return (0.5 * form("zz", z, z) + 0.5 * form("xx", x, x) + form("cross", x, z)
-            + tf.linalg.matvec(_take(c["lin_z"], batch), z) + tf.linalg.matvec(_take(c["lin_x"], batch), x))
+
+    return (
+        0.5 * form("zz", z, z)
+        + 0.5 * form("xx", x, x)
+        + form("cross", x, z)
+        + tf.linalg.matvec(_take(c["lin_z"], batch), z)
+        + tf.linalg.matvec(_take(c["lin_x"], batch), x)
+    )
 
 
 def factored_loss(c: Dict[str, tf.Tensor], x: tf.Tensor, z: tf.Tensor, batch: Optional[tf.Tensor]) -> tf.Tensor:
@@ -83,6 +102,7 @@ class _Level:
     def __init__(self, samples: SampleSet, per_sample: str, full_batch: str, dtype: tf.DType):
         def constants(arrays):
             return {k: tf.constant(v, dtype) for k, v in arrays.items()}
+
         self.average = constants(samples.averaged())
         self.per_sample = per_sample
         self.full_batch = full_batch
@@ -112,11 +132,18 @@ class SimulatedProblem:
         dtype: ``"float64"`` or ``"float32"``.
     """
 
-    def __init__(self, data: SimulatedQuadratic, per_sample: str = "factored", full_batch: str = "averaged",
-                 dtype: str = "float64"):
-        for name, value, choices in (("per_sample", per_sample, PER_SAMPLE_FORMS),
-                                     ("full_batch", full_batch, FULL_BATCH_FORMS),
-                                     ("dtype", dtype, ("float64", "float32"))):
+    def __init__(
+        self,
+        data: SimulatedQuadratic,
+        per_sample: str = "factored",
+        full_batch: str = "averaged",
+        dtype: str = "float64",
+    ):
+        for name, value, choices in (
+            ("per_sample", per_sample, PER_SAMPLE_FORMS),
+            ("full_batch", full_batch, FULL_BATCH_FORMS),
+            ("dtype", dtype, ("float64", "float32")),
+        ):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
         self.data = data
@@ -138,8 +165,10 @@ class SimulatedProblem:
     def finite_sum_problem(self) -> bl.BilevelProblem:
         """The same problem with ``bl.FiniteSum`` losses (batches: index vectors), for SABA's per-sample memory.
         The full batch is then the mean of the n per-sample losses (n d per term, not the averaged d^2)."""
+
         def finite_sum(level: _Level) -> bl.FiniteSum:
             return bl.FiniteSum(lambda batch: level.losses(self.x, self.z, batch), level.size, indices=lambda b: b)
+
         return bl.BilevelProblem(finite_sum(self.upper), finite_sum(self.lower), [self.x], [self.z])
 
     def reset(self) -> None:
@@ -160,8 +189,10 @@ class BlockSampler:
         if not 1 <= batch_size <= n_samples:
             raise ValueError(f"batch_size must be in [1, {n_samples}], got {batch_size!r}")
         if n_samples % batch_size:
-            raise ValueError(f"batch_size must divide the number of samples ({n_samples}) so that every "
-                             f"batch has the same shape, got {batch_size}")
+            raise ValueError(
+                f"batch_size must divide the number of samples ({n_samples}) so that every "
+                f"batch has the same shape, got {batch_size}"
+            )
         self.blocks = np.arange(n_samples, dtype=np.int32).reshape(-1, batch_size)
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(self.blocks))

@@ -27,6 +27,7 @@ uses another size: 32768 inner / 1024 outer samples, dz = 100, dx = 10 (``SPECS[
 
 TensorFlow-free on purpose: the JAX side of ``side_by_side.py`` imports it from another virtualenv.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,6 +40,7 @@ import numpy as np
 class SimulatedSpec:
     """The benchmark dataset's parameters (same names). ``L_<variable>_<function>``: largest eigenvalue of the
     mean Hessian block of that variable in that function (``inner`` = g, ``outer`` = f), as its code uses them."""
+
     n_samples_inner: int = 1024
     n_samples_outer: int = 1024
     dim_inner: int = 100
@@ -73,6 +75,7 @@ SPECS: Dict[str, SimulatedSpec] = {
 class SampleSet:
     """One level's per-sample quadratics in rank-one factors: sample i has zz-block ``zz[i] zz[i]'``, xx-block
     ``xx[i] xx[i]'``, cross block ``cross_x[i] cross_z[i]'`` (x' C z) and linear terms ``lin_z[i]``, ``lin_x[i]``."""
+
     zz: np.ndarray
     xx: np.ndarray
     cross_x: np.ndarray
@@ -88,21 +91,31 @@ class SampleSet:
         """The full-batch quadratic: mean matrices ``zz`` (dz x dz), ``xx`` (dx x dx), ``cross`` (dx x dz) and
         mean vectors ``lin_z``, ``lin_x``."""
         n = self.size
-        return dict(zz=self.zz.T @ self.zz / n, xx=self.xx.T @ self.xx / n, cross=self.cross_x.T @ self.cross_z / n,
-                    lin_z=self.lin_z.mean(0), lin_x=self.lin_x.mean(0))
+        return dict(
+            zz=self.zz.T @ self.zz / n,
+            xx=self.xx.T @ self.xx / n,
+            cross=self.cross_x.T @ self.cross_z / n,
+            lin_z=self.lin_z.mean(0),
+            lin_x=self.lin_x.mean(0),
+        )
 
     def dense(self) -> Dict[str, np.ndarray]:
         """The per-sample matrices written out (n x d x d each): what a direct transcription of the formulas
         stores. For measuring that form only; :meth:`averaged` and the factors are what to compute with."""
-        return dict(zz=np.einsum("ni,nj->nij", self.zz, self.zz), xx=np.einsum("ni,nj->nij", self.xx, self.xx),
-                    cross=np.einsum("ni,nj->nij", self.cross_x, self.cross_z), lin_z=self.lin_z, lin_x=self.lin_x)
+        return dict(
+            zz=np.einsum("ni,nj->nij", self.zz, self.zz),
+            xx=np.einsum("ni,nj->nij", self.xx, self.xx),
+            cross=np.einsum("ni,nj->nij", self.cross_x, self.cross_z),
+            lin_z=self.lin_z,
+            lin_x=self.lin_x,
+        )
 
     def value(self, x: np.ndarray, z: np.ndarray, batch: Optional[np.ndarray] = None) -> float:
         """Mean of the per-sample quadratics over ``batch`` (indices; None = all), in numpy (for checks)."""
         idx = slice(None) if batch is None else np.asarray(batch)
         sz, tx = self.zz[idx] @ z, self.xx[idx] @ x
         cross = (self.cross_x[idx] @ x) * (self.cross_z[idx] @ z)
-        return float(np.mean(0.5 * sz ** 2 + 0.5 * tx ** 2 + cross + self.lin_z[idx] @ z + self.lin_x[idx] @ x))
+        return float(np.mean(0.5 * sz**2 + 0.5 * tx**2 + cross + self.lin_z[idx] @ z + self.lin_x[idx] @ x))
 
 
 def _orthogonal(rng: np.random.Generator, d: int) -> np.ndarray:
@@ -118,8 +131,16 @@ def _gaussian_rows(rng: np.random.Generator, n: int, eigenvalues: np.ndarray) ->
     return rng.standard_normal((n, eigenvalues.size)) @ root
 
 
-def sample_set(rng: np.random.Generator, n: int, dim_inner: int, dim_outer: int, L_inner: float, L_outer: float,
-               L_cross: float, mu: float) -> SampleSet:
+def sample_set(
+    rng: np.random.Generator,
+    n: int,
+    dim_inner: int,
+    dim_outer: int,
+    L_inner: float,
+    L_outer: float,
+    L_cross: float,
+    mu: float,
+) -> SampleSet:
     """One level's n per-sample quadratics (the recipe in the module docstring)."""
     zz = _gaussian_rows(rng, n, np.geomspace(mu, L_inner, dim_inner))
     xx = _gaussian_rows(rng, n, np.r_[0.0, np.geomspace(mu, L_outer, dim_outer - 1)])
@@ -127,9 +148,15 @@ def sample_set(rng: np.random.Generator, n: int, dim_inner: int, dim_outer: int,
     u, v = _orthogonal(rng, dim_outer), _orthogonal(rng, dim_inner)
     xi = rng.standard_normal((n, dim_inner))
     cross_x = (xi[:, :k] * np.geomspace(mu, L_cross, k)) @ u[:, :k].T  # rows (U D xi_i)'
-    cross_z = xi @ v.T                                                 # rows (V xi_i)'
-    return SampleSet(zz=zz, xx=xx, cross_x=cross_x, cross_z=cross_z,
-                     lin_z=rng.standard_normal((n, dim_inner)), lin_x=rng.standard_normal((n, dim_outer)))
+    cross_z = xi @ v.T  # rows (V xi_i)'
+    return SampleSet(
+        zz=zz,
+        xx=xx,
+        cross_x=cross_x,
+        cross_z=cross_z,
+        lin_z=rng.standard_normal((n, dim_inner)),
+        lin_x=rng.standard_normal((n, dim_outer)),
+    )
 
 
 class ClosedForm:
@@ -179,10 +206,26 @@ class SimulatedQuadratic:
         self.spec = spec
         rng = np.random.default_rng(spec.random_state)
         for attempt in range(1, self.ATTEMPTS + 1):
-            self.inner = sample_set(rng, spec.n_samples_inner, spec.dim_inner, spec.dim_outer, spec.L_inner_inner,
-                                    spec.L_outer_inner, spec.L_cross_inner, spec.mu_inner)
-            self.outer = sample_set(rng, spec.n_samples_outer, spec.dim_inner, spec.dim_outer, spec.L_inner_outer,
-                                    spec.L_outer_outer, spec.L_cross_outer, spec.mu_inner)
+            self.inner = sample_set(
+                rng,
+                spec.n_samples_inner,
+                spec.dim_inner,
+                spec.dim_outer,
+                spec.L_inner_inner,
+                spec.L_outer_inner,
+                spec.L_cross_inner,
+                spec.mu_inner,
+            )
+            self.outer = sample_set(
+                rng,
+                spec.n_samples_outer,
+                spec.dim_inner,
+                spec.dim_outer,
+                spec.L_inner_outer,
+                spec.L_outer_outer,
+                spec.L_cross_outer,
+                spec.mu_inner,
+            )
             self.closed_form = ClosedForm(self.inner, self.outer)
             if self.closed_form.min_eigenvalue >= self.MIN_EIGENVALUE:
                 break
@@ -200,17 +243,27 @@ class SimulatedQuadratic:
     def arrays(self) -> Dict[str, np.ndarray]:
         """Every array that defines the problem (``inner_*``, ``outer_*`` factors, ``x0``, ``z0``), e.g. for
         ``np.savez`` so another process (the JAX side) solves exactly this problem."""
-        out = {f"{level}_{k}": v for level, samples in (("inner", self.inner), ("outer", self.outer))
-               for k, v in dataclasses.asdict(samples).items()}
+        out = {
+            f"{level}_{k}": v
+            for level, samples in (("inner", self.inner), ("outer", self.outer))
+            for k, v in dataclasses.asdict(samples).items()
+        }
         out.update(x0=self.x0, z0=self.z0)
         return out
 
     def summary(self) -> Dict[str, float]:
         cf = self.closed_form
         eig_g = np.linalg.eigvalsh(cf.hess_inner)
-        return dict(h_star=cf.h_star, h_x0=cf.value(self.x0), min_eig_value_hessian=cf.min_eigenvalue,
-                    max_eig_value_hessian=float(np.linalg.eigvalsh(cf.Q)[-1]), lower_mu=float(eig_g[0]),
-                    lower_L=float(eig_g[-1]), attempts=self.attempts, norm_x_star=float(np.linalg.norm(cf.x_star)))
+        return dict(
+            h_star=cf.h_star,
+            h_x0=cf.value(self.x0),
+            min_eig_value_hessian=cf.min_eigenvalue,
+            max_eig_value_hessian=float(np.linalg.eigvalsh(cf.Q)[-1]),
+            lower_mu=float(eig_g[0]),
+            lower_L=float(eig_g[-1]),
+            attempts=self.attempts,
+            norm_x_star=float(np.linalg.norm(cf.x_star)),
+        )
 
 
 def from_arrays(arrays: Dict[str, np.ndarray]) -> "SimulatedQuadratic":

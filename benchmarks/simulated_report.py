@@ -5,6 +5,7 @@ A run record (``simulated_runs.run_solver`` and the JAX side of ``side_by_side.p
 first entry at the start), ``final``, ``best``, ``time_to_<threshold>``, ``iterations_to_<threshold>``,
 ``seconds_per_iteration``, ``stopped``.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence
@@ -30,8 +31,12 @@ def _fmt_seconds(x: Optional[float]) -> str:
     return "never" if x is None else f"{x:.3g}"
 
 
-def markdown_table(records: Sequence[Dict[str, Any]], seconds: float, thresholds: Sequence[float] = (1e-4,),
-                   with_framework: bool = False) -> str:
+def markdown_table(
+    records: Sequence[Dict[str, Any]],
+    seconds: float,
+    thresholds: Sequence[float] = (1e-4,),
+    with_framework: bool = False,
+) -> str:
     """One row per run: suboptimality at the end of the budget, best value, time (and iterations) to each
     threshold, iterations done and seconds per iteration."""
     head = ["solver", "mode", f"subopt. at {seconds:g} s", "best"]
@@ -54,6 +59,7 @@ def plot(records: Sequence[Dict[str, Any]], path: str, title: str, with_framewor
     method (and framework), dashed for default settings and for the JAX side; values clipped to
     [FLOOR, CEILING] so that diverged runs leave the top of the panel."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -67,8 +73,9 @@ def plot(records: Sequence[Dict[str, Any]], path: str, title: str, with_framewor
             style = "--" if r.get("settings") == "default" or r.get("framework", "").startswith("jax") else "-"
             values = [min(max(v, FLOOR), CEILING) if v == v else CEILING for v in r["suboptimality"]]
             # log axes: the start (t = 0, iteration 0) is drawn at 1 ms / iteration 1
-            row[0].plot([max(t, 1e-3) for t in r["seconds"]], values, style, color=color,
-                        label=label(r, with_framework), lw=1.4)
+            row[0].plot(
+                [max(t, 1e-3) for t in r["seconds"]], values, style, color=color, label=label(r, with_framework), lw=1.4
+            )
             row[1].plot([max(i, 1) for i in r["iterations"]], values, style, color=color, lw=1.4)
         for ax, xlabel in zip(row, ("solver time (s)", "upper iterations")):
             ax.set_xscale("log")
@@ -87,5 +94,14 @@ def plot(records: Sequence[Dict[str, Any]], path: str, title: str, with_framewor
 def order(records: List[Dict[str, Any]], methods: Sequence[str]) -> List[Dict[str, Any]]:
     """Records sorted by mode (full first), then settings, then the given method order."""
     rank = {m: i for i, m in enumerate(methods)}
-    return sorted(records, key=lambda r: (r["mode"] != "full", r["mode"], r.get("framework", ""),
-                                          r.get("settings", ""), rank.get(r["method"], len(rank)), r["method"]))
+    return sorted(
+        records,
+        key=lambda r: (
+            r["mode"] != "full",
+            r["mode"],
+            r.get("framework", ""),
+            r.get("settings", ""),
+            rank.get(r["method"], len(rank)),
+            r["method"],
+        ),
+    )

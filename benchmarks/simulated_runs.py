@@ -8,6 +8,7 @@ level in mini-batch mode), timed; then the closed-form suboptimality, not timed.
 while a chunk takes less than ``seconds / points``, so early progress is resolved too; with
 ``jit_compile=True`` k is fixed (JIT_CHUNK), because XLA compiles one program per chunk length.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,9 @@ RECOMMENDED: Dict[str, Dict[str, Any]] = {
     "approxgrad": dict(upper_optimizer=3e-2, lower_optimizer=3e-2, inner_steps=5),
     "rmd": dict(upper_optimizer=1.0, lower_optimizer=1.0),
     "gd": dict(upper_optimizer=1e-3, lower_optimizer=1e-3),
-    "vpbgd": dict(upper_optimizer=0.5, lower_optimizer=0.5, inner_optimizer=0.5, inner_steps=10, gamma_init=100.0,
-                  gamma_max=100.0),
+    "vpbgd": dict(
+        upper_optimizer=0.5, lower_optimizer=0.5, inner_optimizer=0.5, inner_steps=10, gamma_init=100.0, gamma_max=100.0
+    ),
     "gpbgd": dict(upper_optimizer=0.1, lower_optimizer=0.1, gamma_init=100.0, gamma_max=100.0),
 }
 #: Where mini-batches of 64 do better with other settings (same tuning): fewer inner steps for Penalty,
@@ -46,8 +48,9 @@ RECOMMENDED_MINIBATCH: Dict[str, Dict[str, Any]] = {
     "penalty": dict(upper_optimizer=1e-2, lower_optimizer=1e-2, inner_steps=5),
     "approxgrad": dict(upper_optimizer=1e-2, lower_optimizer=1e-2, inner_steps=5),
     "rmd": dict(upper_optimizer=0.1, lower_optimizer=0.1),
-    "vpbgd": dict(upper_optimizer=0.1, lower_optimizer=0.1, inner_optimizer=0.5, inner_steps=10, gamma_init=10.0,
-                  gamma_max=10.0),
+    "vpbgd": dict(
+        upper_optimizer=0.1, lower_optimizer=0.1, inner_optimizer=0.5, inner_steps=10, gamma_init=10.0, gamma_max=10.0
+    ),
     "gpbgd": dict(upper_optimizer=0.1, lower_optimizer=0.1, gamma_init=10.0, gamma_max=10.0),
     # the benchmark's published best SABA parameters (step 0.1 for z, v and, outer_ratio 1, for x)
     "saba": dict(upper_optimizer=0.1, lower_optimizer=0.1, linear_optimizer=0.1),
@@ -87,8 +90,10 @@ def chunk_functions(solver, n_upper: int, n_lower: int, batch_size: Optional[int
     lower = BlockSampler(n_lower, batch_size, seed + 1)
     # as the docs advise with mini-batches: a calibrating solver's probe sees 8 mini-batches (of their own),
     # not the first alone; timed as part of the first chunk
-    calibration = [list(tf.constant(BlockSampler(n, batch_size, seed + 2 + i).take(CALIBRATION_BATCHES)))
-                   for i, n in enumerate((n_upper, n_lower))]
+    calibration = [
+        list(tf.constant(BlockSampler(n, batch_size, seed + 2 + i).take(CALIBRATION_BATCHES)))
+        for i, n in enumerate((n_upper, n_lower))
+    ]
 
     def prepare(k):
         ub, lb = tf.constant(upper.take(k)), tf.constant(lower.take(k))
@@ -98,6 +103,7 @@ def chunk_functions(solver, n_upper: int, n_lower: int, batch_size: Optional[int
         solver.calibrate(*calibration)  # measures once (False afterwards)
         logs, count = solver.run_feeds(*args)
         return logs, int(count)
+
     return prepare, execute, 2  # a chunk of 1 would call solver.step, another compiled function
 
 
@@ -107,8 +113,7 @@ class _Curve:
 
     def __init__(self, seconds: float, points: int):
         self.spacing = seconds / points
-        self.record: Dict[str, Any] = dict(seconds=[], iterations=[], suboptimality=[], stopped="time",
-                                           best=math.inf)
+        self.record: Dict[str, Any] = dict(seconds=[], iterations=[], suboptimality=[], stopped="time", best=math.inf)
         for thr in THRESHOLDS:
             self.record[f"time_to_{thr:g}"] = self.record[f"iterations_to_{thr:g}"] = None
 
@@ -125,9 +130,16 @@ class _Curve:
             r["suboptimality"].append(value)
 
 
-def timed_loop(prepare: Callable, execute: Callable, objective: Callable[[], float], seconds: float,
-               min_chunk: int, points: int = 150, floor: float = 1e-14,
-               fixed_chunk: Optional[int] = None) -> Dict[str, Any]:
+def timed_loop(
+    prepare: Callable,
+    execute: Callable,
+    objective: Callable[[], float],
+    seconds: float,
+    min_chunk: int,
+    points: int = 150,
+    floor: float = 1e-14,
+    fixed_chunk: Optional[int] = None,
+) -> Dict[str, Any]:
     """Alternate timed chunks and untimed objective evaluations for ``seconds`` of solver time. Chunks start
     at ``min_chunk`` iterations and double while shorter than ``seconds / points`` (or are always
     ``fixed_chunk``: XLA compiles a new program for every chunk length)."""
@@ -142,8 +154,15 @@ def timed_loop(prepare: Callable, execute: Callable, objective: Callable[[], flo
         took = time.perf_counter() - start
         elapsed, done = elapsed + took, done + ran
         value = objective()
-        stop = ("diverged" if not (finite and math.isfinite(value)) else "floor" if value < floor
-                else "time" if elapsed >= seconds else None)
+        stop = (
+            "diverged"
+            if not (finite and math.isfinite(value))
+            else "floor"
+            if value < floor
+            else "time"
+            if elapsed >= seconds
+            else None
+        )
         curve.add(elapsed, done, value, last=stop is not None)
         if stop is not None:
             curve.record["stopped"] = stop
@@ -152,8 +171,9 @@ def timed_loop(prepare: Callable, execute: Callable, objective: Callable[[], flo
             chunk = chunk * 2 if took < seconds / points else chunk
             chunk = max(min_chunk, min(chunk, MAX_CHUNK, int((seconds - elapsed) / (took / ran)) + 1))
     record = curve.record
-    record.update(final=record["suboptimality"][-1], solver_seconds=elapsed,
-                  seconds_per_iteration=elapsed / max(done, 1))
+    record.update(
+        final=record["suboptimality"][-1], solver_seconds=elapsed, seconds_per_iteration=elapsed / max(done, 1)
+    )
     return record
 
 
@@ -163,8 +183,15 @@ CALIBRATION_BATCHES = 8
 JIT_CHUNK = 16
 
 
-def run_solver(quad: SimulatedProblem, method: str, options: Dict[str, Any], seconds: float,
-               batch_size: Optional[int] = None, seed: int = 0, points: int = 150) -> Dict[str, Any]:
+def run_solver(
+    quad: SimulatedProblem,
+    method: str,
+    options: Dict[str, Any],
+    seconds: float,
+    batch_size: Optional[int] = None,
+    seed: int = 0,
+    points: int = 150,
+) -> Dict[str, Any]:
     """One timed run of ``bl.make_solver(method, problem, **options)`` from the benchmark's start."""
     quad.reset()
     solver = bl.make_solver(method, problem_for(quad, method), **options)
@@ -183,13 +210,21 @@ def run_solver(quad: SimulatedProblem, method: str, options: Dict[str, Any], sec
     prepare, execute, min_chunk = chunk_functions(solver, *sizes, batch_size, seed)  # fresh samplers
     traces = solver.trace_count
     load_before = os.getloadavg()[0]
-    record = timed_loop(prepare, execute, quad.relative_suboptimality, seconds, min_chunk, points,
-                        fixed_chunk=fixed_chunk)
-    record.update(method=method, options={k: _jsonable(v) for k, v in options.items()},
-                  mode="full" if batch_size is None else f"minibatch{batch_size}", batch_size=batch_size,
-                  framework="bilevel_tf", config=solver.get_config(), compile_seconds=compile_seconds,
-                  retraces=solver.trace_count - traces, load_average=[load_before, os.getloadavg()[0]],
-                  dtype=quad.dtype.name)
+    record = timed_loop(
+        prepare, execute, quad.relative_suboptimality, seconds, min_chunk, points, fixed_chunk=fixed_chunk
+    )
+    record.update(
+        method=method,
+        options={k: _jsonable(v) for k, v in options.items()},
+        mode="full" if batch_size is None else f"minibatch{batch_size}",
+        batch_size=batch_size,
+        framework="bilevel_tf",
+        config=solver.get_config(),
+        compile_seconds=compile_seconds,
+        retraces=solver.trace_count - traces,
+        load_average=[load_before, os.getloadavg()[0]],
+        dtype=quad.dtype.name,
+    )
     return record
 
 

@@ -12,6 +12,7 @@ Five forms of the same problem (``simulated_problem.py``), float64, d = 100 at b
 For each: seconds per call of the lower loss with its gradient (one tf.function), of a Hessian-vector
 product, and seconds per upper iteration of ``bl.make_solver("penalty", problem)`` (its defaults, T = 20).
 """
+
 from __future__ import annotations
 
 import time
@@ -24,11 +25,13 @@ from bilevel_tf.core import autodiff
 from simulated_problem import SimulatedProblem
 from simulated_runs import chunk_functions
 
-FORMS = (("full batch, per-sample dense matrices", "dense", "per_sample", None),
-         ("full batch, per-sample rank-one factors", "factored", "per_sample", None),
-         ("full batch, averaged matrices", "factored", "averaged", None),
-         ("mini-batch 64, gathered dense matrices", "dense", "averaged", 64),
-         ("mini-batch 64, gathered factors", "factored", "averaged", 64))
+FORMS = (
+    ("full batch, per-sample dense matrices", "dense", "per_sample", None),
+    ("full batch, per-sample rank-one factors", "factored", "per_sample", None),
+    ("full batch, averaged matrices", "factored", "averaged", None),
+    ("mini-batch 64, gathered dense matrices", "dense", "averaged", 64),
+    ("mini-batch 64, gathered factors", "factored", "averaged", 64),
+)
 
 
 def _seconds_per_call(fn, min_seconds: float, max_calls: int = 10000) -> float:
@@ -51,8 +54,10 @@ def _evaluations(quad: SimulatedProblem, batch: Optional[tf.Tensor], min_seconds
     def hvp():
         return autodiff.hvp(problem, batch, [tf.ones_like(quad.z)])
 
-    return dict(lower_value_and_grad=_seconds_per_call(lambda: value_and_grad()[0].numpy(), min_seconds),
-                lower_hvp=_seconds_per_call(lambda: hvp()[0].numpy(), min_seconds))
+    return dict(
+        lower_value_and_grad=_seconds_per_call(lambda: value_and_grad()[0].numpy(), min_seconds),
+        lower_hvp=_seconds_per_call(lambda: hvp()[0].numpy(), min_seconds),
+    )
 
 
 def _penalty_iteration(quad: SimulatedProblem, batch_size: Optional[int], min_seconds: float) -> Dict[str, Any]:
@@ -86,9 +91,14 @@ def measure(data, min_seconds: float = 3.0) -> List[Dict[str, Any]]:
 
 
 def markdown(rows: List[Dict[str, Any]]) -> str:
-    lines = ["| form | lower loss + gradient (ms) | Hessian-vector product (ms) | Penalty iteration, T = 20 (ms) "
-             "| iterations / s |", "|---|---|---|---|---|"]
+    lines = [
+        "| form | lower loss + gradient (ms) | Hessian-vector product (ms) | Penalty iteration, T = 20 (ms) "
+        "| iterations / s |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['form']} | {1e3 * r['lower_value_and_grad']:.3g} | {1e3 * r['lower_hvp']:.3g} | "
-                     f"{1e3 * r['penalty_iteration']:.3g} | {1 / r['penalty_iteration']:.3g} |")
+        lines.append(
+            f"| {r['form']} | {1e3 * r['lower_value_and_grad']:.3g} | {1e3 * r['lower_hvp']:.3g} | "
+            f"{1e3 * r['penalty_iteration']:.3g} | {1 / r['penalty_iteration']:.3g} |"
+        )
     return "\n".join(lines) + "\n"

@@ -6,6 +6,7 @@ mini-batch. The best setting per method and mode is the one with the lowest subo
 budget (values below 1e-13 count as equal, then the earlier time to 1e-6, then to 1e-4). Methods without a
 grid here (solvers added later) get a generic grid of equal and 10x-apart learning rates at both levels.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,12 @@ SGD_PAIRS = ((0.03, 0.1), (0.1, 0.1), (0.3, 0.5), (0.5, 0.5), (1.0, 1.0))
 PBGD_PAIRS = ((0.1, 0.1), (0.5, 0.5), (1.0, 1.0))
 #: the default ramp (gamma 0 -> 0.2 over 30000 iterations), a fast ramp, and constant penalties: f alone is
 #: unbounded below in x here (its x-x block has a zero eigenvalue), so a small gamma lets (x, z) run away
-PBGD_GAMMAS = (dict(), dict(gamma_max=20.0, gamma_argmax_step=1000), dict(gamma_init=10.0, gamma_max=10.0),
-               dict(gamma_init=100.0, gamma_max=100.0))
+PBGD_GAMMAS = (
+    dict(),
+    dict(gamma_max=20.0, gamma_argmax_step=1000),
+    dict(gamma_init=10.0, gamma_max=10.0),
+    dict(gamma_init=100.0, gamma_max=100.0),
+)
 
 
 def _pairs(pairs, **extra) -> List[Dict[str, Any]]:
@@ -59,9 +64,16 @@ def best_settings(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return best
 
 
-def run_grid(quad: SimulatedProblem, methods: Sequence[str], modes: Sequence[Optional[int]], seconds: float,
-             seed: int, points: int, done: List[Dict[str, Any]],
-             save: Callable[[List[Dict[str, Any]]], None]) -> List[Dict[str, Any]]:
+def run_grid(
+    quad: SimulatedProblem,
+    methods: Sequence[str],
+    modes: Sequence[Optional[int]],
+    seconds: float,
+    seed: int,
+    points: int,
+    done: List[Dict[str, Any]],
+    save: Callable[[List[Dict[str, Any]]], None],
+) -> List[Dict[str, Any]]:
     """Every grid setting of every method in every mode not already in ``done`` (``save`` gets the list after
     each run, so an interrupted grid resumes); returns all runs."""
     records = list(done)
@@ -85,18 +97,26 @@ def run_grid(quad: SimulatedProblem, methods: Sequence[str], modes: Sequence[Opt
 def markdown(records: List[Dict[str, Any]], best: List[Dict[str, Any]], seconds: float) -> str:
     lines = [f"# Tuning grid ({seconds:g} s per setting)", ""]
     if any("source" in r for r in records):
-        lines += ["Rows with '-' times come from the first grid run, killed by the OOM killer before it wrote its "
-                  "JSON (fixed since): their final values are from its log.", ""]
+        lines += [
+            "Rows with '-' times come from the first grid run, killed by the OOM killer before it wrote its "
+            "JSON (fixed since): their final values are from its log.",
+            "",
+        ]
     lines += [
-             "| method | mode | options | subopt. at end | time to 1e-4 (s) | time to 1e-6 (s) | ms / iter. |",
-             "|---|---|---|---|---|---|---|"]
+        "| method | mode | options | subopt. at end | time to 1e-4 (s) | time to 1e-6 (s) | ms / iter. |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
     def seconds(r, key):
         return "-" if "source" in r else "never" if r[key] is None else f"{r[key]:.3g}"
+
     for r in sorted(records, key=lambda r: (r["mode"], r["method"], _rank(r))):
         ms = r["seconds_per_iteration"]
-        lines.append(f"| {r['method']} | {r['mode']} | `{r['options']}` | {r['final']:.2g} | "
-                     f"{seconds(r, 'time_to_0.0001')} | {seconds(r, 'time_to_1e-06')} | "
-                     f"{'-' if not math.isfinite(ms) else f'{1e3 * ms:.3g}'} |")
+        lines.append(
+            f"| {r['method']} | {r['mode']} | `{r['options']}` | {r['final']:.2g} | "
+            f"{seconds(r, 'time_to_0.0001')} | {seconds(r, 'time_to_1e-06')} | "
+            f"{'-' if not math.isfinite(ms) else f'{1e3 * ms:.3g}'} |"
+        )
     lines += ["", "Best per method and mode:", ""]
     lines += [f"- {b['method']} ({b['mode']}): `{b['options']}` -> {b['final']:.2g}" for b in best]
     return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ results.json's ``metrics`` and ``history`` except timings (a key naming seconds 
 every difference between two snapshots (missing settings or keys, unequal values) and exits with status 1 when
 there is one: a refactoring that keeps behaviour gives equal snapshots.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,15 +28,19 @@ from typing import Any, Dict, List, Sequence, Tuple
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 3
 
-_DENOISING = {"small": "data_denoising/mnist_small_scale/test_bilevel_importance_learning_mnist.py",
-              "large": "data_denoising/mnist_large_scale/test_bilevel_importance_learning_mnist.py",
-              "cifar10": "data_denoising/cifar10/test_bilevel_importance_learning_cifar10.py",
-              "svhn": "data_denoising/svhn/test_bilevel_importance_learning_svhn.py"}
+_DENOISING = {
+    "small": "data_denoising/mnist_small_scale/test_bilevel_importance_learning_mnist.py",
+    "large": "data_denoising/mnist_large_scale/test_bilevel_importance_learning_mnist.py",
+    "cifar10": "data_denoising/cifar10/test_bilevel_importance_learning_cifar10.py",
+    "svhn": "data_denoising/svhn/test_bilevel_importance_learning_svhn.py",
+}
 _HYPER_CLEANING = "data_denoising/hyper_cleaning/data_hyper_clean.py"
 _OMNIGLOT = "few_shot/omniglot/test_bilevel_few_shot_learning_omniglot.py"
 _MINIIMAGENET = "few_shot/miniimagenet/test_bilevel_few_shot_learning_miniimagenet.py"
-_POISONING = {"untargeted": "data_poisoning/untargeted/test_bilevel_poisoning_untargeted.py",
-              "targeted": "data_poisoning/targeted/test_bilevel_poisoning_targeted.py"}
+_POISONING = {
+    "untargeted": "data_poisoning/untargeted/test_bilevel_poisoning_untargeted.py",
+    "targeted": "data_poisoning/targeted/test_bilevel_poisoning_targeted.py",
+}
 
 #: setting name -> (runner, flags besides --smoke --seed --out --verbose)
 SETTINGS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
@@ -48,8 +53,11 @@ SETTINGS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
     "few_shot_omniglot_penalty": (_OMNIGLOT, ()),
     "few_shot_omniglot_approxgrad": (_OMNIGLOT, ("--method", "approxgrad")),
     "few_shot_miniimagenet": (_MINIIMAGENET, ()),
-    **{f"poisoning_{attack}_{m}": (path, ("--method", m)) for attack, path in _POISONING.items()
-       for m in ("penalty", "rmd")},
+    **{
+        f"poisoning_{attack}_{m}": (path, ("--method", m))
+        for attack, path in _POISONING.items()
+        for m in ("penalty", "rmd")
+    },
     "clean_label": ("clean_label/test_bilevel_clean_label_attack.py", ()),
 }
 _TIMING = re.compile(r"second|time|timing", re.IGNORECASE)
@@ -67,10 +75,25 @@ def without_timings(value: Any) -> Any:
 def run_setting(name: str, folder: Path) -> Dict[str, Any]:
     runner, flags = SETTINGS[name]
     out = folder / name
-    argv = [sys.executable, str(ROOT / runner), "--smoke", *flags, "--seed", str(SEED), "--out", str(out),
-            "--verbose", "0"]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg",
-               KERAS_HOME=str(folder / "empty_keras_home"))
+    argv = [
+        sys.executable,
+        str(ROOT / runner),
+        "--smoke",
+        *flags,
+        "--seed",
+        str(SEED),
+        "--out",
+        str(out),
+        "--verbose",
+        "0",
+    ]
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        TF_CPP_MIN_LOG_LEVEL="2",
+        MPLBACKEND="Agg",
+        KERAS_HOME=str(folder / "empty_keras_home"),
+    )
     start = time.perf_counter()
     done = subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -78,8 +101,12 @@ def run_setting(name: str, folder: Path) -> Dict[str, Any]:
         return {"runner": runner, "flags": list(flags), "error": (done.stderr or done.stdout)[-2000:]}
     result = json.loads((out / "results.json").read_text())
     print(f"{name}: {seconds:.0f} s", flush=True)
-    return {"runner": runner, "flags": list(flags), "metrics": without_timings(result["metrics"]),
-            "history": without_timings(result["history"])}
+    return {
+        "runner": runner,
+        "flags": list(flags),
+        "metrics": without_timings(result["metrics"]),
+        "history": without_timings(result["history"]),
+    }
 
 
 def snapshot(names: Sequence[str], jobs: int) -> Dict[str, Any]:
@@ -137,10 +164,14 @@ def main(argv: Sequence[str] = None) -> int:
     if args.compare:
         before, after = (json.loads(Path(path).read_text()) for path in args.compare)
         lines = compare(before, after)
-        counted = sum(len(_flatten(s.get("metrics"))) + len(_flatten(s.get("history")))
-                      for s in before["settings"].values())
-        print("\n".join(lines) if lines else f"equal: {len(before['settings'])} settings, {counted} values "
-                                               "(metrics and history without timings)")
+        counted = sum(
+            len(_flatten(s.get("metrics"))) + len(_flatten(s.get("history"))) for s in before["settings"].values()
+        )
+        print(
+            "\n".join(lines)
+            if lines
+            else f"equal: {len(before['settings'])} settings, {counted} values (metrics and history without timings)"
+        )
         return 1 if lines else 0
     if not args.out:
         p.error("--out is required (or --compare BEFORE AFTER)")

@@ -12,6 +12,7 @@ Spec kinds:
 - ``overhead``: seconds per upper iteration through ``bl.fit`` with ``steps_per_execution`` k (graph and XLA) on
   paper Example 1 and on the digits denoising problem, next to ``solver.run``'s in-graph loop (the floor).
 """
+
 from __future__ import annotations
 
 import gc
@@ -63,30 +64,52 @@ def run_sweep(spec: Dict[str, Any]) -> None:
     _warm(plain)
     baseline = measure.rss_mb()  # model, data, TensorFlow and a warmed-up plain step
     for config in sorted(spec["configs"], key=lambda c: (c["method"], c["T"])):
-        solver = bl.make_solver(config["method"], bench.problem,
-                                **problems.solver_options(bench, config["method"], config["T"], jit, config.get("hvp")))
+        solver = bl.make_solver(
+            config["method"],
+            bench.problem,
+            **problems.solver_options(bench, config["method"], config["T"], jit, config.get("hvp")),
+        )
         step = _step_fn(solver, bench)
         compile_s = _warm(step, twice=False)  # its time (compile + one step) bounds a step's from above
         reps = measure.reps_for(compile_s, spec.get("budget_s", 60), spec.get("min_reps", 3), spec.get("max_reps", 7))
         # peak memory over the timed repetitions (the plain step's own peak is far below the solver's)
         with measure.PeakMemory() as memory:
             samples = measure.interleaved({"solver": step, "plain": plain}, reps)
-        emit(dict(kind="sweep", problem=bench.name, **bench.info, method=config["method"], T=config["T"], jit=jit,
-                  hvp=solver.hvp, **_timing(samples, "solver", "plain"),
-                  reps=reps, compile_seconds=compile_s, baseline_rss_mb=baseline,
-                  peak_above_baseline_mb=memory.peak_mb - baseline, peak_rss_mb=memory.peak_mb,
-                  rss_before_mb=memory.before_mb, peak_is_lifetime=not memory.reset_ok,
-                  lifetime_peak_mb=measure.lifetime_peak_mb(), isolated=len(spec["configs"]) == 1))
+        emit(
+            dict(
+                kind="sweep",
+                problem=bench.name,
+                **bench.info,
+                method=config["method"],
+                T=config["T"],
+                jit=jit,
+                hvp=solver.hvp,
+                **_timing(samples, "solver", "plain"),
+                reps=reps,
+                compile_seconds=compile_s,
+                baseline_rss_mb=baseline,
+                peak_above_baseline_mb=memory.peak_mb - baseline,
+                peak_rss_mb=memory.peak_mb,
+                rss_before_mb=memory.before_mb,
+                peak_is_lifetime=not memory.reset_ok,
+                lifetime_peak_mb=measure.lifetime_peak_mb(),
+                isolated=len(spec["configs"]) == 1,
+            )
+        )
         del solver, step
         gc.collect()
 
 
 def _timing(samples: measure.Samples, name: str, plain: str) -> Dict[str, float]:
     """Medians of wall and CPU seconds of ``name`` and of the plain step, and their paired ratios."""
-    return dict(seconds=measure.median(samples[name]), plain_seconds=measure.median(samples[plain]),
-                ratio=measure.ratio(samples, name, plain), cpu_seconds=measure.median(samples.cpu[name]),
-                plain_cpu_seconds=measure.median(samples.cpu[plain]),
-                cpu_ratio=measure.ratio(samples.cpu, name, plain))
+    return dict(
+        seconds=measure.median(samples[name]),
+        plain_seconds=measure.median(samples[plain]),
+        ratio=measure.ratio(samples, name, plain),
+        cpu_seconds=measure.median(samples.cpu[name]),
+        plain_cpu_seconds=measure.median(samples.cpu[plain]),
+        cpu_ratio=measure.ratio(samples.cpu, name, plain),
+    )
 
 
 def _blocks(bench: problems.Bench, jit: bool) -> Dict[str, Callable[[], object]]:
@@ -105,10 +128,12 @@ def _blocks(bench: problems.Bench, jit: bool) -> Dict[str, Callable[[], object]]
         "lower gradient (F+B of g)": lambda: first(autodiff.lower_value_and_grad(problem, lb)[1]),
         "upper gradient (F+B of f)": lambda: first(autodiff.upper_value_and_grad(problem, ub, lower)[1]),
         "HVP, double backward": lambda: first(autodiff.hvp(problem, lb, vector)),
-        "HVP, forward-over-reverse": lambda: first(autodiff.hvp(problem, lb, vector,
-                                                                 mode=autodiff.FORWARD_OVER_REVERSE)),
-        "Penalty pass: grad_v [f + <grad_v g, nu + rho grad_v g>]": lambda: first(autodiff.second_order(
-            problem, lb, lambda gv: [0.01 * x for x in gv], lower, extra=lambda: problem.f(ub))[3]),
+        "HVP, forward-over-reverse": lambda: first(
+            autodiff.hvp(problem, lb, vector, mode=autodiff.FORWARD_OVER_REVERSE)
+        ),
+        "Penalty pass: grad_v [f + <grad_v g, nu + rho grad_v g>]": lambda: first(
+            autodiff.second_order(problem, lb, lambda gv: [0.01 * x for x in gv], lower, extra=lambda: problem.f(ub))[3]
+        ),
         "Adam update of v": lambda: (adam.apply_gradients(zip(zeros, lower)), tf.constant(0.0))[1],
     }
     return {name: tf.function(fn, jit_compile=jit) for name, fn in blocks.items()}
@@ -133,19 +158,33 @@ def run_inner(spec: Dict[str, Any]) -> None:
             record = dict(kind="inner", problem=bench.name, **bench.info, method=method, jit=jit, K=k)
             for prefix, clock in (("", samples), ("cpu_", samples.cpu)):
                 slopes = [(b - a) / (k - 1) for a, b in zip(clock[f"{method} T=1"], clock[f"{method} T={k}"])]
-                record.update({f"{prefix}inner_seconds": measure.median(slopes),
-                               f"{prefix}plain_seconds": measure.median(clock["plain"]),
-                               f"{prefix}ratio": measure.median([s / p for s, p in zip(slopes, clock["plain"])]),
-                               f"{prefix}step_T1_ratio": measure.ratio(clock, f"{method} T=1", "plain")})
+                record.update(
+                    {
+                        f"{prefix}inner_seconds": measure.median(slopes),
+                        f"{prefix}plain_seconds": measure.median(clock["plain"]),
+                        f"{prefix}ratio": measure.median([s / p for s, p in zip(slopes, clock["plain"])]),
+                        f"{prefix}step_T1_ratio": measure.ratio(clock, f"{method} T=1", "plain"),
+                    }
+                )
             emit(record)
         plain_flops = measure.graph_flops(plain.concrete())
         for name in fns:
             if name == "plain" or " T=" in name:
                 continue
             flops = measure.graph_flops(fns[name].get_concrete_function())
-            emit(dict(kind="block", problem=bench.name, **bench.info, jit=jit, block=name,
-                      flops=flops, plain_flops=plain_flops, flop_ratio=flops / plain_flops,
-                      **_timing(samples, name, "plain")))
+            emit(
+                dict(
+                    kind="block",
+                    problem=bench.name,
+                    **bench.info,
+                    jit=jit,
+                    block=name,
+                    flops=flops,
+                    plain_flops=plain_flops,
+                    flop_ratio=flops / plain_flops,
+                    **_timing(samples, name, "plain"),
+                )
+            )
 
 
 def run_compare(spec: Dict[str, Any]) -> None:
@@ -166,8 +205,11 @@ def run_compare(spec: Dict[str, Any]) -> None:
         fns = {}
         for variant in variants:
             vb = bench_for(variant)
-            solver = bl.make_solver(method, vb.problem, **problems.solver_options(
-                vb, method, spec["T"], variant.get("jit", False), variant.get("hvp")))
+            solver = bl.make_solver(
+                method,
+                vb.problem,
+                **problems.solver_options(vb, method, spec["T"], variant.get("jit", False), variant.get("hvp")),
+            )
             fns[json.dumps(variant, sort_keys=True)] = _step_fn(solver, vb)
         fns["plain"] = bench.plain_step(False)
         compile_s = {name: _warm(fn) for name, fn in fns.items()}
@@ -176,10 +218,21 @@ def run_compare(spec: Dict[str, Any]) -> None:
         reference = json.dumps(variants[0], sort_keys=True)
         for variant in variants:
             name = json.dumps(variant, sort_keys=True)
-            emit(dict(kind="compare", study=spec["study"], problem=bench.name, **bench.info, method=method,
-                      T=spec["T"], variant=variant, **_timing(samples, name, "plain"),
-                      ratio_to_first=measure.ratio(samples, name, reference),
-                      cpu_ratio_to_first=measure.ratio(samples.cpu, name, reference), compile_seconds=compile_s[name]))
+            emit(
+                dict(
+                    kind="compare",
+                    study=spec["study"],
+                    problem=bench.name,
+                    **bench.info,
+                    method=method,
+                    T=spec["T"],
+                    variant=variant,
+                    **_timing(samples, name, "plain"),
+                    ratio_to_first=measure.ratio(samples, name, reference),
+                    cpu_ratio_to_first=measure.ratio(samples.cpu, name, reference),
+                    compile_seconds=compile_s[name],
+                )
+            )
 
 
 # ------------------------------------------------------------------------------------------ overhead
@@ -187,19 +240,31 @@ def _overhead_problem(name: str, jit: bool):
     """(solver, upper data, lower data, (upper batch, lower batch) for the solver.run floor)."""
     if name == "ex1":  # paper Example 1, u, v in R^10, Penalty with T = 10, full batch (no data)
         from bilevel_tf.apps.synthetic import problems as synthetic, config as synthetic_config
+
         example = synthetic.make_example(1, dim=10)
-        solver = bl.make_solver("penalty", example.problem, inner_steps=10, jit_compile=jit,  # the paper's setup
-                                **synthetic_config.SOLVER_OPTIONS["penalty"](synthetic_config.PAPER_SETTINGS))
+        solver = bl.make_solver(
+            "penalty",
+            example.problem,
+            inner_steps=10,
+            jit_compile=jit,  # the paper's setup
+            **synthetic_config.SOLVER_OPTIONS["penalty"](synthetic_config.PAPER_SETTINGS),
+        )
         return solver, None, None, (None, None)
     if name == "digits":  # the digits denoising demo's bilevel phase (its tf.data streams), no warm start
         import importlib.util
         import tempfile
-        path = Path(__file__).resolve().parents[1] / "data_denoising" / "mnist_small_scale" / \
-            "test_bilevel_importance_learning_mnist.py"
+
+        path = (
+            Path(__file__).resolve().parents[1]
+            / "data_denoising"
+            / "mnist_small_scale"
+            / "test_bilevel_importance_learning_mnist.py"
+        )
         loader = importlib.util.spec_from_file_location("digits_runner", path)
         runner = importlib.util.module_from_spec(loader)
         loader.loader.exec_module(runner)
         from bilevel_tf.apps.denoising import importance
+
         argv = ["--dataset", "digits", "--out", tempfile.mkdtemp(), "--verbose", "0"] + (["--jit"] if jit else [])
         args, spec = importance._parse(runner.SPEC, argv)
         setup = importance.prepare(spec, args, warm_start=False)
@@ -215,27 +280,45 @@ def run_overhead(spec: Dict[str, Any]) -> None:
     n, reps = spec["iterations"], spec.get("reps", 3)
     for jit in spec["jit"]:
         solver, upper, lower, (ub, lb) = _overhead_problem(spec["problem"], jit)
-        info = dict(kind="overhead", problem=spec["problem"], method="penalty", T=solver.inner_steps, jit=jit,
-                    iterations=n)
+        info = dict(
+            kind="overhead", problem=spec["problem"], method="penalty", T=solver.inner_steps, jit=jit, iterations=n
+        )
         base = None
         for k in spec["ks"]:
+
             def fit(count):
                 start = int(solver.iterations.numpy())
                 t0, c0 = time.perf_counter(), time.process_time()
                 bl.fit(solver, upper, lower, steps=start + count, steps_per_execution=k, verbose=0)
                 return (time.perf_counter() - t0) / count, (time.process_time() - c0) / count
+
             warm = -int(solver.iterations.numpy()) % k + 2 * k  # end on a multiple of k: every timed call is k long
             compile_s = fit(warm)[0] * warm
             samples = [fit(n) for _ in range(reps)]
             wall, cpu = measure.median([w for w, _ in samples]), measure.median([c for _, c in samples])
             base = wall if base is None else base
-            emit(dict(info, k=k, seconds=wall, cpu_seconds=cpu, samples=[w for w, _ in samples],
-                      speedup_vs_first_k=base / wall, warmup_seconds=compile_s))
+            emit(
+                dict(
+                    info,
+                    k=k,
+                    seconds=wall,
+                    cpu_seconds=cpu,
+                    samples=[w for w, _ in samples],
+                    speedup_vs_first_k=base / wall,
+                    warmup_seconds=compile_s,
+                )
+            )
         measure.sync(solver.run(n, ub, lb))  # trace
         samples = [measure.timed(lambda: solver.run(n, ub, lb)) for _ in range(reps)]
-        emit(dict(info, k="solver.run", seconds=measure.median([w for w, _ in samples]) / n,
-                  cpu_seconds=measure.median([c for _, c in samples]) / n,
-                  speedup_vs_first_k=base / (measure.median([w for w, _ in samples]) / n)))
+        emit(
+            dict(
+                info,
+                k="solver.run",
+                seconds=measure.median([w for w, _ in samples]) / n,
+                cpu_seconds=measure.median([c for _, c in samples]) / n,
+                speedup_vs_first_k=base / (measure.median([w for w, _ in samples]) / n),
+            )
+        )
 
 
 def main(argv: List[str]) -> None:

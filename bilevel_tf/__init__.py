@@ -13,12 +13,14 @@ Importing the package is cheap and changes nothing else in the process: TensorFl
 that needs it is used (one table, ``_LAZY``), so the experiment runners parse their flags and answer
 ``--help`` before it.
 """
+
 import importlib
 from typing import Any, List
 
 from .solvers import registry as _registry
 
 __version__ = "0.1.0"
+
 
 def _names(module: str, *names: str) -> dict:
     return {name: f"{__name__}.{module}:{name}" for name in names}
@@ -27,18 +29,21 @@ def _names(module: str, *names: str) -> dict:
 #: every public name -> where it lives, loaded on first use: "module:attribute", or a submodule's "module";
 #: the solver classes come from the registry
 _LAZY = {
-    **_names("core.problem", "BilevelProblem"), **_names("core.finite_sum", "FiniteSum"),
+    **_names("core.problem", "BilevelProblem"),
+    **_names("core.finite_sum", "FiniteSum"),
     **_names("solvers.base", "BilevelSolver"),
     **{entry.class_name: entry.target for entry in _registry.entries()},
-    **_names("solvers.registry", "METHODS"), **_names("solvers.factory", "SOLVERS", "get_solver", "make_solver"),
+    **_names("solvers.registry", "METHODS"),
+    **_names("solvers.factory", "SOLVERS", "get_solver", "make_solver"),
     **_names("solvers.penalty_schedule", "PenaltySchedule"),
     "penalty_schedules": f"{__name__}.solvers.penalty_schedules",
     **{name: f"{__name__}.core.{name}" for name in ("autodiff", "constraints", "precision", "tensor_ops")},
     "toy": f"{__name__}.toy",
     **_names("training.loop", "fit", "History", "NonFiniteError"),
     "callbacks": f"{__name__}.training.callbacks",
-    **_names("training.callbacks", "Callback", "CSVLogger", "TensorBoard", "Evaluate", "EarlyStopping",
-             "LambdaCallback"),
+    **_names(
+        "training.callbacks", "Callback", "CSVLogger", "TensorBoard", "Evaluate", "EarlyStopping", "LambdaCallback"
+    ),
 }
 __all__ = list(_LAZY)
 

@@ -9,13 +9,14 @@ only from the Keras cache (~/.keras/models/inception_v3_weights_tf_dim_ordering_
     python clean_label/extract_inception_features.py --data-dir clean_label/dogfish_dataset
     python clean_label/extract_inception_features.py --smoke --random-weights   # tiny generated images
 """
+
 import os
 
 import numpy as np
 
 from bilevel_tf import datasets
 from bilevel_tf.paper import cells
-from bilevel_tf.runner import experiment, timing
+from bilevel_tf.runner import experiment, results_file, timing
 from bilevel_tf.apps import poisoning
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dogfish_dataset")  # the original's folder
@@ -25,8 +26,9 @@ BATCH_SIZE = 100
 def main(argv=None):
     p = experiment.parser(__doc__, method="inception_v3", methods=("inception_v3",), inner_steps=None)
     poisoning.add_network_flags(p)
-    p.add_argument("--output", default=None,
-                   help=f"feature file to write (default: <data-dir>/{poisoning.FEATURES_FILE})")
+    p.add_argument(
+        "--output", default=None, help=f"feature file to write (default: <data-dir>/{poisoning.FEATURES_FILE})"
+    )
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per forward pass")
     args = experiment.parse(p, argv, "clean_label/extract_inception_features")
     data_dir, default_output = poisoning.clean_label_paths(args, DATA_DIR)
@@ -38,17 +40,30 @@ def main(argv=None):
     f_tr = network.extract(x_tr, args.batch_size)
     f_te = network.extract(x_te, args.batch_size)
     seconds = watch()
-    output = datasets.save_features_h5(args.output or default_output, X_train=f_tr, X_test=f_te, Y_train=y_tr,
-                                       Y_test=y_te)
+    output = datasets.save_features_h5(
+        args.output or default_output, X_train=f_tr, X_test=f_te, Y_train=y_tr, Y_test=y_te
+    )
     back = datasets.load_features_h5(output, required=("X_train", "X_test", "Y_train", "Y_test"))
-    round_trip = all(np.array_equal(back[k], v) for k, v in dict(X_train=f_tr, X_test=f_te, Y_train=y_tr,
-                                                                  Y_test=y_te).items())
-    experiment.write_results(args, dataset="smoke" if args.smoke and not args.data_dir else "dogfish",
-                             paper=cells.paper_entry(args, "dogfish"), metrics=dict(
-        output=str(output), num_train=len(f_tr), num_test=len(f_te), feature_dim=int(f_tr.shape[1]),
-        image_shape=list(x_tr.shape[1:]), seconds_per_image=seconds / max(1, len(f_tr) + len(f_te)),
-        feature_mean=float(f_tr.mean()), feature_std=float(f_tr.std()), h5_round_trip=round_trip),
-        summary_keys=["num_train", "num_test", "feature_dim", "h5_round_trip"])
+    round_trip = all(
+        np.array_equal(back[k], v) for k, v in dict(X_train=f_tr, X_test=f_te, Y_train=y_tr, Y_test=y_te).items()
+    )
+    results_file.write_results(
+        args,
+        dataset="smoke" if args.smoke and not args.data_dir else "dogfish",
+        paper=cells.paper_entry(args, "dogfish"),
+        metrics=dict(
+            output=str(output),
+            num_train=len(f_tr),
+            num_test=len(f_te),
+            feature_dim=int(f_tr.shape[1]),
+            image_shape=list(x_tr.shape[1:]),
+            seconds_per_image=seconds / max(1, len(f_tr) + len(f_te)),
+            feature_mean=float(f_tr.mean()),
+            feature_std=float(f_tr.std()),
+            h5_round_trip=round_trip,
+        ),
+        summary_keys=["num_train", "num_test", "feature_dim", "h5_round_trip"],
+    )
     if not round_trip:
         raise RuntimeError(f"{output}: the features read back differ from those written")
 

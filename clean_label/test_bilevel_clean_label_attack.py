@@ -15,34 +15,47 @@ extract_inception_features.py (--features) computed with the same --weights.
     python clean_label/test_bilevel_clean_label_attack.py --data-dir clean_label/dogfish_dataset
     python clean_label/test_bilevel_clean_label_attack.py --smoke --random-weights   # tiny generated images
 """
+
 import os
 
 from bilevel_tf.runner import experiment
 from bilevel_tf.apps import poisoning
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dogfish_dataset")
-RADII = tuple(float(r) for r in range(1, 17))   # eps searched, smallest first
-NUM_TARGETS = 0                  # 0: every correctly classified test image
-EPOCHS = 200                     # K upper iterations per (target, eps) (original nepochs_bl 201)
-INNER_STEPS = 10                 # T
+RADII = tuple(float(r) for r in range(1, 17))  # eps searched, smallest first
+NUM_TARGETS = 0  # 0: every correctly classified test image
+EPOCHS = 200  # K upper iterations per (target, eps) (original nepochs_bl 201)
+INNER_STEPS = 10  # T
 LR_U, LR_V, LR_P = 1e-2, 1e-3, 1e-3
-RHO, LAM, EPS, NU = 1.0, 1.0, 1.0, 0.0   # Penalty rho_0 (paper gamma_0), lambda_0, eps_0, nu_0
-SIGMA = 1e-3                     # ApproxGrad
-BETA = 0.0                       # soft ||u - base||^2 weight: paper 0 (eps-ball instead), original 0.01
-FULL_EPOCHS = 2000               # RMSProp steps training the softmax layer (original 2001)
+RHO, LAM, EPS, NU = 1.0, 1.0, 1.0, 0.0  # Penalty rho_0 (paper gamma_0), lambda_0, eps_0, nu_0
+SIGMA = 1e-3  # ApproxGrad
+BETA = 0.0  # soft ||u - base||^2 weight: paper 0 (eps-ball instead), original 0.01
+FULL_EPOCHS = 2000  # RMSProp steps training the softmax layer (original 2001)
 RETRAIN_LR = 1e-3
-BASELINE_STEPS, BASELINE_BETA, BASELINE_LR = 2000, 0.1, 0.01   # Shafahi et al. with L2 projection
-PGD_STEPS = 10                   # cleverhans L2 PGD evasion reference
+BASELINE_STEPS, BASELINE_BETA, BASELINE_LR = 2000, 0.1, 0.01  # Shafahi et al. with L2 projection
+PGD_STEPS = 10  # cleverhans L2 PGD evasion reference
 
 DEFAULTS = poisoning.CleanLabelDefaults(
-    radii=RADII, learning_rates=dict(lr_u=LR_U, lr_v=LR_V, lr_p=LR_P), rho=RHO, lam=LAM, eps=EPS, nu=NU, sigma=SIGMA,
-    beta=BETA, full_epochs=FULL_EPOCHS, retrain_lr=RETRAIN_LR, baseline_steps=BASELINE_STEPS,
-    baseline_beta=BASELINE_BETA, baseline_lr=BASELINE_LR, pgd_steps=PGD_STEPS, num_targets=NUM_TARGETS)
+    radii=RADII,
+    learning_rates=dict(lr_u=LR_U, lr_v=LR_V, lr_p=LR_P),
+    rho=RHO,
+    lam=LAM,
+    eps=EPS,
+    nu=NU,
+    sigma=SIGMA,
+    beta=BETA,
+    full_epochs=FULL_EPOCHS,
+    retrain_lr=RETRAIN_LR,
+    baseline_steps=BASELINE_STEPS,
+    baseline_beta=BASELINE_BETA,
+    baseline_lr=BASELINE_LR,
+    pgd_steps=PGD_STEPS,
+    num_targets=NUM_TARGETS,
+)
 
 
 def main(argv=None):
-    p = experiment.parser(__doc__, methods=poisoning.METHODS, inner_steps=INNER_STEPS,
-                          upper_iterations=EPOCHS)
+    p = experiment.parser(__doc__, methods=poisoning.METHODS, inner_steps=INNER_STEPS, upper_iterations=EPOCHS)
     poisoning.add_clean_label_flags(p, DEFAULTS)
     args = experiment.parse(p, argv, "clean_label")
     poisoning.resolve_clean_label_args(args, DEFAULTS)

@@ -8,6 +8,7 @@ upper iterations are timed after the first (tracing) one. Warm start and evaluat
     python data_denoising/time_paper_sizes.py                       # all runners, penalty and approxgrad
     python data_denoising/time_paper_sizes.py --runners cifar10 --methods penalty --steps 2
 """
+
 import argparse
 import importlib.util
 import json
@@ -30,7 +31,9 @@ HYPER_CLEANING = "hyper_cleaning/data_hyper_clean.py"
 #: (method, net, extra flags); RHG with the MLP at T = 500 costs minutes per iteration on a CPU, so it is timed
 #: at T = K = 50 (its cost is linear in T: multiply by 10)
 HYPER_CLEANING_CONFIGS = [(m, net, []) for m in ("penalty", "vpbgd", "gpbgd") for net in ("linear", "MLP")] + [
-    ("rhg", "linear", []), ("rhg", "MLP", ["--T", "50", "--K", "50"])]
+    ("rhg", "linear", []),
+    ("rhg", "MLP", ["--T", "50", "--K", "50"]),
+]
 
 
 def load(relative):
@@ -43,8 +46,13 @@ def load(relative):
 
 def main(argv=None):
     p = console.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runners", nargs="+", default=list(RUNNERS) + ["hyper_cleaning"],
-                   choices=list(RUNNERS) + ["hyper_cleaning"], help="denoising runners to time at the paper's size")
+    p.add_argument(
+        "--runners",
+        nargs="+",
+        default=list(RUNNERS) + ["hyper_cleaning"],
+        choices=list(RUNNERS) + ["hyper_cleaning"],
+        help="denoising runners to time at the paper's size",
+    )
     p.add_argument("--methods", nargs="+", default=["penalty", "approxgrad"], help="bilevel solvers to time")
     p.add_argument("--steps", type=int, default=3, help="timed upper iterations per configuration")
     p.add_argument("--out", default="runs/data_denoising_timing.json", help="JSON file the timings are written to")
@@ -60,8 +68,15 @@ def main(argv=None):
                 run_args = hyper_cleaning_config.parse("", flags, module.CONFIG)
                 t0 = time.perf_counter()
                 r = hyper_cleaning.time_upper_iterations(run_args, module.CONFIG.penalty, args.steps)
-                rows.append(dict(runner=f"hyper_cleaning ({net})", method=method, flags=" ".join(extra), **r,
-                                 wall_seconds=time.perf_counter() - t0))
+                rows.append(
+                    dict(
+                        runner=f"hyper_cleaning ({net})",
+                        method=method,
+                        flags=" ".join(extra),
+                        **r,
+                        wall_seconds=time.perf_counter() - t0,
+                    )
+                )
                 print(json.dumps(rows[-1]), flush=True)
             continue
         spec = load(RUNNERS[name]).SPEC

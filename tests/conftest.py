@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 @pytest.fixture(autouse=True)
 def _seed():
     import keras
+
     keras.utils.set_random_seed(0)
     yield
     keras.mixed_precision.set_dtype_policy("float32")  # a mixed-precision test must not leak its policy

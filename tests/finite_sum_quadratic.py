@@ -8,6 +8,7 @@ so mean_i g_i = 1/2 v'Hv - v'(Mu + m) + (terms without v) with H = A'A/n + mu I,
 mean_j f_j = f with d = mean_j d_j (plus a constant): v*(u), u* and the hypergradient are the toy's.
 Batches are 1-tuples ``(indices,)``; batch None is the whole set.
 """
+
 import numpy as np
 import tensorflow as tf
 
@@ -20,30 +21,41 @@ class FiniteSumQuadratic(QuadraticBilevel):
         rng = np.random.default_rng(seed)
         A, B = rng.normal(size=(n_lower, n_v)), rng.normal(size=(n_lower, n_u))
         c, D, e = rng.normal(size=n_lower), rng.normal(size=(n_upper, n_v)), rng.normal(size=n_u)
-        super().__init__(A.T @ A / n_lower + mu * np.eye(n_v), A.T @ B / n_lower, A.T @ c / n_lower, D.mean(0), e,
-                         alpha, dtype=dtype)
+        super().__init__(
+            A.T @ A / n_lower + mu * np.eye(n_v), A.T @ B / n_lower, A.T @ c / n_lower, D.mean(0), e, alpha, dtype=dtype
+        )
         self.samples = {k: tf.constant(x, dtype) for k, x in dict(A=A, B=B, c=c, D=D, e=e).items()}
         self.mu, self.n_lower, self.n_upper = mu, n_lower, n_upper
 
     def lower_per_sample(self, batch):
         (idx,) = (tf.range(self.n_lower),) if batch is None else batch  # None: the whole set
         s = self.samples
-        r = (tf.linalg.matvec(tf.gather(s["A"], idx), self.v) - tf.linalg.matvec(tf.gather(s["B"], idx), self.u)
-             - tf.gather(s["c"], idx))
+        r = (
+            tf.linalg.matvec(tf.gather(s["A"], idx), self.v)
+            - tf.linalg.matvec(tf.gather(s["B"], idx), self.u)
+            - tf.gather(s["c"], idx)
+        )
         return 0.5 * tf.square(r) + 0.5 * self.mu * tf.reduce_sum(tf.square(self.v))
 
     def upper_per_sample(self, batch):
         (idx,) = (tf.range(self.n_upper),) if batch is None else batch
         s = self.samples
-        return (0.5 * tf.reduce_sum(tf.square(self.v[None] - tf.gather(s["D"], idx)), axis=1)
-                + 0.5 * self.alpha * tf.reduce_sum(tf.square(self.u - s["e"])))
+        return 0.5 * tf.reduce_sum(
+            tf.square(self.v[None] - tf.gather(s["D"], idx)), axis=1
+        ) + 0.5 * self.alpha * tf.reduce_sum(tf.square(self.u - s["e"]))
 
     def finite_sum_problem(self) -> bl.BilevelProblem:
-        return bl.BilevelProblem(bl.FiniteSum(self.upper_per_sample, self.n_upper),
-                                 bl.FiniteSum(self.lower_per_sample, self.n_lower), [self.u], [self.v])
+        return bl.BilevelProblem(
+            bl.FiniteSum(self.upper_per_sample, self.n_upper),
+            bl.FiniteSum(self.lower_per_sample, self.n_lower),
+            [self.u],
+            [self.v],
+        )
 
     def datasets(self, batch=(4, 6), seed=0):
         """(upper, lower) tf.data pipelines of shuffled index batches (reshuffled each pass)."""
+
         def indices(n, b, s):
             return tf.data.Dataset.from_tensor_slices((np.arange(n),)).shuffle(n, seed=s).batch(b, drop_remainder=True)
+
         return indices(self.n_upper, batch[0], seed + 1), indices(self.n_lower, batch[1], seed + 2)

@@ -1,5 +1,6 @@
 """The small importance-weighted classifier that the data-parallel tests fit: per-example importance (upper,
 kept in a box) and a 6-4-3 network (lower), with batches (indices, x, y) below and (x, y) above."""
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -21,8 +22,9 @@ def importance_problem(n_train: int, bound: float):
         x, y = batch
         return tf.reduce_mean(ce(y, model(x)))
 
-    problem = bl.BilevelProblem(f, g, [importance], model.trainable_variables,
-                                upper_constraint=bl.constraints.box(-bound, bound))
+    problem = bl.BilevelProblem(
+        f, g, [importance], model.trainable_variables, upper_constraint=bl.constraints.box(-bound, bound)
+    )
     return problem, importance, model
 
 

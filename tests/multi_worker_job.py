@@ -6,6 +6,7 @@ classifier of tests/importance_toy.py (as in tests/test_distributed.py) fitted b
 (``--strategy multi_worker``) and, on the chief, writes the final variables and logs to ``OUT/final.json``; the
 test calls :func:`fit` in its own process for the single-process reference.
 """
+
 import json
 import os
 import sys
@@ -29,18 +30,23 @@ def fit(strategy, checkpoint_dir):
     scope = strategy.scope() if strategy is not None else tf.distribute.get_strategy().scope()
     with scope:
         problem, importance, model = importance_problem(16, 0.5)
-        solver = bl.Penalty(problem, upper_optimizer=keras.optimizers.SGD(0.5),
-                            lower_optimizer=keras.optimizers.SGD(0.1), inner_steps=2)
+        solver = bl.Penalty(
+            problem, upper_optimizer=keras.optimizers.SGD(0.5), lower_optimizer=keras.optimizers.SGD(0.1), inner_steps=2
+        )
     lower, upper = importance_data(16)
     # every worker builds the same shuffled stream of global batches; bl.fit gives each its half of every batch
     lower_ds = tf.data.Dataset.from_tensor_slices(lower).shuffle(16, seed=2).batch(GLOBAL_BATCH, drop_remainder=True)
     upper_ds = tf.data.Dataset.from_tensor_slices(upper).shuffle(16, seed=3).batch(GLOBAL_BATCH, drop_remainder=True)
-    history = bl.fit(solver, upper_ds, lower_ds, steps=STEPS, checkpoint_dir=checkpoint_dir, checkpoint_every=2,
-                     verbose=0)
-    return {"importance": importance.numpy().tolist(),
-            "weights": [w.numpy().tolist() for w in model.trainable_variables],
-            "logs": {k: v for k, v in history[-1].items() if k != "seconds"},
-            "chief": workers.is_chief(strategy), "iterations": int(solver.iterations.numpy())}
+    history = bl.fit(
+        solver, upper_ds, lower_ds, steps=STEPS, checkpoint_dir=checkpoint_dir, checkpoint_every=2, verbose=0
+    )
+    return {
+        "importance": importance.numpy().tolist(),
+        "weights": [w.numpy().tolist() for w in model.trainable_variables],
+        "logs": {k: v for k, v in history[-1].items() if k != "seconds"},
+        "chief": workers.is_chief(strategy),
+        "iterations": int(solver.iterations.numpy()),
+    }
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """A strongly convex quadratic bilevel problem with a closed-form solution, shared by the tests.
 
-    g(u, v) = 1/2 v'Av - v'Bu            ->  v*(u) = A^-1 B u
-    f(u, v) = 1/2 ||v - c||^2 + a/2 ||u||^2
-    F(u)    = f(u, v*(u))                ->  u* = (J'J + aI)^-1 J'c,   J = A^-1 B
-    exact hypergradient:  grad F(u) = a u + J'(v*(u) - c)
+g(u, v) = 1/2 v'Av - v'Bu            ->  v*(u) = A^-1 B u
+f(u, v) = 1/2 ||v - c||^2 + a/2 ||u||^2
+F(u)    = f(u, v*(u))                ->  u* = (J'J + aI)^-1 J'c,   J = A^-1 B
+exact hypergradient:  grad F(u) = a u + J'(v*(u) - c)
 """
+
 import numpy as np
 import tensorflow as tf
 

@@ -1,4 +1,5 @@
 """Load an experiment runner script (they live in folders without __init__.py) and run its main()."""
+
 import importlib.util
 import json
 import sys

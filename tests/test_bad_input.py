@@ -1,4 +1,5 @@
 """Bad construction raises ValueError naming the problem."""
+
 import keras
 import pytest
 import tensorflow as tf
@@ -12,7 +13,7 @@ def _vars():
 
 
 def _losses(u, v):
-    return (lambda b: tf.reduce_sum(v ** 2) + tf.reduce_sum(u ** 2)), (lambda b: tf.reduce_sum((v - u) ** 2))
+    return (lambda b: tf.reduce_sum(v**2) + tf.reduce_sum(u**2)), (lambda b: tf.reduce_sum((v - u) ** 2))
 
 
 @pytest.mark.parametrize("field", ["upper_vars", "lower_vars"])
@@ -94,8 +95,9 @@ def test_optimizer_misuse():
     schedule = keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)
     with pytest.raises(ValueError, match="lr_decay needs upper_optimizer to have a constant learning rate"):
         bl.Penalty(Quadratic().problem(), upper_optimizer=keras.optimizers.Adam(schedule), schedule="original")
-    bl.Penalty(Quadratic().problem(), upper_optimizer=keras.optimizers.Adam(schedule), schedule="original",
-               lr_decay=None)
+    bl.Penalty(
+        Quadratic().problem(), upper_optimizer=keras.optimizers.Adam(schedule), schedule="original", lr_decay=None
+    )
     bl.Penalty(Quadratic().problem(), upper_optimizer=keras.optimizers.Adam(schedule))  # default: no decay
 
 

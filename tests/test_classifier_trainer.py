@@ -1,5 +1,6 @@
 """The apps' one classifier trainer (bilevel_tf.apps.classifier): restarts, mini-batch and full-batch runs,
 the loss it minimises."""
+
 import keras
 import numpy as np
 import pytest

@@ -1,5 +1,6 @@
 """Clean-label attack pieces on a tiny frozen conv net standing in for InceptionV3 (fast): the cached
 feature op's hypergradients, the eps-ball projection, the baseline, the radius search and the curve."""
+
 import keras
 import numpy as np
 import pytest
@@ -31,12 +32,26 @@ def _setup(method="penalty", inner_steps=3, beta=0.0):
     images = rng.uniform(-1, 1, (12, *SHAPE)).astype(np.float32)
     labels = np.arange(12) % 2
     features = fm.extract(images)
-    trainer = ClassifierTrainer(models.softmax_layer(features.shape[1], 2),
-                                          keras.optimizers.RMSprop(1e-2))
+    trainer = ClassifierTrainer(models.softmax_layer(features.shape[1], 2), keras.optimizers.RMSprop(1e-2))
     trainer.fit(features, labels, 50)
-    attack = poisoning.CleanLabelAttack(fm, trainer, features, labels, SHAPE, method=method, lr_u=0.05, lr_v=1e-2,
-                                        lr_p=1e-2, inner_steps=inner_steps, rho=1.0, lam=1.0, eps=1.0, nu=0.0,
-                                        sigma=1e-3, beta=beta)
+    attack = poisoning.CleanLabelAttack(
+        fm,
+        trainer,
+        features,
+        labels,
+        SHAPE,
+        method=method,
+        lr_u=0.05,
+        lr_v=1e-2,
+        lr_p=1e-2,
+        inner_steps=inner_steps,
+        rho=1.0,
+        lam=1.0,
+        eps=1.0,
+        nu=0.0,
+        sigma=1e-3,
+        beta=beta,
+    )
     return fm, trainer, attack, images, labels, features
 
 
@@ -55,9 +70,11 @@ def test_cached_features_give_the_exact_second_order_terms():
         return poisoning.cross_entropy(logits, tf.concat([attack.poison_label, attack.train_labels], 0))
 
     def upper(_):
-        return (poisoning.cross_entropy(clf(attack.target_feature), attack.wrong_label)
-                + tf.reduce_sum(tf.square(net([attack.u]) - attack.target_feature))
-                + 0.01 * tf.reduce_sum(tf.square(attack.u - attack.base)))
+        return (
+            poisoning.cross_entropy(clf(attack.target_feature), attack.wrong_label)
+            + tf.reduce_sum(tf.square(net([attack.u]) - attack.target_feature))
+            + 0.01 * tf.reduce_sum(tf.square(attack.u - attack.base))
+        )
 
     plain = bl.BilevelProblem(upper, lower, [attack.u], trainer.variables)
     np.testing.assert_allclose(float(problem.g(None)), float(plain.g(None)), rtol=1e-6)
@@ -79,21 +96,26 @@ def test_feature_map_gradient_matches_autodiff():
     with tf.GradientTape() as tape:
         tape.watch(x)
         loss = tf.reduce_sum(tf.square(fm.network([x]) - target))
-    np.testing.assert_allclose(fm.input_gradient(x, tf.zeros_like(target), target, tf.constant(1.0)).numpy(),
-                               tape.gradient(loss, x).numpy(), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(
+        fm.input_gradient(x, tf.zeros_like(target), target, tf.constant(1.0)).numpy(),
+        tape.gradient(loss, x).numpy(),
+        rtol=1e-4,
+        atol=1e-7,
+    )
     with tf.GradientTape() as tape:  # the differentiable call used by cleverhans' PGD
         tape.watch(x)
         y = fm(x)
     np.testing.assert_allclose(y.numpy(), fm.network([x]).numpy(), rtol=1e-6)
-    np.testing.assert_allclose(tape.gradient(y, x).numpy(),
-                               fm.input_gradient(x, tf.ones_like(y), target, tf.constant(0.0)).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        tape.gradient(y, x).numpy(), fm.input_gradient(x, tf.ones_like(y), target, tf.constant(0.0)).numpy(), rtol=1e-5
+    )
 
 
 def test_projection_keeps_the_poison_in_the_ball_and_pixel_range():
     base = tf.constant(np.random.default_rng(4).uniform(-0.9, 0.9, (1, *SHAPE)), tf.float32)
     project = poisoning.poison_projection(base, 2.0)
     inside = base + 0.01
-    np.testing.assert_allclose(project([inside])[0].numpy(), inside.numpy(), atol=1e-6)   # identity inside
+    np.testing.assert_allclose(project([inside])[0].numpy(), inside.numpy(), atol=1e-6)  # identity inside
     (far,) = project([base + 5.0 * tf.random.normal(base.shape)])
     assert float(tf.norm(far - base)) <= 2.0 + 1e-4
     assert float(tf.reduce_min(far)) >= -1.0 and float(tf.reduce_max(far)) <= 1.0
@@ -107,7 +129,7 @@ def test_attack_and_baseline_stay_within_the_radius(method):
     start = np.linalg.norm(fm.extract(images[:1])[0] - features[1])
     poison = attack.craft(0.5, 20, clean)
     assert np.linalg.norm(poison - images[0]) <= 0.5 + 1e-4 and poison.min() >= -1 and poison.max() <= 1
-    assert np.linalg.norm(fm.extract(poison[None])[0] - features[1]) < start   # features moved to the target
+    assert np.linalg.norm(fm.extract(poison[None])[0] - features[1]) < start  # features moved to the target
     for v, c in zip(trainer.variables, clean):  # craft starts from the given weights every time
         assert v.shape == c.shape
     baseline = poisoning.FeatureCollision(fm, beta=0.1, lr=0.5).craft(images[0], features[1], 0.5, 20)

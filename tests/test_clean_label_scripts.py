@@ -1,5 +1,6 @@
 """Both clean-label scripts end to end on tiny generated dog-fish images with a random-weight InceptionV3
 (75x75, its minimum input), in-process: feature extraction to HDF5, then the attack reading them."""
+
 import json
 from pathlib import Path
 
@@ -51,8 +52,11 @@ def test_extraction_writes_features_that_round_trip(features, dogfish):
 
 def test_attack_smoke_end_to_end(features, dogfish, tmp_path):
     _, path = features  # the same --seed (0) builds the same random network
-    result = run_runner(ATTACK, ["--data-dir", str(dogfish), "--features", str(path), "--random-weights",
-                                 "--smoke"], tmp_path / "attack")
+    result = run_runner(
+        ATTACK,
+        ["--data-dir", str(dogfish), "--features", str(path), "--random-weights", "--smoke"],
+        tmp_path / "attack",
+    )
     m, out = result["metrics"], tmp_path / "attack"
     assert_solver_config(result, "penalty")
     assert m["num_targets"] == 2 and m["num_train"] == 8 and 0 <= m["clean_test_accuracy"] <= 1

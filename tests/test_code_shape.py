@@ -1,6 +1,7 @@
 """The package's shape stays small: no module over 400 lines, no function over 60 (its docstring, which
 the API reference shows, not counted), no import cycle, no re-export shims (``noqa: F401``) and no aliases of
 the package's own names (a name with two homes)."""
+
 import ast
 from pathlib import Path
 from typing import Dict, List, Set, Tuple
@@ -30,8 +31,11 @@ def _relative(path: Path) -> str:
 
 
 def test_no_module_over_the_line_limit():
-    long = {_relative(path): n for path, _ in MODULES.values()
-            if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
+    long = {
+        _relative(path): n
+        for path, _ in MODULES.values()
+        if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
     assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
 
 
@@ -44,8 +48,11 @@ def test_no_function_over_the_line_limit():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 length = node.end_lineno - node.lineno + 1
                 first = node.body[0]
-                if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
-                        and isinstance(first.value.value, str):
+                if (
+                    isinstance(first, ast.Expr)
+                    and isinstance(first.value, ast.Constant)
+                    and isinstance(first.value.value, str)
+                ):
                     length -= first.end_lineno - first.lineno + 1
                 if length > MAX_FUNCTION_LINES:
                     long[f"{_relative(path)}:{node.lineno} {node.name}"] = length
@@ -57,7 +64,7 @@ def _target(module: str, is_package: bool, node: ast.ImportFrom) -> str:
     if node.level == 0:
         return node.module or ""
     base = module.split(".") if is_package else module.split(".")[:-1]
-    base = base[:len(base) - (node.level - 1)]
+    base = base[: len(base) - (node.level - 1)]
     return ".".join(base + ([node.module] if node.module else []))
 
 
@@ -116,9 +123,10 @@ def _cycles(graph: Dict[str, Set[str]]) -> List[List[str]]:
 
 def test_no_import_cycle():
     # a package's __init__ importing its own submodules is not a cycle of concern: leave those edges out
-    graph = {name: {edge for edge in edges if not (MODULES[name][0].name == "__init__.py"
-                                                   and edge.startswith(name + "."))}
-             for name, edges in _import_graph().items()}
+    graph = {
+        name: {edge for edge in edges if not (MODULES[name][0].name == "__init__.py" and edge.startswith(name + "."))}
+        for name, edges in _import_graph().items()
+    }
     assert not _cycles(graph)
 
 
@@ -128,8 +136,12 @@ def test_the_cycle_finder_finds_a_cycle():
 
 
 def test_no_reexport_shims_or_aliases():
-    shims = [f"{_relative(path)}:{number}" for path, _ in MODULES.values()
-             for number, line in enumerate(path.read_text().splitlines(), 1) if "noqa: F401" in line]
+    shims = [
+        f"{_relative(path)}:{number}"
+        for path, _ in MODULES.values()
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "noqa: F401" in line
+    ]
     assert not shims, f"re-export shims: {shims}"
     aliases = []
     for name, (path, tree) in MODULES.items():
@@ -137,6 +149,9 @@ def test_no_reexport_shims_or_aliases():
             continue
         for node in tree.body:
             if isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").startswith("bilevel_tf")):
-                aliases += [f"{_relative(path)}:{node.lineno} {a.name} as {a.asname}" for a in node.names
-                            if a.asname and a.asname != a.name and a.name[:1].isupper()]
+                aliases += [
+                    f"{_relative(path)}:{node.lineno} {a.name} as {a.asname}"
+                    for a in node.names
+                    if a.asname and a.asname != a.name and a.name[:1].isupper()
+                ]
     assert not aliases, f"package names imported under another name: {aliases}"

@@ -1,9 +1,16 @@
 """Dog-fish npz and HDF5 feature files."""
+
 import numpy as np
 import pytest
 
-from bilevel_tf.datasets import (DataFileMissingError, DataFormatError, load_dogfish, load_dogfish_features_npy,
-                                 load_features_h5, save_features_h5)
+from bilevel_tf.datasets import (
+    DataFileMissingError,
+    DataFormatError,
+    load_dogfish,
+    load_dogfish_features_npy,
+    load_features_h5,
+    save_features_h5,
+)
 
 
 def _arrays(rng, one_hot):
@@ -33,8 +40,9 @@ def test_dogfish_missing_and_bad(tmp_path):
     with pytest.raises(DataFileMissingError) as e:
         load_dogfish(tmp_path)
     msg = str(e.value)
-    assert msg.startswith(f"dataset_dog-fish_train-900_test-300.npz not found at "
-                          f"{tmp_path / 'dataset_dog-fish_train-900_test-300.npz'}")
+    assert msg.startswith(
+        f"dataset_dog-fish_train-900_test-300.npz not found at {tmp_path / 'dataset_dog-fish_train-900_test-300.npz'}"
+    )
     assert "0x550cd344825049bdbb865b887381823c" in msg
     a = _arrays(np.random.default_rng(1), True)
     del a["Y_test"]
@@ -45,8 +53,12 @@ def test_dogfish_missing_and_bad(tmp_path):
 
 def test_features_h5_round_trip(tmp_path):
     rng = np.random.default_rng(2)
-    arrays = dict(X_train=rng.random((5, 2048), dtype=np.float32), X_test=rng.random((3, 2048)),
-                  Y_train=np.array([0, 1, 1, 0, 1]), Y_test=np.array([1, 0, 0], dtype=np.int32))
+    arrays = dict(
+        X_train=rng.random((5, 2048), dtype=np.float32),
+        X_test=rng.random((3, 2048)),
+        Y_train=np.array([0, 1, 1, 0, 1]),
+        Y_test=np.array([1, 0, 0], dtype=np.int32),
+    )
     path = save_features_h5(tmp_path / "sub" / "features.h5", **arrays)
     got = load_features_h5(path, required=("X_train", "X_test", "Y_train", "Y_test"))
     assert sorted(got) == sorted(arrays)
@@ -57,8 +69,11 @@ def test_features_h5_round_trip(tmp_path):
 
 def test_features_h5_missing_dataset_and_file(tmp_path):
     save_features_h5(tmp_path / "f.h5", X_train=np.zeros((2, 4)))
-    with pytest.raises(DataFormatError, match=r"f.h5: missing datasets \['X_test'\] \(has \['X_train'\]\); "
-                                              r"expected HDF5 datasets \['X_train', 'X_test'\]"):
+    with pytest.raises(
+        DataFormatError,
+        match=r"f.h5: missing datasets \['X_test'\] \(has \['X_train'\]\); "
+        r"expected HDF5 datasets \['X_train', 'X_test'\]",
+    ):
         load_features_h5(tmp_path / "f.h5")
     with pytest.raises(DataFileMissingError, match="nope.h5 not found at"):
         load_features_h5(tmp_path / "nope.h5")

@@ -1,4 +1,5 @@
 """N-way K-shot episode sampling."""
+
 import numpy as np
 import pytest
 
@@ -41,8 +42,9 @@ def test_episode_structure(data):
         assert len(np.unique(sup_idx[t])) == n * k and len(np.unique(qry_idx[t])) == n * q
         task_classes = []
         for j in range(n):  # position label j <-> one original class, shared by support and query
-            cls = np.unique(np.concatenate([labels[sup_idx[t][ep.support_y[t] == j]],
-                                            labels[qry_idx[t][ep.query_y[t] == j]]]))
+            cls = np.unique(
+                np.concatenate([labels[sup_idx[t][ep.support_y[t] == j]], labels[qry_idx[t][ep.query_y[t] == j]]])
+            )
             assert len(cls) == 1
             task_classes.append(cls[0])
         assert len(set(task_classes)) == n

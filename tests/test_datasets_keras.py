@@ -1,12 +1,20 @@
 """keras.datasets cache layouts (mnist.npz, fashion-mnist IDX .gz, CIFAR-10 python pickles) read offline."""
+
 import gzip
 import pickle
 
 import numpy as np
 import pytest
 
-from bilevel_tf.datasets import (DataFileMissingError, DataFormatError, keras_cache_dirs, load_cifar10,
-                                 load_fashion_mnist, load_mnist, read_idx)
+from bilevel_tf.datasets import (
+    DataFileMissingError,
+    DataFormatError,
+    keras_cache_dirs,
+    load_cifar10,
+    load_fashion_mnist,
+    load_mnist,
+    read_idx,
+)
 from bilevel_tf.datasets._testing import py2_pickle_dumps, write_idx_gz
 
 
@@ -20,10 +28,12 @@ def keras_home(tmp_path, monkeypatch):
 
 
 def _mnist_arrays(rng, n_train=6, n_test=4):
-    return dict(x_train=rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-                y_train=rng.integers(0, 10, n_train).astype(np.uint8),
-                x_test=rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-                y_test=rng.integers(0, 10, n_test).astype(np.uint8))
+    return dict(
+        x_train=rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        y_train=rng.integers(0, 10, n_train).astype(np.uint8),
+        x_test=rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        y_test=rng.integers(0, 10, n_test).astype(np.uint8),
+    )
 
 
 def test_cache_dir_follows_keras_home(keras_home):
@@ -83,10 +93,12 @@ def test_mnist_bad_keys_and_corrupt(keras_home):
 
 def _write_fashion(folder, rng):
     folder.mkdir(parents=True, exist_ok=True)
-    arrays = {"train-images-idx3-ubyte.gz": rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
-              "train-labels-idx1-ubyte.gz": rng.integers(0, 10, 5).astype(np.uint8),
-              "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
-              "t10k-labels-idx1-ubyte.gz": rng.integers(0, 10, 3).astype(np.uint8)}
+    arrays = {
+        "train-images-idx3-ubyte.gz": rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte.gz": rng.integers(0, 10, 5).astype(np.uint8),
+        "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte.gz": rng.integers(0, 10, 3).astype(np.uint8),
+    }
     for name, a in arrays.items():
         write_idx_gz(folder / name, a)
     return arrays
@@ -120,8 +132,9 @@ def test_fashion_mnist_missing_one_file(keras_home):
     (keras_home / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DataFileMissingError) as e:
         load_fashion_mnist()
-    assert str(e.value).startswith("t10k-labels-idx1-ubyte.gz not found at "
-                                   f"{keras_home / 'fashion-mnist' / 't10k-labels-idx1-ubyte.gz'}")
+    assert str(e.value).startswith(
+        f"t10k-labels-idx1-ubyte.gz not found at {keras_home / 'fashion-mnist' / 't10k-labels-idx1-ubyte.gz'}"
+    )
     assert "keras.datasets.fashion_mnist.load_data()" in str(e.value)
 
 
@@ -142,8 +155,12 @@ def _write_cifar(folder, rng, n=4, py2=True):
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
         labels = [int(v) for v in rng.integers(0, 10, n)]
-        d = {b"batch_label": b"batch", b"labels": labels, b"data": data,
-             b"filenames": [b"img%d.png" % i for i in range(n)]}
+        d = {
+            b"batch_label": b"batch",
+            b"labels": labels,
+            b"data": data,
+            b"filenames": [b"img%d.png" % i for i in range(n)],
+        }
         (folder / name).write_bytes(py2_pickle_dumps(d) if py2 else pickle.dumps(d, protocol=4))
         out[name] = (data, labels)
     return out

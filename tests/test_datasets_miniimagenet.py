@@ -1,4 +1,5 @@
 """Mini-ImageNet cache pickles of Ren et al. (Python 3 and Python 2 flavours)."""
+
 import pickle
 
 import numpy as np
@@ -59,16 +60,22 @@ def test_class_dict_with_numpy_index_arrays(tmp_path, images):
 def test_wrong_keys(tmp_path, images):
     p = tmp_path / "m.pkl"
     p.write_bytes(pickle.dumps({"images": images, "class_dict": CLASS_DICT}))
-    with pytest.raises(DataFormatError, match=r"missing keys \['image_data'\] \(has \['class_dict', 'images'\]\); "
-                                              r"expected keys 'image_data' and 'class_dict'"):
+    with pytest.raises(
+        DataFormatError,
+        match=r"missing keys \['image_data'\] \(has \['class_dict', 'images'\]\); "
+        r"expected keys 'image_data' and 'class_dict'",
+    ):
         load_miniimagenet_split(p)
 
 
-@pytest.mark.parametrize("class_dict,msg", [
-    ({"a": [0, 1, 2, 3]}, "5 of 9 images belong to no class"),
-    ({"a": [0, 1, 2, 3, 4], "b": [4, 5, 6, 7, 8]}, "class 'b' shares images with another class"),
-    ({"a": list(range(10))}, r"class 'a' indexes images outside \[0, 9\)"),
-])
+@pytest.mark.parametrize(
+    "class_dict,msg",
+    [
+        ({"a": [0, 1, 2, 3]}, "5 of 9 images belong to no class"),
+        ({"a": [0, 1, 2, 3, 4], "b": [4, 5, 6, 7, 8]}, "class 'b' shares images with another class"),
+        ({"a": list(range(10))}, r"class 'a' indexes images outside \[0, 9\)"),
+    ],
+)
 def test_inconsistent_class_dict(tmp_path, images, class_dict, msg):
     p = tmp_path / "m.pkl"
     p.write_bytes(pickle.dumps({"image_data": images, "class_dict": class_dict}))

@@ -1,12 +1,14 @@
 """Label flipping (noise.py) and the bundled sklearn digits (digits.py)."""
+
 import numpy as np
 import pytest
 
 from bilevel_tf.datasets import flip_first, flip_labels, load_digits, train_val_test_split
 
 
-@pytest.mark.parametrize("n,fraction,expected", [(1000, 0.25, 250), (1000, 0.5, 500), (7, 0.5, 4), (10, 0.0, 0),
-                                                 (3, 0.99, 3)])
+@pytest.mark.parametrize(
+    "n,fraction,expected", [(1000, 0.25, 250), (1000, 0.5, 500), (7, 0.5, 4), (10, 0.0, 0), (3, 0.99, 3)]
+)
 def test_flip_labels_exact_count_and_always_different(n, fraction, expected):
     y = np.random.default_rng(0).integers(0, 10, n)
     y_before = y.copy()
@@ -32,12 +34,15 @@ def test_flip_labels_seeded_and_uniform():
     assert ma[:10000].sum() > 4000 and ma[10000:].sum() > 4000
 
 
-@pytest.mark.parametrize("kwargs,msg", [
-    (dict(fraction=1.0), r"fraction must be in \[0, 1\), got 1.0"),
-    (dict(fraction=-0.1), r"fraction must be in \[0, 1\), got -0.1"),
-    (dict(num_classes=1), "num_classes must be an integer >= 2"),
-    (dict(num_classes=3), r"labels must be in \[0, 2\], found values in \[0, 4\]"),
-])
+@pytest.mark.parametrize(
+    "kwargs,msg",
+    [
+        (dict(fraction=1.0), r"fraction must be in \[0, 1\), got 1.0"),
+        (dict(fraction=-0.1), r"fraction must be in \[0, 1\), got -0.1"),
+        (dict(num_classes=1), "num_classes must be an integer >= 2"),
+        (dict(num_classes=3), r"labels must be in \[0, 2\], found values in \[0, 4\]"),
+    ],
+)
 def test_flip_labels_validation(kwargs, msg):
     args = dict(y=np.arange(5), fraction=0.2, num_classes=5, seed=0)
     args.update(kwargs)

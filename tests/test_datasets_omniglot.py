@@ -1,16 +1,27 @@
 """Omniglot: omniglot_resized PNG folders -> x_omniglot_1.npy / y_omniglot_1.npy (original cache format)."""
+
 import numpy as np
 import pytest
 import scipy.ndimage
 from PIL import Image
 
-from bilevel_tf.datasets import (DataFileMissingError, build_omniglot_arrays, list_omniglot_characters,
-                                 load_omniglot, load_omniglot_folders)
+from bilevel_tf.datasets import (
+    DataFileMissingError,
+    build_omniglot_arrays,
+    list_omniglot_characters,
+    load_omniglot,
+    load_omniglot_folders,
+)
 
 # created deliberately out of order: the loader must sort by (alphabet, character)
 TREE = {"Tifinagh": ["character02", "character01"], "Armenian": ["character03", "character01", "character02"]}
-SORTED = [("Armenian", "character01"), ("Armenian", "character02"), ("Armenian", "character03"),
-          ("Tifinagh", "character01"), ("Tifinagh", "character02")]
+SORTED = [
+    ("Armenian", "character01"),
+    ("Armenian", "character02"),
+    ("Armenian", "character03"),
+    ("Tifinagh", "character01"),
+    ("Tifinagh", "character02"),
+]
 N_PER_CHAR = 3
 
 
@@ -89,6 +100,7 @@ def test_load_omniglot_builds_then_reads_cache(tmp_path):
     assert x.shape == (60, 28, 28, 1) and y.dtype == np.int64
     # second call reads the npy cache even without the PNG folder
     import shutil
+
     shutil.rmtree(tmp_path / "omniglot_resized")
     x2, y2, tr2, te2 = load_omniglot(tmp_path, n_train_characters=3)
     np.testing.assert_array_equal(x2, x)

@@ -1,11 +1,18 @@
 """SVHN: official .mat layout -> paper split -> HDF5 cache."""
+
 import h5py
 import numpy as np
 import pytest
 import scipy.io
 
-from bilevel_tf.datasets import (DataFileMissingError, DataFormatError, load_svhn_h5, load_svhn_mat,
-                                 preprocess_svhn, svhn_split_indices)
+from bilevel_tf.datasets import (
+    DataFileMissingError,
+    DataFormatError,
+    load_svhn_h5,
+    load_svhn_mat,
+    preprocess_svhn,
+    svhn_split_indices,
+)
 
 
 def _write_mat(path, digits, rng, label_dtype=np.uint8):
@@ -59,8 +66,9 @@ def test_split_too_few_per_class():
 
 def test_preprocess_grey(mats):
     folder, (xtr, ytr), (xte, yte) = mats
-    out = preprocess_svhn(folder / "train_32x32.mat", folder / "test_32x32.mat", folder / "out",
-                          seed=3, val_per_class=2)
+    out = preprocess_svhn(
+        folder / "train_32x32.mat", folder / "test_32x32.mat", folder / "out", seed=3, val_per_class=2
+    )
     assert out == folder / "out" / "SVHN_single_grey_without_extra.h5"
     with h5py.File(out, "r") as f:
         assert sorted(f.keys()) == ["X_test", "X_train", "X_val", "y_test", "y_train", "y_val"]
@@ -82,8 +90,7 @@ def test_preprocess_grey(mats):
 
 def test_preprocess_rgb(mats):
     folder, (xtr, ytr), _ = mats
-    out = preprocess_svhn(folder / "train_32x32.mat", folder / "test_32x32.mat", folder, grey=False,
-                          val_per_class=1)
+    out = preprocess_svhn(folder / "train_32x32.mat", folder / "test_32x32.mat", folder, grey=False, val_per_class=1)
     assert out.name == "SVHN_single_without_extra.h5"
     d = load_svhn_h5(out)
     train_idx, val_idx = svhn_split_indices(ytr, 1, seed=0)

@@ -1,4 +1,5 @@
 """Building blocks of the importance-learning runners: data streams, augmentation, optimizer, problem, metrics."""
+
 import keras
 import numpy as np
 import pytest
@@ -116,8 +117,9 @@ def test_losses_sparse_gradient_and_no_retracing():
 def test_every_method_builds_from_a_table_row(method):
     task, batch, val = _tiny_task()
     hp = dict(lr_u=1.0, lr_v=0.01, lr_p=0.01, halve_every=20, pretrain_lr=1e-3)
-    solver = bl.make_solver(method, task.problem(), **imp.solver_options(method, hp, inner_steps=2,
-                                                                          upper_optimizer="adam"))
+    solver = bl.make_solver(
+        method, task.problem(), **imp.solver_options(method, hp, inner_steps=2, upper_optimizer="adam")
+    )
     logs = solver.step(val, batch)
     assert np.isfinite(float(logs["upper_loss"]))
     expected = {"rmd": bl.RMD, "penalty": bl.Penalty, "approxgrad": bl.ApproxGrad, "gd": bl.GD}[method]
@@ -155,9 +157,22 @@ def test_noise_detection_counts():
 
 
 def test_spec_overrides_merge_hyperparameter_rows():
-    spec = cfg.DenoisingSpec("x", "", {"a": Sizes(1, 1, 1), "digits": cfg.DIGITS_SIZES}, lambda s, n: None,
-                             0.25, 10, 20, 200, 5, (0.4, 0.6), {"penalty": dict(lr_u=3.0, lr_v=1e-4, rho=0.01)},
-                             5, 1e-3, overrides={"digits": dict(epochs=3, hyperparams={"penalty": dict(lr_v=0.1)})})
+    spec = cfg.DenoisingSpec(
+        "x",
+        "",
+        {"a": Sizes(1, 1, 1), "digits": cfg.DIGITS_SIZES},
+        lambda s, n: None,
+        0.25,
+        10,
+        20,
+        200,
+        5,
+        (0.4, 0.6),
+        {"penalty": dict(lr_u=3.0, lr_v=1e-4, rho=0.01)},
+        5,
+        1e-3,
+        overrides={"digits": dict(epochs=3, hyperparams={"penalty": dict(lr_v=0.1)})},
+    )
     d = spec.for_dataset("digits")
     assert d.epochs == 3 and d.hyperparams["penalty"] == dict(lr_u=3.0, lr_v=0.1, rho=0.01)
     assert spec.for_dataset("a").hyperparams == spec.hyperparams

@@ -1,5 +1,6 @@
 """The README demo learns: on the bundled digits with 25% flipped labels, Penalty's learned importance beats
 the uniform-weight noisy baseline and gives flipped points low weight (fixed seeds)."""
+
 import pytest
 from runner_utils import run_runner
 

@@ -1,4 +1,5 @@
 """Smoke runs of the data-denoising runners (offline digits, in-process) and their output files."""
+
 import json
 from pathlib import Path
 
@@ -18,20 +19,34 @@ SVHN = "data_denoising/svhn/test_bilevel_importance_learning_svhn.py"
 HYPER = "data_denoising/hyper_cleaning/data_hyper_clean.py"
 PREPROCESS = "data_denoising/svhn/pre_process_svhn_data.py"
 
+
 @pytest.fixture(autouse=True)
 def _offline(tmp_path, monkeypatch):
     """No cached data sets or weights: the runs below are also the check that --smoke alone runs offline."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "no_keras_cache"))
 
 
-DENOISING_METRICS = ("test_accuracy", "noisy_baseline_test_accuracy", "bilevel_test_accuracy", "noise_precision",
-                     "noise_recall", "pretrain_test_accuracy")
+DENOISING_METRICS = (
+    "test_accuracy",
+    "noisy_baseline_test_accuracy",
+    "bilevel_test_accuracy",
+    "noise_precision",
+    "noise_recall",
+    "pretrain_test_accuracy",
+)
 
 
 def _check_outputs(out: Path, result: dict, method: str):
     assert result["method"] == method
-    assert set(result) >= {"experiment", "method", "dataset", "config", "metrics", "history",
-                           "seconds_per_upper_iteration"}
+    assert set(result) >= {
+        "experiment",
+        "method",
+        "dataset",
+        "config",
+        "metrics",
+        "history",
+        "seconds_per_upper_iteration",
+    }
     for name in ("importance_histogram.png", "accuracy_vs_time.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG" and (out / name).stat().st_size > 5000, name
     rows = (out / "history.csv").read_text().splitlines()
@@ -59,9 +74,17 @@ def _check_denoising(out: Path, result: dict, method: str, epochs: int = 2):
     assert m["step_traces"] == 1  # fixed batch shapes: the compiled upper iteration never retraces
 
 
-@pytest.mark.parametrize("runner,method,model", [(SMALL, "penalty", "paper"), (LARGE, "penalty", "mlp"),
-                                                 (LARGE, "approxgrad", "mlp"), (SVHN, "rmd", "paper"),
-                                                 (CIFAR, "gd", "mlp"), (SMALL, "implicit", "mlp")])
+@pytest.mark.parametrize(
+    "runner,method,model",
+    [
+        (SMALL, "penalty", "paper"),
+        (LARGE, "penalty", "mlp"),
+        (LARGE, "approxgrad", "mlp"),
+        (SVHN, "rmd", "paper"),
+        (CIFAR, "gd", "mlp"),
+        (SMALL, "implicit", "mlp"),
+    ],
+)
 def test_denoising_runner_smoke(tmp_path, runner, method, model):
     # SVHN with model=paper: the original's CNN (on 8x8 digits) in the unrolled RMD loop
     result = run_runner(runner, ["--smoke", "--method", method, "--model", model], tmp_path)  # offline: digits
@@ -126,24 +149,36 @@ def test_resume_continues_and_refuses_another_configuration(tmp_path, capsys):
     assert "resuming from step 3 of 8" in out and "warm start" not in out  # the checkpoint holds the warm start
     steps = [r["step"] for r in resumed["history"]]
     assert steps[0] == 0 and max(steps) == 8  # the whole run's history: the first part was restored
-    assert resumed["history"][:len(first["history"])] == first["history"]
+    assert resumed["history"][: len(first["history"])] == first["history"]
     assert resumed["metrics"]["warm_start_noise_precision"] == first["metrics"]["warm_start_noise_precision"]
     # K upper iterations replace the epochs' count (2 epochs x 4 batches here), also beyond it
     longer = run_runner(LARGE, ["--smoke", "--dataset", "digits", "--upper-iterations", "10"], tmp_path)
-    assert longer["metrics"]["upper_iterations"] == 10 and longer["history"][:len(resumed["history"]) - 1] == \
-        resumed["history"][:-1]
+    assert (
+        longer["metrics"]["upper_iterations"] == 10
+        and longer["history"][: len(resumed["history"]) - 1] == resumed["history"][:-1]
+    )
     with pytest.raises(ValueError, match="another configuration"):
         run_runner(LARGE, ["--smoke", "--dataset", "digits", "--noise", "0.4"], tmp_path)
 
 
-@pytest.mark.parametrize("method,extra", [("vpbgd", []), ("gpbgd", ["--net", "MLP"]), ("rhg", ["--K", "2"]),
-                                          ("penalty", [])] + [(m, []) for m in ("saba",) + MODERN])
+@pytest.mark.parametrize(
+    "method,extra",
+    [("vpbgd", []), ("gpbgd", ["--net", "MLP"]), ("rhg", ["--K", "2"]), ("penalty", [])]
+    + [(m, []) for m in ("saba",) + MODERN],
+)
 def test_hyper_cleaning_smoke(tmp_path, method, extra):
     result = run_runner(HYPER, ["--smoke", "--method", method] + extra, tmp_path)
     _check_outputs(tmp_path, result, method)
     m = result["metrics"]
-    for key in ("test_accuracy", "noisy_baseline_test_accuracy", "f1", "cleaner_precision", "cleaner_recall",
-                "noise_precision", "noise_recall"):
+    for key in (
+        "test_accuracy",
+        "noisy_baseline_test_accuracy",
+        "f1",
+        "cleaner_precision",
+        "cleaner_recall",
+        "noise_precision",
+        "noise_recall",
+    ):
         assert 0.0 <= m[key] <= 1.0, key
     assert m["n_train"] == 1000 and m["n_dirty"] == 500
     assert 0.5 < m["labels_unchanged"] < 0.6  # half redrawn uniformly over 10 classes: ~55% unchanged
@@ -165,11 +200,14 @@ def test_svhn_preprocessing_and_runner_on_real_format_files(tmp_path):
         labels = np.tile(np.arange(1, 11), n // 10)[:, None]  # 10 = digit 0, as the official files
         scipy_io.savemat(tmp_path / name, {"X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8), "y": labels})
     from runner_utils import load_runner
-    path = load_runner(PREPROCESS).main(["--data-dir", str(tmp_path), "--out-dir", str(tmp_path),
-                                         "--val-per-class", "2"])
+
+    path = load_runner(PREPROCESS).main(
+        ["--data-dir", str(tmp_path), "--out-dir", str(tmp_path), "--val-per-class", "2"]
+    )
     assert Path(path).name == "SVHN_single_grey_without_extra.h5"
-    result = run_runner(SVHN, ["--smoke", "--data-dir", str(tmp_path), "--batch-size", "10", "--model", "mlp"],
-                        tmp_path / "run")
+    result = run_runner(
+        SVHN, ["--smoke", "--data-dir", str(tmp_path), "--batch-size", "10", "--model", "mlp"], tmp_path / "run"
+    )
     m = result["metrics"]
     assert (m["n_train"], m["n_val"], m["n_test"]) == (60, 20, 30)
     assert result["dataset"] == "svhn" and 0.0 <= m["test_accuracy"] <= 1.0
@@ -178,6 +216,7 @@ def test_svhn_preprocessing_and_runner_on_real_format_files(tmp_path):
 def test_missing_paper_data_names_the_file(tmp_path, capsys):
     from runner_utils import load_runner
     from bilevel_tf.runner import experiment
+
     with pytest.raises(SystemExit) as e:
         experiment.run_main(load_runner(SVHN).main, ["--smoke", "--data-dir", str(tmp_path), "--out", str(tmp_path)])
     assert e.value.code == 2

@@ -1,4 +1,5 @@
 """--seed N --deterministic: two runs of a runner give identical results.json metrics (and loss curves)."""
+
 import pytest
 from tensorflow.python.framework import config as tf_config
 
@@ -24,10 +25,14 @@ def _curves(history):
     return [{k: v for k, v in r.items() if "seconds" not in k} for r in history]
 
 
-@pytest.mark.parametrize("runner, args, other_seed", [
-    (DENOISING, ["--smoke", "--dataset", "digits"], False),  # shuffled tf.data streams, warm start, evaluation
-    (POISONING, ["--smoke", "--dataset", "digits", "--epochs", "3"], True),
-], ids=["denoising", "poisoning"])
+@pytest.mark.parametrize(
+    "runner, args, other_seed",
+    [
+        (DENOISING, ["--smoke", "--dataset", "digits"], False),  # shuffled tf.data streams, warm start, evaluation
+        (POISONING, ["--smoke", "--dataset", "digits", "--epochs", "3"], True),
+    ],
+    ids=["denoising", "poisoning"],
+)
 def test_two_seeded_deterministic_runs_agree(runner, args, other_seed, tmp_path, restore_op_determinism):
     flags = args + ["--seed", "7", "--deterministic"]
     first = run_runner(runner, flags, tmp_path / "a")

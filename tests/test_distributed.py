@@ -1,5 +1,6 @@
 """Data-parallel solvers under tf.distribute.MirroredStrategy on two logical CPU devices equal the
 single-device step on the same global batch."""
+
 import keras
 import numpy as np
 import pytest
@@ -11,10 +12,20 @@ from importance_toy import importance_data, importance_problem
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
-KW = {"penalty": dict(eps=1e3), "approxgrad": {}, "rmd": dict(lower_optimizer=0.1), "gd": {},
-      "vpbgd": dict(gamma_init=1.0, gamma_max=1.0, gamma_argmax_step=1), "gpbgd": dict(gamma_init=1.0),
-      "soba": {}, "amigo": {}, "stocbio": dict(linear_steps=3), "f2sa": {}, "bome": {},
-      "implicit": dict(linear_steps=3)}
+KW = {
+    "penalty": dict(eps=1e3),
+    "approxgrad": {},
+    "rmd": dict(lower_optimizer=0.1),
+    "gd": {},
+    "vpbgd": dict(gamma_init=1.0, gamma_max=1.0, gamma_argmax_step=1),
+    "gpbgd": dict(gamma_init=1.0),
+    "soba": {},
+    "amigo": {},
+    "stocbio": dict(linear_steps=3),
+    "f2sa": {},
+    "bome": {},
+    "implicit": dict(linear_steps=3),
+}
 # (Implicit: 10 CG steps on this network's ill-conditioned float32 Hessian amplify the all-reduce's rounding to 4e-3)
 
 
@@ -42,8 +53,13 @@ def test_two_replicas_equal_one_device(method, mirrored):
     results = []
     for strategy in (tf.distribute.get_strategy(), mirrored):
         solver, importance, model = _build(method, strategy)
-        history = bl.fit(solver, tf.data.Dataset.from_tensor_slices(upper).batch(8),
-                         tf.data.Dataset.from_tensor_slices(lower).batch(8), steps=3, verbose=0)
+        history = bl.fit(
+            solver,
+            tf.data.Dataset.from_tensor_slices(upper).batch(8),
+            tf.data.Dataset.from_tensor_slices(lower).batch(8),
+            steps=3,
+            verbose=0,
+        )
         results.append((importance.numpy(), [w.numpy() for w in model.trainable_variables], history[-1]))
     (u1, w1, logs1), (u2, w2, logs2) = results
     assert np.any(u1 != 0) or method == "gd"  # GD ignores u here: f does not depend on it directly

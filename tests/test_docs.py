@@ -2,6 +2,7 @@
 commands, whose links lead somewhere and whose solver table covers every method; an API reference that documents
 every public name; prose that names only files and modules that exist. (CI also builds the site with
 `mkdocs build --strict`, which checks the pages' links and anchors.)"""
+
 import fnmatch
 import importlib.util
 import re
@@ -18,16 +19,19 @@ PUBLIC_NAME_DIRECTIVE = re.compile(r"^::: bl\.(\w+)\s*$", re.MULTILINE)
 SNIPPET = re.compile(r'^--8<-- "README\.md:([a-z_]+)"$', re.MULTILINE)
 CODE_SPAN = re.compile(r"`([^`\n]+)`")
 FENCED_LINE = re.compile(r"^```[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
-REPO_PATH = re.compile(r"(?<![\w/.-])((?:bilevel_tf|benchmarks|tests|synthetic_examples|data_denoising|few_shot|"
-                       r"data_poisoning|clean_label|docs)/[\w./-]*\w/?)")
+REPO_PATH = re.compile(
+    r"(?<![\w/.-])((?:bilevel_tf|benchmarks|tests|synthetic_examples|data_denoising|few_shot|"
+    r"data_poisoning|clean_label|docs)/[\w./-]*\w/?)"
+)
 DOTTED = re.compile(r"(?<![\w.])bilevel_tf((?:\.[a-z]\w*)+)")
 
 
 def _setup_commands():
     """The two commands of the README's opening code block (title, blank line, ```bash, two lines, ```)."""
     assert README_LINES[0] == "# bilevel_tf" and README_LINES[1] == "", "the README starts with its title"
-    assert README_LINES[2] == "```bash" and README_LINES[5] == "```", \
+    assert README_LINES[2] == "```bash" and README_LINES[5] == "```", (
         "the README's title is followed by one bash block of exactly two commands (docs/index.md shows lines 3-6)"
+    )
     return README_LINES[3], README_LINES[4]
 
 
@@ -55,8 +59,9 @@ def test_every_relative_link_of_the_readme_exists():
 
 
 def test_readme_solver_table_has_every_method():
-    missing = [method for method in bilevel_tf.METHODS
-               if f"| `bl.{bilevel_tf.get_solver(method).__name__}` |" not in README]
+    missing = [
+        method for method in bilevel_tf.METHODS if f"| `bl.{bilevel_tf.get_solver(method).__name__}` |" not in README
+    ]
     assert not missing, f"methods without a row in the README's solver table: {missing}"
 
 
@@ -64,8 +69,9 @@ def test_docs_include_only_readme_sections_that_exist():
     names = {name for page in (ROOT / "docs").rglob("*.md") for name in SNIPPET.findall(page.read_text())}
     assert names, "the site shows the README's sections (docs/index.md, docs/guide/)"
     for name in names:
-        assert f"--8<-- [start:{name}]" in README and f"--8<-- [end:{name}]" in README, \
+        assert f"--8<-- [start:{name}]" in README and f"--8<-- [end:{name}]" in README, (
             f"README.md lost the section {name!r} that docs/ includes"
+        )
 
 
 def test_api_reference_documents_every_public_name():
@@ -74,8 +80,9 @@ def test_api_reference_documents_every_public_name():
         documented += PUBLIC_NAME_DIRECTIVE.findall(page.read_text())
     assert sorted(set(documented)) == sorted(documented), "a public name is documented twice"
     assert not set(documented) - set(bilevel_tf.__all__), "docs/api names something that is not public"
-    assert not set(bilevel_tf.__all__) - set(documented), \
+    assert not set(bilevel_tf.__all__) - set(documented), (
         f"public names missing from docs/api: {sorted(set(bilevel_tf.__all__) - set(documented))}"
+    )
 
 
 def _prose_files():
@@ -84,10 +91,14 @@ def _prose_files():
 
 def _ignored(path: str) -> bool:
     """Data and outputs the docs name but the repository never holds (.gitignore)."""
-    patterns = [p.strip().strip("/") for p in (ROOT / ".gitignore").read_text().splitlines()
-                if p.strip() and not p.startswith("#")]
-    return any(fnmatch.fnmatch(path.rstrip("/"), pattern) or path.startswith(pattern.rstrip("*") + "/")
-               for pattern in patterns)
+    patterns = [
+        p.strip().strip("/")
+        for p in (ROOT / ".gitignore").read_text().splitlines()
+        if p.strip() and not p.startswith("#")
+    ]
+    return any(
+        fnmatch.fnmatch(path.rstrip("/"), pattern) or path.startswith(pattern.rstrip("*") + "/") for pattern in patterns
+    )
 
 
 def _exists(path: str) -> bool:

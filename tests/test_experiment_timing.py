@@ -1,4 +1,5 @@
 """timing.time_steps: the shared timer of the paper-size timing scripts."""
+
 from bilevel_tf.runner.timing import time_steps
 
 

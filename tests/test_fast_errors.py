@@ -1,6 +1,7 @@
 """Cheap errors answer at once: a runner checks its data files (and, in test_offline_smoke.py, its run folder:
 a finished run, another configuration) before TensorFlow loads. Each check runs in a child process whose
 TensorFlow or Keras import fails (test_fast_help.GUARD), within a time bound."""
+
 import json
 import os
 import subprocess
@@ -35,8 +36,14 @@ def run_guarded(runner: str, args, cwd=None):
     stderr, wall-clock seconds)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     start = time.perf_counter()
-    child = subprocess.run([sys.executable, "-c", GUARD, json.dumps([str(a) for a in args]), str(ROOT / runner)],
-                           cwd=cwd or ROOT, capture_output=True, text=True, timeout=120, env=env)
+    child = subprocess.run(
+        [sys.executable, "-c", GUARD, json.dumps([str(a) for a in args]), str(ROOT / runner)],
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     seconds = time.perf_counter() - start
     if child.returncode != 0:  # the guard itself failed
         return child, seconds

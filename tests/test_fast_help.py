@@ -1,5 +1,6 @@
 """The runners parse their flags before TensorFlow loads: --help and a mistyped flag answer at once, and
 importing bilevel_tf alone does not import TensorFlow (which then loads quietly on first use)."""
+
 import json
 import os
 import subprocess
@@ -39,8 +40,9 @@ GUARD = textwrap.dedent("""
 
 def _run(*args, env=None):
     environment = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
-    return subprocess.run([sys.executable, "-c", *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env=environment)
+    return subprocess.run(
+        [sys.executable, "-c", *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env=environment
+    )
 
 
 def _every_runner(flags):
@@ -67,8 +69,9 @@ def test_help_answers_without_tensorflow(runner, helped):
     assert "usage:" in result["out"]
 
 
-@pytest.mark.parametrize("runner", [r for r in RUNNERS if "/time_" not in r and "pre_process" not in r
-                                    and "extract_" not in r])
+@pytest.mark.parametrize(
+    "runner", [r for r in RUNNERS if "/time_" not in r and "pre_process" not in r and "extract_" not in r]
+)
 def test_a_mistyped_flag_is_refused_without_tensorflow(runner, mistyped):
     result = mistyped[runner]
     assert result["code"] == 2, result
@@ -78,13 +81,16 @@ def test_a_mistyped_flag_is_refused_without_tensorflow(runner, mistyped):
 
 
 def test_importing_the_package_does_not_import_tensorflow():
-    result = _run("import sys, bilevel_tf, bilevel_tf.runner.experiment, bilevel_tf.core.options, "
-                  "bilevel_tf.apps.poisoning; print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    result = _run(
+        "import sys, bilevel_tf, bilevel_tf.runner.experiment, bilevel_tf.core.options, "
+        "bilevel_tf.apps.poisoning; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
     assert result.stdout.split() == ["False", "False"], result.stderr
 
 
 def test_importing_the_package_installs_no_hook_and_reads_no_argv():
-    result = _run(textwrap.dedent("""
+    result = _run(
+        textwrap.dedent("""
         import sys
         sys.argv = ["host-program", "--verbose", "2"]  # the host's flags are none of the library's business
         before = list(sys.meta_path)
@@ -93,19 +99,22 @@ def test_importing_the_package_installs_no_hook_and_reads_no_argv():
         bl.METHODS, bl.make_solver  # a lazy name of each kind (TensorFlow adds its own finders)
         ours = [f for f in sys.meta_path if type(f).__module__.startswith("bilevel_tf")]
         print(unchanged, ours == [], type(bl) is type(sys))
-    """))
+    """)
+    )
     assert result.stdout.split() == ["True", "True", "True"], result.stderr
 
 
 def test_names_load_on_first_use_and_fit_is_the_function():
-    result = _run(textwrap.dedent("""
+    result = _run(
+        textwrap.dedent("""
         import inspect
         import bilevel_tf as bl
         from bilevel_tf import fit
         from bilevel_tf.training.loop import History, fit as loop_fit
         print(inspect.isfunction(bl.fit), fit is bl.fit is loop_fit, History is bl.History,
               bl.Penalty.__name__, bl.toy.__name__, sorted(set(bl.__all__) - set(dir(bl))))
-    """))
+    """)
+    )
     assert result.stdout.split() == ["True", "True", "True", "Penalty", "bilevel_tf.toy", "[]"], result.stderr
 
 
@@ -115,8 +124,12 @@ def test_tensorflow_loads_quietly_once_a_runner_parsed_its_flags():
     start = "from bilevel_tf.runner import experiment; experiment.parser('a runner').parse_args([]); "
     result = _run(start + "import keras; import tensorflow as tf; print(tf.constant(2.0).numpy())", env=env)
     assert result.stdout.strip() == "2.0", result.stderr
-    assert "oneDNN" not in result.stderr and "cuInit" not in result.stderr and "cuda" not in result.stderr.lower(), \
+    assert "oneDNN" not in result.stderr and "cuInit" not in result.stderr and "cuda" not in result.stderr.lower(), (
         result.stderr
-    loud = _run(start.replace("[]", "['--verbose', '2']") + "import sys, keras; "
-                "print(any('Quiet' in type(f).__name__ for f in sys.meta_path))", env=env)
+    )
+    loud = _run(
+        start.replace("[]", "['--verbose', '2']") + "import sys, keras; "
+        "print(any('Quiet' in type(f).__name__ for f in sys.meta_path))",
+        env=env,
+    )
     assert loud.returncode == 0 and loud.stdout.strip() == "False", loud.stderr

@@ -1,5 +1,6 @@
 """The fast path must not change results: XLA vs graph steps, forward-over-reverse vs double-backward
 second-order products, on a small Keras model with per-example importance weights (sparse upper gradients)."""
+
 import keras
 import numpy as np
 import pytest
@@ -20,16 +21,28 @@ class Importance:
 
     def __init__(self, seed=0):
         keras.utils.set_random_seed(seed)
-        self.model = keras.Sequential([
-            keras.Input((8, 8, 1)), keras.layers.Conv2D(3, 3, activation="tanh"), keras.layers.Flatten(),
-            keras.layers.Dense(12, activation="tanh"), keras.layers.Dropout(0.5), keras.layers.Dense(4)])
+        self.model = keras.Sequential(
+            [
+                keras.Input((8, 8, 1)),
+                keras.layers.Conv2D(3, 3, activation="tanh"),
+                keras.layers.Flatten(),
+                keras.layers.Dense(12, activation="tanh"),
+                keras.layers.Dropout(0.5),
+                keras.layers.Dense(4),
+            ]
+        )
         self.logits = tf.Variable(np.linspace(-1, 1, N_TRAIN, dtype=np.float32), name="importance")
         rng = np.random.default_rng(seed)
         idx = rng.choice(N_TRAIN, BATCH, replace=False).astype(np.int32)
-        self.lower_batch = (tf.constant(idx), tf.constant(rng.random((BATCH, 8, 8, 1), dtype=np.float32)),
-                            tf.constant(rng.integers(0, 4, BATCH)))
-        self.upper_batch = (tf.constant(rng.random((BATCH, 8, 8, 1), dtype=np.float32)),
-                            tf.constant(rng.integers(0, 4, BATCH)))
+        self.lower_batch = (
+            tf.constant(idx),
+            tf.constant(rng.random((BATCH, 8, 8, 1), dtype=np.float32)),
+            tf.constant(rng.integers(0, 4, BATCH)),
+        )
+        self.upper_batch = (
+            tf.constant(rng.random((BATCH, 8, 8, 1), dtype=np.float32)),
+            tf.constant(rng.integers(0, 4, BATCH)),
+        )
 
     def problem(self):
         ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
@@ -86,8 +99,9 @@ def test_second_order_modes_agree_on_sparse_mixed_products():
     results = {}
     for mode in autodiff.HVP_MODES:
         for name, weights in (("constant", vector), ("function", lambda gv: [2.0 * x for x in gv])):
-            g, gv, f, grads = autodiff.second_order(problem, task.lower_batch, weights, wrt,
-                                                    extra=lambda: problem.f(task.upper_batch), mode=mode)
+            g, gv, f, grads = autodiff.second_order(
+                problem, task.lower_batch, weights, wrt, extra=lambda: problem.f(task.upper_batch), mode=mode
+            )
             results[mode, name] = [float(g), float(f)] + [tf.convert_to_tensor(x).numpy() for x in gv + grads]
     for name in ("constant", "function"):
         for x, y in zip(results["double_backward", name], results["forward_over_reverse", name]):

@@ -1,4 +1,5 @@
 """Few-shot building blocks (bilevel_tf.apps.few_shot): data, per-task batch norm, problem, meta-test, flags."""
+
 import argparse
 
 import keras
@@ -21,7 +22,7 @@ def test_rotated_digits_classes_and_split():
     data = few_shot_config.rotated_digits()
     x, y = data.train.images, data.train.labels
     assert x.shape[1:] == (8, 8, 1) and y.dtype == np.int64 and len(np.unique(y)) == 40
-    np.testing.assert_array_equal(data.train.classes, np.arange(28))   # digits 0-6 x 4 rotations
+    np.testing.assert_array_equal(data.train.classes, np.arange(28))  # digits 0-6 x 4 rotations
     np.testing.assert_array_equal(data.test.classes, np.arange(28, 40))  # digits 7-9 x 4 rotations
     # class 4d + r holds digit d's images rotated by r * 90 degrees, in the same order
     for r in range(4):
@@ -48,8 +49,18 @@ def test_problem_step_resets_heads_trains_representation_without_retracing():
     model = fs.FewShotModel(omniglot_encoder((8, 8, 1)), n_way=3, meta_batch=2, seed=0)
     problem = model.problem()
     assert problem.lower_vars[0] is model.head.W and problem.lower_vars[0].shape == (2, 64, 3)
-    args = argparse.Namespace(method="penalty", inner_steps=2, jit=False, lr_u=1e-2, lr_v=1e-2, rho=1e-2, lam=1e-2,
-                              eps=1e-2, nu=1e-4, lr_decay=0.99)
+    args = argparse.Namespace(
+        method="penalty",
+        inner_steps=2,
+        jit=False,
+        lr_u=1e-2,
+        lr_v=1e-2,
+        rho=1e-2,
+        lam=1e-2,
+        eps=1e-2,
+        nu=1e-4,
+        lr_decay=0.99,
+    )
     solver = bl.make_solver(args.method, problem, **fs.solver_options(args))
     config = solver.get_config()  # the original's constants are recorded (results.json config.solver)
     assert (config["c_rho"], config["c_lam"], config["c_eps"], config["schedule"]) == (1.1, 0.9, 0.9, "original")

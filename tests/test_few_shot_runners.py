@@ -1,5 +1,6 @@
 """Both few-shot runners end to end (--smoke, in-process): offline digits, tiny real-format Omniglot PNG trees and
 Mini-ImageNet pickles, resume from a checkpoint, and the missing-data error."""
+
 import pickle
 
 import numpy as np
@@ -11,6 +12,7 @@ from bilevel_tf.datasets import DataFileMissingError
 from bilevel_tf.datasets._testing import py2_pickle_dumps
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
+
 
 @pytest.fixture(autouse=True)
 def _offline(tmp_path, monkeypatch):
@@ -95,14 +97,16 @@ def test_miniimagenet_real_format_pickles(tmp_path):
     assert result["config"]["n_way"] == 5 and result["config"]["meta_batch"] == 2
 
 
-@pytest.mark.parametrize("runner, missing", [(OMNIGLOT, "x_omniglot_1.npy"),
-                                             (MINIIMAGENET, "mini-imagenet-cache-train.pkl")])
+@pytest.mark.parametrize(
+    "runner, missing", [(OMNIGLOT, "x_omniglot_1.npy"), (MINIIMAGENET, "mini-imagenet-cache-train.pkl")]
+)
 def test_missing_data_names_the_file(tmp_path, runner, missing, capsys):
     module = load_runner(runner)
     argv = ["--smoke", "--data-dir", str(tmp_path), "--out", str(tmp_path / "run")]
     with pytest.raises(DataFileMissingError, match=missing):
         module.main(argv)
     from bilevel_tf.runner import experiment
+
     with pytest.raises(SystemExit) as exit_info:
         experiment.run_main(module.main, argv)
     assert exit_info.value.code == 2 and missing in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """bl.fit: data sources, callbacks and logging, checkpoint/resume, NaN guard."""
+
 import csv
 import math
 
@@ -39,8 +40,15 @@ def _importance_problem():
 
 
 def _solver(problem):
-    return bl.Penalty(problem, upper_optimizer=keras.optimizers.Adam(0.05), lower_optimizer=keras.optimizers.Adam(0.01),
-                      inner_steps=3, rho=1.0, lam=1.0, eps=0.5)
+    return bl.Penalty(
+        problem,
+        upper_optimizer=keras.optimizers.Adam(0.05),
+        lower_optimizer=keras.optimizers.Adam(0.01),
+        inner_steps=3,
+        rho=1.0,
+        lam=1.0,
+        eps=0.5,
+    )
 
 
 def _state(solver):
@@ -76,8 +84,9 @@ def test_nan_loss_stops_with_the_step_and_keeps_last_good_checkpoint(tmp_path):
     q = Quadratic()
     problem = q.problem()
     scale = tf.Variable(1.0)
-    bad = bl.BilevelProblem(lambda b: problem.upper_loss(b) * tf.math.log(scale), problem.lower_loss,
-                            problem.upper_vars, problem.lower_vars)
+    bad = bl.BilevelProblem(
+        lambda b: problem.upper_loss(b) * tf.math.log(scale), problem.lower_loss, problem.upper_vars, problem.lower_vars
+    )
     solver = bl.GD(bad, inner_steps=1)
 
     def poison(step, logs):
@@ -85,8 +94,14 @@ def test_nan_loss_stops_with_the_step_and_keeps_last_good_checkpoint(tmp_path):
             scale.assign(-1.0)  # log(-1) = nan from the next step on
 
     with pytest.raises(bl.NonFiniteError, match=r"step 5: upper_loss = nan; stopped, last good checkpoint kept: .*-4"):
-        bl.fit(solver, steps=10, checkpoint_dir=str(tmp_path), checkpoint_every=2, verbose=0,
-               callbacks=[bl.LambdaCallback(on_step_end=poison)])
+        bl.fit(
+            solver,
+            steps=10,
+            checkpoint_dir=str(tmp_path),
+            checkpoint_every=2,
+            verbose=0,
+            callbacks=[bl.LambdaCallback(on_step_end=poison)],
+        )
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith("-4")
 
 
@@ -101,10 +116,16 @@ def test_sources_callbacks_csv_and_early_stop(tmp_path):
         return {"distance": q.u_error()}
 
     path = tmp_path / "log.csv"
-    history = bl.fit(solver, upper_data=lambda step: tf.fill([2], float(step)), lower_data=[tf.zeros([2])] * 3,
-                     steps=9, verbose=0, csv_path=str(path), log_every=3,
-                     callbacks=[bl.LambdaCallback(on_step_end=lambda s, logs: seen.append(s)),
-                                bl.Evaluate(evaluate, every=4)])
+    history = bl.fit(
+        solver,
+        upper_data=lambda step: tf.fill([2], float(step)),
+        lower_data=[tf.zeros([2])] * 3,
+        steps=9,
+        verbose=0,
+        csv_path=str(path),
+        log_every=3,
+        callbacks=[bl.LambdaCallback(on_step_end=lambda s, logs: seen.append(s)), bl.Evaluate(evaluate, every=4)],
+    )
     assert seen == list(range(1, 10))
     assert len(evaluations) == 3  # steps 4, 8 and the final step 9
     assert [r["step"] for r in history] == [3, 6, 9]

@@ -1,6 +1,7 @@
 """What bl.fit reports, and how it reports failures: seconds per upper iteration after resumes, what it is doing
 (resuming, tracing), a runaway loss or a learning rate far out of range, a full disk, a lost worker, a progress
 line within the terminal, and mixed variable dtypes refused when the problem is built."""
+
 import errno
 import io
 import os
@@ -17,13 +18,22 @@ from quadratic import Quadratic
 
 
 def _penalty(q, **kwargs):
-    return bl.Penalty(q.problem(u0=[0.3, -0.5, 0.8]), upper_optimizer=keras.optimizers.Adam(0.01),
-                      lower_optimizer=keras.optimizers.Adam(0.01), inner_steps=2, **kwargs)
+    return bl.Penalty(
+        q.problem(u0=[0.3, -0.5, 0.8]),
+        upper_optimizer=keras.optimizers.Adam(0.01),
+        lower_optimizer=keras.optimizers.Adam(0.01),
+        inner_steps=2,
+        **kwargs,
+    )
 
 
 def _fit(folder, steps, verbose=0, **kwargs):  # GD: the cheapest solver to trace, each fit traces once
-    solver = bl.GD(Quadratic().problem(u0=[0.3, -0.5, 0.8]), upper_optimizer=keras.optimizers.SGD(0.01),
-                   lower_optimizer=keras.optimizers.SGD(0.1), inner_steps=2)
+    solver = bl.GD(
+        Quadratic().problem(u0=[0.3, -0.5, 0.8]),
+        upper_optimizer=keras.optimizers.SGD(0.01),
+        lower_optimizer=keras.optimizers.SGD(0.1),
+        inner_steps=2,
+    )
     return bl.fit(solver, steps=steps, checkpoint_dir=str(folder), verbose=verbose, **kwargs)
 
 
@@ -53,8 +63,12 @@ def test_a_runaway_loss_is_warned_about_once(recwarn):
 
 def test_fit_warns_when_the_lower_loss_runs_away():
     q = Quadratic()  # g is 1..2-strongly convex in v: SGD with rate 5 multiplies the error by up to 9 a step
-    solver = bl.GD(q.problem(v0=np.ones(5)), upper_optimizer=keras.optimizers.SGD(0.01),
-                   lower_optimizer=keras.optimizers.SGD(5.0), inner_steps=1)
+    solver = bl.GD(
+        q.problem(v0=np.ones(5)),
+        upper_optimizer=keras.optimizers.SGD(0.01),
+        lower_optimizer=keras.optimizers.SGD(5.0),
+        inner_steps=1,
+    )
     with pytest.warns(callbacks.DivergenceWarning) as warned:
         history = bl.fit(solver, steps=8, verbose=0)
     assert np.isfinite(history[-1]["lower_loss"])
@@ -76,7 +90,8 @@ def test_a_full_disk_stops_with_an_os_error_and_keeps_the_last_checkpoint(tmp_pa
     def no_space(self, checkpoint_number=None, **kwargs):
         if checkpoint_number == 4:
             raise tf.errors.ResourceExhaustedError(
-                None, None, f"{self.directory}/ckpt-4_temp/part-00000; No space left on device [Op:SaveV2]")
+                None, None, f"{self.directory}/ckpt-4_temp/part-00000; No space left on device [Op:SaveV2]"
+            )
         return original(self, checkpoint_number=checkpoint_number, **kwargs)
 
     monkeypatch.setattr(tf.train.CheckpointManager, "save", no_space)
@@ -100,8 +115,12 @@ class _TwoWorkers:
 
 
 def test_a_lost_worker_is_one_line_and_exit_status_1(tmp_path, monkeypatch, capsys):
-    lost = tf.errors.UnavailableError(None, None, "Collective ops is aborted by: cluster check alive failed, "
-                                      "/job:worker/replica:0/task:1 is down\nAdditional GRPC error information ...")
+    lost = tf.errors.UnavailableError(
+        None,
+        None,
+        "Collective ops is aborted by: cluster check alive failed, "
+        "/job:worker/replica:0/task:1 is down\nAdditional GRPC error information ...",
+    )
     error = workers.peer_failure(lost, _TwoWorkers(), 7, str(tmp_path / "ckpt-6"))
     assert isinstance(error, workers.WorkerLostError) and "\n" not in str(error)
     assert str(error).startswith("step 7: a worker of the cluster stopped answering (Collective ops is aborted")
@@ -131,10 +150,24 @@ class _Terminal(io.StringIO):
 
 def test_the_progress_line_fits_the_terminal(monkeypatch):
     monkeypatch.setattr(console.shutil, "get_terminal_size", lambda fallback=None: os.terminal_size((100, 24)))
-    logs = {"upper_loss": 0.0845, "lower_loss": 1.154, "penalty": 0.01505, "schedule_fired": 0.0, "rho": 0.3912,
-            "lam": 0.07699, "eps": 0.0, "g_grad_sq": 1.0}
-    evaluation = {"lower_train_accuracy": 0.708, "lower_val_accuracy": 1.0, "lower_test_accuracy": 0.9363,
-                  "mean_importance": 0.5, "noise_precision": 0.876, "eval_seconds": 0.003}
+    logs = {
+        "upper_loss": 0.0845,
+        "lower_loss": 1.154,
+        "penalty": 0.01505,
+        "schedule_fired": 0.0,
+        "rho": 0.3912,
+        "lam": 0.07699,
+        "eps": 0.0,
+        "g_grad_sq": 1.0,
+    }
+    evaluation = {
+        "lower_train_accuracy": 0.708,
+        "lower_val_accuracy": 1.0,
+        "lower_test_accuracy": 0.9363,
+        "mean_importance": 0.5,
+        "noise_precision": 0.876,
+        "eval_seconds": 0.003,
+    }
     terminal = _Terminal()
     progress = console.Progress(100, 0, verbose=1, stream=terminal)
     for step in range(1, 101):

@@ -1,5 +1,6 @@
 """bl.fit keeps a run whole and refuses what it cannot honour: configuration checks on resume, damaged
 checkpoints, locks, leftovers of a kill, CSV files across resumes, unusable variables and learning rates."""
+
 import glob
 import os
 import signal
@@ -20,8 +21,12 @@ U0 = [0.3, -0.5, 0.8]
 
 
 def _penalty(q, **kwargs):
-    return bl.Penalty(q.problem(u0=U0), upper_optimizer=keras.optimizers.Adam(0.01),
-                      lower_optimizer=keras.optimizers.Adam(0.01), **{"inner_steps": 2, **kwargs})
+    return bl.Penalty(
+        q.problem(u0=U0),
+        upper_optimizer=keras.optimizers.Adam(0.01),
+        lower_optimizer=keras.optimizers.Adam(0.01),
+        **{"inner_steps": 2, **kwargs},
+    )
 
 
 def _run(tmp_path, steps, make=_penalty, **fit_kwargs):
@@ -40,9 +45,17 @@ def test_resume_under_another_configuration_is_refused(tmp_path):
     with pytest.raises(checkpoints.ResumeMismatchError, match=r"solver_class: 'Penalty' -> 'GD'"):
         _run(tmp_path, 6, make=lambda q: bl.GD(q.problem(u0=U0), inner_steps=2), config={"noise": 0.25})
     with pytest.raises(checkpoints.ResumeMismatchError, match=r"learning_rate"):
-        _run(tmp_path, 6, make=lambda q: bl.Penalty(q.problem(u0=U0), upper_optimizer=keras.optimizers.Adam(0.1),
-                                                   lower_optimizer=keras.optimizers.Adam(0.01), inner_steps=2),
-             config={"noise": 0.25})
+        _run(
+            tmp_path,
+            6,
+            make=lambda q: bl.Penalty(
+                q.problem(u0=U0),
+                upper_optimizer=keras.optimizers.Adam(0.1),
+                lower_optimizer=keras.optimizers.Adam(0.01),
+                inner_steps=2,
+            ),
+            config={"noise": 0.25},
+        )
     # execution options may change: XLA on resume is fine
     _, solver, history = _run(tmp_path, 6, make=lambda q: _penalty(q, jit_compile=True), config={"noise": 0.25})
     assert int(solver.iterations.numpy()) == 6 and [r["step"] for r in history] == [1, 2, 3, 4, 5, 6]
@@ -82,10 +95,17 @@ def test_a_garbled_state_file_does_not_restart_from_zero(tmp_path, state):
 
 
 def test_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
-    live = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
-                             "from bilevel_tf.training.folders import FolderLock\n"
-                             "FolderLock(sys.argv[1]).acquire()\nprint(flush=True)\ntime.sleep(60)", str(tmp_path)],
-                            stdout=subprocess.PIPE)
+    live = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from bilevel_tf.training.folders import FolderLock\n"
+            "FolderLock(sys.argv[1]).acquire()\nprint(flush=True)\ntime.sleep(60)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+    )
     try:
         live.stdout.readline()  # holds the lock
         with pytest.raises(folders.FolderLockedError, match=f"in use by process {live.pid}"):
@@ -133,8 +153,14 @@ class _Halve(bl.Callback):
 def _run_halving(folder, steps, kill_at=None, signals=1):
     q = Quadratic()
     solver = _penalty(q)
-    history = bl.fit(solver, steps=steps, checkpoint_dir=str(folder), checkpoint_every=100, verbose=0,
-                     callbacks=[_CtrlC(kill_at, signals), _Halve(q)])
+    history = bl.fit(
+        solver,
+        steps=steps,
+        checkpoint_dir=str(folder),
+        checkpoint_every=100,
+        verbose=0,
+        callbacks=[_CtrlC(kill_at, signals), _Halve(q)],
+    )
     return q, history
 
 

@@ -1,4 +1,5 @@
 """Flag roles, declared once in bilevel_tf.runner.flag_roles, decide both the rerun rule and the tables' pooling."""
+
 from bilevel_tf.runner import flag_roles, run_folder
 from bilevel_tf.paper import pooling
 
@@ -10,8 +11,14 @@ def test_each_role_reaches_the_run_folder_and_the_tables():
     assert run_folder.NON_RESULT_FLAGS == {f for f, r in roles.items() if r in ("output", "execution")}
     assert {"jit", "out", "verbose"} <= run_folder.NON_RESULT_FLAGS
     assert not {"seed", "method"} & run_folder.NON_RESULT_FLAGS
-    assert run_folder.BUDGET_FLAGS == {"epochs", "max_steps", "meta_iterations", "outer_itr", "iterations",
-                                       "max_iterations"}
+    assert run_folder.BUDGET_FLAGS == {
+        "epochs",
+        "max_steps",
+        "meta_iterations",
+        "outer_itr",
+        "iterations",
+        "max_iterations",
+    }
     # pooled in the tables: output flags and seeds, never how a step was computed nor the budget
     assert {"seed", "out", "baselines"} <= pooling.IGNORED_KEYS
     assert not ({"jit", "method"} | run_folder.BUDGET_FLAGS) & pooling.IGNORED_KEYS

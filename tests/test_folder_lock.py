@@ -1,5 +1,6 @@
 """The run folder's lock (bilevel_tf.training.folders.FolderLock): one holder at a time, whatever the timing; a killed
 holder's lock is free at once; re-entrant within one process."""
+
 import os
 import signal
 import subprocess
@@ -51,9 +52,15 @@ def test_racing_processes_never_hold_the_lock_together(tmp_path):
         path.mkdir()
     processes, rounds, period = 6, 50, 0.03
     start = time.time() + 1.5  # every racer has started (no TensorFlow: ~0.1 s each) before the first round
-    racers = [subprocess.Popen([sys.executable, "-c", RACER, str(folder), str(inside), str(clashes), str(start),
-                                str(rounds), str(period)], env=_env(), stdout=subprocess.PIPE, text=True)
-              for _ in range(processes)]
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(folder), str(inside), str(clashes), str(start), str(rounds), str(period)],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
     held = [int(r.communicate(timeout=120)[0]) for r in racers]
     assert all(r.returncode == 0 for r in racers)
     assert sorted(os.listdir(clashes)) == []  # never two holders at once
@@ -62,10 +69,19 @@ def test_racing_processes_never_hold_the_lock_together(tmp_path):
 
 
 def test_a_live_holder_is_named_and_a_killed_one_frees_the_lock(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
-                               "from bilevel_tf.training.folders import FolderLock\n"
-                               "FolderLock(sys.argv[1]).acquire()\nprint('locked', flush=True)\ntime.sleep(60)",
-                               str(tmp_path)], env=_env(), stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from bilevel_tf.training.folders import FolderLock\n"
+            "FolderLock(sys.argv[1]).acquire()\nprint('locked', flush=True)\ntime.sleep(60)",
+            str(tmp_path),
+        ],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(FolderLockedError, match=f"{tmp_path} is in use by process {holder.pid} on "):

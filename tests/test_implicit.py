@@ -1,6 +1,7 @@
 """bl.Implicit (CG / Neumann linear solves) and the linear solvers it shares with ApproxGrad: closed forms of
 three quadratics with make_solver's defaults, the exact hypergradient and finite differences, the solvers on an
 explicit matrix, bad options, checkpoint/resume with several steps per call."""
+
 import keras
 import numpy as np
 import pytest
@@ -14,8 +15,10 @@ from bilevel_tf.solvers import linear_solvers
 LINEAR = ("cg", "neumann")
 #: three instances of the robustness family (float64), lower curvature in [4.7, 14], [1.6, 16], [0.55, 17]
 #: (the default lower step 0.1 needs curvature < 20)
-INSTANCES = [toy.random_quadratic_data(seed, n_u=4, n_v=6, cond=cond, coupling=coupling)
-             for seed, cond, coupling in ((0, 3.0, "weak"), (1, 10.0, "strong"), (3, 30.0, "weak"))]
+INSTANCES = [
+    toy.random_quadratic_data(seed, n_u=4, n_v=6, cond=cond, coupling=coupling)
+    for seed, cond, coupling in ((0, 3.0, "weak"), (1, 10.0, "strong"), (3, 30.0, "weak"))
+]
 
 
 def test_registered_under_its_name():
@@ -44,8 +47,9 @@ def _finite_difference(u, h=1e-5):
 
 @pytest.mark.parametrize("linear_solver, linear_steps", [("cg", 6), ("neumann", 1000)])  # dim v = 6
 def test_hypergradient_is_exact_and_matches_finite_differences(linear_solver, linear_steps):
-    got, exact, solver = _converged_hypergradient("implicit", inner_steps=300, linear_solver=linear_solver,
-                                                  linear_steps=linear_steps, warm_start=False)
+    got, exact, solver = _converged_hypergradient(
+        "implicit", inner_steps=300, linear_solver=linear_solver, linear_steps=linear_steps, warm_start=False
+    )
     np.testing.assert_allclose(got, exact, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(got, _finite_difference(U0), rtol=1e-5, atol=1e-7)
     assert solver.get_config()["linear_solver"] == linear_solver
@@ -53,10 +57,15 @@ def test_hypergradient_is_exact_and_matches_finite_differences(linear_solver, li
 
 @pytest.mark.parametrize("linear_solver", LINEAR)
 def test_approxgrad_takes_the_same_linear_solvers(linear_solver):
-    got, exact, _ = _converged_hypergradient("approxgrad", inner_steps=300, linear_steps=1000, sigma=0.0,
-                                             lower_optimizer=keras.optimizers.SGD(0.1),
-                                             linear_optimizer=keras.optimizers.SGD(0.1),
-                                             linear_solver=linear_solver)
+    got, exact, _ = _converged_hypergradient(
+        "approxgrad",
+        inner_steps=300,
+        linear_steps=1000,
+        sigma=0.0,
+        lower_optimizer=keras.optimizers.SGD(0.1),
+        linear_optimizer=keras.optimizers.SGD(0.1),
+        linear_solver=linear_solver,
+    )
     np.testing.assert_allclose(got, exact, rtol=1e-6, atol=1e-8)
 
 
@@ -67,21 +76,26 @@ def test_linear_solvers_on_an_explicit_matrix():
     b = [tf.constant(rng.normal(size=5))]
     exact = np.linalg.solve(a.numpy(), b[0].numpy())
     operator = lambda x: [tf.linalg.matvec(a, x[0])]  # noqa: E731
-    for solve, steps in [(linear_solvers.make_linear_solver("cg"), 5),  # exact after dim steps
-                         (linear_solvers.make_linear_solver("neumann", step_size=0.4), 200),
-                         (linear_solvers.make_linear_solver("gd", optimizer=keras.optimizers.SGD(0.05)), 2000)]:
+    for solve, steps in [
+        (linear_solvers.make_linear_solver("cg"), 5),  # exact after dim steps
+        (linear_solvers.make_linear_solver("neumann", step_size=0.4), 200),
+        (linear_solvers.make_linear_solver("gd", optimizer=keras.optimizers.SGD(0.05)), 2000),
+    ]:
         x = [tf.Variable(tf.zeros(5, tf.float64))]
         solve(operator, b, x, steps, range)
         np.testing.assert_allclose(x[0].numpy(), exact, rtol=1e-7, atol=1e-9)
 
 
-@pytest.mark.parametrize("options, message", [
-    (dict(linear_solver="lu"), r"linear_solver must be one of \['cg', 'neumann'\], got 'lu'"),
-    (dict(linear_solver="gd"), r"linear_solver must be one of \['cg', 'neumann'\], got 'gd'"),
-    (dict(linear_steps=0), "linear_steps must be an integer >= 1"),
-    (dict(linear_solver="neumann", neumann_step=-0.1), "neumann_step must be a positive number"),
-    (dict(sigma=-1e-3), "sigma must be a non-negative number"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(linear_solver="lu"), r"linear_solver must be one of \['cg', 'neumann'\], got 'lu'"),
+        (dict(linear_solver="gd"), r"linear_solver must be one of \['cg', 'neumann'\], got 'gd'"),
+        (dict(linear_steps=0), "linear_steps must be an integer >= 1"),
+        (dict(linear_solver="neumann", neumann_step=-0.1), "neumann_step must be a positive number"),
+        (dict(sigma=-1e-3), "sigma must be a non-negative number"),
+    ],
+)
 def test_bad_options_raise_value_errors_naming_the_argument(options, message):
     with pytest.raises(ValueError, match=message):
         bl.make_solver("implicit", toy.least_squares_quadratic().problem(), **options)

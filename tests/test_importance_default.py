@@ -2,6 +2,7 @@
 Keras Adam(0.3) on the logits, Adam(1e-3) on a 784-128-10 MLP, T = 5, 50% flipped labels, no warm start.
 The default Penalty schedule puts the flipped points at the bottom of the ranking; the original schedule
 (tuned for the paper's warm-started runs) does not, in the same budget."""
+
 import keras
 import numpy as np
 import pytest
@@ -30,13 +31,17 @@ def _lowest_half_precision(schedule, seed=0, epochs=8):
     noisy, flipped = datasets.flip_labels(y_tr, 0.5, 10, seed=seed)
     model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10)])
     task = ImportanceLearning(model, np.zeros(len(x_tr), np.float32))
-    solver = bl.Penalty(task.problem(), upper_optimizer=keras.optimizers.Adam(0.3),
-                        lower_optimizer=keras.optimizers.Adam(1e-3), inner_steps=5,
-                        **({} if schedule is None else dict(schedule=schedule)))
+    solver = bl.Penalty(
+        task.problem(),
+        upper_optimizer=keras.optimizers.Adam(0.3),
+        lower_optimizer=keras.optimizers.Adam(1e-3),
+        inner_steps=5,
+        **({} if schedule is None else dict(schedule=schedule)),
+    )
     train = data.indexed_batches(x_tr, noisy, 100, seed, 1.0, cycle=True)
     val = data.indexed_batches(x_val, y_val, 100, seed + 1, 1.0, with_index=False, repeat=True)
     bl.fit(solver, val, train, steps=epochs * 10, verbose=0)
-    lowest = np.argsort(task.values(), kind="stable")[:len(x_tr) // 2]
+    lowest = np.argsort(task.values(), kind="stable")[: len(x_tr) // 2]
     return float(flipped[lowest].mean())
 
 

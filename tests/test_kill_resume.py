@@ -8,6 +8,7 @@ process (TensorFlow is loaded there already: a new process costs ~8 s of imports
 from nothing but the files the killed process left. Both runners checkpoint every upper iteration; the
 denoising one also checkpoints its shuffled tf.data stream mid-epoch.
 """
+
 import os
 import signal
 import subprocess
@@ -27,14 +28,49 @@ pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect
 COMMON = ["--checkpoint-every", "1", "--seed", "3", "--deterministic"]
 RUNNERS = {
     # 1000 digits, batch 50: 20 upper iterations per epoch, 40 in all
-    "denoising": ("data_denoising/mnist_large_scale/test_bilevel_importance_learning_mnist.py",
-                  ["--dataset", "digits", "--epochs", "2", "--batch-size", "50", "--inner-steps", "10",
-                   "--pretrain-epochs", "1", "--eval-epochs", "1"], 40),
+    "denoising": (
+        "data_denoising/mnist_large_scale/test_bilevel_importance_learning_mnist.py",
+        [
+            "--dataset",
+            "digits",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "50",
+            "--inner-steps",
+            "10",
+            "--pretrain-epochs",
+            "1",
+            "--eval-epochs",
+            "1",
+        ],
+        40,
+    ),
     # full-batch attack on 100 digits with 6 poison points, 60 upper iterations
-    "poisoning": ("data_poisoning/untargeted/test_bilevel_poisoning_untargeted.py",
-                  ["--dataset", "digits", "--epochs", "60", "--inner-steps", "20", "--full-epochs", "200",
-                   "--train-points", "100", "--val-points", "100", "--test-points", "200", "--num-poison", "6",
-                   "--log-every", "1"], 60),
+    "poisoning": (
+        "data_poisoning/untargeted/test_bilevel_poisoning_untargeted.py",
+        [
+            "--dataset",
+            "digits",
+            "--epochs",
+            "60",
+            "--inner-steps",
+            "20",
+            "--full-epochs",
+            "200",
+            "--train-points",
+            "100",
+            "--val-points",
+            "100",
+            "--test-points",
+            "200",
+            "--num-poison",
+            "6",
+            "--log-every",
+            "1",
+        ],
+        60,
+    ),
 }
 KILL_SEED = 2024
 #: where the kill may land (upper iterations, [low, high)): for denoising the last steps of the first epoch, where
@@ -63,8 +99,9 @@ TIMINGS = ("seconds", "eval_seconds", "step_seconds")
 def _assert_same_history(resumed: list, reference: list) -> None:
     assert [r["step"] for r in resumed] == [r["step"] for r in reference]
     for a, b in zip(resumed, reference):
-        _assert_same_metrics({k: v for k, v in a.items() if k not in TIMINGS},
-                             {k: v for k, v in b.items() if k not in TIMINGS})
+        _assert_same_metrics(
+            {k: v for k, v in a.items() if k not in TIMINGS}, {k: v for k, v in b.items() if k not in TIMINGS}
+        )
 
 
 def _assert_same_metrics(resumed: dict, reference: dict) -> None:
@@ -87,8 +124,9 @@ class KilledRun:
         self.kill_step = int(np.random.default_rng([KILL_SEED, list(RUNNERS).index(name)]).integers(*KILL_RANGE[name]))
         self.out = tmp_path / name / "killed"
         self.folder = str(self.out / "checkpoints" / "bilevel")
-        self.command = ([sys.executable, str(ROOT / self.runner)] + self.args + COMMON
-                        + ["--out", str(self.out), "--verbose", "0"])
+        self.command = (
+            [sys.executable, str(ROOT / self.runner)] + self.args + COMMON + ["--out", str(self.out), "--verbose", "0"]
+        )
         self.env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="Agg")
         self.cwd = tmp_path / name
         self.cwd.mkdir()
@@ -97,8 +135,9 @@ class KilledRun:
 
     def start(self) -> None:
         with open(self.log, "wb") as log:
-            self.child = subprocess.Popen(self.command, env=self.env, cwd=self.cwd, stdout=log,
-                                          stderr=subprocess.STDOUT)
+            self.child = subprocess.Popen(
+                self.command, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT
+            )
         self.watcher = threading.Thread(target=self._watch, daemon=True)
         self.watcher.start()
 
@@ -132,8 +171,9 @@ def test_sigkill_then_rerun_matches_an_uninterrupted_run(tmp_path, restore_op_de
     for run in runs:
         run.start()
     try:
-        references = {run.name: run_runner(run.runner, run.args + COMMON, tmp_path / run.name / "reference")
-                      for run in runs}
+        references = {
+            run.name: run_runner(run.runner, run.args + COMMON, tmp_path / run.name / "reference") for run in runs
+        }
     except BaseException:
         for run in runs:
             run.child.kill()
@@ -149,7 +189,9 @@ def test_sigkill_then_rerun_matches_an_uninterrupted_run(tmp_path, restore_op_de
         assert again["history"] == resumed["history"]
         assert {p.name: p.read_bytes() for p in run.out.iterdir() if p.is_file()} == before
         KILLS_SURVIVED.append(run.name)
-        print(f"{run.name}: SIGKILL after checkpoint {run.killed_after} (target {run.kill_step}), resumed from "
-              f"{run.restored_step}: metrics equal to the uninterrupted run's")
+        print(
+            f"{run.name}: SIGKILL after checkpoint {run.killed_after} (target {run.kill_step}), resumed from "
+            f"{run.restored_step}: metrics equal to the uninterrupted run's"
+        )
     print(f"kills survived: {len(KILLS_SURVIVED)}")
     assert len(KILLS_SURVIVED) == len(RUNNERS)

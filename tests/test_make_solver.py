@@ -1,4 +1,5 @@
 """bl.make_solver, the one solver factory: the forms of its optimizer options, its errors, bl.METHODS."""
+
 import json
 
 import keras
@@ -56,8 +57,14 @@ def test_rmd_takes_a_learning_rate_for_its_sgd_lower_level():
 def test_config_dicts_and_names_are_built_by_keras():
     spec = {"class_name": "Adam", "config": {"learning_rate": 1e-2, "epsilon": 1e-8}}
     before = json.dumps(spec)
-    solver = bl.make_solver("approxgrad", Quadratic().problem(), upper_optimizer=spec, lower_optimizer=spec,
-                            linear_optimizer="sgd", inner_steps=2)
+    solver = bl.make_solver(
+        "approxgrad",
+        Quadratic().problem(),
+        upper_optimizer=spec,
+        lower_optimizer=spec,
+        linear_optimizer="sgd",
+        inner_steps=2,
+    )
     assert json.dumps(spec) == before  # not consumed: one table row can serve many solvers
     assert solver.upper_optimizer is not solver.lower_optimizer
     for opt in (solver.upper_optimizer, solver.lower_optimizer):
@@ -68,6 +75,7 @@ def test_config_dicts_and_names_are_built_by_keras():
     assert config["upper_optimizer"]["config"]["epsilon"] == 1e-8
     # the recorded (serialized) form is accepted as it is, custom registered optimizers included
     from bilevel_tf.apps.denoising.per_example_adam import PerExampleAdam
+
     recorded = bl.make_solver("gd", Quadratic().problem(), upper_optimizer=PerExampleAdam(3.0)).get_config()
     again = bl.make_solver("gd", Quadratic().problem(), upper_optimizer=recorded["upper_optimizer"])
     assert type(again.upper_optimizer) is PerExampleAdam
@@ -75,28 +83,37 @@ def test_config_dicts_and_names_are_built_by_keras():
 
 
 def test_unknown_method_names_the_valid_ones():
-    with pytest.raises(ValueError, match=r"unknown method 'newton'; choose one of \['penalty', 'approxgrad', 'rmd', "
-                                         r"'gd', 'vpbgd', 'gpbgd', 'soba', 'saba', 'amigo', 'stocbio', 'f2sa', "
-                                         r"'bome', 'implicit'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown method 'newton'; choose one of \['penalty', 'approxgrad', 'rmd', "
+        r"'gd', 'vpbgd', 'gpbgd', 'soba', 'saba', 'amigo', 'stocbio', 'f2sa', "
+        r"'bome', 'implicit'\]",
+    ):
         bl.make_solver("newton", Quadratic().problem())
 
 
 def test_unknown_option_names_the_method_and_its_options():
-    with pytest.raises(ValueError, match=r"RMD \(method 'rmd'\) got unknown option\(s\) \['sigma'\]; its options are "
-                                         r"\['hvp', 'inner_steps', 'jit_compile', 'lower_optimizer', 'truncation', "
-                                         r"'unroll', 'upper_optimizer'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"RMD \(method 'rmd'\) got unknown option\(s\) \['sigma'\]; its options are "
+        r"\['hvp', 'inner_steps', 'jit_compile', 'lower_optimizer', 'truncation', "
+        r"'unroll', 'upper_optimizer'\]",
+    ):
         bl.make_solver("rhg", Quadratic().problem(), sigma=1e-3)
     assert "c_rho" in bl.Penalty.option_names() and "upper_optimizer" in bl.Penalty.option_names()
     assert bl.VPBGD.option_names() == sorted(set(bl.GPBGD.option_names()) | {"inner_optimizer"})
 
 
-@pytest.mark.parametrize("spec, message", [
-    (-1.0, "a learning rate must be positive"),
-    ({"class_name": "Adam", "config": {"learnig_rate": 1e-3}}, "no Keras optimizer from"),
-    ({"config": {"learning_rate": 1e-3}}, "no Keras optimizer from"),
-    ("not_an_optimizer", "no Keras optimizer from 'not_an_optimizer'"),
-    (True, "must be a keras.optimizers.Optimizer, a positive learning rate"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (-1.0, "a learning rate must be positive"),
+        ({"class_name": "Adam", "config": {"learnig_rate": 1e-3}}, "no Keras optimizer from"),
+        ({"config": {"learning_rate": 1e-3}}, "no Keras optimizer from"),
+        ("not_an_optimizer", "no Keras optimizer from 'not_an_optimizer'"),
+        (True, "must be a keras.optimizers.Optimizer, a positive learning rate"),
+    ],
+)
 def test_bad_optimizer_options(spec, message):
     with pytest.raises(ValueError, match=message):
         bl.make_solver("vpbgd", Quadratic().problem(), inner_optimizer=spec)
@@ -104,6 +121,7 @@ def test_bad_optimizer_options(spec, message):
 
 def test_the_poisoning_table_gives_the_originals_optimizers():
     from bilevel_tf.apps import poisoning
+
     options = poisoning.attack_solver_options("rmd", lr_u=0.01, lr_v=0.1, inner_steps=2)
     solver = bl.make_solver("rmd", Quadratic().problem(), **options)
     assert type(solver.upper_optimizer) is ADAM and type(solver.lower_optimizer) is SGD  # Adam on the poison

@@ -1,4 +1,5 @@
 """Mixed precision (bfloat16 compute, float32 variables and losses) keeps every solver's results."""
+
 import keras
 import numpy as np
 import pytest
@@ -41,8 +42,12 @@ def test_bfloat16_compute_keeps_the_float32_updates(method):
 def test_losses_of_half_precision_are_promoted_to_float32():
     v = tf.Variable([1.0, 2.0])
     u = tf.Variable([0.5])
-    problem = bl.BilevelProblem(lambda _: tf.cast(tf.reduce_sum(v * u), tf.bfloat16),
-                                lambda _: tf.cast(tf.reduce_sum(tf.square(v - u)), tf.float16), [u], [v])
+    problem = bl.BilevelProblem(
+        lambda _: tf.cast(tf.reduce_sum(v * u), tf.bfloat16),
+        lambda _: tf.cast(tf.reduce_sum(tf.square(v - u)), tf.float16),
+        [u],
+        [v],
+    )
     assert problem.f(None).dtype == tf.float32 and problem.g(None).dtype == tf.float32
     f64 = bl.BilevelProblem(lambda _: tf.constant(1.0, tf.float64), lambda _: tf.constant(1.0, tf.float64), [u], [v])
     assert f64.f(None).dtype == tf.float64  # promotion only lifts half precision
@@ -64,8 +69,10 @@ def test_denoising_runner_in_mixed_precision(tmp_path):
     result = run_runner(LARGE, ["--smoke", "--dataset", "digits", "--precision", "mixed_bfloat16"], tmp_path)
     assert result["config"]["precision"] == "mixed_bfloat16"
     metrics = result["metrics"]
-    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and np.isfinite([r["upper_loss"] for r in result["history"]
-                                                                    if "upper_loss" in r]).all()
+    assert (
+        0.0 <= metrics["test_accuracy"] <= 1.0
+        and np.isfinite([r["upper_loss"] for r in result["history"] if "upper_loss" in r]).all()
+    )
     # parse() resets the policy on every run: a float32 run after it builds float32 models
     run_runner(LARGE, ["--smoke", "--dataset", "digits", "--max-steps", "1"], tmp_path / "f32")
     assert keras.mixed_precision.dtype_policy().name == "float32"

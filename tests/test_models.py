@@ -1,5 +1,6 @@
 """Tests for bilevel_tf.models: shapes, exact parameter counts, small-input adaptation,
 the cosine few-shot head and the InceptionV3 weight loading rules."""
+
 import os
 
 import h5py
@@ -70,9 +71,10 @@ def test_svhn_cnn_shape_and_params():
     assert models.svhn_cnn(num_classes=3).output_shape == (None, 3)
 
 
-@pytest.mark.parametrize("name,out_dim", [
-    ("mnist_cnn", 10), ("cifar10_cnn", 10), ("svhn_cnn", 10),
-    ("omniglot_encoder", 64), ("miniimagenet_resnet", 384)])
+@pytest.mark.parametrize(
+    "name,out_dim",
+    [("mnist_cnn", 10), ("cifar10_cnn", 10), ("svhn_cnn", 10), ("omniglot_encoder", 64), ("miniimagenet_resnet", 384)],
+)
 def test_image_models_build_on_8x8_digits(name, out_dim):
     model = models.get_model(name, input_shape=(8, 8, 1))
     out = model(_rand(3, 8, 8, 1), training=True)
@@ -165,7 +167,7 @@ def test_miniimagenet_resnet_384d_and_params():
 def _np_cosine(x, W, b, scale=10.0, eps=1e-3):
     out = np.zeros(x.shape[:2] + (W.shape[-1],))
     for t in range(x.shape[0]):
-        x_norm = np.sqrt((x[t] ** 2).sum(axis=1, keepdims=True) + eps ** 2)  # (n, 1)
+        x_norm = np.sqrt((x[t] ** 2).sum(axis=1, keepdims=True) + eps**2)  # (n, 1)
         w_norm = np.sqrt((W[t] ** 2).sum(axis=0, keepdims=True) + b[t] ** 2)  # (1, K)
         out[t] = scale * (x[t] @ W[t] + eps * b[t]) / (x_norm * w_norm)
     return out
@@ -180,8 +182,7 @@ def test_cosine_classifier_init_and_formula():
     x = _rand(3, 7, 16)
     logits = layer(x).numpy()
     assert logits.shape == (3, 7, 5)
-    np.testing.assert_allclose(logits, _np_cosine(x, layer.W.numpy(), layer.b.numpy()),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(logits, _np_cosine(x, layer.W.numpy(), layer.b.numpy()), rtol=1e-4, atol=1e-5)
     assert np.abs(logits).max() <= 10.0 + 1e-4  # a scaled cosine
     # functional form, 2-D single-task path and gradients to both variables
     np.testing.assert_allclose(models.cosine_logits(x, layer.W, layer.b).numpy(), logits, rtol=1e-5)
@@ -190,8 +191,9 @@ def test_cosine_classifier_init_and_formula():
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(single(x2) ** 2)
     assert single(x2).shape == (6, 4)
-    np.testing.assert_allclose(single(x2).numpy(),
-                               _np_cosine(x2[None], single.W.numpy(), single.b.numpy())[0], rtol=1e-4)
+    np.testing.assert_allclose(
+        single(x2).numpy(), _np_cosine(x2[None], single.W.numpy(), single.b.numpy())[0], rtol=1e-4
+    )
     grads = tape.gradient(loss, single.trainable_variables)
     assert all(g is not None and np.any(g.numpy() != 0) for g in grads)
 
@@ -275,8 +277,15 @@ def test_get_model_registry():
         models.get_model("resnet50")
     message = str(err.value)
     assert "resnet50" in message
-    for name in ("mnist_cnn", "cifar10_cnn", "svhn_cnn", "logistic_regression", "mlp",
-                 "omniglot_encoder", "miniimagenet_resnet"):
+    for name in (
+        "mnist_cnn",
+        "cifar10_cnn",
+        "svhn_cnn",
+        "logistic_regression",
+        "mlp",
+        "omniglot_encoder",
+        "miniimagenet_resnet",
+    ):
         assert name in message
     # positional arguments go to the factory too, as in the runners' models.svhn_cnn(shape, n)
     assert models.get_model("softmax_layer", 16, 3).output_shape == (None, 3)
@@ -286,7 +295,8 @@ def test_registry_names_every_model_factory():
     import inspect
 
     not_factories = {"cosine_logits", "keras_weights_cache_path", "taskwise_encoder", "get_model"}
-    functions = {name for name in models.__all__
-                 if inspect.isfunction(getattr(models, name)) and name not in not_factories}
+    functions = {
+        name for name in models.__all__ if inspect.isfunction(getattr(models, name)) and name not in not_factories
+    }
     assert functions == set(models.MODEL_FACTORIES)
     assert all(models.MODEL_FACTORIES[name] is getattr(models, name) for name in functions)

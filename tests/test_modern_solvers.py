@@ -1,5 +1,6 @@
 """SOBA, SABA, AmIGO, StocBiO, F2SA and BOME with their defaults: the closed form of three quadratic problems,
 the exact hypergradient at converged inner variables, and their bad options."""
+
 import keras
 import numpy as np
 import pytest
@@ -12,13 +13,22 @@ pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect
 MODERN = ("soba", "saba", "amigo", "stocbio", "f2sa", "bome")
 #: three strongly convex instances (float64), each given as the toy's data: lower curvature in [1, 2.7],
 #: [0.3, 2.8] and [0.2, 1]
-INSTANCES = (toy.least_squares_data(seed=0, mu=1.0), toy.least_squares_data(seed=2, mu=0.3),
-             toy.conditioned_data(cond=5, seed=1))
+INSTANCES = (
+    toy.least_squares_data(seed=0, mu=1.0),
+    toy.least_squares_data(seed=2, mu=0.3),
+    toy.conditioned_data(cond=5, seed=1),
+)
 #: upper iterations and the relative error of u and v each method reaches with its defaults. StocBiO stops at
 #: the truncation bias of its 100-term Neumann series, F2SA at the O(1/lam_max) bias of its penalty, BOME where
 #: its decaying step has brought it after 2000 iterations.
-BUDGET = {"soba": (2000, 1e-2), "saba": (2000, 1e-2), "amigo": (600, 1e-3), "stocbio": (600, 2e-2),
-          "f2sa": (2000, 3e-2), "bome": (2000, 3e-2)}
+BUDGET = {
+    "soba": (2000, 1e-2),
+    "saba": (2000, 1e-2),
+    "amigo": (600, 1e-3),
+    "stocbio": (600, 2e-2),
+    "f2sa": (2000, 3e-2),
+    "bome": (2000, 3e-2),
+}
 U0 = np.array([0.3, -0.5, 0.8, 0.1])
 
 
@@ -54,12 +64,15 @@ def _converged_hypergradient(method, **options):
     return got, q.hypergradient(U0), solver
 
 
-@pytest.mark.parametrize("method, options", [
-    ("soba", dict(inner_steps=3000)),  # 2999 joint (v, z) steps before the direction is read
-    ("saba", dict(inner_steps=3000)),
-    ("amigo", dict(inner_steps=300, linear_steps=1000)),
-    ("stocbio", dict(inner_steps=300, linear_steps=1000)),
-])
+@pytest.mark.parametrize(
+    "method, options",
+    [
+        ("soba", dict(inner_steps=3000)),  # 2999 joint (v, z) steps before the direction is read
+        ("saba", dict(inner_steps=3000)),
+        ("amigo", dict(inner_steps=300, linear_steps=1000)),
+        ("stocbio", dict(inner_steps=300, linear_steps=1000)),
+    ],
+)
 def test_implicit_hypergradient_is_exact_at_converged_inner_variables(method, options):
     got, exact, _ = _converged_hypergradient(method, **options)
     np.testing.assert_allclose(got, exact, rtol=1e-6, atol=1e-8)
@@ -67,8 +80,7 @@ def test_implicit_hypergradient_is_exact_at_converged_inner_variables(method, op
 
 def test_f2sa_hypergradient_is_exact_up_to_its_penalty_bias():
     lam = 1e4  # held fixed: the estimate is off by O(1/lam)
-    got, exact, solver = _converged_hypergradient("f2sa", inner_steps=3000, lam_init=lam, lam_growth=0.0,
-                                                   lam_max=None)
+    got, exact, solver = _converged_hypergradient("f2sa", inner_steps=3000, lam_init=lam, lam_growth=0.0, lam_max=None)
     np.testing.assert_allclose(got, exact, rtol=1e-3, atol=1e-4)  # lam_0 / lam = 1: the direction is h itself
     assert solver.schedule()["lam"] == lam  # hypergradient() leaves the schedule alone
     # and the penalized copy y sits at argmin f/lam + g, O(1/lam) away from v*
@@ -87,22 +99,25 @@ def test_f2sa_lambda_schedule_and_bome_decay():
     assert float(logs["barrier_lam"]) >= 0 and "w" not in bome._state  # no copy kept without warm start
 
 
-@pytest.mark.parametrize("method, options, message", [
-    ("amigo", dict(linear_steps=0), "linear_steps must be an integer >= 1"),
-    ("stocbio", dict(linear_steps=-3), "linear_steps must be an integer >= 1"),
-    ("stocbio", dict(neumann_step=0.0), "neumann_step must be a positive number"),
-    ("stocbio", dict(neumann_step=True), "neumann_step must be a positive number"),
-    ("soba", dict(inner_steps=0), "inner_steps must be an integer >= 1"),
-    ("soba", dict(linear_optimizer=-0.1), "linear_optimizer: a learning rate must be positive"),
-    ("saba", dict(upper_optimizer=0.0), "upper_optimizer: a learning rate must be positive"),
-    ("f2sa", dict(lam_init=0.0), "lam_init must be a positive number"),
-    ("f2sa", dict(lam_growth=-1.0), "lam_growth must be a non-negative number"),
-    ("f2sa", dict(lam_init=10.0, lam_max=5.0), "lam_max must be None or >= lam_init"),
-    ("f2sa", dict(penalty_optimizer=-1.0), "penalty_optimizer: a learning rate must be positive"),
-    ("bome", dict(eta=-0.5), "eta must be a non-negative number"),
-    ("bome", dict(decay_steps=0), "decay_steps must be an integer >= 1"),
-    ("bome", dict(inner_optimizer=keras.optimizers.SGD(0.0)), "inner_optimizer has learning rate 0.0"),
-])
+@pytest.mark.parametrize(
+    "method, options, message",
+    [
+        ("amigo", dict(linear_steps=0), "linear_steps must be an integer >= 1"),
+        ("stocbio", dict(linear_steps=-3), "linear_steps must be an integer >= 1"),
+        ("stocbio", dict(neumann_step=0.0), "neumann_step must be a positive number"),
+        ("stocbio", dict(neumann_step=True), "neumann_step must be a positive number"),
+        ("soba", dict(inner_steps=0), "inner_steps must be an integer >= 1"),
+        ("soba", dict(linear_optimizer=-0.1), "linear_optimizer: a learning rate must be positive"),
+        ("saba", dict(upper_optimizer=0.0), "upper_optimizer: a learning rate must be positive"),
+        ("f2sa", dict(lam_init=0.0), "lam_init must be a positive number"),
+        ("f2sa", dict(lam_growth=-1.0), "lam_growth must be a non-negative number"),
+        ("f2sa", dict(lam_init=10.0, lam_max=5.0), "lam_max must be None or >= lam_init"),
+        ("f2sa", dict(penalty_optimizer=-1.0), "penalty_optimizer: a learning rate must be positive"),
+        ("bome", dict(eta=-0.5), "eta must be a non-negative number"),
+        ("bome", dict(decay_steps=0), "decay_steps must be an integer >= 1"),
+        ("bome", dict(inner_optimizer=keras.optimizers.SGD(0.0)), "inner_optimizer has learning rate 0.0"),
+    ],
+)
 def test_bad_options_raise_value_errors_naming_the_argument(method, options, message):
     with pytest.raises(ValueError, match=message):
         bl.make_solver(method, toy.least_squares_quadratic().problem(), **options)
@@ -131,6 +146,7 @@ def test_resume_with_several_steps_per_call_follows_the_uninterrupted_run(tmp_pa
 def check_resume_follows_the_uninterrupted_run(tmp_path, method, **options):
     """An interrupted and resumed bl.fit with 3 steps per call ends bit for bit where the uninterrupted run does,
     and where one step per call does (to rounding)."""
+
     def run(steps, per_call, folder=None):
         q = toy.least_squares_quadratic(seed=3, mu=1.0, dtype=np.float64)
         solver = bl.make_solver(method, q.problem(), inner_steps=3, **options)

@@ -6,6 +6,7 @@ are started again, and a worker that never starts is waited for, then given up o
 The single-process references run in the pytest process while the workers run (TensorFlow is loaded there
 already; the two children keep the machine's cores busy meanwhile). Every wait is bounded.
 """
+
 import csv
 import json
 import os
@@ -25,8 +26,19 @@ pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect
 
 RUNNER = "data_denoising/mnist_small_scale/test_bilevel_importance_learning_mnist.py"
 # 100 digits (--smoke), global batch 10: 10 upper iterations per epoch, 20 in all; each worker gets 5 of every 10
-FLAGS = ["--dataset", "digits", "--smoke", "--batch-size", "10", "--inner-steps", "2", "--checkpoint-every", "2",
-         "--seed", "3"]
+FLAGS = [
+    "--dataset",
+    "digits",
+    "--smoke",
+    "--batch-size",
+    "10",
+    "--inner-steps",
+    "2",
+    "--checkpoint-every",
+    "2",
+    "--seed",
+    "3",
+]
 TOTAL = 20
 KILL_STEP = 6  # SIGKILL worker 1 once the chief's checkpoint of this upper iteration is on disk
 TIMEOUT = 240.0  # seconds for one start of the two workers (they take ~30 s each here)
@@ -60,12 +72,19 @@ class Workers:
         self.children = []
         for i in range(2):
             self.tmpdirs[i].mkdir(parents=True)
-            env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="Agg",
-                       TMPDIR=str(self.tmpdirs[i]), CUDA_VISIBLE_DEVICES="",
-                       TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
+            env = dict(
+                os.environ,
+                PYTHONPATH=str(ROOT),
+                TF_CPP_MIN_LOG_LEVEL="3",
+                MPLBACKEND="Agg",
+                TMPDIR=str(self.tmpdirs[i]),
+                CUDA_VISIBLE_DEVICES="",
+                TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+            )
             with open(self.logs[i], "wb") as log:
-                self.children.append(subprocess.Popen(command, env=env, cwd=folder, stdout=log,
-                                                      stderr=subprocess.STDOUT))
+                self.children.append(
+                    subprocess.Popen(command, env=env, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+                )
 
     def log_tail(self) -> str:
         return "\n".join(f"--- worker {i}:\n{p.read_text()[-1500:]}" for i, p in enumerate(self.logs))
@@ -115,8 +134,11 @@ def _close(value, expected):
 
 def test_two_workers_equal_one_process_and_resume_after_sigkill(tmp_path):
     out = tmp_path / "job"
-    command = [sys.executable, str(ROOT / RUNNER)] + FLAGS + ["--strategy", "multi_worker", "--out", str(out),
-                                                              "--verbose", "0"]
+    command = (
+        [sys.executable, str(ROOT / RUNNER)]
+        + FLAGS
+        + ["--strategy", "multi_worker", "--out", str(out), "--verbose", "0"]
+    )
     folder = out / "checkpoints" / "bilevel"
     t0 = time.monotonic()
     first = Workers(command, tmp_path, "first")
@@ -137,6 +159,7 @@ def test_two_workers_equal_one_process_and_resume_after_sigkill(tmp_path):
     assert "start every worker again with the same command" in errors[0] and "Traceback" not in chief_log
     assert not (out / "results.json").exists()
     import tensorflow as tf
+
     restored = int(tf.train.latest_checkpoint(str(folder)).rsplit("-", 1)[1])
     assert 2 <= restored < TOTAL  # the state file may still name the checkpoint before the newest index
 
@@ -164,7 +187,7 @@ def test_two_workers_equal_one_process_and_resume_after_sigkill(tmp_path):
                 assert _close(record[key], by_step[record["step"]][key]), (record["step"], key)
     for key, expected in reference["metrics"].items():
         value = resumed["metrics"][key]
-        assert (_close(value, expected) if isinstance(expected, float) else value == expected), key
+        assert _close(value, expected) if isinstance(expected, float) else value == expected, key
     # only the chief writes: worker 1 printed its notice and deleted its temporary checkpoint folder
     assert "the chief writes the results" in second.logs[1].read_text()
     assert not [n for n in os.listdir(second.tmpdirs[1]) if n.startswith("bilevel_tf_worker")]
@@ -198,17 +221,26 @@ def test_library_api_two_workers_equal_one_process(tmp_path):
 
 def test_a_worker_that_never_starts_is_waited_for_and_given_up_on(tmp_path):
     ports = _free_ports(2)
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
-               BILEVEL_TF_WORKER_TIMEOUT="3",
-               TF_CONFIG=json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                                     "task": {"type": "worker", "index": 0}}))
-    command = [sys.executable, str(ROOT / RUNNER)] + FLAGS + ["--strategy", "multi_worker", "--out",
-                                                              str(tmp_path / "job")]
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        TF_CPP_MIN_LOG_LEVEL="3",
+        CUDA_VISIBLE_DEVICES="",
+        BILEVEL_TF_WORKER_TIMEOUT="3",
+        TF_CONFIG=json.dumps(
+            {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": 0}}
+        ),
+    )
+    command = (
+        [sys.executable, str(ROOT / RUNNER)] + FLAGS + ["--strategy", "multi_worker", "--out", str(tmp_path / "job")]
+    )
     t0 = time.monotonic()
     result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 2, result.stdout[-1500:] + result.stderr[-1500:]
-    assert f"waiting for the 2 workers of TF_CONFIG (127.0.0.1:{ports[0]}, 127.0.0.1:{ports[1]}) to join; " \
-           "gives up after 3 s (BILEVEL_TF_WORKER_TIMEOUT)" in result.stdout
+    assert (
+        f"waiting for the 2 workers of TF_CONFIG (127.0.0.1:{ports[0]}, 127.0.0.1:{ports[1]}) to join; "
+        "gives up after 3 s (BILEVEL_TF_WORKER_TIMEOUT)" in result.stdout
+    )
     errors = _error_lines(result.stderr)
     assert len(errors) == 1 and "not every worker of TF_CONFIG" in errors[0] and "within 3 s" in errors[0]
     assert not (tmp_path / "job" / "results.json").exists()

@@ -1,6 +1,7 @@
 """Every experiment runner's `--smoke --out DIR`, with no other flag, runs offline (no data file, no
 downloaded weights) and records the full configuration of the solver it used in results.json; running it again,
 or with another seed, is answered before TensorFlow loads."""
+
 import json
 import re
 
@@ -46,10 +47,12 @@ SMOKE_ALONE_HERE = [r for r in PAPER_RUNNERS if r not in SMOKE_ALONE_ELSEWHERE]
 
 
 def test_every_experiment_runner_is_listed():
-    found = {str(p.relative_to(ROOT)) for folder in ("data_denoising", "few_shot", "data_poisoning", "clean_label",
-                                                     "synthetic_examples")
-             for p in (ROOT / folder).rglob("*.py") if "/time_" not in str(p) and "pre_process" not in p.name
-             and "extract_" not in p.name}
+    found = {
+        str(p.relative_to(ROOT))
+        for folder in ("data_denoising", "few_shot", "data_poisoning", "clean_label", "synthetic_examples")
+        for p in (ROOT / folder).rglob("*.py")
+        if "/time_" not in str(p) and "pre_process" not in p.name and "extract_" not in p.name
+    }
     assert found == set(PAPER_RUNNERS)
     assert SMOKE_ALONE_HERE == [PAPER_RUNNERS[6], PAPER_RUNNERS[9]]  # Mini-ImageNet and clean-label
 
@@ -61,7 +64,7 @@ def test_the_smoke_run_elsewhere_passes_smoke_alone(runner):
     module_name, test_name = SMOKE_ALONE_ELSEWHERE[runner].split("::")
     source = (ROOT / "tests" / module_name).read_text()
     head, tail = source.split(f"\ndef {test_name}(", 1)
-    region = head[head.rindex("\n\n"):] + tail.split("\ndef ", 1)[0]
+    region = head[head.rindex("\n\n") :] + tail.split("\ndef ", 1)[0]
     constant = next(name for name, value in re.findall(r'^(\w+) = "([^"]+)"', source, re.M) if value == runner)
     smoke_lists = re.findall(r'\[("--smoke"[^\]]*)\]', region)
     assert constant in region and any("--dataset" not in a and "--data-dir" not in a for a in smoke_lists), test_name
@@ -77,8 +80,11 @@ def test_smoke_alone_runs_offline_and_records_the_solver(runner, tmp_path, monke
     assert finished.returncode == 0 and "already holds the finished run" in finished.stdout, finished.stderr[-2000:]
     assert seconds < SECONDS, f"{seconds:.2f} s"
     other, seconds = run_guarded(runner, ["--smoke", "--out", tmp_path, "--verbose", "0", "--seed", "7"], cwd=tmp_path)
-    assert other.returncode == 2 and other.stderr.startswith(f"error: {tmp_path} holds a run of another "
-                                                             "configuration") and "seed: " in other.stderr, other.stderr
+    assert (
+        other.returncode == 2
+        and other.stderr.startswith(f"error: {tmp_path} holds a run of another configuration")
+        and "seed: " in other.stderr
+    ), other.stderr
     assert seconds < SECONDS, f"{seconds:.2f} s"
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["metrics"], runner

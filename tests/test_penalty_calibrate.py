@@ -1,5 +1,6 @@
 """Penalty's calibration on several mini-batches (``solver.calibrate``): it measures the curvature of the mean
 loss over the batches, not of the first batch alone."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -25,7 +26,9 @@ def _regression_problem(seed=0):
     return bl.BilevelProblem(
         upper_loss=lambda batch: mean_loss(batch) + 0.05 * tf.reduce_sum(tf.square(v - 1.0)),
         lower_loss=lambda batch: mean_loss(batch) + 0.5 * tf.reduce_sum(0.01 * tf.exp(u) * tf.square(v)),
-        upper_vars=[u], lower_vars=[v])
+        upper_vars=[u],
+        lower_vars=[v],
+    )
 
 
 def _solver(**options):
@@ -38,7 +41,7 @@ def _weights(solver):
 
 def _index_batches(count, seed=1):
     order = np.random.default_rng(seed).permutation(N)
-    return [tf.constant(order[i * BATCH:(i + 1) * BATCH]) for i in range(count)]
+    return [tf.constant(order[i * BATCH : (i + 1) * BATCH]) for i in range(count)]
 
 
 def test_several_batches_measure_the_mean_loss():

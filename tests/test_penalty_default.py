@@ -1,5 +1,6 @@
 """The default Penalty schedule ("balanced") reaches closed-form solutions with the optimizers users pass, on
 problems nobody tuned it on, with no schedule tuning; the presets keep their behaviour."""
+
 import keras
 import numpy as np
 import pytest
@@ -21,8 +22,12 @@ PROBLEMS = {
     "family_cond30_weak": lambda: toy.random_quadratic(102, n_u=8, n_v=4, cond=30.0, coupling="weak"),
 }
 #: optimizer pairs a user would type (upper, lower), among them the ones the previous default cycled with
-OPTIMIZERS = {"adam": lambda: (Adam(1e-2), Adam(1e-2)), "sgd": lambda: (SGD(1e-2), SGD(1e-2)),
-              "adam_fast_u": lambda: (Adam(3e-2), Adam(1e-2)), "rmsprop_u": lambda: (RMSprop(1e-2), Adam(1e-2))}
+OPTIMIZERS = {
+    "adam": lambda: (Adam(1e-2), Adam(1e-2)),
+    "sgd": lambda: (SGD(1e-2), SGD(1e-2)),
+    "adam_fast_u": lambda: (Adam(3e-2), Adam(1e-2)),
+    "rmsprop_u": lambda: (RMSprop(1e-2), Adam(1e-2)),
+}
 
 
 @pytest.mark.slow
@@ -31,8 +36,7 @@ OPTIMIZERS = {"adam": lambda: (Adam(1e-2), Adam(1e-2)), "sgd": lambda: (SGD(1e-2
 def test_default_schedule_reaches_the_solution(name, optimizer):
     q = PROBLEMS[name]()
     upper, lower = OPTIMIZERS[optimizer]()
-    solver = bl.Penalty(q.problem(), upper_optimizer=upper, lower_optimizer=lower, inner_steps=10,
-                        jit_compile=True)
+    solver = bl.Penalty(q.problem(), upper_optimizer=upper, lower_optimizer=lower, inner_steps=10, jit_compile=True)
     solver.run(8000)
     assert q.u_error() < 3e-2, (name, optimizer, q.u_error(), solver.schedule())
     assert solver.schedule()["eps"] == 0.0 and int(solver.schedule_updates.numpy()) == 0  # nothing fired
@@ -44,8 +48,14 @@ def test_default_converges_where_the_previous_default_cycles():
     errors = {}
     for schedule in ("balanced", "auglag"):
         q = toy.random_quadratic(7, n_u=5, n_v=8, cond=20.0, coupling="strong")
-        solver = bl.Penalty(q.problem(), upper_optimizer=Adam(3e-2), lower_optimizer=Adam(1e-2), inner_steps=1,
-                            schedule=schedule, jit_compile=True)
+        solver = bl.Penalty(
+            q.problem(),
+            upper_optimizer=Adam(3e-2),
+            lower_optimizer=Adam(1e-2),
+            inner_steps=1,
+            schedule=schedule,
+            jit_compile=True,
+        )
         solver.run(6000)
         errors[schedule] = q.u_error()
     assert errors["balanced"] < 3e-2 < 0.1 < errors["auglag"], errors
@@ -58,8 +68,9 @@ def test_original_schedule_misses_where_the_default_converges():
     errors = {}
     for schedule in ("balanced", "original"):
         q = toy.least_squares_quadratic(4, 6, mu=0.1, seed=3)
-        solver = bl.Penalty(q.problem(), upper_optimizer=Adam(1e-2), lower_optimizer=Adam(1e-2), inner_steps=10,
-                            schedule=schedule)
+        solver = bl.Penalty(
+            q.problem(), upper_optimizer=Adam(1e-2), lower_optimizer=Adam(1e-2), inner_steps=10, schedule=schedule
+        )
         solver.run(5000)
         errors[schedule] = q.u_error()
     assert errors["balanced"] < 3e-2 < 0.1 < errors["original"], errors
@@ -101,7 +112,7 @@ def test_spectral_calibration_balances_the_top_where_g_is_not_convex():
     q = toy.QuadraticBilevel(H, np.eye(4)[:, :2], np.zeros(4), np.ones(4), np.zeros(2), 0.1)
     solver = bl.Penalty(q.problem(), inner_steps=1)
     solver.step()
-    assert solver.schedule()["rho"] == pytest.approx(1.0 / 4.0 ** 2, rel=1e-2)  # s = 1 (f = ||v - d||^2 / 2)
+    assert solver.schedule()["rho"] == pytest.approx(1.0 / 4.0**2, rel=1e-2)  # s = 1 (f = ||v - d||^2 / 2)
     assert solver.schedule()["lam"] == pytest.approx(1.0 / 4.0, rel=1e-2)
 
 
@@ -109,8 +120,9 @@ def test_curvature_calibration_of_the_previous_default():
     # schedule="auglag": rho = ||w|| / ||H^2 w||, lam = 0.1 ||w|| / ||H w||, w = grad_v f = v - d at the first
     # iteration (v = 0).
     q = toy.conditioned_quadratic(4, 6, cond=10.0, seed=1)
-    solver = bl.Penalty(q.problem(), upper_optimizer=SGD(1e-3), lower_optimizer=SGD(1e-3), inner_steps=1,
-                        schedule="auglag")
+    solver = bl.Penalty(
+        q.problem(), upper_optimizer=SGD(1e-3), lower_optimizer=SGD(1e-3), inner_steps=1, schedule="auglag"
+    )
     solver.step()
     w = -q.d
     s = solver.schedule()
@@ -124,10 +136,10 @@ def test_lower_scale_and_averaging_follow_the_options():
     # so the balanced schedule with averaging off gives the same trajectory
     def run(**options):
         q = toy.random_quadratic(5, n_u=3, n_v=5, cond=10.0)
-        solver = bl.Penalty(q.problem(), upper_optimizer=SGD(1e-2), lower_optimizer=SGD(1e-2), inner_steps=1,
-                            **options)
+        solver = bl.Penalty(q.problem(), upper_optimizer=SGD(1e-2), lower_optimizer=SGD(1e-2), inner_steps=1, **options)
         solver.run(20)
         return q.u.numpy()
+
     np.testing.assert_array_equal(run(), run(average_lower=False))
     assert not np.allclose(run(), run(lower_scale=False))
     with pytest.raises(ValueError, match="lower_scale needs calibration='spectral'"):
@@ -160,11 +172,20 @@ def test_explicit_values_override_the_preset():
     solver.step()
     assert solver.schedule()["rho"] == 3.0 and solver.schedule()["lam"] == 0.5
     config = bl.Penalty(Quadratic().problem(), schedule="original", lr_decay=None, c_rho=2.0).get_config()
-    assert (config["schedule"], config["lr_decay"], config["c_rho"], config["c_lam"], config["tolerance"]) == \
-        ("original", None, 2.0, 0.9, "original")
+    assert (config["schedule"], config["lr_decay"], config["c_rho"], config["c_lam"], config["tolerance"]) == (
+        "original",
+        None,
+        2.0,
+        0.9,
+        "original",
+    )
     paper = bl.Penalty(Quadratic().problem(), schedule="paper").get_config()
-    assert (paper["tolerance"], paper["nu_rho"], paper["lr_decay"], paper["nu_update"]) == \
-        ("paper", "old", None, "on_tolerance")
+    assert (paper["tolerance"], paper["nu_rho"], paper["lr_decay"], paper["nu_update"]) == (
+        "paper",
+        "old",
+        None,
+        "on_tolerance",
+    )
 
 
 def test_bad_schedule_values():
@@ -181,14 +202,32 @@ def test_original_preset_is_the_former_default_trajectory():
     # documented quirks hold: squared-squared tolerance, nu with the new rho, lr x0.9 on every firing.
     def run(**kwargs):
         q = Quadratic()
-        solver = bl.Penalty(q.problem(u0=[0.3, -0.5, 0.8]), upper_optimizer=Adam(1e-2), lower_optimizer=Adam(1e-2),
-                            inner_steps=3, eps=1e3, **kwargs)
+        solver = bl.Penalty(
+            q.problem(u0=[0.3, -0.5, 0.8]),
+            upper_optimizer=Adam(1e-2),
+            lower_optimizer=Adam(1e-2),
+            inner_steps=3,
+            eps=1e3,
+            **kwargs,
+        )
         solver.run(50)
         return np.concatenate([q.u.numpy(), q.v.numpy(), solver.nu[0].numpy()]), solver
+
     preset, solver = run(schedule="original")
-    explicit, _ = run(schedule="auglag", rho=1.0, lam=10.0, nu=0.0, c_rho=1.1, c_lam=0.9, c_eps=0.9,
-                      lr_decay=0.9, tolerance="original", nu_rho="new", nu_update="on_tolerance")
+    explicit, _ = run(
+        schedule="auglag",
+        rho=1.0,
+        lam=10.0,
+        nu=0.0,
+        c_rho=1.1,
+        c_lam=0.9,
+        c_eps=0.9,
+        lr_decay=0.9,
+        tolerance="original",
+        nu_rho="new",
+        nu_update="on_tolerance",
+    )
     np.testing.assert_array_equal(preset, explicit)
     fired = int(solver.schedule_updates.numpy())
     assert fired > 0
-    assert float(solver.lower_optimizer.learning_rate.numpy()) == pytest.approx(1e-2 * 0.9 ** fired, rel=1e-4)
+    assert float(solver.lower_optimizer.learning_rate.numpy()) == pytest.approx(1e-2 * 0.9**fired, rel=1e-4)

@@ -1,4 +1,5 @@
 """The Penalty schedule: when the tolerance test passes, rho, lam, eps, nu and the learning rates move."""
+
 import keras
 import numpy as np
 import pytest
@@ -17,9 +18,22 @@ def _grad_v_g(q, u, v):
 @pytest.mark.parametrize("nu_rho", ["new", "old"])
 def test_schedule_fires_and_updates_every_quantity(nu_rho):
     q = Quadratic()
-    solver = bl.Penalty(q.problem(u0=U0), upper_optimizer=SGD(0.1), lower_optimizer=SGD(0.05), inner_steps=3,
-                        rho=2.0, lam=5.0, eps=1e6, nu=0.25, c_rho=1.5, c_lam=0.5, c_eps=0.8, lr_decay=0.9,
-                        nu_rho=nu_rho, schedule="original")
+    solver = bl.Penalty(
+        q.problem(u0=U0),
+        upper_optimizer=SGD(0.1),
+        lower_optimizer=SGD(0.05),
+        inner_steps=3,
+        rho=2.0,
+        lam=5.0,
+        eps=1e6,
+        nu=0.25,
+        c_rho=1.5,
+        c_lam=0.5,
+        c_eps=0.8,
+        lr_decay=0.9,
+        nu_rho=nu_rho,
+        schedule="original",
+    )
     logs = solver.step()
     assert float(logs["schedule_fired"]) == 1.0
     s = solver.schedule()
@@ -35,8 +49,17 @@ def test_schedule_fires_and_updates_every_quantity(nu_rho):
 
 def test_schedule_holds_when_tolerance_not_met():
     q = Quadratic()
-    solver = bl.Penalty(q.problem(u0=U0), upper_optimizer=SGD(0.1), lower_optimizer=SGD(0.05), inner_steps=3,
-                        rho=2.0, lam=5.0, eps=1e-8, nu=0.25, schedule="original")
+    solver = bl.Penalty(
+        q.problem(u0=U0),
+        upper_optimizer=SGD(0.1),
+        lower_optimizer=SGD(0.05),
+        inner_steps=3,
+        rho=2.0,
+        lam=5.0,
+        eps=1e-8,
+        nu=0.25,
+        schedule="original",
+    )
     logs = solver.step()
     assert float(logs["schedule_fired"]) == 0.0
     assert solver.schedule() == pytest.approx({"rho": 2.0, "lam": 5.0, "eps": 1e-8})
@@ -48,10 +71,20 @@ def test_tolerance_forms_differ_as_documented():
     # Norms are > 1 at the start, so the original's squared-squared test is harder to pass than the paper's.
     def run(tolerance, eps):
         q = Quadratic()
-        solver = bl.Penalty(q.problem(u0=3 * U0), upper_optimizer=SGD(0.01), lower_optimizer=SGD(0.01),
-                            inner_steps=1, rho=1.0, lam=1.0, eps=eps, tolerance=tolerance, schedule="original")
+        solver = bl.Penalty(
+            q.problem(u0=3 * U0),
+            upper_optimizer=SGD(0.01),
+            lower_optimizer=SGD(0.01),
+            inner_steps=1,
+            rho=1.0,
+            lam=1.0,
+            eps=eps,
+            tolerance=tolerance,
+            schedule="original",
+        )
         logs = solver.step()
         return logs
+
     probe = run("paper", 0.0)
     measure_paper = float(probe["upper_grad_norm_sq"]) + float(probe["lower_objective_grad_norm_sq"])
     measure_orig = float(probe["upper_grad_norm_sq"]) ** 2 + float(probe["lower_objective_grad_norm_sq"]) ** 2

@@ -1,6 +1,7 @@
 """Penalty's schedule as an object (bl.PenaltySchedule) and its presets as factories (bl.penalty_schedules):
 a schedule of one's own drives bl.Penalty to a quadratic's closed form, bad constants are refused by name, a
 factory with overrides is the named preset with the same keywords, and the names are derived from one table."""
+
 import argparse
 import json
 
@@ -29,15 +30,18 @@ class RampedPenalty(bl.PenaltySchedule):
 
 def _solve(schedule, steps=200, **options):
     q = Quadratic()
-    solver = bl.Penalty(q.problem(), upper_optimizer=SGD(0.1), lower_optimizer=SGD(0.2), inner_steps=5,
-                        schedule=schedule, **options)
+    solver = bl.Penalty(
+        q.problem(), upper_optimizer=SGD(0.1), lower_optimizer=SGD(0.2), inner_steps=5, schedule=schedule, **options
+    )
     solver.run(steps)
     return q, solver
 
 
-@pytest.mark.parametrize("schedule", [bl.PenaltySchedule(dual_step=0.5, **FIXED),
-                                      RampedPenalty(**dict(FIXED, rho=0.1, dual_step=1.0))],
-                         ids=["custom_constants", "subclass"])
+@pytest.mark.parametrize(
+    "schedule",
+    [bl.PenaltySchedule(dual_step=0.5, **FIXED), RampedPenalty(**dict(FIXED, rho=0.1, dual_step=1.0))],
+    ids=["custom_constants", "subclass"],
+)
 def test_a_schedule_of_ones_own_reaches_the_closed_form(schedule):
     q, solver = _solve(schedule)
     assert q.u_error() < 1e-4 and q.v_error() < 1e-4, (q.u_error(), q.v_error())
@@ -52,12 +56,31 @@ def test_a_pure_penalty_does_not_reach_the_closed_form():
     assert q.u_error() > 1e-2
 
 
-@pytest.mark.parametrize("field, value", [
-    ("rho", -1.0), ("lam", "big"), ("eps", -0.1), ("nu", "zero"), ("nu", float("nan")), ("c_rho", -2.0),
-    ("c_lam", None), ("c_eps", True), ("use_nu", "yes"), ("lr_decay", 0.0), ("lr_decay", 1.5),
-    ("tolerance", "strict"), ("nu_rho", "newest"), ("nu_update", "sometimes"), ("calibration", "guess"),
-    ("dual_step", 0.0), ("dual_step", 2.0), ("lower_scale", "on"), ("average_lower", 2), ("name", ""),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("rho", -1.0),
+        ("lam", "big"),
+        ("eps", -0.1),
+        ("nu", "zero"),
+        ("nu", float("nan")),
+        ("c_rho", -2.0),
+        ("c_lam", None),
+        ("c_eps", True),
+        ("use_nu", "yes"),
+        ("lr_decay", 0.0),
+        ("lr_decay", 1.5),
+        ("tolerance", "strict"),
+        ("nu_rho", "newest"),
+        ("nu_update", "sometimes"),
+        ("calibration", "guess"),
+        ("dual_step", 0.0),
+        ("dual_step", 2.0),
+        ("lower_scale", "on"),
+        ("average_lower", 2),
+        ("name", ""),
+    ],
+)
 def test_a_bad_field_is_refused_by_name(field, value):
     with pytest.raises(ValueError, match=f"^{field} must be"):
         bl.PenaltySchedule(**{field: value})
@@ -81,8 +104,14 @@ def _without_optimizers(solver):
     return {k: v for k, v in solver.get_config().items() if not k.endswith("_optimizer")}
 
 
-OVERRIDES = [{}, dict(c_rho=1.2), dict(use_nu=False), dict(nu_update="on_tolerance", eps=1e2),
-             dict(lr_decay=None), dict(rho=0.5, lam="auto")]
+OVERRIDES = [
+    {},
+    dict(c_rho=1.2),
+    dict(use_nu=False),
+    dict(nu_update="on_tolerance", eps=1e2),
+    dict(lr_decay=None),
+    dict(rho=0.5, lam="auto"),
+]
 
 
 @pytest.mark.parametrize("name", list(bl.penalty_schedules.SCHEDULES))
@@ -101,8 +130,7 @@ def test_a_factory_with_overrides_is_the_named_preset_with_those_keywords(name, 
 def test_the_object_and_the_name_give_the_same_iterates(name):
     def iterates(schedule, **overrides):
         q = Quadratic()
-        solver = bl.Penalty(q.problem(u0=[0.3, -0.5, 0.8]), 1e-2, 1e-2, inner_steps=3, schedule=schedule,
-                            **overrides)
+        solver = bl.Penalty(q.problem(u0=[0.3, -0.5, 0.8]), 1e-2, 1e-2, inner_steps=3, schedule=schedule, **overrides)
         for _ in range(3):
             solver.step()
         return np.concatenate([q.u.numpy(), q.v.numpy(), solver.nu[0].numpy(), list(solver.schedule().values())])
@@ -120,18 +148,31 @@ def test_config_rebuilds_a_schedule_object_and_keeps_the_checkpoint_keys():
     assert rebuilt.penalty_schedule == solver.penalty_schedule
     ramped = bl.Penalty.from_config(Quadratic().problem(), {**config, "schedule": RampedPenalty()})
     assert type(ramped.penalty_schedule) is RampedPenalty
-    assert {k: v for k, v in ramped.get_config().items() if k != "schedule"} == \
-        {k: v for k, v in config.items() if k != "schedule"}
+    assert {k: v for k, v in ramped.get_config().items() if k != "schedule"} == {
+        k: v for k, v in config.items() if k != "schedule"
+    }
 
 
-@pytest.mark.parametrize("name, extra", [("balanced", {"lower_scale", "calibrated"}), ("auglag", {"calibrated"}),
-                                         ("original", set()), ("paper", set())])
+@pytest.mark.parametrize(
+    "name, extra",
+    [("balanced", {"lower_scale", "calibrated"}), ("auglag", {"calibrated"}), ("original", set()), ("paper", set())],
+)
 def test_every_preset_keeps_its_checkpoint_keys(name, extra, tmp_path):
     solver = bl.Penalty(Quadratic().problem(), schedule=name)
     path = solver.checkpoint.write(str(tmp_path / "ckpt"))
     keys = {key.split("/")[0] for key, _ in tf.train.list_variables(path)} - {"_CHECKPOINTABLE_OBJECT_GRAPH"}
-    common = {"upper_vars", "lower_vars", "upper_optimizer", "lower_optimizer", "iterations", "rho", "lam", "eps",
-              "nu", "schedule_updates"}
+    common = {
+        "upper_vars",
+        "lower_vars",
+        "upper_optimizer",
+        "lower_optimizer",
+        "iterations",
+        "rho",
+        "lam",
+        "eps",
+        "nu",
+        "schedule_updates",
+    }
     assert keys == common | extra
 
 

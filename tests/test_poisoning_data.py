@@ -1,4 +1,5 @@
 """Poisoning building blocks: the original's data splits, the lower/upper losses, the retraining loop."""
+
 import keras
 import numpy as np
 import pytest
@@ -32,10 +33,10 @@ def test_targeted_split_follows_the_original():
     data = poisoning.targeted_data("digits", None, 300, 500, 500, 18, source=8, target=3, seed=1)
     assert data.targeted
     np.testing.assert_array_equal(np.bincount(data.y_train, minlength=10), np.full(10, 30))  # balanced
-    assert np.all(data.y_val == 3) and 35 <= len(data.y_val) <= 50          # validation 8s relabeled 3
+    assert np.all(data.y_val == 3) and 35 <= len(data.y_val) <= 50  # validation 8s relabeled 3
     x_src, y_src = data.eval_sets["attack_success_rate"]
     x_full, y_full = data.eval_sets["test_accuracy"]
-    assert np.all(y_src == 3) and len(x_src) == np.sum(y_full == 8) > 30     # test 8s relabeled 3
+    assert np.all(y_src == 3) and len(x_src) == np.sum(y_full == 8) > 30  # test 8s relabeled 3
     # poison: 9 training 3s labeled 8 and 9 training 8s labeled 3
     assert np.bincount(data.poison_y, minlength=10)[[3, 8]].tolist() == [9, 9]
     train_rows = {tuple(r): y for r, y in zip(data.x_train, data.y_train)}
@@ -47,10 +48,17 @@ def test_targeted_split_follows_the_original():
 
 def test_losses_match_the_original_formulas():
     rng = np.random.default_rng(0)
-    data = poisoning.PoisonData(rng.random((20, 6), dtype=np.float32), rng.integers(0, 10, 20),
-                                rng.random((7, 6), dtype=np.float32), rng.integers(0, 10, 7),
-                                rng.random((3, 6), dtype=np.float32), rng.integers(0, 10, 3), {}, (2, 3),
-                                targeted=False)
+    data = poisoning.PoisonData(
+        rng.random((20, 6), dtype=np.float32),
+        rng.integers(0, 10, 20),
+        rng.random((7, 6), dtype=np.float32),
+        rng.integers(0, 10, 7),
+        rng.random((3, 6), dtype=np.float32),
+        rng.integers(0, 10, 3),
+        {},
+        (2, 3),
+        targeted=False,
+    )
     model = models.logistic_regression(6, 10, use_bias=False)
     poison = tf.Variable(data.poison_x0)
     problem = poisoning.data_augmentation_problem(model, poison, data, 0.0025)
@@ -64,7 +72,7 @@ def test_losses_match_the_original_formulas():
     x_all = np.concatenate([data.poison_x0, data.x_train])
     y_all = np.concatenate([data.poison_y, data.y_train])
     # g = 0.5 * 0.01 * l2_loss(W) + mean CE over concat(poison, train); l2_loss = sum(W^2) / 2
-    np.testing.assert_allclose(float(problem.g(None)), 0.0025 * np.sum(W ** 2) + ce(x_all, y_all), rtol=1e-5)
+    np.testing.assert_allclose(float(problem.g(None)), 0.0025 * np.sum(W**2) + ce(x_all, y_all), rtol=1e-5)
     np.testing.assert_allclose(float(problem.f(None)), -ce(data.x_val, data.y_val), rtol=1e-5)  # maximize val loss
     # the box constraint clips the poison pixels to [0, 1]
     (clipped,) = problem.upper_constraint([tf.constant([[-0.5, 0.3, 1.7]])])
@@ -75,8 +83,9 @@ def test_trainer_restarts_from_the_same_fresh_weights():
     x, y = datasets.load_digits()
     x = x.reshape(len(x), -1)[:400]
     y = y[:400]
-    trainer = ClassifierTrainer(models.logistic_regression(64, 10, use_bias=False),
-                                          keras.optimizers.Adam(1e-2), weight_decay=0.0025)
+    trainer = ClassifierTrainer(
+        models.logistic_regression(64, 10, use_bias=False), keras.optimizers.Adam(1e-2), weight_decay=0.0025
+    )
     fresh = trainer.snapshot()
     loss = trainer.fit(x, y, 200)
     first = trainer.snapshot()

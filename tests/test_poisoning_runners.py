@@ -1,4 +1,5 @@
 """Smoke runs of the MNIST poisoning runners (offline digits, in-process): outputs, constraint, resume."""
+
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 from runner_utils import assert_solver_config, run_runner
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
+
 
 @pytest.fixture(autouse=True)
 def _offline(tmp_path, monkeypatch):
@@ -25,10 +27,10 @@ def _check(out: Path, result: dict, method: str, keys):
     m = result["metrics"]
     for key in keys:
         assert 0.0 <= m[key] <= 1.0, key
-    assert 0.0 <= m["poison_min"] <= m["poison_max"] <= 1.0          # the box constraint held
-    assert m["num_poison"] == 6 and m["mean_abs_pixel_change"] > 0    # the poison moved
+    assert 0.0 <= m["poison_min"] <= m["poison_max"] <= 1.0  # the box constraint held
+    assert m["num_poison"] == 6 and m["mean_abs_pixel_change"] > 0  # the poison moved
     assert result["seconds_per_upper_iteration"] > 0
-    assert [h["step"] for h in result["history"]] == [3]             # --smoke: 3 upper iterations, log every 10
+    assert [h["step"] for h in result["history"]] == [3]  # --smoke: 3 upper iterations, log every 10
     for name in ("poison_images.png", "upper_loss.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG", name
     with np.load(out / "poison.npz") as f:
@@ -47,8 +49,13 @@ def test_untargeted_smoke(tmp_path, method):
 def test_targeted_smoke_and_resume(tmp_path):
     args = ["--smoke"]  # offline: digits
     result = run_runner(TARGETED, args, tmp_path)
-    keys = ["clean_test_accuracy", "attack_success_rate", "clean_attack_success_rate",
-            "label_flip_attack_success_rate", "poisoned_test_accuracy"]
+    keys = [
+        "clean_test_accuracy",
+        "attack_success_rate",
+        "clean_attack_success_rate",
+        "label_flip_attack_success_rate",
+        "poisoned_test_accuracy",
+    ]
     _check(tmp_path, result, "penalty", keys)
     assert result["metrics"]["sizes"]["train"] == 100 and result["metrics"]["sizes"]["attack_success_rate"] == 20
     assert result["config"]["lam"] == 1.0 and result["config"]["lr_v"] == 1e-4
@@ -62,6 +69,7 @@ def test_targeted_smoke_and_resume(tmp_path):
 
 def test_mnist_missing_gives_a_clear_error(tmp_path, monkeypatch):
     from bilevel_tf.datasets import DataFileMissingError
+
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(DataFileMissingError, match="mnist.npz"):

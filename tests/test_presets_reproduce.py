@@ -1,5 +1,6 @@
 """The schedule presets reproduce, number for number, what the runners produced before the default changed
 (values recorded from the code of commit 8093d34 on this machine's TensorFlow; timings left out)."""
+
 import pytest
 import json
 from pathlib import Path

@@ -1,4 +1,5 @@
 """The method registry: one line declares a solver, and every list of method names derives from it."""
+
 import json
 import os
 import subprocess
@@ -40,8 +41,14 @@ DUMMY = textwrap.dedent("""
 def test_a_registered_solver_appears_everywhere_with_no_other_edit(tmp_path):
     (tmp_path / "dummy_solver.py").write_text(DUMMY)
     path = os.pathsep.join([str(ROOT), str(ROOT / "tests"), str(tmp_path)])
-    result = subprocess.run([sys.executable, "-c", CHILD], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                            env=dict(os.environ, PYTHONPATH=path, TF_CPP_MIN_LOG_LEVEL="2"))
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONPATH=path, TF_CPP_MIN_LOG_LEVEL="2"),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     seen = json.loads(result.stdout.splitlines()[-1])
     assert seen["methods"][-1] == "dummy" and seen["methods"][:-1] == list(registry.METHODS)
@@ -69,6 +76,11 @@ def test_a_taken_name_or_a_bad_target_is_refused():
 
 def test_the_registry_loads_without_tensorflow():
     code = "import sys; from bilevel_tf.solvers import registry; print('tensorflow' in sys.modules, registry.METHODS)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
     assert result.stdout.startswith("False ('penalty', "), result.stderr[-2000:]

@@ -1,5 +1,6 @@
 """python -m bilevel_tf.paper.reproduce: the plans (--dry-run) of every table and profile, one tiny real run of
 Table 2 end to end (runners as subprocesses, then the aggregator), resuming, and a runner's failure."""
+
 import glob
 import json
 import os
@@ -59,8 +60,22 @@ def test_paper_profile_prints_its_run_time_first(capsys):
 
 
 def test_flags_for_the_runners_methods_and_rows(tmp_path, capsys):
-    _, commands = dry_run(capsys, "supp5", "--methods", "rmd", "--rows", "targeted_6*", "--seeds", "1",
-                          "--tensorboard", "--out", str(tmp_path), "--", "--epochs", "7")
+    _, commands = dry_run(
+        capsys,
+        "supp5",
+        "--methods",
+        "rmd",
+        "--rows",
+        "targeted_6*",
+        "--seeds",
+        "1",
+        "--tensorboard",
+        "--out",
+        str(tmp_path),
+        "--",
+        "--epochs",
+        "7",
+    )
     assert [c[1] for c in commands] == [plans.POISONING["targeted"]]
     text = " ".join(commands[0])
     assert "--method rmd" in text and "--tensorboard --epochs 7 --seed 0" in text
@@ -113,8 +128,7 @@ def test_the_same_folder_by_another_name_or_a_copy_is_the_same_run(tmp_path, mon
 
 
 def test_estimate_subtracts_finished_runs():
-    rows = [plans.Row("a", "x.py", (), 600.0), plans.Row("b", "x.py", (), 60.0),
-            plans.Row("c", "x.py", ())]
+    rows = [plans.Row("a", "x.py", (), 600.0), plans.Row("b", "x.py", (), 60.0), plans.Row("c", "x.py", ())]
     fresh = reproduce.estimate(rows, 2)
     assert "22 min for 2 seed(s); not measured: c" in fresh and "left" not in fresh
     resumed = reproduce.estimate(rows, 2, {("a", 1), ("b", 0), ("c", 0)})
@@ -124,8 +138,21 @@ def test_estimate_subtracts_finished_runs():
 def test_tiny_table2_end_to_end_then_resume(tmp_path, capsys):
     """Two seeds of the digits Penalty row at --smoke sizes through the real runner, then the table."""
     out = str(tmp_path / "t2")
-    argv = ["table2", "--profile", "cpu", "--smoke", "--seeds", "2", "--methods", "penalty", "--rows", "*noise25*",
-            "--tensorboard", "--out", out]
+    argv = [
+        "table2",
+        "--profile",
+        "cpu",
+        "--smoke",
+        "--seeds",
+        "2",
+        "--methods",
+        "penalty",
+        "--rows",
+        "*noise25*",
+        "--tensorboard",
+        "--out",
+        out,
+    ]
     assert reproduce.main(argv) == 0
     printed = capsys.readouterr().out
     row = next(line for line in printed.splitlines() if line.startswith("| digits (25) [mnist_large_scale] | ours"))
@@ -149,8 +176,22 @@ def test_tiny_table2_end_to_end_then_resume(tmp_path, capsys):
 def test_missing_paper_data_fails_with_the_runners_message(tmp_path, capsys):
     empty = tmp_path / "no_data"
     empty.mkdir()
-    code = reproduce.main(["table2", "--profile", "paper", "--rows", "svhn_noise50_penalty", "--seeds", "1",
-                           "--out", str(tmp_path / "runs"), "--", "--data-dir", str(empty)])
+    code = reproduce.main(
+        [
+            "table2",
+            "--profile",
+            "paper",
+            "--rows",
+            "svhn_noise50_penalty",
+            "--seeds",
+            "1",
+            "--out",
+            str(tmp_path / "runs"),
+            "--",
+            "--data-dir",
+            str(empty),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "SVHN_single_grey_without_extra.h5" in err and "status 2" in err and "Traceback" not in err

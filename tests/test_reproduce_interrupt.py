@@ -6,6 +6,7 @@ Two Table 2 rows (Penalty with the baselines, ApproxGrad) on the digits with a s
 iterations, checkpoints only every 100, so the only checkpoint of an interrupted bilevel phase is the one saved
 on the interrupt) and --deterministic, so that reruns match to the bit.
 """
+
 import csv
 import glob
 import os
@@ -22,8 +23,23 @@ from runner_utils import ROOT
 
 pytestmark = pytest.mark.slow  # several runner processes
 
-COMMAND = ["table2", "--profile", "cpu", "--seeds", "1", "--rows", "digits_noise25_*", "--",
-           "--epochs", "4", "--pretrain-epochs", "2", "--eval-epochs", "2", "--deterministic"]
+COMMAND = [
+    "table2",
+    "--profile",
+    "cpu",
+    "--seeds",
+    "1",
+    "--rows",
+    "digits_noise25_*",
+    "--",
+    "--epochs",
+    "4",
+    "--pretrain-epochs",
+    "2",
+    "--eval-epochs",
+    "2",
+    "--deterministic",
+]
 PENALTY, APPROXGRAD = ("table2/digits_noise25_penalty/seed0", "table2/digits_noise25_approxgrad/seed0")
 STEPS = 20  # 4 epochs of 5 batches of 200 digits
 
@@ -32,10 +48,16 @@ def _start(out: Path) -> subprocess.Popen:
     """reproduce as a terminal starts it: the leader of its own process group, which Ctrl-C signals, with
     SIGINT's default action (a test run in the background of a shell would pass on its ignored SIGINT)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="Agg")
-    return subprocess.Popen([sys.executable, "-m", "bilevel_tf.paper.reproduce", *COMMAND[:7], "--out", str(out),
-                             *COMMAND[7:]], env=env, cwd=out.parent, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen(
+        [sys.executable, "-m", "bilevel_tf.paper.reproduce", *COMMAND[:7], "--out", str(out), *COMMAND[7:]],
+        env=env,
+        cwd=out.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def _finish(process: subprocess.Popen) -> str:
@@ -88,8 +110,10 @@ def test_an_interrupt_in_the_bilevel_phase_saves_the_step_reached(reference, tmp
     output = _finish(process)
     assert process.returncode == 130 and "interrupted: rerun the same command to continue" in output, output[-3000:]
     _no_lock(out)
-    saved = [int(p.split("ckpt-")[1].split(".")[0])
-             for p in glob.glob(str(out / PENALTY / "checkpoints" / "bilevel" / "ckpt-*.index"))]
+    saved = [
+        int(p.split("ckpt-")[1].split(".")[0])
+        for p in glob.glob(str(out / PENALTY / "checkpoints" / "bilevel" / "ckpt-*.index"))
+    ]
     assert saved and 5 <= max(saved) < STEPS, saved  # saved on the interrupt (no other checkpoint before 100)
     assert "interrupted" in _log(out, PENALTY)  # the runner ended its own way (it was not killed)
     assert not (out / PENALTY / "results.json").exists() and not (out / APPROXGRAD).exists()

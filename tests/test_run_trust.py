@@ -3,6 +3,7 @@
 The checkpoint-level cases (damaged checkpoints, garbled state, the lock itself) are in test_fit_trust.py;
 a SIGKILL at every point is in test_kill_resume.py.
 """
+
 import json
 import os
 import socket
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from runner_utils import load_runner
 
-from bilevel_tf.runner import experiment, run_folder
+from bilevel_tf.runner import experiment, results_file, run_folder
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
@@ -75,28 +76,41 @@ def _umask() -> int:
 def test_a_folder_in_use_is_refused_in_one_line(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
-    other = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
-                              "from bilevel_tf.training.folders import FolderLock\n"
-                              "FolderLock(sys.argv[1]).acquire()\nprint(flush=True)\ntime.sleep(60)", str(out)],
-                             stdout=subprocess.PIPE)
+    other = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from bilevel_tf.training.folders import FolderLock\n"
+            "FolderLock(sys.argv[1]).acquire()\nprint(flush=True)\ntime.sleep(60)",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+    )
     try:
         other.stdout.readline()  # it holds the lock
         status, err, _ = _run(LARGE, DIGITS, out, capsys)
         assert status == 2 and len(err) == 1
-        assert err[0] == f"error: {out} is in use by process {other.pid} on {socket.gethostname()}; wait for it " \
-                         "to finish or choose another output folder (--debug shows the traceback)"
+        assert (
+            err[0] == f"error: {out} is in use by process {other.pid} on {socket.gethostname()}; wait for it "
+            "to finish or choose another output folder (--debug shows the traceback)"
+        )
         assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written by the refused run
     finally:
         other.kill()
         other.wait()
 
 
-@pytest.mark.parametrize("runner, changed", [
-    (LARGE, ["--lr-u", "0.1"]),
-    (LARGE, ["--precision", "mixed_bfloat16"]),
-    (UNTARGETED, ["--inner-steps", "1"]),
-    (OMNIGLOT, ["--inner-steps", "3"]),
-], ids=["lr", "precision", "poisoning-inner-steps", "few-shot-inner-steps"])
+@pytest.mark.parametrize(
+    "runner, changed",
+    [
+        (LARGE, ["--lr-u", "0.1"]),
+        (LARGE, ["--precision", "mixed_bfloat16"]),
+        (UNTARGETED, ["--inner-steps", "1"]),
+        (OMNIGLOT, ["--inner-steps", "3"]),
+    ],
+    ids=["lr", "precision", "poisoning-inner-steps", "few-shot-inner-steps"],
+)
 def test_resume_under_other_flags_is_refused_naming_them(runner, changed, tmp_path, capsys):
     out = tmp_path / "run"
     assert _run(runner, DIGITS, out, capsys)[0] == 0
@@ -157,7 +171,7 @@ def test_a_full_disk_gives_one_line_and_keeps_the_previous_results(tmp_path, cap
     def no_space(path, text):
         raise OSError(28, "No space left on device", path)
 
-    monkeypatch.setattr(experiment, "atomic_write_text", no_space)  # results.json
+    monkeypatch.setattr(results_file, "atomic_write_text", no_space)  # results.json
     monkeypatch.setattr(run_folder, "atomic_write_text", no_space)  # run.json
     status, err, _ = _run(LARGE, DIGITS + ["--epochs", "3"], out, capsys)  # continue the run further
     assert status == 2 and err == [f"error: {out / 'run.json'}: No space left on device"], err
@@ -191,8 +205,12 @@ def test_a_smaller_budget_than_the_finished_run_is_refused(tmp_path, capsys):
     before = _files(out)
     status, err, _ = _run(LARGE, DIGITS + ["--epochs", "1"], out, capsys)
     assert status == 2 and len(err) == 1, err
-    assert err[0].startswith(f"error: {out} holds the finished run of this configuration with a larger budget "
-                             "(epochs: 2 -> 1)") and "--fresh" in err[0], err
+    assert (
+        err[0].startswith(
+            f"error: {out} holds the finished run of this configuration with a larger budget (epochs: 2 -> 1)"
+        )
+        and "--fresh" in err[0]
+    ), err
     assert _files(out) == before  # nothing relabelled
 
 

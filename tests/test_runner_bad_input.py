@@ -3,6 +3,7 @@ what is expected, and a failed run leaves the files already in its output folder
 
 (The library API's own argument checks are in test_bad_input.py.)
 """
+
 import pickle
 from pathlib import Path
 
@@ -52,8 +53,11 @@ FLAG_CASES = [
     (LARGE, DIGITS + ["--eval-every", "0"], "argument --eval-every: must be an integer >= 1, got '0'"),
     (UNTARGETED, DIGITS + ["--checkpoint-every", "0"], "argument --checkpoint-every: must be an integer >= 1, got '0'"),
     (UNTARGETED, DIGITS + ["--seed", "-1"], "argument --seed: must be an integer in [0, 4294967295], got '-1'"),
-    (HYPER, DIGITS + ["--outer_itr", "0"],
-     "argument --outer_itr/--outer-itr/--upper-iterations: must be an integer >= 1, got '0'"),
+    (
+        HYPER,
+        DIGITS + ["--outer_itr", "0"],
+        "argument --outer_itr/--outer-itr/--upper-iterations: must be an integer >= 1, got '0'",
+    ),
     (CLEAN_LABEL, ["--smoke", "--num-targets", "-1"], "argument --num-targets: must be an integer >= 0, got '-1'"),
     (OMNIGLOT, DIGITS + ["--k-shot", "0"], "--k-shot must be >= 1, got 0"),
     (PREPROCESS, ["--val-per-class", "-1"], "argument --val-per-class: must be an integer >= 0, got '-1'"),
@@ -79,20 +83,42 @@ def test_bad_flag_exits_2_with_one_line(runner, args, message, tmp_path, capsys)
 
 # ------------------------------------------------------------------ sizes the data cannot satisfy (N, K too large)
 SIZE_CASES = [
-    (UNTARGETED, ["--dataset", "digits", "--train-points", "100", "--num-poison", "500"],
-     "--num-poison must be in 1..100 (it starts from training images), got 500"),
-    (UNTARGETED, ["--dataset", "digits", "--train-points", "2000"],
-     "digits has 1797 images, fewer than 2000+300+1197 requested by --train-points/--val-points/--test-points"),
-    (TARGETED, DIGITS + ["--source-class", "3", "--target-class", "3"],
-     "--source-class and --target-class must be two different classes in 0..9, got 3 and 3"),
-    (TARGETED, DIGITS + ["--target-class", "10"],  # a label out of range
-     "--source-class and --target-class must be two different classes in 0..9, got 8 and 10"),
-    (OMNIGLOT, DIGITS + ["--n-way", "30"],
-     "--n-way 30 is larger than the 28 meta-train classes of the digits data set"),
-    (OMNIGLOT, DIGITS + ["--k-shot", "200"],
-     "--k-shot 200 + --query 2 = 202 images per class, but the smallest meta-train class of the digits data set has "),
-    (LARGE, ["--dataset", "digits", "--batch-size", "5000"],
-     "--batch-size 5000 is larger than the 1000 training examples of digits; expected at most 1000"),
+    (
+        UNTARGETED,
+        ["--dataset", "digits", "--train-points", "100", "--num-poison", "500"],
+        "--num-poison must be in 1..100 (it starts from training images), got 500",
+    ),
+    (
+        UNTARGETED,
+        ["--dataset", "digits", "--train-points", "2000"],
+        "digits has 1797 images, fewer than 2000+300+1197 requested by --train-points/--val-points/--test-points",
+    ),
+    (
+        TARGETED,
+        DIGITS + ["--source-class", "3", "--target-class", "3"],
+        "--source-class and --target-class must be two different classes in 0..9, got 3 and 3",
+    ),
+    (
+        TARGETED,
+        DIGITS + ["--target-class", "10"],  # a label out of range
+        "--source-class and --target-class must be two different classes in 0..9, got 8 and 10",
+    ),
+    (
+        OMNIGLOT,
+        DIGITS + ["--n-way", "30"],
+        "--n-way 30 is larger than the 28 meta-train classes of the digits data set",
+    ),
+    (
+        OMNIGLOT,
+        DIGITS + ["--k-shot", "200"],
+        "--k-shot 200 + --query 2 = 202 images per class, "
+        "but the smallest meta-train class of the digits data set has ",
+    ),
+    (
+        LARGE,
+        ["--dataset", "digits", "--batch-size", "5000"],
+        "--batch-size 5000 is larger than the 1000 training examples of digits; expected at most 1000",
+    ),
 ]
 
 
@@ -128,14 +154,22 @@ def _svhn_h5(path: Path, **replace):
     return path
 
 
-@pytest.mark.parametrize("replace, message", [
-    (dict(y_test=None), r"missing datasets \['y_test'\] \(has \[.*\]\); expected HDF5 datasets \['X_train'"),
-    (dict(y_train=np.tile(np.arange(1, 11), 6)),
-     r"label 10 at index 9 of y_train is outside 0..9; expected integer class ids 0..9"),
-    (dict(X_train=np.zeros((60, 32, 32), np.float32)),
-     r"X_train is float32 \(60, 32, 32\); expected uint8 or float images \(N, 32, 32, 1\|3\) with values in "
-     r"\[0, 255\]"),
-], ids=["h5-missing-dataset", "h5-labels-out-of-range", "h5-wrong-image-shape"])
+@pytest.mark.parametrize(
+    "replace, message",
+    [
+        (dict(y_test=None), r"missing datasets \['y_test'\] \(has \[.*\]\); expected HDF5 datasets \['X_train'"),
+        (
+            dict(y_train=np.tile(np.arange(1, 11), 6)),
+            r"label 10 at index 9 of y_train is outside 0..9; expected integer class ids 0..9",
+        ),
+        (
+            dict(X_train=np.zeros((60, 32, 32), np.float32)),
+            r"X_train is float32 \(60, 32, 32\); expected uint8 or float images \(N, 32, 32, 1\|3\) with values in "
+            r"\[0, 255\]",
+        ),
+    ],
+    ids=["h5-missing-dataset", "h5-labels-out-of-range", "h5-wrong-image-shape"],
+)
 def test_svhn_cache_in_the_wrong_layout(replace, message, tmp_path):
     h5 = _svhn_h5(tmp_path / "SVHN_single_grey_without_extra.h5", **replace)
     with pytest.raises(DataFormatError, match=message) as error:
@@ -147,14 +181,19 @@ def test_truncated_svhn_mat_keeps_the_existing_cache(tmp_path):
     scipy_io = pytest.importorskip("scipy.io")
     rng = np.random.default_rng(0)
     for name in ("train_32x32.mat", "test_32x32.mat"):
-        scipy_io.savemat(tmp_path / name, {"X": rng.integers(0, 256, (32, 32, 3, 20), dtype=np.uint8),
-                                           "y": np.tile(np.arange(1, 11), 2)[:, None]})
+        scipy_io.savemat(
+            tmp_path / name,
+            {"X": rng.integers(0, 256, (32, 32, 3, 20), dtype=np.uint8), "y": np.tile(np.arange(1, 11), 2)[:, None]},
+        )
     data = (tmp_path / "train_32x32.mat").read_bytes()
-    (tmp_path / "train_32x32.mat").write_bytes(data[:len(data) // 2])  # an interrupted download
+    (tmp_path / "train_32x32.mat").write_bytes(data[: len(data) // 2])  # an interrupted download
     cache = _svhn_h5(tmp_path / "SVHN_single_grey_without_extra.h5")
     before = cache.read_bytes()
-    with pytest.raises(DataFormatError, match=r"train_32x32.mat: unreadable .mat file .*; expected an intact MATLAB "
-                                              r"v5 file from the SVHN site \(re-download it\)"):
+    with pytest.raises(
+        DataFormatError,
+        match=r"train_32x32.mat: unreadable .mat file .*; expected an intact MATLAB "
+        r"v5 file from the SVHN site \(re-download it\)",
+    ):
         load_runner(PREPROCESS).main(["--data-dir", str(tmp_path), "--out-dir", str(tmp_path)])
     assert cache.read_bytes() == before
 
@@ -162,9 +201,12 @@ def test_truncated_svhn_mat_keeps_the_existing_cache(tmp_path):
 def test_miniimagenet_pickle_with_wrong_keys(tmp_path):
     images = np.zeros((8, 84, 84, 3), np.uint8)
     (tmp_path / "mini-imagenet-cache-train.pkl").write_bytes(pickle.dumps({"image_data": images, "labels": [0] * 8}))
-    with pytest.raises(DataFormatError, match=r"mini-imagenet-cache-train.pkl: missing keys \['class_dict'\] "
-                                              r"\(has \['image_data', 'labels'\]\); expected keys 'image_data' and "
-                                              r"'class_dict'"):
+    with pytest.raises(
+        DataFormatError,
+        match=r"mini-imagenet-cache-train.pkl: missing keys \['class_dict'\] "
+        r"\(has \['image_data', 'labels'\]\); expected keys 'image_data' and "
+        r"'class_dict'",
+    ):
         _main(MINIIMAGENET, ["--smoke", "--data-dir", str(tmp_path)], tmp_path / "run")
 
 
@@ -172,16 +214,22 @@ def test_miniimagenet_class_indices_out_of_range(tmp_path):
     images = np.zeros((8, 84, 84, 3), np.uint8)
     split = {"image_data": images, "class_dict": {"n01": [0, 1, 2, 3], "n02": [4, 5, 6, 12]}}
     (tmp_path / "mini-imagenet-cache-train.pkl").write_bytes(pickle.dumps(split))
-    with pytest.raises(DataFormatError, match=r"class 'n02' indexes images outside \[0, 8\); expected indices into "
-                                              r"image_data"):
+    with pytest.raises(
+        DataFormatError,
+        match=r"class 'n02' indexes images outside \[0, 8\); expected indices into "
+        r"image_data",
+    ):
         _main(MINIIMAGENET, ["--smoke", "--data-dir", str(tmp_path)], tmp_path / "run")
 
 
 def test_omniglot_cache_with_the_wrong_image_shape(tmp_path):
     np.save(tmp_path / "x_omniglot_1.npy", np.zeros((8, 28, 28), np.float32))  # channel axis missing
     np.save(tmp_path / "y_omniglot_1.npy", np.arange(8, dtype=np.int32))
-    with pytest.raises(DataFormatError, match=r"x_omniglot_1.npy: x_omniglot_1.npy is float32 \(8, 28, 28\); "
-                                              r"expected float images \(N, 28, 28, 1\)"):
+    with pytest.raises(
+        DataFormatError,
+        match=r"x_omniglot_1.npy: x_omniglot_1.npy is float32 \(8, 28, 28\); "
+        r"expected float images \(N, 28, 28, 1\)",
+    ):
         _main(OMNIGLOT, ["--smoke", "--data-dir", str(tmp_path)], tmp_path / "run")
 
 
@@ -189,8 +237,11 @@ def test_clean_label_features_file_without_test_features(tmp_path):
     features = tmp_path / "features.h5"
     with h5py.File(features, "w") as f:
         f.create_dataset("X_train", data=np.zeros((8, 2048), np.float32))
-    with pytest.raises(DataFormatError, match=r"features.h5: missing datasets \['X_test'\] \(has \['X_train'\]\); "
-                                              r"expected HDF5 datasets \['X_train', 'X_test'\]"):
+    with pytest.raises(
+        DataFormatError,
+        match=r"features.h5: missing datasets \['X_test'\] \(has \['X_train'\]\); "
+        r"expected HDF5 datasets \['X_train', 'X_test'\]",
+    ):
         _main(CLEAN_LABEL, ["--smoke", "--random-weights", "--features", str(features)], tmp_path / "run")
 
 
@@ -208,8 +259,11 @@ def test_missing_mnist_names_the_file_and_where_to_get_it(tmp_path, monkeypatch,
 
 @pytest.mark.parametrize("build", [models.cifar10_cnn, models.svhn_cnn, models.omniglot_encoder])
 def test_image_model_rejects_a_shape_without_channels(build):
-    with pytest.raises(ValueError, match=r"input_shape must be \(height, width, channels\) \(channels-last\), "
-                                         r"got \(32, 32\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"input_shape must be \(height, width, channels\) \(channels-last\), "
+        r"got \(32, 32\)",
+    ):
         build(input_shape=(32, 32))
 
 
@@ -222,15 +276,22 @@ def _previous_run(out: Path) -> dict:
     return _files(out)
 
 
-@pytest.mark.parametrize("runner, args, error", [
-    (LARGE, DIGITS + ["--fresh", "--noise", "1.0"], SystemExit),  # rejected before --fresh deletes anything
-    (UNTARGETED, ["--dataset", "digits", "--train-points", "100", "--num-poison", "500"], experiment.UsageError),
-    (SVHN, ["--smoke", "--data-dir", "<empty>"], DataFileMissingError),
-    # --fresh empties the checkpoint folder only when training is about to use it
-    (SVHN, ["--smoke", "--fresh", "--data-dir", "<empty>"], DataFileMissingError),
-    (UNTARGETED, ["--dataset", "digits", "--fresh", "--train-points", "100", "--num-poison", "500"],
-     experiment.UsageError),
-], ids=["bad-flag", "too-many-poison-points", "missing-data", "missing-data-fresh", "too-many-poison-points-fresh"])
+@pytest.mark.parametrize(
+    "runner, args, error",
+    [
+        (LARGE, DIGITS + ["--fresh", "--noise", "1.0"], SystemExit),  # rejected before --fresh deletes anything
+        (UNTARGETED, ["--dataset", "digits", "--train-points", "100", "--num-poison", "500"], experiment.UsageError),
+        (SVHN, ["--smoke", "--data-dir", "<empty>"], DataFileMissingError),
+        # --fresh empties the checkpoint folder only when training is about to use it
+        (SVHN, ["--smoke", "--fresh", "--data-dir", "<empty>"], DataFileMissingError),
+        (
+            UNTARGETED,
+            ["--dataset", "digits", "--fresh", "--train-points", "100", "--num-poison", "500"],
+            experiment.UsageError,
+        ),
+    ],
+    ids=["bad-flag", "too-many-poison-points", "missing-data", "missing-data-fresh", "too-many-poison-points-fresh"],
+)
 def test_failed_run_leaves_the_output_folder_byte_identical(runner, args, error, tmp_path):
     out = tmp_path / "run"
     before = _previous_run(out)

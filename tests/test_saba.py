@@ -1,5 +1,6 @@
 """bl.SABA over bl.FiniteSum losses: its per-sample memory (exact values, checkpointed, reset), mini-batches
 from bl.fit, no retracing, XLA, and the errors for batches or losses of the wrong form."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -40,8 +41,12 @@ def test_the_memory_holds_each_samples_last_oracle_and_their_mean():
     A, B, c, D = (q.samples[k].numpy() for k in "ABcD")
     seen = [1, 4]
     r = A @ v - B @ u - c
-    expected = {"lower_grad": r[:, None] * A + q.mu * v, "lower_hvp": (A @ z)[:, None] * A + q.mu * z,
-                "lower_cross": -(A @ z)[:, None] * B, "upper_grad_v": v - D}
+    expected = {
+        "lower_grad": r[:, None] * A + q.mu * v,
+        "lower_hvp": (A @ z)[:, None] * A + q.mu * z,
+        "lower_cross": -(A @ z)[:, None] * B,
+        "upper_grad_v": v - D,
+    }
     for name, rows in expected.items():
         (table,), (mean,) = solver.memory[name]
         drawn = seen if name.startswith("lower") else [0, 2]
@@ -117,22 +122,53 @@ def _problem_with(lower_loss=None, plain_upper=False):
 BATCH = (tf.constant([0, 1]),)
 
 
-@pytest.mark.parametrize("make_problem, upper, lower, message", [
-    (lambda: FiniteSumQuadratic().problem(), None, BATCH,
-     "SABA: lower_loss is not a bl.FiniteSum but got lower batches"),
-    (lambda: _problem_with(plain_upper=True), BATCH, None,
-     "SABA: upper_loss is not a bl.FiniteSum but got upper batches"),
-    (lambda: FiniteSumQuadratic().finite_sum_problem(), None, tf.constant([0, 1]),
-     "a tensor batch carries no sample indices"),
-    (lambda: FiniteSumQuadratic().finite_sum_problem(), None, {"x": tf.constant([0, 1])},
-     "the dict batch has no 'index' entry"),
-    (lambda: FiniteSumQuadratic().finite_sum_problem(), None, (tf.constant([0.0, 1.0]),),
-     "the sample indices must be an integer vector"),
-    (lambda: _problem_with(lower_loss=bl.FiniteSum(lambda b: tf.reduce_sum(tf.cast(b[0], tf.float64)), 24)), None,
-     BATCH, "per_sample_loss must return a floating vector"),
-    (lambda: _problem_with(lower_loss=bl.FiniteSum(lambda b: tf.zeros([3], tf.float64), 24)), None, BATCH,
-     "the batch holds 2 indices but per_sample_loss returned 3 losses"),
-])
+@pytest.mark.parametrize(
+    "make_problem, upper, lower, message",
+    [
+        (
+            lambda: FiniteSumQuadratic().problem(),
+            None,
+            BATCH,
+            "SABA: lower_loss is not a bl.FiniteSum but got lower batches",
+        ),
+        (
+            lambda: _problem_with(plain_upper=True),
+            BATCH,
+            None,
+            "SABA: upper_loss is not a bl.FiniteSum but got upper batches",
+        ),
+        (
+            lambda: FiniteSumQuadratic().finite_sum_problem(),
+            None,
+            tf.constant([0, 1]),
+            "a tensor batch carries no sample indices",
+        ),
+        (
+            lambda: FiniteSumQuadratic().finite_sum_problem(),
+            None,
+            {"x": tf.constant([0, 1])},
+            "the dict batch has no 'index' entry",
+        ),
+        (
+            lambda: FiniteSumQuadratic().finite_sum_problem(),
+            None,
+            (tf.constant([0.0, 1.0]),),
+            "the sample indices must be an integer vector",
+        ),
+        (
+            lambda: _problem_with(lower_loss=bl.FiniteSum(lambda b: tf.reduce_sum(tf.cast(b[0], tf.float64)), 24)),
+            None,
+            BATCH,
+            "per_sample_loss must return a floating vector",
+        ),
+        (
+            lambda: _problem_with(lower_loss=bl.FiniteSum(lambda b: tf.zeros([3], tf.float64), 24)),
+            None,
+            BATCH,
+            "the batch holds 2 indices but per_sample_loss returned 3 losses",
+        ),
+    ],
+)
 def test_batches_and_losses_of_the_wrong_form(make_problem, upper, lower, message):
     solver = bl.SABA(make_problem())
     with pytest.raises(ValueError, match=message):

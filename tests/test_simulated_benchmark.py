@@ -1,5 +1,6 @@
 """benchmarks/simulated_quadratic.py (benchopt's simulated quadratic) and its bl.BilevelProblem, at a tiny size:
 the closed form is right, every way of writing the losses gives the same numbers, and a solver reaches h*."""
+
 import sys
 from pathlib import Path
 
@@ -68,8 +69,11 @@ def test_losses_agree_with_numpy(data, per_sample, full_batch):
     assert float(finite.upper_loss(None)) == pytest.approx(data.outer.value(x, z), rel=1e-12)
     assert float(finite.lower_loss(tf.constant(batch))) == pytest.approx(data.inner.value(x, z, batch), rel=1e-12)
     assert finite.lower_loss.size == data.inner.size
-    np.testing.assert_allclose(finite.lower_loss.per_sample_loss(tf.constant(batch)).numpy(),
-                               [data.inner.value(x, z, np.array([i])) for i in batch], rtol=1e-12)
+    np.testing.assert_allclose(
+        finite.lower_loss.per_sample_loss(tf.constant(batch)).numpy(),
+        [data.inner.value(x, z, np.array([i])) for i in batch],
+        rtol=1e-12,
+    )
 
 
 def test_block_sampler_visits_every_block_once_per_epoch():
@@ -86,8 +90,9 @@ def test_timed_loop_stops_at_the_floor_and_doubles_chunks():
 
     def execute(k):
         state["chunks"].append(k)
-        state["value"] *= 0.5 ** k
+        state["value"] *= 0.5**k
         return {"loss": tf.constant(0.0)}, k
+
     record = timed_loop(lambda k: k, execute, lambda: state["value"], seconds=60.0, min_chunk=1, floor=1e-6)
     assert record["stopped"] == "floor" and record["suboptimality"][-1] < 1e-6
     assert state["chunks"][:3] == [1, 2, 4]  # each chunk far below seconds / points: doubled
@@ -98,16 +103,18 @@ def test_timed_loop_stops_at_the_floor_and_doubles_chunks():
 
 def test_timed_loop_stops_when_a_chunk_ends_early_on_a_non_finite_loss():
     # run_feeds stops at the first non-finite iteration: count what ran, stop, never grow the chunk on it
-    record = timed_loop(lambda k: k, lambda k: ({"loss": tf.constant(np.inf)}, 1), lambda: 1e300,
-                        seconds=60.0, min_chunk=2)
+    record = timed_loop(
+        lambda k: k, lambda k: ({"loss": tf.constant(np.inf)}, 1), lambda: 1e300, seconds=60.0, min_chunk=2
+    )
     assert record["stopped"] == "diverged" and record["iterations"] == [0, 1]
 
 
 @pytest.mark.slow  # compiles a Penalty step (seconds on a loaded CPU)
 def test_timed_run_compiles_once_and_makes_progress(data):
     quad, batch_size = SimulatedProblem(data), 8
-    record = run_solver(quad, "penalty", dict(upper_optimizer=1e-2, lower_optimizer=1e-2), seconds=0.5,
-                        batch_size=batch_size, points=10)
+    record = run_solver(
+        quad, "penalty", dict(upper_optimizer=1e-2, lower_optimizer=1e-2), seconds=0.5, batch_size=batch_size, points=10
+    )
     assert record["retraces"] == 0
     assert record["suboptimality"][0] == pytest.approx(1.0)
     assert record["final"] < 0.5, record["final"]
@@ -115,8 +122,9 @@ def test_timed_run_compiles_once_and_makes_progress(data):
 
 
 def test_saba_runs_on_the_finite_sum_form_and_converges(data):
-    record = run_solver(SimulatedProblem(data), "saba", recommended_options("saba", 8, jit=False), seconds=0.2,
-                        batch_size=8, points=10)
+    record = run_solver(
+        SimulatedProblem(data), "saba", recommended_options("saba", 8, jit=False), seconds=0.2, batch_size=8, points=10
+    )
     assert record["retraces"] == 0 and record["config"]["method"] == "saba"
     # convergence counted in iterations, not seconds (a loaded machine makes fewer per second)
     quad = SimulatedProblem(data)

@@ -1,4 +1,5 @@
 """get_config / from_config, the solver-state registry, and checkpoints written before the registry existed."""
+
 import json
 from pathlib import Path
 

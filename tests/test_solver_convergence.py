@@ -1,4 +1,5 @@
 """Every solver but GD reaches the closed-form solution of a strongly convex quadratic bilevel problem."""
+
 import keras
 import numpy as np
 import pytest
@@ -11,20 +12,68 @@ SGD = keras.optimizers.SGD
 
 CASES = {
     # Fixed rho/lam with the multiplier nu: the augmented-Lagrangian fixed point is the exact solution.
-    "penalty_T5": ("penalty", 800, lambda: dict(inner_steps=5, upper_optimizer=SGD(0.1), lower_optimizer=SGD(0.1),
-                                                rho=1.0, lam=1.0, eps=1.0, c_rho=1.0, c_lam=1.0, lr_decay=None,
-                                                tolerance="paper")),
-    "penalty_T1": ("penalty", 800, lambda: dict(inner_steps=1, upper_optimizer=SGD(0.1), lower_optimizer=SGD(0.1),
-                                                rho=1.0, lam=1.0, eps=1.0, c_rho=1.0, c_lam=1.0, lr_decay=None)),
-    "approxgrad": ("approxgrad", 800, lambda: dict(inner_steps=10, upper_optimizer=SGD(0.3), lower_optimizer=SGD(0.3),
-                                                   linear_optimizer=SGD(0.2), sigma=0.0)),
+    "penalty_T5": (
+        "penalty",
+        800,
+        lambda: dict(
+            inner_steps=5,
+            upper_optimizer=SGD(0.1),
+            lower_optimizer=SGD(0.1),
+            rho=1.0,
+            lam=1.0,
+            eps=1.0,
+            c_rho=1.0,
+            c_lam=1.0,
+            lr_decay=None,
+            tolerance="paper",
+        ),
+    ),
+    "penalty_T1": (
+        "penalty",
+        800,
+        lambda: dict(
+            inner_steps=1,
+            upper_optimizer=SGD(0.1),
+            lower_optimizer=SGD(0.1),
+            rho=1.0,
+            lam=1.0,
+            eps=1.0,
+            c_rho=1.0,
+            c_lam=1.0,
+            lr_decay=None,
+        ),
+    ),
+    "approxgrad": (
+        "approxgrad",
+        800,
+        lambda: dict(
+            inner_steps=10, upper_optimizer=SGD(0.3), lower_optimizer=SGD(0.3), linear_optimizer=SGD(0.2), sigma=0.0
+        ),
+    ),
     "rmd": ("rmd", 800, lambda: dict(inner_steps=30, upper_optimizer=SGD(0.3), lower_optimizer=0.3)),
-    "rmd_truncated": ("rmd", 800, lambda: dict(inner_steps=30, truncation=20, upper_optimizer=SGD(0.3),
-                                               lower_optimizer=0.3)),
-    "vpbgd": ("vpbgd", 3000, lambda: dict(inner_steps=5, upper_optimizer=0.5, lower_optimizer=0.5, inner_optimizer=0.5,
-                                          gamma_init=200.0, gamma_max=200.0, gamma_argmax_step=1)),
-    "gpbgd": ("gpbgd", 3000, lambda: dict(upper_optimizer=0.4, lower_optimizer=0.4, gamma_init=200.0,
-                                          gamma_max=200.0, gamma_argmax_step=1)),
+    "rmd_truncated": (
+        "rmd",
+        800,
+        lambda: dict(inner_steps=30, truncation=20, upper_optimizer=SGD(0.3), lower_optimizer=0.3),
+    ),
+    "vpbgd": (
+        "vpbgd",
+        3000,
+        lambda: dict(
+            inner_steps=5,
+            upper_optimizer=0.5,
+            lower_optimizer=0.5,
+            inner_optimizer=0.5,
+            gamma_init=200.0,
+            gamma_max=200.0,
+            gamma_argmax_step=1,
+        ),
+    ),
+    "gpbgd": (
+        "gpbgd",
+        3000,
+        lambda: dict(upper_optimizer=0.4, lower_optimizer=0.4, gamma_init=200.0, gamma_max=200.0, gamma_argmax_step=1),
+    ),
 }
 
 
@@ -72,8 +121,18 @@ def test_penalty_with_the_original_schedule_approaches_the_solution():
     # The defaults of the original code (rho grows by 1.1, lr decays by 1/1.1 when the schedule fires)
     # converge too, more slowly, as rho grows and nu accumulates.
     q = Quadratic()
-    solver = bl.Penalty(q.problem(), upper_optimizer=SGD(0.1), lower_optimizer=SGD(0.1), inner_steps=5,
-                        schedule="original", rho=1.0, lam=1.0, eps=1.0, lr_decay=1 / 1.1, tolerance="paper")
+    solver = bl.Penalty(
+        q.problem(),
+        upper_optimizer=SGD(0.1),
+        lower_optimizer=SGD(0.1),
+        inner_steps=5,
+        schedule="original",
+        rho=1.0,
+        lam=1.0,
+        eps=1.0,
+        lr_decay=1 / 1.1,
+        tolerance="paper",
+    )
     errors = []
     for i in range(1500):
         solver.step()

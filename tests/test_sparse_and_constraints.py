@@ -1,4 +1,5 @@
 """Per-example upper variables (IndexedSlices gradients) and projections after updates."""
+
 import keras
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ def test_tensor_ops_on_indexed_slices_with_duplicates():
     dense = tf.constant([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
     s = tf.IndexedSlices(tf.constant([[1.0, 1.0], [2.0, 0.0], [0.5, 3.0]]), tf.constant([2, 0, 2]), tf.constant([3, 2]))
     as_dense = tf.convert_to_tensor(s).numpy()
-    assert float(ops.sq_norm([s])) == pytest.approx(np.sum(as_dense ** 2))
+    assert float(ops.sq_norm([s])) == pytest.approx(np.sum(as_dense**2))
     assert float(ops.inner([s], [dense])) == pytest.approx(np.sum(as_dense * dense.numpy()))
     assert float(ops.inner([dense], [s])) == pytest.approx(np.sum(as_dense * dense.numpy()))
 
@@ -31,7 +32,7 @@ def _weighted_regression(sparse: bool):
     def g(batch):
         weights = tf.sigmoid(tf.gather(u, idx)) if sparse else tf.gather(tf.sigmoid(u), idx)
         residual = tf.gather(x_tr, idx) @ w[:, None] - tf.gather(y_tr, idx)[:, None]
-        return tf.reduce_mean(weights * residual[:, 0] ** 2) + 0.01 * tf.reduce_sum(w ** 2)
+        return tf.reduce_mean(weights * residual[:, 0] ** 2) + 0.01 * tf.reduce_sum(w**2)
 
     def f(batch):
         return tf.reduce_mean((x_val @ w[:, None] - y_val[:, None]) ** 2)
@@ -67,12 +68,17 @@ def test_sparse_upper_gradients_match_dense_formulation(method):
 def test_box_constraint_applied_after_every_update():
     u = tf.Variable([0.5, 0.5])
     v = tf.Variable([0.0, 0.0])
-    problem = bl.BilevelProblem(lambda b: -tf.reduce_sum(u * 10.0) + tf.reduce_sum(v ** 2),
-                                lambda b: tf.reduce_sum((v - u) ** 2), [u], [v],
-                                upper_constraint=bl.constraints.box(0.0, 1.0),
-                                lower_constraint=bl.constraints.box(-0.25, 0.25))
-    solver = bl.Penalty(problem, upper_optimizer=keras.optimizers.SGD(1.0), lower_optimizer=keras.optimizers.SGD(1.0),
-                        inner_steps=2)
+    problem = bl.BilevelProblem(
+        lambda b: -tf.reduce_sum(u * 10.0) + tf.reduce_sum(v**2),
+        lambda b: tf.reduce_sum((v - u) ** 2),
+        [u],
+        [v],
+        upper_constraint=bl.constraints.box(0.0, 1.0),
+        lower_constraint=bl.constraints.box(-0.25, 0.25),
+    )
+    solver = bl.Penalty(
+        problem, upper_optimizer=keras.optimizers.SGD(1.0), lower_optimizer=keras.optimizers.SGD(1.0), inner_steps=2
+    )
     solver.step()
     np.testing.assert_allclose(u.numpy(), [1.0, 1.0])
     assert np.all(np.abs(v.numpy()) <= 0.25 + 1e-7)

@@ -1,5 +1,6 @@
 """bl.fit(..., steps_per_execution=k): k upper iterations per compiled call, the same trajectory as k = 1,
 exact resume, call-boundary logging/checkpoints, the exact NaN step, Python sources stacked on the host."""
+
 import os
 
 import keras
@@ -17,8 +18,13 @@ pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect
 
 def _penalty(problem, jit=False):
     # the default schedule calibrates rho and lam in _prepare from the first batches
-    return bl.Penalty(problem, upper_optimizer=keras.optimizers.Adam(0.05),
-                      lower_optimizer=keras.optimizers.Adam(0.01), inner_steps=3, jit_compile=jit)
+    return bl.Penalty(
+        problem,
+        upper_optimizer=keras.optimizers.Adam(0.05),
+        lower_optimizer=keras.optimizers.Adam(0.01),
+        inner_steps=3,
+        jit_compile=jit,
+    )
 
 
 def _values(problem, solver):
@@ -48,8 +54,9 @@ def test_k_steps_per_call_follow_the_one_step_trajectory_and_resume_exactly(tmp_
     assert [r["step"] for r in history] == [5, 10, 12]
     _assert_same(_values(problem, solver), expected)
     for record in history:  # each call returns its last iteration's logs
-        assert {k: v for k, v in record.items() if k not in TIMINGS} == \
-            {k: v for k, v in ref_logs[record["step"]].items() if k not in TIMINGS}
+        assert {k: v for k, v in record.items() if k not in TIMINGS} == {
+            k: v for k, v in ref_logs[record["step"]].items() if k not in TIMINGS
+        }
     assert int(solver.lower_optimizer.iterations.numpy()) == 36
     assert solver.schedule() == reference.schedule()
 
@@ -58,8 +65,7 @@ def test_k_steps_per_call_follow_the_one_step_trajectory_and_resume_exactly(tmp_
     # interrupted at 7 (calls 1-4, 5-7 with k = 4), resumed with k = 4: calls 8, 9-12
     problem, up, lo = _importance_problem()
     first = _penalty(problem, jit)
-    bl.fit(first, up, lo, steps=7, steps_per_execution=4, checkpoint_dir=str(tmp_path), checkpoint_every=100,
-           verbose=0)
+    bl.fit(first, up, lo, steps=7, steps_per_execution=4, checkpoint_dir=str(tmp_path), checkpoint_every=100, verbose=0)
     problem, up, lo = _importance_problem()
     resumed = _penalty(problem, jit)
     history = bl.fit(resumed, up, lo, steps=12, steps_per_execution=4, checkpoint_dir=str(tmp_path), verbose=0)
@@ -72,11 +78,23 @@ def test_calls_do_not_retrace_and_callbacks_run_at_call_boundaries(tmp_path):
     problem, up, lo = _importance_problem()
     solver = _penalty(problem)
     seen, evaluated = [], []
-    history = bl.fit(solver, up, lo, steps=23, steps_per_execution=4, checkpoint_dir=str(tmp_path),
-                     checkpoint_every=6, max_to_keep=10, log_every=5, verbose=0,
-                     csv_path=str(tmp_path / "log.csv"),
-                     callbacks=[bl.LambdaCallback(on_step_end=lambda s, logs: seen.append(s)),
-                                bl.Evaluate(lambda: evaluated.append(1) or {"x": 1.0}, every=8)])
+    history = bl.fit(
+        solver,
+        up,
+        lo,
+        steps=23,
+        steps_per_execution=4,
+        checkpoint_dir=str(tmp_path),
+        checkpoint_every=6,
+        max_to_keep=10,
+        log_every=5,
+        verbose=0,
+        csv_path=str(tmp_path / "log.csv"),
+        callbacks=[
+            bl.LambdaCallback(on_step_end=lambda s, logs: seen.append(s)),
+            bl.Evaluate(lambda: evaluated.append(1) or {"x": 1.0}, every=8),
+        ],
+    )
     assert seen == [4, 8, 12, 16, 20, 23]
     # the first boundary at or after each multiple of log_every (5, 10, 15, 20) and the last step
     assert [r["step"] for r in history] == [8, 12, 16, 20, 23]
@@ -103,10 +121,19 @@ def test_nan_stops_the_call_at_the_exact_step(tmp_path, kind):
     solver = bl.GD(problem, inner_steps=1, jit_compile=kind == "dataset_xla")
     batches = [tf.constant([np.nan if i == bad_at - 1 else 0.0]) for i in range(10)]
     source = {"callable": lambda step: batches[step], "iterable": batches}.get(
-        kind, tf.data.Dataset.from_tensor_slices(tf.stack(batches)).batch(1).map(lambda b: tf.reshape(b, [1])))
+        kind, tf.data.Dataset.from_tensor_slices(tf.stack(batches)).batch(1).map(lambda b: tf.reshape(b, [1]))
+    )
     with pytest.raises(bl.NonFiniteError, match=r"step 6: upper_loss = nan; stopped, last good checkpoint kept: .*-4"):
-        bl.fit(solver, source, None, steps=10, steps_per_execution=4, checkpoint_dir=str(tmp_path),
-               checkpoint_every=2, verbose=0)
+        bl.fit(
+            solver,
+            source,
+            None,
+            steps=10,
+            steps_per_execution=4,
+            checkpoint_dir=str(tmp_path),
+            checkpoint_every=2,
+            verbose=0,
+        )
     assert int(solver.iterations.numpy()) == bad_at  # the call stopped at the bad step
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith("-4")
 
@@ -122,8 +149,14 @@ def test_python_sources_are_stacked_per_call():
             calls.append(step)
             return tf.fill([2], float(step))
 
-        bl.fit(solver, upper_data=upper, lower_data=[tf.ones([2]) * i for i in range(4)], steps=8,
-               steps_per_execution=k, verbose=0)
+        bl.fit(
+            solver,
+            upper_data=upper,
+            lower_data=[tf.ones([2]) * i for i in range(4)],
+            steps=8,
+            steps_per_execution=k,
+            verbose=0,
+        )
         assert calls == list(range(8))  # called once per step, in order, on the host
         results.append((q.u.numpy(), q.v.numpy()))
     _assert_same(results[0], results[1])
@@ -142,8 +175,13 @@ def test_ex1_hundred_steps_per_call_follow_the_same_trajectory():
     for k in (1, 100):
         example = problems.make_example(1)
         problems.initialize(example, seed=0)
-        solver = bl.make_solver("penalty", example.problem, inner_steps=10, jit_compile=True,
-                                **synthetic_config.SOLVER_OPTIONS["penalty"](synthetic_config.PAPER_SETTINGS))
+        solver = bl.make_solver(
+            "penalty",
+            example.problem,
+            inner_steps=10,
+            jit_compile=True,
+            **synthetic_config.SOLVER_OPTIONS["penalty"](synthetic_config.PAPER_SETTINGS),
+        )
         bl.fit(solver, steps=300, steps_per_execution=k, verbose=0)
         states[k] = (example.u.numpy(), example.v.numpy(), solver.schedule())
     _assert_same(states[1][:2], states[100][:2])
@@ -170,5 +208,6 @@ def test_runner_flag_gives_the_same_run(tmp_path):
             for key in ("upper_loss", "lower_loss", "penalty"):
                 assert record[key] == pytest.approx(by_step[record["step"]][key], rel=1e-5, abs=1e-7), key
     for key, value in one["metrics"].items():
-        assert more["metrics"][key] == (pytest.approx(value, rel=1e-5, abs=1e-7) if isinstance(value, float)
-                                        else value), key
+        assert more["metrics"][key] == (
+            pytest.approx(value, rel=1e-5, abs=1e-7) if isinstance(value, float) else value
+        ), key

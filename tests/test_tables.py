@@ -1,5 +1,6 @@
 """The aggregator (python -m bilevel_tf.paper.tables) on folders of hand-written results.json files, and on runs the
 real runners wrote."""
+
 import csv
 import json
 import os
@@ -22,23 +23,68 @@ def write_run(root, folder, experiment, method, dataset, metrics, **config):
     must not keep seeds apart)."""
     path = os.path.join(root, folder)
     os.makedirs(path, exist_ok=True)
-    config = {"experiment": experiment, "method": method, "dataset": dataset, "out": path, "fresh": False,
-              "checkpoint_every": 100, **config}
+    config = {
+        "experiment": experiment,
+        "method": method,
+        "dataset": dataset,
+        "out": path,
+        "fresh": False,
+        "checkpoint_every": 100,
+        **config,
+    }
     with open(os.path.join(path, "results.json"), "w") as f:
-        json.dump({"experiment": experiment, "method": method, "dataset": dataset, "config": config,
-                   "paper": None, "metrics": metrics, "history": [], "seconds_per_upper_iteration": 0.1}, f)
+        json.dump(
+            {
+                "experiment": experiment,
+                "method": method,
+                "dataset": dataset,
+                "config": config,
+                "paper": None,
+                "metrics": metrics,
+                "history": [],
+                "seconds_per_upper_iteration": 0.1,
+            },
+            f,
+        )
 
 
-def denoising(root, folder, method, seed, acc, baseline, dataset="mnist", noise=0.25, schedule="original",
-              lr_u=3.0, eval_epochs=20, baselines=False, **metrics):
+def denoising(
+    root,
+    folder,
+    method,
+    seed,
+    acc,
+    baseline,
+    dataset="mnist",
+    noise=0.25,
+    schedule="original",
+    lr_u=3.0,
+    eval_epochs=20,
+    baselines=False,
+    **metrics,
+):
     hyper = {"lr_u": lr_u, "lr_v": 1e-4}
     if method == "penalty":
         hyper["schedule"] = schedule
-    write_run(root, folder, "data_denoising/mnist_large_scale", method, dataset,
-              {"test_accuracy": acc, "noisy_baseline_test_accuracy": baseline, **metrics},
-              seed=seed, noise=noise, model="paper", smoke=False, synthetic_data=False,
-              max_steps=None, schedule=schedule, epochs=100, eval_epochs=eval_epochs, hyperparams=hyper,
-              baselines=baselines)
+    write_run(
+        root,
+        folder,
+        "data_denoising/mnist_large_scale",
+        method,
+        dataset,
+        {"test_accuracy": acc, "noisy_baseline_test_accuracy": baseline, **metrics},
+        seed=seed,
+        noise=noise,
+        model="paper",
+        smoke=False,
+        synthetic_data=False,
+        max_steps=None,
+        schedule=schedule,
+        epochs=100,
+        eval_epochs=eval_epochs,
+        hyperparams=hyper,
+        baselines=baselines,
+    )
 
 
 def cells_of(line):
@@ -58,14 +104,31 @@ def table2_runs(tmp_path):
     root = str(tmp_path)
     pen = [0.981, 0.990, 0.986]
     for seed, acc in enumerate(pen):
-        denoising(root, f"t2/mnist25/penalty/seed{seed}", "penalty", seed, acc, 0.84 + 0.01 * seed,
-                  baselines=True, oracle_test_accuracy=0.99, val_only_test_accuracy=0.95)
+        denoising(
+            root,
+            f"t2/mnist25/penalty/seed{seed}",
+            "penalty",
+            seed,
+            acc,
+            0.84 + 0.01 * seed,
+            baselines=True,
+            oracle_test_accuracy=0.99,
+            val_only_test_accuracy=0.95,
+        )
     for seed, acc in enumerate([0.97, 0.975]):  # the same seeds' baseline again: counted once per seed
         denoising(root, f"t2/mnist25/approxgrad/seed{seed}", "approxgrad", seed, acc, 0.84 + 0.01 * seed)
     denoising(root, "t2/mnist50/penalty/seed0", "penalty", 0, 0.97, 0.6, noise=0.5)
     for seed in (0, 1):
-        denoising(root, f"t2/digits/penalty/seed{seed}", "penalty", seed, 0.96 + 0.01 * seed, 0.9,
-                  dataset="digits", schedule="auglag")
+        denoising(
+            root,
+            f"t2/digits/penalty/seed{seed}",
+            "penalty",
+            seed,
+            0.96 + 0.01 * seed,
+            0.9,
+            dataset="digits",
+            schedule="auglag",
+        )
     # a checkpoint folder's stray results.json and an unreadable file are not runs
     os.makedirs(os.path.join(root, "t2/mnist25/penalty/seed0/checkpoints"))
     with open(os.path.join(root, "t2/mnist25/penalty/seed0/checkpoints/results.json"), "w") as f:
@@ -133,14 +196,16 @@ def test_different_settings_are_never_pooled(tmp_path):
     root = str(tmp_path)
     for seed in (0, 1):
         denoising(root, f"a/seed{seed}", "penalty", seed, 0.98, 0.8)
-        denoising(root, f"b/seed{seed}", "penalty", seed, 0.90, 0.8, lr_u=1.0)       # solver: a column variant
+        denoising(root, f"b/seed{seed}", "penalty", seed, 0.90, 0.8, lr_u=1.0)  # solver: a column variant
         denoising(root, f"c/seed{seed}", "penalty", seed, 0.95, 0.7, eval_epochs=5)  # protocol: a row variant
     t2 = table_named(pooling.aggregate(root)[0], "table2")
     assert t2.rows == ["MNIST (25) [eval_epochs=20]", "MNIST (25) [eval_epochs=5]"]
     first = t2.rows[0]
     columns = {c for (r, c) in t2.cells if r == first and c.startswith("Penalty")}
-    assert columns == {"Penalty [schedule=original, hyperparams.lr_u=1]",
-                       "Penalty [schedule=original, hyperparams.lr_u=3]"}
+    assert columns == {
+        "Penalty [schedule=original, hyperparams.lr_u=1]",
+        "Penalty [schedule=original, hyperparams.lr_u=3]",
+    }
     assert all(t2.cells[(first, c)].stats[2] == 2 for c in columns)
     assert t2.cells[(t2.rows[1], "Train+Val")].stats[0] == pytest.approx(70.0)
 
@@ -149,18 +214,59 @@ def test_other_tables_and_runs_without_a_table(tmp_path):
     root = str(tmp_path)
     for seed in (0, 1):
         for method, acc in (("penalty", 0.8), ("approxgrad", 0.75)):
-            write_run(root, f"s5/unt/{method}/{seed}", "data_poisoning/untargeted", method, "digits",
-                      {"poisoned_test_accuracy": acc, "label_flip_test_accuracy": 0.9}, seed=seed,
-                      num_poison=18, train_points=300, smoke=False, epochs=5000)
-            write_run(root, f"s5/tgt/{method}/{seed}", "data_poisoning/targeted", method, "digits",
-                      {"attack_success_rate": 0.3, "label_flip_attack_success_rate": 0.1}, seed=seed,
-                      num_poison=18, train_points=300, val_points=500, smoke=False)
-        write_run(root, f"t3/{seed}", "few_shot/omniglot", "penalty", "omniglot",
-                  {"test_accuracy": 0.98 + 0.001 * seed, "test_accuracy_ci95": 0.002}, seed=seed,
-                  n_way=20, k_shot=5, smoke=False)
-        write_run(root, f"s4/{seed}", "synthetic", "gd+penalty", "synthetic",
-                  {"ex1": {"penalty": {"T1": {"seconds_per_upper_iteration": 2e-5 * (seed + 1)}}}},
-                  seed=seed, dim=10, examples=[1], ts=[1], methods=["gd", "penalty"], smoke=False, iterations=10000)
+            write_run(
+                root,
+                f"s5/unt/{method}/{seed}",
+                "data_poisoning/untargeted",
+                method,
+                "digits",
+                {"poisoned_test_accuracy": acc, "label_flip_test_accuracy": 0.9},
+                seed=seed,
+                num_poison=18,
+                train_points=300,
+                smoke=False,
+                epochs=5000,
+            )
+            write_run(
+                root,
+                f"s5/tgt/{method}/{seed}",
+                "data_poisoning/targeted",
+                method,
+                "digits",
+                {"attack_success_rate": 0.3, "label_flip_attack_success_rate": 0.1},
+                seed=seed,
+                num_poison=18,
+                train_points=300,
+                val_points=500,
+                smoke=False,
+            )
+        write_run(
+            root,
+            f"t3/{seed}",
+            "few_shot/omniglot",
+            "penalty",
+            "omniglot",
+            {"test_accuracy": 0.98 + 0.001 * seed, "test_accuracy_ci95": 0.002},
+            seed=seed,
+            n_way=20,
+            k_shot=5,
+            smoke=False,
+        )
+        write_run(
+            root,
+            f"s4/{seed}",
+            "synthetic",
+            "gd+penalty",
+            "synthetic",
+            {"ex1": {"penalty": {"T1": {"seconds_per_upper_iteration": 2e-5 * (seed + 1)}}}},
+            seed=seed,
+            dim=10,
+            examples=[1],
+            ts=[1],
+            methods=["gd", "penalty"],
+            smoke=False,
+            iterations=10000,
+        )
     write_run(root, "hc", "data_denoising/hyper_cleaning", "vpbgd", "digits", {"test_accuracy": 0.9}, seed=0)
     results, notes, _ = pooling.aggregate(root)
     s5 = table_named(results, "supp5")
@@ -176,34 +282,54 @@ def test_other_tables_and_runs_without_a_table(tmp_path):
     s4 = table_named(results, "supp4")
     timing = s4.cells[("Ex.1, T=1", "Penalty [schedule=original]")]
     assert timing.stats[0] == pytest.approx(0.3)  # seconds per 10,000 iterations
-    assert ("Ex.1, T=1", "GD") not in s4.cells      # no value recorded: a missing cell, not a zero
+    assert ("Ex.1, T=1", "GD") not in s4.cells  # no value recorded: a missing cell, not a zero
     assert any("hyper-cleaning setup is not in the paper" in n for n in notes)
     assert "table2" not in {t.paper.name for t in results}
 
 
 def test_legend_of_a_paper_table_without_spreads(tmp_path):
     root = str(tmp_path)
-    write_run(root, "ss/0", "data_denoising/mnist_small_scale", "penalty", "digits",
-              {"test_accuracy": 0.93, "noisy_baseline_test_accuracy": 0.86}, seed=0, noise=0.5, model="paper",
-              smoke=False, synthetic_data=False)
+    write_run(
+        root,
+        "ss/0",
+        "data_denoising/mnist_small_scale",
+        "penalty",
+        "digits",
+        {"test_accuracy": 0.93, "noisy_baseline_test_accuracy": 0.86},
+        seed=0,
+        noise=0.5,
+        model="paper",
+        smoke=False,
+        synthetic_data=False,
+    )
     text = tables.report(root, files=False)
     assert "paper: single numbers (no ± printed);" in text and "mean ± single" not in text
     assert "paper: mean ± s.d. over 5 runs;" in tables.markdown(
-        pooling.TableResult(TABLES["table2"], [], [], {}, {}, {}, {}, {}))
+        pooling.TableResult(TABLES["table2"], [], [], {}, {}, {}, {}, {})
+    )
 
 
 def test_paper_entry_only_for_the_papers_data_and_setting():
-    base = dict(experiment="data_denoising/mnist_large_scale", method="penalty", noise=0.25, model="paper",
-                smoke=False, synthetic_data=False, max_steps=None)
+    base = dict(
+        experiment="data_denoising/mnist_large_scale",
+        method="penalty",
+        noise=0.25,
+        model="paper",
+        smoke=False,
+        synthetic_data=False,
+        max_steps=None,
+    )
     entry, reason = cells.paper_entry(base, "mnist")
     assert reason is None and entry["table"] == "table2" and entry["unit"] == "%"
     by_column = {c["column"]: c for c in entry["cells"]}
     assert by_column["Penalty"]["paper"] == {"mean": 98.89, "spread": 0.04}
     assert by_column["Train+Val"]["metric"] == "noisy_baseline_test_accuracy"
-    for change, dataset, words in ((dict(), "digits", "digits is not the paper's data set"),
-                                   (dict(smoke=True), "mnist", "--smoke"),
-                                   (dict(noise=0.3), "mnist", "no row 'MNIST (30)'"),
-                                   (dict(model="mlp"), "mnist", "--model mlp")):
+    for change, dataset, words in (
+        (dict(), "digits", "digits is not the paper's data set"),
+        (dict(smoke=True), "mnist", "--smoke"),
+        (dict(noise=0.3), "mnist", "no row 'MNIST (30)'"),
+        (dict(model="mlp"), "mnist", "--model mlp"),
+    ):
         entry, reason = cells.paper_entry({**base, **change}, dataset)
         assert entry is None and words in reason
     few = dict(experiment="few_shot/miniimagenet", method="approxgrad", n_way=5, k_shot=1, smoke=False)
@@ -211,10 +337,13 @@ def test_paper_entry_only_for_the_papers_data_and_setting():
     assert entry["spread"] == "95% confidence interval" and entry["cells"][0]["paper"]["mean"] == 43.74
     poison = dict(experiment="data_poisoning/targeted", method="penalty", num_poison=30, train_points=1000)
     entry, _ = cells.paper_entry(poison, "mnist")
-    assert {c["column"]: c["paper"]["mean"] for c in entry["cells"]} == {"Targeted: Penalty": 51.40,
-                                                                         "Targeted: Label flip": 18.36}
+    assert {c["column"]: c["paper"]["mean"] for c in entry["cells"]} == {
+        "Targeted: Penalty": 51.40,
+        "Targeted: Label flip": 18.36,
+    }
     assert cells.paper_entry(dict(experiment="clean_label", method="penalty"), "dogfish")[1].startswith(
-        "the paper reports the clean-label attack as figure 3 only")
+        "the paper reports the clean-label attack as figure 3 only"
+    )
 
 
 def test_paper_tables_are_complete():
@@ -238,8 +367,11 @@ def test_runs_of_two_methods_by_the_runners_share_one_row(tmp_path):
     """Penalty (two seeds, with the baselines) and ApproxGrad as reproduce's Table 2 rows run them: one row,
     whatever each solver records in config.solver (its options, Keras' optimizer names)."""
     for seed in (0, 1):
-        run_runner(LARGE, ["--smoke", "--dataset", "digits", "--method", "penalty", "--baselines", "--seed", str(seed)],
-                   tmp_path / "penalty" / f"seed{seed}")
+        run_runner(
+            LARGE,
+            ["--smoke", "--dataset", "digits", "--method", "penalty", "--baselines", "--seed", str(seed)],
+            tmp_path / "penalty" / f"seed{seed}",
+        )
     run_runner(LARGE, ["--smoke", "--dataset", "digits", "--method", "approxgrad"], tmp_path / "approxgrad")
     t2 = table_named(pooling.aggregate(str(tmp_path))[0], "table2")
     assert t2.rows == ["digits (25) [mnist_large_scale]"]
@@ -288,8 +420,9 @@ def test_unwritable_outputs_give_one_line(tmp_path, capsys):
     assert tables.main([str(root)]) == 2
     out, err = capsys.readouterr()
     assert "| MNIST (25) | ours" in out  # printed all the same
-    assert err.strip().splitlines() == [f"error: cannot write {root / 'tables.md'} (Is a directory); --no-files "
-                                        "prints the tables without writing them"]
+    assert err.strip().splitlines() == [
+        f"error: cannot write {root / 'tables.md'} (Is a directory); --no-files prints the tables without writing them"
+    ]
     if os.geteuid() != 0:  # root writes anywhere
         (root / "tables.md").rmdir()
         root.chmod(stat.S_IRUSR | stat.S_IXUSR)

@@ -1,4 +1,5 @@
 """--tensorboard: scalar summaries TensorBoard's scalars dashboard reads, written without the tensorboard package."""
+
 import argparse
 import glob
 import os
@@ -23,9 +24,14 @@ def read_scalars(folder):
 
 def test_records_and_series_replayed_as_scalars(tmp_path):
     args = argparse.Namespace(out=str(tmp_path), tensorboard=True)
-    tensorboard_logs.write_records(args, [{"iteration": 10, "loss": 0.5, "nested": {"a": 2}, "name": "x"},
-                                          {"iteration": 20, "loss": float("nan"), "nested": {"a": 3}}],
-                                   step="iteration")
+    tensorboard_logs.write_records(
+        args,
+        [
+            {"iteration": 10, "loss": 0.5, "nested": {"a": 2}, "name": "x"},
+            {"iteration": 20, "loss": float("nan"), "nested": {"a": 3}},
+        ],
+        step="iteration",
+    )
     scalars = read_scalars(os.path.join(tmp_path, "tensorboard"))
     assert scalars == {"loss": {10: 0.5}, "nested/a": {10: 2.0, 20: 3.0}}  # text and NaN left out
     tensorboard_logs.write_series(args, "ex1/penalty/T1", [0, 10, 20], {"distance_mean": [3.0, 2.0, 1.0]})
@@ -39,11 +45,16 @@ def test_records_and_series_replayed_as_scalars(tmp_path):
 
 def test_fit_logs_every_step_to_tensorboard(tmp_path):
     u, v = tf.Variable([1.0]), tf.Variable([0.0])
-    problem = bl.BilevelProblem(lambda _: tf.reduce_sum(tf.square(v - 2.0)) + tf.reduce_sum(tf.square(u)),
-                                lambda _: tf.reduce_sum(tf.square(v - u)), [u], [v])
+    problem = bl.BilevelProblem(
+        lambda _: tf.reduce_sum(tf.square(v - 2.0)) + tf.reduce_sum(tf.square(u)),
+        lambda _: tf.reduce_sum(tf.square(v - u)),
+        [u],
+        [v],
+    )
     solver = bl.GD(problem, 0.1, 0.1, inner_steps=1)
     history = bl.fit(solver, steps=3, verbose=0, tensorboard_dir=str(tmp_path))
     scalars = read_scalars(str(tmp_path))
     assert sorted(scalars["upper_loss"]) == [1, 2, 3]
-    np.testing.assert_allclose([scalars["upper_loss"][h["step"]] for h in history],
-                               [h["upper_loss"] for h in history], rtol=1e-6)
+    np.testing.assert_allclose(
+        [scalars["upper_loss"][h["step"]] for h in history], [h["upper_loss"] for h in history], rtol=1e-6
+    )

@@ -1,6 +1,7 @@
 """The generated toy families hold what the robustness benchmark relies on: exact answers (the hypergradient
 against finite differences of F, zero at u*), the promised conditioning and scales, and loading another
 instance into the same variables."""
+
 import numpy as np
 import pytest
 
@@ -22,7 +23,7 @@ def test_hypergradient_matches_finite_differences_and_vanishes_at_the_solution(f
     u = np.clip(problem.u_star, -3, 3) + 0.2 * np.random.default_rng(0).normal(size=problem.n_u)
     exact = problem.hypergradient(u)
     numeric = _central_differences(problem.value, u)
-    np.testing.assert_allclose(exact[:len(numeric)], numeric, rtol=1e-4, atol=1e-4 * np.abs(exact).max())
+    np.testing.assert_allclose(exact[: len(numeric)], numeric, rtol=1e-4, atol=1e-4 * np.abs(exact).max())
     assert problem.value_star <= problem.value(problem.u0)
     # at u* the gradient vanishes, except along coordinates pinned on the reference's box
     free = np.abs(problem.u_star) < 19.9
@@ -35,10 +36,12 @@ def test_random_quadratic_family_knobs_and_scale():
         q = toy.QuadraticBilevel(*data, dtype=np.float64)
         eig = np.linalg.eigvalsh(q.H)
         assert eig[-1] / eig[0] == pytest.approx(100.0) and eig[0] >= 0.5 - 1e-9 and eig[-1] <= 50 + 1e-9
-        assert np.sqrt(np.mean(q.u_star ** 2)) == pytest.approx(1.0)
+        assert np.sqrt(np.mean(q.u_star**2)) == pytest.approx(1.0)
         assert q.hypergradient(q.u_star) == pytest.approx(0.0, abs=1e-9)
-    weak, strong = (np.linalg.norm(toy.QuadraticBilevel(*toy.random_quadratic_data(0, 4, 6, 10.0, c)).J, 2)
-                    for c in ("weak", "strong"))
+    weak, strong = (
+        np.linalg.norm(toy.QuadraticBilevel(*toy.random_quadratic_data(0, 4, 6, 10.0, c)).J, 2)
+        for c in ("weak", "strong")
+    )
     assert weak <= 0.3 + 1e-9 < 2.9 < strong
     sizes = {toy.random_quadratic_data(s)[1].shape for s in range(20)}
     assert len(sizes) > 10 and all(2 <= n <= 100 for shape in sizes for n in shape)

@@ -1,4 +1,5 @@
 """One compiled graph per upper iteration: no Python loss code per inner step, no retracing."""
+
 import pytest
 import tensorflow as tf
 
@@ -25,9 +26,21 @@ def _counting_problem(q, counter):
     return bl.BilevelProblem(f, g, base.upper_vars, base.lower_vars)
 
 
-KW = {"penalty": {}, "approxgrad": {}, "rmd": {"lower_optimizer": 0.1}, "gd": {}, "vpbgd": {}, "gpbgd": {},
-      # SABA takes per-sample losses (bl.FiniteSum), not these batches: tests/test_saba.py covers it
-      "soba": {}, "amigo": {}, "stocbio": {"linear_steps": 3}, "f2sa": {}, "bome": {}, "implicit": {}}
+KW = {
+    "penalty": {},
+    "approxgrad": {},
+    "rmd": {"lower_optimizer": 0.1},
+    "gd": {},
+    "vpbgd": {},
+    "gpbgd": {},
+    # SABA takes per-sample losses (bl.FiniteSum), not these batches: tests/test_saba.py covers it
+    "soba": {},
+    "amigo": {},
+    "stocbio": {"linear_steps": 3},
+    "f2sa": {},
+    "bome": {},
+    "implicit": {},
+}
 
 
 @pytest.mark.parametrize("method", sorted(KW))

@@ -1,6 +1,7 @@
 """The type check of the public API passes: the command CI's fast stage runs (``python -m mypy``, settings and
 files in pyproject.toml's [tool.mypy]), so the stage and the README's test command agree. Skipped without mypy
 (requirements-test.txt)."""
+
 import subprocess
 import sys
 from pathlib import Path

@@ -1,6 +1,7 @@
 """What a runner tells its user: flag mistakes in one line with a suggestion, a line for every value that
 replaces one of the runner's constants (--smoke, a data set's own settings), the exit status of Ctrl-C and
 SIGTERM, warnings in one line, figures whose points are visible."""
+
 import argparse
 import dataclasses
 import warnings
@@ -25,11 +26,15 @@ def _parser():
     return p
 
 
-@pytest.mark.parametrize("argv, hint", [
-    (["--nosie", "0.4"], "did you mean --noise?"),
-    (["--method", "Penalty"], "did you mean penalty?"),
-    (["--nosie", "0.4", "--metod", "gd"], "--noise for --nosie, --method for --metod"),
-    (["--zzzzzz"], "--zzzzzz; --help lists the flags")])
+@pytest.mark.parametrize(
+    "argv, hint",
+    [
+        (["--nosie", "0.4"], "did you mean --noise?"),
+        (["--method", "Penalty"], "did you mean penalty?"),
+        (["--nosie", "0.4", "--metod", "gd"], "--noise for --nosie, --method for --metod"),
+        (["--zzzzzz"], "--zzzzzz; --help lists the flags"),
+    ],
+)
 def test_a_flag_mistake_is_one_line_with_a_suggestion(argv, hint, capsys):
     with pytest.raises(SystemExit) as exit_info:
         _parser().parse_args(argv)
@@ -64,7 +69,7 @@ def test_smoke_names_the_edited_n_and_k_it_replaces(tmp_path, capsys):
 def test_the_digits_demo_names_the_constants_it_replaces(tmp_path, capsys):
     spec = load_runner(MNIST).SPEC
     args, _ = denoising_config.parse(spec, ["--dataset", "digits", "--epochs", "7", "--out", str(tmp_path)])
-    line, = [line for line in capsys.readouterr().out.splitlines() if "--dataset digits" in line]
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if "--dataset digits" in line]
     assert "pretrain_epochs 100->50" in line and "model paper->mlp" in line
     assert f"schedule original->{DEFAULT_SCHEDULE}" in line
     replaced = {item.split()[0] for item in line.split(" sets ", 1)[1].split(", ")}
@@ -112,8 +117,11 @@ def test_a_runners_warnings_are_one_line():
     shown = []
 
     def main(argv):  # what Python prints for a warning while the runner runs
-        shown.append(warnings.formatwarning("upper_optimizer has learning rate 1e+06,\n far above", UserWarning,
-                                            "optimizers.py", 60))
+        shown.append(
+            warnings.formatwarning(
+                "upper_optimizer has learning rate 1e+06,\n far above", UserWarning, "optimizers.py", 60
+            )
+        )
 
     python_format = warnings.formatwarning
     experiment.run_main(main, [])
@@ -129,8 +137,12 @@ def test_a_curve_whose_points_coincide_is_drawn(tmp_path, monkeypatch):
     figures = []
     plt = plots.pyplot()
     monkeypatch.setattr(plt, "close", figures.append)
-    plots.plot_curves(str(tmp_path / "c.png"), {"bilevel": ([0.15, 0.15], [1.0, 1.0]), "long": ([0, 1, 2], [0, 1, 0])},
-                      xlabel="x", ylabel="y")
+    plots.plot_curves(
+        str(tmp_path / "c.png"),
+        {"bilevel": ([0.15, 0.15], [1.0, 1.0]), "long": ([0, 1, 2], [0, 1, 0])},
+        xlabel="x",
+        ylabel="y",
+    )
     same, long = figures[0].axes[0].lines
     assert same.get_marker() not in (None, "None", "") and long.get_marker() in (None, "None", "")
     assert (tmp_path / "c.png").stat().st_size > 0
@@ -138,11 +150,13 @@ def test_a_curve_whose_points_coincide_is_drawn(tmp_path, monkeypatch):
 
 def test_the_denoising_runners_count_upper_iterations(tmp_path):
     spec = load_runner(MNIST).SPEC
-    args, _ = denoising_config.parse(spec, ["--dataset", "digits", "--upper-iterations", "7", "--out", str(tmp_path),
-                                             "--verbose", "0"])
+    args, _ = denoising_config.parse(
+        spec, ["--dataset", "digits", "--upper-iterations", "7", "--out", str(tmp_path), "--verbose", "0"]
+    )
     assert args.max_steps == 7
-    old, _ = denoising_config.parse(spec, ["--dataset", "digits", "--max-steps", "5", "--out", str(tmp_path),
-                                            "--verbose", "0"])
+    old, _ = denoising_config.parse(
+        spec, ["--dataset", "digits", "--max-steps", "5", "--out", str(tmp_path), "--verbose", "0"]
+    )
     assert old.max_steps == 5
 
 

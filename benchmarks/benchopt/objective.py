@@ -8,6 +8,7 @@ file per bilevel_tf method in ``solvers/``) and evaluates their (outer_var, inne
 metrics; ``value`` is benchopt's objective column (the value function on ``simulated`` and
 ``regularization``, the validation loss on ``datacleaning``).
 """
+
 from benchopt import BaseObjective
 
 

@@ -6,6 +6,7 @@ classifier on the (weighted, optionally L2-regularized) cross-entropy. :class:`C
 compiled training loop per model and restarts every run from the weights the model had when the trainer was
 built and from a fresh optimizer state, so that several runs on different data start from the same point.
 """
+
 from __future__ import annotations
 
 from typing import Callable, List, Optional, Sequence
@@ -32,8 +33,14 @@ def weighted_ce(logits: tf.Tensor, labels: tf.Tensor, weights: Optional[tf.Tenso
     return tf.reduce_sum(weights * ce) / tf.maximum(distribute.mean_scalar(tf.reduce_sum(weights)), 1e-12)
 
 
-def classifier_loss(model: keras.Model, x: tf.Tensor, y: tf.Tensor, weights: Optional[tf.Tensor] = None,
-                    weight_decay: float = 0.0, training: bool = False) -> tf.Tensor:
+def classifier_loss(
+    model: keras.Model,
+    x: tf.Tensor,
+    y: tf.Tensor,
+    weights: Optional[tf.Tensor] = None,
+    weight_decay: float = 0.0,
+    training: bool = False,
+) -> tf.Tensor:
     """``weighted_ce`` of the model's logits, plus ``weight_decay * sum ||w||^2`` over its trainable weights."""
     loss = weighted_ce(model(x, training=training), y, weights)
     if weight_decay:
@@ -58,8 +65,15 @@ class ClassifierTrainer:
     ``training`` is the model's ``training`` argument in the loss (dropout / batch norm behaviour).
     """
 
-    def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, weight_decay: float = 0.0,
-                 jit_compile: bool = False, *, training: bool = False):
+    def __init__(
+        self,
+        model: keras.Model,
+        optimizer: keras.optimizers.Optimizer,
+        weight_decay: float = 0.0,
+        jit_compile: bool = False,
+        *,
+        training: bool = False,
+    ):
         self.model, self.optimizer = model, optimizer
         self.weight_decay, self.training = float(weight_decay), bool(training)
         self.variables = list(model.trainable_variables)
@@ -104,8 +118,15 @@ class ClassifierTrainer:
         for var, value in self._optimizer_start:
             var.assign(value)
 
-    def fit(self, x: np.ndarray, y: np.ndarray, steps: int, weights: Optional[np.ndarray] = None, *,
-            check_finite: bool = True) -> float:
+    def fit(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        steps: int,
+        weights: Optional[np.ndarray] = None,
+        *,
+        check_finite: bool = True,
+    ) -> float:
         """Restart, then ``steps`` full-batch steps on ``x`` (used as given); the final loss. A non-finite final
         loss raises ``bl.NonFiniteError`` unless ``check_finite=False``."""
         self.restart()
@@ -115,16 +136,27 @@ class ClassifierTrainer:
             raise bl.NonFiniteError(f"training the classifier diverged (loss {loss})")
         return loss
 
-    def fit_batches(self, x: np.ndarray, y: np.ndarray, weights: Optional[np.ndarray], *, steps: int,
-                    batch_size: int, scale: float, seed: int, augment: Optional[Callable] = None) -> keras.Model:
+    def fit_batches(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        weights: Optional[np.ndarray],
+        *,
+        steps: int,
+        batch_size: int,
+        scale: float,
+        seed: int,
+        augment: Optional[Callable] = None,
+    ) -> keras.Model:
         """Restart, then ``steps`` steps on mini-batches of ``min(batch_size, len(x))`` examples drawn by
         ``indexed_batches`` (shuffle ``seed``, pixels times ``scale``, ``augment``), each weighted by
         ``weights`` (all ones when None); returns the model."""
         self.restart()
         w = np.ones(len(x), np.float32) if weights is None else np.asarray(weights, np.float32)
         if steps > 0:
-            batches = indexed_batches(x, y, min(batch_size, len(x)), seed, scale, augment, with_index=False,
-                                      weights=w, repeat=True).take(steps)
+            batches = indexed_batches(
+                x, y, min(batch_size, len(x)), seed, scale, augment, with_index=False, weights=w, repeat=True
+            ).take(steps)
             if self._strategy is not None:
                 batches = self._strategy.experimental_distribute_dataset(batches)
             self._batches(batches)
@@ -145,11 +177,23 @@ class ClassifierTrainer:
         return float(np.mean(self.predict(x) == y)) if len(x) else float("nan")
 
 
-def train_classifier(model: keras.Model, x: np.ndarray, y: np.ndarray, weights: Optional[np.ndarray], *,
-                     steps: int, batch_size: int, learning_rate: float, scale: float, seed: int,
-                     augment: Optional[Callable] = None, training: bool = False) -> keras.Model:
+def train_classifier(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    weights: Optional[np.ndarray],
+    *,
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+    scale: float,
+    seed: int,
+    augment: Optional[Callable] = None,
+    training: bool = False,
+) -> keras.Model:
     """``steps`` Adam steps on mini-batches of the (weighted) cross-entropy, from the model's current weights
     (one-off use of :meth:`ClassifierTrainer.fit_batches`)."""
     trainer = ClassifierTrainer(model, keras.optimizers.Adam(learning_rate), training=training)
-    return trainer.fit_batches(x, y, weights, steps=steps, batch_size=batch_size, scale=scale, seed=seed,
-                               augment=augment)
+    return trainer.fit_batches(
+        x, y, weights, steps=steps, batch_size=batch_size, scale=scale, seed=seed, augment=augment
+    )

@@ -18,6 +18,7 @@ the mixed derivative (x = u). Two ways to compute it (``mode``, the solvers' ``h
 
 Under a distribution strategy every returned value is the mean over replicas (see ``distribute.py``).
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
@@ -37,8 +38,9 @@ HVP_MODES = (DOUBLE_BACKWARD, FORWARD_OVER_REVERSE)
 Weights = Union[Sequence, Callable[[List], Sequence]]
 
 
-def lower_value_and_grad(problem: BilevelProblem, lower_batch: Any,
-                         wrt: Optional[Sequence] = None) -> Tuple[tf.Tensor, List]:
+def lower_value_and_grad(
+    problem: BilevelProblem, lower_batch: Any, wrt: Optional[Sequence] = None
+) -> Tuple[tf.Tensor, List]:
     """g and its gradient w.r.t. ``wrt`` (default: the lower variables)."""
     wrt = problem.lower_vars if wrt is None else wrt
     with tf.GradientTape() as tape:
@@ -54,9 +56,14 @@ def upper_value_and_grad(problem: BilevelProblem, upper_batch: Any, wrt: Sequenc
     return mean_scalar(f), mean_across_replicas(grads)
 
 
-def second_order(problem: BilevelProblem, lower_batch: Any, weights: Weights, wrt: Sequence,
-                 extra: Optional[Callable[[], tf.Tensor]] = None,
-                 mode: str = DOUBLE_BACKWARD) -> Tuple[tf.Tensor, List, Optional[tf.Tensor], List]:
+def second_order(
+    problem: BilevelProblem,
+    lower_batch: Any,
+    weights: Weights,
+    wrt: Sequence,
+    extra: Optional[Callable[[], tf.Tensor]] = None,
+    mode: str = DOUBLE_BACKWARD,
+) -> Tuple[tf.Tensor, List, Optional[tf.Tensor], List]:
     """Gradient w.r.t. ``wrt`` of ``extra() + <grad_v g, w>`` where ``w`` is held constant.
 
     ``weights`` is the vector ``w`` itself or a function ``grad_v g -> w``, so that weights depending on the
@@ -73,8 +80,7 @@ def second_order(problem: BilevelProblem, lower_batch: Any, weights: Weights, wr
         gv_local = inner_tape.gradient(g, problem.lower_vars, unconnected_gradients=ZERO)
         # The weights come from the replica-averaged gradient; the products are linear in the local
         # gradient, so averaging them afterwards gives the global products.
-        gv = mean_across_replicas([tf.stop_gradient(x) if not isinstance(x, tf.IndexedSlices) else x
-                                   for x in gv_local])
+        gv = mean_across_replicas([tf.stop_gradient(x) if not isinstance(x, tf.IndexedSlices) else x for x in gv_local])
         w = _constant(weights(gv) if callable(weights) else weights)
         total = ops.inner(gv_local, w)
         e = None
@@ -85,8 +91,13 @@ def second_order(problem: BilevelProblem, lower_batch: Any, weights: Weights, wr
     return mean_scalar(g), gv, None if e is None else mean_scalar(e), grads
 
 
-def hvp(problem: BilevelProblem, lower_batch: Any, vector: Sequence, wrt: Optional[Sequence] = None,
-        mode: str = DOUBLE_BACKWARD) -> List:
+def hvp(
+    problem: BilevelProblem,
+    lower_batch: Any,
+    vector: Sequence,
+    wrt: Optional[Sequence] = None,
+    mode: str = DOUBLE_BACKWARD,
+) -> List:
     """(d^2 g / d wrt dv) · vector; with ``wrt`` = lower variables (default) the Hessian-vector product."""
     wrt = problem.lower_vars if wrt is None else wrt
     _, _, _, grads = second_order(problem, lower_batch, vector, wrt, mode=mode)
@@ -109,9 +120,9 @@ def _constant(w: Sequence) -> List:
     return [None if x is None else tf.stop_gradient(ops.dense(x)) for x in w]
 
 
-def _second_order_forward(problem: BilevelProblem, lower_batch: Any, weights: Weights, wrt: Sequence,
-                          extra: Optional[Callable[[], tf.Tensor]]
-                          ) -> Tuple[tf.Tensor, List, Optional[tf.Tensor], List]:
+def _second_order_forward(
+    problem: BilevelProblem, lower_batch: Any, weights: Weights, wrt: Sequence, extra: Optional[Callable[[], tf.Tensor]]
+) -> Tuple[tf.Tensor, List, Optional[tf.Tensor], List]:
     """``second_order`` by forward-over-reverse: the JVP of grad_wrt g along w (symmetry of mixed partials)."""
     lower = list(problem.lower_vars)
     gv = None
@@ -128,7 +139,7 @@ def _second_order_forward(problem: BilevelProblem, lower_batch: Any, weights: We
     position = {id(x): i for i, x in enumerate(targets)}
     products = [_jvp(acc, grads_g[position[id(x)]]) for x in wrt]
     if gv is None:
-        gv = mean_across_replicas(grads_g[:len(lower)])
+        gv = mean_across_replicas(grads_g[: len(lower)])
     e = None
     if extra is not None:
         with tf.GradientTape() as tape:

@@ -11,6 +11,7 @@ hand them the averaged gradient divided by the replica count.
 TensorFlow's strategies cannot synchronize inside a graph loop, so under a strategy the inner loops are
 unrolled in the graph (its size grows with T; single-device runs keep the ``tf.while_loop``).
 """
+
 from __future__ import annotations
 
 from typing import Any, List, Optional, Sequence, Union

@@ -4,6 +4,7 @@ A :class:`FiniteSum` is still a loss of the library's contract (a callable of on
 batch mean), so every solver accepts it; SABA additionally reads the batch's sample indices and the
 per-sample losses, to keep one memory row per sample.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -13,8 +14,10 @@ import tensorflow as tf
 
 #: the key of a dict batch that holds the sample indices
 INDEX_KEY = "index"
-_FORMS = (f"a tuple/list batch whose first element is the index vector, a dict batch with an {INDEX_KEY!r} "
-          "entry, or pass indices=callable(batch) -> index vector")
+_FORMS = (
+    f"a tuple/list batch whose first element is the index vector, a dict batch with an {INDEX_KEY!r} "
+    "entry, or pass indices=callable(batch) -> index vector"
+)
 
 
 class FiniteSum:
@@ -42,8 +45,12 @@ class FiniteSum:
         lower_loss = bl.FiniteSum(per_example, size=n_train)
     """
 
-    def __init__(self, per_sample_loss: Callable[[Any], tf.Tensor], size: int,
-                 indices: Optional[Callable[[Any], tf.Tensor]] = None):
+    def __init__(
+        self,
+        per_sample_loss: Callable[[Any], tf.Tensor],
+        size: int,
+        indices: Optional[Callable[[Any], tf.Tensor]] = None,
+    ):
         if not callable(per_sample_loss):
             raise ValueError(f"per_sample_loss must be callable(batch) -> vector, got {type(per_sample_loss).__name__}")
         if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
@@ -75,16 +82,20 @@ class FiniteSum:
             raise ValueError(f"bl.FiniteSum: a {kind} batch carries no sample indices; give {_FORMS}")
         idx = tf.convert_to_tensor(idx)
         if not idx.dtype.is_integer or idx.shape.rank != 1:
-            raise ValueError(f"bl.FiniteSum: the sample indices must be an integer vector, got dtype "
-                             f"{idx.dtype.name} and shape {idx.shape}; give {_FORMS}")
+            raise ValueError(
+                f"bl.FiniteSum: the sample indices must be an integer vector, got dtype "
+                f"{idx.dtype.name} and shape {idx.shape}; give {_FORMS}"
+            )
         return tf.cast(idx, tf.int64)
 
     def per_sample(self, batch: Any) -> tf.Tensor:
         """The per-sample losses of the batch (a vector); ValueError if ``per_sample_loss`` returns another rank."""
         losses = tf.convert_to_tensor(self.per_sample_loss(batch))
         if losses.shape.rank != 1 or not losses.dtype.is_floating:
-            raise ValueError(f"bl.FiniteSum: per_sample_loss must return a floating vector (one loss per sample), "
-                             f"got dtype {losses.dtype.name} and shape {losses.shape}")
+            raise ValueError(
+                f"bl.FiniteSum: per_sample_loss must return a floating vector (one loss per sample), "
+                f"got dtype {losses.dtype.name} and shape {losses.shape}"
+            )
         return losses
 
     def indexed_losses(self, batch: Any) -> Tuple[tf.Tensor, tf.Tensor]:
@@ -92,6 +103,7 @@ class FiniteSum:
         idx, losses = self.indices(batch), self.per_sample(batch)
         n_idx, n_loss = idx.shape[0], losses.shape[0]
         if n_idx is not None and n_loss is not None and n_idx != n_loss:
-            raise ValueError(f"bl.FiniteSum: the batch holds {n_idx} indices but per_sample_loss returned "
-                             f"{n_loss} losses")
+            raise ValueError(
+                f"bl.FiniteSum: the batch holds {n_idx} indices but per_sample_loss returned {n_loss} losses"
+            )
         return idx, losses

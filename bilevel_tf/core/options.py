@@ -5,6 +5,7 @@ before TensorFlow loads; :mod:`bilevel_tf.core.precision` and :mod:`bilevel_tf.t
 here. The methods are declared in :mod:`bilevel_tf.solvers.registry`, the Penalty schedules in
 :mod:`bilevel_tf.solvers.penalty_schedules`.
 """
+
 from typing import Tuple
 
 FLOAT32 = "float32"

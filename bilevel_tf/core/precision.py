@@ -22,6 +22,7 @@ Mixed precision pays off on hardware with bfloat16 matrix units (recent GPUs, TP
 AVX512-BF16); on other CPUs TensorFlow emulates it and it is slower (``benchmarks/run.py --sections
 precision`` measures it), so it is off by default.
 """
+
 from __future__ import annotations
 
 import keras
@@ -36,9 +37,11 @@ HALF = (tf.bfloat16, tf.float16)
 def set_policy(name: str) -> None:
     """Set Keras' global dtype policy for the models built afterwards: ``"float32"`` or ``"mixed_bfloat16"``."""
     if name == "mixed_float16":
-        raise ValueError("mixed_float16 is not supported: second-order products underflow in float16 without a "
-                         "loss scale carried through both differentiations; use 'mixed_bfloat16' (float32's "
-                         "exponent range, no loss scaling needed)")
+        raise ValueError(
+            "mixed_float16 is not supported: second-order products underflow in float16 without a "
+            "loss scale carried through both differentiations; use 'mixed_bfloat16' (float32's "
+            "exponent range, no loss scaling needed)"
+        )
     if name not in PRECISIONS:
         raise ValueError(f"precision policy must be one of {list(PRECISIONS)}, got {name!r}")
     keras.mixed_precision.set_dtype_policy(name)
@@ -56,5 +59,4 @@ def to_float32(x: tf.Tensor) -> tf.Tensor:
 
 def cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     """Per-example softmax cross-entropy of integer labels, computed from float32 logits."""
-    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32),
-                                                          logits=to_float32(logits))
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32), logits=to_float32(logits))

@@ -1,4 +1,5 @@
 """The bilevel problem: min_u f(u, v*(u)) s.t. v*(u) = argmin_v g(u, v)."""
+
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -31,9 +32,11 @@ def _check_vars(name: str, variables: Any) -> List[Any]:
         if not dtype.is_floating:
             raise ValueError(f"{name}[{i}] ({v.name}) has dtype {dtype.name}; only floating variables can be optimized")
         if dtype in precision.HALF:
-            raise ValueError(f"{name}[{i}] ({v.name}) is {dtype.name}: second-order products and the solvers' "
-                             "state need float32 or float64 variables; for half-precision compute build the model "
-                             "after bl.precision.set_policy('mixed_bfloat16'), which keeps its variables float32")
+            raise ValueError(
+                f"{name}[{i}] ({v.name}) is {dtype.name}: second-order products and the solvers' "
+                "state need float32 or float64 variables; for half-precision compute build the model "
+                "after bl.precision.set_policy('mixed_bfloat16'), which keeps its variables float32"
+            )
     ids = [id(v) for v in variables]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{name} lists the same variable twice")
@@ -49,9 +52,11 @@ def _check_one_dtype(upper_vars: List[Any], lower_vars: List[Any]) -> None:
             first_of.setdefault(tf.as_dtype(v.dtype).name, f"{name}[{i}] ({v.name})")
     if len(first_of) > 1:
         (a, where_a), (b, where_b) = list(first_of.items())[:2]
-        raise ValueError(f"{where_a} is {a} but {where_b} is {b}: every variable of a bilevel problem needs the same "
-                         "dtype (both levels meet in second-order products); create them with one dtype, e.g. "
-                         "keras.config.set_floatx('float64') before building the model")
+        raise ValueError(
+            f"{where_a} is {a} but {where_b} is {b}: every variable of a bilevel problem needs the same "
+            "dtype (both levels meet in second-order products); create them with one dtype, e.g. "
+            "keras.config.set_floatx('float64') before building the model"
+        )
 
 
 class BilevelProblem:
@@ -71,18 +76,27 @@ class BilevelProblem:
             the solver's checkpoint so that resuming restores them too.
     """
 
-    def __init__(self, upper_loss: Loss, lower_loss: Loss, upper_vars: Sequence[Any], lower_vars: Sequence[Any],
-                 upper_constraint: Optional[Constraint] = None, lower_constraint: Optional[Constraint] = None,
-                 lower_init: Optional[Callable[[], Any]] = None,
-                 extra_state: Optional[Dict[str, Any]] = None):
+    def __init__(
+        self,
+        upper_loss: Loss,
+        lower_loss: Loss,
+        upper_vars: Sequence[Any],
+        lower_vars: Sequence[Any],
+        upper_constraint: Optional[Constraint] = None,
+        lower_constraint: Optional[Constraint] = None,
+        lower_init: Optional[Callable[[], Any]] = None,
+        extra_state: Optional[Dict[str, Any]] = None,
+    ):
         if not callable(upper_loss):
             raise ValueError(f"upper_loss must be callable(batch) -> scalar, got {type(upper_loss).__name__}")
         if not callable(lower_loss):
             raise ValueError(f"lower_loss must be callable(batch) -> scalar, got {type(lower_loss).__name__}")
         if precision.policy() not in options.PRECISIONS + ("float64",):
-            raise ValueError(f"Keras' dtype policy is {precision.policy()!r}: bilevel_tf supports float32, float64 and "
-                             "'mixed_bfloat16' (float16 underflows in second-order products); set it with "
-                             "bl.precision.set_policy")
+            raise ValueError(
+                f"Keras' dtype policy is {precision.policy()!r}: bilevel_tf supports float32, float64 and "
+                "'mixed_bfloat16' (float16 underflows in second-order products); set it with "
+                "bl.precision.set_policy"
+            )
         self.upper_loss = upper_loss
         self.lower_loss = lower_loss
         self.upper_vars = _check_vars("upper_vars", upper_vars)
@@ -91,8 +105,11 @@ class BilevelProblem:
         if shared:
             raise ValueError("upper_vars and lower_vars share a variable; each variable belongs to one level")
         _check_one_dtype(self.upper_vars, self.lower_vars)
-        for name, fn in (("upper_constraint", upper_constraint), ("lower_constraint", lower_constraint),
-                         ("lower_init", lower_init)):
+        for name, fn in (
+            ("upper_constraint", upper_constraint),
+            ("lower_constraint", lower_constraint),
+            ("lower_init", lower_init),
+        ):
             if fn is not None and not callable(fn):
                 raise ValueError(f"{name} must be callable or None, got {type(fn).__name__}")
         self.upper_constraint = upper_constraint
@@ -109,17 +126,24 @@ class BilevelProblem:
         nothing about it). Call inside a trace; only the graph's structure is inspected."""
         with tf.GradientTape(persistent=True) as tape:
             f, g = self.f(upper_batch), self.g(lower_batch)
-        unused_upper = [v.name for v, a, b in zip(self.upper_vars, tape.gradient(f, self.upper_vars),
-                                                   tape.gradient(g, self.upper_vars)) if a is None and b is None]
+        unused_upper = [
+            v.name
+            for v, a, b in zip(self.upper_vars, tape.gradient(f, self.upper_vars), tape.gradient(g, self.upper_vars))
+            if a is None and b is None
+        ]
         unused_lower = [v.name for v, d in zip(self.lower_vars, tape.gradient(g, self.lower_vars)) if d is None]
         del tape
         if unused_upper:
-            raise ValueError(f"upper_vars {unused_upper} are not used by upper_loss nor lower_loss, so no solver can "
-                             "move them; remove them or make a loss depend on them")
+            raise ValueError(
+                f"upper_vars {unused_upper} are not used by upper_loss nor lower_loss, so no solver can "
+                "move them; remove them or make a loss depend on them"
+            )
         if unused_lower:
-            raise ValueError(f"lower_vars {unused_lower} are not used by lower_loss, so the lower problem does not "
-                             "determine them; pass only the variables g depends on (e.g. the trainable weights of "
-                             "the layers g calls)")
+            raise ValueError(
+                f"lower_vars {unused_lower} are not used by lower_loss, so the lower problem does not "
+                "determine them; pass only the variables g depends on (e.g. the trainable weights of "
+                "the layers g calls)"
+            )
 
     def f(self, batch: Any) -> tf.Tensor:
         """The upper loss, checked to be a scalar."""
@@ -134,8 +158,10 @@ def _scalar(name: str, value: Any) -> tf.Tensor:
     value = tf.convert_to_tensor(value)
     if value.shape.rank is not None and value.shape.rank != 0:
         if value.shape.num_elements() != 1:
-            raise ValueError(f"{name} must return a scalar, got a tensor of shape {value.shape.as_list()}; "
-                             "reduce it (e.g. tf.reduce_mean) before returning")
+            raise ValueError(
+                f"{name} must return a scalar, got a tensor of shape {value.shape.as_list()}; "
+                "reduce it (e.g. tf.reduce_mean) before returning"
+            )
         value = tf.reshape(value, [])
     if not value.dtype.is_floating:
         raise ValueError(f"{name} must return a floating scalar, got dtype {value.dtype.name}")
@@ -156,5 +182,6 @@ def check_constraint_output(name: str, constraint: Optional[Constraint], variabl
     for i, (o, v) in enumerate(zip(out, values)):
         o_shape = tf.TensorShape(getattr(o, "shape", None))
         if not o_shape.is_compatible_with(v.shape):
-            raise ValueError(f"{name} output {i} has shape {o_shape.as_list()}, "
-                             f"expected the variable's shape {v.shape.as_list()}")
+            raise ValueError(
+                f"{name} output {i} has shape {o_shape.as_list()}, expected the variable's shape {v.shape.as_list()}"
+            )

@@ -4,6 +4,7 @@ Per-example upper variables (one importance value per training point, read with 
 sparse gradients. These helpers compute inner products and norms on the slices themselves and only
 densify when the result must live in a dense variable anyway.
 """
+
 from __future__ import annotations
 
 from typing import List, Optional, Sequence, Union
@@ -85,8 +86,11 @@ def add(a: Sequence[Optional[Grad]], b: Sequence[Optional[Grad]]) -> List[Option
         elif y is None:
             out.append(x)
         elif isinstance(x, tf.IndexedSlices) and isinstance(y, tf.IndexedSlices):
-            out.append(tf.IndexedSlices(tf.concat([x.values, y.values], 0), tf.concat([x.indices, y.indices], 0),
-                                        x.dense_shape))
+            out.append(
+                tf.IndexedSlices(
+                    tf.concat([x.values, y.values], 0), tf.concat([x.indices, y.indices], 0), x.dense_shape
+                )
+            )
         else:
             out.append(dense(x) + dense(y))
     return out

@@ -3,6 +3,7 @@
 Bad values must fail at load time: a NaN label cast to int64 becomes -9223372036854775808 and a label 12 of a
 10-class set only fails deep inside a training step, with no file named.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -106,8 +107,9 @@ def _first_offender(values: np.ndarray, num_values: Optional[int]) -> Optional[T
     return i, ("is not an integer" if not_integer[i] else f"is outside 0..{num_values - 1}")
 
 
-def integer_values(values: np.ndarray, path: PathLike, name: str, noun: str, expected: str,
-                   num_values: Optional[int] = None) -> np.ndarray:
+def integer_values(
+    values: np.ndarray, path: PathLike, name: str, noun: str, expected: str, num_values: Optional[int] = None
+) -> np.ndarray:
     """1-D int64 copy of integer or integral-valued float ``values`` (NaN, inf and 2.5 are refused), all in
     ``0..num_values-1`` when that is given."""
     values = as_array(values, path, name, expected).reshape(-1)
@@ -127,8 +129,9 @@ def class_ids(y: np.ndarray, num_classes: int, path: PathLike, name: str) -> np.
     if y.ndim == 2 and y.shape[1] > 1:
         return _one_hot_ids(y, num_classes, path, name)
     if y.ndim > 2:
-        raise DataFormatError(f"{name} has shape {y.shape}", f"{expected} (N,) or one-hot rows (N, {num_classes})",
-                              path)
+        raise DataFormatError(
+            f"{name} has shape {y.shape}", f"{expected} (N,) or one-hot rows (N, {num_classes})", path
+        )
     return integer_values(y, path, name, "label", expected, num_classes)
 
 
@@ -139,18 +142,27 @@ def _one_hot_ids(y: np.ndarray, num_classes: int, path: PathLike, name: str) -> 
     rows_ok = np.all((y == 0) | (y == 1), axis=1) & (y.sum(axis=1) == 1)
     if not rows_ok.all():
         i = int(np.argmin(rows_ok))
-        raise DataFormatError(f"row {i} of {name} is not one-hot ({np.array2string(y[i], threshold=12)})",
-                              expected, path)
+        raise DataFormatError(
+            f"row {i} of {name} is not one-hot ({np.array2string(y[i], threshold=12)})", expected, path
+        )
     return np.argmax(y, axis=1).astype(np.int64)
 
 
-def check_split(x: np.ndarray, y: np.ndarray, fmt: DataFormat, path: PathLike, x_name: str = "images",
-                y_name: str = "labels", y_path: Optional[PathLike] = None) -> Tuple[np.ndarray, np.ndarray]:
+def check_split(
+    x: np.ndarray,
+    y: np.ndarray,
+    fmt: DataFormat,
+    path: PathLike,
+    x_name: str = "images",
+    y_name: str = "labels",
+    y_path: Optional[PathLike] = None,
+) -> Tuple[np.ndarray, np.ndarray]:
     """Validated ``(images, int64 class ids)``; ``y_path`` is the labels' file when they have their own."""
     y_path = path if y_path is None else y_path
     x = check_images(x, fmt, path, x_name)
     y = class_ids(y, fmt.num_classes, y_path, y_name)
     if len(x) != len(y):
-        raise DataFormatError(f"{len(y)} labels in {y_name} for {len(x)} images in {x_name}", "one label per image",
-                              y_path)
+        raise DataFormatError(
+            f"{len(y)} labels in {y_name} for {len(x)} images in {x_name}", "one label per image", y_path
+        )
     return x, y

@@ -1,4 +1,5 @@
 """Private helpers: locating data files and reading them (safely for pickles), every failure as one error."""
+
 from __future__ import annotations
 
 import _compat_pickle
@@ -14,13 +15,20 @@ from .errors import DataFileMissingError, DataFormatError, PathLike
 # Globals that pickled numpy arrays / plain containers need (numpy 1.x and 2.x spellings, Python 2 aliases
 # are normalised by _canonical). Anything else is refused: a pickle can run arbitrary code on load.
 _ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
     ("_codecs", "encode"),  # how Python 3 writes bytes at pickle protocol <= 2
     ("collections", "OrderedDict"),
-    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "bytearray"), ("builtins", "complex"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "bytearray"),
+    ("builtins", "complex"),
 }
 
 
@@ -79,8 +87,9 @@ def read_npz(path: PathLike, keys: Sequence[str], expected: str) -> List[Any]:
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in keys if k not in f.files]
             if missing:
-                raise DataFormatError(f"missing arrays {missing} (has {sorted(f.files)})", f"npz arrays {list(keys)}",
-                                      path)
+                raise DataFormatError(
+                    f"missing arrays {missing} (has {sorted(f.files)})", f"npz arrays {list(keys)}", path
+                )
             return [f[k] for k in keys]  # members are read lazily: damage shows up here
 
 
@@ -132,6 +141,7 @@ def read_h5(path: PathLike, required: Sequence[str], how_to_get: str, written_by
             arrays = {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
     missing = [k for k in required if k not in arrays]
     if missing:
-        raise DataFormatError(f"missing datasets {missing} (has {sorted(arrays)})", f"HDF5 datasets {list(required)}",
-                              path)
+        raise DataFormatError(
+            f"missing datasets {missing} (has {sorted(arrays)})", f"HDF5 datasets {list(required)}", path
+        )
     return arrays

@@ -1,4 +1,5 @@
 """Writers of the raw on-disk formats, for tests that must build small fixture files (not used by loaders)."""
+
 from __future__ import annotations
 
 import gzip

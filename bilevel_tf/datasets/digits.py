@@ -1,4 +1,5 @@
 """scikit-learn's bundled 8x8 handwritten digits (1797 images; offline) and a seeded split helper."""
+
 from __future__ import annotations
 
 import gzip
@@ -16,6 +17,7 @@ def load_digits() -> Split:
     table = _bundled_digits_table()
     if table is None:  # another layout of scikit-learn: its own loader
         from sklearn.datasets import load_digits as _sk_load_digits
+
         bunch = _sk_load_digits()
         images, target = bunch.images, bunch.target
     else:
@@ -38,16 +40,18 @@ def _bundled_digits_table() -> Optional[np.ndarray]:
     return table if table.ndim == 2 and table.shape[1] == 65 else None
 
 
-def train_val_test_split(x: np.ndarray, y: np.ndarray, n_val: int, n_test: int,
-                         seed: Optional[int] = 0) -> Tuple[Split, Split, Split]:
+def train_val_test_split(
+    x: np.ndarray, y: np.ndarray, n_val: int, n_test: int, seed: Optional[int] = 0
+) -> Tuple[Split, Split, Split]:
     """Seeded random (unstratified) split into ``(train, val, test)`` pairs of sizes N-n_val-n_test, n_val, n_test."""
     x, y = np.asarray(x), np.asarray(y)
     n = len(x)
     if len(y) != n:
         raise ValueError(f"x has {n} rows but y has {len(y)}")
     if n_val < 0 or n_test < 0 or n_val + n_test >= n:
-        raise ValueError(f"n_val={n_val} and n_test={n_test} must be >= 0 and leave at least one of the "
-                         f"{n} examples for training")
+        raise ValueError(
+            f"n_val={n_val} and n_test={n_test} must be >= 0 and leave at least one of the {n} examples for training"
+        )
     perm = np.random.default_rng(seed).permutation(n)
-    val, test, train = perm[:n_val], perm[n_val:n_val + n_test], perm[n_val + n_test:]
+    val, test, train = perm[:n_val], perm[n_val : n_val + n_test], perm[n_val + n_test :]
     return (x[train], y[train]), (x[val], y[val]), (x[test], y[test])

@@ -1,4 +1,5 @@
 """N-way K-shot episode sampling for few-shot learning (numpy, seeded), plus a tf.data wrapper."""
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional, Sequence, Tuple
@@ -11,8 +12,8 @@ class Episode(NamedTuple):
 
     support_x: np.ndarray  # (B, N*K, ...) float32
     support_y: np.ndarray  # (B, N*K) int64
-    query_x: np.ndarray    # (B, N*Q, ...) float32
-    query_y: np.ndarray    # (B, N*Q) int64
+    query_x: np.ndarray  # (B, N*Q, ...) float32
+    query_y: np.ndarray  # (B, N*Q) int64
 
 
 def split_classes(labels: np.ndarray, n_train_classes: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -20,8 +21,9 @@ def split_classes(labels: np.ndarray, n_train_classes: int) -> Tuple[np.ndarray,
     ``n_train_classes`` and the rest."""
     classes = np.unique(np.asarray(labels))
     if not 0 < n_train_classes < len(classes):
-        raise ValueError(f"n_train_classes={n_train_classes} must be in [1, {len(classes) - 1}] "
-                         f"({len(classes)} classes)")
+        raise ValueError(
+            f"n_train_classes={n_train_classes} must be in [1, {len(classes) - 1}] ({len(classes)} classes)"
+        )
     return classes[:n_train_classes], classes[n_train_classes:]
 
 
@@ -34,8 +36,16 @@ class EpisodeSampler:
     Two samplers with the same seed produce identical episodes.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, classes: Optional[Sequence[int]],
-                 n_way: int, k_shot: int, n_query: int, seed: Optional[int] = 0) -> None:
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        classes: Optional[Sequence[int]],
+        n_way: int,
+        k_shot: int,
+        n_query: int,
+        seed: Optional[int] = 0,
+    ) -> None:
         labels = np.asarray(labels).reshape(-1)
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
@@ -55,8 +65,10 @@ class EpisodeSampler:
         for c in self.classes.tolist():
             members = by_class.get(c, order[:0])
             if len(members) < self.k_shot + self.n_query:
-                raise ValueError(f"class {c} has {len(members)} images, fewer than k_shot + n_query = "
-                                 f"{self.k_shot} + {self.n_query} = {self.k_shot + self.n_query}")
+                raise ValueError(
+                    f"class {c} has {len(members)} images, fewer than k_shot + n_query = "
+                    f"{self.k_shot} + {self.n_query} = {self.k_shot + self.n_query}"
+                )
             self._members.append(members)
         self.rng = np.random.default_rng(seed)
 
@@ -81,7 +93,7 @@ class EpisodeSampler:
         for b in range(meta_batch_size):
             if pos + n > len(pool):
                 pool, pos = rng.permutation(len(self.classes)), 0
-            chosen = pool[pos:pos + n]
+            chosen = pool[pos : pos + n]
             pos += n
             s_list, q_list = [], []
             for members in (self._members[c] for c in chosen):
@@ -103,8 +115,12 @@ def as_tf_dataset(sampler: EpisodeSampler, meta_batch_size: int, prefetch: int =
 
     b, nk, nq = meta_batch_size, sampler.n_way * sampler.k_shot, sampler.n_way * sampler.n_query
     shape = sampler.image_shape
-    signature = (tf.TensorSpec((b, nk) + shape, tf.float32), tf.TensorSpec((b, nk), tf.int64),
-                 tf.TensorSpec((b, nq) + shape, tf.float32), tf.TensorSpec((b, nq), tf.int64))
+    signature = (
+        tf.TensorSpec((b, nk) + shape, tf.float32),
+        tf.TensorSpec((b, nk), tf.int64),
+        tf.TensorSpec((b, nq) + shape, tf.float32),
+        tf.TensorSpec((b, nq), tf.int64),
+    )
 
     def gen():
         while True:

@@ -3,6 +3,7 @@
 Both carry a self-contained, actionable message: the machine running the experiments may have no
 internet, so a missing file must say exactly what to fetch and where to put it.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,9 @@ class DataFileMissingError(FileNotFoundError):
     searched) and how to obtain it. Attributes: ``file_name``, ``expected_path``, ``searched``, ``how_to_get``.
     """
 
-    def __init__(self, file_name: str, expected_path: PathLike, how_to_get: str,
-                 searched: Optional[Sequence[PathLike]] = None) -> None:
+    def __init__(
+        self, file_name: str, expected_path: PathLike, how_to_get: str, searched: Optional[Sequence[PathLike]] = None
+    ) -> None:
         self.file_name = file_name
         self.expected_path = os.fspath(expected_path)
         self.searched = [os.fspath(p) for p in (searched or [])]

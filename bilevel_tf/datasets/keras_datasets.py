@@ -10,6 +10,7 @@ Layouts (relative to a data folder, default ``$KERAS_HOME/datasets`` or ``~/.ker
 Every loader returns ``(x_train, y_train), (x_test, y_test)``: uint8 images with a channel axis
 (channels-last) and int64 labels of shape (N,).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -28,11 +29,21 @@ Split = Tuple[np.ndarray, np.ndarray]
 GREY_28 = DataFormat((28, 28, 1), (np.uint8,), num_classes=10)  # MNIST and Fashion-MNIST
 CIFAR10 = DataFormat((32, 32, 3), (np.uint8,), num_classes=10)
 
-_FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+_FASHION_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 _CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_DTYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 def keras_cache_dirs() -> List[Path]:
@@ -53,13 +64,17 @@ def _search_bases(data_dir: Optional[PathLike]) -> List[Path]:
 
 
 def _how_to_get(loader: str, cache_sub: str, manual: str, offline_hint: Optional[str]) -> str:
-    return with_hint(f"Get it with keras.datasets.{loader}.load_data() on a machine with internet (it caches to "
-                     f"~/.keras/datasets/{cache_sub}) or {manual}, then copy it here or pass --data-dir pointing "
-                     f"to a folder holding it.", offline_hint)
+    return with_hint(
+        f"Get it with keras.datasets.{loader}.load_data() on a machine with internet (it caches to "
+        f"~/.keras/datasets/{cache_sub}) or {manual}, then copy it here or pass --data-dir pointing "
+        f"to a folder holding it.",
+        offline_hint,
+    )
 
 
-def _grey_split(x: np.ndarray, y: np.ndarray, path: Path, x_name: str, y_name: str,
-                y_path: Optional[Path] = None) -> Split:
+def _grey_split(
+    x: np.ndarray, y: np.ndarray, path: Path, x_name: str, y_name: str, y_path: Optional[Path] = None
+) -> Split:
     x = np.asarray(x)
     if x.ndim == 3:  # the files store (N, 28, 28); the loaders add the channel axis
         x = x[..., None]
@@ -72,12 +87,15 @@ def load_mnist(data_dir: Optional[PathLike] = None, offline_hint: Optional[str] 
 
     ``offline_hint`` ends the missing-file message (None for callers without an offline alternative).
     """
-    how = _how_to_get("mnist", "", "download https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz",
-                      offline_hint)
+    how = _how_to_get(
+        "mnist", "", "download https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz", offline_hint
+    )
     (path,) = find_file_set(_search_bases(data_dir), ["mnist.npz"], how)
     x_train, y_train, x_test, y_test = read_npz(path, ("x_train", "y_train", "x_test", "y_test"), "keras' mnist.npz")
-    return (_grey_split(x_train, y_train, path, "x_train", "y_train"),
-            _grey_split(x_test, y_test, path, "x_test", "y_test"))
+    return (
+        _grey_split(x_train, y_train, path, "x_train", "y_train"),
+        _grey_split(x_test, y_test, path, "x_test", "y_test"),
+    )
 
 
 def read_idx(path: PathLike) -> np.ndarray:
@@ -87,8 +105,9 @@ def read_idx(path: PathLike) -> np.ndarray:
         with opener(path, "rb") as f:
             raw = f.read()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise DataFormatError(f"bad IDX magic 0x{raw[:4].hex()}",
-                              "magic 0x0000TTDD (TT = data type code, DD = number of dims)", path)
+        raise DataFormatError(
+            f"bad IDX magic 0x{raw[:4].hex()}", "magic 0x0000TTDD (TT = data type code, DD = number of dims)", path
+        )
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
@@ -97,27 +116,35 @@ def read_idx(path: PathLike) -> np.ndarray:
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     count = int(np.prod(dims, dtype=np.int64))
     if len(raw) - header != count * dtype.itemsize:
-        raise DataFormatError(f"IDX payload has {len(raw) - header} bytes",
-                              f"{count * dtype.itemsize} bytes for shape {dims}", path)
+        raise DataFormatError(
+            f"IDX payload has {len(raw) - header} bytes", f"{count * dtype.itemsize} bytes for shape {dims}", path
+        )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
 
 
-def load_fashion_mnist(data_dir: Optional[PathLike] = None,
-                       offline_hint: Optional[str] = DIGITS_HINT) -> Tuple[Split, Split]:
+def load_fashion_mnist(
+    data_dir: Optional[PathLike] = None, offline_hint: Optional[str] = DIGITS_HINT
+) -> Tuple[Split, Split]:
     """Fashion-MNIST from the four gzipped IDX files: images uint8 (N, 28, 28, 1), labels int64.
 
     ``offline_hint`` ends the missing-file message (None for callers without an offline alternative).
     """
-    how = _how_to_get("fashion_mnist", "fashion-mnist/",
-                      "download the four *-ubyte.gz files from https://github.com/zalandoresearch/fashion-mnist "
-                      "into a fashion-mnist/ folder", offline_hint)
+    how = _how_to_get(
+        "fashion_mnist",
+        "fashion-mnist/",
+        "download the four *-ubyte.gz files from https://github.com/zalandoresearch/fashion-mnist "
+        "into a fashion-mnist/ folder",
+        offline_hint,
+    )
     bases = [b / "fashion-mnist" for b in _search_bases(data_dir)]
     if data_dir is not None:
         bases.insert(1, Path(data_dir).expanduser())  # the files directly in data_dir
     paths = find_file_set(bases, _FASHION_FILES, how)
     xtr, ytr, xte, yte = (read_idx(p) for p in paths)
-    return tuple(_grey_split(x, y, px, px.name, py.name, py)
-                 for x, y, px, py in ((xtr, ytr, paths[0], paths[1]), (xte, yte, paths[2], paths[3])))
+    return tuple(
+        _grey_split(x, y, px, px.name, py.name, py)
+        for x, y, px, py in ((xtr, ytr, paths[0], paths[1]), (xte, yte, paths[2], paths[3]))
+    )
 
 
 def _load_cifar_batch(path: Path) -> Split:
@@ -133,15 +160,17 @@ def _load_cifar_batch(path: Path) -> Split:
     return check_split(images, d["labels"], CIFAR10, path, "data", "labels")
 
 
-def load_cifar10(data_dir: Optional[PathLike] = None,
-                 offline_hint: Optional[str] = DIGITS_HINT) -> Tuple[Split, Split]:
+def load_cifar10(data_dir: Optional[PathLike] = None, offline_hint: Optional[str] = DIGITS_HINT) -> Tuple[Split, Split]:
     """CIFAR-10 from the python-version batches: images uint8 (N, 32, 32, 3) channels-last, labels int64.
 
     ``offline_hint`` ends the missing-file message (None for callers without an offline alternative).
     """
-    how = _how_to_get("cifar10", "cifar-10-batches-py-target/cifar-10-batches-py/",
-                      "extract https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (folder cifar-10-batches-py)",
-                      offline_hint)
+    how = _how_to_get(
+        "cifar10",
+        "cifar-10-batches-py-target/cifar-10-batches-py/",
+        "extract https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (folder cifar-10-batches-py)",
+        offline_hint,
+    )
     bases = []
     for b in _search_bases(data_dir):
         bases += [b / "cifar-10-batches-py", b / "cifar-10-batches-py-target" / "cifar-10-batches-py"]

@@ -1,4 +1,5 @@
 """Synthetic label noise for the data-denoising (importance learning) experiments."""
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -19,8 +20,9 @@ def _check(y: np.ndarray, fraction: float, num_classes: int) -> np.ndarray:
     return y
 
 
-def _flip_at(y: np.ndarray, idx: np.ndarray, num_classes: int,
-             rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+def _flip_at(
+    y: np.ndarray, idx: np.ndarray, num_classes: int, rng: np.random.Generator
+) -> Tuple[np.ndarray, np.ndarray]:
     # Adding an offset in 1..C-1 modulo C gives a uniformly random class different from the current one.
     y_noisy = y.copy()
     offsets = rng.integers(1, num_classes, size=len(idx))
@@ -30,8 +32,9 @@ def _flip_at(y: np.ndarray, idx: np.ndarray, num_classes: int,
     return y_noisy, mask
 
 
-def flip_labels(y: np.ndarray, fraction: float, num_classes: int,
-                seed: Optional[int] = 0) -> Tuple[np.ndarray, np.ndarray]:
+def flip_labels(
+    y: np.ndarray, fraction: float, num_classes: int, seed: Optional[int] = 0
+) -> Tuple[np.ndarray, np.ndarray]:
     """Flip exactly ``round(fraction * N)`` labels, chosen uniformly without replacement, each to a uniformly
     random different class. Returns ``(y_noisy, flipped_mask)``; ``y`` is not modified."""
     y = _check(y, fraction, num_classes)
@@ -41,8 +44,9 @@ def flip_labels(y: np.ndarray, fraction: float, num_classes: int,
     return _flip_at(y, idx, int(num_classes), rng)
 
 
-def flip_first(y: np.ndarray, fraction: float, num_classes: int,
-               seed: Optional[int] = 0) -> Tuple[np.ndarray, np.ndarray]:
+def flip_first(
+    y: np.ndarray, fraction: float, num_classes: int, seed: Optional[int] = 0
+) -> Tuple[np.ndarray, np.ndarray]:
     """The original code's variant: flip the FIRST ``int(fraction * N)`` labels (to a random different class).
     Returns ``(y_noisy, flipped_mask)``."""
     y = _check(y, fraction, num_classes)

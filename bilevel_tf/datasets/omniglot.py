@@ -7,6 +7,7 @@ alphabets of images_background + images_evaluation, resized to 28x28): every (ch
 423 characters (1692 classes) meta-test. Unlike the original (``os.listdir`` order) characters are SORTED by
 (alphabet, character) so the split is reproducible.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,10 +24,12 @@ Y_FILE = "y_omniglot_1.npy"
 RESIZED_DIR = "omniglot_resized"
 IMAGE_SIZE = 28
 CHARACTERS = 1623  # 964 of images_background + 659 of images_evaluation
-_SOURCE = ("Either put the original code's cache {x} and {y} there, or an {r}/ folder (alphabet/character/*.png) "
-           "to build them from: download images_background.zip and images_evaluation.zip from "
-           "https://github.com/brendenlake/omniglot (python/), merge both sets' alphabets into one folder and "
-           "resize the PNGs to 28x28 as in MAML's omniglot_resized (load_omniglot resizes larger PNGs itself).")
+_SOURCE = (
+    "Either put the original code's cache {x} and {y} there, or an {r}/ folder (alphabet/character/*.png) "
+    "to build them from: download images_background.zip and images_evaluation.zip from "
+    "https://github.com/brendenlake/omniglot (python/), merge both sets' alphabets into one folder and "
+    "resize the PNGs to 28x28 as in MAML's omniglot_resized (load_omniglot resizes larger PNGs itself)."
+)
 
 
 def list_omniglot_characters(root: PathLike) -> List[Path]:
@@ -69,14 +72,14 @@ def load_omniglot_folders(root: PathLike, size: int = IMAGE_SIZE) -> Tuple[np.nd
             images.append(_read_png(p, size))
             ids.append(cid)
     if not images:
-        raise DataFormatError("no <alphabet>/<character>/ folders found", "root/<alphabet>/<character>/*.png",
-                              root)
+        raise DataFormatError("no <alphabet>/<character>/ folders found", "root/<alphabet>/<character>/*.png", root)
     x = 1.0 - np.stack(images).astype(np.float32) / 255.0
     return x[..., None], np.asarray(ids, dtype=np.int64)
 
 
-def rotate_classes(x: np.ndarray, char_ids: np.ndarray,
-                   rotations: Sequence[int] = (0, 90, 180, 270)) -> Tuple[np.ndarray, np.ndarray]:
+def rotate_classes(
+    x: np.ndarray, char_ids: np.ndarray, rotations: Sequence[int] = (0, 90, 180, 270)
+) -> Tuple[np.ndarray, np.ndarray]:
     """Make each (character, rotation) its own class: id = char_id * len(rotations) + rotation_index.
 
     Output is ordered by character, then rotation, then image. Rotations (degrees, multiples of 90) use
@@ -96,14 +99,15 @@ def rotate_classes(x: np.ndarray, char_ids: np.ndarray,
     for c, s, e in zip(chars, starts, ends):
         idx = order[s:e]
         for ri, r in enumerate(rotations):
-            x_out[pos:pos + len(idx)] = np.rot90(x[idx], k=(r // 90) % 4, axes=(1, 2))
-            y_out[pos:pos + len(idx)] = c * n_rot + ri
+            x_out[pos : pos + len(idx)] = np.rot90(x[idx], k=(r // 90) % 4, axes=(1, 2))
+            y_out[pos : pos + len(idx)] = c * n_rot + ri
             pos += len(idx)
     return x_out, y_out
 
 
-def build_omniglot_arrays(root: PathLike, out_dir: PathLike,
-                          rotations: Sequence[int] = (0, 90, 180, 270)) -> Tuple[np.ndarray, np.ndarray]:
+def build_omniglot_arrays(
+    root: PathLike, out_dir: PathLike, rotations: Sequence[int] = (0, 90, 180, 270)
+) -> Tuple[np.ndarray, np.ndarray]:
     """Build and save the original's ``x_omniglot_1.npy`` (float32 (N, 28, 28, 1)) and ``y_omniglot_1.npy``
     (int32) in ``out_dir`` from an omniglot_resized-style folder; returns ``(x, y)``."""
     x, char_ids = load_omniglot_folders(root)
@@ -115,9 +119,13 @@ def build_omniglot_arrays(root: PathLike, out_dir: PathLike,
     return x, y
 
 
-def load_omniglot(data_dir: PathLike, n_train_characters: int = 1200, n_rotations: int = 4,
-                  rotations: Optional[Sequence[int]] = None, offline_hint: Optional[str] = DIGITS_HINT
-                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def load_omniglot(
+    data_dir: PathLike,
+    n_train_characters: int = 1200,
+    n_rotations: int = 4,
+    rotations: Optional[Sequence[int]] = None,
+    offline_hint: Optional[str] = DIGITS_HINT,
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Load (building if needed) the Omniglot cache -> ``(x, y, train_classes, test_classes)``.
 
     Reads ``data_dir/x_omniglot_1.npy`` and ``y_omniglot_1.npy``; if they are missing but
@@ -146,6 +154,8 @@ def load_omniglot(data_dir: PathLike, n_train_characters: int = 1200, n_rotation
     n_train = n_train_characters * n_rotations
     train_classes, test_classes = classes[classes < n_train], classes[classes >= n_train]
     if len(train_classes) == 0 or len(test_classes) == 0:
-        raise ValueError(f"n_train_characters={n_train_characters} leaves an empty meta-train or meta-test set "
-                         f"({len(classes)} classes = {len(classes) // n_rotations} characters x {n_rotations})")
+        raise ValueError(
+            f"n_train_characters={n_train_characters} leaves an empty meta-train or meta-test set "
+            f"({len(classes)} classes = {len(classes) // n_rotations} characters x {n_rotations})"
+        )
     return x, y, train_classes, test_classes

@@ -43,6 +43,7 @@ layer), ``few_shot`` (the few-shot representations, the cosine heads and the per
 (input checks and the padding bookkeeping of the small-input adaptation). Every name is importable from
 ``bilevel_tf.models`` directly; :func:`get_model` builds any factory by its name.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Dict
@@ -50,8 +51,14 @@ from typing import Callable, Dict
 import keras
 
 from .convnets import cifar10_cnn, mnist_cnn, svhn_cnn
-from .few_shot import (CosineClassifier, TaskBatchNorm, cosine_logits, miniimagenet_resnet, omniglot_encoder,
-                       taskwise_encoder)
+from .few_shot import (
+    CosineClassifier,
+    TaskBatchNorm,
+    cosine_logits,
+    miniimagenet_resnet,
+    omniglot_encoder,
+    taskwise_encoder,
+)
 from .inception import INCEPTION_V3_NOTOP_WEIGHTS, inception_v3_features, keras_weights_cache_path
 from .vector import logistic_regression, mlp, softmax_layer
 
@@ -102,7 +109,5 @@ def get_model(name: str, *args, **kwargs) -> keras.Model:
     try:
         factory = MODEL_FACTORIES[name]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown model name {name!r}; valid names: {', '.join(sorted(MODEL_FACTORIES))}"
-        ) from None
+        raise ValueError(f"unknown model name {name!r}; valid names: {', '.join(sorted(MODEL_FACTORIES))}") from None
     return factory(*args, **kwargs)

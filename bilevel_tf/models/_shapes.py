@@ -4,6 +4,7 @@ The CNN factories of :mod:`.convnets` and the Omniglot encoder of :mod:`.few_sho
 their feature maps while they are built, so that a ``'valid'`` conv or pool that would leave a side smaller
 than 1 on a tiny input (the offline 8x8 digits) can switch to ``'same'`` padding (``adapt_to_small_inputs``).
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
@@ -15,8 +16,7 @@ _HW = Tuple[Optional[int], Optional[int]]
 def _image_shape(input_shape: Sequence[Optional[int]], name: str = "input_shape") -> Shape:
     shape = tuple(input_shape)
     if len(shape) != 3:
-        raise ValueError(
-            f"{name} must be (height, width, channels) (channels-last), got {input_shape!r}")
+        raise ValueError(f"{name} must be (height, width, channels) (channels-last), got {input_shape!r}")
     for s in shape:
         if s is not None and (not isinstance(s, int) or s < 1):
             raise ValueError(f"{name} must contain positive integers or None, got {input_shape!r}")
@@ -37,7 +37,8 @@ def _adapted(padding: str, hw: _HW, window: int, adapt: bool, where: str) -> str
         if not adapt:
             raise ValueError(
                 f"input too small for the original architecture: {where} sees a {hw} map; pass "
-                f"adapt_to_small_inputs=True to use 'same' padding there")
+                f"adapt_to_small_inputs=True to use 'same' padding there"
+            )
         return "same"
     return padding
 

@@ -3,6 +3,7 @@
 Layer for layer the original TF1 Keras models, ending in logits; see :mod:`bilevel_tf.models` for the
 small-input adaptation (``adapt_to_small_inputs``).
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
@@ -37,8 +38,13 @@ def _dense_head(x, num_classes: int, dropout_names: Tuple[str, str]):
     return keras.layers.Dense(num_classes, name="logits")(x)
 
 
-def mnist_cnn(input_shape: Sequence[Optional[int]] = (28, 28, 1), num_classes: int = 10, *,
-              adapt_to_small_inputs: bool = True, name: str = "mnist_cnn") -> keras.Model:
+def mnist_cnn(
+    input_shape: Sequence[Optional[int]] = (28, 28, 1),
+    num_classes: int = 10,
+    *,
+    adapt_to_small_inputs: bool = True,
+    name: str = "mnist_cnn",
+) -> keras.Model:
     """MNIST denoising CNN (original ``MNIST_keras_model.mnist_model``; paper Table 2 / supp E.2).
 
     Conv(64, 5x5, relu, valid) - MaxPool 2 - Dropout .25 - Conv(128, 5x5, relu, valid) -
@@ -61,8 +67,13 @@ def mnist_cnn(input_shape: Sequence[Optional[int]] = (28, 28, 1), num_classes: i
     return keras.Model(inputs, _dense_head(x, num_classes, ("dropout3", "dropout4")), name=name)
 
 
-def cifar10_cnn(input_shape: Sequence[Optional[int]] = (32, 32, 3), num_classes: int = 10, *,
-                adapt_to_small_inputs: bool = True, name: str = "cifar10_cnn") -> keras.Model:
+def cifar10_cnn(
+    input_shape: Sequence[Optional[int]] = (32, 32, 3),
+    num_classes: int = 10,
+    *,
+    adapt_to_small_inputs: bool = True,
+    name: str = "cifar10_cnn",
+) -> keras.Model:
     """CIFAR-10 denoising CNN (original ``cifar10_keras_model.CIFAR``; the paper's "Alexnet").
 
     Three blocks [Conv(f, 3x3, relu, same), Conv(f, 3x3, relu, valid)] - MaxPool 2 - Dropout .25
@@ -79,17 +90,20 @@ def cifar10_cnn(input_shape: Sequence[Optional[int]] = (32, 32, 3), num_classes:
     inputs, hw = _image_input(input_shape, num_classes)
     x = inputs
     for i, filters in enumerate((48, 96, 192), start=1):
-        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu",
-                                name=f"block{i}_conv1")(x)
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"block{i}_conv1")(x)
         pad, hw = _conv_padding(hw, 3, "valid", adapt_to_small_inputs, f"block{i}_conv2")
-        x = keras.layers.Conv2D(filters, 3, padding=pad, activation="relu",
-                                name=f"block{i}_conv2")(x)
+        x = keras.layers.Conv2D(filters, 3, padding=pad, activation="relu", name=f"block{i}_conv2")(x)
         x, hw = _pool_and_dropout(x, hw, adapt_to_small_inputs, f"block{i}_pool", 0.25, f"block{i}_dropout")
     return keras.Model(inputs, _dense_head(x, num_classes, ("dropout1", "dropout2")), name=name)
 
 
-def svhn_cnn(input_shape: Sequence[Optional[int]] = (32, 32, 1), num_classes: int = 10, *,
-             adapt_to_small_inputs: bool = True, name: str = "svhn_cnn") -> keras.Model:
+def svhn_cnn(
+    input_shape: Sequence[Optional[int]] = (32, 32, 1),
+    num_classes: int = 10,
+    *,
+    adapt_to_small_inputs: bool = True,
+    name: str = "svhn_cnn",
+) -> keras.Model:
     """SVHN denoising CNN (original ``svhn_keras_model.svhn_model``, on grey 32x32x1 images).
 
     Three blocks [Conv(f, 3x3, relu, same), Conv(f, 3x3, relu, same)] - MaxPool 2 - Dropout .3
@@ -107,12 +121,10 @@ def svhn_cnn(input_shape: Sequence[Optional[int]] = (32, 32, 1), num_classes: in
     x = inputs
     for i, filters in enumerate((32, 64, 128), start=1):
         for j in (1, 2):
-            x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu",
-                                    name=f"block{i}_conv{j}")(x)
+            x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"block{i}_conv{j}")(x)
         x, hw = _pool_and_dropout(x, hw, adapt_to_small_inputs, f"block{i}_pool", 0.3, f"block{i}_dropout")
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(512, activation="relu", name="dense1")(x)
     x = keras.layers.Dropout(0.3, name="dropout")(x)
     logits = keras.layers.Dense(num_classes, name="logits")(x)
     return keras.Model(inputs, logits, name=name)
-

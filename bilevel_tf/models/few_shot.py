@@ -1,5 +1,6 @@
 """Few-shot models: the representations (upper level), the per-task cosine heads (lower level), and the
 per-task batch-norm wrapper that runs a whole meta-batch through one encoder."""
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -15,12 +16,16 @@ from ._shapes import _HW, _image_shape, _pool_padding
 # ---------------------------------------------------------------------------------------------
 def _tcl_batch_norm(name: str) -> keras.layers.BatchNormalization:
     """``tf.contrib.layers.batch_norm`` defaults: beta only (scale=False), decay .999, eps 1e-3."""
-    return keras.layers.BatchNormalization(momentum=0.999, epsilon=1e-3, center=True, scale=False,
-                                           name=name)
+    return keras.layers.BatchNormalization(momentum=0.999, epsilon=1e-3, center=True, scale=False, name=name)
 
 
-def omniglot_encoder(input_shape: Sequence[Optional[int]] = (28, 28, 1), filters: int = 64, *,
-                     adapt_to_small_inputs: bool = True, name: str = "omniglot_encoder") -> keras.Model:
+def omniglot_encoder(
+    input_shape: Sequence[Optional[int]] = (28, 28, 1),
+    filters: int = 64,
+    *,
+    adapt_to_small_inputs: bool = True,
+    name: str = "omniglot_encoder",
+) -> keras.Model:
     """Omniglot few-shot representation (original ``encoder`` / ``conv_block_new``; paper Sec. 3.3).
 
     4 x [Conv(filters, 3x3, SAME, glorot-uniform, no bias) - BatchNorm (beta only) - ReLU (not
@@ -43,8 +48,9 @@ def omniglot_encoder(input_shape: Sequence[Optional[int]] = (28, 28, 1), filters
     inputs = keras.Input(shape=shape, name="image")
     x = inputs
     for i in range(1, 5):
-        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
-                                kernel_initializer="glorot_uniform", name=f"conv_{i}")(x)
+        x = keras.layers.Conv2D(
+            filters, 3, padding="same", use_bias=False, kernel_initializer="glorot_uniform", name=f"conv_{i}"
+        )(x)
         x = _tcl_batch_norm(f"conv_{i}_bn")(x)
         if i != 4:
             x = keras.layers.ReLU(name=f"conv_{i}_relu")(x)
@@ -54,10 +60,15 @@ def omniglot_encoder(input_shape: Sequence[Optional[int]] = (28, 28, 1), filters
     return keras.Model(inputs, features, name=name)
 
 
-def miniimagenet_resnet(input_shape: Sequence[Optional[int]] = (84, 84, 3), *,
-                        filters: Sequence[int] = (64, 96, 128, 256), embedding_dim: int = 384,
-                        hidden_dim: int = 2048, dropout: float = 0.0,
-                        name: str = "miniimagenet_resnet") -> keras.Model:
+def miniimagenet_resnet(
+    input_shape: Sequence[Optional[int]] = (84, 84, 3),
+    *,
+    filters: Sequence[int] = (64, 96, 128, 256),
+    embedding_dim: int = 384,
+    hidden_dim: int = 2048,
+    dropout: float = 0.0,
+    name: str = "miniimagenet_resnet",
+) -> keras.Model:
     """Mini-ImageNet few-shot representation (original ``make_resnet_filter``; paper Sec. 3.3).
 
     4 residual blocks with (64, 96, 128, 256) filters, each:
@@ -93,8 +104,7 @@ def miniimagenet_resnet(input_shape: Sequence[Optional[int]] = (84, 84, 3), *,
         skip = keras.layers.Conv2D(n_filters, 1, padding="same", name=f"{block}_skip")(x)
         out = x
         for j in range(3):
-            out = keras.layers.Conv2D(n_filters, 3, padding="same", use_bias=False,
-                                      name=f"{block}_conv_{j}")(out)
+            out = keras.layers.Conv2D(n_filters, 3, padding="same", use_bias=False, name=f"{block}_conv_{j}")(out)
             out = _tcl_batch_norm(f"{block}_conv_{j}_bn")(out)
             out = keras.layers.LeakyReLU(negative_slope=0.1, name=f"{block}_conv_{j}_lrelu")(out)
         x = keras.layers.Add(name=f"{block}_add")([skip, out])
@@ -107,12 +117,10 @@ def miniimagenet_resnet(input_shape: Sequence[Optional[int]] = (84, 84, 3), *,
     return keras.Model(inputs, features, name=name)
 
 
-
 # ---------------------------------------------------------------------------------------------
 # few-shot lower level: cosine-normalised softmax regression, one head per task
 # ---------------------------------------------------------------------------------------------
-def cosine_logits(features: tf.Tensor, W: tf.Tensor, b: tf.Tensor, scale: float = 10.0,
-                  eps: float = 1e-3) -> tf.Tensor:
+def cosine_logits(features: tf.Tensor, W: tf.Tensor, b: tf.Tensor, scale: float = 10.0, eps: float = 1e-3) -> tf.Tensor:
     """The original ``top_layer`` logits, batched over any leading task dimensions.
 
     ``logits = scale * (x W + eps * b) / (sqrt(||x||^2 + eps^2) * sqrt(||W_col||^2 + b^2))``,
@@ -124,7 +132,7 @@ def cosine_logits(features: tf.Tensor, W: tf.Tensor, b: tf.Tensor, scale: float 
     x = tf.convert_to_tensor(features)
     W = tf.convert_to_tensor(W, dtype=x.dtype)
     b = tf.convert_to_tensor(b, dtype=x.dtype)
-    x_norm = tf.sqrt(tf.reduce_sum(tf.square(x), axis=-1, keepdims=True) + eps ** 2)  # (..., n, 1)
+    x_norm = tf.sqrt(tf.reduce_sum(tf.square(x), axis=-1, keepdims=True) + eps**2)  # (..., n, 1)
     w_norm = tf.sqrt(tf.reduce_sum(tf.square(W), axis=-2) + tf.square(b))  # (..., K)
     numerator = tf.matmul(x, W) + eps * tf.expand_dims(b, -2)  # (..., n, K)
     return scale * numerator / (x_norm * tf.expand_dims(w_norm, -2))
@@ -148,9 +156,19 @@ class CosineClassifier(keras.layers.Layer):
     (x 30 tasks = the paper's "39K" lower-level variables) and 384*5 + 5 = 1,925 for Mini-ImageNet.
     """
 
-    def __init__(self, n_way: int, num_tasks: int = 1, feature_dim: Optional[int] = None, *,
-                 scale: float = 10.0, eps: float = 1e-3, w_stddev: float = 0.01,
-                 b_init: float = 1e-3, seed: Optional[int] = None, **kwargs) -> None:
+    def __init__(
+        self,
+        n_way: int,
+        num_tasks: int = 1,
+        feature_dim: Optional[int] = None,
+        *,
+        scale: float = 10.0,
+        eps: float = 1e-3,
+        w_stddev: float = 0.01,
+        b_init: float = 1e-3,
+        seed: Optional[int] = None,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         for arg, value in (("n_way", n_way), ("num_tasks", num_tasks)):
             if not isinstance(value, int) or value < 1:
@@ -178,10 +196,13 @@ class CosineClassifier(keras.layers.Layer):
         self.feature_dim = int(d)
         w_seed = None if self.seed is None else self.seed + 1
         self.W = self.add_weight(
-            name="W", shape=(self.num_tasks, self.feature_dim, self.n_way),
-            initializer=keras.initializers.RandomNormal(stddev=self.w_stddev, seed=w_seed))
-        self.b = self.add_weight(name="b", shape=(self.num_tasks, self.n_way),
-                                 initializer=keras.initializers.Constant(self.b_init))
+            name="W",
+            shape=(self.num_tasks, self.feature_dim, self.n_way),
+            initializer=keras.initializers.RandomNormal(stddev=self.w_stddev, seed=w_seed),
+        )
+        self.b = self.add_weight(
+            name="b", shape=(self.num_tasks, self.n_way), initializer=keras.initializers.Constant(self.b_init)
+        )
         self.built = True
 
     def call(self, features):
@@ -190,7 +211,8 @@ class CosineClassifier(keras.layers.Layer):
             if self.num_tasks != 1:
                 raise ValueError(
                     f"2-D features need num_tasks == 1 (got num_tasks={self.num_tasks}); pass "
-                    f"(num_tasks, n, d) features")
+                    f"(num_tasks, n, d) features"
+                )
             return cosine_logits(features, self.W[0], self.b[0], self.scale, self.eps)
         if rank != 3:
             raise ValueError(f"features must have shape (num_tasks, n, d), got {features.shape}")
@@ -203,17 +225,26 @@ class CosineClassifier(keras.layers.Layer):
         """Re-initialise every task's head in place (``W`` ~ N(0, w_stddev), ``b`` = b_init)."""
         if not self.built:
             return
-        self.W.assign(keras.random.normal(tuple(self.W.shape), stddev=self.w_stddev,
-                                          dtype=self.W.dtype, seed=self._seed_generator))
+        self.W.assign(
+            keras.random.normal(
+                tuple(self.W.shape), stddev=self.w_stddev, dtype=self.W.dtype, seed=self._seed_generator
+            )
+        )
         self.b.assign(tf.fill(tuple(self.b.shape), tf.constant(self.b_init, dtype=self.b.dtype)))
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(n_way=self.n_way, num_tasks=self.num_tasks, feature_dim=self.feature_dim,
-                      scale=self.scale, eps=self.eps, w_stddev=self.w_stddev, b_init=self.b_init,
-                      seed=self.seed)
+        config.update(
+            n_way=self.n_way,
+            num_tasks=self.num_tasks,
+            feature_dim=self.feature_dim,
+            scale=self.scale,
+            eps=self.eps,
+            w_stddev=self.w_stddev,
+            b_init=self.b_init,
+            seed=self.seed,
+        )
         return config
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,6 +283,7 @@ def taskwise_encoder(encoder: keras.Model, num_tasks: int) -> keras.Model:
     The original few-shot code builds one encoder copy per task and split, so its batch norm (always in
     training mode) normalises each task's support set and query set with their own statistics; this gives
     the same result with one vectorised pass instead of 2 x meta-batch copies."""
+
     def swap(layer):
         if isinstance(layer, keras.layers.BatchNormalization):
             return TaskBatchNorm(layer, num_tasks)

@@ -1,4 +1,5 @@
 """Clean-label poisoning's feature extractor: InceptionV3 without its top, weights read only from disk."""
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,13 @@ def keras_weights_cache_path(filename: str = INCEPTION_V3_NOTOP_WEIGHTS) -> str:
     return os.path.join(cache_dir, "models", filename)
 
 
-def inception_v3_features(weights: Union[None, str, os.PathLike] = None,
-                          input_shape: Sequence[int] = (299, 299, 3), *, trainable: bool = False,
-                          name: str = "inception_v3_features") -> keras.Model:
+def inception_v3_features(
+    weights: Union[None, str, os.PathLike] = None,
+    input_shape: Sequence[int] = (299, 299, 3),
+    *,
+    trainable: bool = False,
+    name: str = "inception_v3_features",
+) -> keras.Model:
     """InceptionV3 without its top, global-average pooled: images -> **2048-d** features.
 
     The clean-label (dog-vs-fish) attack's representation (original
@@ -54,23 +59,22 @@ def inception_v3_features(weights: Union[None, str, os.PathLike] = None,
                 f"by running keras.applications.InceptionV3(weights='imagenet', include_top=False) "
                 f"once on a machine with internet access, which caches it in ~/.keras/models/, and "
                 f"copying it; set KERAS_HOME to use another cache directory), or pass the path of a "
-                f"local weights file as weights=...")
+                f"local weights file as weights=..."
+            )
     elif isinstance(weights, (str, os.PathLike)):
         weights_path = os.fspath(weights)
         if not os.path.isfile(weights_path):
             raise FileNotFoundError(f"InceptionV3 weights file not found: {weights_path!r}")
         if not weights_path.endswith((".h5", ".hdf5")):
             raise ValueError(
-                f"weights must be None, 'imagenet' or a path to a .h5 / .weights.h5 file, got "
-                f"{weights_path!r}")
+                f"weights must be None, 'imagenet' or a path to a .h5 / .weights.h5 file, got {weights_path!r}"
+            )
     else:
         raise ValueError(f"weights must be None, 'imagenet' or a file path, got {weights!r}")
 
-    base = keras.applications.InceptionV3(include_top=False, weights=None, input_shape=shape,
-                                          pooling="avg")
+    base = keras.applications.InceptionV3(include_top=False, weights=None, input_shape=shape, pooling="avg")
     if weights_path is not None:
         base.load_weights(weights_path)
     model = keras.Model(base.inputs, base.outputs, name=name)
     model.trainable = trainable
     return model
-

@@ -1,4 +1,5 @@
 """Models on flat (or flattened) inputs: logistic regression, MLPs, the softmax layer on fixed features."""
+
 from __future__ import annotations
 
 from typing import Callable, Sequence, Tuple, Union
@@ -21,8 +22,13 @@ def _vector_input(input_dim: Union[int, Sequence[int]]) -> Tuple[keras.KerasTens
     return inputs, keras.layers.Flatten(name="flatten")(inputs)
 
 
-def logistic_regression(input_dim: Union[int, Sequence[int]] = 784, num_classes: int = 10,
-                        use_bias: bool = True, *, name: str = "logistic_regression") -> keras.Model:
+def logistic_regression(
+    input_dim: Union[int, Sequence[int]] = 784,
+    num_classes: int = 10,
+    use_bias: bool = True,
+    *,
+    name: str = "logistic_regression",
+) -> keras.Model:
     """Multinomial logistic (softmax) regression: Flatten + Dense(num_classes) **logits**.
 
     * ``use_bias=True``: the small-scale MNIST denoising model (original
@@ -36,14 +42,19 @@ def logistic_regression(input_dim: Union[int, Sequence[int]] = 784, num_classes:
     """
     _check_num_classes(num_classes)
     inputs, x = _vector_input(input_dim)
-    logits = keras.layers.Dense(num_classes, use_bias=use_bias,
-                                kernel_initializer="glorot_uniform", name="logits")(x)
+    logits = keras.layers.Dense(num_classes, use_bias=use_bias, kernel_initializer="glorot_uniform", name="logits")(x)
     return keras.Model(inputs, logits, name=name)
 
 
-def mlp(input_dim: Union[int, Sequence[int]] = 784, hidden: Union[int, Sequence[int]] = (300,),
-        activation: Union[str, Callable] = "sigmoid", num_classes: int = 10, *,
-        dropout: float = 0.0, name: str = "mlp") -> keras.Model:
+def mlp(
+    input_dim: Union[int, Sequence[int]] = 784,
+    hidden: Union[int, Sequence[int]] = (300,),
+    activation: Union[str, Callable] = "sigmoid",
+    num_classes: int = 10,
+    *,
+    dropout: float = 0.0,
+    name: str = "mlp",
+) -> keras.Model:
     """Fully connected network: [Dense(h, activation) (+ Dropout)] per hidden size, Dense logits.
 
     Defaults give the PBGD hyper-cleaning MLP 784-300(sigmoid)-10: 235,500 + 3,010 =
@@ -66,10 +77,13 @@ def mlp(input_dim: Union[int, Sequence[int]] = 784, hidden: Union[int, Sequence[
     return keras.Model(inputs, logits, name=name)
 
 
-
 def softmax_layer(feature_dim: int = 2048, num_classes: int = 2) -> keras.Model:
     """The clean-label lower level: one dense layer on the features, W ~ N(0, 0.01), b = 0 (original)."""
     inputs = keras.Input((feature_dim,))
-    logits = keras.layers.Dense(num_classes, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
-                                bias_initializer="zeros", name="logits")(inputs)
+    logits = keras.layers.Dense(
+        num_classes,
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+        bias_initializer="zeros",
+        name="logits",
+    )(inputs)
     return keras.Model(inputs, logits, name="softmax_layer")

@@ -5,6 +5,7 @@ row (the paper's label when the run's data and setting are the paper's, otherwis
 so such rows are never compared with the paper), the column and the metric that fills it. :func:`paper_entry`
 turns that into the published values for the runner to record (or ``None`` and the reason).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -32,15 +33,15 @@ class Cell:
     metric: Tuple[str, ...]
     scale: float = PERCENT
     method: Optional[str] = None  # the solver whose result this is (None: a baseline every method's run
-    shared: bool = False          # computes alike, counted once per seed)
-    order: Tuple = ()         # sort key of the row within its table
+    shared: bool = False  # computes alike, counted once per seed)
+    order: Tuple = ()  # sort key of the row within its table
 
 
 @dataclass
 class Placement:
     cells: List[Cell] = field(default_factory=list)
-    paper_data: bool = False         # the run's data and setting are the paper's
-    reason: Optional[str] = None     # why it is not compared with the paper (None when it is)
+    paper_data: bool = False  # the run's data and setting are the paper's
+    reason: Optional[str] = None  # why it is not compared with the paper (None when it is)
 
 
 def _blocker(config: Mapping[str, Any]) -> Optional[str]:
@@ -79,25 +80,34 @@ def _data_set_check(config: Mapping[str, Any], dataset: str, paper_dataset: str,
 
 
 # ------------------------------------------------------------------------------------------ per experiment
-_DENOISING = {"data_denoising/mnist_large_scale": ("table2", "mnist", "MNIST"),
-              "data_denoising/cifar10": ("table2", "cifar10", "CIFAR10"),
-              "data_denoising/svhn": ("table2", "svhn", "SVHN"),
-              "data_denoising/mnist_small_scale": ("small_scale", "mnist", "MNIST")}
+_DENOISING = {
+    "data_denoising/mnist_large_scale": ("table2", "mnist", "MNIST"),
+    "data_denoising/cifar10": ("table2", "cifar10", "CIFAR10"),
+    "data_denoising/svhn": ("table2", "svhn", "SVHN"),
+    "data_denoising/mnist_small_scale": ("small_scale", "mnist", "MNIST"),
+}
 #: baselines of the denoising runners: column -> metric (Oracle / Val-Only only with --baselines)
-_DENOISING_BASELINES = {"Oracle": "oracle_test_accuracy", "Val-Only": "val_only_test_accuracy",
-                        "Train+Val": "noisy_baseline_test_accuracy"}
+_DENOISING_BASELINES = {
+    "Oracle": "oracle_test_accuracy",
+    "Val-Only": "val_only_test_accuracy",
+    "Train+Val": "noisy_baseline_test_accuracy",
+}
 
 
 def _denoising(experiment: str, dataset: str, method: str, config: Mapping[str, Any]) -> Placement:
     table, paper_dataset, paper_name = _DENOISING[experiment]
     noise = _percent(config["noise"])
-    row, p = _choose_row(table, f"{paper_name} ({noise})", f"{dataset} ({noise}) [{_runner(experiment)}]",
-                         _data_set_check(config, dataset, paper_dataset, paper_name))
+    row, p = _choose_row(
+        table,
+        f"{paper_name} ({noise})",
+        f"{dataset} ({noise}) [{_runner(experiment)}]",
+        _data_set_check(config, dataset, paper_dataset, paper_name),
+    )
     order = (0 if p.paper_data else 1, dataset, float(config["noise"]))
-    p.cells.append(Cell(table, row, _column(method), ("test_accuracy",), method=method,
-                        order=order))
-    p.cells += [Cell(table, row, column, (metric,), shared=True, order=order)
-                for column, metric in _DENOISING_BASELINES.items()]
+    p.cells.append(Cell(table, row, _column(method), ("test_accuracy",), method=method, order=order))
+    p.cells += [
+        Cell(table, row, column, (metric,), shared=True, order=order) for column, metric in _DENOISING_BASELINES.items()
+    ]
     return p
 
 
@@ -107,16 +117,21 @@ _FEW_SHOT = {"few_shot/omniglot": ("omniglot", "Omniglot"), "few_shot/miniimagen
 def _few_shot(experiment: str, dataset: str, method: str, config: Mapping[str, Any]) -> Placement:
     paper_dataset, paper_name = _FEW_SHOT[experiment]
     setting = f"{config['n_way']}-way {config['k_shot']}-shot"
-    row, p = _choose_row("table3", f"{paper_name} {setting}", f"{dataset} {setting} [{_runner(experiment)}]",
-                         _data_set_check(config, dataset, paper_dataset, paper_name))
+    row, p = _choose_row(
+        "table3",
+        f"{paper_name} {setting}",
+        f"{dataset} {setting} [{_runner(experiment)}]",
+        _data_set_check(config, dataset, paper_dataset, paper_name),
+    )
     order = (0 if p.paper_data else 1, dataset, int(config["n_way"]), int(config["k_shot"]))
-    p.cells.append(Cell("table3", row, _column(method), ("test_accuracy",), method=method,
-                        order=order))
+    p.cells.append(Cell("table3", row, _column(method), ("test_accuracy",), method=method, order=order))
     return p
 
 
-_POISONING = {"data_poisoning/untargeted": ("Untargeted", "poisoned_test_accuracy", "label_flip_test_accuracy"),
-              "data_poisoning/targeted": ("Targeted", "attack_success_rate", "label_flip_attack_success_rate")}
+_POISONING = {
+    "data_poisoning/untargeted": ("Untargeted", "poisoned_test_accuracy", "label_flip_test_accuracy"),
+    "data_poisoning/targeted": ("Targeted", "attack_success_rate", "label_flip_attack_success_rate"),
+}
 PAPER_POISON_TRAIN_POINTS = 1000
 
 
@@ -129,8 +144,7 @@ def _poisoning(experiment: str, dataset: str, method: str, config: Mapping[str, 
         not_paper = f"{n_train} training points (the paper: {PAPER_POISON_TRAIN_POINTS})"
     row, p = _choose_row(SUPP5.name, f"{fraction}%", f"{dataset} {fraction}% ({n} of {n_train})", not_paper)
     order = (0 if p.paper_data else 1, dataset, n / n_train)
-    p.cells.append(Cell(SUPP5.name, row, f"{half}: {_column(method)}", (metric,),
-                        method=method, order=order))
+    p.cells.append(Cell(SUPP5.name, row, f"{half}: {_column(method)}", (metric,), method=method, order=order))
     p.cells.append(Cell(SUPP5.name, row, f"{half}: Label flip", (flip_metric,), shared=True, order=order))
     return p
 
@@ -149,21 +163,33 @@ def _synthetic(experiment: str, dataset: str, method: str, config: Mapping[str, 
         for t in config.get("ts", []):
             row = synthetic_row(example, t) + suffix
             for m in config.get("methods", []):
-                p.cells.append(Cell("supp4", row, _column(m),
-                                    (f"ex{example}", m, f"T{t}", "seconds_per_upper_iteration"),
-                                    scale=SYNTHETIC_ITERATIONS, method=m,
-                                    order=(0 if p.paper_data else 1, dim, example, t)))
+                p.cells.append(
+                    Cell(
+                        "supp4",
+                        row,
+                        _column(m),
+                        (f"ex{example}", m, f"T{t}", "seconds_per_upper_iteration"),
+                        scale=SYNTHETIC_ITERATIONS,
+                        method=m,
+                        order=(0 if p.paper_data else 1, dim, example, t),
+                    )
+                )
     return p
 
 
 _PLACERS: Dict[str, Callable[[str, str, str, Mapping[str, Any]], Placement]] = {
-    **{e: _denoising for e in _DENOISING}, **{e: _few_shot for e in _FEW_SHOT},
-    **{e: _poisoning for e in _POISONING}, "synthetic": _synthetic}
+    **{e: _denoising for e in _DENOISING},
+    **{e: _few_shot for e in _FEW_SHOT},
+    **{e: _poisoning for e in _POISONING},
+    "synthetic": _synthetic,
+}
 #: experiments the paper reports without a table (or not at all)
-NO_TABLE = {"clean_label": "the paper reports the clean-label attack as figure 3 only (no table)",
-            "clean_label/extract_inception_features": "feature extraction, no result of the paper",
-            "synthetic/pbgd_toy": "PBGD's toy problem is not in the paper",
-            "data_denoising/hyper_cleaning": "the PBGD hyper-cleaning setup is not in the paper"}
+NO_TABLE = {
+    "clean_label": "the paper reports the clean-label attack as figure 3 only (no table)",
+    "clean_label/extract_inception_features": "feature extraction, no result of the paper",
+    "synthetic/pbgd_toy": "PBGD's toy problem is not in the paper",
+    "data_denoising/hyper_cleaning": "the PBGD hyper-cleaning setup is not in the paper",
+}
 
 
 def place(experiment: str, dataset: Optional[str], method: Optional[str], config: Mapping[str, Any]) -> Placement:
@@ -176,7 +202,7 @@ def place(experiment: str, dataset: Optional[str], method: Optional[str], config
 
 def paper_entry(args: Any, dataset: Optional[str]) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
     """``(entry, None)`` with the published values of the cells this run fills when its data set and setting
-    are the paper's, else ``(None, reason)``: what a runner passes to ``experiment.write_results(paper=...)``."""
+    are the paper's, else ``(None, reason)``: what a runner passes to ``results_file.write_results(paper=...)``."""
     config = vars(args) if not isinstance(args, Mapping) else args
     placement = place(config["experiment"], dataset, config.get("method"), config)
     if not placement.paper_data or not placement.cells:
@@ -185,7 +211,20 @@ def paper_entry(args: Any, dataset: Optional[str]) -> Tuple[Optional[Dict[str, A
     cells = []
     for c in placement.cells:
         value = table.value(c.row, c.column)
-        cells.append({"row": c.row, "column": c.column, "metric": ".".join(c.metric), "scale": c.scale,
-                      "paper": value.as_dict() if value else None})
-    return {"table": table.name, "source": table.source, "title": table.title, "unit": table.unit,
-            "spread": table.spread_of(placement.cells[0].row), "cells": cells}, None
+        cells.append(
+            {
+                "row": c.row,
+                "column": c.column,
+                "metric": ".".join(c.metric),
+                "scale": c.scale,
+                "paper": value.as_dict() if value else None,
+            }
+        )
+    return {
+        "table": table.name,
+        "source": table.source,
+        "title": table.title,
+        "unit": table.unit,
+        "spread": table.spread_of(placement.cells[0].row),
+        "cells": cells,
+    }, None

@@ -2,6 +2,7 @@
 paper's cells (:mod:`bilevel_tf.paper.cells`), pool the runs whose configuration differs only by seed and run
 plumbing (IGNORED_KEYS), label groups that differ in a setting or a solver option, and compute each cell's mean
 and spread. :mod:`bilevel_tf.paper.tables` renders the result."""
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,32 @@ from .published import TABLES, PaperTable
 IGNORED_KEYS = flag_roles.flags_with(flag_roles.OUTPUT, flag_roles.POOLED)
 #: keys that change only the bilevel phase (solver, schedule, budget; "solver" is the solver's full configuration
 #: the runners record); baselines shared by all methods ignore them
-BILEVEL_KEYS = frozenset({"method", "hyperparams", "schedule", "lr_u", "lr_v", "lr_p", "sigma", "rho", "lam", "eps",
-                          "nu", "lr_decay", "halve_every", "inner_steps", "epochs", "meta_iterations",
-                          "upper_optimizer", "dropout", "eval_every", "eval_tasks", "max_steps", "solver"})
+BILEVEL_KEYS = frozenset(
+    {
+        "method",
+        "hyperparams",
+        "schedule",
+        "lr_u",
+        "lr_v",
+        "lr_p",
+        "sigma",
+        "rho",
+        "lam",
+        "eps",
+        "nu",
+        "lr_decay",
+        "halve_every",
+        "inner_steps",
+        "epochs",
+        "meta_iterations",
+        "upper_optimizer",
+        "dropout",
+        "eval_every",
+        "eval_tasks",
+        "max_steps",
+        "solver",
+    }
+)
 MISSING = "-"
 
 
@@ -55,8 +79,16 @@ def find_runs(runs_dir: str) -> Tuple[List[Run], List[str]]:
         try:
             with open(path) as f:
                 r = json.load(f)
-            runs.append(Run(path, r["experiment"], r.get("dataset"), r.get("method"), dict(r.get("config") or {}),
-                            dict(r.get("metrics") or {})))
+            runs.append(
+                Run(
+                    path,
+                    r["experiment"],
+                    r.get("dataset"),
+                    r.get("method"),
+                    dict(r.get("config") or {}),
+                    dict(r.get("metrics") or {}),
+                )
+            )
         except (OSError, ValueError, KeyError, TypeError) as e:
             problems.append(_unreadable(path, e))
     runs.sort(key=lambda r: r.path)
@@ -119,13 +151,13 @@ class Group:
 
     cell: Cell
     experiment: str
-    setting: Dict[str, Any]             # flattened config without plumbing and solver keys
-    solver: Dict[str, Any]              # flattened solver keys (empty for shared baselines)
+    setting: Dict[str, Any]  # flattened config without plumbing and solver keys
+    solver: Dict[str, Any]  # flattened solver keys (empty for shared baselines)
     paper_data: bool
     reason: Optional[str]
-    values: Dict[Any, float] = field(default_factory=dict)   # seed -> value
+    values: Dict[Any, float] = field(default_factory=dict)  # seed -> value
     paths: List[str] = field(default_factory=list)
-    row: str = ""                       # final labels (with variants)
+    row: str = ""  # final labels (with variants)
     column: str = ""
 
     @property
@@ -147,11 +179,17 @@ def _groups(runs: Sequence[Run]) -> Tuple[List[Group], List[str]]:
         if not placement.cells:
             skipped.append(f"{run.path}: {placement.reason}")
             continue
-        flat = {k: json.dumps(v) if isinstance(v, list) else v  # lists as text: hashable, printable
-                for k, v in flatten(run.config).items() if _top(k) not in IGNORED_KEYS and not _execution_only(k)}
+        flat = {
+            k: json.dumps(v) if isinstance(v, list) else v  # lists as text: hashable, printable
+            for k, v in flatten(run.config).items()
+            if _top(k) not in IGNORED_KEYS and not _execution_only(k)
+        }
         setting = {k: v for k, v in flat.items() if _top(k) not in BILEVEL_KEYS}
-        solver = {k: v for k, v in flat.items()
-                  if _top(k) in BILEVEL_KEYS and k not in ("method", "schedule", "hyperparams.schedule")}
+        solver = {
+            k: v
+            for k, v in flat.items()
+            if _top(k) in BILEVEL_KEYS and k not in ("method", "schedule", "hyperparams.schedule")
+        }
         for cell in placement.cells:
             value = metric_value(run.metrics, cell.metric)
             if value is None:
@@ -159,10 +197,15 @@ def _groups(runs: Sequence[Run]) -> Tuple[List[Group], List[str]]:
             own = {} if cell.shared else {**solver, "method": cell.method}
             if cell.method == "penalty":
                 own["schedule"] = penalty_schedule(run.config)
-            key = (cell, run.experiment, json.dumps(setting, sort_keys=True, default=str),
-                   json.dumps(own, sort_keys=True, default=str))
-            g = groups.setdefault(key, Group(cell, run.experiment, setting, own, placement.paper_data,
-                                             placement.reason))
+            key = (
+                cell,
+                run.experiment,
+                json.dumps(setting, sort_keys=True, default=str),
+                json.dumps(own, sort_keys=True, default=str),
+            )
+            g = groups.setdefault(
+                key, Group(cell, run.experiment, setting, own, placement.paper_data, placement.reason)
+            )
             if run.seed in g.values:  # a baseline already counted for this seed, or a copied run folder
                 continue
             g.values[run.seed] = value * cell.scale
@@ -208,13 +251,13 @@ def _assign_labels(groups: Sequence[Group]) -> None:
 @dataclass
 class TableResult:
     paper: PaperTable
-    rows: List[str]                          # row labels in print order
-    columns: List[str]                       # column labels (paper's order, variants in place, extras last)
-    cells: Dict[Tuple[str, str], Group]      # (row, column) -> our values
-    row_base: Dict[str, str]                 # row label -> the paper's row label
-    column_base: Dict[str, str]              # column label -> the paper's column label
-    paper_rows: Dict[str, bool]              # row label -> comparable with the paper
-    notes: Dict[str, str]                    # row label -> why it is not compared
+    rows: List[str]  # row labels in print order
+    columns: List[str]  # column labels (paper's order, variants in place, extras last)
+    cells: Dict[Tuple[str, str], Group]  # (row, column) -> our values
+    row_base: Dict[str, str]  # row label -> the paper's row label
+    column_base: Dict[str, str]  # column label -> the paper's column label
+    paper_rows: Dict[str, bool]  # row label -> comparable with the paper
+    notes: Dict[str, str]  # row label -> why it is not compared
 
     def paper_value(self, row: str, column: str):
         if not self.paper_rows.get(row):
@@ -246,10 +289,18 @@ def build_tables(groups: Sequence[Group]) -> List[TableResult]:
             columns += sorted(variants.get(column, [column]))
         column_base = {c: c for c in paper.columns}
         column_base.update({g.column: g.cell.column for g in mine})
-        out.append(TableResult(
-            paper, rows, columns, {(g.row, g.column): g for g in mine}, {g.row: g.cell.row for g in mine},
-            column_base,
-            {g.row: g.paper_data for g in mine}, {g.row: g.reason for g in mine if not g.paper_data and g.reason}))
+        out.append(
+            TableResult(
+                paper,
+                rows,
+                columns,
+                {(g.row, g.column): g for g in mine},
+                {g.row: g.cell.row for g in mine},
+                column_base,
+                {g.row: g.paper_data for g in mine},
+                {g.row: g.reason for g in mine if not g.paper_data and g.reason},
+            )
+        )
     return out
 
 

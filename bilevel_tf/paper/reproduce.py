@@ -14,6 +14,7 @@ iteration measured on a 2-core CPU, is printed first); --profile cpu a scaled se
 2-core CPU (the bundled digits for table2, small_scale and supp5, rotated digits for table3; supp4 runs at
 the paper's sizes). Flags after "--" are appended to every runner command (e.g. -- --epochs 2).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,7 @@ from . import plans
 from .plans import Row
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bilevel_tf/paper/..
-RECORD = "reproduce.json"   # the command that produced a run folder
+RECORD = "reproduce.json"  # the command that produced a run folder
 LOG = "log.txt"
 
 
@@ -44,8 +45,16 @@ def run_dir(out: str, table: str, row: Row, seed: int) -> str:
 
 def command(row: Row, seed: int, folder: str, extra: Sequence[str] = ()) -> List[str]:
     """The runner command line of one (row, seed): script, row flags, extra flags, --seed, --out."""
-    return [sys.executable, os.path.join(REPO_ROOT, row.runner), *row.args, *extra, "--seed", str(seed),
-            "--out", folder]
+    return [
+        sys.executable,
+        os.path.join(REPO_ROOT, row.runner),
+        *row.args,
+        *extra,
+        "--seed",
+        str(seed),
+        "--out",
+        folder,
+    ]
 
 
 def _identity(argv: Sequence[str]) -> List[str]:
@@ -98,19 +107,25 @@ def estimate(rows: Sequence[Row], seeds: int, done: Collection[Tuple[str, int]] 
     """The expected wall-clock of the rows on a 2-core CPU, from the measurements in :mod:`.plans`; ``done``:
     the (row name, seed) pairs already finished, whose time is subtracted from what is left."""
     total = seeds * sum(r.seconds for r in rows if r.seconds is not None)
-    where = ("seconds per upper iteration at the paper's sizes x iterations: bilevel phase only"
-             if any(r.per_iteration for r in rows) else "measured whole runs")
+    where = (
+        "seconds per upper iteration at the paper's sizes x iterations: bilevel phase only"
+        if any(r.per_iteration for r in rows)
+        else "measured whole runs"
+    )
     text = f"estimated time on a 2-core CPU ({where}): {_hours(total)} for {seeds} seed(s)"
     if done:
-        left = total - sum(r.seconds for r in rows for seed in range(seeds)
-                           if (r.name, seed) in done and r.seconds is not None)
+        left = total - sum(
+            r.seconds for r in rows for seed in range(seeds) if (r.name, seed) in done and r.seconds is not None
+        )
         text += f" ({len(done)} of {seeds * len(rows)} run(s) done, {_hours(left)} left)"
     missing = [r.name for r in rows if r.seconds is None]
     if missing:
         text += f"; not measured: {', '.join(missing)}"
     if total > 86400:
-        text += (". A GPU job: the paper's TITAN RTX took about 0.6 s per MNIST denoising iteration at T = 50 and "
-                 "2.4 s per Omniglot 20-way 5-shot iteration at T = 20 with Penalty (supp. fig. 5, read off the plot)")
+        text += (
+            ". A GPU job: the paper's TITAN RTX took about 0.6 s per MNIST denoising iteration at T = 50 and "
+            "2.4 s per Omniglot 20-way 5-shot iteration at T = 20 with Penalty (supp. fig. 5, read off the plot)"
+        )
     return text
 
 
@@ -141,6 +156,7 @@ def run_one(argv: List[str], folder: str) -> None:
     """Run one runner command with its output in <folder>/log.txt; raises ReproduceError on failure."""
     os.makedirs(folder, exist_ok=True)
     from ..training.files import atomic_write_text
+
     atomic_write_text(os.path.join(folder, RECORD), json.dumps({"command": _identity(argv)}, indent=1))
     env = dict(os.environ)  # the runners import the same bilevel_tf as this process
     env["PYTHONPATH"] = os.pathsep.join([REPO_ROOT] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
@@ -180,11 +196,11 @@ class _Runner:
     def wait(self) -> int:
         """Run the command to its end; its exit status, or KeyboardInterrupt if a signal came meanwhile."""
         # (a signal this process ignores, e.g. SIGHUP under nohup, stays ignored here and in the runner)
-        previous = {s: signal.signal(s, self._on_signal) for s in self.SIGNALS
-                    if signal.getsignal(s) != signal.SIG_IGN}
+        previous = {s: signal.signal(s, self._on_signal) for s in self.SIGNALS if signal.getsignal(s) != signal.SIG_IGN}
         try:
-            self.child = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT, env=self.env,
-                                          start_new_session=True)
+            self.child = subprocess.Popen(
+                self.argv, stdout=self.log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
             mask = signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)  # (the handler forwards too)
             try:
                 self._forward()  # a signal that came while it started
@@ -199,8 +215,9 @@ class _Runner:
         return code
 
 
-def run_rows(table: str, rows: Sequence[Row], seeds: int, out: str, extra: Sequence[str], *,
-             keep_going: bool = False, log=print) -> List[str]:
+def run_rows(
+    table: str, rows: Sequence[Row], seeds: int, out: str, extra: Sequence[str], *, keep_going: bool = False, log=print
+) -> List[str]:
     """Run every (row, seed) not done yet; returns the failures (raises on the first one unless keep_going)."""
     jobs = [(row, seed) for row in rows for seed in range(seeds)]
     failures = []
@@ -213,8 +230,10 @@ def run_rows(table: str, rows: Sequence[Row], seeds: int, out: str, extra: Seque
             log(f"{prefix}: done ({_summary(folder)})")
             continue
         if state == "other":
-            raise ReproduceError(f"{folder} holds a run of another command (see {RECORD} there); choose another "
-                                 "--out, or delete that folder to run it again")
+            raise ReproduceError(
+                f"{folder} holds a run of another command (see {RECORD} there); choose another "
+                "--out, or delete that folder to run it again"
+            )
         log(f"{prefix}: {'resuming' if state == 'resume' else 'running'} ...", flush=True)
         start = time.perf_counter()
         try:
@@ -230,31 +249,62 @@ def run_rows(table: str, rows: Sequence[Row], seeds: int, out: str, extra: Seque
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bilevel_tf.paper.reproduce", description=__doc__.split("\n\n", 1)[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("table", metavar="TABLE", choices=plans.TABLE_NAMES,
-                   help="which table: " + ", ".join(plans.TABLE_NAMES))
-    p.add_argument("--profile", choices=plans.PROFILES, default="cpu",
-                   help="cpu: scaled rows that finish on a 2-core CPU (default); paper: the paper's data and "
-                        "settings (the GPU job)")
-    p.add_argument("--seeds", type=int, default=5,
-                   help="runs per row, seeds 0..N-1 (default 5, the paper's number of trials)")
-    p.add_argument("--out", default=os.path.join("runs", "reproduce"),
-                   help="output folder (default runs/reproduce): runs go to OUT/<table>/<row>/seed<k>, the tables "
-                        "to OUT/tables.md, OUT/tables.csv and OUT/<table>.png")
-    p.add_argument("--methods", nargs="+", default=None,
-                   help="solvers to run (default: the table's columns: " +
-                        "; ".join(f"{t} {' '.join(m)}" for t, m in plans.DEFAULT_METHODS.items()) + ")")
-    p.add_argument("--rows", nargs="+", default=None, metavar="PATTERN",
-                   help="run only the rows whose name matches one of these shell patterns, e.g. 'digits_noise25_*' "
-                        "(--dry-run lists the names)")
-    p.add_argument("--smoke", action="store_true",
-                   help="pass --smoke to every runner (tiny sizes: checks the pipeline, numbers meaningless)")
-    p.add_argument("--tensorboard", action="store_true",
-                   help="pass --tensorboard to every runner (TensorBoard logs in each run's folder)")
+    p = argparse.ArgumentParser(
+        prog="python -m bilevel_tf.paper.reproduce",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "table", metavar="TABLE", choices=plans.TABLE_NAMES, help="which table: " + ", ".join(plans.TABLE_NAMES)
+    )
+    p.add_argument(
+        "--profile",
+        choices=plans.PROFILES,
+        default="cpu",
+        help="cpu: scaled rows that finish on a 2-core CPU (default); paper: the paper's data and "
+        "settings (the GPU job)",
+    )
+    p.add_argument(
+        "--seeds", type=int, default=5, help="runs per row, seeds 0..N-1 (default 5, the paper's number of trials)"
+    )
+    p.add_argument(
+        "--out",
+        default=os.path.join("runs", "reproduce"),
+        help="output folder (default runs/reproduce): runs go to OUT/<table>/<row>/seed<k>, the tables "
+        "to OUT/tables.md, OUT/tables.csv and OUT/<table>.png",
+    )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        help="solvers to run (default: the table's columns: "
+        + "; ".join(f"{t} {' '.join(m)}" for t, m in plans.DEFAULT_METHODS.items())
+        + ")",
+    )
+    p.add_argument(
+        "--rows",
+        nargs="+",
+        default=None,
+        metavar="PATTERN",
+        help="run only the rows whose name matches one of these shell patterns, e.g. 'digits_noise25_*' "
+        "(--dry-run lists the names)",
+    )
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="pass --smoke to every runner (tiny sizes: checks the pipeline, numbers meaningless)",
+    )
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="pass --tensorboard to every runner (TensorBoard logs in each run's folder)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan and the commands; run nothing")
-    p.add_argument("--keep-going", action="store_true",
-                   help="after a failed run, continue with the next ones (default: stop at the first failure)")
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="after a failed run, continue with the next ones (default: stop at the first failure)",
+    )
     return p
 
 
@@ -263,7 +313,7 @@ def split_argv(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
     argv = list(argv)
     if "--" in argv:
         i = argv.index("--")
-        return argv[:i], argv[i + 1:]
+        return argv[:i], argv[i + 1 :]
     return argv, []
 
 
@@ -294,11 +344,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _run(args: argparse.Namespace, rows: Sequence[Row], extra: Sequence[str]) -> int:
-    print(f"{args.table}, profile {args.profile}: {len(rows)} row(s) x {args.seeds} seed(s) -> "
-          f"{os.path.join(args.out, args.table)}")
-    done = {(row.name, seed) for row in rows for seed in range(args.seeds)
-            if status(run_dir(args.out, args.table, row, seed),
-                      command(row, seed, run_dir(args.out, args.table, row, seed), extra)) == "done"}
+    print(
+        f"{args.table}, profile {args.profile}: {len(rows)} row(s) x {args.seeds} seed(s) -> "
+        f"{os.path.join(args.out, args.table)}"
+    )
+    done = {
+        (row.name, seed)
+        for row in rows
+        for seed in range(args.seeds)
+        if status(
+            run_dir(args.out, args.table, row, seed),
+            command(row, seed, run_dir(args.out, args.table, row, seed), extra),
+        )
+        == "done"
+    }
     print(estimate(rows, args.seeds, done), flush=True)
     if args.dry_run:
         for row in rows:
@@ -307,12 +366,20 @@ def _run(args: argparse.Namespace, rows: Sequence[Row], extra: Sequence[str]) ->
                 print(" ".join(["python", os.path.relpath(argv[1], REPO_ROOT), *argv[2:]]))
         return 0
     try:
-        failures = run_rows(args.table, rows, args.seeds, args.out, extra, keep_going=args.keep_going,
-                            log=lambda *a, **k: print(*a, **{"flush": True, **k}))
+        failures = run_rows(
+            args.table,
+            rows,
+            args.seeds,
+            args.out,
+            extra,
+            keep_going=args.keep_going,
+            log=lambda *a, **k: print(*a, **{"flush": True, **k}),
+        )
     except ReproduceError as e:
         print(f"error: {e}\nrerun the same command to continue (finished runs are kept)", file=sys.stderr)
         return 2
     from . import tables
+
     text, results = tables.render(args.out)
     print(text)
     try:

@@ -12,6 +12,7 @@ rows labelled with the differing keys; groups of one column that differ in a sol
 become separate columns, and Penalty columns always name the schedule that produced them. Baselines every
 method's run computes alike (Train+Val, Oracle, Val-Only, label flipping) are counted once per seed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,21 +58,36 @@ def diff_text(g: Optional[Group], v, unit: str) -> str:
 def markdown(t: TableResult) -> str:
     p = t.paper
     printed_spread = any(v.spread is not None for row in p.rows.values() for v in row.values())
-    lines = [f"### {p.source}: {p.title} ({p.unit})", "",
-             f"ours: mean ± s.d. over seeds (n); paper: {'mean ± ' if printed_spread else ''}{p.spread}; "
-             "diff = ours − paper (paper-data rows only).", "",
-             "| " + " | ".join([p.row_header, ""] + t.columns) + " |",
-             "|" + "---|" * (len(t.columns) + 2)]
+    lines = [
+        f"### {p.source}: {p.title} ({p.unit})",
+        "",
+        f"ours: mean ± s.d. over seeds (n); paper: {'mean ± ' if printed_spread else ''}{p.spread}; "
+        "diff = ours − paper (paper-data rows only).",
+        "",
+        "| " + " | ".join([p.row_header, ""] + t.columns) + " |",
+        "|" + "---|" * (len(t.columns) + 2),
+    ]
     for row in t.rows:
-        lines.append("| " + " | ".join([row, "ours"] + [ours_text(t.cells.get((row, c)), p.unit)
-                                                       for c in t.columns]) + " |")
+        lines.append(
+            "| " + " | ".join([row, "ours"] + [ours_text(t.cells.get((row, c)), p.unit) for c in t.columns]) + " |"
+        )
         if t.paper_rows.get(row):
             values = [t.paper_value(row, c) for c in t.columns]
             spread = p.spread_of(t.row_base[row])
-            lines.append("| " + " | ".join(["", "paper" + (f" ({spread})" if spread != p.spread else "")]
-                                           + [paper_text(v) for v in values]) + " |")
-            lines.append("| " + " | ".join(["", "diff"] + [diff_text(t.cells.get((row, c)), v, p.unit)
-                                                          for c, v in zip(t.columns, values)]) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    ["", "paper" + (f" ({spread})" if spread != p.spread else "")] + [paper_text(v) for v in values]
+                )
+                + " |"
+            )
+            lines.append(
+                "| "
+                + " | ".join(
+                    ["", "diff"] + [diff_text(t.cells.get((row, c)), v, p.unit) for c, v in zip(t.columns, values)]
+                )
+                + " |"
+            )
     notes = sorted({f"- {row}: not compared, {reason}" for row, reason in t.notes.items()})
     if notes:
         lines += [""] + notes
@@ -80,8 +96,25 @@ def markdown(t: TableResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-CSV_FIELDS = ["table", "row", "column", "paper_row", "paper_column", "paper_data", "n", "mean", "sd", "seeds",
-              "paper_mean", "paper_spread", "paper_spread_means", "diff", "unit", "experiment", "runs"]
+CSV_FIELDS = [
+    "table",
+    "row",
+    "column",
+    "paper_row",
+    "paper_column",
+    "paper_data",
+    "n",
+    "mean",
+    "sd",
+    "seeds",
+    "paper_mean",
+    "paper_spread",
+    "paper_spread_means",
+    "diff",
+    "unit",
+    "experiment",
+    "runs",
+]
 
 
 def csv_rows(t: TableResult) -> Iterator[Dict[str, Any]]:
@@ -92,14 +125,25 @@ def csv_rows(t: TableResult) -> Iterator[Dict[str, Any]]:
                 continue
             mean, sd, n = g.stats
             v = t.paper_value(row, column)
-            yield {"table": t.paper.name, "row": row, "column": column, "paper_row": t.row_base[row],
-                   "paper_column": t.column_base[column], "paper_data": g.paper_data, "n": n, "mean": mean,
-                   "sd": "" if sd is None else sd, "seeds": " ".join(str(s) for s in sorted(g.values, key=str)),
-                   "paper_mean": "" if v is None else v.mean,
-                   "paper_spread": "" if v is None or v.spread is None else v.spread,
-                   "paper_spread_means": t.paper.spread_of(t.row_base[row]) if v is not None else "",
-                   "diff": "" if v is None else mean - v.mean, "unit": t.paper.unit, "experiment": g.experiment,
-                   "runs": " ".join(g.paths)}
+            yield {
+                "table": t.paper.name,
+                "row": row,
+                "column": column,
+                "paper_row": t.row_base[row],
+                "paper_column": t.column_base[column],
+                "paper_data": g.paper_data,
+                "n": n,
+                "mean": mean,
+                "sd": "" if sd is None else sd,
+                "seeds": " ".join(str(s) for s in sorted(g.values, key=str)),
+                "paper_mean": "" if v is None else v.mean,
+                "paper_spread": "" if v is None or v.spread is None else v.spread,
+                "paper_spread_means": t.paper.spread_of(t.row_base[row]) if v is not None else "",
+                "diff": "" if v is None else mean - v.mean,
+                "unit": t.paper.unit,
+                "experiment": g.experiment,
+                "runs": " ".join(g.paths),
+            }
 
 
 def write_csv(path: str, tables: Sequence[TableResult]) -> None:
@@ -114,6 +158,7 @@ def write_csv(path: str, tables: Sequence[TableResult]) -> None:
 def plot(path: str, t: TableResult) -> str:
     """Grouped bars: ours (± s.d.) and the paper's (± its spread) for every cell we have."""
     from ..runner.plots import pyplot
+
     plt = pyplot()
     pairs = [(row, column) for row in t.rows for column in t.columns if (row, column) in t.cells]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(pairs) + 2), 4.5))
@@ -123,8 +168,14 @@ def plot(path: str, t: TableResult) -> str:
     ax.bar(x - 0.2, [m for m, _, _ in ours], 0.4, yerr=[sd or 0 for _, sd, _ in ours], capsize=3, label="ours")
     has = [i for i, v in enumerate(paper) if v is not None]
     if has:
-        ax.bar(x[has] + 0.2, [paper[i].mean for i in has], 0.4, yerr=[paper[i].spread or 0 for i in has],
-               capsize=3, label="paper")
+        ax.bar(
+            x[has] + 0.2,
+            [paper[i].mean for i in has],
+            0.4,
+            yerr=[paper[i].spread or 0 for i in has],
+            capsize=3,
+            label="paper",
+        )
     ax.set_xticks(x)
     ax.set_xticklabels([f"{r}\n{c}" for r, c in pairs], rotation=60, ha="right", fontsize=7)
     ax.set_ylabel(t.paper.unit)
@@ -141,6 +192,7 @@ def plot(path: str, t: TableResult) -> str:
 
 def _write(path: str, text: str) -> None:
     from ..training.files import atomic_write_text
+
     atomic_write_text(path, text)
 
 
@@ -165,8 +217,9 @@ def write_files(runs_dir: str, text: str, results: Sequence[TableResult]) -> Non
         try:
             write(path)
         except OSError as e:
-            raise OSError(e.errno, f"cannot write {path} ({e.strerror or e}); --no-files prints the tables "
-                                   "without writing them") from None
+            raise OSError(
+                e.errno, f"cannot write {path} ({e.strerror or e}); --no-files prints the tables without writing them"
+            ) from None
 
 
 def report(runs_dir: str, tables: Optional[Sequence[str]] = None, files: bool = True) -> str:
@@ -180,13 +233,23 @@ def report(runs_dir: str, tables: Optional[Sequence[str]] = None, files: bool = 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m bilevel_tf.paper.tables", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=__doc__.split("\n\n", 1)[1])
+        prog="python -m bilevel_tf.paper.tables",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.split("\n\n", 1)[1],
+    )
     p.add_argument("runs_dir", metavar="RUNS_DIR", help="folder searched recursively for results.json files")
-    p.add_argument("--tables", nargs="+", choices=list(TABLES), default=None,
-                   help="print only these tables (default: every table some run fills)")
-    p.add_argument("--no-files", action="store_true",
-                   help="print only; do not write tables.md, tables.csv and the PNGs into RUNS_DIR")
+    p.add_argument(
+        "--tables",
+        nargs="+",
+        choices=list(TABLES),
+        default=None,
+        help="print only these tables (default: every table some run fills)",
+    )
+    p.add_argument(
+        "--no-files",
+        action="store_true",
+        help="print only; do not write tables.md, tables.csv and the PNGs into RUNS_DIR",
+    )
     args = p.parse_args(argv)
     if not os.path.isdir(args.runs_dir):
         print(f"error: {args.runs_dir} is not a folder", file=sys.stderr)

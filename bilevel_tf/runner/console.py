@@ -1,6 +1,7 @@
 """What a run tells its user on the terminal: flag mistakes in one line with a suggestion, a notice for every
 setting that replaces one of the runner's constants, status lines before long silent phases, and the progress
 line of ``bl.fit``. TensorFlow-free: the runners use it before TensorFlow loads."""
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def suggestion(parser: argparse.ArgumentParser, message: str) -> str:
-    """"; did you mean X?" for an unknown flag or an invalid choice close to a known one, else ""."""
+    """ "; did you mean X?" for an unknown flag or an invalid choice close to a known one, else ""."""
     unknown = re.match(r"unrecognized arguments: (.*)", message)
     if unknown:
         flags = {o[2:]: o for o in parser._option_string_actions if o.startswith("--")}  # compared without "--"
@@ -68,14 +69,18 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def report_overrides(args: argparse.Namespace, before: Mapping[str, Any], reason: str,
-                     names: Optional[Iterable[str]] = None) -> List[str]:
+def report_overrides(
+    args: argparse.Namespace, before: Mapping[str, Any], reason: str, names: Optional[Iterable[str]] = None
+) -> List[str]:
     """Print ONE line naming every value of ``args`` (among ``names``, default all) that differs from
     ``before``, e.g. ``--smoke sets n_way 10->5, k_shot 3->1``: whatever replaces a value the user may have
     edited in the runner's constants block says so. Returns the changes; silent with ``--verbose 0``."""
     keys = list(before) if names is None else list(names)
-    changes = [f"{k} {_shown(before[k])}->{_shown(getattr(args, k))}" for k in keys
-               if k in before and getattr(args, k, None) != before[k]]
+    changes = [
+        f"{k} {_shown(before[k])}->{_shown(getattr(args, k))}"
+        for k in keys
+        if k in before and getattr(args, k, None) != before[k]
+    ]
     if changes:
         status(args, f"{reason} sets {', '.join(changes)}")
     return changes
@@ -148,8 +153,9 @@ class Progress:
     def _fit(self, head: str) -> str:
         losses = [k for k in ("upper_loss", "lower_loss") if k in self.latest]
         others = [k for k in self.latest if k not in losses]
-        ordered = (losses + [k for k in others if k not in self.solver_keys]
-                   + [k for k in others if k in self.solver_keys])
+        ordered = (
+            losses + [k for k in others if k not in self.solver_keys] + [k for k in others if k in self.solver_keys]
+        )
         width = shutil.get_terminal_size().columns - 1 if self.terminal else None
         line = head
         for key in ordered:

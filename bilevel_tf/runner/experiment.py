@@ -1,5 +1,6 @@
-"""Plumbing shared by the experiment runners: flags, seeding, results, errors (the output folder is
-:mod:`bilevel_tf.runner.run_folder`, the flags' argparse types :mod:`bilevel_tf.runner.flag_types`).
+"""Plumbing shared by the experiment runners: flags, seeding, errors (the output folder is
+:mod:`bilevel_tf.runner.run_folder`, the flags' argparse types :mod:`bilevel_tf.runner.flag_types`, the
+results :mod:`bilevel_tf.runner.results_file`).
 
 A runner's app reads like its experiment::
 
@@ -9,29 +10,27 @@ A runner's app reads like its experiment::
     ... load data ...
     with run_folder.Run(args, data=experiment.fingerprint(y_noisy)) as run:  # lock, resume check
         history = bl.fit(solver, ..., checkpoint_dir=experiment.checkpoint_dir(args), config=run.config)
-        experiment.write_results(args, metrics=..., history=history,
-                                 seconds_per_upper_iteration=history.seconds_per_step)
+        results_file.write_results(args, metrics=..., history=history,
+                                   seconds_per_upper_iteration=history.seconds_per_step)
 
 and its script ends with ``experiment.run_main(main)`` (one-line errors, exit status 2 or 1).
 """
+
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import random
 import signal
 import sys
 import warnings
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from . import console
 from ..core import options
 from .console import ArgumentParser
-from ..training.files import atomic_write_text
 from .flag_types import int_range
 from ..solvers import penalty_schedules, registry
 
@@ -46,8 +45,14 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if ("default" in text or default is None or default is False or default is argparse.SUPPRESS
-                or action.option_strings == [] or isinstance(action, argparse._HelpAction)):
+        if (
+            "default" in text
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or action.option_strings == []
+            or isinstance(action, argparse._HelpAction)
+        ):
             return text
         shown = ", ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
         return f"{text} (default: {shown})"
@@ -65,11 +70,20 @@ def _method_help(name: str) -> str:
         return name
 
 
-def parser(description: str, *, method: str = "penalty", methods: Optional[Sequence[str]] = None,
-           inner_steps: Optional[int] = 20, epochs: Optional[int] = None,
-           upper_iterations: Optional[int] = None, seed: int = 0,
-           out: Optional[str] = None, data_dir: bool = True, mixed_precision: bool = True,
-           helps: Optional[Mapping[str, Optional[str]]] = None) -> argparse.ArgumentParser:
+def parser(
+    description: str,
+    *,
+    method: str = "penalty",
+    methods: Optional[Sequence[str]] = None,
+    inner_steps: Optional[int] = 20,
+    epochs: Optional[int] = None,
+    upper_iterations: Optional[int] = None,
+    seed: int = 0,
+    out: Optional[str] = None,
+    data_dir: bool = True,
+    mixed_precision: bool = True,
+    helps: Optional[Mapping[str, Optional[str]]] = None,
+) -> argparse.ArgumentParser:
     """An ``argparse`` parser with the flags every runner shares; the runner adds its own knobs. A budget is
     ``epochs`` (passes over the training set) or ``upper_iterations`` (``--upper-iterations``, alias ``--epochs``
     as the original scripts name it; stored as ``args.epochs`` all the same). ``helps``
@@ -82,48 +96,91 @@ def parser(description: str, *, method: str = "penalty", methods: Optional[Seque
         p.add_argument(*names, **{**kwargs, "help": helps.get(dest, kwargs.get("help"))})
 
     methods = registry.METHODS if methods is None else methods  # default: every registered method
-    add("--method", default=method, choices=list(methods),
-        help="bilevel solver: " + ", ".join(map(_method_help, methods)))
+    add(
+        "--method",
+        default=method,
+        choices=list(methods),
+        help="bilevel solver: " + ", ".join(map(_method_help, methods)),
+    )
     if inner_steps is not None:
-        add("--inner-steps", type=int, default=inner_steps,
-            help="T: lower-level steps per upper iteration (ApproxGrad also uses T linear-system steps)")
+        add(
+            "--inner-steps",
+            type=int,
+            default=inner_steps,
+            help="T: lower-level steps per upper iteration (ApproxGrad also uses T linear-system steps)",
+        )
     if epochs is not None:  # an epoch is one pass over the training set, in every runner
         add("--epochs", type=int, default=epochs, help="passes over the training set")
     if upper_iterations is not None:  # runners without a training-set pass count upper iterations (K)
-        add("--upper-iterations", "--epochs", dest="epochs", type=int, default=upper_iterations,
-            help="K: upper iterations to run (--epochs: the original code's name, nepochs)")
-    add("--seed", type=int_range(0, 2 ** 32 - 1), default=seed,
-        help="seed for numpy, Python and TensorFlow")
+        add(
+            "--upper-iterations",
+            "--epochs",
+            dest="epochs",
+            type=int,
+            default=upper_iterations,
+            help="K: upper iterations to run (--epochs: the original code's name, nepochs)",
+        )
+    _add_run_flags(add, seed=seed, out=out, data_dir=data_dir)
+    _add_execution_flags(add, mixed_precision=mixed_precision)
+    return p
+
+
+def _add_run_flags(add: Callable[..., None], *, seed: int, out: Optional[str], data_dir: bool) -> None:
+    """What a run reads and writes: its seed, data folder, output folder, size, checkpoints."""
+    add("--seed", type=int_range(0, 2**32 - 1), default=seed, help="seed for numpy, Python and TensorFlow")
     if data_dir:
         add("--data-dir", default=None, help="folder holding the data files (default: the standard cache)")
-    add("--out", default=out, help="output folder for results.json and figures "
-                                   "(default: runs/<experiment>/<method>)")
-    add("--smoke", action="store_true", help="tiny sizes and few steps on offline data (the bundled digits, random "
-        "arrays or generated images, unless the data are named): checks the pipeline end to end")
-    add("--checkpoint-every", type=int_range(1), default=100,
+    add("--out", default=out, help="output folder for results.json and figures (default: runs/<experiment>/<method>)")
+    add(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes and few steps on offline data (the bundled digits, random "
+        "arrays or generated images, unless the data are named): checks the pipeline end to end",
+    )
+    add(
+        "--checkpoint-every",
+        type=int_range(1),
+        default=100,
         help="save a checkpoint every N upper iterations in <out>/checkpoints; a rerun with the same "
-             "--out resumes from the latest one")
+        "--out resumes from the latest one",
+    )
     add("--fresh", action="store_true", help="ignore (delete) checkpoints in <out> and start over")
+
+
+def _add_execution_flags(add: Callable[..., None], *, mixed_precision: bool) -> None:
+    """How a run executes and reports: XLA, TensorBoard, precision, determinism, verbosity, tracebacks."""
     add("--jit", action="store_true", help="compile each upper iteration with XLA (jit_compile=True)")
     add("--tensorboard", action="store_true", help="write TensorBoard logs to <out>/tensorboard")
     if mixed_precision:
-        add("--precision", default=options.FLOAT32, choices=list(options.PRECISIONS),
+        add(
+            "--precision",
+            default=options.FLOAT32,
+            choices=list(options.PRECISIONS),
             help="mixed_bfloat16: the models compute in bfloat16 while variables, losses and every "
-                 "solver quantity stay float32 (pays off on GPUs/TPUs with bfloat16 units; slower on "
-                 "CPUs without them)")
+            "solver quantity stay float32 (pays off on GPUs/TPUs with bfloat16 units; slower on "
+            "CPUs without them)",
+        )
     add("--deterministic", action="store_true", help="enable TensorFlow op determinism")
-    add("--verbose", type=int, default=1, choices=[0, 1, 2],
+    add(
+        "--verbose",
+        type=int,
+        default=1,
+        choices=[0, 1, 2],
         help="0 silent, 1 progress bar (plain lines when not on a terminal), 2 one line per log and "
-             "TensorFlow's start-up messages")
+        "TensorFlow's start-up messages",
+    )
     add("--debug", action="store_true", help="show the traceback of a failure instead of one line")
-    return p
 
 
 def add_schedule_flag(p: argparse.ArgumentParser, default: str) -> None:
     """``--schedule``: the Penalty method's schedule preset (see ``bl.Penalty``)."""
     described = ", ".join(f"{name} ({penalty_schedules.summary(name)})" for name in penalty_schedules.SCHEDULES)
-    p.add_argument("--schedule", default=default, choices=list(penalty_schedules.SCHEDULES),
-                   help=f"Penalty schedule: {described}; original runs with this runner's constants")
+    p.add_argument(
+        "--schedule",
+        default=default,
+        choices=list(penalty_schedules.SCHEDULES),
+        help=f"Penalty schedule: {described}; original runs with this runner's constants",
+    )
 
 
 def add_fit_flags(p: argparse.ArgumentParser, strategy: bool = True) -> None:
@@ -131,15 +188,23 @@ def add_fit_flags(p: argparse.ArgumentParser, strategy: bool = True) -> None:
     ``bl.fit`` (build the strategy with :func:`make_strategy`). Full-batch runners leave ``--strategy`` out:
     without batches to split, every replica would repeat the whole computation."""
     if strategy:
-        p.add_argument("--strategy", default="none", choices=list(options.STRATEGIES),
-                       help="tf.distribute strategy: none (one device), mirrored (every local GPU), multi_worker "
-                            "(the workers of the cluster in the TF_CONFIG environment variable, one process each, "
-                            "each global batch split across them; only the chief writes results and checkpoints; "
-                            "see the README's 'Multi-device and long runs')")
-    p.add_argument("--steps-per-execution", type=int_range(1), default=STEPS_PER_EXECUTION,
-                   help="upper iterations per compiled call of bl.fit (Keras' steps_per_execution): removes "
-                        "TensorFlow's per-call overhead on small problems, mostly with --jit (README 'Performance'); "
-                        "logging, callbacks and checkpoints happen at call boundaries")
+        p.add_argument(
+            "--strategy",
+            default="none",
+            choices=list(options.STRATEGIES),
+            help="tf.distribute strategy: none (one device), mirrored (every local GPU), multi_worker "
+            "(the workers of the cluster in the TF_CONFIG environment variable, one process each, "
+            "each global batch split across them; only the chief writes results and checkpoints; "
+            "see the README's 'Multi-device and long runs')",
+        )
+    p.add_argument(
+        "--steps-per-execution",
+        type=int_range(1),
+        default=STEPS_PER_EXECUTION,
+        help="upper iterations per compiled call of bl.fit (Keras' steps_per_execution): removes "
+        "TensorFlow's per-call overhead on small problems, mostly with --jit (README 'Performance'); "
+        "logging, callbacks and checkpoints happen at call boundaries",
+    )
 
 
 def make_strategy(args: argparse.Namespace):
@@ -150,6 +215,7 @@ def make_strategy(args: argparse.Namespace):
         return None
     start_tensorflow(args)
     from ..training import workers
+
     try:
         return workers.make_strategy(args.strategy, verbose=args.verbose)
     except ValueError as e:
@@ -167,8 +233,9 @@ def offline_smoke_argv(argv: Optional[Sequence[str]], flag: str = "--dataset", o
     return argv
 
 
-def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment: str,
-          offline_dataset: Optional[str] = None) -> argparse.Namespace:
+def parse(
+    p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment: str, offline_dataset: Optional[str] = None
+) -> argparse.Namespace:
     """Parse flags, validate the common ones, seed Python and numpy, create the output folder; no TensorFlow
     (see :func:`start_tensorflow`). With ``offline_dataset``, ``--smoke`` without ``--dataset`` runs on it
     (see :func:`offline_smoke_argv`)."""
@@ -202,6 +269,7 @@ def start_tensorflow(args: argparse.Namespace) -> None:
     random.setstate(states[0])
     np.random.set_state(states[1])
     from ..core import precision
+
     # set on every run (float32 included): a policy never leaks from one in-process run into the next
     precision.set_policy(getattr(args, "precision", options.FLOAT32))
     args._tensorflow_started = True
@@ -215,6 +283,7 @@ def checkpoint_dir(args: argparse.Namespace, phase: str = "bilevel") -> str:
 def fingerprint(*arrays: Any) -> str:
     """A short hash of arrays (shapes, dtypes and bytes): what the run was computed on."""
     import hashlib
+
     h = hashlib.sha256()
     for a in arrays:
         a = np.ascontiguousarray(a)
@@ -235,76 +304,10 @@ def output_path(args: argparse.Namespace, name: str) -> str:
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     import keras
     import tensorflow as tf
+
     keras.utils.set_random_seed(seed)  # Python, numpy and TensorFlow
     if deterministic:
         tf.config.experimental.enable_op_determinism()
-
-
-def config_of(args: argparse.Namespace, **extra: Any) -> Dict[str, Any]:
-    cfg = {k: v for k, v in vars(args).items() if k != "verbose" and not k.startswith("_")}
-    cfg.update(extra)
-    return _jsonable(cfg)
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (np.floating, float)):
-        x = float(x)
-        return x if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, (np.bool_,)):
-        return bool(x)
-    if hasattr(x, "numpy"):
-        return _jsonable(x.numpy())
-    return x
-
-
-def write_results(args: argparse.Namespace, *, metrics: Mapping[str, Any], history: Iterable[Mapping[str, Any]] = (),
-                  seconds_per_upper_iteration: Optional[float] = None, dataset: Optional[str] = None,
-                  config: Optional[Mapping[str, Any]] = None, summary_keys: Optional[Sequence[str]] = None,
-                  paper: Optional[Tuple[Optional[Mapping[str, Any]], Optional[str]]] = None,
-                  solver: Any = None, setting: str = "") -> str:
-    """Write ``<out>/results.json`` (experiment, method, dataset, config, metrics, history,
-    seconds_per_upper_iteration, paper) atomically and print a one-line summary. ``paper``:
-    ``bilevel_tf.paper.cells.paper_entry(args, dataset)``, i.e. the published values this run compares with, or None
-    and the reason it does not (recorded as ``paper_reason``). ``solver``: the bilevel solver that produced
-    the result (or a mapping name -> solver); its class and full ``get_config()`` (every schedule constant,
-    each optimizer's config) go into ``config["solver"]``. ``setting`` (e.g. "5-way 1-shot") follows the method
-    in the summary line."""
-    result = {
-        "experiment": args.experiment,
-        "method": args.method,
-        "dataset": dataset if dataset is not None else getattr(args, "dataset", None),
-        "config": dict(config) if config is not None else config_of(args),
-        "paper": paper[0] if paper else None,
-        "paper_reason": paper[1] if paper else "this runner records no comparison with the paper",
-        "metrics": dict(metrics),
-        "history": list(history),
-        "seconds_per_upper_iteration": seconds_per_upper_iteration,
-    }
-    if isinstance(solver, Mapping):  # several solvers (e.g. the synthetic sweep's): one entry each
-        result["config"]["solver"] = {name: {"class": type(s).__name__, **s.get_config()} for name, s in solver.items()}
-    elif solver is not None:
-        result["config"]["solver"] = {"class": type(solver).__name__, **solver.get_config()}
-    path = os.path.join(args.out, "results.json")
-    atomic_write_text(path, json.dumps(_jsonable(result), indent=1))
-    keys = summary_keys or [k for k, v in metrics.items() if isinstance(v, (int, float, np.floating))]
-    parts = [f"{k}={_fmt(metrics[k])}" for k in keys if k in metrics]
-    if seconds_per_upper_iteration is not None:
-        parts.append(f"s/iter={seconds_per_upper_iteration:.4g}")
-    print(f"[{args.experiment}] method={args.method} " + (f"{setting} " if setting else "") + " ".join(parts)
-          + f" -> {path}", flush=True)
-    return path
-
-
-def _fmt(x: Any) -> str:
-    return f"{x:.4f}" if isinstance(x, (float, np.floating)) else str(x)
 
 
 def run_main(main, argv: Optional[Sequence[str]] = None) -> None:
@@ -327,8 +330,11 @@ def run_main(main, argv: Optional[Sequence[str]] = None) -> None:
             raise
         # 128 + the signal, the shell's convention: 130 for Ctrl-C, 143 for SIGTERM (bl.fit raises it as "signal 15")
         terminated = str(e) == f"signal {int(signal.SIGTERM)}"
-        print(f"error: {'terminated' if terminated else 'interrupted'}; rerun the same command to resume from the last "
-              "checkpoint", file=sys.stderr)
+        print(
+            f"error: {'terminated' if terminated else 'interrupted'}; rerun the same command to resume from the last "
+            "checkpoint",
+            file=sys.stderr,
+        )
         raise SystemExit(128 + int(signal.SIGTERM if terminated else signal.SIGINT)) from None
     except Exception as e:  # noqa: BLE001 -- classified below, re-raised with --debug
         status = _exit_status(e)
@@ -343,10 +349,12 @@ def run_main(main, argv: Optional[Sequence[str]] = None) -> None:
 def _exit_status(error: BaseException) -> Optional[int]:
     """2: cannot start/continue as asked; 1: the run failed; None: not an expected failure (a bug)."""
     from ..training.folders import CheckpointError, FolderLockedError
+
     # a module not loaded raised none of its errors (and importing it would load TensorFlow)
     loop, workers = sys.modules.get("bilevel_tf.training.loop"), sys.modules.get("bilevel_tf.training.workers")
     if (loop is not None and isinstance(error, loop.NonFiniteError)) or (
-            workers is not None and isinstance(error, workers.WorkerLostError)):
+        workers is not None and isinstance(error, workers.WorkerLostError)
+    ):
         return 1
     if isinstance(error, (UsageError, CheckpointError, FolderLockedError, OSError, ValueError, TypeError)):
         return 2  # data files (DataFileMissingError is an OSError, DataFormatError a ValueError), config, I/O

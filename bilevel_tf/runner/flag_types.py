@@ -1,5 +1,6 @@
 """argparse ``type`` functions for the runners' flags: a bad value fails at parse time, in one line naming
 the flag (TensorFlow-free)."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,16 +21,21 @@ def int_range(minimum: int, maximum: Optional[int] = None) -> Callable[[str], in
         if value is None or value < minimum or (maximum is not None and value > maximum):
             raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
         return value
+
     return convert
 
 
-def float_range(minimum: float, maximum: Optional[float] = None, *,
-                include_maximum: bool = True) -> Callable[[str], float]:
+def float_range(
+    minimum: float, maximum: Optional[float] = None, *, include_maximum: bool = True
+) -> Callable[[str], float]:
     """An argparse ``type``: a number in [minimum, maximum] (or [minimum, maximum) with
     ``include_maximum=False``; no upper bound when maximum is None), checked at parse time like
     :func:`int_range`."""
-    expected = (f"a number >= {minimum:g}" if maximum is None
-                else f"a number in [{minimum:g}, {maximum:g}{']' if include_maximum else ')'}")
+    expected = (
+        f"a number >= {minimum:g}"
+        if maximum is None
+        else f"a number in [{minimum:g}, {maximum:g}{']' if include_maximum else ')'}"
+    )
 
     def convert(text: str) -> float:
         try:
@@ -43,6 +49,7 @@ def float_range(minimum: float, maximum: Optional[float] = None, *,
         if not (value >= minimum and below):  # also rejects NaN
             raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
         return value
+
     return convert
 
 

@@ -1,5 +1,6 @@
 """The runners' figures as PNG files (matplotlib's Agg backend: no display needed): curves with optional
 bands, overlaid histograms, rows of images."""
+
 from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence, Tuple
@@ -10,20 +11,30 @@ import numpy as np
 def pyplot():
     """matplotlib.pyplot on the file-only Agg backend (runs on machines without a display)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
-def plot_curves(path: str, curves: Mapping[str, Tuple[Sequence[float], Sequence[float]]], *, xlabel: str,
-                ylabel: str, title: str = "", logy: bool = False, bands: Optional[Mapping[str, Tuple]] = None,
-                markers: bool = False) -> str:
+def plot_curves(
+    path: str,
+    curves: Mapping[str, Tuple[Sequence[float], Sequence[float]]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    logy: bool = False,
+    bands: Optional[Mapping[str, Tuple]] = None,
+    markers: bool = False,
+) -> str:
     """One line per label (x, y); optional shaded (low, high) bands per label. Saved as PNG. Points get markers
     with ``markers=True``, and always on a curve whose points all coincide (its line alone would be invisible)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, (x, y) in curves.items():
-        line, = ax.plot(x, y, label=label, marker="o" if markers or _one_point(x, y) else None, markersize=4)
+        (line,) = ax.plot(x, y, label=label, marker="o" if markers or _one_point(x, y) else None, markersize=4)
         if bands and label in bands:
             lo, hi = bands[label]
             ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2)
@@ -47,8 +58,9 @@ def _one_point(x: Sequence[float], y: Sequence[float]) -> bool:
     return len(points) < 2
 
 
-def plot_histograms(path: str, groups: Mapping[str, Sequence[float]], *, xlabel: str, title: str = "",
-                    bins: int = 30) -> str:
+def plot_histograms(
+    path: str, groups: Mapping[str, Sequence[float]], *, xlabel: str, title: str = "", bins: int = 30
+) -> str:
     """Overlaid histograms (e.g. learned importance of clean vs flipped points)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -79,8 +91,12 @@ def plot_image_rows(path: str, rows: Mapping[str, np.ndarray], *, title: str = "
             ax.axis("off")
             if c < len(images):
                 img = np.clip(np.asarray(images[c], float), 0, 1)
-                ax.imshow(img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img, cmap="gray" if img.ndim == 2
-                          or img.shape[-1] == 1 else None, vmin=0, vmax=1)
+                ax.imshow(
+                    img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img,
+                    cmap="gray" if img.ndim == 2 or img.shape[-1] == 1 else None,
+                    vmin=0,
+                    vmax=1,
+                )
         axes[r][0].set_title(label, fontsize=8, loc="left")
     if title:
         fig.suptitle(title, fontsize=9)

@@ -9,6 +9,7 @@ once its flags are parsed: it installs :class:`QuietTensorFlowFinder`, which mak
 tensorflow`` of that process (``import keras`` included) a quiet one, unless ``--verbose 2`` or
 ``BILEVEL_TF_TF_LOGS=1`` asks for the logs.
 """
+
 from __future__ import annotations
 
 import contextlib

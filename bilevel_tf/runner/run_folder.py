@@ -1,6 +1,7 @@
 """The output folder of one run (``--out``): one process at a time (a lock), one configuration (run.json),
 nothing half-written; a finished run is reused, a larger budget continues it. TensorFlow-free until the run
 starts (:func:`bilevel_tf.runner.experiment.start_tensorflow`)."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,10 +12,19 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from . import flag_roles
-from .experiment import config_of, start_tensorflow
+from .experiment import start_tensorflow
+from .results_file import config_of
 from ..training.files import atomic_write_text
-from ..training.folders import (RECORD, FolderLock, ResumeMismatchError, budget_excess, config_differences,
-                                delete_outputs, read_record, remove_partial_files)
+from ..training.folders import (
+    RECORD,
+    FolderLock,
+    ResumeMismatchError,
+    budget_excess,
+    config_differences,
+    delete_outputs,
+    read_record,
+    remove_partial_files,
+)
 
 #: flags that change where, how loudly or how a run works, not what it computes: free to differ on a rerun
 NON_RESULT_FLAGS = flag_roles.flags_with(flag_roles.OUTPUT, flag_roles.EXECUTION)
@@ -32,7 +42,7 @@ class Run:
         with run_folder.Run(args, data=experiment.fingerprint(y_noisy)) as run:
             if run.complete:            # rerun of a finished run: outputs left as they are
                 return run.metrics
-            ... bl.fit(..., config=run.config) ...; experiment.write_results(...)
+            ... bl.fit(..., config=run.config) ...; results_file.write_results(...)
 
     Opening locks ``--out`` (a second run is refused; a killed run's lock is free), removes what a kill left
     half-written, and with ``--fresh`` deletes what the folder's record says the run wrote (:func:`output_path`
@@ -80,7 +90,8 @@ class Run:
             if differences:
                 raise ResumeMismatchError(
                     f"{self.folder} holds a run of another configuration ({'; '.join(differences[:6])}); rerun "
-                    "with the same flags to resume or reuse it, pass --fresh to start over, or choose another --out")
+                    "with the same flags to resume or reuse it, pass --fresh to start over, or choose another --out"
+                )
             self.outputs = saved["outputs"]
             self._check_results()
         if self.chief:
@@ -92,23 +103,33 @@ class Run:
         finished = _read_results(path)
         if finished is None:
             return  # none, or damaged: the run is redone (its checkpoints make that cheap)
-        mismatch = [f"{k}: {finished['config'][k]!r} -> {v!r}" for k, v in self.config.items()
-                    if k in finished["config"] and finished["config"][k] != v]
+        mismatch = [
+            f"{k}: {finished['config'][k]!r} -> {v!r}"
+            for k, v in self.config.items()
+            if k in finished["config"] and finished["config"][k] != v
+        ]
         if mismatch:
-            print(f"[{self.args.experiment}] {path} does not hold this configuration's results "
-                  f"({'; '.join(mismatch[:3])}); the run is finished again and rewrites it", flush=True)
+            print(
+                f"[{self.args.experiment}] {path} does not hold this configuration's results "
+                f"({'; '.join(mismatch[:3])}); the run is finished again and rewrites it",
+                flush=True,
+            )
             return
         excess = budget_excess(finished["config"], self.budget)
         if excess:
             raise ResumeMismatchError(
                 f"{self.folder} holds the finished run of this configuration with a larger budget ("
                 f"{'; '.join(excess)}); rerun with its budget (or a larger one) to reuse or continue it, pass "
-                "--fresh to start over with this one, or choose another --out")
+                "--fresh to start over with this one, or choose another --out"
+            )
         self.complete = all(finished["config"].get(k) == v for k, v in self.budget.items())
         if self.complete:
             self.metrics = finished["metrics"]
-            print(f"[{self.args.experiment}] {self.folder} already holds the finished run of this configuration "
-                  f"(results.json); nothing to do (--fresh redoes it)", flush=True)
+            print(
+                f"[{self.args.experiment}] {self.folder} already holds the finished run of this configuration "
+                f"(results.json); nothing to do (--fresh redoes it)",
+                flush=True,
+            )
 
     def record_output(self, name: str) -> None:
         """Add ``name`` (an entry of the folder) to the files and folders run.json says this run wrote."""
@@ -117,8 +138,12 @@ class Run:
             self._write_record()
 
     def _write_record(self) -> None:
-        atomic_write_text(os.path.join(self.folder, RECORD), json.dumps(
-            {"config": self.config, "budget": self.budget, "outputs": self.outputs}, indent=1, sort_keys=True))
+        atomic_write_text(
+            os.path.join(self.folder, RECORD),
+            json.dumps(
+                {"config": self.config, "budget": self.budget, "outputs": self.outputs}, indent=1, sort_keys=True
+            ),
+        )
 
     def __exit__(self, *exc) -> None:
         if getattr(self.args, "_run", None) is self:

@@ -5,6 +5,7 @@ callback writes every log value as it happens). Runners with their own loops (sy
 the clean-label target search) replay their records afterwards through the same callback with
 :func:`write_records` / :func:`write_series`.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,12 +23,17 @@ def log_dir(args: Any, run: str = "") -> Optional[str]:
 def scalars(record: Mapping[str, Any]) -> Dict[str, float]:
     """The finite numbers of a record, nested dicts flattened to 'a/b' tags (lists and text left out)."""
     from ..paper.pooling import flatten
-    return {tag: float(v) for tag, v in flatten(record, "/").items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+    return {
+        tag: float(v)
+        for tag, v in flatten(record, "/").items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
 
 
 def _board(folder: str):
     from ..training.callbacks import TensorBoard
+
     return TensorBoard(folder)
 
 
@@ -48,5 +54,9 @@ def write_records(args: Any, records: Iterable[Mapping[str, Any]], step: Optiona
 
 def write_series(args: Any, run: str, steps: Sequence[int], series: Mapping[str, Sequence[float]]) -> None:
     """Curves that share their x (e.g. the mean distance to the solution per upper iteration) as one run."""
-    write_records(args, ({"step": s, **{tag: values[i] for tag, values in series.items()}}
-                         for i, s in enumerate(steps)), step="step", run=run)
+    write_records(
+        args,
+        ({"step": s, **{tag: values[i] for tag, values in series.items()}} for i, s in enumerate(steps)),
+        step="step",
+        run=run,
+    )

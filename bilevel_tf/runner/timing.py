@@ -1,4 +1,5 @@
 """Timing helpers of the runners and the paper-size timing scripts."""
+
 from __future__ import annotations
 
 import time
@@ -17,8 +18,7 @@ class Stopwatch:
         return time.perf_counter() - self.start
 
 
-def time_steps(step: Callable[..., Any], repeats: int,
-               inputs: Callable[[], Sequence[Any]] = tuple) -> Dict[str, float]:
+def time_steps(step: Callable[..., Any], repeats: int, inputs: Callable[[], Sequence[Any]] = tuple) -> Dict[str, float]:
     """Time ``step(*inputs())``: the first call (tracing and compilation plus one iteration) and the median
     wall-clock and process-CPU seconds of ``repeats`` further calls. ``inputs`` is drawn before each timer
     starts; ``step`` must wait for its result (e.g. ``float()`` of a log value). CPU seconds are the steadier

@@ -4,9 +4,18 @@ reweighting with a linear model (float64 references by Newton's method and L-BFG
 data in ``tf.Variable`` s, so ``load`` / ``assign`` puts another instance of the same sizes into a compiled
 solver. ``benchmarks/robustness.py`` runs every family (:data:`FAMILIES`).
 """
+
 from .base import ToyBilevel
-from .quadratic import (COUPLINGS, QuadraticBilevel, conditioned_data, conditioned_quadratic, least_squares_data,
-                        least_squares_quadratic, random_quadratic, random_quadratic_data)
+from .quadratic import (
+    COUPLINGS,
+    QuadraticBilevel,
+    conditioned_data,
+    conditioned_quadratic,
+    least_squares_data,
+    least_squares_quadratic,
+    random_quadratic,
+    random_quadratic_data,
+)
 from .regularization import RegularizationSelection, regularization_data, regularization_selection
 from .reweighting import Reweighting, reweighting, reweighting_data
 
@@ -18,7 +27,21 @@ FAMILIES = {
     "reweighting": reweighting,
 }
 
-__all__ = ["ToyBilevel", "QuadraticBilevel", "RegularizationSelection", "Reweighting", "COUPLINGS", "FAMILIES",
-           "random_quadratic_data", "random_quadratic", "least_squares_data", "least_squares_quadratic",
-           "conditioned_data", "conditioned_quadratic", "regularization_data", "regularization_selection",
-           "reweighting_data", "reweighting"]
+__all__ = [
+    "ToyBilevel",
+    "QuadraticBilevel",
+    "RegularizationSelection",
+    "Reweighting",
+    "COUPLINGS",
+    "FAMILIES",
+    "random_quadratic_data",
+    "random_quadratic",
+    "least_squares_data",
+    "least_squares_quadratic",
+    "conditioned_data",
+    "conditioned_quadratic",
+    "regularization_data",
+    "regularization_selection",
+    "reweighting_data",
+    "reweighting",
+]

@@ -1,4 +1,5 @@
 """What every toy problem shares: data held in ``tf.Variable`` s and a float64 reference answer."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
@@ -34,14 +35,21 @@ class ToyBilevel:
         self.load(data)
 
     # ------------------------------------------------------------------ data
-    def load(self, data: Dict[str, np.ndarray], u0: Optional[np.ndarray] = None,
-             v0: Optional[np.ndarray] = None, reference: Optional[Dict[str, Any]] = None) -> None:
+    def load(
+        self,
+        data: Dict[str, np.ndarray],
+        u0: Optional[np.ndarray] = None,
+        v0: Optional[np.ndarray] = None,
+        reference: Optional[Dict[str, Any]] = None,
+    ) -> None:
         """Load another instance (same sizes); reset u to u0 (default zeros), v to v0; compute its answer, or
         take it from ``reference`` (another problem's :attr:`reference` for the same data) to skip the solve."""
         for key, value in data.items():
             if key not in self._data or tuple(np.shape(value)) != tuple(self._data[key].shape):
-                raise ValueError(f"{type(self).__name__}.assign: {key!r} has shape {np.shape(value)}, expected "
-                                 f"{None if key not in self._data else tuple(self._data[key].shape)}")
+                raise ValueError(
+                    f"{type(self).__name__}.assign: {key!r} has shape {np.shape(value)}, expected "
+                    f"{None if key not in self._data else tuple(self._data[key].shape)}"
+                )
             self._data[key].assign(np.asarray(value, self.dtype))
         self.np = {k: np.asarray(v, np.float64) for k, v in data.items()}
         self.u0 = np.zeros(self.n_u) if u0 is None else np.asarray(u0, np.float64)

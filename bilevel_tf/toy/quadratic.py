@@ -16,6 +16,7 @@ Three generators of (H, M, m, d, e, alpha):
 - :func:`conditioned_data`: H with eigenvalues spread geometrically over [1/cond, 1] and J = H^-1 M with
   singular values in [0.5, 2]; scaled so that ||u*|| = 1.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
@@ -37,8 +38,16 @@ QuadraticData = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
 class QuadraticBilevel(ToyBilevel):
     """The problem above for given H (symmetric positive definite), M, m, d, e, alpha."""
 
-    def __init__(self, H: np.ndarray, M: np.ndarray, m: np.ndarray, d: np.ndarray, e: np.ndarray,
-                 alpha: float, dtype: DTypeLike = np.float32):
+    def __init__(
+        self,
+        H: np.ndarray,
+        M: np.ndarray,
+        m: np.ndarray,
+        d: np.ndarray,
+        e: np.ndarray,
+        alpha: float,
+        dtype: DTypeLike = np.float32,
+    ):
         n_v, n_u = np.shape(M)
         super().__init__(_as_data(H, M, m, d, e, alpha), n_u, n_v, dtype)
 
@@ -46,9 +55,17 @@ class QuadraticBilevel(ToyBilevel):
     def from_data(cls, data: Dict[str, Any], dtype: DTypeLike = np.float32) -> "QuadraticBilevel":
         return cls(data["H"], data["M"], data["m"], data["d"], data["e"], data["alpha"], dtype=dtype)
 
-    def assign(self, H: ArrayLike, M: ArrayLike, m: ArrayLike, d: ArrayLike, e: ArrayLike,
-               alpha: Optional[float] = None, u0: Optional[np.ndarray] = None,
-               v0: Optional[np.ndarray] = None) -> None:
+    def assign(
+        self,
+        H: ArrayLike,
+        M: ArrayLike,
+        m: ArrayLike,
+        d: ArrayLike,
+        e: ArrayLike,
+        alpha: Optional[float] = None,
+        u0: Optional[np.ndarray] = None,
+        v0: Optional[np.ndarray] = None,
+    ) -> None:
         """Load new data (same sizes; alpha unchanged unless given) and reset u, v (to zeros unless given)."""
         self.load(_as_data(H, M, m, d, e, self.alpha if alpha is None else alpha), u0, v0)
 
@@ -78,8 +95,9 @@ class QuadraticBilevel(ToyBilevel):
         return 0.5 * tf.tensordot(v, tf.linalg.matvec(H, v), 1) - tf.tensordot(v, tf.linalg.matvec(M, self.u) + m, 1)
 
     def upper_loss(self, batch: Any = None) -> tf.Tensor:
-        return (0.5 * tf.reduce_sum(tf.square(self.v - self.data("d")))
-                + 0.5 * self.data("alpha") * tf.reduce_sum(tf.square(self.u - self.data("e"))))
+        return 0.5 * tf.reduce_sum(tf.square(self.v - self.data("d"))) + 0.5 * self.data("alpha") * tf.reduce_sum(
+            tf.square(self.u - self.data("e"))
+        )
 
     def value(self, u: np.ndarray) -> float:
         v = self.J @ u + self.j
@@ -90,10 +108,17 @@ class QuadraticBilevel(ToyBilevel):
         return self.J.T @ (self.J @ u + self.j - self.d) + self.alpha * (u - self.e)
 
 
-def _as_data(H: ArrayLike, M: ArrayLike, m: ArrayLike, d: ArrayLike, e: ArrayLike,
-             alpha: float) -> Dict[str, np.ndarray]:
-    return dict(H=np.asarray(H), M=np.asarray(M), m=np.asarray(m), d=np.asarray(d), e=np.asarray(e),
-                alpha=np.asarray(alpha, np.float64))
+def _as_data(
+    H: ArrayLike, M: ArrayLike, m: ArrayLike, d: ArrayLike, e: ArrayLike, alpha: float
+) -> Dict[str, np.ndarray]:
+    return dict(
+        H=np.asarray(H),
+        M=np.asarray(M),
+        m=np.asarray(m),
+        d=np.asarray(d),
+        e=np.asarray(e),
+        alpha=np.asarray(alpha, np.float64),
+    )
 
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
@@ -105,8 +130,13 @@ def _orthonormal(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
     return q
 
 
-def random_quadratic_data(seed: int, n_u: Optional[int] = None, n_v: Optional[int] = None,
-                          cond: Optional[float] = None, coupling: Optional[str] = None) -> QuadraticData:
+def random_quadratic_data(
+    seed: int,
+    n_u: Optional[int] = None,
+    n_v: Optional[int] = None,
+    cond: Optional[float] = None,
+    coupling: Optional[str] = None,
+) -> QuadraticData:
     """(H, M, m, d, e, alpha) of one instance of the robustness family; unset knobs are drawn from ``seed``:
     n_u, n_v log-uniform in [2, 100], cond log-uniform in [1, 100], coupling "weak" or "strong" (see
     :data:`COUPLINGS`). g's curvatures span [h, cond h] with h log-uniform such that they lie in
@@ -134,8 +164,9 @@ def random_quadratic_data(seed: int, n_u: Optional[int] = None, n_v: Optional[in
     return H, H @ J, m * scale, d * scale, e * scale, alpha
 
 
-def least_squares_data(n_u: int = 4, n_v: int = 6, mu: float = 0.1, alpha: float = 0.1, seed: int = 0,
-                       rows: Optional[int] = None) -> QuadraticData:
+def least_squares_data(
+    n_u: int = 4, n_v: int = 6, mu: float = 0.1, alpha: float = 0.1, seed: int = 0, rows: Optional[int] = None
+) -> QuadraticData:
     """(H, M, m, d, e, alpha) of g = 1/2 ||Av - Bu - c||^2 + mu/2 ||v||^2, Gaussian A (rows x n_v) and B
     scaled by 1/sqrt(rows), c, d, e standard normal."""
     rng = np.random.default_rng(seed)
@@ -146,8 +177,9 @@ def least_squares_data(n_u: int = 4, n_v: int = 6, mu: float = 0.1, alpha: float
     return A.T @ A + mu * np.eye(n_v), A.T @ B, A.T @ c, d, e, alpha
 
 
-def conditioned_data(n_u: int = 4, n_v: int = 6, cond: float = 10.0, alpha: float = 0.1,
-                     seed: int = 0) -> QuadraticData:
+def conditioned_data(
+    n_u: int = 4, n_v: int = 6, cond: float = 10.0, alpha: float = 0.1, seed: int = 0
+) -> QuadraticData:
     """(H, M, m, d, e, alpha) with eig(H) = geomspace(1/cond, 1), sing(H^-1 M) = geomspace(0.5, 2), ||u*|| = 1."""
     if n_u > n_v:
         raise ValueError(f"conditioned_data needs n_u <= n_v, got {n_u} > {n_v}")

@@ -7,6 +7,7 @@ with L the mean squared error / 2 (``kind="ridge"``: v*(u) in closed form) or th
 in {-1, +1} (``kind="logistic"``, as the bilevel benchmark's regularization selection). The implicit
 hypergradient is  grad F(u)_j = -exp(u_j) v*_j p_j  with  p = (H_vv g)^-1 grad_v f(v*).
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Tuple
@@ -54,8 +55,7 @@ class RegularizationSelection(NumericalToyBilevel):
             r = z - y
             return 0.5 * float(r @ r) / n, x.T @ r / n, x.T @ x / n
         s = reference.sigmoid(-y * z)
-        return (float(np.mean(reference.log1pexp(-y * z))), -x.T @ (y * s) / n,
-                (x.T * (s * (1 - s))) @ x / n)
+        return (float(np.mean(reference.log1pexp(-y * z))), -x.T @ (y * s) / n, (x.T * (s * (1 - s))) @ x / n)
 
     def lower_solution(self, u: np.ndarray) -> np.ndarray:
         x, y = self.np["x_train"], self.np["y_train"]
@@ -63,7 +63,7 @@ class RegularizationSelection(NumericalToyBilevel):
 
         def oracle(v: np.ndarray) -> Tuple[float, np.ndarray, np.ndarray]:
             value, grad, hess = self._loss_np(v, x, y)
-            return value + 0.5 * float(reg @ v ** 2), grad + reg * v, hess + np.diag(reg)
+            return value + 0.5 * float(reg @ v**2), grad + reg * v, hess + np.diag(reg)
 
         if self.kind == "ridge":
             _, _, hess = oracle(np.zeros(self.n_v))
@@ -79,8 +79,9 @@ class RegularizationSelection(NumericalToyBilevel):
         return value, -np.exp(u) * v * p
 
 
-def regularization_data(seed: int, kind: str = "ridge", n_features: int = 10, n_train: int = 0,
-                        n_val: int = 0) -> Dict[str, np.ndarray]:
+def regularization_data(
+    seed: int, kind: str = "ridge", n_features: int = 10, n_train: int = 0, n_val: int = 0
+) -> Dict[str, np.ndarray]:
     """Synthetic data: features with scales log-uniform in [0.3, 3], half of them irrelevant, noisy targets
     (ridge) or labels with 10% flipped (logistic); n_train = 2 n_features and n_val = 4 n_features unless given."""
     rng = np.random.default_rng(seed)
@@ -94,6 +95,7 @@ def regularization_data(seed: int, kind: str = "ridge", n_features: int = 10, n_
     return dict(x_train=x[:n_train], y_train=z[:n_train], x_val=x[n_train:], y_val=z[n_train:])
 
 
-def regularization_selection(seed: int, kind: str = "ridge", dtype: DTypeLike = np.float32,
-                             **sizes: int) -> RegularizationSelection:
+def regularization_selection(
+    seed: int, kind: str = "ridge", dtype: DTypeLike = np.float32, **sizes: int
+) -> RegularizationSelection:
     return RegularizationSelection(regularization_data(seed, kind, **sizes), kind, dtype)

@@ -7,6 +7,7 @@ validation data, with a fraction of the training labels flipped.
 The implicit hypergradient is  grad F(u)_i = -sigma'(u_i) <grad l_i(v*), p> / n  with  p = (H_vv g)^-1 grad_v f.
 The best weights of flipped points go to zero (u_i -> -infinity): measure it by :meth:`suboptimality`.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Tuple
@@ -30,8 +31,9 @@ class Reweighting(NumericalToyBilevel):
 
     def lower_loss(self, batch: Any = None) -> tf.Tensor:
         margins = self.data("y_train") * tf.linalg.matvec(self.data("x_train"), self.v)
-        return (tf.reduce_mean(tf.sigmoid(self.u) * tf.math.softplus(-margins))
-                + 0.5 * MU * tf.reduce_sum(tf.square(self.v)))
+        return tf.reduce_mean(tf.sigmoid(self.u) * tf.math.softplus(-margins)) + 0.5 * MU * tf.reduce_sum(
+            tf.square(self.v)
+        )
 
     def upper_loss(self, batch: Any = None) -> tf.Tensor:
         margins = self.data("y_val") * tf.linalg.matvec(self.data("x_val"), self.v)
@@ -48,6 +50,7 @@ class Reweighting(NumericalToyBilevel):
             grad = -x.T @ (w * y * s) / n + MU * v
             hess = (x.T * (w * s * (1 - s))) @ x / n + MU * np.eye(len(v))
             return value, grad, hess
+
         return oracle
 
     def value_and_grad(self, u: np.ndarray) -> Tuple[float, np.ndarray]:
@@ -65,8 +68,9 @@ class Reweighting(NumericalToyBilevel):
         return value, -w * (1 - w) * (per_point @ p) / len(y)
 
 
-def reweighting_data(seed: int, n_train: int = 100, n_features: int = 5, n_val: int = 100,
-                     flip: float = 0.3) -> Dict[str, np.ndarray]:
+def reweighting_data(
+    seed: int, n_train: int = 100, n_features: int = 5, n_val: int = 100, flip: float = 0.3
+) -> Dict[str, np.ndarray]:
     """Two Gaussian classes (means +-m along a random direction, a constant feature for the bias), ``flip`` of
     the training labels flipped; ``flipped`` marks them."""
     rng = np.random.default_rng(seed)

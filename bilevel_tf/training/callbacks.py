@@ -1,4 +1,5 @@
 """Callbacks for :func:`bilevel_tf.fit`: logging to CSV and TensorBoard, periodic evaluation, early stop."""
+
 from __future__ import annotations
 
 import csv
@@ -63,8 +64,11 @@ class Periodic(Callback):
 class LambdaCallback(Callback):
     """A callback from plain functions: ``on_step_end(step, logs)`` and ``on_fit_end(history)``."""
 
-    def __init__(self, on_step_end: Optional[Callable[[int, Logs], Any]] = None,
-                 on_fit_end: Optional[Callable[[list], Any]] = None):
+    def __init__(
+        self,
+        on_step_end: Optional[Callable[[int, Logs], Any]] = None,
+        on_fit_end: Optional[Callable[[list], Any]] = None,
+    ):
         self._step, self._end = on_step_end, on_fit_end
 
     def on_step_end(self, step: int, logs: Logs) -> None:
@@ -82,8 +86,9 @@ class Evaluate(Periodic):
     (across resumes) go into the logs as ``time_key`` (default ``eval_seconds``; None to leave out), so
     ``seconds - eval_seconds`` is the training time of a curve point."""
 
-    def __init__(self, fn: Callable[[], Dict[str, Any]], every: int, prefix: str = "",
-                 time_key: Optional[str] = "eval_seconds"):
+    def __init__(
+        self, fn: Callable[[], Dict[str, Any]], every: int, prefix: str = "", time_key: Optional[str] = "eval_seconds"
+    ):
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
         super().__init__(every)
@@ -134,8 +139,9 @@ class CSVLogger(Periodic):
         rows = self._read_rows() if start_step > 0 else []
         kept = rows[:1] + [r for r in rows[1:] if r and (step := _step_of(r)) is not None and step <= start_step]
         expected = self._rows_of_history(start_step)
-        if expected and (not kept or kept[0][:1] != ["step"]
-                         or [_step_of(r) for r in kept[1:]] != [r["step"] for r in expected]):
+        if expected and (
+            not kept or kept[0][:1] != ["step"] or [_step_of(r) for r in kept[1:]] != [r["step"] for r in expected]
+        ):
             # rows are missing (deleted, garbled): the checkpoint's history has them
             keys = ["step"] + [k for k in expected[0] if k not in self.RECORD_ONLY + ("step",)]
             kept = [keys] + [[r.get(k, "") for k in keys] for r in expected]
@@ -206,6 +212,7 @@ def _scalar_metadata() -> Any:
     """What marks a summary as a scalar for TensorBoard's scalars dashboard. ``tf.summary.scalar`` needs the
     tensorboard package installed only to build this; writing it with ``tf.summary.write`` does not."""
     from tensorflow.core.framework import summary_pb2
+
     return summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
 
 
@@ -257,8 +264,12 @@ class DivergenceWatch(Callback):
     def on_step_end(self, step: int, logs: Logs) -> None:
         for key in self._see(step, logs):
             best, best_step = self._best[key]
-            warnings.warn(f"{key} rose from {best:.4g} (step {best_step}) to {logs[key]:.4g} (step {step}): the run "
-                          "looks divergent; lower the learning rates", DivergenceWarning, stacklevel=2)
+            warnings.warn(
+                f"{key} rose from {best:.4g} (step {best_step}) to {logs[key]:.4g} (step {step}): the run "
+                "looks divergent; lower the learning rates",
+                DivergenceWarning,
+                stacklevel=2,
+            )
 
     def _see(self, step: int, logs: Mapping[str, Any]) -> list:
         """Track the typical magnitude and the best value; the keys that just ran away (each reported once)."""
@@ -287,8 +298,12 @@ class EarlyStopping(Callback):
     def __init__(self, monitor: str, patience: int, mode: str = "min", min_delta: float = 0.0):
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        self.monitor, self.patience, self.sign, self.min_delta = monitor, int(patience), \
-            (1.0 if mode == "min" else -1.0), float(min_delta)
+        self.monitor, self.patience, self.sign, self.min_delta = (
+            monitor,
+            int(patience),
+            (1.0 if mode == "min" else -1.0),
+            float(min_delta),
+        )
         self.best, self.wait = float("inf"), 0
 
     def on_step_end(self, step: int, logs: Logs) -> None:

@@ -13,6 +13,7 @@ caller describes, e.g. every runner flag) and its history so far. So a resumed r
 :func:`remove_partial_files` and the configuration comparison live in :mod:`bilevel_tf.training.folders`, which needs
 no TensorFlow.
 """
+
 from __future__ import annotations
 
 import glob
@@ -64,8 +65,13 @@ def _json_default(value: Any) -> Any:
 
 def run_config(solver: Any, config: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     """What a checkpoint must agree with: the solver's class and options, and the caller's description."""
-    return json.loads(json.dumps({"solver_class": type(solver).__name__, "solver": solver.get_config(),
-                                  "run": dict(config or {})}, sort_keys=True, default=_json_default))
+    return json.loads(
+        json.dumps(
+            {"solver_class": type(solver).__name__, "solver": solver.get_config(), "run": dict(config or {})},
+            sort_keys=True,
+            default=_json_default,
+        )
+    )
 
 
 def _short(differences: List[str], limit: int = 6) -> str:
@@ -80,8 +86,9 @@ def _short(differences: List[str], limit: int = 6) -> str:
 class RunCheckpoints:
     """A ``tf.train.CheckpointManager`` over ``trackables`` plus the :class:`RunState`, with safe restore."""
 
-    def __init__(self, folder: str, trackables: Mapping[str, Any], max_to_keep: int = 3,
-                 write_folder: Optional[str] = None):
+    def __init__(
+        self, folder: str, trackables: Mapping[str, Any], max_to_keep: int = 3, write_folder: Optional[str] = None
+    ):
         """Restore from ``folder``; save to ``write_folder`` (default ``folder``; a multi-worker run's
         non-chief workers save to a temporary folder, see :mod:`bilevel_tf.training.workers`)."""
         self.folder = folder
@@ -105,12 +112,18 @@ class RunCheckpoints:
             listed = list(reversed(self.manager.checkpoints))
         else:  # a non-chief worker: the chief's state file decides, so every worker restores the same step
             listed = _listed_in_state_file(self.folder)
-        found = sorted(glob.glob(os.path.join(self.folder, "ckpt-*.index")),
-                       key=lambda p: int(re.search(r"ckpt-(\d+)\.index$", p).group(1)), reverse=True)
-        on_disk = [p[:-len(".index")] for p in found]
+        found = sorted(
+            glob.glob(os.path.join(self.folder, "ckpt-*.index")),
+            key=lambda p: int(re.search(r"ckpt-(\d+)\.index$", p).group(1)),
+            reverse=True,
+        )
+        on_disk = [p[: -len(".index")] for p in found]
         if on_disk and not listed and self.write_folder == self.folder:
-            warnings.warn(f"{os.path.join(self.folder, 'checkpoint')} is missing or unreadable; resuming from the "
-                          "checkpoint files themselves", stacklevel=3)
+            warnings.warn(
+                f"{os.path.join(self.folder, 'checkpoint')} is missing or unreadable; resuming from the "
+                "checkpoint files themselves",
+                stacklevel=3,
+            )
         return listed + [p for p in on_disk if p not in listed]
 
     def restore(self, config: Dict[str, Any]) -> Optional[Tuple[str, List[Dict[str, Any]]]]:
@@ -129,7 +142,8 @@ class RunCheckpoints:
                 if differences:
                     raise ResumeMismatchError(
                         f"{self.folder} holds a checkpoint of another configuration ({_short(differences)}); "
-                        "rerun with the same settings to resume it, or start over (--fresh, or delete the folder)")
+                        "rerun with the same settings to resume it, or start over (--fresh, or delete the folder)"
+                    )
             try:
                 target = self.checkpoint if saved is not None else self._legacy
                 target.restore(path).assert_existing_objects_matched()
@@ -138,12 +152,17 @@ class RunCheckpoints:
                 failures.append(f"{os.path.basename(path)}: {_first_line(e)}")
                 continue
             if failures:
-                warnings.warn(f"skipped damaged checkpoint(s) in {self.folder} ({'; '.join(failures)}); "
-                              f"resuming from {os.path.basename(path)}", stacklevel=3)
+                warnings.warn(
+                    f"skipped damaged checkpoint(s) in {self.folder} ({'; '.join(failures)}); "
+                    f"resuming from {os.path.basename(path)}",
+                    stacklevel=3,
+                )
             return path, history
         if candidates:
-            raise CheckpointError(f"no usable checkpoint in {self.folder} ({'; '.join(failures)}); "
-                                  "start over with --fresh (or delete the folder)")
+            raise CheckpointError(
+                f"no usable checkpoint in {self.folder} ({'; '.join(failures)}); "
+                "start over with --fresh (or delete the folder)"
+            )
         return None
 
     def save(self, step: int, config: Dict[str, Any], history: Sequence[Mapping[str, Any]]) -> str:

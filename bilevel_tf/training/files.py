@@ -1,4 +1,5 @@
 """Files that are never seen half-written: a temporary file in the same folder, then a rename."""
+
 from __future__ import annotations
 
 import os

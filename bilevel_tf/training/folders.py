@@ -9,6 +9,7 @@ staleness guess). The file names the holder (host and pid) for the message a ref
 ``.tmp_*`` files of atomic writes); :func:`config_differences` compares two configurations for the messages
 of :class:`ResumeMismatchError`.
 """
+
 from __future__ import annotations
 
 import fcntl

@@ -1,4 +1,5 @@
 """The fit loop: run upper iterations over data sources with progress, logging, NaN guard and resume."""
+
 from __future__ import annotations
 
 import errno
@@ -36,11 +37,24 @@ def _all_finite_fn(variables: Sequence) -> Callable[[], tf.Tensor]:
     return tf.function(lambda: tensor_ops.all_finite(variables))
 
 
-def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, steps: int = 1, *,
-        steps_per_execution: int = 1, checkpoint_dir: Optional[str] = None, checkpoint_every: int = 100,
-        max_to_keep: int = 3, callbacks: Optional[Sequence[Callback]] = None, verbose: int = 1, log_every: int = 1,
-        csv_path: Optional[str] = None, tensorboard_dir: Optional[str] = None,
-        config: Optional[Mapping[str, Any]] = None, history: Optional[Sequence[Mapping[str, Any]]] = None) -> History:
+def fit(
+    solver: BilevelSolver,
+    upper_data: Any = None,
+    lower_data: Any = None,
+    steps: int = 1,
+    *,
+    steps_per_execution: int = 1,
+    checkpoint_dir: Optional[str] = None,
+    checkpoint_every: int = 100,
+    max_to_keep: int = 3,
+    callbacks: Optional[Sequence[Callback]] = None,
+    verbose: int = 1,
+    log_every: int = 1,
+    csv_path: Optional[str] = None,
+    tensorboard_dir: Optional[str] = None,
+    config: Optional[Mapping[str, Any]] = None,
+    history: Optional[Sequence[Mapping[str, Any]]] = None,
+) -> History:
     """Run upper iterations until ``solver.iterations`` reaches ``steps``.
 
     ``steps`` is the total: a solver restored from ``checkpoint_dir`` at iteration k runs ``steps - k`` more,
@@ -96,9 +110,14 @@ def fit(solver: BilevelSolver, upper_data: Any = None, lower_data: Any = None, s
     if not isinstance(solver, BilevelSolver):
         raise ValueError(f"solver must be a bl.BilevelSolver, got {type(solver).__name__}")
     steps = check_positive_int("steps", steps, minimum=0)
-    loop = _Loop(solver, steps, per_call=check_positive_int("steps_per_execution", steps_per_execution),
-                 log_every=check_positive_int("log_every", log_every),
-                 checkpoint_every=check_positive_int("checkpoint_every", checkpoint_every), verbose=verbose)
+    loop = _Loop(
+        solver,
+        steps,
+        per_call=check_positive_int("steps_per_execution", steps_per_execution),
+        log_every=check_positive_int("log_every", log_every),
+        checkpoint_every=check_positive_int("checkpoint_every", checkpoint_every),
+        verbose=verbose,
+    )
     loop.upper = Source(upper_data, "upper_data", solver.strategy)
     loop.lower = Source(lower_data, "lower_data", solver.strategy)
     loop.callbacks = [DivergenceWatch()] + list(callbacks or [])  # warns once when a loss runs away
@@ -129,8 +148,9 @@ class _Loop:
     run: Dict[str, Any]
     saved: int
 
-    def __init__(self, solver: BilevelSolver, steps: int, *, per_call: int, log_every: int, checkpoint_every: int,
-                 verbose: int):
+    def __init__(
+        self, solver: BilevelSolver, steps: int, *, per_call: int, log_every: int, checkpoint_every: int, verbose: int
+    ):
         self.solver, self.steps, self.per_call, self.verbose = solver, steps, per_call, verbose
         self.log_every, self.checkpoint_every = log_every, checkpoint_every
         self.checkpoints: Optional[RunCheckpoints] = None
@@ -149,14 +169,19 @@ class _Loop:
             for src, key in ((self.upper, "upper_data"), (self.lower, "lower_data")):
                 if src.iterator is not None:
                     trackables[key] = src.iterator
-            self.checkpoints = RunCheckpoints(checkpoint_dir, trackables, max_to_keep=max_to_keep,
-                                              write_folder=workers.writable_dir(checkpoint_dir, solver.strategy))
+            self.checkpoints = RunCheckpoints(
+                checkpoint_dir,
+                trackables,
+                max_to_keep=max_to_keep,
+                write_folder=workers.writable_dir(checkpoint_dir, solver.strategy),
+            )
             restored = self.checkpoints.restore(self.run)
             done = int(solver.iterations.numpy())
             if done > self.steps:  # its results would carry a budget it did not have
                 raise ResumeMismatchError(
                     f"{checkpoint_dir} holds a run already at upper iteration {done}, past the {self.steps} asked "
-                    "for; ask for at least as many to continue it, or start over (--fresh, or delete the folder)")
+                    "for; ask for at least as many to continue it, or start over (--fresh, or delete the folder)"
+                )
         except BaseException:
             if lock is not None:
                 lock.release()
@@ -187,12 +212,13 @@ class _Loop:
             cb.on_history_restored(list(self.records))
             cb.on_fit_begin(solver, start, self.steps)
         if self.verbose and start:
-            status(self.verbose, f"resuming from step {start} of {self.steps}"
-                   + ("" if start < self.steps else ": nothing left to run"))
+            status(
+                self.verbose,
+                f"resuming from step {start} of {self.steps}" + ("" if start < self.steps else ": nothing left to run"),
+            )
         self.progress = Progress(self.steps, start, self.verbose) if self.verbose else None
         # "seconds" continues the restored run's clock, so curves against wall-clock time stay monotone
-        self.t_begin = time.perf_counter() - next((r["seconds"] for r in reversed(self.records) if "seconds" in r),
-                                                  0.0)
+        self.t_begin = time.perf_counter() - next((r["seconds"] for r in reversed(self.records) if "seconds" in r), 0.0)
         self._loop(start)
         history = History(self.records)
         history.seconds_per_step = self.timer.seconds_per_step(self.records)
@@ -204,8 +230,11 @@ class _Loop:
             while step < self.steps:
                 interrupts.stop_here()
                 if self.verbose and step == start:
-                    status(self.verbose, "tracing and compiling the upper iteration"
-                           f"{' with XLA' if self.solver.jit_compile else ''} (the first step takes longer)")
+                    status(
+                        self.verbose,
+                        "tracing and compiling the upper iteration"
+                        f"{' with XLA' if self.solver.jit_compile else ''} (the first step takes longer)",
+                    )
                 previous, (step, logs) = step, self._call(step)
                 if self._after_call(previous, step, logs):
                     break
@@ -251,7 +280,8 @@ class _Loop:
             kept = self.checkpoints.latest if self.checkpoints is not None else None
             raise NonFiniteError(
                 f"step {step}: {', '.join(f'{k} = {logs[k]}' for k in bad)}; stopped"
-                + (f", last good checkpoint kept: {kept}" if kept else " (no checkpoint was written)"))
+                + (f", last good checkpoint kept: {kept}" if kept else " (no checkpoint was written)")
+            )
         return step, logs
 
     def _after_call(self, previous: int, step: int, logs: Dict[str, float]) -> bool:
@@ -260,8 +290,9 @@ class _Loop:
         for cb in self.callbacks:
             cb.on_step_end(step, logs)
         if crossed(previous, step, self.log_every) or step == self.steps:
-            self.records.append({"step": step, "seconds": time.perf_counter() - self.t_begin, **logs,
-                                 **self.timer.record()})
+            self.records.append(
+                {"step": step, "seconds": time.perf_counter() - self.t_begin, **logs, **self.timer.record()}
+            )
             if self.progress is not None:
                 self.progress.update(step, logs, solver_keys)
         if crossed(previous, step, self.checkpoint_every):
@@ -274,7 +305,7 @@ class _StepTimer:
     retrace such as a shorter last call of stacked batches): those measure tracing and compilation."""
 
     def __init__(self) -> None:
-        self.timed: List[float] = []      # this fit's calls that did not trace
+        self.timed: List[float] = []  # this fit's calls that did not trace
         self.traced: List[float] = []
         self._since_record: List[float] = []
 
@@ -303,8 +334,11 @@ class _StepTimer:
 def _disk_full(error: BaseException, step: int, checkpoints: RunCheckpoints) -> OSError:
     """A checkpoint write that ran out of disk space (or quota), as the OSError the runners report in one line."""
     kept = f"the earlier checkpoint {checkpoints.latest} is intact" if checkpoints.latest else "no checkpoint was kept"
-    return OSError(errno.ENOSPC, f"no space left for the checkpoint of step {step} ({kept}); free some space and "
-                                 "rerun the same command", checkpoints.folder)
+    return OSError(
+        errno.ENOSPC,
+        f"no space left for the checkpoint of step {step} ({kept}); free some space and rerun the same command",
+        checkpoints.folder,
+    )
 
 
 class _Interrupts:

@@ -1,6 +1,7 @@
 """Where ``bl.fit`` takes its batches from: one batch per upper iteration from None, a ``tf.data.Dataset``, a
 callable ``step -> batch`` or a Python iterable (:class:`Source`), and where the batches after the first of a
 multi-step call come from (:class:`Feed`, read inside the compiled call by ``BilevelSolver.run_feeds``)."""
+
 from __future__ import annotations
 
 from typing import Any, Iterable, List, Tuple
@@ -34,8 +35,10 @@ class Source:
             self.kind = "iterable"
             self._it = iter(data)
         else:
-            raise ValueError(f"{name} must be None, a tf.data.Dataset, a callable(step) -> batch or an iterable, "
-                             f"got {type(data).__name__}")
+            raise ValueError(
+                f"{name} must be None, a tf.data.Dataset, a callable(step) -> batch or an iterable, "
+                f"got {type(data).__name__}"
+            )
 
     def next(self, step: int) -> Any:
         if self.kind == "none":
@@ -48,8 +51,10 @@ class Source:
             return next(self._it)
         except StopIteration:
             if iter(self.data) is self.data:
-                raise ValueError(f"{self.name} ran out of batches at step {step}; pass a repeating source "
-                                 "(a tf.data.Dataset, a list, or a callable(step) -> batch)") from None
+                raise ValueError(
+                    f"{self.name} ran out of batches at step {step}; pass a repeating source "
+                    "(a tf.data.Dataset, a list, or a callable(step) -> batch)"
+                ) from None
             self._it = iter(self.data)
             return next(self._it)
 
@@ -82,9 +87,11 @@ def _stack(batches: List[Any], name: str) -> Any:
     try:
         return tf.nest.map_structure(lambda *xs: tf.stack([tf.convert_to_tensor(x) for x in xs]), *batches)
     except (ValueError, TypeError, tf.errors.InvalidArgumentError) as e:
-        raise ValueError(f"{name}: steps_per_execution > 1 stacks the batches of a callable or iterable source, "
-                         f"so they must have one structure and shape ({e}); pass steps_per_execution=1 or a "
-                         "tf.data.Dataset") from None
+        raise ValueError(
+            f"{name}: steps_per_execution > 1 stacks the batches of a callable or iterable source, "
+            f"so they must have one structure and shape ({e}); pass steps_per_execution=1 or a "
+            "tf.data.Dataset"
+        ) from None
 
 
 class Feed:
@@ -126,8 +133,9 @@ class Feed:
         other feeds unchanged."""
         if kind != cls.ITERATOR:
             return value, kind
-        arrays = tf.nest.map_structure(lambda spec: tf.TensorArray(spec.dtype, size=n, element_shape=spec.shape),
-                                       value.element_spec)
+        arrays = tf.nest.map_structure(
+            lambda spec: tf.TensorArray(spec.dtype, size=n, element_shape=spec.shape), value.element_spec
+        )
         for i in tf.range(n):
             arrays = tf.nest.map_structure(lambda a, x: a.write(i, x), arrays, next(value))
         return tf.nest.map_structure(lambda a: a.stack(), arrays), cls.STACKED

@@ -16,6 +16,7 @@ With several workers, TensorFlow's documented rules for a custom training loop a
   initial values); work a worker does on its own before training (e.g. a warm start) is replaced by the
   chief's values when ``bl.fit`` starts (:func:`sync_from_chief`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -61,9 +62,11 @@ def make_strategy(name: str, timeout: Optional[float] = None, verbose: int = 1) 
     if name not in _CREATED:
         if name == "multi_worker":
             if not os.environ.get("TF_CONFIG"):
-                raise ValueError("--strategy multi_worker reads the cluster from the TF_CONFIG environment variable, "
-                                 'which is not set; e.g. TF_CONFIG=\'{"cluster": {"worker": ["localhost:12345", '
-                                 '"localhost:23456"]}, "task": {"type": "worker", "index": 0}}\'')
+                raise ValueError(
+                    "--strategy multi_worker reads the cluster from the TF_CONFIG environment variable, "
+                    'which is not set; e.g. TF_CONFIG=\'{"cluster": {"worker": ["localhost:12345", '
+                    '"localhost:23456"]}, "task": {"type": "worker", "index": 0}}\''
+                )
             _CREATED[name] = _join_cluster(_timeout(timeout), verbose)
         else:
             _CREATED[name] = tf.distribute.MirroredStrategy()
@@ -93,15 +96,20 @@ def _join_cluster(timeout: float, verbose: int) -> tf.distribute.Strategy:
     limited = bool(timeout) and _limit_registration(timeout)
     limit = f"gives up after {timeout:g} s" if limited else "waits until they do"
     if verbose:
-        print(f"waiting for the {len(addresses)} workers of TF_CONFIG ({', '.join(addresses)}) to join; {limit} "
-              f"({TIMEOUT_VARIABLE})", flush=True)
+        print(
+            f"waiting for the {len(addresses)} workers of TF_CONFIG ({', '.join(addresses)}) to join; {limit} "
+            f"({TIMEOUT_VARIABLE})",
+            flush=True,
+        )
     t0 = time.perf_counter()
     try:
         with contextlib.nullcontext() if verbose >= 2 else quiet_tensorflow.stderr_silenced():  # its C++ retry logs
             strategy = tf.distribute.MultiWorkerMirroredStrategy()
     except tf.errors.DeadlineExceededError:
-        raise TimeoutError(f"not every worker of TF_CONFIG ({', '.join(addresses)}) joined within {timeout:g} s; "
-                           f"start each one with the same command (or raise {TIMEOUT_VARIABLE}, in seconds)") from None
+        raise TimeoutError(
+            f"not every worker of TF_CONFIG ({', '.join(addresses)}) joined within {timeout:g} s; "
+            f"start each one with the same command (or raise {TIMEOUT_VARIABLE}, in seconds)"
+        ) from None
     if verbose:
         print(f"all {len(addresses)} workers joined ({time.perf_counter() - t0:.0f} s)", flush=True)
     return strategy
@@ -115,34 +123,49 @@ def _limit_registration(timeout: float) -> bool:
         from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
         from tensorflow.python.distribute import multi_worker_util
         from tensorflow.python.eager import context
+
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
         spec = resolver.cluster_spec()
         if resolver.task_type not in ("chief", "worker") or context.context().coordination_service is not None:
             return False
-        jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=spec.num_tasks(job))
-                for job in ("chief", "worker") if job in spec.jobs]
+        jobs = [
+            coordination_config_pb2.CoordinatedJob(name=job, num_tasks=spec.num_tasks(job))
+            for job in ("chief", "worker")
+            if job in spec.jobs
+        ]
         context.context().configure_coordination_service(
-            service_type="standalone", service_leader=multi_worker_util.coordination_leader(spec),
-            coordinated_jobs=jobs, cluster_register_timeout_in_ms=int(timeout * 1000))
+            service_type="standalone",
+            service_leader=multi_worker_util.coordination_leader(spec),
+            coordinated_jobs=jobs,
+            cluster_register_timeout_in_ms=int(timeout * 1000),
+        )
         context.context().coordination_service.cluster_register_with_barrier = True
         return True
     except (ImportError, AttributeError, ValueError):
         return False
 
 
-def peer_failure(error: BaseException, strategy: Optional[tf.distribute.Strategy], step: int,
-                 checkpoint: Optional[str]) -> Optional[WorkerLostError]:
+def peer_failure(
+    error: BaseException, strategy: Optional[tf.distribute.Strategy], step: int, checkpoint: Optional[str]
+) -> Optional[WorkerLostError]:
     """The one-line :class:`WorkerLostError` for TensorFlow's error when a peer of a multi-worker run went away
     (None for any other error, or without several workers)."""
-    peer_errors = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
-                   tf.errors.FailedPreconditionError, tf.errors.AbortedError)
+    peer_errors = (
+        tf.errors.UnavailableError,
+        tf.errors.DeadlineExceededError,
+        tf.errors.CancelledError,
+        tf.errors.FailedPreconditionError,
+        tf.errors.AbortedError,
+    )
     if not isinstance(error, peer_errors) or worker_count(strategy) <= 1:
         return None
     lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines() if line.strip()]
     telling = [line for line in lines if _PEER_WORDS.search(line)] or lines or ["?"]  # not "Graph execution error:"
     kept = f"from {checkpoint}" if checkpoint else "from the start (no checkpoint was written)"
-    return WorkerLostError(f"step {step}: a worker of the cluster stopped answering ({telling[0][:200]}); "
-                           f"start every worker again with the same command to resume {kept}")
+    return WorkerLostError(
+        f"step {step}: a worker of the cluster stopped answering ({telling[0][:200]}); "
+        f"start every worker again with the same command to resume {kept}"
+    )
 
 
 _PEER_WORDS = re.compile(r"abort|unavailable|is down|connect|deadline|heartbeat|socket|peer", re.IGNORECASE)
@@ -192,8 +215,7 @@ def sync_from_chief(strategy: Optional[tf.distribute.Strategy], variables: Seque
         ctx = tf.distribute.get_replica_context()
         first = tf.equal(ctx.replica_id_in_sync_group, 0)
         values = [tf.convert_to_tensor(v) for v in variables]
-        reduced = ctx.all_reduce(tf.distribute.ReduceOp.SUM,
-                                 [tf.where(first, x, tf.zeros_like(x)) for x in values])
+        reduced = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [tf.where(first, x, tf.zeros_like(x)) for x in values])
         for var, value in zip(variables, reduced):
             distribute.assign(var, value)
 

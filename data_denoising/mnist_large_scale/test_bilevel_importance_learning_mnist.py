@@ -9,6 +9,7 @@ test images; lower level = the MNIST CNN (1.4M weights), upper level = one impor
     python data_denoising/mnist_large_scale/test_bilevel_importance_learning_mnist.py --method approxgrad
     python data_denoising/mnist_large_scale/test_bilevel_importance_learning_mnist.py --dataset digits  # offline demo
 """
+
 import os
 import sys
 
@@ -17,13 +18,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from bilevel_tf.runner import experiment  # noqa: E402
 from bilevel_tf.apps.denoising import config as denoising  # noqa: E402  (TensorFlow-free)
 
-NOISE_LEVEL = 0.25             # the original's line 64; Table 2 also reports 0.5
-EPOCHS = 100                   # nepochs (upper iterations = EPOCHS * 59000 / BATCH_SIZE)
-INNER_STEPS = 20               # T (ApproxGrad: 20 lower + 20 linear-system steps)
+NOISE_LEVEL = 0.25  # the original's line 64; Table 2 also reports 0.5
+EPOCHS = 100  # nepochs (upper iterations = EPOCHS * 59000 / BATCH_SIZE)
+INNER_STEPS = 20  # T (ApproxGrad: 20 lower + 20 linear-system steps)
 BATCH_SIZE = 200
-PRETRAIN_EPOCHS = 100          # warm start: epochs on the validation set
-INIT_IMPORTANCE = (0.4, 0.6)   # importance where the pre-trained prediction disagrees / agrees with the label
-EVAL_EPOCHS = 20               # budget of the evaluation classifiers (passes over train + val)
+PRETRAIN_EPOCHS = 100  # warm start: epochs on the validation set
+INIT_IMPORTANCE = (0.4, 0.6)  # importance where the pre-trained prediction disagrees / agrees with the label
+EVAL_EPOCHS = 20  # budget of the evaluation classifiers (passes over train + val)
 EVAL_LR = 1e-3
 PAPER = "Table 2, MNIST 25% noise: Penalty 98.89 +- 0.04, ApproxGrad 98.11 +- 0.08 (50%: 97.51 / 97.27)"
 
@@ -39,14 +40,26 @@ HYPERPARAMS = {
 }
 
 SPEC = denoising.DenoisingSpec(  # the constants above, and where this runner differs
-    description=__doc__, noise=NOISE_LEVEL, epochs=EPOCHS, inner_steps=INNER_STEPS, batch_size=BATCH_SIZE,
-    pretrain_epochs=PRETRAIN_EPOCHS, init_importance=INIT_IMPORTANCE, hyperparams=HYPERPARAMS,
-    eval_epochs=EVAL_EPOCHS, eval_lr=EVAL_LR, paper=PAPER,
+    description=__doc__,
+    noise=NOISE_LEVEL,
+    epochs=EPOCHS,
+    inner_steps=INNER_STEPS,
+    batch_size=BATCH_SIZE,
+    pretrain_epochs=PRETRAIN_EPOCHS,
+    init_importance=INIT_IMPORTANCE,
+    hyperparams=HYPERPARAMS,
+    eval_epochs=EVAL_EPOCHS,
+    eval_lr=EVAL_LR,
+    paper=PAPER,
     experiment="data_denoising/mnist_large_scale",
-    datasets={"mnist": denoising.Sizes(59000, 1000, 10000), "fashion_mnist": denoising.Sizes(59000, 1000, 10000),
-              "digits": denoising.DIGITS_SIZES},
+    datasets={
+        "mnist": denoising.Sizes(59000, 1000, 10000),
+        "fashion_mnist": denoising.Sizes(59000, 1000, 10000),
+        "digits": denoising.DIGITS_SIZES,
+    },
     model="mnist_cnn",
-    overrides={"digits": denoising.DIGITS_DEMO})
+    overrides={"digits": denoising.DIGITS_DEMO},
+)
 
 
 def main(argv=None):

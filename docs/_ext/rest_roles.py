@@ -6,6 +6,7 @@ markers; show them as Markdown.
 * a star right after a name (``v*(u)``, ``||u - u*||``, ``dv*/du``) is a star, not the start of emphasis;
   ``*word*`` stays emphasis, and code is left alone.
 """
+
 from __future__ import annotations
 
 import re
@@ -30,7 +31,7 @@ def _escape_stars(line: str) -> str:
     parts: List[str] = []
     last = 0
     for match in KEEP.finditer(line):
-        parts += [STAR_AFTER_NAME.sub(r"\\*", line[last:match.start()]), match.group()]
+        parts += [STAR_AFTER_NAME.sub(r"\\*", line[last : match.start()]), match.group()]
         last = match.end()
     parts.append(STAR_AFTER_NAME.sub(r"\\*", line[last:]))
     return "".join(parts)

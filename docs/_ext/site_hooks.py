@@ -4,6 +4,7 @@
   the API pages name public names only and keep building when code moves between modules.
 * Figures that live beside the benchmark results they plot are served from there (no copy in docs/).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -30,8 +31,11 @@ def defining_path(name: str) -> str:
         return value.__name__
     if inspect.isclass(value) or inspect.isfunction(value):
         return f"{value.__module__}.{value.__qualname__}"
-    holders = sorted(module_name for module_name, module in list(sys.modules.items())
-                     if module_name.startswith("bilevel_tf.") and vars(module).get(name) is value)
+    holders = sorted(
+        module_name
+        for module_name, module in list(sys.modules.items())
+        if module_name.startswith("bilevel_tf.") and vars(module).get(name) is value
+    )
     if not holders:
         raise ValueError(f"bl.{name}: no bilevel_tf submodule holds it")
     return f"{holders[0]}.{name}"

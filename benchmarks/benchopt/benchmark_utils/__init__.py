@@ -1,5 +1,6 @@
 """Shared code of the bilevel_tf benchopt benchmark: the problems (``tasks``, ``ml_tasks``) and the solver
 base class (``tf_solver``). The simulated quadratic's generator lives one folder up, in ``benchmarks/``."""
+
 import sys
 from pathlib import Path
 

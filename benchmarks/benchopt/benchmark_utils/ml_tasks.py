@@ -13,6 +13,7 @@
 
 Both start where the benchmark's objective starts: x0 = -2 (every entry), lower variables 0.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
@@ -63,9 +64,15 @@ class _TFVariables:
             def per_sample(batch):
                 indices = tf.range(size) if batch is None else batch
                 return tf.vectorized_map(lambda i: loss(i[None]), indices)
+
             return bl.FiniteSum(per_sample, size, indices=lambda batch: batch)
-        return bl.BilevelProblem(finite_sum(self.upper_loss, self._sizes[0]),
-                                 finite_sum(self.lower_loss, self._sizes[1]), [self.upper], self.lower)
+
+        return bl.BilevelProblem(
+            finite_sum(self.upper_loss, self._sizes[0]),
+            finite_sum(self.lower_loss, self._sizes[1]),
+            [self.upper],
+            self.lower,
+        )
 
     def reset(self) -> None:
         for var, value in zip([self.upper] + self.lower, self._start):
@@ -78,6 +85,7 @@ class _TFVariables:
 
 def _gather(tensor, batch):
     import tensorflow as tf
+
     return tensor if batch is None else tf.gather(tensor, batch)
 
 
@@ -89,7 +97,8 @@ class RegularizationTask:
 
         features, labels = load_breast_cancer(return_X_y=True)
         (self.a_train, y_train), (self.a_val, y_val), (self.a_test, y_test) = _splits(
-            features, 2.0 * labels - 1.0, (n_train, n_val), seed)
+            features, 2.0 * labels - 1.0, (n_train, n_val), seed
+        )
         self.y_train, self.y_val, self.y_test = y_train, y_val, y_test
         self.name, self.n_lower, self.n_upper = "regularization", n_train, n_val
         self.dim = features.shape[1]
@@ -99,6 +108,7 @@ class RegularizationTask:
 
     def build(self, dtype: str = "float64"):
         import tensorflow as tf
+
         c = {k: tf.constant(getattr(self, k), dtype) for k in ("a_train", "y_train", "a_val", "y_val")}
 
         def logistic(a, y, z, batch):
@@ -110,6 +120,7 @@ class RegularizationTask:
 
         def upper(t, batch):
             return logistic(c["a_val"], c["y_val"], t.lower[0], batch)
+
         return _TFVariables(self.start(), upper, lower, dtype, (self.n_upper, self.n_lower))
 
     def inner_solution(self, x: np.ndarray, z_init: Optional[np.ndarray] = None) -> np.ndarray:
@@ -120,9 +131,11 @@ class RegularizationTask:
             loss = np.mean(np.logaddexp(0.0, -margin)) + 0.5 * np.sum(alpha * z * z)
             grad = -(a.T @ (y * special.expit(-margin))) / len(y) + alpha * z
             return loss, grad
+
         z0 = np.zeros(self.dim) if z_init is None else np.asarray(z_init, np.float64)
-        return optimize.minimize(loss_and_grad, z0, jac=True, method="L-BFGS-B",
-                                 options=dict(gtol=1e-10, ftol=1e-14, maxiter=1000)).x
+        return optimize.minimize(
+            loss_and_grad, z0, jac=True, method="L-BFGS-B", options=dict(gtol=1e-10, ftol=1e-14, maxiter=1000)
+        ).x
 
     def evaluate(self, outer_var: np.ndarray, inner_var: np.ndarray) -> Dict[str, Any]:
         x, z = np.asarray(outer_var, np.float64), np.asarray(inner_var, np.float64)
@@ -130,9 +143,13 @@ class RegularizationTask:
 
         def val_loss(w):
             return float(np.mean(np.logaddexp(0.0, -self.y_val * (self.a_val @ w))))
-        return dict(value=val_loss(z_star), upper_loss_at_z=val_loss(z),
-                    inner_distance=float(np.sum((z - z_star) ** 2)),
-                    test_error=float(np.mean(np.sign(self.a_test @ z_star) != self.y_test)))
+
+        return dict(
+            value=val_loss(z_star),
+            upper_loss_at_z=val_loss(z),
+            inner_distance=float(np.sum((z - z_star) ** 2)),
+            test_error=float(np.mean(np.sign(self.a_test @ z_star) != self.y_test)),
+        )
 
 
 class DataCleaningTask:
@@ -145,7 +162,8 @@ class DataCleaningTask:
             raise ValueError(f"ratio must be in [0, 1), got {ratio!r}")
         features, labels = load_digits(return_X_y=True)
         (self.a_train, y_train), (self.a_val, self.y_val), (self.a_test, self.y_test) = _splits(
-            features, labels, (n_train, n_val), seed)
+            features, labels, (n_train, n_val), seed
+        )
         rng = np.random.default_rng(seed + 1)
         self.corrupted = rng.random(n_train) < ratio
         self.y_train = np.where(self.corrupted, rng.integers(0, 10, n_train), y_train)
@@ -156,6 +174,7 @@ class DataCleaningTask:
 
     def build(self, dtype: str = "float64"):
         import tensorflow as tf
+
         c = {k: tf.constant(getattr(self, k), dtype) for k in ("a_train", "a_val")}
         labels = {k: tf.constant(getattr(self, k), tf.int32) for k in ("y_train", "y_val")}
 
@@ -164,11 +183,13 @@ class DataCleaningTask:
 
         def lower(t, batch):
             w, weights = t.lower[0], tf.sigmoid(_gather(t.upper, batch))
-            return (tf.reduce_mean(weights * cross_entropy(c["a_train"], labels["y_train"], w, batch))
-                    + self.reg * tf.reduce_sum(w * w))
+            return tf.reduce_mean(
+                weights * cross_entropy(c["a_train"], labels["y_train"], w, batch)
+            ) + self.reg * tf.reduce_sum(w * w)
 
         def upper(t, batch):
             return tf.reduce_mean(cross_entropy(c["a_val"], labels["y_val"], t.lower[0], batch))
+
         return _TFVariables(self.start(), upper, lower, dtype, (self.n_upper, self.n_lower))
 
     def evaluate(self, outer_var: np.ndarray, inner_var: np.ndarray) -> Dict[str, Any]:
@@ -176,6 +197,9 @@ class DataCleaningTask:
         logits = self.a_val @ w
         val_loss = float(np.mean(special.logsumexp(logits, axis=1) - logits[np.arange(len(self.y_val)), self.y_val]))
         lowest = np.argsort(np.asarray(outer_var))[: self.n_lower // 2]
-        return dict(value=val_loss, val_error=float(np.mean(logits.argmax(1) != self.y_val)),
-                    test_error=float(np.mean((self.a_test @ w).argmax(1) != self.y_test)),
-                    corrupted_in_lowest_half=float(self.corrupted[lowest].mean()))
+        return dict(
+            value=val_loss,
+            val_error=float(np.mean(logits.argmax(1) != self.y_val)),
+            test_error=float(np.mean((self.a_test @ w).argmax(1) != self.y_test)),
+            corrupted_in_lowest_half=float(self.corrupted[lowest].mean()),
+        )

@@ -8,6 +8,7 @@ the starting (outer_var, inner_var) as numpy; ``build(dtype)``, an object with `
 inner_var) as numpy); and ``evaluate(outer_var, inner_var)``, the metrics (``value`` first, benchopt's
 objective column).
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Tuple
@@ -42,5 +43,8 @@ class SimulatedTask:
     def evaluate(self, outer_var: np.ndarray, inner_var: np.ndarray) -> Dict[str, Any]:
         cf = self.data.closed_form
         x = np.asarray(outer_var, np.float64)
-        return dict(value=cf.value(x), relative_suboptimality=self.data.relative_suboptimality(x),
-                    inner_distance=float(np.sum((np.asarray(inner_var) - cf.inner_solution(x)) ** 2)))
+        return dict(
+            value=cf.value(x),
+            relative_suboptimality=self.data.relative_suboptimality(x),
+            inner_distance=float(np.sum((np.asarray(inner_var) - cf.inner_solution(x)) ** 2)),
+        )

@@ -9,6 +9,7 @@ compiled call). The solver is built and compiled in ``set_objective`` (not timed
 from the task's start and calls the callback, which benchopt times and uses to evaluate the objective,
 between chunks of ``eval_every`` iterations. SABA gets the task's ``bl.FiniteSum`` form (its per-sample memory).
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict
@@ -21,8 +22,14 @@ class BilevelTFSolver(BaseSolver):
     method: str = ""
     sampling_strategy = "callback"
     requirements = ["tensorflow"]
-    parameters: Dict[str, Any] = {"settings": ["recommended"], "batch_size": [64], "upper_lr": [None],
-                                  "lower_lr": [None], "inner_steps": [None], "eval_every": [16]}
+    parameters: Dict[str, Any] = {
+        "settings": ["recommended"],
+        "batch_size": [64],
+        "upper_lr": [None],
+        "lower_lr": [None],
+        "inner_steps": [None],
+        "eval_every": [16],
+    }
 
     def options(self) -> Dict[str, Any]:
         from simulated_runs import recommended_options

@@ -1,5 +1,6 @@
 """Data cleaning on scikit-learn's digits with a ``ratio`` of corrupted training labels
 (``benchmark_utils/ml_tasks.py``)."""
+
 from benchopt import BaseDataset
 
 from benchmark_utils.ml_tasks import DataCleaningTask

@@ -1,4 +1,5 @@
 """ApproxGrad: approximate implicit gradient: ``bl.make_solver("approxgrad", problem, **options)``."""
+
 from benchmark_utils.tf_solver import BilevelTFSolver
 
 

@@ -1,4 +1,5 @@
 """BOME: first-order dynamic barrier (Liu et al., NeurIPS 2022): ``bl.make_solver("bome", problem, **options)``."""
+
 from benchmark_utils.tf_solver import BilevelTFSolver
 
 

@@ -1,4 +1,5 @@
 """F2SA: fully first-order penalty (Kwon et al., ICML 2023): ``bl.make_solver("f2sa", problem, **options)``."""
+
 from benchmark_utils.tf_solver import BilevelTFSolver
 
 

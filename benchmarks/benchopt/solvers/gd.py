@@ -1,4 +1,5 @@
 """GD: naive alternation (ignores dv*/du): ``bl.make_solver("gd", problem, **options)``."""
+
 from benchmark_utils.tf_solver import BilevelTFSolver
 
 

@@ -1,5 +1,6 @@
 """Implicit: implicit differentiation with conjugate-gradient solves (Pedregosa, ICML 2016):
 ``bl.make_solver("implicit", problem, **options)``."""
+
 from benchmark_utils.tf_solver import BilevelTFSolver
 
 

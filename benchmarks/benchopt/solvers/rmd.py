@@ -1,4 +1,5 @@
 """RMD: reverse-mode differentiation through T unrolled steps: ``bl.make_solver("rmd", problem, **options)``."""
+
 from benchmark_utils.tf_solver import BilevelTFSolver
 
 

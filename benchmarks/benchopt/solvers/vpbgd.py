@@ -1,4 +1,5 @@
 """V-PBGD: value-gap penalty (Shen & Chen, ICML 2023): ``bl.make_solver("vpbgd", problem, **options)``."""
+
 from benchmark_utils.tf_solver import BilevelTFSolver
 
 

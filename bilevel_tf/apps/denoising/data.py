@@ -6,6 +6,7 @@ The streams shuffle example INDICES and gather the images in a ``map``: the shuf
 checkpoint of the iterator) holds integers only, and each batch carries the indices the per-example
 importance variable needs.
 """
+
 from __future__ import annotations
 
 import math
@@ -60,19 +61,24 @@ _KERAS_LOADERS: Dict[str, Tuple[Callable, float]] = {
     "cifar10": (datasets.load_cifar10, 1 / 255.0),
 }
 #: shapes and stored dtypes of the real data, for --synthetic-data timing runs
-REAL_SHAPES = {"mnist": ((28, 28, 1), np.uint8, 1 / 255.0), "fashion_mnist": ((28, 28, 1), np.uint8, 1 / 255.0),
-               "cifar10": ((32, 32, 3), np.uint8, 1 / 255.0), "svhn": ((32, 32, 1), np.float32, 1.0),
-               "digits": ((8, 8, 1), np.float32, 1.0)}
+REAL_SHAPES = {
+    "mnist": ((28, 28, 1), np.uint8, 1 / 255.0),
+    "fashion_mnist": ((28, 28, 1), np.uint8, 1 / 255.0),
+    "cifar10": ((32, 32, 3), np.uint8, 1 / 255.0),
+    "svhn": ((32, 32, 1), np.float32, 1.0),
+    "digits": ((8, 8, 1), np.float32, 1.0),
+}
 
 
 def _take(x: np.ndarray, y: np.ndarray, start: int, n: int, what: str) -> Tuple[np.ndarray, np.ndarray]:
     if start + n > len(x):
         raise ValueError(f"{what}: need {n} examples from position {start}, but only {len(x)} are available")
-    return x[start:start + n], y[start:start + n]
+    return x[start : start + n], y[start : start + n]
 
 
-def load_splits(name: str, sizes: Sizes, *, data_dir: Optional[str] = None, seed: int = 0,
-                svhn_dir: Optional[str] = None) -> Splits:
+def load_splits(
+    name: str, sizes: Sizes, *, data_dir: Optional[str] = None, seed: int = 0, svhn_dir: Optional[str] = None
+) -> Splits:
     """The paper's split of data set ``name``.
 
     MNIST / Fashion-MNIST / CIFAR-10 follow the original runners: train = the first ``n_train`` images of
@@ -98,9 +104,8 @@ def load_splits(name: str, sizes: Sizes, *, data_dir: Optional[str] = None, seed
     if name == "digits":
         x, y = datasets.load_digits()
         n_test = min(sizes.n_test, len(x) - sizes.n_train - sizes.n_val)
-        (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = datasets.train_val_test_split(
-            x, y, sizes.n_val, n_test, seed=seed)
-        x_tr, y_tr = x_tr[:sizes.n_train], y_tr[:sizes.n_train]
+        (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = datasets.train_val_test_split(x, y, sizes.n_val, n_test, seed=seed)
+        x_tr, y_tr = x_tr[: sizes.n_train], y_tr[: sizes.n_train]
         return Splits(x_tr, y_tr, x_va, y_va, x_te, y_te, 1.0, name)
     raise ValueError(f"unknown data set {name!r}")
 
@@ -118,20 +123,36 @@ def synthetic_splits(name: str, sizes: Sizes, seed: int = 0) -> Splits:
     def labels(n):
         return rng.integers(0, NUM_CLASSES, size=n).astype(np.int64)
 
-    return Splits(images(sizes.n_train), labels(sizes.n_train), images(sizes.n_val), labels(sizes.n_val),
-                  images(sizes.n_test), labels(sizes.n_test), scale, f"synthetic {name}")
+    return Splits(
+        images(sizes.n_train),
+        labels(sizes.n_train),
+        images(sizes.n_val),
+        labels(sizes.n_val),
+        images(sizes.n_test),
+        labels(sizes.n_test),
+        scale,
+        f"synthetic {name}",
+    )
 
 
 def shrink(splits: Splits, n_train: int, n_val: int, n_test: int) -> Splits:
     """The first examples of every split (``--smoke`` runs)."""
-    return Splits(splits.x_train[:n_train], splits.y_train[:n_train], splits.x_val[:n_val],
-                  splits.y_val[:n_val], splits.x_test[:n_test], splits.y_test[:n_test], splits.scale,
-                  splits.source)
+    return Splits(
+        splits.x_train[:n_train],
+        splits.y_train[:n_train],
+        splits.x_val[:n_val],
+        splits.y_val[:n_val],
+        splits.x_test[:n_test],
+        splits.y_test[:n_test],
+        splits.scale,
+        splits.source,
+    )
 
 
 # --------------------------------------------------------------------------------------------- pipelines
-def augmentation(rotation_degrees: float, shift: float, zoom: float,
-                 horizontal_flip: bool) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+def augmentation(
+    rotation_degrees: float, shift: float, zoom: float, horizontal_flip: bool
+) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
     """Random affine augmentation as Keras' ImageDataGenerator: ONE combined warp per image (rotation,
     shift, independent x/y zoom, optional horizontal flip; bilinear, 'nearest' fill) with
     ``keras.ops.image.affine_transform``.
@@ -159,15 +180,23 @@ def augmentation(rotation_degrees: float, shift: float, zoom: float,
         b1 = cy + ty - (a10 * cx + a11 * cy)
         zeros = tf.zeros([n])
         transform = tf.stack([a00, a01, b0, a10, a11, b1, zeros, zeros], axis=1)
-        return keras.ops.image.affine_transform(images, transform, interpolation="bilinear",
-                                                fill_mode="nearest")
+        return keras.ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="nearest")
+
     return augment
 
 
-def indexed_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, scale: float,
-                    augment: Optional[Callable] = None, with_index: bool = True,
-                    weights: Optional[np.ndarray] = None, repeat: bool = False,
-                    cycle: bool = False) -> tf.data.Dataset:
+def indexed_batches(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    seed: int,
+    scale: float,
+    augment: Optional[Callable] = None,
+    with_index: bool = True,
+    weights: Optional[np.ndarray] = None,
+    repeat: bool = False,
+    cycle: bool = False,
+) -> tf.data.Dataset:
     """Shuffled full batches ``(index, images, labels)`` (or ``(images, labels[, weights])``).
 
     Reshuffled every pass with a fixed seed, ``drop_remainder`` so every batch has the same shape (the
@@ -179,6 +208,7 @@ def indexed_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, sc
     ``bl.fit`` would diverge from an uninterrupted run; with ``cycle`` every resume point is exact.
     """
     import tensorflow as tf
+
     n = len(x)
     if batch_size > n:
         raise ValueError(f"batch size {batch_size} is larger than the {n} examples available; lower --batch-size")

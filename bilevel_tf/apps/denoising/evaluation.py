@@ -1,6 +1,7 @@
 """Evaluation for importance learning: batched predictions, the lower level's accuracies during the bilevel
 phase, noise detection, the importance parametrization, accuracy curves (a run's own evaluations, which read its
 ``Setup``, are in :mod:`.run`)."""
+
 from __future__ import annotations
 
 from typing import Dict, Sequence
@@ -15,13 +16,17 @@ class Predictor:
 
     def __init__(self, model: keras.Model, scale: float, batch_size: int = 1000):
         self.model, self.scale, self.batch_size = model, float(scale), int(batch_size)
-        self._predict = tf.function(lambda x: tf.argmax(model(tf.cast(x, tf.float32) * self.scale,
-                                                              training=False), axis=-1, output_type=tf.int32),
-                                    reduce_retracing=True)
+        self._predict = tf.function(
+            lambda x: tf.argmax(
+                model(tf.cast(x, tf.float32) * self.scale, training=False), axis=-1, output_type=tf.int32
+            ),
+            reduce_retracing=True,
+        )
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        out = [self._predict(tf.constant(x[s:s + self.batch_size])).numpy()
-               for s in range(0, len(x), self.batch_size)]
+        out = [
+            self._predict(tf.constant(x[s : s + self.batch_size])).numpy() for s in range(0, len(x), self.batch_size)
+        ]
         return np.concatenate(out) if out else np.zeros(0, np.int32)
 
     def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:

@@ -20,6 +20,7 @@ printed); ``noise_precision`` / ``noise_recall`` from :func:`evaluation.noise_de
 A runner defines a :class:`DenoisingSpec` (its constants and hyperparameter table, in
 :mod:`.config`, which parses the flags without TensorFlow) and calls :func:`run_denoising`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,6 +49,7 @@ _RUNNER_KEYS = ("lr_u", "lr_v", "lr_p", "halve_every", "pretrain_lr", "by_schedu
 #: --upper-optimizer -> the Keras class (registered) name of the importance optimizer
 UPPER_OPTIMIZERS = {"per_example_adam": keras.saving.get_registered_name(PerExampleAdam), "adam": "Adam"}
 
+
 # --------------------------------------------------------------------------------------------- the problem
 class ImportanceLearning:
     """The upper variable (importance logits), the losses, and the in-place epoch renormalisation."""
@@ -70,8 +72,13 @@ class ImportanceLearning:
         return weighted_ce(self.model(x, training=self.training), y)
 
     def problem(self) -> bl.BilevelProblem:
-        return bl.BilevelProblem(self.upper_loss, self.lower_loss, [self.logits], self.model.trainable_variables,
-                                 extra_state={"model": self.model})
+        return bl.BilevelProblem(
+            self.upper_loss,
+            self.lower_loss,
+            [self.logits],
+            self.model.trainable_variables,
+            extra_state={"model": self.model},
+        )
 
     def values(self) -> np.ndarray:
         return importance_of(self.logits.numpy())
@@ -89,13 +96,17 @@ def initial_logits(predicted: np.ndarray, noisy_labels: np.ndarray, init: Tuple[
     return logits_of(a).astype(np.float32)
 
 
-def solver_options(method: str, hp: Dict[str, Any], inner_steps: int, upper_optimizer: str = "per_example_adam",
-                   jit_compile: bool = False) -> Dict[str, Any]:
+def solver_options(
+    method: str,
+    hp: Dict[str, Any],
+    inner_steps: int,
+    upper_optimizer: str = "per_example_adam",
+    jit_compile: bool = False,
+) -> Dict[str, Any]:
     """``bl.make_solver``'s options for ``method`` and one hyperparameter row: the table's, the upper
     optimizer (an ``UPPER_OPTIMIZERS`` name) at ``lr_u``, then the row's solver keywords."""
     upper = {"class_name": UPPER_OPTIMIZERS[upper_optimizer], "config": {"learning_rate": hp["lr_u"]}}
-    options = dict(SOLVER_OPTIONS[method](hp), upper_optimizer=upper, inner_steps=inner_steps,
-                   jit_compile=jit_compile)
+    options = dict(SOLVER_OPTIONS[method](hp), upper_optimizer=upper, inner_steps=inner_steps, jit_compile=jit_compile)
     options.update((k, v) for k, v in hp.items() if k not in _RUNNER_KEYS)
     return options
 
@@ -104,8 +115,13 @@ class EpochEnd(bl.Callback):
     """After every epoch: renormalise the importance in place (outside the compiled step) and halve the
     learning rates every ``halve_every`` epochs (ApproxGrad's schedule)."""
 
-    def __init__(self, task: ImportanceLearning, steps_per_epoch: int, optimizers: Sequence = (),
-                 halve_every: Optional[int] = None):
+    def __init__(
+        self,
+        task: ImportanceLearning,
+        steps_per_epoch: int,
+        optimizers: Sequence = (),
+        halve_every: Optional[int] = None,
+    ):
         self.task, self.steps_per_epoch = task, steps_per_epoch
         self.optimizers, self.halve_every = list(optimizers), halve_every
 
@@ -157,8 +173,13 @@ def _hyperparams(spec: DenoisingSpec, args: argparse.Namespace) -> Dict[str, Any
     return hp
 
 
-def prepare(spec: DenoisingSpec, args: argparse.Namespace, warm_start: bool = True,
-            splits: Optional[data.Splits] = None, strategy: Optional[tf.distribute.Strategy] = None) -> Setup:
+def prepare(
+    spec: DenoisingSpec,
+    args: argparse.Namespace,
+    warm_start: bool = True,
+    splits: Optional[data.Splits] = None,
+    strategy: Optional[tf.distribute.Strategy] = None,
+) -> Setup:
     """Load and corrupt the data, warm-start the classifier and the importance, build the solver (the model,
     the importance and the solver inside ``strategy``'s scope)."""
     splits = load_splits(spec, args) if splits is None else splits
@@ -175,28 +196,61 @@ def _prepare(spec: DenoisingSpec, args: argparse.Namespace, warm_start: bool, sp
     init = np.zeros(len(noisy), np.float32)
     if warm_start:
         warm_steps = spec.pretrain_epochs * data.steps_per_epoch(len(splits.x_val), batch)
-        console.status(args, f"warm start: {warm_steps} steps training the classifier on the {len(splits.x_val)} "
-                             "validation examples")
-        train_classifier(model, splits.x_val, splits.y_val, None, steps=warm_steps,
-                         batch_size=batch, learning_rate=hp.get("pretrain_lr", hp["lr_v"]), scale=splits.scale,
-                         seed=args.seed)
+        console.status(
+            args,
+            f"warm start: {warm_steps} steps training the classifier on the {len(splits.x_val)} validation examples",
+        )
+        train_classifier(
+            model,
+            splits.x_val,
+            splits.y_val,
+            None,
+            steps=warm_steps,
+            batch_size=batch,
+            learning_rate=hp.get("pretrain_lr", hp["lr_v"]),
+            scale=splits.scale,
+            seed=args.seed,
+        )
         init = initial_logits(predictor.predict(splits.x_train), noisy, spec.init_importance)
     task = ImportanceLearning(model, init, training=args.dropout)
-    solver = bl.make_solver(args.method, task.problem(),
-                            **solver_options(args.method, hp, args.inner_steps, args.upper_optimizer, args.jit))
+    solver = bl.make_solver(
+        args.method, task.problem(), **solver_options(args.method, hp, args.inner_steps, args.upper_optimizer, args.jit)
+    )
     augment = None
     if spec.augment is not None and getattr(args, "augment", False):
         augment = data.augmentation(**spec.augment)
-    train_stream = data.indexed_batches(splits.x_train, noisy, batch, args.seed, splits.scale, augment,
-                                        cycle=True)  # cycle: exact resume from a checkpoint
-    val_stream = data.indexed_batches(splits.x_val, splits.y_val, batch, args.seed + 1, splits.scale, augment,
-                                      with_index=False, repeat=True)
-    return Setup(args, spec, splits, noisy, flipped, hp, task, solver, train_stream, val_stream,
-                 data.steps_per_epoch(len(noisy), batch), augment, predictor)
+    train_stream = data.indexed_batches(
+        splits.x_train, noisy, batch, args.seed, splits.scale, augment, cycle=True
+    )  # cycle: exact resume from a checkpoint
+    val_stream = data.indexed_batches(
+        splits.x_val, splits.y_val, batch, args.seed + 1, splits.scale, augment, with_index=False, repeat=True
+    )
+    return Setup(
+        args,
+        spec,
+        splits,
+        noisy,
+        flipped,
+        hp,
+        task,
+        solver,
+        train_stream,
+        val_stream,
+        data.steps_per_epoch(len(noisy), batch),
+        augment,
+        predictor,
+    )
 
 
-def time_upper_iterations(spec: DenoisingSpec, method: str, *, steps: int = 3, dataset: Optional[str] = None,
-                          inner_steps: Optional[int] = None, out: str = "runs/timing") -> Dict[str, float]:
+def time_upper_iterations(
+    spec: DenoisingSpec,
+    method: str,
+    *,
+    steps: int = 3,
+    dataset: Optional[str] = None,
+    inner_steps: Optional[int] = None,
+    out: str = "runs/timing",
+) -> Dict[str, float]:
     """Seconds per upper iteration of ``spec``'s runner at its paper size, on random data of the real shape
     (no warm start, no evaluation): the median of ``steps`` iterations after the first (tracing) one."""
     dataset = dataset or next(iter(spec.datasets))
@@ -208,8 +262,15 @@ def time_upper_iterations(spec: DenoisingSpec, method: str, *, steps: int = 3, d
     setup = prepare(spec, args, warm_start=False)
     train, val = iter(setup.train_stream), iter(setup.val_stream)
     timing = time_steps(  # float() waits for the step to finish
-        lambda ub, lb: {k: float(v) for k, v in setup.solver.step(ub, lb).items()}, steps,
-        inputs=lambda: (next(val), next(train)))
-    return {"seconds_per_upper_iteration": timing["seconds"], "first_step_seconds": timing["first_seconds"],
-            "n_train": len(setup.noisy), "batch_size": args.batch_size, "inner_steps": args.inner_steps,
-            "lower_parameters": int(sum(np.prod(v.shape) for v in setup.task.model.trainable_variables))}
+        lambda ub, lb: {k: float(v) for k, v in setup.solver.step(ub, lb).items()},
+        steps,
+        inputs=lambda: (next(val), next(train)),
+    )
+    return {
+        "seconds_per_upper_iteration": timing["seconds"],
+        "first_step_seconds": timing["first_seconds"],
+        "n_train": len(setup.noisy),
+        "batch_size": args.batch_size,
+        "inner_steps": args.inner_steps,
+        "lower_parameters": int(sum(np.prod(v.shape) for v in setup.task.model.trainable_variables)),
+    }

@@ -11,19 +11,26 @@ in the gradient are updated, with the bias correction of their own update count.
 entry is ``lr * sign(g)``, the scale the original's learning rate (lr_u = 3 on atanh logits) was tuned for.
 Dense gradients update every entry, as plain Adam.
 """
+
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
 
 
-
 @keras.saving.register_keras_serializable(package="bilevel_tf")
 class PerExampleAdam(keras.optimizers.Optimizer):
     """Lazy Adam with per-entry step counts (see the module docstring)."""
 
-    def __init__(self, learning_rate: float = 1e-3, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-7, name: str = "per_example_adam", **kwargs):
+    def __init__(
+        self,
+        learning_rate: float = 1e-3,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        name: str = "per_example_adam",
+        **kwargs,
+    ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
@@ -50,10 +57,12 @@ class PerExampleAdam(keras.optimizers.Optimizer):
             idx = gradient.indices
             # Sum duplicate indices through a dense scatter (static shapes, unlike tf.unique, so XLA compiles
             # it); duplicates then compute and write identical rows.
-            summed = tf.tensor_scatter_nd_add(tf.zeros(tf.shape(variable), dtype), idx[:, None],
-                                              tf.cast(gradient.values, dtype))
-            m_new, v_new, c_new, step = self._moments(tf.gather(m.value, idx), tf.gather(v.value, idx),
-                                                      tf.gather(c.value, idx), tf.gather(summed, idx), lr)
+            summed = tf.tensor_scatter_nd_add(
+                tf.zeros(tf.shape(variable), dtype), idx[:, None], tf.cast(gradient.values, dtype)
+            )
+            m_new, v_new, c_new, step = self._moments(
+                tf.gather(m.value, idx), tf.gather(v.value, idx), tf.gather(c.value, idx), tf.gather(summed, idx), lr
+            )
             shape = tf.shape(variable, out_type=idx.dtype)
             for slot, value in ((m, m_new), (v, v_new), (c, c_new)):
                 self.assign(slot, tf.IndexedSlices(value, idx, shape))

@@ -1,5 +1,6 @@
 """What a few-shot runner needs before TensorFlow loads: its flags (parsed, and ``--help`` answered, at once)
 and the containers its data loader fills. The experiment itself is :mod:`bilevel_tf.apps.few_shot.meta_learning`."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,12 +25,26 @@ def _adam(rate: float) -> Dict:
 #: per method: ``bl.make_solver``'s options from the flags, the original's few-shot settings (Adam everywhere,
 #: T lower steps; Penalty: the original schedule's factors)
 SOLVER_OPTIONS: Dict[str, Callable[[argparse.Namespace], Dict]] = {
-    "penalty": lambda args: dict(upper_optimizer=_adam(args.lr_u), lower_optimizer=_adam(args.lr_v),
-                                 schedule="original", rho=args.rho, lam=args.lam, eps=args.eps, nu=args.nu,
-                                 c_rho=1.1, c_lam=0.9, c_eps=0.9, lr_decay=args.lr_decay),
-    "approxgrad": lambda args: dict(upper_optimizer=_adam(args.lr_u), lower_optimizer=_adam(args.lr_v),
-                                    linear_steps=args.inner_steps, linear_optimizer=_adam(args.lr_p),
-                                    sigma=args.sigma),
+    "penalty": lambda args: dict(
+        upper_optimizer=_adam(args.lr_u),
+        lower_optimizer=_adam(args.lr_v),
+        schedule="original",
+        rho=args.rho,
+        lam=args.lam,
+        eps=args.eps,
+        nu=args.nu,
+        c_rho=1.1,
+        c_lam=0.9,
+        c_eps=0.9,
+        lr_decay=args.lr_decay,
+    ),
+    "approxgrad": lambda args: dict(
+        upper_optimizer=_adam(args.lr_u),
+        lower_optimizer=_adam(args.lr_v),
+        linear_steps=args.inner_steps,
+        linear_optimizer=_adam(args.lr_p),
+        sigma=args.sigma,
+    ),
 }
 #: the methods the runners offer: those of the table above
 METHODS = registry.covered(SOLVER_OPTIONS)
@@ -45,7 +60,7 @@ class Split(NamedTuple):
 
 class FewShotData(NamedTuple):
     train: Split  # meta-train classes
-    test: Split   # meta-test classes (disjoint)
+    test: Split  # meta-test classes (disjoint)
     name: str
 
     @property
@@ -98,57 +113,119 @@ class FewShotDefaults:
     meta_iterations_help: str
 
 
-SMOKE = dict(n_way=5, k_shot=1, query=2, meta_batch=2, meta_iterations=4, inner_steps=2, test_tasks=4,
-             eval_tasks=4, eval_every=2, test_steps=5, checkpoint_every=2)
+SMOKE = dict(
+    n_way=5,
+    k_shot=1,
+    query=2,
+    meta_batch=2,
+    meta_iterations=4,
+    inner_steps=2,
+    test_tasks=4,
+    eval_tasks=4,
+    eval_every=2,
+    test_steps=5,
+    checkpoint_every=2,
+)
 
 
-def build_parser(description: str, defaults: "FewShotDefaults", datasets: Sequence[str],
-                 data_help: Optional[str] = None) -> argparse.ArgumentParser:
+def build_parser(
+    description: str, defaults: "FewShotDefaults", datasets: Sequence[str], data_help: Optional[str] = None
+) -> argparse.ArgumentParser:
     """The shared flags plus the few-shot knobs, their defaults from a runner's :class:`FewShotDefaults`."""
     helps = {"method": "bilevel solver: penalty (Mehra & Hamm) or approxgrad", "data_dir": data_help}
-    p = experiment.parser(description, method="penalty", methods=METHODS, inner_steps=defaults.inner_steps,
-                          helps=helps)
+    p = experiment.parser(description, method="penalty", methods=METHODS, inner_steps=defaults.inner_steps, helps=helps)
     experiment.add_fit_flags(p, strategy=False)  # meta-batches come from Python callables, not split per replica
-    p.add_argument("--dataset", default=datasets[0], choices=list(datasets),
-                   help="data set; 'digits' = scikit-learn's 8x8 digits x 4 rotations (offline demo, 28/12 classes)")
-    p.add_argument("--n-way", type=int, default=defaults.n_way, help="N: classes per task")
-    p.add_argument("--k-shot", type=int, default=defaults.k_shot, help="K: support images per class")
-    p.add_argument("--query", type=int, default=defaults.query, help="query images per class")
-    p.add_argument("--meta-batch", type=int, default=None,
-                   help=f"tasks per meta-iteration (default: {defaults.meta_batch_help})")
-    p.add_argument("--meta-iterations", "--upper-iterations", "--epochs", dest="meta_iterations", type=int,
-                   default=None, help=f"upper iterations K (default: {defaults.meta_iterations_help}); "
-                                      "--epochs: the original code's name")
-    p.add_argument("--lr-u", type=positive_float, default=defaults.lr_u,
-                   help="Adam learning rate of the representation")
-    p.add_argument("--lr-v", type=positive_float, default=defaults.lr_v, help="Adam learning rate of the task heads")
-    p.add_argument("--lr-p", type=positive_float, default=defaults.lr_p,
-                   help="ApproxGrad: Adam rate of the linear solve")
-    p.add_argument("--sigma", type=nonnegative_float, default=defaults.sigma, help="ApproxGrad: Hessian regularizer")
-    p.add_argument("--rho", type=nonnegative_float, default=defaults.rho,
-                   help="Penalty: initial penalty weight (paper gamma_0)")
-    p.add_argument("--lam", type=nonnegative_float, default=defaults.lam, help="Penalty: initial weight of g in h_l")
-    p.add_argument("--eps", type=nonnegative_float, default=defaults.eps, help="Penalty: initial tolerance")
-    p.add_argument("--nu", type=finite_float, default=defaults.nu, help="Penalty: initial multiplier entries")
-    p.add_argument("--lr-decay", type=float_range(0.0, 1.0), default=defaults.lr_decay,
-                   help="Penalty: learning-rate factor when the schedule fires (few-shot original: 0.99)")
-    p.add_argument("--test-tasks", type=int, default=defaults.test_tasks,
-                   help="meta-test tasks for the final accuracy and its 95%% interval")
-    p.add_argument("--eval-tasks", type=int, default=None,
-                   help="tasks per point of the accuracy-vs-time curves, on meta-train and on meta-test classes "
-                        "(default: --test-tasks)")
-    p.add_argument("--eval-every", type=int, default=defaults.eval_every,
-                   help="evaluate the curves every N meta-iterations")
-    p.add_argument("--eval-batch", type=int, default=None,
-                   help="tasks per compiled meta-test call (default: the meta-batch; does not change results)")
-    p.add_argument("--test-steps", type=int, default=defaults.test_steps,
-                   help="Adam steps training each meta-test task's head on its support set")
-    p.add_argument("--test-lr", type=positive_float, default=defaults.test_lr, help="Adam rate of those steps")
+    _add_task_flags(p, defaults, datasets)
+    _add_solver_flags(p, defaults)
+    _add_evaluation_flags(p, defaults)
     return p
 
 
-def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment_name: str,
-          defaults: "FewShotDefaults") -> argparse.Namespace:
+def _add_task_flags(p: argparse.ArgumentParser, defaults: "FewShotDefaults", datasets: Sequence[str]) -> None:
+    """The tasks: their data set, N-way, K-shot, query size, and how many are learned from and for how long."""
+    p.add_argument(
+        "--dataset",
+        default=datasets[0],
+        choices=list(datasets),
+        help="data set; 'digits' = scikit-learn's 8x8 digits x 4 rotations (offline demo, 28/12 classes)",
+    )
+    p.add_argument("--n-way", type=int, default=defaults.n_way, help="N: classes per task")
+    p.add_argument("--k-shot", type=int, default=defaults.k_shot, help="K: support images per class")
+    p.add_argument("--query", type=int, default=defaults.query, help="query images per class")
+    p.add_argument(
+        "--meta-batch", type=int, default=None, help=f"tasks per meta-iteration (default: {defaults.meta_batch_help})"
+    )
+    p.add_argument(
+        "--meta-iterations",
+        "--upper-iterations",
+        "--epochs",
+        dest="meta_iterations",
+        type=int,
+        default=None,
+        help=f"upper iterations K (default: {defaults.meta_iterations_help}); --epochs: the original code's name",
+    )
+
+
+def _add_solver_flags(p: argparse.ArgumentParser, defaults: "FewShotDefaults") -> None:
+    """The learning rates and the ApproxGrad and Penalty constants."""
+    p.add_argument(
+        "--lr-u", type=positive_float, default=defaults.lr_u, help="Adam learning rate of the representation"
+    )
+    p.add_argument("--lr-v", type=positive_float, default=defaults.lr_v, help="Adam learning rate of the task heads")
+    p.add_argument(
+        "--lr-p", type=positive_float, default=defaults.lr_p, help="ApproxGrad: Adam rate of the linear solve"
+    )
+    p.add_argument("--sigma", type=nonnegative_float, default=defaults.sigma, help="ApproxGrad: Hessian regularizer")
+    p.add_argument(
+        "--rho", type=nonnegative_float, default=defaults.rho, help="Penalty: initial penalty weight (paper gamma_0)"
+    )
+    p.add_argument("--lam", type=nonnegative_float, default=defaults.lam, help="Penalty: initial weight of g in h_l")
+    p.add_argument("--eps", type=nonnegative_float, default=defaults.eps, help="Penalty: initial tolerance")
+    p.add_argument("--nu", type=finite_float, default=defaults.nu, help="Penalty: initial multiplier entries")
+    p.add_argument(
+        "--lr-decay",
+        type=float_range(0.0, 1.0),
+        default=defaults.lr_decay,
+        help="Penalty: learning-rate factor when the schedule fires (few-shot original: 0.99)",
+    )
+
+
+def _add_evaluation_flags(p: argparse.ArgumentParser, defaults: "FewShotDefaults") -> None:
+    """The meta-test: how many tasks, how often, and how each task's head is trained."""
+    p.add_argument(
+        "--test-tasks",
+        type=int,
+        default=defaults.test_tasks,
+        help="meta-test tasks for the final accuracy and its 95%% interval",
+    )
+    p.add_argument(
+        "--eval-tasks",
+        type=int,
+        default=None,
+        help="tasks per point of the accuracy-vs-time curves, on meta-train and on meta-test classes "
+        "(default: --test-tasks)",
+    )
+    p.add_argument(
+        "--eval-every", type=int, default=defaults.eval_every, help="evaluate the curves every N meta-iterations"
+    )
+    p.add_argument(
+        "--eval-batch",
+        type=int,
+        default=None,
+        help="tasks per compiled meta-test call (default: the meta-batch; does not change results)",
+    )
+    p.add_argument(
+        "--test-steps",
+        type=int,
+        default=defaults.test_steps,
+        help="Adam steps training each meta-test task's head on its support set",
+    )
+    p.add_argument("--test-lr", type=positive_float, default=defaults.test_lr, help="Adam rate of those steps")
+
+
+def parse(
+    p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment_name: str, defaults: "FewShotDefaults"
+) -> argparse.Namespace:
     """Parse and resolve the N-dependent defaults. ``--smoke`` sets the tiny sizes of :data:`SMOKE` for every knob
     not given as a flag, and names each value it replaces in one line (N and K edited in the constants block
     included)."""
@@ -162,8 +239,18 @@ def parse(p: argparse.ArgumentParser, argv: Optional[Sequence[str]], experiment_
                 setattr(args, name, value)
         console.report_overrides(_resolve(args, defaults), before, "--smoke", names=SMOKE)
     _resolve(args, defaults)
-    for name in ("n_way", "k_shot", "query", "meta_batch", "meta_iterations", "test_tasks", "eval_tasks", "eval_every",
-                 "eval_batch", "test_steps"):
+    for name in (
+        "n_way",
+        "k_shot",
+        "query",
+        "meta_batch",
+        "meta_iterations",
+        "test_tasks",
+        "eval_tasks",
+        "eval_every",
+        "eval_batch",
+        "test_steps",
+    ):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     return args
@@ -186,16 +273,21 @@ def sampler(data: FewShotData, which: str, args: argparse.Namespace) -> EpisodeS
     """Tasks of the meta-``which`` classes; a data set too small for N-way K-shot tasks is a usage error."""
     split = data.train if which == "train" else data.test
     if args.n_way > len(split.classes):
-        raise experiment.UsageError(f"--n-way {args.n_way} is larger than the {len(split.classes)} meta-{which} "
-                                    f"classes of the {data.name} data set")
+        raise experiment.UsageError(
+            f"--n-way {args.n_way} is larger than the {len(split.classes)} meta-{which} "
+            f"classes of the {data.name} data set"
+        )
     present, counts = np.unique(split.labels, return_counts=True)
     smallest = int(counts[np.isin(present, split.classes)].min(initial=len(split.labels)))
     if args.k_shot + args.query > smallest:
-        raise experiment.UsageError(f"--k-shot {args.k_shot} + --query {args.query} = {args.k_shot + args.query} "
-                                    f"images per class, but the smallest meta-{which} class of the {data.name} "
-                                    f"data set has {smallest}; expected at most {smallest}")
-    return EpisodeSampler(split.images, split.labels, split.classes, args.n_way, args.k_shot, args.query,
-                          seed=args.seed)
+        raise experiment.UsageError(
+            f"--k-shot {args.k_shot} + --query {args.query} = {args.k_shot + args.query} "
+            f"images per class, but the smallest meta-{which} class of the {data.name} "
+            f"data set has {smallest}; expected at most {smallest}"
+        )
+    return EpisodeSampler(
+        split.images, split.labels, split.classes, args.n_way, args.k_shot, args.query, seed=args.seed
+    )
 
 
 def run(args: argparse.Namespace, data: FewShotData, make_encoder: Callable[[Tuple[int, ...]], Any]) -> Dict:
@@ -207,6 +299,7 @@ def run(args: argparse.Namespace, data: FewShotData, make_encoder: Callable[[Tup
 
     def in_folder(run: run_folder.Run) -> Dict:
         from .meta_learning import run_in_folder  # TensorFlow loads here, after the folder's checks
+
         return run_in_folder(args, data, make_encoder, train_sampler, test_sampler, run)
 
     return run_folder.Run.once(args, in_folder, data=fingerprint)

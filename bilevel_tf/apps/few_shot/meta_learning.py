@@ -18,18 +18,19 @@ whole meta-batch (a statistics group per task) instead of 2 x meta-batch encoder
 The runners ``few_shot/omniglot/...`` and ``few_shot/miniimagenet/...`` hold the paper's constants and data
 loading; everything else (flags, problem, solver, evaluation, the driver) lives here.
 """
+
 from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf.runner import console, experiment, plots, run_folder, tensorboard_logs
+from bilevel_tf.runner import console, experiment, plots, results_file, run_folder, tensorboard_logs
 from bilevel_tf.paper import cells
 from bilevel_tf.core import precision
 from bilevel_tf.runner.timing import time_steps
@@ -65,8 +66,9 @@ class EpisodeSource:
         return self.episode(step)[2:]
 
 
-def random_episode(image_shape: Sequence[int], n_way: int, k_shot: int, n_query: int, meta_batch: int,
-                   seed: int = 0) -> Tuple[tf.Tensor, ...]:
+def random_episode(
+    image_shape: Sequence[int], n_way: int, k_shot: int, n_query: int, meta_batch: int, seed: int = 0
+) -> Tuple[tf.Tensor, ...]:
     """A meta-batch of random images and labels with the real shapes (for timing)."""
     rng = np.random.default_rng(seed)
 
@@ -85,8 +87,7 @@ class FewShotModel:
     def __init__(self, encoder: keras.Model, n_way: int, meta_batch: int, seed: Optional[int] = None):
         self.encoder, self.n_way, self.meta_batch = encoder, int(n_way), int(meta_batch)
         self.feature_dim = int(encoder.output_shape[-1])
-        self.head = CosineClassifier(self.n_way, num_tasks=self.meta_batch, feature_dim=self.feature_dim,
-                                     seed=seed)
+        self.head = CosineClassifier(self.n_way, num_tasks=self.meta_batch, feature_dim=self.feature_dim, seed=seed)
         self.seed = 0 if seed is None else int(seed)
         self.head_resets = tf.Variable(0, dtype=tf.int64, trainable=False, name="head_resets")
         self._taskwise: Dict[int, keras.Model] = {}
@@ -120,10 +121,14 @@ class FewShotModel:
 
     def problem(self) -> bl.BilevelProblem:
         """f = query loss (upper batch), g = support loss (lower batch); heads reset before every iteration."""
-        return bl.BilevelProblem(upper_loss=self.loss, lower_loss=self.loss,
-                                 upper_vars=self.encoder.trainable_variables,
-                                 lower_vars=[self.head.W, self.head.b], lower_init=self.reset_heads,
-                                 extra_state={"encoder": self.encoder, "head_resets": self.head_resets})
+        return bl.BilevelProblem(
+            upper_loss=self.loss,
+            lower_loss=self.loss,
+            upper_vars=self.encoder.trainable_variables,
+            lower_vars=[self.head.W, self.head.b],
+            lower_init=self.reset_heads,
+            extra_state={"encoder": self.encoder, "head_resets": self.head_resets},
+        )
 
 
 def mean_cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
@@ -137,8 +142,7 @@ class MetaTester:
     support set, accuracy on its queries. One compiled call handles ``tasks_per_call`` tasks (features are
     computed once since the representation is frozen; the head updates run in a graph loop)."""
 
-    def __init__(self, model: FewShotModel, tasks_per_call: int, steps: int = 100,
-                 learning_rate: float = 1e-3):
+    def __init__(self, model: FewShotModel, tasks_per_call: int, steps: int = 100, learning_rate: float = 1e-3):
         self.model, self.tasks_per_call = model, int(tasks_per_call)
         self.steps, self.learning_rate = int(steps), float(learning_rate)
         model.taskwise(self.tasks_per_call)  # build outside the tf.function
@@ -148,8 +152,10 @@ class MetaTester:
         head = self.model.head
         support, query = self.model.features(support_x), self.model.features(query_x)
         tasks, d, n_way = int(support.shape[0]), self.model.feature_dim, self.model.n_way
-        params = [tf.random.stateless_normal([tasks, d, n_way], seed, stddev=head.w_stddev),
-                  tf.fill([tasks, n_way], tf.constant(head.b_init, tf.float32))]
+        params = [
+            tf.random.stateless_normal([tasks, d, n_way], seed, stddev=head.w_stddev),
+            tf.fill([tasks, n_way], tf.constant(head.b_init, tf.float32)),
+        ]
         m = [tf.zeros_like(p) for p in params]
         v = list(m)
         for step in tf.range(1, self.steps + 1):
@@ -171,8 +177,16 @@ class MetaTester:
         return np.concatenate(out)[:n_tasks]
 
 
-def adam_update(params: List[tf.Tensor], grads: List[tf.Tensor], m: List[tf.Tensor], v: List[tf.Tensor],
-                step: tf.Tensor, learning_rate: float, beta1: float = 0.9, beta2: float = 0.999):
+def adam_update(
+    params: List[tf.Tensor],
+    grads: List[tf.Tensor],
+    m: List[tf.Tensor],
+    v: List[tf.Tensor],
+    step: tf.Tensor,
+    learning_rate: float,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+):
     """One Adam update (tf.train.AdamOptimizer's form) on plain tensors -> (params, m, v): a head trained in a
     graph loop needs no variables or optimizer slots to reset between task batches.
 
@@ -184,7 +198,7 @@ def adam_update(params: List[tf.Tensor], grads: List[tf.Tensor], m: List[tf.Tens
     bit-identical. (Its bias correction and epsilon placement are the same as here; ``tests/test_few_shot_app.py``
     checks that the two agree to rounding.)"""
     step = tf.cast(step, tf.float32)
-    rate = learning_rate * tf.sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step)
+    rate = learning_rate * tf.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
     m = [beta1 * a + (1.0 - beta1) * g for a, g in zip(m, grads)]
     v = [beta2 * a + (1.0 - beta2) * tf.square(g) for a, g in zip(v, grads)]
     return [p - rate * a / (tf.sqrt(b) + ADAM_EPSILON) for p, a, b in zip(params, m, v)], m, v
@@ -203,21 +217,36 @@ def solver_options(args: argparse.Namespace) -> Dict:
     return dict(SOLVER_OPTIONS[args.method](args), inner_steps=args.inner_steps, jit_compile=args.jit)
 
 
-def seconds_per_upper_iteration(model: FewShotModel, args: argparse.Namespace, k_shot: int, n_query: int,
-                                image_shape: Sequence[int], repeats: int = 3) -> Dict[str, float]:
+def seconds_per_upper_iteration(
+    model: FewShotModel,
+    args: argparse.Namespace,
+    k_shot: int,
+    n_query: int,
+    image_shape: Sequence[int],
+    repeats: int = 3,
+) -> Dict[str, float]:
     """Timing of upper iterations on random data of the given shapes: median wall-clock and process CPU seconds
     of ``repeats`` iterations after the first call, and the first call (tracing + one iteration). CPU seconds
     are the steadier figure on a shared machine."""
     solver = bl.make_solver(args.method, model.problem(), **solver_options(args))
     sx, sy, qx, qy = random_episode(image_shape, model.n_way, k_shot, n_query, model.meta_batch)
     timing = time_steps(lambda: float(solver.step((qx, qy), (sx, sy))["upper_loss"]), repeats)
-    return {"seconds": timing["seconds"], "cpu_seconds": timing["cpu_seconds"],
-            "first_call_seconds": timing["first_seconds"]}
+    return {
+        "seconds": timing["seconds"],
+        "cpu_seconds": timing["cpu_seconds"],
+        "first_call_seconds": timing["first_seconds"],
+    }
 
 
 # ---------------------------------------------------------------------------------------------- driver
-def run_in_folder(args: argparse.Namespace, data: FewShotData, make_encoder: Callable[[Tuple[int, ...]], keras.Model],
-                  train_sampler: EpisodeSampler, test_sampler: EpisodeSampler, run: run_folder.Run) -> Dict:
+def run_in_folder(
+    args: argparse.Namespace,
+    data: FewShotData,
+    make_encoder: Callable[[Tuple[int, ...]], keras.Model],
+    train_sampler: EpisodeSampler,
+    test_sampler: EpisodeSampler,
+    run: run_folder.Run,
+) -> Dict:
     """Meta-train with the chosen solver in the open run folder (:func:`.config.run` opens it), evaluate
     as the paper, write results.json and the accuracy curves. Returns the metrics."""
     encoder = make_encoder(data.image_shape)
@@ -225,51 +254,105 @@ def run_in_folder(args: argparse.Namespace, data: FewShotData, make_encoder: Cal
     solver = bl.make_solver(args.method, model.problem(), **solver_options(args))
     tester = MetaTester(model, args.eval_batch, args.test_steps, args.test_lr)
     source = EpisodeSource(sampler(data, "train", args), args.meta_batch, args.seed)
-    # Fixed task streams: every curve point and the final test see the same tasks and head initialisations.
-    train_seed, test_seed = args.seed + 1, args.seed + 2
-    cache: Dict[Tuple, np.ndarray] = {}
-
-    def accuracies(which: str, n_tasks: int) -> np.ndarray:
-        key = (which, n_tasks, int(solver.iterations.numpy()))
-        if key not in cache:
-            sampler, seed = (train_sampler, train_seed) if which == "train" else (test_sampler, test_seed)
-            cache[key] = tester.accuracies(sampler, n_tasks, seed)
-        return cache[key]
-
-    console.status(args, f"evaluating the untrained representation on {args.test_tasks} meta-test tasks "
-                         f"({args.n_way}-way {args.k_shot}-shot, {args.test_steps} steps each)")
+    accuracies = _FixedTaskAccuracies(
+        tester, solver, {"train": (train_sampler, args.seed + 1), "test": (test_sampler, args.seed + 2)}
+    )
+    console.status(
+        args,
+        f"evaluating the untrained representation on {args.test_tasks} meta-test tasks "
+        f"({args.n_way}-way {args.k_shot}-shot, {args.test_steps} steps each)",
+    )
     untrained = summarize(accuracies("test", args.test_tasks))
     start = [summarize(accuracies(w, args.eval_tasks))[0] for w in ("train", "test")]
 
-    def evaluate() -> Dict[str, float]:
-        return {"meta_train_test_accuracy": summarize(accuracies("train", args.eval_tasks))[0],
-                "meta_test_test_accuracy": summarize(accuracies("test", args.eval_tasks))[0]}
-
-    history = bl.fit(solver, source.query, source.support, steps=args.meta_iterations,
-                     steps_per_execution=args.steps_per_execution,
-                     checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
-                     checkpoint_every=args.checkpoint_every, callbacks=[bl.Evaluate(evaluate, args.eval_every)],
-                     verbose=args.verbose, log_every=math.gcd(args.eval_every, 10), config=run.config,
-                     tensorboard_dir=tensorboard_logs.log_dir(args))
+    history = bl.fit(
+        solver,
+        source.query,
+        source.support,
+        steps=args.meta_iterations,
+        steps_per_execution=args.steps_per_execution,
+        checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
+        checkpoint_every=args.checkpoint_every,
+        callbacks=[bl.Evaluate(lambda: accuracies.curve_point(args.eval_tasks), args.eval_every)],
+        verbose=args.verbose,
+        log_every=math.gcd(args.eval_every, 10),
+        config=run.config,
+        tensorboard_dir=tensorboard_logs.log_dir(args),
+    )
     console.status(args, f"meta-testing on {args.test_tasks} tasks of meta-train and of meta-test classes")
+    metrics = _meta_test_metrics(args, accuracies, untrained, solver)
+    _plot_curves(args, data.name, history, start)
+    encoder.save_weights(experiment.output_path(args, "representation.weights.h5"))
+    results_file.write_results(
+        args,
+        metrics=metrics,
+        history=history,
+        dataset=data.name,
+        paper=cells.paper_entry(args, data.name),
+        solver=solver,
+        seconds_per_upper_iteration=history.seconds_per_step,
+        summary_keys=["test_accuracy", "test_accuracy_ci95", "untrained_test_accuracy"],
+        setting=f"{args.n_way}-way {args.k_shot}-shot",
+    )
+    return metrics
+
+
+class _FixedTaskAccuracies:
+    """Query accuracies on fixed task streams, one per split ("train", "test") with its own seed: every curve
+    point and the final test see the same tasks and head initialisations. Computed once per upper iteration."""
+
+    def __init__(self, tester: MetaTester, solver: Any, streams: Dict[str, Tuple[EpisodeSampler, int]]):
+        self._tester, self._solver, self._streams = tester, solver, streams
+        self._cache: Dict[Tuple, np.ndarray] = {}
+
+    def __call__(self, which: str, n_tasks: int) -> np.ndarray:
+        key = (which, n_tasks, int(self._solver.iterations.numpy()))
+        if key not in self._cache:
+            sampler, seed = self._streams[which]
+            self._cache[key] = self._tester.accuracies(sampler, n_tasks, seed)
+        return self._cache[key]
+
+    def curve_point(self, n_tasks: int) -> Dict[str, float]:
+        """A point of the accuracy-vs-time curves: mean query accuracy on meta-train and on meta-test classes."""
+        return {
+            "meta_train_test_accuracy": summarize(self("train", n_tasks))[0],
+            "meta_test_test_accuracy": summarize(self("test", n_tasks))[0],
+        }
+
+
+def _meta_test_metrics(
+    args: argparse.Namespace, accuracies: _FixedTaskAccuracies, untrained: Tuple[float, float], solver: Any
+) -> Dict:
+    """The paper's numbers: mean query accuracy and its 95% interval on meta-test and on meta-train classes, and
+    before training."""
     test_acc, test_ci = summarize(accuracies("test", args.test_tasks))
     train_acc, train_ci = summarize(accuracies("train", args.test_tasks))
-    metrics = {"test_accuracy": test_acc, "test_accuracy_ci95": test_ci,
-               "meta_train_test_accuracy": train_acc, "meta_train_test_accuracy_ci95": train_ci,
-               "untrained_test_accuracy": untrained[0], "untrained_test_accuracy_ci95": untrained[1],
-               "test_tasks": args.test_tasks, "meta_iterations": int(solver.iterations.numpy())}
-    # training seconds: fit's clock (continued across resumes) minus the evaluations' share
-    points = [(0.0, *start)] + [(h["seconds"] - h["eval_seconds"], h["meta_train_test_accuracy"],
-                                 h["meta_test_test_accuracy"]) for h in history if "eval_seconds" in h]
-    t, tr, te = (list(c) for c in zip(*points))
-    plots.plot_curves(experiment.output_path(args, "accuracy_vs_time.png"),
-                           {"meta-train-test": (t, tr), "meta-test-test": (t, te)},
-                           xlabel="wall-clock seconds (training only)", ylabel="query accuracy",
-                           title=f"{data.name} {args.n_way}-way {args.k_shot}-shot, {args.method}")
-    encoder.save_weights(experiment.output_path(args, "representation.weights.h5"))
-    experiment.write_results(args, metrics=metrics, history=history, dataset=data.name,
-                             paper=cells.paper_entry(args, data.name), solver=solver,
-                             seconds_per_upper_iteration=history.seconds_per_step,
-                             summary_keys=["test_accuracy", "test_accuracy_ci95", "untrained_test_accuracy"],
-                             setting=f"{args.n_way}-way {args.k_shot}-shot")
+    metrics = {
+        "test_accuracy": test_acc,
+        "test_accuracy_ci95": test_ci,
+        "meta_train_test_accuracy": train_acc,
+        "meta_train_test_accuracy_ci95": train_ci,
+        "untrained_test_accuracy": untrained[0],
+        "untrained_test_accuracy_ci95": untrained[1],
+        "test_tasks": args.test_tasks,
+        "meta_iterations": int(solver.iterations.numpy()),
+    }
     return metrics
+
+
+def _plot_curves(args: argparse.Namespace, data_name: str, history: Any, start: Sequence[float]) -> None:
+    """accuracy_vs_time.png: query accuracy on meta-train and meta-test classes against training seconds."""
+    # training seconds: fit's clock (continued across resumes) minus the evaluations' share
+    points = [(0.0, *start)] + [
+        (h["seconds"] - h["eval_seconds"], h["meta_train_test_accuracy"], h["meta_test_test_accuracy"])
+        for h in history
+        if "eval_seconds" in h
+    ]
+    t, tr, te = (list(c) for c in zip(*points))
+    plots.plot_curves(
+        experiment.output_path(args, "accuracy_vs_time.png"),
+        {"meta-train-test": (t, tr), "meta-test-test": (t, te)},
+        xlabel="wall-clock seconds (training only)",
+        ylabel="query accuracy",
+        title=f"{data_name} {args.n_way}-way {args.k_shot}-shot, {args.method}",
+    )

@@ -25,28 +25,66 @@ The package's modules, one concern each: ``config`` (the runners' constants bloc
 TensorFlow; also the attacks' table of solver options), ``data`` (MNIST/digits splits and poison start points),
 ``trainer`` (the losses; the classifier trainer is ``apps.classifier``'s), ``solver`` (the attacks' solver
 options from the table), ``augmentation`` (the data-augmentation attacks), ``features`` (the InceptionV3 feature
-map and feature files) and ``clean_label`` (the clean-label attack, its baselines and reports); ``runs``
-checks the data and opens the run folder before either attack loads TensorFlow.
+map and feature files), ``clean_label`` (the clean-label attack and its baselines) and ``clean_label_report``
+(its success curves, figures and results); ``runs`` checks the data and opens the run folder before either
+attack loads TensorFlow.
 """
+
 import importlib
 from typing import Any
 
 #: submodule -> the public names it defines; ``poisoning.X`` imports the submodule on first use, so a runner
 #: that only parses its flags (``config``, ``data``) never loads TensorFlow
 _EXPORTS = {
-    "config": ("METHODS", "SOLVER_OPTIONS", "AttackDefaults", "CleanLabelDefaults", "FEATURES_FILE", "SMOKE_IMAGES",
-               "add_attack_flags",
-               "add_clean_label_flags", "add_network_flags", "add_solver_flags", "resolve_attack_args",
-               "resolve_clean_label_args"),
-    "data": ("DATASETS", "PoisonData", "balanced_subset", "load_flat_images", "targeted_data",
-             "untargeted_data", "wrong_labels"),
+    "config": (
+        "METHODS",
+        "SOLVER_OPTIONS",
+        "AttackDefaults",
+        "CleanLabelDefaults",
+        "FEATURES_FILE",
+        "SMOKE_IMAGES",
+        "add_attack_flags",
+        "add_clean_label_flags",
+        "add_network_flags",
+        "add_solver_flags",
+        "resolve_attack_args",
+        "resolve_clean_label_args",
+    ),
+    "data": (
+        "DATASETS",
+        "PoisonData",
+        "balanced_subset",
+        "load_flat_images",
+        "targeted_data",
+        "untargeted_data",
+        "wrong_labels",
+    ),
     "augmentation": ("data_augmentation_problem", "plot_poison_rows"),
-    "clean_label": ("CleanLabelAttack", "FeatureCollision", "append_jsonl", "clean_label_metrics",
-                    "closest_other_class", "pgd_evasion_radius", "plot_clean_label", "poison_projection",
-                    "read_jsonl", "smallest_flipping_radius", "success_curve", "to_unit_range"),
+    "clean_label": (
+        "CleanLabelAttack",
+        "FeatureCollision",
+        "append_jsonl",
+        "closest_other_class",
+        "pgd_evasion_radius",
+        "poison_projection",
+        "read_jsonl",
+        "smallest_flipping_radius",
+    ),
+    "clean_label_report": (
+        "clean_label_metrics",
+        "plot_clean_label",
+        "success_curve",
+        "to_unit_range",
+        "write_clean_label_outputs",
+    ),
     "features": ("FeatureMap", "check_features_match", "feature_network"),
-    "runs": ("run_data_augmentation_attack", "run_clean_label_attack", "clean_label_paths", "smoke_subset",
-             "write_smoke_dogfish"),
+    "runs": (
+        "run_data_augmentation_attack",
+        "run_clean_label_attack",
+        "clean_label_paths",
+        "smoke_subset",
+        "write_smoke_dogfish",
+    ),
     "solver": ("attack_solver_options", "halve_learning_rates"),
     "trainer": ("cross_entropy", "regularized_loss"),
 }

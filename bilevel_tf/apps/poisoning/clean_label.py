@@ -1,4 +1,5 @@
 """The clean-label attack: the constrained bilevel poison, the feature-collision baseline, PGD, the driver."""
+
 from __future__ import annotations
 
 import json
@@ -11,16 +12,17 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
-from bilevel_tf.runner import experiment, plots, run_folder, tensorboard_logs
-from bilevel_tf.paper import cells
+from bilevel_tf.runner import experiment, run_folder
 
 from .features import FeatureMap, check_features_match, feature_network
+from .clean_label_report import clean_label_metrics, write_clean_label_outputs
 from .runs import CleanLabelInputs
 from .solver import attack_solver_options
 from bilevel_tf.models import softmax_layer
 
 from ..classifier import ClassifierTrainer
 from .trainer import cross_entropy
+
 
 def poison_projection(center, radius, clip: Tuple[float, float] = (-1.0, 1.0)) -> Callable:
     """u -> the nearest point of the L2 ball of radius ``radius`` around ``center`` (per image, cleverhans'
@@ -30,6 +32,7 @@ def poison_projection(center, radius, clip: Tuple[float, float] = (-1.0, 1.0)) -
 
     def project(values):
         return [tf.clip_by_value(center + clip_eta(v - center, 2, radius), clip[0], clip[1]) for v in values]
+
     return project
 
 
@@ -37,10 +40,27 @@ class CleanLabelAttack:
     """The paper's constrained bilevel clean-label attack on one (target, base) pair at a time. Targets,
     bases and radii live in variables, so one compiled solver serves every pair and radius."""
 
-    def __init__(self, feature_map: FeatureMap, trainer: ClassifierTrainer, train_features: np.ndarray,
-                 train_labels: np.ndarray, image_shape: Sequence[int], *, method: str, lr_u: float, lr_v: float,
-                 lr_p: Optional[float], inner_steps: int, rho: float, lam: float, eps: float, nu: float,
-                 sigma: float, beta: float, jit_compile: bool = False):
+    def __init__(
+        self,
+        feature_map: FeatureMap,
+        trainer: ClassifierTrainer,
+        train_features: np.ndarray,
+        train_labels: np.ndarray,
+        image_shape: Sequence[int],
+        *,
+        method: str,
+        lr_u: float,
+        lr_v: float,
+        lr_p: Optional[float],
+        inner_steps: int,
+        rho: float,
+        lam: float,
+        eps: float,
+        nu: float,
+        sigma: float,
+        beta: float,
+        jit_compile: bool = False,
+    ):
         self.trainer = trainer
         dim = train_features.shape[1]
         shape = (1, *image_shape)
@@ -54,7 +74,30 @@ class CleanLabelAttack:
         self.train_features = tf.constant(train_features, tf.float32)
         self.train_labels = tf.constant(train_labels, tf.int64)
         self.num_classes = int(trainer.model.output_shape[-1])
-        classifier = trainer.model
+        problem = self._problem(feature_map, beta)
+        self.solver = bl.make_solver(
+            method,
+            problem,
+            **attack_solver_options(
+                method,
+                lr_u=lr_u,
+                lr_v=lr_v,
+                lr_p=lr_p,
+                inner_steps=inner_steps,
+                rho=rho,
+                lam=lam,
+                eps=eps,
+                nu=nu,
+                sigma=sigma,
+                jit_compile=jit_compile,
+            ),
+        )
+        self.seconds: List[float] = []  # per upper iteration, one entry per craft() call
+
+    def _problem(self, feature_map: FeatureMap, beta: float) -> bl.BilevelProblem:
+        """g: the softmax layer's loss on the training set plus the poison (its features cached per upper
+        iteration); f: the target's loss at a wrong label plus the feature collision ||r(u) - r(t)||^2."""
+        classifier = self.trainer.model
 
         def refresh_features():
             self._u_features.assign(feature_map.features(self.u))
@@ -73,13 +116,14 @@ class CleanLabelAttack:
                 loss += beta * tf.reduce_sum(tf.square(self.u - self.base))
             return loss
 
-        problem = bl.BilevelProblem(upper_loss, lower_loss, [self.u], trainer.variables,
-                                    upper_constraint=poison_projection(self.base, self.radius),
-                                    lower_init=refresh_features)
-        self.solver = bl.make_solver(method, problem, **attack_solver_options(
-            method, lr_u=lr_u, lr_v=lr_v, lr_p=lr_p, inner_steps=inner_steps, rho=rho, lam=lam, eps=eps, nu=nu,
-            sigma=sigma, jit_compile=jit_compile))
-        self.seconds: List[float] = []   # per upper iteration, one entry per craft() call
+        return bl.BilevelProblem(
+            upper_loss,
+            lower_loss,
+            [self.u],
+            self.trainer.variables,
+            upper_constraint=poison_projection(self.base, self.radius),
+            lower_init=refresh_features,
+        )
 
     def set_pair(self, base_image: np.ndarray, base_label: int, target_feature: np.ndarray, target_label: int) -> None:
         self.base.assign(base_image[None])
@@ -122,12 +166,20 @@ class FeatureCollision:
         return x
 
     def craft(self, base_image: np.ndarray, target_feature: np.ndarray, radius: float, steps: int) -> np.ndarray:
-        return self._run(tf.constant(base_image[None]), tf.constant(target_feature[None]),
-                         tf.constant(radius, tf.float32), tf.constant(steps)).numpy()[0]
+        return self._run(
+            tf.constant(base_image[None]),
+            tf.constant(target_feature[None]),
+            tf.constant(radius, tf.float32),
+            tf.constant(steps),
+        ).numpy()[0]
 
 
-def smallest_flipping_radius(craft: Callable[[float], np.ndarray], flips: Callable[[np.ndarray], bool],
-                             base_image: np.ndarray, radii: Sequence[float]) -> Dict[str, Any]:
+def smallest_flipping_radius(
+    craft: Callable[[float], np.ndarray],
+    flips: Callable[[np.ndarray], bool],
+    base_image: np.ndarray,
+    radii: Sequence[float],
+) -> Dict[str, Any]:
     """Try the radii in increasing order; stop at the first poison that flips the target. Returns the
     radius found (None if none), the L2 distortion of every poison tried and the last poison."""
     distortions: Dict[str, float] = {}
@@ -140,24 +192,9 @@ def smallest_flipping_radius(craft: Callable[[float], np.ndarray], flips: Callab
     return dict(radius=None, distortions=distortions, poison=poison)
 
 
-def success_curve(records: Sequence[Mapping[str, Any]], radii: Sequence[float]) -> Dict[str, List[float]]:
-    """Paper figure 3: for each budget R, the fraction of targets flipped with a radius <= R and the average
-    L2 distortion of the poisons used (the first flipping one, or the one at the largest radius <= R)."""
-    radii = sorted(radii)
-    rates, distortions = [], []
-    for budget in radii:
-        flipped, used = [], []
-        for rec in records:
-            tried = sorted((float(r), d) for r, d in rec["distortions"].items() if float(r) <= budget)
-            flipped.append(rec["radius"] is not None and rec["radius"] <= budget)
-            used.append(tried[-1][1] if tried else 0.0)
-        rates.append(float(np.mean(flipped)) if records else float("nan"))
-        distortions.append(float(np.mean(used)) if records else float("nan"))
-    return dict(radius=[float(r) for r in radii], success_rate=rates, average_distortion=distortions)
-
-
-def pgd_evasion_radius(model_fn: Callable, image: np.ndarray, label: int, radii: Sequence[float],
-                       steps: int) -> Optional[float]:
+def pgd_evasion_radius(
+    model_fn: Callable, image: np.ndarray, label: int, radii: Sequence[float], steps: int
+) -> Optional[float]:
     """Test-time reference: the smallest radius at which cleverhans' L2 PGD on the target itself (through the
     clean classifier) changes its prediction. ``model_fn`` must be the same object on every call (cleverhans
     compiles its gradient per model function)."""
@@ -165,15 +202,24 @@ def pgd_evasion_radius(model_fn: Callable, image: np.ndarray, label: int, radii:
 
     x, y = tf.constant(image[None], tf.float32), tf.constant([label], tf.int64)
     for radius in sorted(radii):
-        adv = projected_gradient_descent(model_fn, x, float(radius), min(float(radius), 2.5 * radius / steps), steps,
-                                         2, clip_min=-1.0, clip_max=1.0, y=y, sanity_checks=False)
+        adv = projected_gradient_descent(
+            model_fn,
+            x,
+            float(radius),
+            min(float(radius), 2.5 * radius / steps),
+            steps,
+            2,
+            clip_min=-1.0,
+            clip_max=1.0,
+            y=y,
+            sanity_checks=False,
+        )
         if int(tf.argmax(model_fn(adv), axis=-1)[0]) != label:
             return float(radius)
     return None
 
 
-def closest_other_class(features: np.ndarray, labels: np.ndarray, target_feature: np.ndarray,
-                        target_label: int) -> int:
+def closest_other_class(features: np.ndarray, labels: np.ndarray, target_feature: np.ndarray, target_label: int) -> int:
     """The base: the training point nearest to the target in feature space among the other classes."""
     dist = np.linalg.norm(features - target_feature[None], axis=1)
     dist[labels == target_label] = np.inf
@@ -194,13 +240,9 @@ def append_jsonl(path: str, record: Mapping[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def to_unit_range(images: np.ndarray) -> np.ndarray:
-    """[-1, 1] Inception pixels -> [0, 1] for figures (the original saved (x + 1) / 2)."""
-    return np.clip((np.asarray(images) + 1.0) / 2.0, 0.0, 1.0)
-
-
-def attack_in_folder(args, run: run_folder.Run, inputs: "CleanLabelInputs",
-                     network: Optional[FeatureMap] = None) -> Dict[str, Any]:
+def attack_in_folder(
+    args, run: run_folder.Run, inputs: "CleanLabelInputs", network: Optional[FeatureMap] = None
+) -> Dict[str, Any]:
     """For each correctly classified test target: the base (closest training feature of the other class),
     the smallest radius at which the bilevel poison flips the retrained softmax layer, the same for the
     feature-collision baseline and for a test-time PGD reference, in the open run folder
@@ -215,23 +257,15 @@ def attack_in_folder(args, run: run_folder.Run, inputs: "CleanLabelInputs",
 
 def _attack_all(args, network: FeatureMap, x_tr, y_tr, x_te, y_te, f_tr, f_te) -> Dict[str, Any]:
     num_classes = int(max(y_tr.max(), y_te.max())) + 1
-    trainer = ClassifierTrainer(softmax_layer(f_tr.shape[1], num_classes), keras.optimizers.RMSprop(args.retrain_lr),
-                                0.0, args.jit)
+    trainer = ClassifierTrainer(
+        softmax_layer(f_tr.shape[1], num_classes), keras.optimizers.RMSprop(args.retrain_lr), 0.0, args.jit
+    )
     trainer.fit(f_tr, y_tr, args.full_epochs)
     clean_weights = trainer.snapshot()
     clean_accuracy = trainer.accuracy(f_te, y_te)
     correct = np.flatnonzero(trainer.predict(f_te) == y_te)
-    targets = [int(t) for t in (correct[:args.num_targets] if args.num_targets else correct)]
-
-    attack = CleanLabelAttack(network, trainer, f_tr, y_tr, x_tr.shape[1:], method=args.method, lr_u=args.lr_u,
-                              lr_v=args.lr_v, lr_p=getattr(args, "lr_p", None), inner_steps=args.inner_steps,
-                              rho=args.rho, lam=args.lam, eps=args.eps, nu=args.nu, sigma=args.sigma,
-                              beta=args.beta, jit_compile=args.jit)
-    baseline = FeatureCollision(network, args.baseline_beta, args.baseline_lr)
-    classifier = trainer.model
-
-    def model_fn(x):
-        return classifier(network(x), training=False)
+    targets = [int(t) for t in (correct[: args.num_targets] if args.num_targets else correct)]
+    search = _TargetSearch(args, network, trainer, clean_weights, (x_tr, y_tr, x_te, y_te, f_tr, f_te))
 
     records_path, image_dir = experiment.output_path(args, "targets.jsonl"), experiment.output_path(args, "images")
     os.makedirs(image_dir, exist_ok=True)
@@ -240,94 +274,96 @@ def _attack_all(args, network: FeatureMap, x_tr, y_tr, x_te, y_te, f_tr, f_te) -
     for t in targets:
         if t in done:
             continue
-        b = closest_other_class(f_tr, y_tr, f_te[t], y_te[t])
-        attack.set_pair(x_tr[b], int(y_tr[b]), f_te[t], int(y_te[t]))
-
-        def flips(poison: np.ndarray) -> bool:
-            feature = network.extract(poison[None])
-            trainer.fit(np.concatenate([f_tr, feature]), np.concatenate([y_tr, y_tr[b:b + 1]]), args.full_epochs)
-            return bool(trainer.predict(f_te[t:t + 1])[0] != y_te[t])
-
-        bilevel = smallest_flipping_radius(lambda r: attack.craft(r, args.epochs, clean_weights), flips, x_tr[b],
-                                           args.radii)
-        shafahi = (smallest_flipping_radius(lambda r: baseline.craft(x_tr[b], f_te[t], r, args.baseline_steps),
-                                            flips, x_tr[b], args.radii) if args.baseline_steps else None)
-        trainer.load(clean_weights)
-        record = dict(target=t, base=b, target_label=int(y_te[t]), base_label=int(y_tr[b]),
-                      feature_distance=float(np.linalg.norm(f_tr[b] - f_te[t])),
-                      bilevel={k: bilevel[k] for k in ("radius", "distortions")},
-                      baseline=None if shafahi is None else {k: shafahi[k] for k in ("radius", "distortions")})
-        if args.pgd_steps:
-            record["pgd_radius"] = pgd_evasion_radius(model_fn, x_te[t], int(y_te[t]), args.radii, args.pgd_steps)
-        if len(records) < args.figure_targets or bilevel["radius"] is not None:
-            np.savez_compressed(os.path.join(image_dir, f"target_{t}.npz"), target=x_te[t], base=x_tr[b],
-                                poison=bilevel["poison"],
-                                baseline=x_tr[b] if shafahi is None else shafahi["poison"])
+        record, images = search(t)
+        if len(records) < args.figure_targets or record["bilevel"]["radius"] is not None:
+            np.savez_compressed(os.path.join(image_dir, f"target_{t}.npz"), **images)
         append_jsonl(records_path, record)
         records.append(record)
-        print(f"target {t}: bilevel radius {bilevel['radius']}, baseline radius "
-              f"{None if shafahi is None else shafahi['radius']}, PGD radius {record.get('pgd_radius')}", flush=True)
+        print(
+            f"target {t}: bilevel radius {record['bilevel']['radius']}, baseline radius "
+            f"{None if record['baseline'] is None else record['baseline']['radius']}, "
+            f"PGD radius {record.get('pgd_radius')}",
+            flush=True,
+        )
 
     metrics = clean_label_metrics(records, args.radii, clean_accuracy, len(f_tr))
-    _write_outputs(args, records, metrics, image_dir, attack)
+    write_clean_label_outputs(args, records, metrics, image_dir, search.attack)
     return metrics
 
 
-def _write_outputs(args, records: List[Dict[str, Any]], metrics: Dict[str, Any], image_dir: str,
-                   attack: CleanLabelAttack) -> None:
-    """The figures, the TensorBoard records and results.json of the finished attack."""
-    for figure in ("success_vs_distortion.png", "poison_images.png"):  # what plot_clean_label writes
-        experiment.output_path(args, figure)
-    plot_clean_label(args.out, records, metrics, image_dir, args.figure_targets, args.method)
-    seconds = attack.seconds[1:] or attack.seconds
-    tensorboard_logs.write_records(args, records)
-    experiment.write_results(args, metrics=metrics, history=records, paper=cells.paper_entry(args, "dogfish"),
-                             seconds_per_upper_iteration=float(np.median(seconds)) if seconds else None,
-                             solver=attack.solver,
-                             dataset="smoke" if args.smoke and not args.data_dir else "dogfish",
-                             summary_keys=["clean_test_accuracy", "num_targets", "attack_success_rate",
-                                           "baseline_attack_success_rate", "pgd_evasion_success_rate"])
+class _TargetSearch:
+    """One test target at a time: its base (the closest training feature of another class) and the smallest radius
+    at which the bilevel poison, the feature-collision baseline (``--baseline-steps``) and test-time PGD
+    (``--pgd-steps``) flip its prediction, each poison judged by retraining the softmax layer from the clean one."""
 
+    def __init__(self, args, network: FeatureMap, trainer: ClassifierTrainer, clean_weights, arrays: Tuple) -> None:
+        self.args, self.network, self.trainer, self.clean_weights = args, network, trainer, clean_weights
+        self.arrays = arrays  # x_tr, y_tr, x_te, y_te, f_tr, f_te: images, labels and features of train and test
+        x_tr, y_tr, _, _, f_tr, _ = arrays
+        self.attack = CleanLabelAttack(
+            network,
+            trainer,
+            f_tr,
+            y_tr,
+            x_tr.shape[1:],
+            method=args.method,
+            lr_u=args.lr_u,
+            lr_v=args.lr_v,
+            lr_p=getattr(args, "lr_p", None),
+            inner_steps=args.inner_steps,
+            rho=args.rho,
+            lam=args.lam,
+            eps=args.eps,
+            nu=args.nu,
+            sigma=args.sigma,
+            beta=args.beta,
+            jit_compile=args.jit,
+        )
+        self.baseline = FeatureCollision(network, args.baseline_beta, args.baseline_lr)
+        classifier = trainer.model
 
-def clean_label_metrics(records: Sequence[Mapping[str, Any]], radii: Sequence[float], clean_accuracy: float,
-                        num_train: int) -> Dict[str, Any]:
-    bilevel = success_curve([r["bilevel"] for r in records], radii)
-    metrics: Dict[str, Any] = dict(clean_test_accuracy=clean_accuracy, num_targets=len(records), num_train=num_train,
-                                   attack_success_rate=bilevel["success_rate"][-1] if records else float("nan"),
-                                   success_curve=bilevel)
-    found = [r["bilevel"]["radius"] for r in records if r["bilevel"]["radius"] is not None]
-    metrics["mean_success_radius"] = float(np.mean(found)) if found else None
-    with_baseline = [r["baseline"] for r in records if r["baseline"] is not None]
-    if with_baseline:
-        base_curve = success_curve(with_baseline, radii)
-        metrics.update(baseline_attack_success_rate=base_curve["success_rate"][-1], baseline_success_curve=base_curve)
-    with_pgd = [r["pgd_radius"] for r in records if "pgd_radius" in r]
-    if with_pgd:
-        rates = [float(np.mean([r is not None and r <= R for r in with_pgd])) for R in sorted(radii)]
-        metrics.update(pgd_evasion_success_rate=rates[-1], pgd_success_curve=dict(radius=sorted(radii),
-                                                                                    success_rate=rates))
-    return metrics
+        def model_fn(x):
+            return classifier(network(x), training=False)
 
+        self.model_fn = model_fn  # one object for every target: cleverhans compiles its gradient per model function
 
-def plot_clean_label(out: str, records: Sequence[Mapping[str, Any]], metrics: Mapping[str, Any], image_dir: str,
-                     count: int, method: str) -> None:
-    """Paper figure 3 (success rate vs average distortion) and figure 8 (target / base / poison rows)."""
-    curves = {f"bilevel ({method})": metrics["success_curve"]}
-    if "baseline_success_curve" in metrics:
-        curves["Shafahi et al. feature collision"] = metrics["baseline_success_curve"]
-    plots.plot_curves(os.path.join(out, "success_vs_distortion.png"),
-                           {k: (c["average_distortion"], c["success_rate"]) for k, c in curves.items()},
-                           xlabel="average L2 distortion ||poison - base||", ylabel="attack success rate",
-                           title="clean-label attack (paper figure 3)", markers=True)
-    saved = [r for r in records if os.path.exists(os.path.join(image_dir, f"target_{r['target']}.npz"))]
-    saved.sort(key=lambda r: r["bilevel"]["radius"] is None)  # successful targets first
-    saved = saved[:count]
-    if not saved:
-        return
-    rows: Dict[str, list] = {"target": [], "base": [], "poison": [], "baseline poison": []}
-    for r in saved:
-        with np.load(os.path.join(image_dir, f"target_{r['target']}.npz")) as f:
-            for row, key in zip(rows, ("target", "base", "poison", "baseline")):
-                rows[row].append(to_unit_range(f[key]))
-    plots.plot_image_rows(os.path.join(out, "poison_images.png"), {k: np.stack(v) for k, v in rows.items()},
-                               title="radius found per column: " + " ".join(str(r["bilevel"]["radius"]) for r in saved))
+    def __call__(self, t: int) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
+        """(the target's record, its images: target, base, bilevel poison, baseline poison)."""
+        args, (x_tr, y_tr, x_te, y_te, f_tr, f_te) = self.args, self.arrays
+        b = closest_other_class(f_tr, y_tr, f_te[t], y_te[t])
+        self.attack.set_pair(x_tr[b], int(y_tr[b]), f_te[t], int(y_te[t]))
+
+        def flips(poison: np.ndarray) -> bool:
+            feature = self.network.extract(poison[None])
+            self.trainer.fit(np.concatenate([f_tr, feature]), np.concatenate([y_tr, y_tr[b : b + 1]]), args.full_epochs)
+            return bool(self.trainer.predict(f_te[t : t + 1])[0] != y_te[t])
+
+        bilevel = smallest_flipping_radius(
+            lambda r: self.attack.craft(r, args.epochs, self.clean_weights), flips, x_tr[b], args.radii
+        )
+        shafahi = (
+            smallest_flipping_radius(
+                lambda r: self.baseline.craft(x_tr[b], f_te[t], r, args.baseline_steps), flips, x_tr[b], args.radii
+            )
+            if args.baseline_steps
+            else None
+        )
+        self.trainer.load(self.clean_weights)
+        record = dict(
+            target=t,
+            base=b,
+            target_label=int(y_te[t]),
+            base_label=int(y_tr[b]),
+            feature_distance=float(np.linalg.norm(f_tr[b] - f_te[t])),
+            bilevel={k: bilevel[k] for k in ("radius", "distortions")},
+            baseline=None if shafahi is None else {k: shafahi[k] for k in ("radius", "distortions")},
+        )
+        if args.pgd_steps:
+            record["pgd_radius"] = pgd_evasion_radius(self.model_fn, x_te[t], int(y_te[t]), args.radii, args.pgd_steps)
+        images = dict(
+            target=x_te[t],
+            base=x_tr[b],
+            poison=bilevel["poison"],
+            baseline=x_tr[b] if shafahi is None else shafahi["poison"],
+        )
+        return record, images

@@ -1,4 +1,5 @@
 """The clean-label attack's feature map: frozen InceptionV3 features with gradients."""
+
 from __future__ import annotations
 
 from typing import List, Sequence
@@ -8,8 +9,6 @@ import numpy as np
 import tensorflow as tf
 
 from bilevel_tf import datasets, models
-
-
 
 
 def feature_network(args, input_shape: Sequence[int]) -> "FeatureMap":
@@ -41,8 +40,9 @@ class FeatureMap:
         # autograph=False: no Python control flow here, and converting Keras' layer code costs seconds.
         once = dict(experimental_attributes={"_noinline": True}, autograph=False)
         self._features = tf.function(self._forward, input_signature=[images, weights], **once)
-        self._input_gradient = tf.function(self._gradient, input_signature=[
-            images, feats, feats, tf.TensorSpec((), tf.float32), weights], **once)
+        self._input_gradient = tf.function(
+            self._gradient, input_signature=[images, feats, feats, tf.TensorSpec((), tf.float32), weights], **once
+        )
 
     def _values(self) -> List[tf.Tensor]:
         return [tf.convert_to_tensor(v) for v in self.weights]
@@ -64,8 +64,12 @@ class FeatureMap:
         return self._input_gradient(images, dy, target, weight, self._values())
 
     def extract(self, images: np.ndarray, batch_size: int = 100) -> np.ndarray:
-        return np.concatenate([self.features(tf.constant(images[i:i + batch_size], tf.float32)).numpy()
-                               for i in range(0, len(images), batch_size)]).astype(np.float32)
+        return np.concatenate(
+            [
+                self.features(tf.constant(images[i : i + batch_size], tf.float32)).numpy()
+                for i in range(0, len(images), batch_size)
+            ]
+        ).astype(np.float32)
 
     def _vjp(self, x, dy):
         # Nothing differentiates this gradient again; stop_gradient keeps enclosing tapes from recording the
@@ -77,19 +81,24 @@ class FeatureMap:
         """``r(images)`` as an op that returns ``value`` (r(images) computed beforehand, e.g. once per upper
         iteration by the problem's ``lower_init``) and runs the VJP only when a gradient with respect to the
         images is requested. The T lower steps of an upper iteration then never run the network."""
+
         @tf.custom_gradient
         def op(x, v):
             return tf.identity(v), lambda dy: (self._vjp(x, dy), None)
+
         return op(images, value)
 
     def __call__(self, images: tf.Tensor) -> tf.Tensor:
         """Differentiable r(images) built from the two compiled functions (for callers that trace their own
         gradients, e.g. cleverhans' PGD; costs one extra forward pass per gradient)."""
+
         @tf.custom_gradient
         def op(x):
             def grad(dy, variables=None):  # the network is frozen: no gradients for its weights
                 return self._vjp(x, dy), [None] * len(variables or [])
+
             return self.features(x), grad
+
         return op(images)
 
 
@@ -99,6 +108,8 @@ def check_features_match(feature_map: FeatureMap, images: np.ndarray, features: 
     scale = float(np.abs(features).max()) + 1e-12
     err = float(np.abs(fresh - features).max())
     if err > 1e-2 * scale:
-        raise datasets.DataFormatError(f"features differ from this network's by {err:.3g} (scale {scale:.3g})",
-                                       "features extracted with the same --weights / --random-weights and --seed",
-                                       path)
+        raise datasets.DataFormatError(
+            f"features differ from this network's by {err:.3g} (scale {scale:.3g})",
+            "features extracted with the same --weights / --random-weights and --seed",
+            path,
+        )

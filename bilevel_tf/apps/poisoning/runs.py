@@ -1,6 +1,7 @@
 """The attacks up to their run folder, without TensorFlow: the data files and the folder (finished run, another
 configuration, in use) are checked at once; the attacks themselves (``augmentation``, ``clean_label``) load
 TensorFlow after that."""
+
 from __future__ import annotations
 
 import os
@@ -25,6 +26,7 @@ def run_data_augmentation_attack(args, data: PoisonData) -> Dict[str, Any]:
 
     def in_folder(run: run_folder.Run) -> Dict[str, Any]:
         from .augmentation import attack_in_folder  # TensorFlow loads here, after the folder's checks
+
         return attack_in_folder(args, data, run)
 
     return run_folder.Run.once(args, in_folder, data=fingerprint)
@@ -49,18 +51,24 @@ def run_clean_label_attack(args, default_data_dir: str) -> Dict[str, Any]:
     if args.smoke and not features_path.is_file():
         experiment.start_tensorflow(args)
         from .features import feature_network
+
         network = feature_network(args, x_tr.shape[1:])  # first: random weights depend on the seed only
-        datasets.save_features_h5(features_path, X_train=network.extract(x_tr), Y_train=y_tr,
-                                  X_test=network.extract(x_te), Y_test=y_te)
+        datasets.save_features_h5(
+            features_path, X_train=network.extract(x_tr), Y_train=y_tr, X_test=network.extract(x_te), Y_test=y_te
+        )
     feats = datasets.load_features_h5(features_path, required=("X_train", "X_test"))
     f_tr, f_te = smoke_subset(args, *(np.asarray(feats[k], np.float32) for k in ("X_train", "X_test")))
     if len(f_tr) != len(x_tr) or len(f_te) != len(x_te):
-        raise datasets.DataFormatError(f"{len(f_tr)}/{len(f_te)} feature rows for {len(x_tr)}/{len(x_te)} images",
-                                       "one feature row per dog-fish image", features_path)
+        raise datasets.DataFormatError(
+            f"{len(f_tr)}/{len(f_te)} feature rows for {len(x_tr)}/{len(x_te)} images",
+            "one feature row per dog-fish image",
+            features_path,
+        )
     inputs = CleanLabelInputs((x_tr, y_tr, x_te, y_te, f_tr, f_te), features_path)
 
     def in_folder(run: run_folder.Run) -> Dict[str, Any]:
         from .clean_label import attack_in_folder  # TensorFlow loads here, after the folder's checks
+
         return attack_in_folder(args, run, inputs, network)
 
     return run_folder.Run.once(args, in_folder, data=experiment.fingerprint(y_tr, y_te, f_tr[:64]))
@@ -86,8 +94,7 @@ def write_smoke_dogfish(folder: str, size: int = 75, n_train: int = 8, n_test: i
 
     def split(n):
         y = np.arange(n) % 2
-        x = np.clip(rng.normal(0.0, 0.3, (n, size, size, 3)) + np.where(y == 1, 0.4, -0.4)[:, None, None, None],
-                    -1, 1)
+        x = np.clip(rng.normal(0.0, 0.3, (n, size, size, 3)) + np.where(y == 1, 0.4, -0.4)[:, None, None, None], -1, 1)
         return x.astype(np.float32), np.eye(2, dtype=np.float32)[y]
 
     (x_tr, y_tr), (x_te, y_te) = split(n_train), split(n_test)

@@ -1,5 +1,6 @@
 """The losses the poisoning attacks train and judge with. The full-batch trainer (``ClassifierTrainer``) is
 ``apps.classifier``'s and the clean-label softmax layer ``models.softmax_layer``; both are re-exported here."""
+
 from __future__ import annotations
 
 import keras

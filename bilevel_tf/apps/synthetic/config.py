@@ -1,4 +1,5 @@
 """The synthetic runners' choices and flags, without TensorFlow (they parse, and answer ``--help``, first)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,16 +14,16 @@ EXAMPLES = (1, 2, 3, 4)
 class SolverSettings:
     """The paper's synthetic hyperparameters (names of the original code in comments)."""
 
-    lr_u: float = 1e-3          # sigma_0, upper step
-    lr_v: float = 1e-4          # rho_0, lower step
-    lr_p: float = 1e-4          # ApproxGrad linear-system step
-    rho: float = 1.0            # Penalty rho_0 (paper gamma_0)
-    lam: float = 10.0           # lamb_0
-    eps: float = 1.0            # eps_0
-    nu: float = 0.0             # nu_0 (the synthetic optimizer starts nu at zero)
-    c_rho: float = 1.1          # the synthetic schedule divides lam, eps and the lrs by c_rho
+    lr_u: float = 1e-3  # sigma_0, upper step
+    lr_v: float = 1e-4  # rho_0, lower step
+    lr_p: float = 1e-4  # ApproxGrad linear-system step
+    rho: float = 1.0  # Penalty rho_0 (paper gamma_0)
+    lam: float = 10.0  # lamb_0
+    eps: float = 1.0  # eps_0
+    nu: float = 0.0  # nu_0 (the synthetic optimizer starts nu at zero)
+    c_rho: float = 1.1  # the synthetic schedule divides lam, eps and the lrs by c_rho
     use_nu: bool = True
-    sigma: float = 1e-6         # ApproxGrad regularizer of the synthetic script
+    sigma: float = 1e-6  # ApproxGrad regularizer of the synthetic script
     rmd_sgd_upper: bool = True  # the original RMD takes plain gradient steps on u as well
 
 
@@ -43,14 +44,28 @@ def _adams(s: SolverSettings) -> Dict[str, Any]:
 SOLVER_OPTIONS: Dict[str, Callable[[SolverSettings], Dict[str, Any]]] = {
     "gd": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v),
     "rmd": lambda s: dict(upper_optimizer=s.lr_u if s.rmd_sgd_upper else _adam(s.lr_u), lower_optimizer=s.lr_v),
-    "approxgrad": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v, linear_optimizer=s.lr_p,
-                                 sigma=s.sigma),
+    "approxgrad": lambda s: dict(
+        upper_optimizer=s.lr_u, lower_optimizer=s.lr_v, linear_optimizer=s.lr_p, sigma=s.sigma
+    ),
     # ApproxGrad's Adam steps and sigma, the linear system solved by conjugate gradient
     "implicit": lambda s: dict(upper_optimizer=_adam(s.lr_u), lower_optimizer=_adam(s.lr_v), sigma=s.sigma),
     # the original synthetic schedule: rho *= c_rho, and lam, eps and both learning rates /= c_rho
-    "penalty": lambda s: dict(upper_optimizer=s.lr_u, lower_optimizer=s.lr_v, rho=s.rho, lam=s.lam, eps=s.eps, nu=s.nu,
-                              c_rho=s.c_rho, c_lam=1.0 / s.c_rho, c_eps=1.0 / s.c_rho, lr_decay=1.0 / s.c_rho,
-                              use_nu=s.use_nu, schedule="original", tolerance="original", nu_rho="new"),
+    "penalty": lambda s: dict(
+        upper_optimizer=s.lr_u,
+        lower_optimizer=s.lr_v,
+        rho=s.rho,
+        lam=s.lam,
+        eps=s.eps,
+        nu=s.nu,
+        c_rho=s.c_rho,
+        c_lam=1.0 / s.c_rho,
+        c_eps=1.0 / s.c_rho,
+        lr_decay=1.0 / s.c_rho,
+        use_nu=s.use_nu,
+        schedule="original",
+        tolerance="original",
+        nu_rho="new",
+    ),
     # the implicit-gradient modern solvers with Adam on u (lr_u) and v (lr_v), as the rows above, and plain SGD
     # at lr_p on the linear-system direction z: H_vv g is singular on Ex.3/Ex.4, and Adam's per-coordinate
     # scaling mixed the residual it cannot remove into z (Ex.3, T = 10: distance 3-4.4 with Adam, 0.02-0.03 SGD)
@@ -75,9 +90,13 @@ METHODS = registry.covered(SOLVER_OPTIONS)
 def add_jit_flag(p) -> None:
     """``--no-jit``: XLA is the default for these tiny full-batch problems (an upper step is several times
     faster), except with --smoke where compiling costs more than it saves (``--jit`` forces it)."""
-    p.add_argument("--no-jit", dest="jit", action="store_false",
-                   help="do not compile with XLA (default: XLA, a tiny upper step is ~8x faster; "
-                        "off with --smoke unless --jit is given)")
+    p.add_argument(
+        "--no-jit",
+        dest="jit",
+        action="store_false",
+        help="do not compile with XLA (default: XLA, a tiny upper step is ~8x faster; "
+        "off with --smoke unless --jit is given)",
+    )
     p.set_defaults(jit=None)
 
 

@@ -23,6 +23,7 @@ starts at rho = 1, lam = 10, eps = 1, nu = 0 with the original SYNTHETIC schedul
 passes rho *= 1.1 and lam, eps and both learning rates are divided by 1.1. ApproxGrad uses sigma = 1e-6
 and T linear-system steps.
 """
+
 from __future__ import annotations
 
 import json
@@ -69,8 +70,10 @@ def _norm_sq(x: tf.Tensor) -> tf.Tensor:
 
 def _quadratic(a: Optional[tf.Tensor]) -> Callable[[tf.Tensor], tf.Tensor]:
     """x -> ||x||^2 (no A) or x^T A^T A x = ||A x||^2."""
+
     def quadratic(x):
         return _norm_sq(x if a is None else tf.linalg.matvec(a, x))
+
     return quadratic
 
 
@@ -93,6 +96,7 @@ def make_example(example: int, dim: int = 10, seed: int = 0) -> SyntheticExample
         return x if p is None else tf.linalg.matvec(p, x)
 
     if example in (1, 3):
+
         def upper(_):
             return _norm_sq(u) + _norm_sq(v)
 
@@ -102,6 +106,7 @@ def make_example(example: int, dim: int = 10, seed: int = 0) -> SyntheticExample
         def distance():
             return tf.sqrt(_norm_sq(project(u - 0.5)) + _norm_sq(project(v - 0.5)))
     else:
+
         def upper(_):
             return _norm_sq(v) - q(u - v)
 
@@ -189,10 +194,12 @@ def summarize(final: Sequence[float]) -> Dict[str, object]:
     """Mean, std and the per-trial list of final distances (NaN = a diverged trial, kept as null)."""
     x = np.asarray(final, dtype=float)
     ok = x[np.isfinite(x)]
-    return dict(distance_to_solution=x.tolist(),
-                distance_to_solution_mean=float(ok.mean()) if ok.size else float("nan"),
-                distance_to_solution_std=float(ok.std()) if ok.size else float("nan"),
-                diverged_trials=int(x.size - ok.size))
+    return dict(
+        distance_to_solution=x.tolist(),
+        distance_to_solution_mean=float(ok.mean()) if ok.size else float("nan"),
+        distance_to_solution_std=float(ok.std()) if ok.size else float("nan"),
+        diverged_trials=int(x.size - ok.size),
+    )
 
 
 # ============================================================================================ sweeps
@@ -203,10 +210,17 @@ class Cell(NamedTuple):
     seconds: np.ndarray
 
 
-def run_trials(runner: Union[TrialRunner, bl.BilevelSolver], example: SyntheticExample, *, trials: int,
-               iterations: int, record_every: int, seed: int,
-               schedule: Optional[Mapping[str, float]] = None,
-               log: Optional[Callable[[str], None]] = None) -> Cell:
+def run_trials(
+    runner: Union[TrialRunner, bl.BilevelSolver],
+    example: SyntheticExample,
+    *,
+    trials: int,
+    iterations: int,
+    record_every: int,
+    seed: int,
+    schedule: Optional[Mapping[str, float]] = None,
+    log: Optional[Callable[[str], None]] = None,
+) -> Cell:
     """``trials`` runs of one solver (or of a :class:`TrialRunner`, to share its compiled trajectory
     between calls) from the paired starts of :func:`trial_seed`.
 
@@ -230,8 +244,10 @@ def run_trials(runner: Union[TrialRunner, bl.BilevelSolver], example: SyntheticE
         curves.append(runner.run(iterations))
         seconds.append((time.perf_counter() - start) / max(int(iterations), 1))
         if log is not None:
-            log(f"  trial {trial + 1}/{trials}: distance {curves[-1][0]:.4g} -> {curves[-1][-1]:.4g} "
-                f"({seconds[-1] * 1e6:.1f} us/iter)")
+            log(
+                f"  trial {trial + 1}/{trials}: distance {curves[-1][0]:.4g} -> {curves[-1][-1]:.4g} "
+                f"({seconds[-1] * 1e6:.1f} us/iter)"
+            )
     return Cell(np.asarray(curves, np.float32), np.asarray(seconds))
 
 
@@ -283,8 +299,7 @@ def mean_curve(cell: Cell, iterations: np.ndarray, max_points: int = 200) -> Dic
 Curves = Mapping[str, Tuple[Sequence[float], Sequence[float]]]
 
 
-def plot_grid(path: str, grid: Mapping[str, Mapping[str, Curves]], *, xlabel: str, ylabel: str,
-              title: str = "") -> str:
+def plot_grid(path: str, grid: Mapping[str, Mapping[str, Curves]], *, xlabel: str, ylabel: str, title: str = "") -> str:
     """Panels grid[row][column] = {line label: (x, y)}, log y, one shared legend per row."""
     plt = plots.pyplot()
     rows = list(grid)
@@ -305,85 +320,3 @@ def plot_grid(path: str, grid: Mapping[str, Mapping[str, Curves]], *, xlabel: st
                 ax.set_ylabel(ylabel)
         axes[i][0].legend(fontsize=7)
     return plots.save_figure(fig, path, title)
-
-
-# ============================================================================================ PBGD toy
-# Shen & Chen (2023), V-PBGD/toy: g(x, y) = (x + y)^2 + x sin^2(x + y), f(x, y) = cos(4y + 2) / (1 +
-# e^(2 - 4x)) + 0.5 log((4x - 2)^2 + 1), x in [0, 3]. For x >= 0, min_y g = 0 at y = -x, so the
-# hyper-objective is phi(x) = f(x, -x). Many independent starts are one problem: variables of shape (n,)
-# and summed losses, whose gradient entry i is run i's own gradient.
-TOY_X_BOX = (0.0, 3.0)
-
-
-def toy_f(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-    """Per-run upper loss."""
-    return tf.cos(4.0 * y + 2.0) / (1.0 + tf.exp(2.0 - 4.0 * x)) + 0.5 * tf.math.log(tf.square(4.0 * x - 2.0) + 1.0)
-
-
-def toy_g(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-    """Per-run lower loss."""
-    return tf.square(x + y) + x * tf.square(tf.sin(x + y))
-
-
-def toy_hyper_objective(x: np.ndarray) -> np.ndarray:
-    """phi(x) = f(x, -x) in float64."""
-    x = np.asarray(x, np.float64)
-    return np.cos(2.0 - 4.0 * x) / (1.0 + np.exp(2.0 - 4.0 * x)) + 0.5 * np.log((4.0 * x - 2.0) ** 2 + 1.0)
-
-
-def toy_local_minima(lo: float = TOY_X_BOX[0], hi: float = TOY_X_BOX[1], points: int = 300001) -> np.ndarray:
-    """Local minimizers of phi on [lo, hi] (endpoints included when phi rises away from them), on a grid
-    of spacing (hi - lo) / (points - 1)."""
-    x = np.linspace(lo, hi, points)
-    phi = toy_hyper_objective(x)
-    left = np.r_[np.inf, phi[:-1]]
-    right = np.r_[phi[1:], np.inf]
-    return x[(phi < left) & (phi <= right)]
-
-
-class ToyProblem(NamedTuple):
-    problem: bl.BilevelProblem
-    x: tf.Variable
-    y: tf.Variable
-
-
-def make_toy(n: int, seed: int, x_init: Tuple[float, float] = (0.0, 3.5),
-             y_init: Tuple[float, float] = (-5.0, 8.5), dtype: tf.DType = tf.float64) -> ToyProblem:
-    """n independent runs from x ~ U(x_init), y ~ U(y_init) (the PBGD script's starts); x is projected onto
-    [0, 3] after every update (the start itself may lie outside, as in the original).
-
-    float64 by default: PBGD's stopping test (projected gradient <= 1e-5) lies below float32 resolution
-    for runs near x = 2.83 (curvature ~80 times an ulp of 2.4e-7). The solvers' schedule scalars (gamma)
-    take the variables' dtype, so everything runs in ``dtype``.
-    """
-    rng = np.random.default_rng(seed)
-    x = tf.Variable(rng.uniform(*x_init, size=n), dtype=dtype, name="toy_x")
-    y = tf.Variable(rng.uniform(*y_init, size=n), dtype=dtype, name="toy_y")
-
-    def upper(_):
-        return tf.reduce_sum(toy_f(x, y))
-
-    def lower(_):
-        return tf.reduce_sum(toy_g(x, y))
-
-    problem = bl.BilevelProblem(upper, lower, [x], [y], upper_constraint=bl.constraints.box(*TOY_X_BOX))
-    return ToyProblem(problem, x, y)
-
-
-def toy_projected_gradient_norm(toy: ToyProblem, gamma: float, step: float) -> Callable[[], tf.Tensor]:
-    """Per-run norm of the projected gradient (z - P(z - step grad F)) / step of F = f + gamma (g - min g),
-    PBGD's stopping measure (min_y g = 0 here). Inside the box it is written as grad F itself, which avoids
-    the float32 cancellation of the difference form."""
-    lo, hi = TOY_X_BOX
-
-    @tf.function
-    def norm():
-        x, y = tf.convert_to_tensor(toy.x), tf.convert_to_tensor(toy.y)
-        with tf.GradientTape() as tape:
-            tape.watch([x, y])
-            total = tf.reduce_sum(toy_f(x, y) + gamma * toy_g(x, y))
-        gx, gy = tape.gradient(total, [x, y])
-        trial = x - step * gx
-        px = tf.where(trial < lo, (x - lo) / step, tf.where(trial > hi, (x - hi) / step, gx))
-        return tf.sqrt(tf.square(px) + tf.square(gy))
-    return norm
