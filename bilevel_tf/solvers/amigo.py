@@ -11,6 +11,7 @@ from .. import tensor_ops as ops
 from ..problem import BilevelProblem
 from .base import BilevelSolver
 from .checks import check_positive_int
+from .default_steps import LOWER_STEP
 from .variables import state_variable
 from .optimizers import add_slot
 
@@ -43,7 +44,7 @@ class AmIGO(BilevelSolver):
     default_lower_optimizer = keras.optimizers.SGD
     default_linear_optimizer = keras.optimizers.SGD
     default_upper_lr = 0.1
-    default_lower_lr = 0.1
+    default_lower_lr = LOWER_STEP
     default_inner_steps = 10
 
     def __init__(self, problem: BilevelProblem, upper_optimizer: Any = None, lower_optimizer: Any = None, *,

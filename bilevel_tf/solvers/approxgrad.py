@@ -11,8 +11,9 @@ from .. import tensor_ops as ops
 from ..problem import BilevelProblem
 from .base import BilevelSolver
 from .checks import check_nonnegative, check_positive_int
-from .linear_solvers import make_linear_solver
-from .optimizers import make_optimizer, optimizer_config
+from .default_steps import LOWER_STEP, RESIDUAL_STEP
+from .linear_solvers import make_linear_solver, neumann_step
+from .optimizers import add_slot, slot_learning_rate
 from .variables import state_variable
 
 
@@ -39,6 +40,8 @@ class ApproxGrad(BilevelSolver):
 
     method = "approxgrad"
     default_inner_steps = 20
+    default_upper_lr = 1e-2
+    default_lower_lr = LOWER_STEP
     default_linear_optimizer = keras.optimizers.Adam
 
     def __init__(self, problem: BilevelProblem, upper_optimizer: Any = None, lower_optimizer: Any = None, *,
@@ -51,22 +54,20 @@ class ApproxGrad(BilevelSolver):
             "linear_steps", self.inner_steps if linear_steps is None else linear_steps)
         self.sigma = check_nonnegative("sigma", sigma)
         self.warm_start = bool(warm_start)
-        default_lr = float(keras.ops.convert_to_numpy(self.lower_optimizer.learning_rate))
-        self.linear_optimizer = make_optimizer(linear_optimizer, "linear_optimizer", self.default_linear_optimizer,
-                                               default_lr)
-        if self.linear_optimizer is self.lower_optimizer or self.linear_optimizer is self.upper_optimizer:
-            raise ValueError("linear_optimizer must be a separate optimizer instance")
         self.p = self.add_state("p", [state_variable(tf.zeros(v.shape, v.dtype), "p") for v in problem.lower_vars])
-        self._build_optimizer(self.linear_optimizer, self.p, "linear_optimizer")
-        self.add_state("linear_optimizer", self.linear_optimizer)
-        self._linear_optimizer_config = optimizer_config(self.linear_optimizer)
+        measured = self.default_steps.rule("lower_optimizer") is not None
+        self.linear_optimizer = add_slot(self, "linear_optimizer", linear_optimizer, self.default_linear_optimizer,
+                                         self.p, RESIDUAL_STEP if measured else None)
         self.linear_solver = linear_solver
-        linear_lr = float(keras.ops.convert_to_numpy(self.linear_optimizer.learning_rate))
-        self._solve = make_linear_solver(linear_solver, optimizer=self.linear_optimizer, step_size=linear_lr)
+        if linear_solver == "neumann":  # Richardson steps of the linear optimizer's learning rate (or measured)
+            step = neumann_step(self, None) if self.default_steps.rule("linear_optimizer") else slot_learning_rate(
+                self, "linear_optimizer")
+        else:
+            step = None
+        self._solve = make_linear_solver(linear_solver, optimizer=self.linear_optimizer, step_size=step)
 
     def _config(self) -> Dict[str, Any]:
-        return dict(linear_steps=self.linear_steps, linear_optimizer=self._linear_optimizer_config,
-                    sigma=self.sigma, warm_start=self.warm_start, linear_solver=self.linear_solver)
+        return dict(linear_steps=self.linear_steps, sigma=self.sigma, warm_start=self.warm_start, linear_solver=self.linear_solver)
 
     def _linear_operator(self, lower_batch, x):
         """(H_vv g + sigma I) x."""

@@ -12,7 +12,7 @@ from .. import tensor_ops as ops
 from ..problem import BilevelProblem
 from ..sources import Feed
 from .checks import check_choice, check_positive_int
-from .optimizers import check_learning_rate, make_optimizer, optimizer_config
+from .default_steps import DefaultSteps
 from .variables import project, state_variable
 
 Logs = Dict[str, tf.Tensor]
@@ -81,26 +81,20 @@ class BilevelSolver:
         self.jit_compile = bool(jit_compile)
         self.unroll = (self.jit_compile and not _has_accelerator()) if unroll is None else bool(unroll)
         self.hvp = check_choice("hvp", self.default_hvp if hvp is None else hvp, autodiff.HVP_MODES)
-        self.upper_optimizer = make_optimizer(upper_optimizer, "upper_optimizer", self.default_upper_optimizer,
-                                              self.default_upper_lr)
-        self.lower_optimizer = make_optimizer(lower_optimizer, "lower_optimizer", self.default_lower_optimizer,
-                                              self.default_lower_lr)
-        for name in ("upper_optimizer", "lower_optimizer"):
-            check_learning_rate(getattr(self, name), name)
-        if self.upper_optimizer is self.lower_optimizer:
-            raise ValueError("upper_optimizer and lower_optimizer are the same object; "
-                             "each level needs its own optimizer (its slots are per variable)")
-        self._build_optimizer(self.upper_optimizer, problem.upper_vars, "upper_optimizer")
-        self._build_optimizer(self.lower_optimizer, problem.lower_vars, "lower_optimizer")
         self._unroll_option = unroll
-        self._optimizer_configs = {"upper_optimizer": optimizer_config(self.upper_optimizer),
-                                   "lower_optimizer": optimizer_config(self.lower_optimizer)}
         self._checkpoint: Optional[tf.train.Checkpoint] = None
         #: solver-owned state by checkpoint key (see :meth:`add_state`); names are checkpoint keys, keep them
         self._state: Dict[str, Any] = {}
         self._schedule_keys: List[str] = []
-        self.add_state("upper_optimizer", self.upper_optimizer)
-        self.add_state("lower_optimizer", self.lower_optimizer)
+        self._optimizer_configs: Dict[str, Any] = {}
+        #: the slots whose default step is measured on the problem at the first step (see .default_steps)
+        self.default_steps = DefaultSteps()
+        self.upper_optimizer = self.default_steps.slot(self, "upper_optimizer", upper_optimizer,
+                                                       self.default_upper_optimizer, self.default_upper_lr,
+                                                       problem.upper_vars)
+        self.lower_optimizer = self.default_steps.slot(self, "lower_optimizer", lower_optimizer,
+                                                       self.default_lower_optimizer, self.default_lower_lr,
+                                                       problem.lower_vars)
         self.iterations = self.add_state("iterations", state_variable(0, "upper_iterations", tf.int64))
         #: the tf.distribute strategy the solver was built under (None: single device)
         self.strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
@@ -125,7 +119,7 @@ class BilevelSolver:
         """One upper iteration (T lower steps inside the graph, then one upper step); returns scalar logs."""
         self._ensure_snapshot()
         self._validate(upper_batch, lower_batch)
-        self._prepare(upper_batch, lower_batch)
+        self._set_up(upper_batch, lower_batch)
         if self.strategy is not None:
             return self._distributed_step_fn(upper_batch, lower_batch)
         return self._step_fn(upper_batch, lower_batch)
@@ -137,7 +131,7 @@ class BilevelSolver:
         steps = check_positive_int("steps", steps)
         self._ensure_snapshot()
         self._validate(upper_batch, lower_batch)
-        self._prepare(upper_batch, lower_batch)
+        self._set_up(upper_batch, lower_batch)
         if self.strategy is not None:  # synchronization cannot sit inside a graph loop: one call per step
             for _ in range(steps):
                 logs = self.step(upper_batch, lower_batch)
@@ -164,7 +158,7 @@ class BilevelSolver:
         upper_rest, lower_rest = Feed.wrap(upper_rest), Feed.wrap(lower_rest)
         kinds = (upper_rest.kind, lower_rest.kind)
         self._ensure_snapshot()
-        self._prepare(upper_first, lower_first)
+        self._set_up(upper_first, lower_first)
         fn = self._run_feeds_fn if Feed.ITERATOR in kinds or self.strategy is not None else self._run_loop_fn
         return fn(tf.constant(count, tf.int32), upper_first, lower_first, upper_rest.value, lower_rest.value, kinds)
 
@@ -176,7 +170,7 @@ class BilevelSolver:
         """
         self._ensure_snapshot()
         self._validate(upper_batch, lower_batch)
-        self._prepare(upper_batch, lower_batch)
+        self._set_up(upper_batch, lower_batch)
         return self._hypergradient_fn(upper_batch, lower_batch)
 
     def get_config(self) -> Dict[str, Any]:
@@ -188,12 +182,14 @@ class BilevelSolver:
                                   "jit_compile": self.jit_compile, "hvp": self.hvp, "unroll": self._unroll_option}
         config.update(self._optimizer_configs)
         config.update(self._config())
+        if self.default_steps.rules:  # the rule, not the measured value: the config must not change on the way
+            config["default_steps"] = self.default_steps.config()
         return config
 
     @classmethod
     def from_config(cls, problem: BilevelProblem, config: Dict[str, Any]) -> "BilevelSolver":
         """A new solver for ``problem`` from :meth:`get_config` output (optimizers rebuilt from their configs)."""
-        return cls(problem, **{k: v for k, v in config.items() if k != "method"})
+        return cls(problem, **{k: v for k, v in config.items() if k not in ("method", "default_steps")})
 
     @classmethod
     def option_names(cls) -> List[str]:
@@ -243,6 +239,7 @@ class BilevelSolver:
             var.assign(value)
         for name, value in schedule.items():
             self._state[name].assign(value)
+        self.default_steps.forget()
 
     def _ensure_snapshot(self) -> None:
         """Snapshot the solver-owned variables on first use (after every constructor has run)."""
@@ -286,6 +283,11 @@ class BilevelSolver:
 
     def _prepare(self, upper_batch: Any, lower_batch: Any) -> None:
         """Called before every compiled call with its batches (e.g. one-time calibration); must be cheap."""
+
+    def _set_up(self, upper_batch: Any, lower_batch: Any) -> None:
+        """Before every compiled call: the measured default steps (once), then the subclass's :meth:`_prepare`."""
+        self.default_steps.prepare(self, upper_batch, lower_batch)
+        self._prepare(upper_batch, lower_batch)
 
     # ------------------------------------------------------------------ compiled bodies
     def _step(self, upper_batch: Any, lower_batch: Any, initialized: bool = False) -> Logs:

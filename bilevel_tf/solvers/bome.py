@@ -12,6 +12,7 @@ from .. import tensor_ops as ops
 from ..problem import BilevelProblem
 from .base import BilevelSolver
 from .checks import check_nonnegative, check_positive_int
+from .default_steps import JOINT_STEP, LOWER_STEP
 from .variables import descend_copy, state_variable
 from .optimizers import add_slot
 
@@ -51,8 +52,8 @@ class BOME(BilevelSolver):
     default_upper_optimizer = keras.optimizers.SGD
     default_lower_optimizer = keras.optimizers.SGD
     default_inner_optimizer = keras.optimizers.SGD
-    default_upper_lr = 0.1
-    default_lower_lr = 0.1
+    default_upper_lr = JOINT_STEP
+    default_lower_lr = JOINT_STEP
     default_inner_steps = 10
 
     def __init__(self, problem: BilevelProblem, upper_optimizer: Any = None, lower_optimizer: Any = None, *,
@@ -67,7 +68,11 @@ class BOME(BilevelSolver):
         self.w = (self.add_state("w", [state_variable(tf.convert_to_tensor(v), "w_inner") for v in problem.lower_vars])
                   if self.warm_start else [])
         self.inner_optimizer = add_slot(self, "inner_optimizer", inner_optimizer, self.default_inner_optimizer,
-                                        problem.lower_vars)
+                                        problem.lower_vars, self._inner_default())
+
+    def _inner_default(self):
+        """w descends g: the measured 1 / L_g when v's joint step is measured, else the lower learning rate."""
+        return LOWER_STEP if self.default_steps.rule("lower_optimizer") else None
 
     def _config(self) -> Dict[str, Any]:
         return dict(eta=self.eta, decay_steps=self.decay_steps, warm_start=self.warm_start)

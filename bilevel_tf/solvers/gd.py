@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import autodiff, distribute
 from .base import BilevelSolver
+from .default_steps import LOWER_STEP
 
 
 class GD(BilevelSolver):
@@ -18,6 +19,7 @@ class GD(BilevelSolver):
 
     method = "gd"
     default_inner_steps = 20
+    default_lower_lr = LOWER_STEP
 
     def _direction(self, upper_batch, lower_batch):
         self.descend_lower(lower_batch)

@@ -12,6 +12,7 @@ from ..problem import BilevelProblem
 from .base import BilevelSolver
 from .checks import check_choice, check_nonnegative, check_positive_int
 from . import linear_solvers
+from .default_steps import LOWER_STEP
 from .variables import state_variable
 
 
@@ -46,7 +47,7 @@ class Implicit(BilevelSolver):
     default_upper_optimizer = keras.optimizers.SGD
     default_lower_optimizer = keras.optimizers.SGD
     default_upper_lr = 0.1
-    default_lower_lr = 0.1
+    default_lower_lr = LOWER_STEP
     default_inner_steps = 10
     default_linear_steps = 10
 
@@ -60,7 +61,7 @@ class Implicit(BilevelSolver):
         self.linear_solver = check_choice("linear_solver", linear_solver, ("cg", "neumann"))
         self.linear_steps = check_positive_int(
             "linear_steps", self.default_linear_steps if linear_steps is None else linear_steps)
-        self.neumann_step = linear_solvers.neumann_step(neumann_step, self.lower_optimizer)
+        self.neumann_step = linear_solvers.neumann_step(self, neumann_step, used=self.linear_solver == "neumann")
         self._solve = linear_solvers.make_linear_solver(linear_solver, step_size=self.neumann_step)
         self.sigma = check_nonnegative("sigma", sigma)
         self.warm_start = bool(warm_start)
@@ -68,7 +69,7 @@ class Implicit(BilevelSolver):
 
     def _config(self) -> Dict[str, Any]:
         return dict(linear_solver=self.linear_solver, linear_steps=self.linear_steps,
-                    neumann_step=self.neumann_step, sigma=self.sigma, warm_start=self.warm_start)
+                    neumann_step=linear_solvers.recorded_step(self.neumann_step), sigma=self.sigma, warm_start=self.warm_start)
 
     def _linear_operator(self, lower_batch, x):
         """(H_vv g + sigma I) x."""

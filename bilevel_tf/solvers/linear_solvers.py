@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import functools
 import numbers
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Union
 
-import keras
 import tensorflow as tf
 
 from .. import distribute
 from .. import tensor_ops as ops
+from .default_steps import SERIES_STEP
+from .optimizers import slot_learning_rate
 
 Operator = Callable[[List[tf.Tensor]], List[tf.Tensor]]
 LinearSolve = Callable[[Operator, List[tf.Tensor], Sequence[tf.Variable], Any, Callable], tf.Tensor]
@@ -86,9 +87,9 @@ def neumann(operator: Operator, b: List[tf.Tensor], x: Sequence[tf.Variable], st
     return residual_sq
 
 
-def make_linear_solver(name: str, *, optimizer=None, step_size: Optional[float] = None) -> LinearSolve:
+def make_linear_solver(name: str, *, optimizer=None, step_size: Any = None) -> LinearSolve:
     """The solve of ``name`` (one of :data:`LINEAR_SOLVERS`): ``gd`` needs ``optimizer``, ``neumann``
-    ``step_size``; a ValueError names the argument otherwise."""
+    ``step_size`` (a number, or the solver's measured step variable); a ValueError names the argument otherwise."""
     if name not in LINEAR_SOLVERS:
         raise ValueError(f"linear_solver must be one of {list(LINEAR_SOLVERS)}, got {name!r}")
     if name == "gd":
@@ -96,7 +97,8 @@ def make_linear_solver(name: str, *, optimizer=None, step_size: Optional[float] 
             raise ValueError("linear_solver 'gd' needs a linear_optimizer")
         return functools.partial(gradient_descent, optimizer=optimizer)
     if name == "neumann":
-        return functools.partial(neumann, step_size=check_neumann_step(step_size))
+        step = step_size if isinstance(step_size, tf.Variable) else check_neumann_step(step_size)
+        return functools.partial(neumann, step_size=step)
     return conjugate_gradient
 
 
@@ -107,8 +109,17 @@ def check_neumann_step(eta: Any) -> float:
     return float(eta)
 
 
-def neumann_step(given: Optional[float], lower_optimizer: keras.optimizers.Optimizer) -> float:
-    """The Neumann step of a solver: ``given``, or else the lower optimizer's initial learning rate."""
-    if given is None:
-        given = float(keras.ops.convert_to_numpy(lower_optimizer.learning_rate))
-    return check_neumann_step(given)
+def neumann_step(solver: Any, given: Optional[float], used: bool = True) -> Union[float, tf.Variable, None]:
+    """The Neumann step of a solver: ``given``; else, when the lower optimizer's step is measured on the problem,
+    a measured step (``default_steps.SERIES_STEP``, a variable in solver state; None if the solver does not
+    use it); else the lower optimizer's initial learning rate."""
+    if given is not None:
+        return check_neumann_step(given)
+    if solver.default_steps.rule("lower_optimizer") is not None:
+        return solver.default_steps.scalar(solver, "neumann_step", SERIES_STEP) if used else None
+    return check_neumann_step(slot_learning_rate(solver))
+
+
+def recorded_step(step: Union[float, tf.Variable, None]) -> Optional[float]:
+    """What ``get_config`` records of a Neumann step: the number given, None for a measured one."""
+    return step if isinstance(step, float) else None

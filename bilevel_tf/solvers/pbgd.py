@@ -11,8 +11,9 @@ from .. import tensor_ops as ops
 from ..problem import BilevelProblem
 from .base import BilevelSolver
 from .checks import check_nonnegative, check_positive_int
+from .default_steps import JOINT_SQUARED_STEP, JOINT_STEP, LOWER_STEP
+from .optimizers import add_slot
 from .variables import descend_copy, state_variable
-from .optimizers import make_optimizer, optimizer_config
 
 
 class _GammaSchedule(BilevelSolver):
@@ -21,8 +22,6 @@ class _GammaSchedule(BilevelSolver):
 
     default_upper_optimizer = keras.optimizers.SGD
     default_lower_optimizer = keras.optimizers.SGD
-    default_upper_lr = 0.1
-    default_lower_lr = 0.1
 
     def _init_gamma(self, gamma_init, gamma_max, gamma_argmax_step):
         check_nonnegative("gamma_init", gamma_init)
@@ -56,6 +55,8 @@ class VPBGD(_GammaSchedule):
     """
 
     method = "vpbgd"
+    default_upper_lr = JOINT_STEP
+    default_lower_lr = JOINT_STEP
     default_inner_steps = 1
     default_inner_optimizer = keras.optimizers.SGD
     default_inner_lr = 0.01
@@ -67,17 +68,11 @@ class VPBGD(_GammaSchedule):
         super().__init__(problem, upper_optimizer, lower_optimizer, inner_steps=inner_steps,
                          jit_compile=jit_compile, **unknown)
         self._init_gamma(gamma_init, gamma_max, gamma_argmax_step)
-        self.inner_optimizer = make_optimizer(inner_optimizer, "inner_optimizer", self.default_inner_optimizer,
-                                              self.default_inner_lr)
-        if self.inner_optimizer in (self.upper_optimizer, self.lower_optimizer):
-            raise ValueError("inner_optimizer must be a separate optimizer instance")
-        self._build_optimizer(self.inner_optimizer, problem.lower_vars, "inner_optimizer")
+        # w descends g: the measured 1 / L_g when the joint steps are measured, else PBGD's SGD(0.01)
+        inner_default = LOWER_STEP if self.default_steps.rule("lower_optimizer") else self.default_inner_lr
         self.w = self.add_state("w", [state_variable(tf.convert_to_tensor(v), "w_inner") for v in problem.lower_vars])
-        self.add_state("inner_optimizer", self.inner_optimizer)
-        self._inner_optimizer_config = optimizer_config(self.inner_optimizer)
-
-    def _config(self) -> Dict[str, Any]:
-        return dict(super()._config(), inner_optimizer=self._inner_optimizer_config)
+        self.inner_optimizer = add_slot(self, "inner_optimizer", inner_optimizer, self.default_inner_optimizer,
+                                        problem.lower_vars, inner_default)
 
     def _direction(self, upper_batch, lower_batch):
         problem = self.problem
@@ -112,6 +107,8 @@ class GPBGD(_GammaSchedule):
     """
 
     method = "gpbgd"
+    default_upper_lr = JOINT_SQUARED_STEP
+    default_lower_lr = JOINT_SQUARED_STEP
     default_inner_steps = 1
 
     def __init__(self, problem: BilevelProblem, upper_optimizer: Any = None, lower_optimizer: Any = None, *,

@@ -11,6 +11,7 @@ from .. import tensor_ops as ops
 from ..problem import BilevelProblem
 from .base import BilevelSolver
 from .checks import check_positive_int
+from .default_steps import LOWER_STEP
 from .variables import project
 
 
@@ -37,6 +38,8 @@ class RMD(BilevelSolver):
     #: a learning rate gives plain SGD at both levels (the lower level must be SGD; u: as the original synthetic script)
     default_upper_optimizer = keras.optimizers.SGD
     default_lower_optimizer = keras.optimizers.SGD
+    default_upper_lr = 0.1
+    default_lower_lr = LOWER_STEP
     default_inner_steps = 20
 
     def __init__(self, problem: BilevelProblem, upper_optimizer: Any = None, lower_optimizer: Any = None, *,

@@ -10,6 +10,7 @@ from .. import autodiff
 from .. import tensor_ops as ops
 from ..problem import BilevelProblem
 from .base import BilevelSolver
+from .default_steps import LOWER_STEP
 from .variables import state_variable
 from .optimizers import add_slot
 
@@ -49,7 +50,7 @@ class SOBA(BilevelSolver):
     default_lower_optimizer = keras.optimizers.SGD
     default_linear_optimizer = keras.optimizers.SGD
     default_upper_lr = 0.02
-    default_lower_lr = 0.1
+    default_lower_lr = LOWER_STEP
     default_inner_steps = 1
 
     def __init__(self, problem: BilevelProblem, upper_optimizer: Any = None, lower_optimizer: Any = None, *,

@@ -12,6 +12,7 @@ from ..problem import BilevelProblem
 from .base import BilevelSolver
 from . import linear_solvers
 from .checks import check_positive_int
+from .default_steps import LOWER_STEP
 
 
 class StocBiO(BilevelSolver):
@@ -43,7 +44,7 @@ class StocBiO(BilevelSolver):
     default_upper_optimizer = keras.optimizers.SGD
     default_lower_optimizer = keras.optimizers.SGD
     default_upper_lr = 0.1
-    default_lower_lr = 0.1
+    default_lower_lr = LOWER_STEP
     default_inner_steps = 10
     default_linear_steps = 100
 
@@ -54,14 +55,14 @@ class StocBiO(BilevelSolver):
                          jit_compile=jit_compile, **unknown)
         self.linear_steps = check_positive_int(
             "linear_steps", self.default_linear_steps if linear_steps is None else linear_steps)
-        self.neumann_step = linear_solvers.neumann_step(neumann_step, self.lower_optimizer)
+        self.neumann_step = linear_solvers.neumann_step(self, neumann_step)
 
     def _config(self) -> Dict[str, Any]:
-        return dict(linear_steps=self.linear_steps, neumann_step=self.neumann_step)
+        return dict(linear_steps=self.linear_steps, neumann_step=linear_solvers.recorded_step(self.neumann_step))
 
     def _neumann(self, lower_batch, b):
         """eta sum_{q=0}^{Q} (I - eta H)^q b, with Q Hessian-vector products."""
-        eta = self.neumann_step
+        eta = self.neumann_step if isinstance(self.neumann_step, float) else tf.identity(self.neumann_step)
         p, s = list(b), list(b)
         for _ in self.loop(self.linear_steps):
             hp = autodiff.hvp(self.problem, lower_batch, p, mode=self.hvp)
