@@ -31,11 +31,14 @@ class ApproxGrad(BilevelSolver):
 
     ``sigma`` regularizes the possibly singular Hessian (the original's runners use 1e-3, its synthetic
     script 1e-6). ``warm_start=True`` keeps p from the previous iteration as the original does; False
-    restarts it from zero. ``linear_steps`` defaults to ``inner_steps`` and ``linear_optimizer`` (any form of
-    :class:`BilevelSolver`'s optimizer options; a learning rate gives Adam) to Adam with the lower optimizer's
-    initial learning rate. ``linear_solver`` swaps the solve of (H_vv g + sigma I) p = grad_v f: ``"gd"`` (the
-    default, the steps above), ``"cg"`` (conjugate gradient) or ``"neumann"`` (Richardson steps of the linear
-    optimizer's initial learning rate), see :mod:`bilevel_tf.solvers.linear_solvers`. Memory does not grow with T.
+    restarts it from zero. ``linear_steps`` defaults to ``inner_steps``. A learning rate gives Adam in every slot (the
+    original's optimizer); left unset, the slots take what converges on a user's problem (measured at the first
+    step, see :mod:`bilevel_tf.solvers.default_steps`): plain SGD at 1 / L on v and at 0.5 / L^2 on p (the
+    residual's curvature is 2 L^2; L = g's top curvature in v), Adam 1e-2 on u. ``linear_optimizer`` given a
+    lower optimizer defaults to Adam at its initial learning rate. ``linear_solver`` swaps the solve of
+    (H_vv g + sigma I) p = grad_v f: ``"gd"`` (the default, the steps above), ``"cg"`` (conjugate gradient) or
+    ``"neumann"`` (Richardson steps of the linear optimizer's initial learning rate, or 1.8 / (L + mu) measured),
+    see :mod:`bilevel_tf.solvers.linear_solvers`. Memory does not grow with T.
     """
 
     method = "approxgrad"

@@ -37,7 +37,8 @@ class BilevelSolver:
             ``default_lower_optimizer``: Adam, plain SGD for RMD and the PBGD solvers); a Keras config dict
             or class name, built by ``keras.optimizers.get`` (e.g. ``{"class_name": "Adam", "config":
             {"learning_rate": 1e-2, "epsilon": 1e-8}}``, the form :meth:`get_config` records); or None, for
-            the default class at the solver's default learning rate.
+            the slot's default: the default class at the solver's default learning rate, or plain SGD at a
+            step measured on the problem at the first step (:mod:`~bilevel_tf.solvers.default_steps`).
         inner_steps: T, lower-level steps per upper iteration (>= 1).
         jit_compile: compile the step with XLA.
         unroll: write the inner loops out T times (True) or use one graph loop (False). A graph loop keeps
@@ -87,14 +88,12 @@ class BilevelSolver:
         self._state: Dict[str, Any] = {}
         self._schedule_keys: List[str] = []
         self._optimizer_configs: Dict[str, Any] = {}
-        #: the slots whose default step is measured on the problem at the first step (see .default_steps)
-        self.default_steps = DefaultSteps()
-        self.upper_optimizer = self.default_steps.slot(self, "upper_optimizer", upper_optimizer,
-                                                       self.default_upper_optimizer, self.default_upper_lr,
-                                                       problem.upper_vars)
-        self.lower_optimizer = self.default_steps.slot(self, "lower_optimizer", lower_optimizer,
-                                                       self.default_lower_optimizer, self.default_lower_lr,
-                                                       problem.lower_vars)
+        self.default_steps = DefaultSteps()  #: the slots whose step is measured on the problem at the first step
+        slot = self.default_steps.slot
+        self.upper_optimizer = slot(self, "upper_optimizer", upper_optimizer, self.default_upper_optimizer,
+                                    self.default_upper_lr, problem.upper_vars)
+        self.lower_optimizer = slot(self, "lower_optimizer", lower_optimizer, self.default_lower_optimizer,
+                                    self.default_lower_lr, problem.lower_vars)
         self.iterations = self.add_state("iterations", state_variable(0, "upper_iterations", tf.int64))
         #: the tf.distribute strategy the solver was built under (None: single device)
         self.strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else None

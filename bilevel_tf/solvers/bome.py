@@ -40,9 +40,11 @@ class BOME(BilevelSolver):
     solver state that continues from the previous iteration's w, so the value estimate g(u, w) becomes exact as
     u settles; ``warm_start=False`` restarts w from the current v every iteration, as the paper's algorithm
     writes it (then grad_u q is biased by the inner loop's remaining error, unless T steps solve g(u, .)).
-    Defaults: eta = 0.5 and T = 10 (the benchmark's settings); plain SGD steps of 0.1 for u, v and w
-    (``inner_optimizer``: SGD at the lower optimizer's initial learning rate). They reach the solution of the
-    strongly convex quadratics of ``bl.toy`` to a few percent within 2000 iterations.
+    Defaults: eta = 0.5 and T = 10 (the benchmark's settings); plain SGD steps measured on the problem at
+    the first step (``default_steps``): 1 / L_joint for the joint (u, v) step (L_joint: g's top absolute
+    curvature in (u, v) together) and 1 / L_g for w (``inner_optimizer`` follows a given lower learning rate).
+    Their error falls as the step decays (about as k^-0.8): within 3000 iterations below 3 % on weakly coupled
+    instances of ``bl.toy``'s quadratic family, above it on a strongly coupled one (||dv*/du|| = 3) until ~2e4.
 
     During its steps w is swapped into the problem's variables, so the losses need no change. Memory does not
     grow with T.

@@ -44,8 +44,9 @@ class F2SA(BilevelSolver):
     The paper lets lam grow without bound (lam_{k+1} = lam_k + delta_k, with step sizes decreasing in k); this
     implementation grows it linearly (``lam_growth`` per iteration) up to ``lam_max`` (None: no cap), which
     trades the O(1/lam_max) bias against u's step, which shrinks as lam_0 / lam. Defaults: lam_0 = 10, +1 per
-    iteration, capped at 300; T = 10 (the benchmark's setting); plain SGD steps of 0.3 for u (at lam_0) and 0.1
-    for v and y (``penalty_optimizer``: SGD at the lower optimizer's initial learning rate). They reach the
+    iteration, capped at 300; T = 10 (the benchmark's setting); plain SGD steps of 0.3 for u (at lam_0) and 1 / L
+    for v and y, L = g's top curvature in v measured on the problem at the first step (``default_steps``;
+    ``penalty_optimizer`` follows the lower optimizer: its learning rate when one is given). They reach the
     solution of the strongly convex quadratics of ``bl.toy`` to about 1% (the O(1/lam_max) bias).
 
     y starts as a copy of v (at construction) and is swapped into the problem's variables for its steps, so

@@ -14,7 +14,9 @@ class GD(BilevelSolver):
         u <- upper_optimizer step along grad_u f          (the implicit term -H_uv g H_vv^-1 grad_v f is dropped)
 
     It converges to the bilevel solution only when f does not depend on v through v*(u); the paper's
-    synthetic examples show where it fails.
+    synthetic examples show where it fails. Defaults: Adam 1e-3 on u; plain SGD at 1 / L on v, L = g's top
+    curvature in v measured on the problem at the first step (``default_steps.LOWER_STEP``; a learning rate
+    gives Adam).
     """
 
     method = "gd"

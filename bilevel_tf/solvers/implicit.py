@@ -38,8 +38,10 @@ class Implicit(BilevelSolver):
     one compiled graph. ``warm_start=True`` (default) starts q from the previous iteration's solution, False
     from zero. ``linear_steps`` defaults to 10 (CG is exact after dim(v) steps on a quadratic);
     ``neumann_step`` (eta, needs eta < 2 / lambda_max(H_vv g)) defaults to the lower optimizer's initial
-    learning rate. ``sigma`` > 0 solves (H_vv g + sigma I) q = b instead, for a singular H_vv g (as ApproxGrad).
-    Defaults: plain SGD steps of 0.1 at both levels, T = 10, sigma = 0. H_vv g + sigma I must be positive
+    learning rate, or to 1.8 / (L + mu) measured on the problem when the lower optimizer is left to its default
+    (``default_steps.SERIES_STEP``). ``sigma`` > 0 solves (H_vv g + sigma I) q = b instead, for a singular H_vv g
+    (as ApproxGrad). Defaults: plain SGD, 0.1 on u and 1 / L on v (L: g's top curvature in v measured on the
+    problem at the first step, ``default_steps.LOWER_STEP``), T = 10, sigma = 0. H_vv g + sigma I must be positive
     definite (CG), which holds near a strict minimum of g.
     """
 

@@ -50,8 +50,10 @@ class VPBGD(_GammaSchedule):
 
     grad_u F includes -gamma grad_u g(u, w) (Danskin's theorem for the value function). The copy w lives in
     its own variables; during the inner steps it is swapped into the model's variables, so the losses need
-    no change. Defaults follow the PBGD code's data hyper-cleaning script (``inner_optimizer``: SGD(0.01), and
-    SGD for a learning rate).
+    no change. Defaults follow the PBGD code's data hyper-cleaning script (gamma, T; ``inner_optimizer``:
+    SGD(0.01) next to given optimizers, SGD for a learning rate), except that unset optimizers take plain SGD
+    steps measured on the problem at the first step (``default_steps``): 1 / L_joint for the joint step (g's top
+    absolute curvature in (u, v)) and 1 / L_g for w. A small ``gamma_max`` leaves the penalty's bias.
     """
 
     method = "vpbgd"
@@ -103,6 +105,8 @@ class GPBGD(_GammaSchedule):
         (u, v) <- one joint step along min(1/gamma, 1) grad_{u,v} F
 
     With the default T = 1 this is PBGD's G-PBGD exactly (one joint step per iteration, no inner loop).
+    Unset optimizers take plain SGD at 1 / L_joint^2 measured on the problem at the first step (the penalty's
+    curvature is g's squared; ``default_steps.JOINT_SQUARED_STEP``).
     Each step costs one Hessian-vector product (the same double backward as the Penalty method).
     """
 

@@ -38,9 +38,11 @@ class SOBA(BilevelSolver):
     Step sizes: the paper uses plain SGD steps, rho_t for v and z and gamma_t for u, decreasing polynomially in
     t in the stochastic setting (the benchmark's implementation: t^(-1/2) for both); with constant steps on
     mini-batches the iterates stop at a noise floor (which SABA removes). The
-    defaults are constant plain SGD steps, 0.1 for v and z (``linear_optimizer``: SGD at the lower optimizer's
-    initial learning rate) and 0.02 for u: a single-loop method needs u slower than v and z, and these converge
-    on the strongly convex quadratics of ``bl.toy``. For decreasing steps pass optimizers with a Keras
+    defaults are constant plain SGD steps: 1 / L for v and z, L = g's top curvature in v measured on the problem
+    at the first step (``default_steps.LOWER_STEP``; ``linear_optimizer`` follows the lower optimizer: its
+    learning rate when one is given), and 0.02 for u: a single-loop method needs u slower than v and z. They
+    reach the solution of every instance of ``bl.toy``'s quadratic family in ``benchmarks/default_convergence.py``
+    (g's curvature up to 50, where a fixed step of 0.1 diverges). For decreasing steps pass optimizers with a Keras
     learning-rate schedule, e.g. ``keras.optimizers.SGD(keras.optimizers.schedules.InverseTimeDecay(...))``.
     Memory does not grow with ``inner_steps``.
     """
