@@ -33,10 +33,10 @@ class AmIGO(BilevelSolver):
     Both loops start where the previous iteration left them (the amortization): as u moves slowly, few steps
     keep v and z near their targets. Each z step is one Hessian-vector product; unlike ApproxGrad's residual
     ||H p - b||^2 the quadratic keeps the condition number of H_vv g (not its square). ``linear_steps`` (T_z)
-    defaults to ``inner_steps`` (T = 10, the benchmark's setting); ``linear_optimizer`` follows the lower optimizer (plain SGD at
-    its learning rate, or at its measured step). Defaults: plain SGD (the paper's algorithm uses SGD), 0.1 on u
-    and 1 / L on v and z, L = g's top curvature in v measured on the problem at the first step
-    (``default_steps.LOWER_STEP``). Memory does not grow with T.
+    defaults to ``inner_steps`` (T = 10, the benchmark's setting); ``linear_optimizer`` follows the lower
+    optimizer (plain SGD at its learning rate, or at its measured step). Defaults: plain SGD (the paper's
+    algorithm uses SGD), 0.1 on u and 1 / L on v and z, L = g's top curvature in v measured on the problem at
+    the first step (``default_steps.LOWER_STEP``). Memory does not grow with T.
     """
 
     method = "amigo"

@@ -70,7 +70,8 @@ class ApproxGrad(BilevelSolver):
         self._solve = make_linear_solver(linear_solver, optimizer=self.linear_optimizer, step_size=step)
 
     def _config(self) -> Dict[str, Any]:
-        return dict(linear_steps=self.linear_steps, sigma=self.sigma, warm_start=self.warm_start, linear_solver=self.linear_solver)
+        return dict(linear_steps=self.linear_steps, sigma=self.sigma, warm_start=self.warm_start,
+                    linear_solver=self.linear_solver)
 
     def _linear_operator(self, lower_batch, x):
         """(H_vv g + sigma I) x."""

@@ -47,6 +47,7 @@ def make_solver(method: str, problem, **options: Any) -> BilevelSolver:
     So a table of options can be plain data: ``{"penalty": dict(schedule="original", c_rho=1.1,
     lower_optimizer=1e-4), "rmd": dict(lower_optimizer=0.1, truncation=5)}``. Everything the options set is
     recorded by ``solver.get_config()`` (a measured slot as None, with its rule under ``"default_steps"``;
-    ``solver.default_steps.values()`` gives the measured steps). An unknown method or option raises a ValueError naming the valid ones.
+    ``solver.default_steps.values()`` gives the measured steps). An unknown method or option raises a ValueError
+    naming the valid ones.
     """
     return get_solver(method)(problem, **options)

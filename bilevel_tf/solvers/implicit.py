@@ -71,7 +71,8 @@ class Implicit(BilevelSolver):
 
     def _config(self) -> Dict[str, Any]:
         return dict(linear_solver=self.linear_solver, linear_steps=self.linear_steps,
-                    neumann_step=linear_solvers.recorded_step(self.neumann_step), sigma=self.sigma, warm_start=self.warm_start)
+                    neumann_step=linear_solvers.recorded_step(self.neumann_step), sigma=self.sigma,
+                    warm_start=self.warm_start)
 
     def _linear_operator(self, lower_batch, x):
         """(H_vv g + sigma I) x."""

@@ -38,7 +38,8 @@ class SABA(SOBA):
     The estimates' variance vanishes as the iterates converge, so constant steps converge to the solution
     (the paper proves an O(1/T) rate on smooth problems, as for full-batch descent, and a linear one under a
     Polyak-Lojasiewicz condition), where SOBA needs decreasing steps. Defaults as SOBA's (constant plain SGD:
-    1 / L_g measured on the problem for v and z, 0.02 for u). The memory starts at zero; Mbar is exact once every sample has been drawn.
+    1 / L_g measured on the problem for v and z, 0.02 for u). The memory starts at zero; Mbar is exact once every
+    sample has been drawn.
 
     **Per-sample losses.** A loss with a memory is a :class:`bl.FiniteSum`: ``per_sample_loss(batch)`` returns
     one loss per sample and the batch carries the samples' indices (by default the first element of a tuple
