@@ -41,7 +41,7 @@ def test_config_is_json_and_rebuilds_the_same_solver(method):
     assert config["method"] == method and config["inner_steps"] == 3
     for slot in ("upper_optimizer", "lower_optimizer"):
         if config[slot] is None:  # left to its default, measured on the problem at the first step: the rule
-            assert config["default_steps"][slot].startswith("SGD at ")
+            assert config["default_steps"][slot].startswith("plain SGD at ")
         else:
             assert config[slot]["class_name"] and "learning_rate" in config[slot]["config"]
     b = type(a).from_config(q2.problem(u0=U0), config)

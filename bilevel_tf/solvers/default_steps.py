@@ -48,7 +48,8 @@ class CurvatureStep:
         scale = top if self.power == 1 else f"{top}^{self.power}"
         scale = f"({top} + mu_g)" if self.plus_lowest else scale
         where = "g's top curvature in v" if self.over == "lower" else "g's top |curvature| in (u, v)"
-        return f"SGD at {self.scale:g} / {scale}, {top} = {where} at the first step"
+        lowest = " (mu_g: its lowest)" if self.plus_lowest else ""
+        return f"{self.scale:g} / {scale}, {top} = {where}{lowest} at the first step"
 
     def step(self, lowest: tf.Tensor, highest: tf.Tensor) -> tf.Tensor:
         top = highest if self.over == "lower" else tf.maximum(highest, -lowest)
@@ -91,7 +92,7 @@ class DefaultSteps:
 
     def __init__(self) -> None:
         self.rules: Dict[str, CurvatureStep] = {}
-        self._targets: Dict[str, Any] = {}
+        self._targets: Dict[str, Any] = {}  # name -> the optimizer whose learning rate, or the variable, it sets
         self._known = True  # Python-side: nothing (more) to measure
         self._fn = None
 
@@ -135,8 +136,9 @@ class DefaultSteps:
         return {name: float(keras.ops.convert_to_numpy(_variable(t))) for name, t in self._targets.items()}
 
     def config(self) -> Dict[str, str]:
-        """What each measured slot's default is (the rule; the values are in :meth:`values`)."""
-        return {name: rule.describe() for name, rule in self.rules.items()}
+        """What each measured default is (the rule; the values are in :meth:`values`)."""
+        return {name: ("plain SGD at " if isinstance(self._targets[name], keras.optimizers.Optimizer) else "")
+                + rule.describe() for name, rule in self.rules.items()}
 
     def forget(self) -> None:
         """After ``reset_state`` (which puts the steps back to ``UNMEASURED``): measure at the next step."""
