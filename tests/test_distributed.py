@@ -82,3 +82,31 @@ def test_saba_memory_gathers_every_replicas_samples(mirrored):
     assert np.any(results[0][0] != 0) and np.any(results[0][3] != 0)
     for a, b in zip(*results):
         np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["bome", "stocbio"])
+def test_default_steps_measured_in_the_replicas_equal_one_devices(method, mirrored):
+    """The probe of bilevel_tf.solvers.default_steps runs in the replicas on replica-averaged products: the
+    steps it measures (BOME's joint (u, v) step and copy step, StocBiO's lower and Neumann steps) and the
+    iterates equal the single device's."""
+    lower, upper = importance_data(8)
+    results = []
+    for strategy in (tf.distribute.get_strategy(), mirrored):
+        with strategy.scope():
+            keras.utils.set_random_seed(1)
+            problem, importance, model = importance_problem(8, 0.05)
+            options = {"linear_steps": 3} if method == "stocbio" else {}
+            solver = bl.make_solver(method, problem, inner_steps=2, **options)  # the steps left to the defaults
+        bl.fit(
+            solver,
+            tf.data.Dataset.from_tensor_slices(upper).batch(8),
+            tf.data.Dataset.from_tensor_slices(lower).batch(8),
+            steps=2,
+            verbose=0,
+        )
+        results.append((solver.default_steps.values(), importance.numpy()))
+    (steps1, u1), (steps2, u2) = results
+    assert steps1.keys() == steps2.keys() and all(steps1[k] > 0 for k in steps1)
+    for key in steps1:
+        assert steps2[key] == pytest.approx(steps1[key], rel=1e-5), key
+    np.testing.assert_allclose(u2, u1, rtol=1e-4, atol=1e-6)

@@ -40,7 +40,11 @@ def test_config_is_json_and_rebuilds_the_same_solver(method):
     a = bl.make_solver(method, q1.problem(u0=U0), **opts)
     config = json.loads(json.dumps(a.get_config()))
     assert config["method"] == method and config["inner_steps"] == 3
-    assert config["upper_optimizer"]["class_name"] and "learning_rate" in config["upper_optimizer"]["config"]
+    for slot in ("upper_optimizer", "lower_optimizer"):
+        if config[slot] is None:  # left to its default, measured on the problem at the first step: the rule
+            assert config["default_steps"][slot].startswith("plain SGD at ")
+        else:
+            assert config[slot]["class_name"] and "learning_rate" in config[slot]["config"]
     b = type(a).from_config(q2.problem(u0=U0), config)
     assert b.get_config() == config
     for _ in range(3):

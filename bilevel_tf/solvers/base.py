@@ -1,8 +1,9 @@
 """The shared machinery of every bilevel solver: validation, optimizers, the compiled step, checkpointing."""
+
 from __future__ import annotations
 
 import inspect
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import keras
 import tensorflow as tf
@@ -12,8 +13,9 @@ from ..core import tensor_ops as ops
 from ..core.problem import BilevelProblem
 from ..training.sources import Feed
 from .checks import check_choice, check_positive_int
-from .optimizers import check_learning_rate, make_optimizer, optimizer_config
-from .variables import owned_variables, project, state_variable
+from .default_steps import CurvatureStep, DefaultSteps
+from .solver_state import SolverState
+from .variables import project, state_variable
 
 Logs = Dict[str, tf.Tensor]
 
@@ -22,7 +24,7 @@ def _has_accelerator() -> bool:
     return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
 
 
-class BilevelSolver:
+class BilevelSolver(SolverState):
     """Base class: one call to :meth:`step` is one upper-level iteration, compiled as one ``tf.function``.
 
     Subclasses implement :meth:`_direction`, which runs the lower-level phase (moving ``v``) and returns
@@ -37,7 +39,8 @@ class BilevelSolver:
             ``default_lower_optimizer``: Adam, plain SGD for RMD and the PBGD solvers); a Keras config dict
             or class name, built by ``keras.optimizers.get`` (e.g. ``{"class_name": "Adam", "config":
             {"learning_rate": 1e-2, "epsilon": 1e-8}}``, the form :meth:`get_config` records); or None, for
-            the default class at the solver's default learning rate.
+            the slot's default: the default class at the solver's default learning rate, or plain SGD at a
+            step measured on the problem at the first step (:mod:`~bilevel_tf.solvers.default_steps`).
         inner_steps: T, lower-level steps per upper iteration (>= 1).
         jit_compile: compile the step with XLA.
         unroll: write the inner loops out T times (True) or use one graph loop (False). A graph loop keeps
@@ -58,18 +61,30 @@ class BilevelSolver:
     #: the class a learning rate (or None) becomes, per slot
     default_upper_optimizer: Type[keras.optimizers.Optimizer] = keras.optimizers.Adam
     default_lower_optimizer: Type[keras.optimizers.Optimizer] = keras.optimizers.Adam
-    default_upper_lr = 1e-3
-    default_lower_lr = 1e-4
+    #: a number, or a rule measuring the step on the problem (``default_steps.CurvatureStep``)
+    default_upper_lr: Union[float, CurvatureStep] = 1e-3
+    default_lower_lr: Union[float, CurvatureStep] = 1e-4
     default_inner_steps = 1
     #: second-order mode when ``hvp=None``: double backward measured faster for every solver (CPU)
     default_hvp = autodiff.DOUBLE_BACKWARD
 
-    def __init__(self, problem: BilevelProblem, upper_optimizer: Any = None, lower_optimizer: Any = None, *,
-                 inner_steps: Optional[int] = None, jit_compile: bool = False, hvp: Optional[str] = None,
-                 unroll: Optional[bool] = None, **unknown: Any):
+    def __init__(
+        self,
+        problem: BilevelProblem,
+        upper_optimizer: Any = None,
+        lower_optimizer: Any = None,
+        *,
+        inner_steps: Optional[int] = None,
+        jit_compile: bool = False,
+        hvp: Optional[str] = None,
+        unroll: Optional[bool] = None,
+        **unknown: Any,
+    ):
         if unknown:
-            raise ValueError(f"{type(self).__name__} (method {self.method!r}) got unknown option(s) {sorted(unknown)}; "
-                             f"its options are {self.option_names()}")
+            raise ValueError(
+                f"{type(self).__name__} (method {self.method!r}) got unknown option(s) {sorted(unknown)}; "
+                f"its options are {self.option_names()}"
+            )
         if not isinstance(problem, BilevelProblem):
             raise ValueError(f"problem must be a bl.BilevelProblem, got {type(problem).__name__}")
         self.problem = problem
@@ -77,43 +92,29 @@ class BilevelSolver:
         #: problems work end to end
         self.dtype = tf.as_dtype(problem.lower_vars[0].dtype)
         self.inner_steps = check_positive_int(
-            "inner_steps", self.default_inner_steps if inner_steps is None else inner_steps)
+            "inner_steps", self.default_inner_steps if inner_steps is None else inner_steps
+        )
         self.jit_compile = bool(jit_compile)
         self.unroll = (self.jit_compile and not _has_accelerator()) if unroll is None else bool(unroll)
         self.hvp = check_choice("hvp", self.default_hvp if hvp is None else hvp, autodiff.HVP_MODES)
-        self.upper_optimizer = make_optimizer(upper_optimizer, "upper_optimizer", self.default_upper_optimizer,
-                                              self.default_upper_lr)
-        self.lower_optimizer = make_optimizer(lower_optimizer, "lower_optimizer", self.default_lower_optimizer,
-                                              self.default_lower_lr)
-        for name in ("upper_optimizer", "lower_optimizer"):
-            check_learning_rate(getattr(self, name), name)
-        if self.upper_optimizer is self.lower_optimizer:
-            raise ValueError("upper_optimizer and lower_optimizer are the same object; "
-                             "each level needs its own optimizer (its slots are per variable)")
-        self._build_optimizer(self.upper_optimizer, problem.upper_vars, "upper_optimizer")
-        self._build_optimizer(self.lower_optimizer, problem.lower_vars, "lower_optimizer")
         self._unroll_option = unroll
-        self._optimizer_configs = {"upper_optimizer": optimizer_config(self.upper_optimizer),
-                                   "lower_optimizer": optimizer_config(self.lower_optimizer)}
-        self._checkpoint: Optional[tf.train.Checkpoint] = None
-        #: solver-owned state by checkpoint key (see :meth:`add_state`); names are checkpoint keys, keep them
-        self._state: Dict[str, Any] = {}
-        self._schedule_keys: List[str] = []
-        self.add_state("upper_optimizer", self.upper_optimizer)
-        self.add_state("lower_optimizer", self.lower_optimizer)
+        self._init_state()
+        self._optimizer_configs: Dict[str, Any] = {}
+        self.default_steps = DefaultSteps()  #: the slots whose step is measured on the problem at the first step
+        self.upper_optimizer = self._level_optimizer("upper", upper_optimizer, problem.upper_vars)
+        self.lower_optimizer = self._level_optimizer("lower", lower_optimizer, problem.lower_vars)
         self.iterations = self.add_state("iterations", state_variable(0, "upper_iterations", tf.int64))
         #: the tf.distribute strategy the solver was built under (None: single device)
         self.strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
         #: number of times the step has been traced (Python side effect, grows only on retracing)
         self.trace_count = 0
         self._validated = False
-        self._initial_values: Optional[list] = None
         self._step_fn = tf.function(self._step, jit_compile=self.jit_compile, reduce_retracing=True)
         self._run_fn = tf.function(self._run, jit_compile=self.jit_compile, reduce_retracing=True)
-        self._distributed_step_fn = tf.function(self._distributed_step, jit_compile=self.jit_compile,
-                                                reduce_retracing=True)
-        self._hypergradient_fn = tf.function(self._hypergradient, jit_compile=self.jit_compile,
-                                             reduce_retracing=True)
+        self._distributed_step_fn = tf.function(
+            self._distributed_step, jit_compile=self.jit_compile, reduce_retracing=True
+        )
+        self._hypergradient_fn = tf.function(self._hypergradient, jit_compile=self.jit_compile, reduce_retracing=True)
         # Not jit-compiled itself (XLA cannot draw from a tf.data iterator); with jit_compile it draws the call's
         # batches and hands them to one XLA loop, since calling a jitted step per iteration costs as much as an
         # eager call.
@@ -121,11 +122,17 @@ class BilevelSolver:
         self._run_loop_fn = tf.function(self._run_loop, jit_compile=self.jit_compile, reduce_retracing=True)
 
     # ------------------------------------------------------------------ public API
+    def _level_optimizer(self, level: str, spec: Any, variables: Any) -> keras.optimizers.Optimizer:
+        """The optimizer of ``level`` ("upper" | "lower") from the option, with the class's defaults for it."""
+        name = f"{level}_optimizer"
+        default_class, default_lr = getattr(self, f"default_{name}"), getattr(self, f"default_{level}_lr")
+        return self.default_steps.slot(self, name, spec, default_class, default_lr, variables)
+
     def step(self, upper_batch: Any = None, lower_batch: Any = None) -> Logs:
         """One upper iteration (T lower steps inside the graph, then one upper step); returns scalar logs."""
         self._ensure_snapshot()
         self._validate(upper_batch, lower_batch)
-        self._prepare(upper_batch, lower_batch)
+        self._set_up(upper_batch, lower_batch)
         if self.strategy is not None:
             return self._distributed_step_fn(upper_batch, lower_batch)
         return self._step_fn(upper_batch, lower_batch)
@@ -137,15 +144,16 @@ class BilevelSolver:
         steps = check_positive_int("steps", steps)
         self._ensure_snapshot()
         self._validate(upper_batch, lower_batch)
-        self._prepare(upper_batch, lower_batch)
+        self._set_up(upper_batch, lower_batch)
         if self.strategy is not None:  # synchronization cannot sit inside a graph loop: one call per step
             for _ in range(steps):
                 logs = self.step(upper_batch, lower_batch)
             return logs
         return self._run_fn(tf.constant(steps, tf.int32), upper_batch, lower_batch)
 
-    def run_feeds(self, count: int, upper_first: Any, lower_first: Any, upper_rest: Any = None,
-                  lower_rest: Any = None) -> Tuple[Logs, tf.Tensor]:
+    def run_feeds(
+        self, count: int, upper_first: Any, lower_first: Any, upper_rest: Any = None, lower_rest: Any = None
+    ) -> Tuple[Logs, tf.Tensor]:
         """Up to ``count`` upper iterations in ONE compiled call, each on its own batches (``bl.fit``'s
         ``steps_per_execution``): the first on ``(upper_first, lower_first)``, every further one on the next
         batch of ``upper_rest`` / ``lower_rest``, each a :class:`Feed` (a ``tf.data`` iterator drawn inside the
@@ -164,7 +172,7 @@ class BilevelSolver:
         upper_rest, lower_rest = Feed.wrap(upper_rest), Feed.wrap(lower_rest)
         kinds = (upper_rest.kind, lower_rest.kind)
         self._ensure_snapshot()
-        self._prepare(upper_first, lower_first)
+        self._set_up(upper_first, lower_first)
         fn = self._run_feeds_fn if Feed.ITERATOR in kinds or self.strategy is not None else self._run_loop_fn
         return fn(tf.constant(count, tf.int32), upper_first, lower_first, upper_rest.value, lower_rest.value, kinds)
 
@@ -176,7 +184,7 @@ class BilevelSolver:
         """
         self._ensure_snapshot()
         self._validate(upper_batch, lower_batch)
-        self._prepare(upper_batch, lower_batch)
+        self._set_up(upper_batch, lower_batch)
         return self._hypergradient_fn(upper_batch, lower_batch)
 
     def get_config(self) -> Dict[str, Any]:
@@ -184,76 +192,40 @@ class BilevelSolver:
         options, each optimizer's ``keras.saving.serialize_keras_object`` form as it was at construction, the
         solver's own options (schedule constants after resolving presets). JSON-able; with the same problem,
         :meth:`from_config` builds an equal solver."""
-        config: Dict[str, Any] = {"method": self.method, "inner_steps": self.inner_steps,
-                                  "jit_compile": self.jit_compile, "hvp": self.hvp, "unroll": self._unroll_option}
+        config: Dict[str, Any] = {
+            "method": self.method,
+            "inner_steps": self.inner_steps,
+            "jit_compile": self.jit_compile,
+            "hvp": self.hvp,
+            "unroll": self._unroll_option,
+        }
         config.update(self._optimizer_configs)
         config.update(self._config())
+        if self.default_steps.rules:  # the rule, not the measured value: the config must not change on the way
+            config["default_steps"] = self.default_steps.config()
         return config
 
     @classmethod
     def from_config(cls, problem: BilevelProblem, config: Dict[str, Any]) -> "BilevelSolver":
         """A new solver for ``problem`` from :meth:`get_config` output (optimizers rebuilt from their configs)."""
-        return cls(problem, **{k: v for k, v in config.items() if k != "method"})
+        return cls(problem, **{k: v for k, v in config.items() if k not in ("method", "default_steps")})
 
     @classmethod
     def option_names(cls) -> List[str]:
         """The keyword options the constructor accepts: the class's own and those it hands to its bases."""
         kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        return sorted({p.name for klass in cls.__mro__ if "__init__" in vars(klass) and klass is not object
-                       for p in inspect.signature(klass.__init__).parameters.values()
-                       if p.kind in kinds and p.name not in ("self", "problem")})
+        return sorted(
+            {
+                p.name
+                for klass in cls.__mro__
+                if "__init__" in vars(klass) and klass is not object
+                for p in inspect.signature(klass.__init__).parameters.values()
+                if p.kind in kinds and p.name not in ("self", "problem")
+            }
+        )
 
-    def add_state(self, name: str, value: Any, schedule: bool = False) -> Any:
-        """Register solver-owned state (a variable, a list of variables or a trackable such as an optimizer)
-        under checkpoint key ``name``: :attr:`checkpoint` saves it, :meth:`reset_state` restores its initial
-        value, and with ``schedule=True`` :meth:`schedule` and the step's logs report it. Returns ``value``."""
-        if self._checkpoint is not None:
-            raise RuntimeError(f"state {name!r} added after the checkpoint was built")
-        if name in self._state:
-            raise ValueError(f"solver state {name!r} registered twice")
-        self._state[name] = list(value) if isinstance(value, (list, tuple)) else value
-        if schedule:
-            self._schedule_keys.append(name)
-        return value
-
-    @property
-    def checkpoint(self) -> tf.train.Checkpoint:
-        """A ``tf.train.Checkpoint`` reaching every piece of solver state (variables, slots, schedule)."""
-        if self._checkpoint is None:
-            self._ensure_snapshot()
-            state = dict(upper_vars=list(self.problem.upper_vars), lower_vars=list(self.problem.lower_vars))
-            state.update(self._state)
-            for key, value in self.problem.extra_state.items():
-                state[f"extra_{key}"] = value
-            self._checkpoint = tf.train.Checkpoint(**state)
-        return self._checkpoint
-
-    def reset_state(self, **schedule: float) -> None:
-        """Return every piece of solver state (optimizer slots and iteration counts, learning rates,
-        schedule, auxiliary variables) to its value before the solver was first used; the problem's
-        variables are left alone. Reusing one compiled solver across trials this way avoids recompiling.
-        ``schedule`` then sets starting values of schedule entries (names of :meth:`schedule`, e.g.
-        ``reset_state(lam=1e-2)``), so trials with other constants share the compiled step too."""
-        unknown = sorted(set(schedule) - set(self._schedule_keys))
-        if unknown:
-            raise ValueError(f"{type(self).__name__} has no schedule entries {unknown}; its schedule is "
-                             f"{self._schedule_keys}")
-        self._ensure_snapshot()
-        for var, value in self._initial_values:
-            var.assign(value)
-        for name, value in schedule.items():
-            self._state[name].assign(value)
-
-    def _ensure_snapshot(self) -> None:
-        """Snapshot the solver-owned variables on first use (after every constructor has run)."""
-        if self._initial_values is not None:
-            return
-        owned = owned_variables(self._state.values(), list(self.problem.upper_vars) + list(self.problem.lower_vars))
-        self._initial_values = [(v, tf.identity(tf.convert_to_tensor(v))) for v in owned]
-
-    def schedule(self) -> Dict[str, float]:
-        """Current schedule values (rho, lam, eps, gamma, ... as applicable) as Python floats."""
-        return {k: float(self._state[k].numpy()) for k in self._schedule_keys}
+    def _after_reset(self) -> None:
+        self.default_steps.forget()  # measured default steps are measured again
 
     # ------------------------------------------------------------------ subclass hooks
     def _direction(self, upper_batch: Any, lower_batch: Any) -> Tuple[List, Optional[List], Any]:
@@ -281,6 +253,11 @@ class BilevelSolver:
 
     def _prepare(self, upper_batch: Any, lower_batch: Any) -> None:
         """Called before every compiled call with its batches (e.g. one-time calibration); must be cheap."""
+
+    def _set_up(self, upper_batch: Any, lower_batch: Any) -> None:
+        """Before every compiled call: the measured default steps (once), then the subclass's :meth:`_prepare`."""
+        self.default_steps.prepare(self, upper_batch, lower_batch)
+        self._prepare(upper_batch, lower_batch)
 
     def calibrate(self, upper_batches: Optional[Sequence] = None, lower_batches: Optional[Sequence] = None) -> bool:
         """Measure now, on several batches per level, what the solver otherwise measures on its first batch alone
@@ -327,17 +304,32 @@ class BilevelSolver:
             logs = self._step(upper_batch, lower_batch)
         return logs
 
-    def _run_feeds(self, count: tf.Tensor, upper_first: Any, lower_first: Any, upper_rest: Any, lower_rest: Any,
-                   kinds: Tuple[str, str]) -> Tuple[Logs, tf.Tensor]:
+    def _run_feeds(
+        self,
+        count: tf.Tensor,
+        upper_first: Any,
+        lower_first: Any,
+        upper_rest: Any,
+        lower_rest: Any,
+        kinds: Tuple[str, str],
+    ) -> Tuple[Logs, tf.Tensor]:
         if self.jit_compile and self.strategy is None:  # draw first, then loop inside XLA
             (upper_rest, upper_kind), (lower_rest, lower_kind) = (
-                Feed.take(upper_rest, kinds[0], count - 1), Feed.take(lower_rest, kinds[1], count - 1))
-            return self._run_loop_fn(count, upper_first, lower_first, upper_rest, lower_rest,
-                                     (upper_kind, lower_kind))
+                Feed.take(upper_rest, kinds[0], count - 1),
+                Feed.take(lower_rest, kinds[1], count - 1),
+            )
+            return self._run_loop_fn(count, upper_first, lower_first, upper_rest, lower_rest, (upper_kind, lower_kind))
         return self._run_loop(count, upper_first, lower_first, upper_rest, lower_rest, kinds)
 
-    def _run_loop(self, count: tf.Tensor, upper_first: Any, lower_first: Any, upper_rest: Any, lower_rest: Any,
-                  kinds: Tuple[str, str]) -> Tuple[Logs, tf.Tensor]:
+    def _run_loop(
+        self,
+        count: tf.Tensor,
+        upper_first: Any,
+        lower_first: Any,
+        upper_rest: Any,
+        lower_rest: Any,
+        kinds: Tuple[str, str],
+    ) -> Tuple[Logs, tf.Tensor]:
         step = self._step_fn if self.strategy is None else self._distributed_step_fn
         logs = step(upper_first, lower_first)
         done = tf.constant(1, tf.int32)
@@ -359,8 +351,7 @@ class BilevelSolver:
         self._apply(self.upper_optimizer, grads, self.problem.upper_vars, self.problem.upper_constraint)
 
     def apply_lower(self, grads: Sequence, optimizer: Optional[keras.optimizers.Optimizer] = None) -> None:
-        self._apply(optimizer or self.lower_optimizer, grads, self.problem.lower_vars,
-                    self.problem.lower_constraint)
+        self._apply(optimizer or self.lower_optimizer, grads, self.problem.lower_vars, self.problem.lower_constraint)
 
     def descend_lower(self, lower_batch: Any, optimizer: Optional[keras.optimizers.Optimizer] = None) -> None:
         """``inner_steps`` optimizer steps on g from the current v (the warm-started lower solve)."""
@@ -377,8 +368,9 @@ class BilevelSolver:
     def _apply(optimizer, grads, variables, constraint) -> None:
         # Keras optimizers sum gradients over replicas; ours are already averaged.
         share = 1.0 / distribute.num_replicas()
-        pairs = [(g if share == 1.0 else ops.scale([g], share)[0], v) for g, v in zip(grads, variables)
-                 if g is not None]
+        pairs = [
+            (g if share == 1.0 else ops.scale([g], share)[0], v) for g, v in zip(grads, variables) if g is not None
+        ]
         optimizer.apply_gradients(pairs)
         if constraint is not None:
             project(constraint, variables)
@@ -390,8 +382,9 @@ class BilevelSolver:
         try:
             optimizer.build(list(variables))
         except ValueError as e:
-            raise ValueError(f"{name} could not be built for these variables ({e}); "
-                             "pass a fresh optimizer instance") from e
+            raise ValueError(
+                f"{name} could not be built for these variables ({e}); pass a fresh optimizer instance"
+            ) from e
 
 
 def _all_finite(logs: Logs) -> tf.Tensor:

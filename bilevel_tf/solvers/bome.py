@@ -1,5 +1,6 @@
 """BOME!: bilevel optimization made easy, a first-order dynamic-barrier method (Liu, Ye, Wright, Stone & Liu,
 NeurIPS 2022)."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
@@ -12,6 +13,7 @@ from ..core import tensor_ops as ops
 from ..core.problem import BilevelProblem
 from .base import BilevelSolver
 from .checks import check_nonnegative, check_positive_int
+from .default_steps import JOINT_STEP, LOWER_STEP
 from .variables import descend_copy, state_variable
 from .optimizers import add_slot
 
@@ -39,9 +41,11 @@ class BOME(BilevelSolver):
     solver state that continues from the previous iteration's w, so the value estimate g(u, w) becomes exact as
     u settles; ``warm_start=False`` restarts w from the current v every iteration, as the paper's algorithm
     writes it (then grad_u q is biased by the inner loop's remaining error, unless T steps solve g(u, .)).
-    Defaults: eta = 0.5 and T = 10 (the benchmark's settings); plain SGD steps of 0.1 for u, v and w
-    (``inner_optimizer``: SGD at the lower optimizer's initial learning rate). They reach the solution of the
-    strongly convex quadratics of ``bl.toy`` to a few percent within 2000 iterations.
+    Defaults: eta = 0.5 and T = 10 (the benchmark's settings); plain SGD steps measured on the problem at
+    the first step (``default_steps``): 1 / L_joint for the joint (u, v) step (L_joint: g's top absolute
+    curvature in (u, v) together) and 1 / L_g for w (``inner_optimizer`` follows a given lower learning rate).
+    Their error falls as the step decays (about as k^-0.8): within 3000 iterations below 3 % on weakly coupled
+    instances of ``bl.toy``'s quadratic family, above it on a strongly coupled one (||dv*/du|| = 3) until ~2e4.
 
     During its steps w is swapped into the problem's variables, so the losses need no change. Memory does not
     grow with T.
@@ -51,23 +55,47 @@ class BOME(BilevelSolver):
     default_upper_optimizer = keras.optimizers.SGD
     default_lower_optimizer = keras.optimizers.SGD
     default_inner_optimizer = keras.optimizers.SGD
-    default_upper_lr = 0.1
-    default_lower_lr = 0.1
+    default_upper_lr = JOINT_STEP
+    default_lower_lr = JOINT_STEP
     default_inner_steps = 10
 
-    def __init__(self, problem: BilevelProblem, upper_optimizer: Any = None, lower_optimizer: Any = None, *,
-                 inner_steps: Optional[int] = None, inner_optimizer: Any = None, eta: float = 0.5,
-                 decay_steps: Optional[int] = 100, warm_start: bool = True, jit_compile: bool = False,
-                 **unknown: Any):
-        super().__init__(problem, upper_optimizer, lower_optimizer, inner_steps=inner_steps,
-                         jit_compile=jit_compile, **unknown)
+    def __init__(
+        self,
+        problem: BilevelProblem,
+        upper_optimizer: Any = None,
+        lower_optimizer: Any = None,
+        *,
+        inner_steps: Optional[int] = None,
+        inner_optimizer: Any = None,
+        eta: float = 0.5,
+        decay_steps: Optional[int] = 100,
+        warm_start: bool = True,
+        jit_compile: bool = False,
+        **unknown: Any,
+    ):
+        super().__init__(
+            problem, upper_optimizer, lower_optimizer, inner_steps=inner_steps, jit_compile=jit_compile, **unknown
+        )
         self.eta = check_nonnegative("eta", eta)
         self.decay_steps = None if decay_steps is None else check_positive_int("decay_steps", decay_steps)
         self.warm_start = bool(warm_start)
-        self.w = (self.add_state("w", [state_variable(tf.convert_to_tensor(v), "w_inner") for v in problem.lower_vars])
-                  if self.warm_start else [])
-        self.inner_optimizer = add_slot(self, "inner_optimizer", inner_optimizer, self.default_inner_optimizer,
-                                        problem.lower_vars)
+        self.w = (
+            self.add_state("w", [state_variable(tf.convert_to_tensor(v), "w_inner") for v in problem.lower_vars])
+            if self.warm_start
+            else []
+        )
+        self.inner_optimizer = add_slot(
+            self,
+            "inner_optimizer",
+            inner_optimizer,
+            self.default_inner_optimizer,
+            problem.lower_vars,
+            self._inner_default(),
+        )
+
+    def _inner_default(self):
+        """w descends g: the measured 1 / L_g when v's joint step is measured, else the lower learning rate."""
+        return LOWER_STEP if self.default_steps.rule("lower_optimizer") else None
 
     def _config(self) -> Dict[str, Any]:
         return dict(eta=self.eta, decay_steps=self.decay_steps, warm_start=self.warm_start)

@@ -1,4 +1,5 @@
 """Checks of solver options: a bad value raises a one-line ValueError naming the argument (TensorFlow-free)."""
+
 from __future__ import annotations
 
 import numbers
@@ -26,5 +27,7 @@ def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
 def check_decayable(optimizer: Any, name: str) -> None:
     """An optimizer whose learning rate a schedule may scale (a variable, not a Keras schedule)."""
     if not hasattr(optimizer.learning_rate, "assign"):
-        raise ValueError(f"lr_decay needs {name} to have a constant learning rate (got a schedule); "
-                         "pass lr_decay=None to keep your schedule")
+        raise ValueError(
+            f"lr_decay needs {name} to have a constant learning rate (got a schedule); "
+            "pass lr_decay=None to keep your schedule"
+        )

@@ -1,4 +1,5 @@
 """F2SA: fully first-order stochastic approximation for bilevel problems (Kwon, Kwon, Wright & Nowak, ICML 2023)."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
@@ -11,6 +12,7 @@ from ..core import tensor_ops as ops
 from ..core.problem import BilevelProblem
 from .base import BilevelSolver
 from .checks import check_nonnegative
+from .default_steps import LOWER_STEP
 from .variables import state_variable
 from .optimizers import add_slot
 
@@ -43,8 +45,9 @@ class F2SA(BilevelSolver):
     The paper lets lam grow without bound (lam_{k+1} = lam_k + delta_k, with step sizes decreasing in k); this
     implementation grows it linearly (``lam_growth`` per iteration) up to ``lam_max`` (None: no cap), which
     trades the O(1/lam_max) bias against u's step, which shrinks as lam_0 / lam. Defaults: lam_0 = 10, +1 per
-    iteration, capped at 300; T = 10 (the benchmark's setting); plain SGD steps of 0.3 for u (at lam_0) and 0.1
-    for v and y (``penalty_optimizer``: SGD at the lower optimizer's initial learning rate). They reach the
+    iteration, capped at 300; T = 10 (the benchmark's setting); plain SGD steps of 0.3 for u (at lam_0) and 1 / L
+    for v and y, L = g's top curvature in v measured on the problem at the first step (``default_steps``;
+    ``penalty_optimizer`` follows the lower optimizer: its learning rate when one is given). They reach the
     solution of the strongly convex quadratics of ``bl.toy`` to about 1% (the O(1/lam_max) bias).
 
     y starts as a copy of v (at construction) and is swapped into the problem's variables for its steps, so
@@ -56,15 +59,26 @@ class F2SA(BilevelSolver):
     default_lower_optimizer = keras.optimizers.SGD
     default_penalty_optimizer = keras.optimizers.SGD
     default_upper_lr = 0.3
-    default_lower_lr = 0.1
+    default_lower_lr = LOWER_STEP
     default_inner_steps = 10
 
-    def __init__(self, problem: BilevelProblem, upper_optimizer: Any = None, lower_optimizer: Any = None, *,
-                 inner_steps: Optional[int] = None, penalty_optimizer: Any = None, lam_init: float = 10.0,
-                 lam_growth: float = 1.0, lam_max: Optional[float] = 300.0, jit_compile: bool = False,
-                 **unknown: Any):
-        super().__init__(problem, upper_optimizer, lower_optimizer, inner_steps=inner_steps,
-                         jit_compile=jit_compile, **unknown)
+    def __init__(
+        self,
+        problem: BilevelProblem,
+        upper_optimizer: Any = None,
+        lower_optimizer: Any = None,
+        *,
+        inner_steps: Optional[int] = None,
+        penalty_optimizer: Any = None,
+        lam_init: float = 10.0,
+        lam_growth: float = 1.0,
+        lam_max: Optional[float] = 300.0,
+        jit_compile: bool = False,
+        **unknown: Any,
+    ):
+        super().__init__(
+            problem, upper_optimizer, lower_optimizer, inner_steps=inner_steps, jit_compile=jit_compile, **unknown
+        )
         self.lam_init = check_nonnegative("lam_init", lam_init)
         if not self.lam_init > 0:
             raise ValueError(f"lam_init must be a positive number, got {lam_init!r}")
@@ -73,10 +87,12 @@ class F2SA(BilevelSolver):
         if self.lam_max is not None and self.lam_max < self.lam_init:
             raise ValueError(f"lam_max must be None or >= lam_init ({self.lam_init}), got {lam_max!r}")
         self.lam = self.add_state("lam", state_variable(self.lam_init, "lam", self.dtype), schedule=True)
-        self.y = self.add_state("y", [state_variable(tf.convert_to_tensor(v), "y_penalized")
-                                      for v in problem.lower_vars])
-        self.penalty_optimizer = add_slot(self, "penalty_optimizer", penalty_optimizer,
-                                          self.default_penalty_optimizer, problem.lower_vars)
+        self.y = self.add_state(
+            "y", [state_variable(tf.convert_to_tensor(v), "y_penalized") for v in problem.lower_vars]
+        )
+        self.penalty_optimizer = add_slot(
+            self, "penalty_optimizer", penalty_optimizer, self.default_penalty_optimizer, problem.lower_vars
+        )
 
     def _config(self) -> Dict[str, Any]:
         return dict(lam_init=self.lam_init, lam_growth=self.lam_growth, lam_max=self.lam_max)
@@ -92,8 +108,9 @@ class F2SA(BilevelSolver):
             with tf.GradientTape() as tape:
                 f = problem.f(upper_batch)
                 total = f * tf.cast(inv_lam, f.dtype) + problem.g(lower_batch)
-            grads = distribute.mean_across_replicas(tape.gradient(total, list(lower),
-                                                                  unconnected_gradients=autodiff.ZERO))
+            grads = distribute.mean_across_replicas(
+                tape.gradient(total, list(lower), unconnected_gradients=autodiff.ZERO)
+            )
             self.apply_lower(grads, optimizer=self.penalty_optimizer)
         with tf.GradientTape(persistent=True) as tape:
             f, g = problem.f(upper_batch), problem.g(lower_batch)
@@ -103,8 +120,12 @@ class F2SA(BilevelSolver):
         for var, y, value in zip(lower, self.y, saved):
             distribute.assign(y, tf.convert_to_tensor(var))
             distribute.assign(var, value)
-        return (distribute.mean_scalar(f), distribute.mean_scalar(g), distribute.mean_across_replicas(grad_f),
-                distribute.mean_across_replicas(grad_g))
+        return (
+            distribute.mean_scalar(f),
+            distribute.mean_scalar(g),
+            distribute.mean_across_replicas(grad_f),
+            distribute.mean_across_replicas(grad_g),
+        )
 
     def _direction(self, upper_batch, lower_batch):
         problem = self.problem

@@ -2,6 +2,7 @@
 
 The names come from :mod:`bilevel_tf.solvers.registry` (one line per solver); this module imports the classes.
 """
+
 from typing import Any, Dict, Type
 
 from . import registry
@@ -37,10 +38,17 @@ def make_solver(method: str, problem, **options: Any) -> BilevelSolver:
       ``keras.saving.serialize_keras_object`` (and :meth:`BilevelSolver.get_config`) writes; a name such as
       ``"sgd"`` takes Keras' defaults, learning rate included;
     * a ``keras.optimizers.Optimizer`` instance, used as it is (one instance per slot);
-    * None (or absent): the slot's default class at the solver's default learning rate.
+    * None (or absent): the slot's default, which converges on the problem as given: for every slot of RMD, the
+      PBGD solvers, SOBA, SABA, AmIGO, StocBiO, F2SA, BOME and Implicit and the lower and linear slots of
+      ApproxGrad and GD, plain SGD at a step measured on the problem at the first step (c / L, L = g's top
+      curvature from a few Hessian-vector products: :mod:`~bilevel_tf.solvers.default_steps`), except the fixed
+      upper steps of SOBA/SABA (0.02), AmIGO, StocBiO, Implicit and RMD (0.1), F2SA (0.3) and ApproxGrad (Adam
+      1e-2); Penalty's and GD's other slots: Adam (1e-3 on u, 1e-4 on v). A slot an option sets is never changed.
 
     So a table of options can be plain data: ``{"penalty": dict(schedule="original", c_rho=1.1,
     lower_optimizer=1e-4), "rmd": dict(lower_optimizer=0.1, truncation=5)}``. Everything the options set is
-    recorded by ``solver.get_config()``. An unknown method or option raises a ValueError naming the valid ones.
+    recorded by ``solver.get_config()`` (a measured slot as None, with its rule under ``"default_steps"``;
+    ``solver.default_steps.values()`` gives the measured steps). An unknown method or option raises a ValueError
+    naming the valid ones.
     """
     return get_solver(method)(problem, **options)

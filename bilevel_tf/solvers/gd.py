@@ -1,9 +1,11 @@
 """Naive alternating gradient descent (the paper's GD baseline)."""
+
 from __future__ import annotations
 
 
 from ..core import autodiff, distribute
 from .base import BilevelSolver
+from .default_steps import LOWER_STEP
 
 
 class GD(BilevelSolver):
@@ -13,11 +15,14 @@ class GD(BilevelSolver):
         u <- upper_optimizer step along grad_u f          (the implicit term -H_uv g H_vv^-1 grad_v f is dropped)
 
     It converges to the bilevel solution only when f does not depend on v through v*(u); the paper's
-    synthetic examples show where it fails.
+    synthetic examples show where it fails. Defaults: Adam 1e-3 on u; plain SGD at 1 / L on v, L = g's top
+    curvature in v measured on the problem at the first step (``default_steps.LOWER_STEP``; a learning rate
+    gives Adam).
     """
 
     method = "gd"
     default_inner_steps = 20
+    default_lower_lr = LOWER_STEP
 
     def _direction(self, upper_batch, lower_batch):
         self.descend_lower(lower_batch)

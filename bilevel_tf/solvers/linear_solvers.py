@@ -13,17 +13,19 @@ returns the squared residual ||A x - b||^2 of the last iterate it measured.
   eta sum_{q<k} (I - eta A)^q b of the Neumann series of A^{-1} (Lorraine, Vicol & Duvenaud, AISTATS 2020);
   one product per step, converges for 0 < eta < 2 / lambda_max(A).
 """
+
 from __future__ import annotations
 
 import functools
 import numbers
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Union
 
-import keras
 import tensorflow as tf
 
 from ..core import distribute
 from ..core import tensor_ops as ops
+from .default_steps import SERIES_STEP
+from .optimizers import slot_learning_rate
 
 Operator = Callable[[List[tf.Tensor]], List[tf.Tensor]]
 LinearSolve = Callable[[Operator, List[tf.Tensor], Sequence[tf.Variable], Any, Callable], tf.Tensor]
@@ -41,8 +43,9 @@ def _store(variables: Sequence[tf.Variable], values: Sequence[tf.Tensor]) -> Non
         distribute.assign(var, value)
 
 
-def gradient_descent(operator: Operator, b: List[tf.Tensor], x: Sequence[tf.Variable], steps: Any, loop: Callable,
-                     *, optimizer) -> tf.Tensor:
+def gradient_descent(
+    operator: Operator, b: List[tf.Tensor], x: Sequence[tf.Variable], steps: Any, loop: Callable, *, optimizer
+) -> tf.Tensor:
     """``optimizer`` steps on ||A x - b||^2; returns the squared residual measured before the last step."""
     residual_sq = tf.constant(0.0, x[0].dtype)
     for _ in loop(steps):
@@ -53,8 +56,9 @@ def gradient_descent(operator: Operator, b: List[tf.Tensor], x: Sequence[tf.Vari
     return residual_sq
 
 
-def conjugate_gradient(operator: Operator, b: List[tf.Tensor], x: Sequence[tf.Variable], steps: Any,
-                       loop: Callable) -> tf.Tensor:
+def conjugate_gradient(
+    operator: Operator, b: List[tf.Tensor], x: Sequence[tf.Variable], steps: Any, loop: Callable
+) -> tf.Tensor:
     """CG: alpha = r'r / d'Ad, x += alpha d, r -= alpha Ad, d = r + (r_new'r_new / r'r) d."""
     x_now = _values(x)
     r = [bi - a for bi, a in zip(b, operator(x_now))]
@@ -73,8 +77,9 @@ def conjugate_gradient(operator: Operator, b: List[tf.Tensor], x: Sequence[tf.Va
     return rs
 
 
-def neumann(operator: Operator, b: List[tf.Tensor], x: Sequence[tf.Variable], steps: Any, loop: Callable,
-            *, step_size: float) -> tf.Tensor:
+def neumann(
+    operator: Operator, b: List[tf.Tensor], x: Sequence[tf.Variable], steps: Any, loop: Callable, *, step_size: float
+) -> tf.Tensor:
     """Richardson / Neumann: x <- x + eta (b - A x); returns the squared residual before the last step."""
     x_now = _values(x)
     residual_sq = tf.constant(0.0, x[0].dtype)
@@ -86,9 +91,9 @@ def neumann(operator: Operator, b: List[tf.Tensor], x: Sequence[tf.Variable], st
     return residual_sq
 
 
-def make_linear_solver(name: str, *, optimizer=None, step_size: Optional[float] = None) -> LinearSolve:
+def make_linear_solver(name: str, *, optimizer=None, step_size: Any = None) -> LinearSolve:
     """The solve of ``name`` (one of :data:`LINEAR_SOLVERS`): ``gd`` needs ``optimizer``, ``neumann``
-    ``step_size``; a ValueError names the argument otherwise."""
+    ``step_size`` (a number, or the solver's measured step variable); a ValueError names the argument otherwise."""
     if name not in LINEAR_SOLVERS:
         raise ValueError(f"linear_solver must be one of {list(LINEAR_SOLVERS)}, got {name!r}")
     if name == "gd":
@@ -96,7 +101,8 @@ def make_linear_solver(name: str, *, optimizer=None, step_size: Optional[float] 
             raise ValueError("linear_solver 'gd' needs a linear_optimizer")
         return functools.partial(gradient_descent, optimizer=optimizer)
     if name == "neumann":
-        return functools.partial(neumann, step_size=check_neumann_step(step_size))
+        step = step_size if isinstance(step_size, tf.Variable) else check_neumann_step(step_size)
+        return functools.partial(neumann, step_size=step)
     return conjugate_gradient
 
 
@@ -107,8 +113,17 @@ def check_neumann_step(eta: Any) -> float:
     return float(eta)
 
 
-def neumann_step(given: Optional[float], lower_optimizer: keras.optimizers.Optimizer) -> float:
-    """The Neumann step of a solver: ``given``, or else the lower optimizer's initial learning rate."""
-    if given is None:
-        given = float(keras.ops.convert_to_numpy(lower_optimizer.learning_rate))
-    return check_neumann_step(given)
+def neumann_step(solver: Any, given: Optional[float], used: bool = True) -> Union[float, tf.Variable, None]:
+    """The Neumann step of a solver: ``given``; else, when the lower optimizer's step is measured on the problem,
+    a measured step (``default_steps.SERIES_STEP``, a variable in solver state; None if the solver does not
+    use it); else the lower optimizer's initial learning rate."""
+    if given is not None:
+        return check_neumann_step(given)
+    if solver.default_steps.rule("lower_optimizer") is not None:
+        return solver.default_steps.scalar(solver, "neumann_step", SERIES_STEP) if used else None
+    return check_neumann_step(slot_learning_rate(solver))
+
+
+def recorded_step(step: Union[float, tf.Variable, None]) -> Optional[float]:
+    """What ``get_config`` records of a Neumann step: the number given, None for a measured one."""
+    return step if isinstance(step, float) else None

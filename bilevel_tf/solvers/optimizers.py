@@ -1,6 +1,7 @@
 """The optimizer options of a solver: what a slot (``upper_optimizer``, ``lower_optimizer``, ApproxGrad's
 ``linear_optimizer``, V-PBGD's ``inner_optimizer``) accepts, how the solver records it, and how a solver adds
 a slot of its own (:func:`add_slot`)."""
+
 from __future__ import annotations
 
 import copy
@@ -12,12 +13,15 @@ from typing import Any, Dict, Type
 import keras
 
 #: the forms an optimizer option takes, for error messages
-FORMS = ("a keras.optimizers.Optimizer, a positive learning rate, a Keras optimizer name or config dict "
-         "(keras.optimizers.get), or None")
+FORMS = (
+    "a keras.optimizers.Optimizer, a positive learning rate, a Keras optimizer name or config dict "
+    "(keras.optimizers.get), or None"
+)
 
 
-def make_optimizer(spec: Any, name: str, default_cls: Type[keras.optimizers.Optimizer],
-                   default_lr: float) -> keras.optimizers.Optimizer:
+def make_optimizer(
+    spec: Any, name: str, default_cls: Type[keras.optimizers.Optimizer], default_lr: float
+) -> keras.optimizers.Optimizer:
     """The Keras optimizer of slot ``name`` from any accepted form of ``spec``:
 
     * ``None``: ``default_cls(learning_rate=default_lr)`` (the slot's defaults);
@@ -62,8 +66,12 @@ def check_learning_rate(optimizer: keras.optimizers.Optimizer, name: str) -> Non
     low, high = USUAL_LEARNING_RATES
     if not low <= value <= high:
         side = "above" if value > high else "below"
-        warnings.warn(f"{name} has learning rate {value:g}, far {side} the usual range [{low:g}, {high:g}]: expect "
-                      f"the run to {'diverge' if value > high else 'barely move'}", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"{name} has learning rate {value:g}, far {side} the usual range [{low:g}, {high:g}]: expect "
+            f"the run to {'diverge' if value > high else 'barely move'}",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def optimizer_config(optimizer: keras.optimizers.Optimizer) -> Dict[str, Any]:
@@ -80,20 +88,27 @@ def _json_default(value: Any) -> Any:
     return repr(value)
 
 
-def add_slot(solver: Any, name: str, spec: Any, default_cls: Type[keras.optimizers.Optimizer], variables: Any,
-             default_lr: Any = None) -> keras.optimizers.Optimizer:
+def add_slot(
+    solver: Any,
+    name: str,
+    spec: Any,
+    default_cls: Type[keras.optimizers.Optimizer],
+    variables: Any,
+    default_lr: Any = None,
+) -> keras.optimizers.Optimizer:
     """An extra optimizer slot of ``solver`` (like ApproxGrad's ``linear_optimizer``) from any form of
     :func:`make_optimizer`: a learning rate gives ``default_cls``; None gives ``default_cls`` at ``default_lr``
-    (by default the lower optimizer's initial learning rate: a step that is stable on g). The slot must be its
-    own instance; it is built on ``variables``, checkpointed under ``name`` (``solver.add_state``) and recorded
-    by ``solver.get_config()`` under ``name``."""
+    (a number, or a ``default_steps.CurvatureStep``: plain SGD at a step measured on the problem) or, when
+    ``default_lr`` is None, what the lower optimizer's default is: its initial learning rate (a step that is
+    stable on g), or its measured step when the lower optimizer is measured too. The slot must be its own
+    instance; it is built on ``variables``, checkpointed under ``name`` (``solver.add_state``) and recorded by
+    ``solver.get_config()`` under ``name``."""
     if default_lr is None:
-        default_lr = float(keras.ops.convert_to_numpy(solver.lower_optimizer.learning_rate))
-    optimizer = make_optimizer(spec, name, default_cls, default_lr)
-    check_learning_rate(optimizer, name)
-    if any(optimizer is other for other in solver._state.values()):
-        raise ValueError(f"{name} must be a separate optimizer instance (each slot keeps its own state)")
-    solver._build_optimizer(optimizer, variables, name)
-    solver.add_state(name, optimizer)
-    solver._optimizer_configs[name] = optimizer_config(optimizer)
-    return optimizer
+        default_lr = solver.default_steps.rule("lower_optimizer") or slot_learning_rate(solver)
+    return solver.default_steps.slot(solver, name, spec, default_cls, default_lr, variables)
+
+
+def slot_learning_rate(solver: Any, slot: str = "lower_optimizer") -> float:
+    """The learning rate of the solver's lower optimizer (or another ``slot``) now: at construction, the one
+    it was given."""
+    return float(keras.ops.convert_to_numpy(getattr(solver, slot).learning_rate))

@@ -1,4 +1,5 @@
 """The Penalty method of Mehra & Hamm (ACML 2021), Algorithm 2 with the augmented-Lagrangian terms."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Union
@@ -62,25 +63,48 @@ class Penalty(BilevelSolver):
     method = "penalty"
     default_inner_steps = 20
 
-    def __init__(self, problem: BilevelProblem, upper_optimizer: Any = None, lower_optimizer: Any = None, *,
-                 inner_steps: Optional[int] = None, schedule: Union[str, PenaltySchedule] = DEFAULT_SCHEDULE,
-                 rho: float = _UNSET, lam: float = _UNSET, eps: float = _UNSET, nu: float = _UNSET,
-                 c_rho: float = _UNSET, c_lam: float = _UNSET, c_eps: float = _UNSET, use_nu: bool = _UNSET,
-                 lr_decay: Optional[float] = _UNSET, tolerance: str = _UNSET, nu_rho: str = _UNSET,
-                 nu_update: str = _UNSET, calibration: str = _UNSET, dual_step: float = _UNSET,
-                 lower_scale: bool = _UNSET, average_lower: bool = _UNSET, jit_compile: bool = False,
-                 **unknown: Any):
+    def __init__(
+        self,
+        problem: BilevelProblem,
+        upper_optimizer: Any = None,
+        lower_optimizer: Any = None,
+        *,
+        inner_steps: Optional[int] = None,
+        schedule: Union[str, PenaltySchedule] = DEFAULT_SCHEDULE,
+        rho: float = _UNSET,
+        lam: float = _UNSET,
+        eps: float = _UNSET,
+        nu: float = _UNSET,
+        c_rho: float = _UNSET,
+        c_lam: float = _UNSET,
+        c_eps: float = _UNSET,
+        use_nu: bool = _UNSET,
+        lr_decay: Optional[float] = _UNSET,
+        tolerance: str = _UNSET,
+        nu_rho: str = _UNSET,
+        nu_update: str = _UNSET,
+        calibration: str = _UNSET,
+        dual_step: float = _UNSET,
+        lower_scale: bool = _UNSET,
+        average_lower: bool = _UNSET,
+        jit_compile: bool = False,
+        **unknown: Any,
+    ):
         # the schedule constants given (each parameter above named as a PenaltySchedule field)
         given = {k: v for k, v in locals().items() if k in PenaltySchedule.constant_names() and v is not _UNSET}
         #: the schedule (a :class:`~bilevel_tf.PenaltySchedule`): the preset or object with the constants given
         self.penalty_schedule = penalty_schedules.get(schedule, **given)
-        super().__init__(problem, upper_optimizer, lower_optimizer, inner_steps=inner_steps,
-                         jit_compile=jit_compile, **unknown)
+        super().__init__(
+            problem, upper_optimizer, lower_optimizer, inner_steps=inner_steps, jit_compile=jit_compile, **unknown
+        )
         state = self.schedule_state = self.penalty_schedule.init(self)
         # the schedule's variables under the names users and the hooks below read
         self.rho, self.lam, self.eps, self.nu = state.rho, state.lam, state.eps, state.nu
         self.schedule_updates, self.lower_step_scale, self.calibrated = (
-            state.schedule_updates, state.lower_scale, state.calibrated)
+            state.schedule_updates,
+            state.lower_scale,
+            state.calibrated,
+        )
 
     def _config(self) -> Dict[str, Any]:
         return self.penalty_schedule.get_config()
@@ -107,8 +131,14 @@ class Penalty(BilevelSolver):
 
     def _penalty_grads(self, upper_batch, lower_batch, wrt):
         """(g, grad_v g, f, grad_wrt h_u) in one forward and one double-backward sweep."""
-        return autodiff.second_order(self.problem, lower_batch, self._penalty_weights, wrt,
-                                     extra=lambda: self.problem.f(upper_batch), mode=self.hvp)
+        return autodiff.second_order(
+            self.problem,
+            lower_batch,
+            self._penalty_weights,
+            wrt,
+            extra=lambda: self.problem.f(upper_batch),
+            mode=self.hvp,
+        )
 
     def _direction(self, upper_batch, lower_batch):
         lower = self.problem.lower_vars
@@ -132,15 +162,27 @@ class Penalty(BilevelSolver):
         if average:
             for var, x in zip(lower, last):
                 distribute.assign(var, x)
-        grad_u, grad_hl = grads[:len(upper)], ops.add(grads[len(upper):], ops.scale(gv, self.lam))
+        grad_u, grad_hl = grads[: len(upper)], ops.add(grads[len(upper) :], ops.scale(gv, self.lam))
         gv_sq = ops.sq_norm(gv)
-        aux = dict(upper_loss=f, lower_loss=g, gv=gv, lower_grad_norm_sq=gv_sq,
-                   hu_sq=ops.sq_norm(grad_u), hl_sq=ops.sq_norm(grad_hl))
+        aux = dict(
+            upper_loss=f,
+            lower_loss=g,
+            gv=gv,
+            lower_grad_norm_sq=gv_sq,
+            hu_sq=ops.sq_norm(grad_u),
+            hl_sq=ops.sq_norm(grad_hl),
+        )
         return grad_u, None, aux
 
     def _finish(self, aux):
         penalty = 0.5 * self.rho * aux["lower_grad_norm_sq"]
         fired = self.penalty_schedule.update(self.schedule_state, aux)
-        return dict(upper_loss=aux["upper_loss"], lower_loss=aux["lower_loss"], penalty=penalty,
-                    lower_grad_norm_sq=aux["lower_grad_norm_sq"], upper_grad_norm_sq=aux["hu_sq"],
-                    lower_objective_grad_norm_sq=aux["hl_sq"], schedule_fired=tf.cast(fired, tf.float32))
+        return dict(
+            upper_loss=aux["upper_loss"],
+            lower_loss=aux["lower_loss"],
+            penalty=penalty,
+            lower_grad_norm_sq=aux["lower_grad_norm_sq"],
+            upper_grad_norm_sq=aux["hu_sq"],
+            lower_objective_grad_norm_sq=aux["hl_sq"],
+            schedule_fired=tf.cast(fired, tf.float32),
+        )

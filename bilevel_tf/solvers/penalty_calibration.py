@@ -6,6 +6,7 @@ Each probe takes a sequence of batches per level and measures the curvature of t
 mini-batches, one batch's Hessian misses directions the others have (a batch of 64 samples has rank <= 64), so a
 probe on one batch sees flat directions the data set does not have and takes too large a rho.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Sequence
@@ -28,8 +29,9 @@ LANCZOS_STEPS = 20
 MAX_CONDITION = 1e2
 
 
-def mean_hvp(loss: Callable[[Any], tf.Tensor], batches: Sequence[Any], variables: Sequence,
-             vector: Sequence) -> List[tf.Tensor]:
+def mean_hvp(
+    loss: Callable[[Any], tf.Tensor], batches: Sequence[Any], variables: Sequence, vector: Sequence
+) -> List[tf.Tensor]:
     """The Hessian-vector product of the mean of ``loss(batch)`` over ``batches`` (one product per batch)."""
     products = [autodiff.loss_hvp(lambda b=batch: loss(b), variables, vector) for batch in batches]
     if len(products) == 1:
@@ -39,8 +41,9 @@ def mean_hvp(loss: Callable[[Any], tf.Tensor], batches: Sequence[Any], variables
 
 def mean_upper_grad(problem: BilevelProblem, upper_batches: Sequence[Any], variables: Sequence) -> List[tf.Tensor]:
     """grad_v f of the mean of f over ``upper_batches``, dense."""
-    grads = [[ops.dense(x) for x in autodiff.upper_value_and_grad(problem, batch, variables)[1]]
-             for batch in upper_batches]
+    grads = [
+        [ops.dense(x) for x in autodiff.upper_value_and_grad(problem, batch, variables)[1]] for batch in upper_batches
+    ]
     if len(grads) == 1:
         return grads[0]
     return [tf.add_n(list(parts)) / len(grads) for parts in zip(*grads)]
@@ -50,8 +53,9 @@ def _positive(value: tf.Tensor, fallback: tf.Tensor) -> tf.Tensor:
     return tf.where(tf.math.is_finite(value) & (value > 0), value, fallback)
 
 
-def curvature_probe(problem: BilevelProblem, upper_batches: Sequence[Any], lower_batches: Sequence[Any],
-                    dtype) -> Dict[str, tf.Tensor]:
+def curvature_probe(
+    problem: BilevelProblem, upper_batches: Sequence[Any], lower_batches: Sequence[Any], dtype
+) -> Dict[str, tf.Tensor]:
     """rho = ||H_f w|| / ||H_g H_g w||, lam = LAM_FRACTION ||H_f w|| / ||H_g w|| with w = grad_v f (three
     products): the penalty's curvature equals f's along w, lam a tenth of it. Invalid values become 1."""
     lower = problem.lower_vars
@@ -64,8 +68,9 @@ def curvature_probe(problem: BilevelProblem, upper_batches: Sequence[Any], lower
     return dict(rho=_positive(curv_f / curv_gg, one), lam=_positive(LAM_FRACTION * curv_f / curv_g, one))
 
 
-def spectral_probe(problem: BilevelProblem, upper_batches: Sequence[Any], lower_batches: Sequence[Any],
-                   dtype) -> Dict[str, tf.Tensor]:
+def spectral_probe(
+    problem: BilevelProblem, upper_batches: Sequence[Any], lower_batches: Sequence[Any], dtype
+) -> Dict[str, tf.Tensor]:
     """g's curvature range [h_lo, h_hi] as seen from w = grad_v f (Lanczos) and f's top curvature s in v:
     rho = RHO_SHARE s / (h_lo h_hi), lam = s / h_hi, and ``lower_scale`` = h_hi / (s + lam h_hi + rho h_hi^2),
     the factor that gives the lower objective h_l the top curvature of g (so a learning rate chosen for g

@@ -2,6 +2,7 @@
 creating the schedule's state as solver state, :meth:`update` one in-graph step after each u step, and
 :meth:`calibrate` measuring rho / lam / the lower step's scale at the first iteration. The named presets are the
 factories of :mod:`bilevel_tf.solvers.penalty_schedules`."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -84,8 +85,9 @@ class PenaltySchedule:
         """A copy (of the same class) with ``overrides`` applied and checked; ValueError for an unknown name."""
         unknown = sorted(set(overrides) - set(self.constant_names()))
         if unknown:
-            raise ValueError(f"schedule {self.name!r} got unknown option(s) {unknown}; its options are "
-                             f"{list(self.constant_names())}")
+            raise ValueError(
+                f"schedule {self.name!r} got unknown option(s) {unknown}; its options are {list(self.constant_names())}"
+            )
         return dataclasses.replace(self, **overrides) if overrides else self
 
     def get_config(self) -> Dict[str, Any]:
@@ -115,20 +117,25 @@ class PenaltySchedule:
         rho = add("rho", state_variable(start["rho"], "rho", dtype), schedule=True)
         lam = add("lam", state_variable(start["lam"], "lam", dtype), schedule=True)
         eps = add("eps", state_variable(self.eps, "eps", dtype), schedule=True)
-        nu = add("nu", [state_variable(tf.fill(v.shape, tf.cast(self.nu, v.dtype)), "nu")
-                        for v in solver.problem.lower_vars] if self.use_nu else [])
+        nu = add(
+            "nu",
+            [state_variable(tf.fill(v.shape, tf.cast(self.nu, v.dtype)), "nu") for v in solver.problem.lower_vars]
+            if self.use_nu
+            else [],
+        )
         updates = add("schedule_updates", state_variable(0, "schedule_updates", tf.int64))
         scale = add("lower_scale", state_variable(1.0, "lower_scale", dtype)) if self.lower_scale else None
-        calibrated = (add("calibrated", state_variable(False, "calibrated", tf.bool))
-                      if self.needs_calibration else None)
-        state = PenaltyState(rho, lam, eps, nu, updates, scale, calibrated,
-                             optimizers=(solver.upper_optimizer, solver.lower_optimizer))
+        calibrated = add("calibrated", state_variable(False, "calibrated", tf.bool)) if self.needs_calibration else None
+        state = PenaltyState(
+            rho, lam, eps, nu, updates, scale, calibrated, optimizers=(solver.upper_optimizer, solver.lower_optimizer)
+        )
         if self.needs_calibration:
             state.compile_calibration(self, solver)
         return state
 
-    def calibrate(self, state: "PenaltyState", problem: Any, upper_batches: Sequence[Any],
-                  lower_batches: Sequence[Any]) -> None:
+    def calibrate(
+        self, state: "PenaltyState", problem: Any, upper_batches: Sequence[Any], lower_batches: Sequence[Any]
+    ) -> None:
         """In the graph, once: set the "auto" weights (and the lower step's scale) from the calibration's probe of
         the mean losses over ``upper_batches`` / ``lower_batches`` (the first iteration's batches, or the batches
         given to ``Penalty.calibrate``)."""
@@ -136,8 +143,10 @@ class PenaltySchedule:
         for name in self.auto:
             distribute.assign(getattr(state, name), probe[name])
         if self.lower_scale:
-            distribute.assign(state.lower_scale, penalty_calibration.lower_scale(probe, tf.identity(state.rho),
-                                                                                 tf.identity(state.lam)))
+            distribute.assign(
+                state.lower_scale,
+                penalty_calibration.lower_scale(probe, tf.identity(state.rho), tf.identity(state.lam)),
+            )
         distribute.assign(state.calibrated, tf.constant(True))
 
     def update(self, state: "PenaltyState", aux: Dict[str, Any]) -> tf.Tensor:
@@ -146,7 +155,7 @@ class PenaltySchedule:
         all at the point of the u step. Branch-free (tf.where): no synchronization inside a conditional under a
         strategy, and one straight-line graph for XLA."""
         hu_sq, hl_sq = aux["hu_sq"], aux["hl_sq"]
-        measure = hu_sq ** 2 + hl_sq ** 2 if self.tolerance == "original" else hu_sq + hl_sq
+        measure = hu_sq**2 + hl_sq**2 if self.tolerance == "original" else hu_sq + hl_sq
         fired = measure < tf.square(state.eps)
         rho_old = tf.identity(state.rho)
         rho_new = tf.where(fired, rho_old * self.c_rho, rho_old)
@@ -188,6 +197,7 @@ class PenaltyState:
     def compile_calibration(self, schedule: PenaltySchedule, solver: Any) -> None:
         """Prepare :meth:`PenaltySchedule.calibrate` as its own compiled call (under the solver's strategy), taking
         lists of batches."""
+
         def calibrate(upper_batches, lower_batches):
             schedule.calibrate(self, solver.problem, upper_batches, lower_batches)
 

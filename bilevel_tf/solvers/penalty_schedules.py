@@ -10,6 +10,7 @@ and its help are derived from it. A new preset is a function here and one entry 
 TensorFlow-free until a factory is called, so that the runners offer the names (and answer ``--help``) before
 TensorFlow loads.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Dict
@@ -60,9 +61,26 @@ def auglag(**overrides: Any) -> "PenaltySchedule":
     beta = 1, no lower scale or averaging; rho and lam from three Hessian-vector products along w = grad_v f
     (``calibration="curvature"``): rho = ||H_f w|| / ||H_g H_g w||, lam = 0.1 ||H_f w|| / ||H_g w||.
     """
-    return _preset("auglag", overrides, rho="auto", lam="auto", eps=0.0, nu=0.0, c_rho=1.0, c_lam=1.0, c_eps=1.0,
-                   use_nu=True, lr_decay=None, tolerance="paper", nu_rho="old", nu_update="every_step",
-                   calibration="curvature", dual_step=1.0, lower_scale=False, average_lower=False)
+    return _preset(
+        "auglag",
+        overrides,
+        rho="auto",
+        lam="auto",
+        eps=0.0,
+        nu=0.0,
+        c_rho=1.0,
+        c_lam=1.0,
+        c_eps=1.0,
+        use_nu=True,
+        lr_decay=None,
+        tolerance="paper",
+        nu_rho="old",
+        nu_update="every_step",
+        calibration="curvature",
+        dual_step=1.0,
+        lower_scale=False,
+        average_lower=False,
+    )
 
 
 def original(**overrides: Any) -> "PenaltySchedule":
@@ -72,9 +90,26 @@ def original(**overrides: Any) -> "PenaltySchedule":
     norms): rho <- 1.1 rho, lam <- 0.9 lam, eps <- 0.9 eps, nu <- nu + rho grad_v g with the *new* rho, and both
     learning rates x0.9. rho, lam, eps start at 1, 10, 1.
     """
-    return _preset("original", overrides, rho=1.0, lam=10.0, eps=1.0, nu=0.0, c_rho=1.1, c_lam=0.9, c_eps=0.9,
-                   use_nu=True, lr_decay=0.9, tolerance="original", nu_rho="new", nu_update="on_tolerance",
-                   calibration="curvature", dual_step=1.0, lower_scale=False, average_lower=False)
+    return _preset(
+        "original",
+        overrides,
+        rho=1.0,
+        lam=10.0,
+        eps=1.0,
+        nu=0.0,
+        c_rho=1.1,
+        c_lam=0.9,
+        c_eps=0.9,
+        use_nu=True,
+        lr_decay=0.9,
+        tolerance="original",
+        nu_rho="new",
+        nu_update="on_tolerance",
+        calibration="curvature",
+        dual_step=1.0,
+        lower_scale=False,
+        average_lower=False,
+    )
 
 
 def paper(**overrides: Any) -> "PenaltySchedule":
@@ -83,9 +118,26 @@ def paper(**overrides: Any) -> "PenaltySchedule":
     The test is ``||grad_u h_u||^2 + ||grad_v h_l||^2 < eps^2``, nu moves with the old rho, no learning-rate
     decay; otherwise as :func:`original`.
     """
-    return _preset("paper", overrides, rho=1.0, lam=10.0, eps=1.0, nu=0.0, c_rho=1.1, c_lam=0.9, c_eps=0.9,
-                   use_nu=True, lr_decay=None, tolerance="paper", nu_rho="old", nu_update="on_tolerance",
-                   calibration="curvature", dual_step=1.0, lower_scale=False, average_lower=False)
+    return _preset(
+        "paper",
+        overrides,
+        rho=1.0,
+        lam=10.0,
+        eps=1.0,
+        nu=0.0,
+        c_rho=1.1,
+        c_lam=0.9,
+        c_eps=0.9,
+        use_nu=True,
+        lr_decay=None,
+        tolerance="paper",
+        nu_rho="old",
+        nu_update="on_tolerance",
+        calibration="curvature",
+        dual_step=1.0,
+        lower_scale=False,
+        average_lower=False,
+    )
 
 
 #: every named schedule: name -> factory (the names are the functions' names)

@@ -9,6 +9,7 @@ A new solver: write ``bilevel_tf/solvers/<name>.py`` with a ``BilevelSolver`` su
 end of this file (see CONTRIBUTING.md); a method of another package registers itself the same way with the full
 ``"package.module:Class"`` path before it is used.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -20,11 +21,11 @@ from typing import Any, Dict, Iterable, Tuple
 class Method:
     """One registered solver: its name, where its class lives, what it is, its other names."""
 
-    name: str                       # the canonical method name (``bl.METHODS``, ``--method``)
-    target: str                     # "package.module:Class"
-    description: str                # a few words for --help
-    aliases: Tuple[str, ...] = ()   # other names accepted by get_solver and --method
-    label: str = ""                 # the paper tables' column header (default: the class name)
+    name: str  # the canonical method name (``bl.METHODS``, ``--method``)
+    target: str  # "package.module:Class"
+    description: str  # a few words for --help
+    aliases: Tuple[str, ...] = ()  # other names accepted by get_solver and --method
+    label: str = ""  # the paper tables' column header (default: the class name)
 
     @property
     def module(self) -> str:
@@ -44,7 +45,7 @@ class Method:
 
 
 _REGISTRY: Dict[str, Method] = {}  # canonical name -> Method, in registration order
-_ALIASES: Dict[str, str] = {}      # alias -> canonical name
+_ALIASES: Dict[str, str] = {}  # alias -> canonical name
 #: the canonical method names in registration order (rebuilt by :func:`register`)
 METHODS: Tuple[str, ...] = ()
 

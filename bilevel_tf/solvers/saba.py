@@ -1,4 +1,5 @@
 """SABA: SOBA with SAGA variance reduction over finite sample sets (Dagréou, Ablin, Vaiter & Moreau, NeurIPS 2022)."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -13,8 +14,10 @@ from .variables import state_variable
 from .soba import SOBA
 
 ZERO = autodiff.ZERO
-_HOW = ("wrap it in bl.FiniteSum(per_sample_loss, size=n) and give batches that carry their sample indices, "
-        "or pass batch None for a deterministic loss")
+_HOW = (
+    "wrap it in bl.FiniteSum(per_sample_loss, size=n) and give batches that carry their sample indices, "
+    "or pass batch None for a deterministic loss"
+)
 
 
 class SABA(SOBA):
@@ -38,7 +41,8 @@ class SABA(SOBA):
     The estimates' variance vanishes as the iterates converge, so constant steps converge to the solution
     (the paper proves an O(1/T) rate on smooth problems, as for full-batch descent, and a linear one under a
     Polyak-Lojasiewicz condition), where SOBA needs decreasing steps. Defaults as SOBA's (constant plain SGD:
-    0.1 for v and z, 0.02 for u). The memory starts at zero; Mbar is exact once every sample has been drawn.
+    1 / L_g measured on the problem for v and z, 0.02 for u). The memory starts at zero; Mbar is exact once every
+    sample has been drawn.
 
     **Per-sample losses.** A loss with a memory is a :class:`bl.FiniteSum`: ``per_sample_loss(batch)`` returns
     one loss per sample and the batch carries the samples' indices (by default the first element of a tuple
@@ -61,11 +65,26 @@ class SABA(SOBA):
 
     method = "saba"
 
-    def __init__(self, problem: BilevelProblem, upper_optimizer: Any = None, lower_optimizer: Any = None, *,
-                 inner_steps: Optional[int] = None, linear_optimizer: Any = None, jit_compile: bool = False,
-                 **unknown: Any):
-        super().__init__(problem, upper_optimizer, lower_optimizer, inner_steps=inner_steps,
-                         linear_optimizer=linear_optimizer, jit_compile=jit_compile, **unknown)
+    def __init__(
+        self,
+        problem: BilevelProblem,
+        upper_optimizer: Any = None,
+        lower_optimizer: Any = None,
+        *,
+        inner_steps: Optional[int] = None,
+        linear_optimizer: Any = None,
+        jit_compile: bool = False,
+        **unknown: Any,
+    ):
+        super().__init__(
+            problem,
+            upper_optimizer,
+            lower_optimizer,
+            inner_steps=inner_steps,
+            linear_optimizer=linear_optimizer,
+            jit_compile=jit_compile,
+            **unknown,
+        )
         lower, upper = list(problem.lower_vars), list(problem.upper_vars)
         self.lower_sum = problem.lower_loss if isinstance(problem.lower_loss, FiniteSum) else None
         self.upper_sum = problem.upper_loss if isinstance(problem.upper_loss, FiniteSum) else None
@@ -96,7 +115,7 @@ class SABA(SOBA):
         lower, upper = list(problem.lower_vars), list(problem.upper_vars)
         if batch is None:
             g, gv, _, grads = autodiff.second_order(problem, None, z, upper + lower, mode=self.hvp)
-            return g, gv, grads[len(upper):], grads[:len(upper)]
+            return g, gv, grads[len(upper) :], grads[: len(upper)]
         idx = self._indices("lower", batch)
 
         def one_sample(sample):
@@ -109,8 +128,12 @@ class SABA(SOBA):
 
         losses, grads, second = tf.vectorized_map(one_sample, batch)
         idx, grads, second = _gather_replicas(idx, grads, second)
-        return (distribute.mean_scalar(tf.reduce_mean(losses)), self._saga("lower_grad", idx, grads),
-                self._saga("lower_hvp", idx, second[:len(lower)]), self._saga("lower_cross", idx, second[len(lower):]))
+        return (
+            distribute.mean_scalar(tf.reduce_mean(losses)),
+            self._saga("lower_grad", idx, grads),
+            self._saga("lower_hvp", idx, second[: len(lower)]),
+            self._saga("lower_cross", idx, second[len(lower) :]),
+        )
 
     def _upper_oracles(self, batch):
         """(f, grad_v f, grad_u f): SAGA estimates on a batch, the exact values for batch None."""
@@ -118,7 +141,7 @@ class SABA(SOBA):
         lower, upper = list(problem.lower_vars), list(problem.upper_vars)
         if batch is None:
             f, grads = autodiff.upper_value_and_grad(problem, None, lower + upper)
-            return f, grads[:len(lower)], grads[len(lower):]
+            return f, grads[: len(lower)], grads[len(lower) :]
         idx = self._indices("upper", batch)
 
         def one_sample(sample):
@@ -128,14 +151,19 @@ class SABA(SOBA):
 
         losses, grads = tf.vectorized_map(one_sample, batch)
         idx, grads = _gather_replicas(idx, grads)
-        return (distribute.mean_scalar(tf.reduce_mean(losses)), self._saga("upper_grad_v", idx, grads[:len(lower)]),
-                self._saga("upper_grad_u", idx, grads[len(lower):]))
+        return (
+            distribute.mean_scalar(tf.reduce_mean(losses)),
+            self._saga("upper_grad_v", idx, grads[: len(lower)]),
+            self._saga("upper_grad_u", idx, grads[len(lower) :]),
+        )
 
     def _indices(self, level: str, batch) -> tf.Tensor:
         finite_sum = self.lower_sum if level == "lower" else self.upper_sum
         if finite_sum is None:
-            raise ValueError(f"SABA: {level}_loss is not a bl.FiniteSum but got {level} batches; its variance "
-                             f"reduction needs per-sample losses and indices: {_HOW}")
+            raise ValueError(
+                f"SABA: {level}_loss is not a bl.FiniteSum but got {level} batches; its variance "
+                f"reduction needs per-sample losses and indices: {_HOW}"
+            )
         return finite_sum.indices(batch)
 
     def _saga(self, name: str, idx: tf.Tensor, values: Sequence[tf.Tensor]) -> List[tf.Tensor]:

@@ -1,4 +1,5 @@
 """SOBA: the single-loop stochastic bilevel algorithm of Dagréou, Ablin, Vaiter & Moreau (NeurIPS 2022)."""
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -10,6 +11,7 @@ from ..core import autodiff
 from ..core import tensor_ops as ops
 from ..core.problem import BilevelProblem
 from .base import BilevelSolver
+from .default_steps import LOWER_STEP
 from .variables import state_variable
 from .optimizers import add_slot
 
@@ -37,9 +39,11 @@ class SOBA(BilevelSolver):
     Step sizes: the paper uses plain SGD steps, rho_t for v and z and gamma_t for u, decreasing polynomially in
     t in the stochastic setting (the benchmark's implementation: t^(-1/2) for both); with constant steps on
     mini-batches the iterates stop at a noise floor (which SABA removes). The
-    defaults are constant plain SGD steps, 0.1 for v and z (``linear_optimizer``: SGD at the lower optimizer's
-    initial learning rate) and 0.02 for u: a single-loop method needs u slower than v and z, and these converge
-    on the strongly convex quadratics of ``bl.toy``. For decreasing steps pass optimizers with a Keras
+    defaults are constant plain SGD steps: 1 / L for v and z, L = g's top curvature in v measured on the problem
+    at the first step (``default_steps.LOWER_STEP``; ``linear_optimizer`` follows the lower optimizer: its
+    learning rate when one is given), and 0.02 for u: a single-loop method needs u slower than v and z. They
+    reach the solution of every instance of ``bl.toy``'s quadratic family in ``benchmarks/default_convergence.py``
+    (g's curvature up to 50, where a fixed step of 0.1 diverges). For decreasing steps pass optimizers with a Keras
     learning-rate schedule, e.g. ``keras.optimizers.SGD(keras.optimizers.schedules.InverseTimeDecay(...))``.
     Memory does not grow with ``inner_steps``.
     """
@@ -49,25 +53,36 @@ class SOBA(BilevelSolver):
     default_lower_optimizer = keras.optimizers.SGD
     default_linear_optimizer = keras.optimizers.SGD
     default_upper_lr = 0.02
-    default_lower_lr = 0.1
+    default_lower_lr = LOWER_STEP
     default_inner_steps = 1
 
-    def __init__(self, problem: BilevelProblem, upper_optimizer: Any = None, lower_optimizer: Any = None, *,
-                 inner_steps: Optional[int] = None, linear_optimizer: Any = None, jit_compile: bool = False,
-                 **unknown: Any):
-        super().__init__(problem, upper_optimizer, lower_optimizer, inner_steps=inner_steps,
-                         jit_compile=jit_compile, **unknown)
+    def __init__(
+        self,
+        problem: BilevelProblem,
+        upper_optimizer: Any = None,
+        lower_optimizer: Any = None,
+        *,
+        inner_steps: Optional[int] = None,
+        linear_optimizer: Any = None,
+        jit_compile: bool = False,
+        **unknown: Any,
+    ):
+        super().__init__(
+            problem, upper_optimizer, lower_optimizer, inner_steps=inner_steps, jit_compile=jit_compile, **unknown
+        )
         self.z = self.add_state("z", [state_variable(tf.zeros(v.shape, v.dtype), "z") for v in problem.lower_vars])
-        self.linear_optimizer = add_slot(self, "linear_optimizer", linear_optimizer, self.default_linear_optimizer,
-                                         self.z)
+        self.linear_optimizer = add_slot(
+            self, "linear_optimizer", linear_optimizer, self.default_linear_optimizer, self.z
+        )
 
     def _oracles(self, upper_batch, lower_batch, with_upper: bool):
         """(g, f, D_v, D_z, D_u or None) at the current (u, v, z)."""
         problem = self.problem
         wrt = list(problem.upper_vars) + list(problem.lower_vars) if with_upper else list(problem.lower_vars)
         z = [tf.convert_to_tensor(x) for x in self.z]
-        g, d_v, f, grads = autodiff.second_order(problem, lower_batch, z, wrt, extra=lambda: problem.f(upper_batch),
-                                                 mode=self.hvp)
+        g, d_v, f, grads = autodiff.second_order(
+            problem, lower_batch, z, wrt, extra=lambda: problem.f(upper_batch), mode=self.hvp
+        )
         n_upper = len(wrt) - len(problem.lower_vars)
         return g, f, d_v, grads[n_upper:], grads[:n_upper] if with_upper else None
 
@@ -82,6 +97,7 @@ class SOBA(BilevelSolver):
                 self._step_z(d_z)
         g, f, d_v, d_z, d_u = self._oracles(upper_batch, lower_batch, with_upper=True)
         self._step_z(d_z)
-        logs = dict(upper_loss=f, lower_loss=g, lower_grad_norm_sq=ops.sq_norm(d_v),
-                    linear_residual_sq=ops.sq_norm(d_z))
+        logs = dict(
+            upper_loss=f, lower_loss=g, lower_grad_norm_sq=ops.sq_norm(d_v), linear_residual_sq=ops.sq_norm(d_z)
+        )
         return d_u, d_v, logs

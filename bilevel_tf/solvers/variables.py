@@ -1,5 +1,6 @@
 """The variables a solver owns (its schedule and auxiliary state), the projection of constrained ones, and the
 lower-level copy that value-function methods (V-PBGD, BOME) descend in the lower variables' place."""
+
 from __future__ import annotations
 
 from typing import Any, Iterable, List, Sequence
@@ -13,8 +14,7 @@ from ..core import autodiff, distribute
 def state_variable(value: Any, name: str, dtype=None) -> tf.Variable:
     """A solver-owned, non-trainable variable; under a strategy the first replica's update is kept
     (replicas compute identical values, see ``bilevel_tf.core.distribute``)."""
-    return tf.Variable(value, dtype=dtype, trainable=False, name=name,
-                       aggregation=distribute.ONLY_FIRST_REPLICA)
+    return tf.Variable(value, dtype=dtype, trainable=False, name=name, aggregation=distribute.ONLY_FIRST_REPLICA)
 
 
 def owned_variables(state: Iterable[Any], problem_vars: Sequence) -> List[Any]:
