@@ -26,6 +26,26 @@ def _preset(name: str, overrides: Dict[str, Any], **constants: Any) -> "PenaltyS
     return PenaltySchedule(name=name, **constants).replace(**overrides)
 
 
+#: what every preset before ``balanced`` does differently from it: the curvature probe, a full multiplier step,
+#: no lower step scale, v read at the last inner iterate
+_BEFORE_BALANCED: Dict[str, Any] = dict(calibration="curvature", dual_step=1.0, lower_scale=False, average_lower=False)
+#: the original code's tolerance schedule (hammlab/bilevel-penalty, bilevel_penalty_aug_lag.py)
+_ORIGINAL_CODE: Dict[str, Any] = dict(
+    rho=1.0,
+    lam=10.0,
+    eps=1.0,
+    c_rho=1.1,
+    c_lam=0.9,
+    c_eps=0.9,
+    lr_decay=0.9,
+    tolerance="original",
+    nu_rho="new",
+    nu_update="on_tolerance",
+)
+#: where Algorithm 2 as printed differs from the original code
+_AS_PRINTED: Dict[str, Any] = dict(tolerance="paper", nu_rho="old", lr_decay=None)
+
+
 def balanced(**overrides: Any) -> "PenaltySchedule":
     """The library default: a damped multiplier step every iteration, penalty and lower step scaled to the
     problem's curvature.
@@ -61,26 +81,7 @@ def auglag(**overrides: Any) -> "PenaltySchedule":
     beta = 1, no lower scale or averaging; rho and lam from three Hessian-vector products along w = grad_v f
     (``calibration="curvature"``): rho = ||H_f w|| / ||H_g H_g w||, lam = 0.1 ||H_f w|| / ||H_g w||.
     """
-    return _preset(
-        "auglag",
-        overrides,
-        rho="auto",
-        lam="auto",
-        eps=0.0,
-        nu=0.0,
-        c_rho=1.0,
-        c_lam=1.0,
-        c_eps=1.0,
-        use_nu=True,
-        lr_decay=None,
-        tolerance="paper",
-        nu_rho="old",
-        nu_update="every_step",
-        calibration="curvature",
-        dual_step=1.0,
-        lower_scale=False,
-        average_lower=False,
-    )
+    return _preset("auglag", overrides, **_BEFORE_BALANCED)
 
 
 def original(**overrides: Any) -> "PenaltySchedule":
@@ -90,26 +91,7 @@ def original(**overrides: Any) -> "PenaltySchedule":
     norms): rho <- 1.1 rho, lam <- 0.9 lam, eps <- 0.9 eps, nu <- nu + rho grad_v g with the *new* rho, and both
     learning rates x0.9. rho, lam, eps start at 1, 10, 1.
     """
-    return _preset(
-        "original",
-        overrides,
-        rho=1.0,
-        lam=10.0,
-        eps=1.0,
-        nu=0.0,
-        c_rho=1.1,
-        c_lam=0.9,
-        c_eps=0.9,
-        use_nu=True,
-        lr_decay=0.9,
-        tolerance="original",
-        nu_rho="new",
-        nu_update="on_tolerance",
-        calibration="curvature",
-        dual_step=1.0,
-        lower_scale=False,
-        average_lower=False,
-    )
+    return _preset("original", overrides, **_BEFORE_BALANCED, **_ORIGINAL_CODE)
 
 
 def paper(**overrides: Any) -> "PenaltySchedule":
@@ -118,26 +100,7 @@ def paper(**overrides: Any) -> "PenaltySchedule":
     The test is ``||grad_u h_u||^2 + ||grad_v h_l||^2 < eps^2``, nu moves with the old rho, no learning-rate
     decay; otherwise as :func:`original`.
     """
-    return _preset(
-        "paper",
-        overrides,
-        rho=1.0,
-        lam=10.0,
-        eps=1.0,
-        nu=0.0,
-        c_rho=1.1,
-        c_lam=0.9,
-        c_eps=0.9,
-        use_nu=True,
-        lr_decay=None,
-        tolerance="paper",
-        nu_rho="old",
-        nu_update="on_tolerance",
-        calibration="curvature",
-        dual_step=1.0,
-        lower_scale=False,
-        average_lower=False,
-    )
+    return _preset("paper", overrides, **_BEFORE_BALANCED, **dict(_ORIGINAL_CODE, **_AS_PRINTED))
 
 
 #: every named schedule: name -> factory (the names are the functions' names)
