@@ -96,3 +96,20 @@ def test_reset_state_measures_again():
     solver.calibrate(batches, batches)
     solver.reset_state()
     assert solver.calibrate(batches, batches)
+
+
+def test_measured_default_steps_are_stable_on_the_steepest_batch():
+    """A solver whose default lower step is measured (1 / L) takes L as the highest curvature over the batches
+    given to calibrate: a step measured on one mini-batch can diverge on a steeper one."""
+    problem = _regression_problem()
+    batches = _index_batches(6)
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(N, DIM)) * np.linspace(0.3, 2.0, DIM)  # as _regression_problem(seed=0)
+    tops = [np.linalg.eigvalsh(data[b.numpy()].T @ data[b.numpy()] / BATCH).max() + 0.01 for b in batches]
+    assert max(tops) > 1.2 * tops[0]  # the first batch is not the steepest: the comparison has teeth
+    several, first = bl.make_solver("soba", problem), bl.make_solver("soba", _regression_problem())
+    assert several.calibrate(batches, batches)
+    first.calibrate(batches[:1], batches[:1])
+    step = float(several.lower_optimizer.learning_rate.numpy())
+    assert 0.9 < step * max(tops) <= 1.0 + 1e-4
+    assert float(first.lower_optimizer.learning_rate.numpy()) * tops[0] == pytest.approx(step * max(tops), rel=0.1)

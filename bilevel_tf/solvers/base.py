@@ -261,16 +261,21 @@ class BilevelSolver(SolverState):
 
     def calibrate(self, upper_batches: Optional[Sequence] = None, lower_batches: Optional[Sequence] = None) -> bool:
         """Measure now, on several batches per level, what the solver otherwise measures on its first batch alone
-        (as Keras' ``layer.adapt``; Penalty's rho, lam and lower step scale). With mini-batches call it before
-        training with e.g. ``list(dataset.take(8))`` per level (None: no batches). False if nothing was measured
-        (nothing to measure, measured already or restored so, or under a strategy: the first batch is used)."""
+        (as Keras' ``layer.adapt``): measured default steps (stable on the steepest batch), Penalty's rho, lam and
+        lower step scale (on the mean loss). With mini-batches call it before training with e.g.
+        ``list(dataset.take(8))`` per level (None: no batches). False if nothing was measured (nothing to measure,
+        measured already or restored so, or under a strategy: the first batch is used)."""
         upper, lower = ([None] if b is None else list(b) for b in (upper_batches, lower_batches))
         if not upper or not lower:
             raise ValueError("calibrate needs at least one batch per level (None for a level without batches)")
-        if self.strategy is not None or not self._calibration_pending():
+        steps, calibration = self.default_steps.pending, self._calibration_pending()
+        if self.strategy is not None or not (steps or calibration):
             return False
         self._ensure_snapshot()  # reset_state returns to the state before this measurement
-        self._calibrate_on(upper, lower)
+        if steps:  # measured default steps: stable on the steepest of the batches
+            self.default_steps.measure_on(self, lower)
+        if calibration:
+            self._calibrate_on(upper, lower)
         return True
 
     def _calibration_pending(self) -> bool:

@@ -13,7 +13,7 @@ optimizer the user gives is never changed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -154,22 +154,42 @@ class DefaultSteps:
 
     def prepare(self, solver: Any, upper_batch: Any, lower_batch: Any) -> None:
         """Measure the steps before the first step unless they hold values (e.g. restored from a checkpoint)."""
-        if self._known:
-            return
-        if any(value == UNMEASURED for value in self.values().values()):
-            if self._fn is None:
-                self._fn = self._compile(solver)
-            self._fn(upper_batch, lower_batch)
+        if self.pending:
+            self.measure_on(solver, [lower_batch])
+        self._known = True
+
+    @property
+    def pending(self) -> bool:
+        """Whether a step is still to be measured (False once measured, also in a restored checkpoint)."""
+        if not self._known and all(value != UNMEASURED for value in self.values().values()):
+            self._known = True
+        return not self._known
+
+    def measure_on(self, solver: Any, lower_batches: List[Any]) -> None:
+        """Measure now on ``lower_batches``, each step for the highest curvature among them (and the lowest):
+        a step measured on one mini-batch can be unstable on the next, whose curvature is higher."""
+        if self._fn is None:
+            self._fn = self._compile(solver)
+        self._fn(list(lower_batches))
         self._known = True
 
     def _compile(self, solver: Any):
-        def measure(upper_batch, lower_batch):
+        def measure(lower_batches):
             overs = sorted({rule.over for rule in self.rules.values()})
-            extremes = {over: curvature_extremes(solver.problem, lower_batch, over) for over in overs}
+            extremes = {
+                over: _widest([curvature_extremes(solver.problem, b, over) for b in lower_batches]) for over in overs
+            }
             for name, rule in self.rules.items():
                 variable = _variable(self._targets[name])
                 distribute.assign(variable, tf.cast(rule.step(*extremes[rule.over]), variable.dtype))
 
         if solver.strategy is not None:
-            return tf.function(lambda ub, lb: solver.strategy.run(measure, args=(ub, lb)))
+            return tf.function(lambda lbs: solver.strategy.run(measure, args=(lbs,)))
         return tf.function(measure)
+
+
+def _widest(extremes: List[Tuple[tf.Tensor, tf.Tensor]]) -> Tuple[tf.Tensor, tf.Tensor]:
+    """The lowest and the highest curvature over several probes (one batch: that probe)."""
+    if len(extremes) == 1:
+        return extremes[0]
+    return tf.reduce_min(tf.stack([lo for lo, _ in extremes])), tf.reduce_max(tf.stack([hi for _, hi in extremes]))
