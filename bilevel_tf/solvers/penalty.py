@@ -118,10 +118,10 @@ class Penalty(BilevelSolver):
     def _calibrate_on(self, upper_batches, lower_batches) -> None:
         self.schedule_state.calibrate_on(upper_batches, lower_batches)
 
-    def reset_state(self, **schedule: float) -> None:
-        """See :meth:`BilevelSolver.reset_state`; an ``"auto"`` rho or lam is calibrated again at the next
-        step (over a value given here)."""
-        super().reset_state(**schedule)
+    def _after_reset(self) -> None:
+        """After :meth:`reset_state`: an ``"auto"`` rho or lam is calibrated again at the next step (over a value
+        given to ``reset_state``)."""
+        super()._after_reset()
         self.schedule_state.recalibrate()
 
     def _penalty_weights(self, gv):

@@ -29,24 +29,24 @@ LANCZOS_STEPS = 20
 MAX_CONDITION = 1e2
 
 
+def _mean(per_batch: List[List[tf.Tensor]]) -> List[tf.Tensor]:
+    """The mean over batches of per-batch lists of tensors (one batch: its list, unchanged)."""
+    if len(per_batch) == 1:
+        return per_batch[0]
+    return [tf.add_n(list(parts)) / len(per_batch) for parts in zip(*per_batch)]
+
+
 def mean_hvp(
     loss: Callable[[Any], tf.Tensor], batches: Sequence[Any], variables: Sequence, vector: Sequence
 ) -> List[tf.Tensor]:
     """The Hessian-vector product of the mean of ``loss(batch)`` over ``batches`` (one product per batch)."""
-    products = [autodiff.loss_hvp(lambda b=batch: loss(b), variables, vector) for batch in batches]
-    if len(products) == 1:
-        return products[0]
-    return [tf.add_n(list(parts)) / len(products) for parts in zip(*products)]
+    return _mean([autodiff.loss_hvp(lambda b=batch: loss(b), variables, vector) for batch in batches])
 
 
 def mean_upper_grad(problem: BilevelProblem, upper_batches: Sequence[Any], variables: Sequence) -> List[tf.Tensor]:
     """grad_v f of the mean of f over ``upper_batches``, dense."""
-    grads = [
-        [ops.dense(x) for x in autodiff.upper_value_and_grad(problem, batch, variables)[1]] for batch in upper_batches
-    ]
-    if len(grads) == 1:
-        return grads[0]
-    return [tf.add_n(list(parts)) / len(grads) for parts in zip(*grads)]
+    grads = [autodiff.upper_value_and_grad(problem, batch, variables)[1] for batch in upper_batches]
+    return _mean([[ops.dense(x) for x in g] for g in grads])
 
 
 def _positive(value: tf.Tensor, fallback: tf.Tensor) -> tf.Tensor:
