@@ -26,6 +26,9 @@ SOLVERS: Dict[str, Any] = {
     "penalty": ("penalty", ("lower_optimizer",), {}),
     "penalty_auglag": ("penalty", ("lower_optimizer",), dict(schedule="auglag")),
     "approxgrad": ("approxgrad", ("lower_optimizer", "linear_optimizer"), {}),
+    # the reference for the user's lower optimizer: a (near-)exact adjoint at the same lower iterates (30 warm-started
+    # conjugate-gradient steps); a cell it misses is lost to the lower optimizer, not to the hypergradient estimate
+    "oracle_adjoint": ("implicit", ("lower_optimizer",), dict(linear_solver="cg", linear_steps=30)),
 }
 CLASS_NAMES = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop"}
 CHECK_EVERY = 1000
