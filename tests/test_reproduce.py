@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from bilevel_tf.paper import reproduce, plans, pooling
-from bilevel_tf.paper.published import TABLES
+from bilevel_tf.published.numbers import TABLES
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
