@@ -171,6 +171,15 @@ def test_tiny_table2_end_to_end_then_resume(tmp_path, capsys):
     record = json.load(open(os.path.join(os.path.dirname(runs[1]), RECORD)))
     assert record["command"][0] == plans.DENOISING["mnist"] and record["command"][-2:] == ["--seed", "1"]
     assert not glob.glob(os.path.join(out, "**", "reproduce.json"), recursive=True)
+    # bl.fit's checkpoints compare the same configuration on resume: a copy of run.json's, never another one
+    import tensorflow as tf
+    from bilevel_tf.training import checkpoints
+
+    folders = glob.glob(os.path.join(os.path.dirname(runs[1]), "checkpoints", "*", "checkpoint"))
+    assert folders
+    for state in folders:
+        saved = checkpoints._saved_config(tf.train.latest_checkpoint(os.path.dirname(state)))
+        assert saved["run"] == record["config"], os.path.dirname(state)
     # the same command again: both runs are done, nothing is rerun
     assert reproduce.main(argv) == 0
     again = capsys.readouterr().out
