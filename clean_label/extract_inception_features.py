@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from bilevel_tf import datasets
-from bilevel_tf.paper import cells
+from bilevel_tf.published import cells
 from bilevel_tf.runner import experiment, results_file, timing
 from bilevel_tf.apps import poisoning
 

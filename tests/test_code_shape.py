@@ -130,6 +130,47 @@ def test_no_import_cycle():
     assert not _cycles(graph)
 
 
+def _package_imports() -> Dict[str, Set[str]]:
+    """subpackage -> the other subpackages of bilevel_tf it imports, at module level or inside functions (a
+    function-level import is a dependency too; only the order of loading differs)."""
+    found: Dict[str, Set[str]] = {}
+    for name, (path, tree) in MODULES.items():
+        if "." not in name:
+            continue
+        source = name.split(".")[1]
+        is_package = path.name == "__init__.py"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                target = _target(name, is_package, node)
+                targets = [target] + [f"{target}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for target in targets:
+                parts = target.split(".")
+                if (
+                    parts[0] == "bilevel_tf"
+                    and len(parts) > 1
+                    and parts[1] != source
+                    and f"bilevel_tf.{parts[1]}" in MODULES
+                ):
+                    found.setdefault(source, set()).add(parts[1])
+    return found
+
+
+def test_nothing_in_the_package_imports_the_paper_tools():
+    # bilevel_tf.paper drives the runners (its plans read the apps' method tables): an app, the runner helpers or
+    # the published numbers importing it would close a cycle between packages
+    imports = _package_imports()
+    importers = sorted(source for source, targets in imports.items() if "paper" in targets)
+    assert importers == [], f"packages importing bilevel_tf.paper: {importers}"
+    assert "apps" in imports["paper"] and "published" in imports["apps"]  # the direction this guards
+    graph = {name: set() for targets in imports.values() for name in targets} | imports
+    tangled = [cycle for cycle in _cycles(graph) if {"apps", "paper", "published"} & set(cycle)]
+    assert not tangled, f"package-level import cycles through apps, paper or published: {tangled}"
+
+
 def test_the_cycle_finder_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []

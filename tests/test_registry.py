@@ -17,7 +17,7 @@ CHILD = textwrap.dedent("""
     from bilevel_tf.solvers import registry
     registry.register("dummy", "dummy_solver:Dummy", "a test solver", aliases=("dummy-alias",), label="Dum")
     import bilevel_tf as bl
-    from bilevel_tf.paper import cells
+    from bilevel_tf.published import cells
     from bilevel_tf.runner import experiment
     from quadratic import Quadratic
     from runner_utils import SOLVER_CLASSES

@@ -10,7 +10,9 @@ import shutil
 import pytest
 
 from bilevel_tf.paper import reproduce, plans, pooling
-from bilevel_tf.paper.published import TABLES
+from bilevel_tf.runner.run_folder import command_line
+from bilevel_tf.training.folders import RECORD
+from bilevel_tf.published.numbers import TABLES
 
 pytestmark = pytest.mark.slow  # end to end, learning or multi-process: deselect with -m "not slow"
 
@@ -84,14 +86,19 @@ def test_flags_for_the_runners_methods_and_rows(tmp_path, capsys):
             reproduce.main(bad + ["--dry-run"])
 
 
+def write_record(folder, argv, **extra):
+    """The run.json a runner started with ``argv`` (python, script, flags) writes."""
+    with open(os.path.join(folder, RECORD), "w") as f:
+        json.dump({"config": {}, "budget": {}, "outputs": [], "command": command_line(argv[1], argv[2:]), **extra}, f)
+
+
 def test_a_folder_of_another_command_is_refused(tmp_path):
     row = plans.plan("small_scale", "cpu")[0]
     folder = reproduce.run_dir(str(tmp_path), "small_scale", row, 0)
     argv = reproduce.command(row, 0, folder)
     assert reproduce.status(folder, argv) == "new"
     os.makedirs(folder)
-    with open(os.path.join(folder, reproduce.RECORD), "w") as f:
-        json.dump({"command": reproduce._identity(argv)}, f)
+    write_record(folder, argv)
     assert reproduce.status(folder, argv) == "resume"
     assert reproduce.status(folder, reproduce.command(row, 0, folder, ["--smoke"])) == "other"
     for garbage in ("{}", "{not json", '{"metrics": null, "config": {}}'):  # a damaged run is redone, not done
@@ -110,19 +117,14 @@ def test_the_same_folder_by_another_name_or_a_copy_is_the_same_run(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     folder = reproduce.run_dir("rep", "table2", row, 0)
     os.makedirs(folder)
-    with open(os.path.join(folder, reproduce.RECORD), "w") as f:
-        json.dump({"command": reproduce._identity(reproduce.command(row, 0, folder))}, f)
+    write_record(folder, reproduce.command(row, 0, folder))
     with open(os.path.join(folder, "results.json"), "w") as f:
         json.dump({"metrics": {"test_accuracy": 0.9}, "config": {"seed": 0}}, f)
     shutil.copytree("rep", "copy")
     for out in ("rep", "./rep", str(tmp_path / "rep"), "copy", str(tmp_path / "copy")):
         same = reproduce.run_dir(out, "table2", row, 0)
         assert reproduce.status(same, reproduce.command(row, 0, same)) == "done", out
-    # a record of an earlier version, whose command ended with its --out, is still this command's
-    with open(os.path.join(folder, reproduce.RECORD), "w") as f:
-        json.dump({"command": reproduce._identity(reproduce.command(row, 0, folder)) + ["--out", folder]}, f)
-    assert reproduce.status(folder, reproduce.command(row, 0, folder)) == "done"
-    with open(os.path.join(folder, reproduce.RECORD), "w") as f:
+    with open(os.path.join(folder, RECORD), "w") as f:
         f.write("{garbage")
     assert reproduce.status(folder, reproduce.command(row, 0, folder)) == "other"
 
@@ -165,6 +167,19 @@ def test_tiny_table2_end_to_end_then_resume(tmp_path, capsys):
     assert result["config"]["seed"] == 1 and result["paper"] is None and result["config"]["smoke"]
     assert result["paper_reason"] == "digits is not the paper's data set for this runner (MNIST)"  # said first
     assert glob.glob(os.path.join(os.path.dirname(runs[1]), "tensorboard", "events.out.tfevents.*"))
+    # the runner's run.json is the folder's one record, with the command reproduce compares (no file of its own)
+    record = json.load(open(os.path.join(os.path.dirname(runs[1]), RECORD)))
+    assert record["command"][0] == plans.DENOISING["mnist"] and record["command"][-2:] == ["--seed", "1"]
+    assert not glob.glob(os.path.join(out, "**", "reproduce.json"), recursive=True)
+    # bl.fit's checkpoints compare the same configuration on resume: a copy of run.json's, never another one
+    import tensorflow as tf
+    from bilevel_tf.training import checkpoints
+
+    folders = glob.glob(os.path.join(os.path.dirname(runs[1]), "checkpoints", "*", "checkpoint"))
+    assert folders
+    for state in folders:
+        saved = checkpoints._saved_config(tf.train.latest_checkpoint(os.path.dirname(state)))
+        assert saved["run"] == record["config"], os.path.dirname(state)
     # the same command again: both runs are done, nothing is rerun
     assert reproduce.main(argv) == 0
     again = capsys.readouterr().out

@@ -10,9 +10,10 @@ import warnings
 import numpy as np
 import pytest
 
-from bilevel_tf.paper import cells, pooling, tables
+from bilevel_tf.paper import pooling, tables
+from bilevel_tf.published import cells
 from bilevel_tf.solvers.penalty_schedules import DEFAULT_SCHEDULE
-from bilevel_tf.paper.published import TABLES
+from bilevel_tf.published.numbers import TABLES
 from runner_utils import run_runner
 
 LARGE = "data_denoising/mnist_large_scale/test_bilevel_importance_learning_mnist.py"

@@ -1,5 +1,5 @@
 """Our runs grouped for the paper's tables: find every results.json under a folder, place each run in the
-paper's cells (:mod:`bilevel_tf.paper.cells`), pool the runs whose configuration differs only by seed and run
+paper's cells (:mod:`bilevel_tf.published.cells`), pool the runs whose configuration differs only by seed and run
 plumbing (IGNORED_KEYS), label groups that differ in a setting or a solver option, and compute each cell's mean
 and spread. :mod:`bilevel_tf.paper.tables` renders the result."""
 
@@ -15,9 +15,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..runner import flag_roles
+from ..runner.results_file import flatten
 from ..training.folders import EXECUTION_OPTIONS
-from .cells import Cell, place
-from .published import TABLES, PaperTable
+from ..published.cells import Cell, place
+from ..published.numbers import TABLES, PaperTable
 
 #: run plumbing, seeds and extra reports (flag_roles' OUTPUT and POOLED flags), never a reason to keep runs apart
 IGNORED_KEYS = flag_roles.flags_with(flag_roles.OUTPUT, flag_roles.POOLED)
@@ -101,18 +102,6 @@ def _unreadable(path: str, error: BaseException) -> str:
     note = f"{path}: unreadable ({type(error).__name__}: {error}), skipped"
     print(f"warning: {note}", file=sys.stderr)
     return note
-
-
-def flatten(mapping: Mapping[str, Any], sep: str = ".", prefix: str = "") -> Dict[str, Any]:
-    """Nested dicts as one level, keys joined by ``sep`` ({"a": {"b": 1}} -> {"a.b": 1})."""
-    out: Dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, sep, name + sep))
-        else:
-            out[name] = value
-    return out
 
 
 def _top(key: str) -> str:

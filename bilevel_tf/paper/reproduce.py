@@ -4,10 +4,10 @@
 
 TABLE is one of table2 (data denoising), table3 (few-shot), supp4 (synthetic timing), supp5 (poisoning),
 small_scale (supp. D.1.1). Every row of the table runs once per seed 0..N-1 as its own subprocess, one after the
-other, in DIR/<table>/<row>/seed<k> (its log in log.txt there); a finished run (results.json written by the same
-command) is skipped and an interrupted one resumes from its checkpoints, so rerunning the same command
-continues where it stopped. At the end the aggregator (python -m bilevel_tf.paper.tables DIR) prints every table filled
-by runs under DIR and writes DIR/tables.md, DIR/tables.csv and the PNGs.
+other, in DIR/<table>/<row>/seed<k> (its log in log.txt there); a finished run (results.json, and the folder's
+run.json naming the same command) is skipped and an interrupted one resumes from its checkpoints, so rerunning
+the same command continues where it stopped. At the end the aggregator (python -m bilevel_tf.paper.tables DIR)
+prints every table filled by runs under DIR and writes DIR/tables.md, DIR/tables.csv and the PNGs.
 
 --profile paper uses the paper's data and settings (a GPU job; the estimated run time, from seconds per
 iteration measured on a 2-core CPU, is printed first); --profile cpu a scaled setting that finishes on a
@@ -29,9 +29,9 @@ from typing import Collection, List, Optional, Sequence, Tuple
 
 from . import plans
 from .plans import Row
+from ..runner.run_folder import REPO_ROOT, command_line
+from ..training.folders import RECORD, ResumeMismatchError, read_record
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bilevel_tf/paper/..
-RECORD = "reproduce.json"  # the command that produced a run folder
 LOG = "log.txt"
 
 
@@ -57,30 +57,23 @@ def command(row: Row, seed: int, folder: str, extra: Sequence[str] = ()) -> List
     ]
 
 
-def _identity(argv: Sequence[str]) -> List[str]:
-    """What makes two runner commands the same run: the script relative to the repository and its flags (the
-    interpreter and the checkout's location may differ between machines), without the --out that
-    :func:`command` ends with: the record lives in that folder, which may be given as ./x, /abs/x or be a copy."""
-    flags = list(argv[2:])
-    if flags[-2:-1] == ["--out"]:
-        flags = flags[:-2]
-    return [os.path.relpath(argv[1], REPO_ROOT), *flags]
-
-
 def status(folder: str, argv: Sequence[str]) -> str:
-    """'done' (a readable results.json of this command), 'resume' (started by this command), 'new', or
-    'other' (the folder holds a run of another command, or a record that cannot be read)."""
-    record = os.path.join(folder, RECORD)
-    if not os.path.exists(record):
-        return "other" if os.path.exists(os.path.join(folder, "results.json")) else "new"
+    """'done' (the folder's run.json names this command and its results.json is finished), 'resume' (run.json
+    names this command, or no command: the runner's own check of its configuration decides), 'new', or 'other'
+    (run.json names another command or cannot be read, or a results.json no run.json accounts for).
+
+    The runner writes run.json (:class:`bilevel_tf.runner.run_folder.Run`) with its command line as
+    :func:`~bilevel_tf.runner.run_folder.command_line` puts it, which is how ``argv[1:]`` is compared here."""
     try:
-        with open(record) as f:
-            previous = json.load(f)["command"]
-    except (OSError, ValueError, KeyError, TypeError):
+        record = read_record(folder)
+    except ResumeMismatchError:
         return "other"
-    if previous not in (_identity(argv), _identity(argv) + ["--out", folder]):  # (records of earlier versions)
+    if record is None:
+        return "other" if os.path.exists(os.path.join(folder, "results.json")) else "new"
+    recorded = record.get("command")
+    if recorded is not None and recorded != command_line(argv[1], argv[2:]):
         return "other"
-    return "done" if _finished(os.path.join(folder, "results.json")) else "resume"
+    return "done" if recorded is not None and _finished(os.path.join(folder, "results.json")) else "resume"
 
 
 def _finished(path: str) -> bool:
@@ -155,9 +148,6 @@ def _summary(folder: str) -> str:
 def run_one(argv: List[str], folder: str) -> None:
     """Run one runner command with its output in <folder>/log.txt; raises ReproduceError on failure."""
     os.makedirs(folder, exist_ok=True)
-    from ..training.files import atomic_write_text
-
-    atomic_write_text(os.path.join(folder, RECORD), json.dumps({"command": _identity(argv)}, indent=1))
     env = dict(os.environ)  # the runners import the same bilevel_tf as this process
     env["PYTHONPATH"] = os.pathsep.join([REPO_ROOT] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -231,7 +221,7 @@ def run_rows(
             continue
         if state == "other":
             raise ReproduceError(
-                f"{folder} holds a run of another command (see {RECORD} there); choose another "
+                f"{folder} holds a run of another command (see the command in its {RECORD}); choose another "
                 "--out, or delete that folder to run it again"
             )
         log(f"{prefix}: {'resuming' if state == 'resume' else 'running'} ...", flush=True)

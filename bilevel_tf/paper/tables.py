@@ -1,6 +1,6 @@
 """Our runs next to the paper's tables: ``python -m bilevel_tf.paper.tables RUNS_DIR``.
 
-Finds every results.json under RUNS_DIR, places each run in the paper's tables (bilevel_tf/paper/cells.py),
+Finds every results.json under RUNS_DIR, places each run in the paper's tables (bilevel_tf/published/cells.py),
 pools runs whose configuration differs only by seed (and output paths), and prints one markdown table per paper
 table with our mean ± s.d. (n seeds) beside the published value and the difference. Rows whose data or setting
 are not the paper's (e.g. the bundled digits) are labelled with their data set and never compared. Writes
@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .published import TABLES
+from ..published.numbers import TABLES
 from .pooling import MISSING, Group, TableResult, aggregate
 
 

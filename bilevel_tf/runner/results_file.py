@@ -20,6 +20,18 @@ def config_of(args: argparse.Namespace, **extra: Any) -> Dict[str, Any]:
     return _jsonable(cfg)
 
 
+def flatten(mapping: Mapping[str, Any], sep: str = ".", prefix: str = "") -> Dict[str, Any]:
+    """Nested dicts as one level, keys joined by ``sep`` ({"a": {"b": 1}} -> {"a.b": 1})."""
+    out: Dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, sep, name + sep))
+        else:
+            out[name] = value
+    return out
+
+
 def _jsonable(x: Any) -> Any:
     if isinstance(x, Mapping):
         return {str(k): _jsonable(v) for k, v in x.items()}
@@ -54,7 +66,7 @@ def write_results(
 ) -> str:
     """Write ``<out>/results.json`` (experiment, method, dataset, config, metrics, history,
     seconds_per_upper_iteration, paper) atomically and print a one-line summary. ``paper``:
-    ``bilevel_tf.paper.cells.paper_entry(args, dataset)``, i.e. the published values this run compares with, or None
+    ``bilevel_tf.published.cells.paper_entry(args, dataset)``, i.e. the published values this run compares with, or None
     and the reason it does not (recorded as ``paper_reason``). ``solver``: the bilevel solver that produced
     the result (or a mapping name -> solver); its class and full ``get_config()`` (every schedule constant,
     each optimizer's config) go into ``config["solver"]``. ``setting`` (e.g. "5-way 1-shot") follows the method

@@ -1,6 +1,7 @@
-"""The output folder of one run (``--out``): one process at a time (a lock), one configuration (run.json),
-nothing half-written; a finished run is reused, a larger budget continues it. TensorFlow-free until the run
-starts (:func:`bilevel_tf.runner.experiment.start_tensorflow`)."""
+"""The output folder of one run (``--out``): one process at a time (a lock), one record (run.json: the
+configuration, budget, outputs and the command line that produced it), nothing half-written; a finished run is
+reused, a larger budget continues it. TensorFlow-free until the run starts
+(:func:`bilevel_tf.runner.experiment.start_tensorflow`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import argparse
 import glob
 import json
 import os
+import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from . import flag_roles
 from .experiment import start_tensorflow
@@ -26,11 +28,31 @@ from ..training.folders import (
     remove_partial_files,
 )
 
+#: the checkout the runner scripts live in (bilevel_tf/runner/../..): commands name their script relative to it
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 #: flags that change where, how loudly or how a run works, not what it computes: free to differ on a rerun
 NON_RESULT_FLAGS = flag_roles.flags_with(flag_roles.OUTPUT, flag_roles.EXECUTION)
 #: how long to run: a rerun may raise them (continue the run further); a finished run counts as finished only
 #: for the same values, and smaller ones than it ran are refused
 BUDGET_FLAGS = flag_roles.flags_with(flag_roles.BUDGET)
+
+
+def command_line(program: str, flags: Sequence[str]) -> List[str]:
+    """The command line run.json records: ``program`` (the runner script) relative to the checkout when it is
+    inside it (the interpreter and the checkout's place may differ between machines), then ``flags`` without
+    ``--out`` and its value (the record lives in that folder, which may be named ./x or /abs/x, or be a copy)."""
+    script = os.path.abspath(program)
+    inside = os.path.relpath(script, REPO_ROOT)
+    kept: List[str] = []
+    skip = False
+    for flag in flags:
+        if skip or flag.startswith("--out="):
+            skip = False
+            continue
+        skip = flag == "--out"
+        if not skip:
+            kept.append(flag)
+    return [script if inside.startswith(os.pardir) else inside, *kept]
 
 
 class Run:
@@ -47,7 +69,10 @@ class Run:
     Opening locks ``--out`` (a second run is refused; a killed run's lock is free), removes what a kill left
     half-written, and with ``--fresh`` deletes what the folder's record says the run wrote (:func:`output_path`
     records each file; a user's files stay). ``run.json`` records the configuration (every flag but
-    ``NON_RESULT_FLAGS``, plus the keyword arguments, e.g. a data fingerprint) and the outputs; a folder
+    ``NON_RESULT_FLAGS``, plus the keyword arguments, e.g. a data fingerprint), the budget, the outputs and
+    the command (:func:`command_line` of this process's command line, the last one that ran the run: a rerun
+    that finds it complete leaves it; a runner's ``main`` called from another program records that program's),
+    which :mod:`bilevel_tf.paper.reproduce` compares with its own; a folder
     holding another configuration is refused with :class:`~bilevel_tf.training.folders.ResumeMismatchError` naming the
     differences. The ``BUDGET_FLAGS`` may grow (a rerun continues the run further); a finished run is reused
     when they are the same and refused when they are smaller (its results would be mislabelled). In a
@@ -60,6 +85,7 @@ class Run:
         everything = config_of(args, **extra)
         self.config = {k: v for k, v in everything.items() if k not in NON_RESULT_FLAGS | BUDGET_FLAGS}
         self.budget = {k: v for k, v in everything.items() if k in BUDGET_FLAGS}
+        self.command = command_line(sys.argv[0], sys.argv[1:])
         self.complete, self.metrics = False, None
         self.outputs: List[str] = []
         self._lock = None
@@ -94,6 +120,8 @@ class Run:
                 )
             self.outputs = saved["outputs"]
             self._check_results()
+            if self.complete and saved.get("command"):  # reused as it is: the command that ran it stays
+                self.command = saved["command"]
         if self.chief:
             self._write_record()
 
@@ -141,7 +169,9 @@ class Run:
         atomic_write_text(
             os.path.join(self.folder, RECORD),
             json.dumps(
-                {"config": self.config, "budget": self.budget, "outputs": self.outputs}, indent=1, sort_keys=True
+                {"config": self.config, "budget": self.budget, "outputs": self.outputs, "command": self.command},
+                indent=1,
+                sort_keys=True,
             ),
         )
 

@@ -22,7 +22,7 @@ def log_dir(args: Any, run: str = "") -> Optional[str]:
 
 def scalars(record: Mapping[str, Any]) -> Dict[str, float]:
     """The finite numbers of a record, nested dicts flattened to 'a/b' tags (lists and text left out)."""
-    from ..paper.pooling import flatten
+    from .results_file import flatten
 
     return {
         tag: float(v)

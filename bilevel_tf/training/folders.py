@@ -74,7 +74,8 @@ def remove_partial_files(folder: str, checkpoint_temps: bool = True) -> List[str
 
 
 # ---------------------------------------------------------------------------------------------- the record
-#: the run folder's record: its configuration, budget and the files and folders the run wrote ("outputs")
+#: the run folder's record: its configuration, budget, the files and folders the run wrote ("outputs") and the
+#: command line that ran it (bilevel_tf.runner.run_folder writes it)
 RECORD = "run.json"
 #: what a run folder always holds of the run's own (the record, the results, fit's checkpoints and TensorBoard
 #: logs): --fresh deletes them even when the record cannot say more (unreadable, or from an earlier version)
@@ -82,7 +83,7 @@ OWN_OUTPUTS = (RECORD, "results.json", "checkpoints", "tensorboard")
 
 
 def read_record(folder: str) -> Optional[Dict[str, Any]]:
-    """The folder's run.json ({"config", "budget", "outputs"}), None when there is none; raises
+    """The folder's run.json ({"config", "budget", "outputs", "command"}), None when there is none; raises
     :class:`ResumeMismatchError` naming the file when it cannot be read."""
     path = os.path.join(folder, RECORD)
     if not os.path.exists(path):

@@ -87,7 +87,7 @@ class DenoisingSpec:
     eval_epochs: float  # budget of every evaluation classifier, in passes over train + val
     eval_lr: float  # its Adam learning rate
     paper: str = ""  # the published numbers, for the reader (results.json's "paper" entry
-    # comes from bilevel_tf.paper.published, and only for the paper's data)
+    # comes from bilevel_tf.published.numbers, and only for the paper's data)
     augment: Optional[Dict[str, Any]] = None  # train/val augmentation (CIFAR-10); --no-augment turns it off
     augment_by_default: bool = True  # --augment's default (a data set's override may turn it off)
     selection_threshold: Optional[float] = None  # retrain on {a > threshold} + val instead of weighting

@@ -25,7 +25,7 @@ import bilevel_tf as bl
 
 from ...runner import experiment, plots, results_file, run_folder, tensorboard_logs
 from ... import models
-from ...paper import cells
+from ...published import cells
 from ...core import precision
 from ...runner.timing import time_steps
 from .hyper_cleaning_config import SOLVER_OPTIONS, Split, load_hyperclean_data

@@ -20,7 +20,7 @@ import tensorflow as tf
 import bilevel_tf as bl
 
 from ...runner import console, experiment, plots, results_file, run_folder, tensorboard_logs
-from ...paper import cells
+from ...published import cells
 from ...training import workers
 from ...training.files import atomic_write_text
 from . import data

@@ -31,7 +31,7 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 from bilevel_tf.runner import console, experiment, plots, results_file, run_folder, tensorboard_logs
-from bilevel_tf.paper import cells
+from bilevel_tf.published import cells
 from bilevel_tf.core import precision
 from bilevel_tf.runner.timing import time_steps
 from bilevel_tf.datasets import EpisodeSampler

@@ -11,7 +11,7 @@ import tensorflow as tf
 import bilevel_tf as bl
 from bilevel_tf.runner import console, experiment, plots, results_file, run_folder, tensorboard_logs
 from bilevel_tf import models
-from bilevel_tf.paper import cells
+from bilevel_tf.published import cells
 
 from .data import PoisonData
 from .solver import attack_solver_options, halve_learning_rates

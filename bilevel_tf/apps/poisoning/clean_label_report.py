@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Mapping, Sequence
 import numpy as np
 
 from bilevel_tf.runner import experiment, plots, results_file, tensorboard_logs
-from bilevel_tf.paper import cells
+from bilevel_tf.published import cells
 
 
 def success_curve(records: Sequence[Mapping[str, Any]], radii: Sequence[float]) -> Dict[str, List[float]]:

@@ -11,7 +11,7 @@ import numpy as np
 
 import bilevel_tf as bl
 from bilevel_tf.runner import experiment, results_file, tensorboard_logs
-from bilevel_tf.paper import cells
+from bilevel_tf.published import cells
 
 from . import problems, config as synthetic_config
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from .published import SUPP5, TABLES, synthetic_row
+from .numbers import SUPP5, TABLES, synthetic_row
 from ..solvers import registry
 
 PERCENT = 100.0  # our accuracies are fractions, the paper's tables percentages

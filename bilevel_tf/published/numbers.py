@@ -3,7 +3,7 @@
 
 Each :class:`PaperTable` holds the table's rows (row label -> column -> :class:`Value`) with its unit and
 what its "±" means. Cells the paper leaves empty ("–") are absent. Nothing here runs an experiment:
-:mod:`bilevel_tf.paper.cells` maps a run onto these rows, :mod:`bilevel_tf.paper.tables` prints ours beside them.
+:mod:`bilevel_tf.published.cells` maps a run onto these rows, :mod:`bilevel_tf.paper.tables` prints ours beside them.
 """
 
 from __future__ import annotations
