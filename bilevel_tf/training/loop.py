@@ -66,8 +66,8 @@ def fit(
     shuffle order for the next pass (``bilevel_tf.apps.denoising.data.indexed_batches(cycle=True)`` does so).
 
     ``steps_per_execution`` (Keras' name and meaning): up to k upper iterations run inside ONE compiled call
-    (:func:`bilevel_tf.training.execution.run_steps`), which removes TensorFlow's per-call overhead on small problems. The
-    iterations and their batches are exactly those of k = 1, so the trajectory is the same. Calls end on
+    (:func:`bilevel_tf.training.execution.run_steps`), which removes TensorFlow's per-call overhead on small
+    problems. The iterations and their batches are exactly those of k = 1, so the trajectory is the same. Calls end on
     multiples of k (and at ``steps``), also after a resume, and everything between iterations happens at call
     boundaries only: callbacks (``on_step_end`` once per call, with the call's last step and logs), history
     records and the progress bar (at the first boundary at or after each multiple of ``log_every``) and
@@ -115,18 +115,18 @@ def fit(
     checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
     upper = Source(upper_data, "upper_data", solver.strategy)
     lower = Source(lower_data, "lower_data", solver.strategy)
-    every = [DivergenceWatch()] + list(callbacks or [])  # the watch warns once when a loss runs away
+    all_callbacks = [DivergenceWatch()] + list(callbacks or [])  # the watch warns once when a loss runs away
     if checkpoint_dir:
-        every.append(BackupAndRestore(checkpoint_dir, every=checkpoint_every, max_to_keep=max_to_keep))
+        all_callbacks.append(BackupAndRestore(checkpoint_dir, every=checkpoint_every, max_to_keep=max_to_keep))
     if csv_path:
-        every.append(CSVLogger(csv_path, every=log_every))
+        all_callbacks.append(CSVLogger(csv_path, every=log_every))
     if tensorboard_dir:
-        every.append(TensorBoard(tensorboard_dir, every=log_every))
+        all_callbacks.append(TensorBoard(tensorboard_dir, every=log_every))
     positions = {src.name: src.iterator for src in (upper, lower) if src.iterator is not None}
     records = [dict(r) for r in (history or [])]
     run = FitRun(solver, steps, run_config(solver, config), records, positions)
-    fitted = _Loop(run, upper, lower, every, per_call=per_call, log_every=log_every, verbose=verbose).fit()
-    for cb in every:
+    fitted = _Loop(run, upper, lower, all_callbacks, per_call=per_call, log_every=log_every, verbose=verbose).fit()
+    for cb in all_callbacks:
         cb.on_fit_end(fitted)
     return fitted
 
@@ -150,7 +150,7 @@ class _Loop:
         self.per_call, self.log_every, self.verbose = per_call, log_every, verbose
         backups = [cb for cb in callbacks if isinstance(cb, BackupAndRestore)]
         if len(backups) > 1:
-            raise ValueError("callbacks: pass checkpoint_dir or one BackupAndRestore callback, not both or two")
+            raise ValueError("callbacks: pass checkpoint_dir or one BackupAndRestore in callbacks, not both nor two")
         self.backup: Optional[BackupAndRestore] = backups[0] if backups else None
         self.timer = _StepTimer()
         self.progress: Optional[Progress] = None
