@@ -50,7 +50,8 @@ class Callback:
         :class:`~bilevel_tf.training.backup.BackupAndRestore` does). What it takes, :meth:`on_fit_close` gives back."""
 
     def on_fit_close(self) -> None:
-        """Called last, after an error too, for every callback whose :meth:`on_fit_setup` returned."""
+        """Called once the loop is over, after an error too (before :meth:`on_fit_end`), for every callback whose
+        :meth:`on_fit_setup` returned."""
 
     def on_fit_begin(self, solver: Any, start_step: int, steps: int) -> None:
         """Called before the first step; the run goes from ``start_step`` (after a resume) to ``steps``."""
