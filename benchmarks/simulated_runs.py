@@ -3,7 +3,7 @@ upper iterations, the objective evaluated between compiled chunks of iterations,
 
 A run compiles the solver's chunk call first (warm-up chunks, then ``solver.reset_state()`` and the variables
 back at the start), as benchopt warms its solvers up before timing. Then it alternates: a chunk of k upper
-iterations in one compiled call (``solver.run(k)`` in full batch; ``solver.run_feeds`` with k mini-batches per
+iterations in one compiled call (``solver.run(k)`` in full batch; ``execution.run_steps`` with k mini-batches per
 level in mini-batch mode), timed; then the closed-form suboptimality, not timed. k starts small and doubles
 while a chunk takes less than ``seconds / points``, so early progress is resolved too; with
 ``jit_compile=True`` k is fixed (JIT_CHUNK), because XLA compiles one program per chunk length.
@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 import bilevel_tf as bl
+from bilevel_tf.training.execution import run_steps
 from bilevel_tf.training.sources import Feed
 from simulated_problem import BlockSampler, SimulatedProblem
 
@@ -81,7 +82,7 @@ def problem_for(quad, method: str) -> bl.BilevelProblem:
 
 def chunk_functions(solver, n_upper: int, n_lower: int, batch_size: Optional[int], seed: int):
     """(prepare(k) -> args, execute(args) -> (logs, iterations run), the smallest chunk) for k upper iterations
-    in one compiled call: ``solver.run(k)`` in full batch (``batch_size`` None), else ``solver.run_feeds`` with k
+    in one compiled call: ``solver.run(k)`` in full batch (``batch_size`` None), else ``execution.run_steps`` with k
     mini-batches of sample indices per level (``BlockSampler``; the upper level's over n_upper samples), which
     stops early at a non-finite loss. Batches are drawn in ``prepare``, so timing ``execute`` leaves them out."""
     if batch_size is None:
@@ -101,7 +102,7 @@ def chunk_functions(solver, n_upper: int, n_lower: int, batch_size: Optional[int
 
     def execute(args):
         solver.calibrate(*calibration)  # measures once (False afterwards)
-        logs, count = solver.run_feeds(*args)
+        logs, count = run_steps(solver, *args)
         return logs, int(count)
 
     return prepare, execute, 2  # a chunk of 1 would call solver.step, another compiled function
@@ -203,7 +204,7 @@ def run_solver(
         execute(prepare(fixed_chunk))
     else:
         execute(prepare(min_chunk))
-        execute(prepare(min_chunk + 1))  # a second shape: run_feeds' trace generalizes to any chunk length
+        execute(prepare(min_chunk + 1))  # a second shape: run_steps' trace generalizes to any chunk length
     compile_seconds = time.perf_counter() - compile_start
     solver.reset_state()
     quad.reset()

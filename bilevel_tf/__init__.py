@@ -40,6 +40,7 @@ _LAZY = {
     **{name: f"{__name__}.core.{name}" for name in ("autodiff", "constraints", "precision", "tensor_ops")},
     "toy": f"{__name__}.toy",
     **_names("training.loop", "fit", "History", "NonFiniteError"),
+    **_names("training.backup", "BackupAndRestore"),
     "callbacks": f"{__name__}.training.callbacks",
     **_names(
         "training.callbacks", "Callback", "CSVLogger", "TensorBoard", "Evaluate", "EarlyStopping", "LambdaCallback"

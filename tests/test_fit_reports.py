@@ -13,7 +13,8 @@ import tensorflow as tf
 
 import bilevel_tf as bl
 from bilevel_tf.training import callbacks, workers
-from bilevel_tf.runner import console, experiment
+from bilevel_tf.training.terminal import Progress
+from bilevel_tf.runner import experiment
 from quadratic import Quadratic
 
 
@@ -149,7 +150,7 @@ class _Terminal(io.StringIO):
 
 
 def test_the_progress_line_fits_the_terminal(monkeypatch):
-    monkeypatch.setattr(console.shutil, "get_terminal_size", lambda fallback=None: os.terminal_size((100, 24)))
+    monkeypatch.setattr("shutil.get_terminal_size", lambda fallback=None: os.terminal_size((100, 24)))
     logs = {
         "upper_loss": 0.0845,
         "lower_loss": 1.154,
@@ -169,7 +170,7 @@ def test_the_progress_line_fits_the_terminal(monkeypatch):
         "eval_seconds": 0.003,
     }
     terminal = _Terminal()
-    progress = console.Progress(100, 0, verbose=1, stream=terminal)
+    progress = Progress(100, 0, verbose=1, stream=terminal)
     for step in range(1, 101):
         progress.update(step, {**logs, **(evaluation if step % 5 == 0 else {})}, solver_keys=logs)
     lines = [part.replace("\x1b[K", "") for part in terminal.getvalue().replace("\n", "\r").split("\r") if part]
@@ -178,7 +179,7 @@ def test_the_progress_line_fits_the_terminal(monkeypatch):
     assert "g_grad_sq" not in lines[-1] and terminal.getvalue().endswith("\n")
 
     log_file = io.StringIO()  # not a terminal: complete lines
-    progress = console.Progress(100, 0, verbose=2, stream=log_file)
+    progress = Progress(100, 0, verbose=2, stream=log_file)
     progress.update(5, {**logs, **evaluation}, solver_keys=logs)
     assert len(log_file.getvalue()) > 200 and "eps=0" in log_file.getvalue()
 

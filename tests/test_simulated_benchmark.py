@@ -102,7 +102,7 @@ def test_timed_loop_stops_at_the_floor_and_doubles_chunks():
 
 
 def test_timed_loop_stops_when_a_chunk_ends_early_on_a_non_finite_loss():
-    # run_feeds stops at the first non-finite iteration: count what ran, stop, never grow the chunk on it
+    # run_steps stops at the first non-finite iteration: count what ran, stop, never grow the chunk on it
     record = timed_loop(
         lambda k: k, lambda k: ({"loss": tf.constant(np.inf)}, 1), lambda: 1e300, seconds=60.0, min_chunk=2
     )

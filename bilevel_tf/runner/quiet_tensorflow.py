@@ -12,36 +12,16 @@ tensorflow`` of that process (``import keras`` included) a quiet one, unless ``-
 
 from __future__ import annotations
 
-import contextlib
 import importlib.abc
 import importlib.util
 import os
 import sys
-from typing import Iterator
+
+from ..training.terminal import stderr_silenced
 
 
 def wants_tensorflow_logs(verbose: int) -> bool:
     return verbose >= 2 or os.environ.get("BILEVEL_TF_TF_LOGS") == "1"
-
-
-@contextlib.contextmanager
-def stderr_silenced() -> Iterator[None]:
-    """File descriptor 2 points at /dev/null inside the block (no-op without a usable stderr)."""
-    try:
-        saved = os.dup(2)
-    except OSError:  # no usable stderr (some embedded interpreters): nothing to hide
-        yield
-        return
-    sys.stderr.flush()
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 class _QuietLoader(importlib.abc.Loader):

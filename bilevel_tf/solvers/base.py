@@ -11,7 +11,6 @@ import tensorflow as tf
 from ..core import autodiff, distribute
 from ..core import tensor_ops as ops
 from ..core.problem import BilevelProblem
-from ..training.sources import Feed
 from .checks import check_choice, check_positive_int
 from .default_steps import CurvatureStep, DefaultSteps
 from .solver_state import SolverState
@@ -115,11 +114,6 @@ class BilevelSolver(SolverState):
             self._distributed_step, jit_compile=self.jit_compile, reduce_retracing=True
         )
         self._hypergradient_fn = tf.function(self._hypergradient, jit_compile=self.jit_compile, reduce_retracing=True)
-        # Not jit-compiled itself (XLA cannot draw from a tf.data iterator); with jit_compile it draws the call's
-        # batches and hands them to one XLA loop, since calling a jitted step per iteration costs as much as an
-        # eager call.
-        self._run_feeds_fn = tf.function(self._run_feeds, reduce_retracing=True)
-        self._run_loop_fn = tf.function(self._run_loop, jit_compile=self.jit_compile, reduce_retracing=True)
 
     # ------------------------------------------------------------------ public API
     def _level_optimizer(self, level: str, spec: Any, variables: Any) -> keras.optimizers.Optimizer:
@@ -150,31 +144,6 @@ class BilevelSolver(SolverState):
                 logs = self.step(upper_batch, lower_batch)
             return logs
         return self._run_fn(tf.constant(steps, tf.int32), upper_batch, lower_batch)
-
-    def run_feeds(
-        self, count: int, upper_first: Any, lower_first: Any, upper_rest: Any = None, lower_rest: Any = None
-    ) -> Tuple[Logs, tf.Tensor]:
-        """Up to ``count`` upper iterations in ONE compiled call, each on its own batches (``bl.fit``'s
-        ``steps_per_execution``): the first on ``(upper_first, lower_first)``, every further one on the next
-        batch of ``upper_rest`` / ``lower_rest``, each a :class:`Feed` (a ``tf.data`` iterator drawn inside the
-        graph, batches stacked along a leading axis, or None for batch None).
-
-        The loop stops after the first iteration whose logs are not all finite, so the state is that of the
-        first bad iteration. Returns (the last iteration's logs, the number of iterations run). ``count`` is a
-        tensor argument: changing it does not retrace, and every iteration runs the step :meth:`step` compiles
-        (the same concrete function when the batch shapes agree), so the trajectory equals ``count`` calls of
-        :meth:`step`. Under a strategy the loop goes around ``strategy.run`` (cross-replica context), where
-        synchronization is allowed; the inner loops stay unrolled as in :meth:`step`.
-        """
-        count = check_positive_int("count", count)
-        if count == 1:
-            return self.step(upper_first, lower_first), tf.constant(1, tf.int32)
-        upper_rest, lower_rest = Feed.wrap(upper_rest), Feed.wrap(lower_rest)
-        kinds = (upper_rest.kind, lower_rest.kind)
-        self._ensure_snapshot()
-        self._set_up(upper_first, lower_first)
-        fn = self._run_feeds_fn if Feed.ITERATOR in kinds or self.strategy is not None else self._run_loop_fn
-        return fn(tf.constant(count, tf.int32), upper_first, lower_first, upper_rest.value, lower_rest.value, kinds)
 
     def hypergradient(self, upper_batch: Any = None, lower_batch: Any = None) -> List[tf.Tensor]:
         """The upper-level direction the next :meth:`step` would apply, as dense tensors.
@@ -309,42 +278,6 @@ class BilevelSolver(SolverState):
             logs = self._step(upper_batch, lower_batch)
         return logs
 
-    def _run_feeds(
-        self,
-        count: tf.Tensor,
-        upper_first: Any,
-        lower_first: Any,
-        upper_rest: Any,
-        lower_rest: Any,
-        kinds: Tuple[str, str],
-    ) -> Tuple[Logs, tf.Tensor]:
-        if self.jit_compile and self.strategy is None:  # draw first, then loop inside XLA
-            (upper_rest, upper_kind), (lower_rest, lower_kind) = (
-                Feed.take(upper_rest, kinds[0], count - 1),
-                Feed.take(lower_rest, kinds[1], count - 1),
-            )
-            return self._run_loop_fn(count, upper_first, lower_first, upper_rest, lower_rest, (upper_kind, lower_kind))
-        return self._run_loop(count, upper_first, lower_first, upper_rest, lower_rest, kinds)
-
-    def _run_loop(
-        self,
-        count: tf.Tensor,
-        upper_first: Any,
-        lower_first: Any,
-        upper_rest: Any,
-        lower_rest: Any,
-        kinds: Tuple[str, str],
-    ) -> Tuple[Logs, tf.Tensor]:
-        step = self._step_fn if self.strategy is None else self._distributed_step_fn
-        logs = step(upper_first, lower_first)
-        done = tf.constant(1, tf.int32)
-        finite = _all_finite(logs)
-        while done < count and finite:  # AutoGraph: a tf.while_loop
-            logs = step(Feed.draw(upper_rest, kinds[0], done - 1), Feed.draw(lower_rest, kinds[1], done - 1))
-            done += 1
-            finite = _all_finite(logs)
-        return logs, done
-
     def _hypergradient(self, upper_batch: Any, lower_batch: Any) -> List[tf.Tensor]:
         if self.problem.lower_init is not None:
             self.problem.lower_init()
@@ -390,8 +323,3 @@ class BilevelSolver(SolverState):
             raise ValueError(
                 f"{name} could not be built for these variables ({e}); pass a fresh optimizer instance"
             ) from e
-
-
-def _all_finite(logs: Logs) -> tf.Tensor:
-    checks = [tf.reduce_all(tf.math.is_finite(v)) for v in logs.values() if v.dtype.is_floating]
-    return tf.reduce_all(checks) if checks else tf.constant(True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import os
 import statistics
@@ -23,10 +24,34 @@ def crossed(previous: int, step: int, every: int) -> bool:
     return step // every > previous // every
 
 
+@dataclasses.dataclass
+class FitRun:
+    """What ``fit`` hands every callback's :meth:`Callback.on_fit_setup`: the run being set up."""
+
+    solver: Any
+    #: the run's last step (``fit``'s ``steps``)
+    steps: int
+    #: the run's configuration, which a checkpoint must agree with (:func:`~bilevel_tf.training.checkpoints.run_config`)
+    config: Dict[str, Any]
+    #: the history so far; a restored run replaces it with its own
+    records: List[Dict[str, Any]]
+    #: the data iterators whose position a checkpoint holds, by name (``upper_data``, ``lower_data``)
+    data_positions: Dict[str, Any]
+
+
 class Callback:
     """Base class. ``fit`` calls the hooks below; set ``self.stop_fit = True`` to end the run early."""
 
     stop_fit = False
+
+    def on_fit_setup(self, run: FitRun) -> None:
+        """Called first, before the data sources are positioned and before :meth:`on_history_restored`: the place
+        to restore a run (the solver's state, the data positions and ``run.records``, as
+        :class:`~bilevel_tf.training.backup.BackupAndRestore` does). What it takes, :meth:`on_fit_close` gives back."""
+
+    def on_fit_close(self) -> None:
+        """Called once the loop is over, after an error too (before :meth:`on_fit_end`), for every callback whose
+        :meth:`on_fit_setup` returned."""
 
     def on_fit_begin(self, solver: Any, start_step: int, steps: int) -> None:
         """Called before the first step; the run goes from ``start_step`` (after a resume) to ``steps``."""
@@ -40,6 +65,14 @@ class Callback:
         extended in place (e.g. with evaluation metrics) for the callbacks that follow. With
         ``fit(..., steps_per_execution=k)`` it runs at call boundaries only (every k steps, with the logs
         of the call's last step): use :func:`crossed` for periodic work."""
+
+    def on_step_recorded(self, step: int) -> None:
+        """Called after every callback's :meth:`on_step_end`, once ``fit`` has added the step's record to the
+        history (when the step is logged): what is saved here resumes with the history up to ``step``."""
+
+    def on_fit_stop(self, step: int) -> None:
+        """Called when the loop stops at a step boundary: at ``steps``, on an early stop, or on a first Ctrl-C or
+        SIGTERM (not after an error, nor on a second interrupt, which stops mid-step)."""
 
     def on_fit_end(self, history: list) -> None:
         pass

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import errno
 import math
 import signal
 import statistics
 import time
 from types import FrameType
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from ..core import tensor_ops
 from . import workers
-from .callbacks import Callback, CSVLogger, DivergenceWatch, TensorBoard, crossed
-from .checkpoints import ResumeMismatchError, RunCheckpoints, run_config
-from .folders import FolderLock, remove_partial_files
-from ..runner.console import Progress, status
+from .backup import BackupAndRestore
+from .callbacks import Callback, CSVLogger, DivergenceWatch, FitRun, TensorBoard, crossed
+from .checkpoints import run_config
+from .execution import run_steps
 from ..solvers.base import BilevelSolver
 from ..solvers.checks import check_positive_int
 from .sources import Source
+from .terminal import Progress, status
 
 
 class NonFiniteError(FloatingPointError):
@@ -31,10 +30,6 @@ class History(list):
     """The logged records (one dict per logged step) plus timing."""
 
     seconds_per_step: float = float("nan")
-
-
-def _all_finite_fn(variables: Sequence) -> Callable[[], tf.Tensor]:
-    return tf.function(lambda: tensor_ops.all_finite(variables))
 
 
 def fit(
@@ -57,6 +52,11 @@ def fit(
 ) -> History:
     """Run upper iterations until ``solver.iterations`` reaches ``steps``.
 
+    The loop in Keras' manner: two data sources (:class:`~bilevel_tf.training.sources.Source`), compiled calls
+    of the solver's step, a list of callbacks, the records and progress line, a NaN guard and Ctrl-C handling.
+    Checkpoints are a callback too: ``checkpoint_dir`` (with ``checkpoint_every`` and ``max_to_keep``) adds a
+    :class:`~bilevel_tf.training.backup.BackupAndRestore`, which may instead be passed in ``callbacks``.
+
     ``steps`` is the total: a solver restored from ``checkpoint_dir`` at iteration k runs ``steps - k`` more,
     so re-running the same command after an interruption continues where it stopped. Each source gives one
     batch per iteration: None, a ``tf.data.Dataset`` (repeated; its iterator position is checkpointed), a
@@ -66,8 +66,8 @@ def fit(
     shuffle order for the next pass (``bilevel_tf.apps.denoising.data.indexed_batches(cycle=True)`` does so).
 
     ``steps_per_execution`` (Keras' name and meaning): up to k upper iterations run inside ONE compiled call
-    (:meth:`BilevelSolver.run_feeds`), which removes TensorFlow's per-call overhead on small problems. The
-    iterations and their batches are exactly those of k = 1, so the trajectory is the same. Calls end on
+    (:func:`bilevel_tf.training.execution.run_steps`), which removes TensorFlow's per-call overhead on small
+    problems. The iterations and their batches are exactly those of k = 1, so the trajectory is the same. Calls end on
     multiples of k (and at ``steps``), also after a resume, and everything between iterations happens at call
     boundaries only: callbacks (``on_step_end`` once per call, with the call's last step and logs), history
     records and the progress bar (at the first boundary at or after each multiple of ``log_every``) and
@@ -110,106 +110,77 @@ def fit(
     if not isinstance(solver, BilevelSolver):
         raise ValueError(f"solver must be a bl.BilevelSolver, got {type(solver).__name__}")
     steps = check_positive_int("steps", steps, minimum=0)
-    loop = _Loop(
-        solver,
-        steps,
-        per_call=check_positive_int("steps_per_execution", steps_per_execution),
-        log_every=check_positive_int("log_every", log_every),
-        checkpoint_every=check_positive_int("checkpoint_every", checkpoint_every),
-        verbose=verbose,
-    )
-    loop.upper = Source(upper_data, "upper_data", solver.strategy)
-    loop.lower = Source(lower_data, "lower_data", solver.strategy)
-    loop.callbacks = [DivergenceWatch()] + list(callbacks or [])  # warns once when a loss runs away
+    per_call = check_positive_int("steps_per_execution", steps_per_execution)
+    log_every = check_positive_int("log_every", log_every)
+    checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
+    upper = Source(upper_data, "upper_data", solver.strategy)
+    lower = Source(lower_data, "lower_data", solver.strategy)
+    all_callbacks = [DivergenceWatch()] + list(callbacks or [])  # the watch warns once when a loss runs away
+    if checkpoint_dir:
+        all_callbacks.append(BackupAndRestore(checkpoint_dir, every=checkpoint_every, max_to_keep=max_to_keep))
     if csv_path:
-        loop.callbacks.append(CSVLogger(csv_path, every=log_every))
+        all_callbacks.append(CSVLogger(csv_path, every=log_every))
     if tensorboard_dir:
-        loop.callbacks.append(TensorBoard(tensorboard_dir, every=log_every))
-    loop.records = [dict(r) for r in (history or [])]
-    loop.run = run_config(solver, config)
-    lock = loop.open_checkpoints(checkpoint_dir, max_to_keep) if checkpoint_dir else None
-    try:
-        history = loop.fit()
-    finally:
-        if lock is not None:
-            lock.release()
-    for cb in loop.callbacks:
-        cb.on_fit_end(history)
-    return history
+        all_callbacks.append(TensorBoard(tensorboard_dir, every=log_every))
+    positions = {src.name: src.iterator for src in (upper, lower) if src.iterator is not None}
+    records = [dict(r) for r in (history or [])]
+    run = FitRun(solver, steps, run_config(solver, config), records, positions)
+    fitted = _Loop(run, upper, lower, all_callbacks, per_call=per_call, log_every=log_every, verbose=verbose).fit()
+    for cb in all_callbacks:
+        cb.on_fit_end(fitted)
+    return fitted
 
 
 class _Loop:
-    """One ``fit`` call: its sources, callbacks, records, checkpoints and timer, and the loop over calls."""
-
-    upper: Source
-    lower: Source
-    callbacks: List[Callback]
-    records: List[Dict[str, Any]]
-    run: Dict[str, Any]
-    saved: int
+    """One ``fit`` call: its sources, callbacks, timer and progress, and the loop over compiled calls."""
 
     def __init__(
-        self, solver: BilevelSolver, steps: int, *, per_call: int, log_every: int, checkpoint_every: int, verbose: int
+        self,
+        run: FitRun,
+        upper: Source,
+        lower: Source,
+        callbacks: List[Callback],
+        *,
+        per_call: int,
+        log_every: int,
+        verbose: int,
     ):
-        self.solver, self.steps, self.per_call, self.verbose = solver, steps, per_call, verbose
-        self.log_every, self.checkpoint_every = log_every, checkpoint_every
-        self.checkpoints: Optional[RunCheckpoints] = None
+        self.run, self.solver, self.steps = run, run.solver, run.steps
+        self.upper, self.lower, self.callbacks = upper, lower, callbacks
+        self.per_call, self.log_every, self.verbose = per_call, log_every, verbose
+        backups = [cb for cb in callbacks if isinstance(cb, BackupAndRestore)]
+        if len(backups) > 1:
+            raise ValueError("callbacks: pass checkpoint_dir or one BackupAndRestore in callbacks, not both nor two")
+        self.backup: Optional[BackupAndRestore] = backups[0] if backups else None
         self.timer = _StepTimer()
+        self.progress: Optional[Progress] = None
+        self.stopped = False
 
-    def open_checkpoints(self, checkpoint_dir: str, max_to_keep: int) -> Optional[FolderLock]:
-        """Lock the folder (the chief only), restore the latest usable checkpoint and its records; the lock."""
-        solver = self.solver
-        # multi-worker: every worker restores the chief's checkpoints; only the chief locks and writes there
-        chief = workers.is_chief(solver.strategy)
-        lock = FolderLock(checkpoint_dir).acquire() if chief else None
-        try:
-            if chief:
-                remove_partial_files(checkpoint_dir)
-            trackables: Dict[str, Any] = {"solver": solver.checkpoint}
-            for src, key in ((self.upper, "upper_data"), (self.lower, "lower_data")):
-                if src.iterator is not None:
-                    trackables[key] = src.iterator
-            self.checkpoints = RunCheckpoints(
-                checkpoint_dir,
-                trackables,
-                max_to_keep=max_to_keep,
-                write_folder=workers.writable_dir(checkpoint_dir, solver.strategy),
-            )
-            restored = self.checkpoints.restore(self.run)
-            done = int(solver.iterations.numpy())
-            if done > self.steps:  # its results would carry a budget it did not have
-                raise ResumeMismatchError(
-                    f"{checkpoint_dir} holds a run already at upper iteration {done}, past the {self.steps} asked "
-                    "for; ask for at least as many to continue it, or start over (--fresh, or delete the folder)"
-                )
-        except BaseException:
-            if lock is not None:
-                lock.release()
-            raise
-        if restored is not None and restored[1]:
-            self.records = restored[1]
-        return lock
-
-    def save(self, step: int) -> None:
-        """A checkpoint of ``step`` when the state is finite and not on disk already."""
-        if self.checkpoints is not None and step != self.saved and bool(self.finite()):
-            try:
-                self.checkpoints.save(step, self.run, self.records)
-            except tf.errors.ResourceExhaustedError as e:  # a full disk or quota: nothing written is damaged
-                raise _disk_full(e, step, self.checkpoints) from None
-            self.saved = step
+    @property
+    def kept(self) -> Optional[str]:
+        """The newest checkpoint on disk, if the run keeps any."""
+        return self.backup.latest if self.backup is not None else None
 
     def fit(self) -> History:
-        solver = self.solver
-        variables = list(solver.problem.upper_vars) + list(solver.problem.lower_vars)
-        workers.sync_from_chief(solver.strategy, variables)
+        """Set the callbacks up (a restore), run, and close them again whatever happens."""
+        opened: List[Callback] = []
+        try:
+            for cb in self.callbacks:
+                cb.on_fit_setup(self.run)
+                opened.append(cb)
+            return self._fit()
+        finally:
+            for cb in opened:
+                cb.on_fit_close()
+
+    def _fit(self) -> History:
+        solver, records = self.solver, self.run.records
+        workers.sync_from_chief(solver.strategy, list(solver.problem.upper_vars) + list(solver.problem.lower_vars))
         start = int(solver.iterations.numpy())
         self.upper.skip(start)
         self.lower.skip(start)
-        self.finite = _all_finite_fn(variables)
-        self.saved = start  # the step of the state on disk (an interrupt right after a save does not repeat it)
         for cb in self.callbacks:
-            cb.on_history_restored(list(self.records))
+            cb.on_history_restored(list(records))
             cb.on_fit_begin(solver, start, self.steps)
         if self.verbose and start:
             status(
@@ -218,10 +189,10 @@ class _Loop:
             )
         self.progress = Progress(self.steps, start, self.verbose) if self.verbose else None
         # "seconds" continues the restored run's clock, so curves against wall-clock time stay monotone
-        self.t_begin = time.perf_counter() - next((r["seconds"] for r in reversed(self.records) if "seconds" in r), 0.0)
+        self.t_begin = time.perf_counter() - next((r["seconds"] for r in reversed(records) if "seconds" in r), 0.0)
         self._loop(start)
-        history = History(self.records)
-        history.seconds_per_step = self.timer.seconds_per_step(self.records)
+        history = History(records)
+        history.seconds_per_step = self.timer.seconds_per_step(records)
         return history
 
     def _loop(self, start: int) -> None:
@@ -238,16 +209,14 @@ class _Loop:
                 previous, (step, logs) = step, self._call(step)
                 if self._after_call(previous, step, logs):
                     break
-            if step > start:
-                self.save(step)
+            self._stop(step)
             interrupts.stop_here()
         except KeyboardInterrupt:
             if not interrupts.mid_step:
-                self.save(step)
+                self._stop(step)
             raise
         except tf.errors.OpError as e:
-            kept = self.checkpoints.latest if self.checkpoints is not None else None
-            lost = workers.peer_failure(e, self.solver.strategy, step + 1, kept)
+            lost = workers.peer_failure(e, self.solver.strategy, step + 1, self.kept)
             if lost is None:
                 raise
             raise lost from None
@@ -255,8 +224,13 @@ class _Loop:
             if self.progress is not None:
                 self.progress.finish()
             interrupts.restore()
-            if self.checkpoints is not None:
-                workers.remove_temporary(self.checkpoints.write_folder, self.solver.strategy)
+
+    def _stop(self, step: int) -> None:
+        """The loop stops at the boundary of ``step`` (once: an interrupt right after the end repeats nothing)."""
+        if not self.stopped:
+            self.stopped = True
+            for cb in self.callbacks:
+                cb.on_fit_stop(step)
 
     def _call(self, step: int) -> Tuple[int, Dict[str, float]]:
         """One compiled call of up to ``per_call`` upper iterations; the step reached and its logs."""
@@ -270,14 +244,14 @@ class _Loop:
         else:
             (ub, upper_rest), (lb, lower_rest) = self.upper.feed(step, count), self.lower.feed(step, count)
             t0 = time.perf_counter()
-            out, done = solver.run_feeds(count, ub, lb, upper_rest, lower_rest)
+            out, done = run_steps(solver, count, ub, lb, upper_rest, lower_rest)
         logs = {k: float(v) for k, v in out.items()}
         done = int(done)
         self.timer.add((time.perf_counter() - t0) / done, traced=solver.trace_count != traces)
         step += done
         bad = [k for k, v in logs.items() if not math.isfinite(v)]
         if bad:
-            kept = self.checkpoints.latest if self.checkpoints is not None else None
+            kept = self.kept
             raise NonFiniteError(
                 f"step {step}: {', '.join(f'{k} = {logs[k]}' for k in bad)}; stopped"
                 + (f", last good checkpoint kept: {kept}" if kept else " (no checkpoint was written)")
@@ -285,18 +259,18 @@ class _Loop:
         return step, logs
 
     def _after_call(self, previous: int, step: int, logs: Dict[str, float]) -> bool:
-        """Callbacks, the record and progress line, the checkpoint at a call boundary; True to stop."""
+        """Callbacks, the record and progress line, then the callbacks that save the record; True to stop."""
         solver_keys = list(logs)
         for cb in self.callbacks:
             cb.on_step_end(step, logs)
         if crossed(previous, step, self.log_every) or step == self.steps:
-            self.records.append(
+            self.run.records.append(
                 {"step": step, "seconds": time.perf_counter() - self.t_begin, **logs, **self.timer.record()}
             )
             if self.progress is not None:
                 self.progress.update(step, logs, solver_keys)
-        if crossed(previous, step, self.checkpoint_every):
-            self.save(step)
+        for cb in self.callbacks:
+            cb.on_step_recorded(step)
         return any(cb.stop_fit for cb in self.callbacks)
 
 
@@ -329,16 +303,6 @@ class _StepTimer:
         if earlier:
             return statistics.median_high(earlier)
         return statistics.median_high(self.traced) if self.traced else float("nan")
-
-
-def _disk_full(error: BaseException, step: int, checkpoints: RunCheckpoints) -> OSError:
-    """A checkpoint write that ran out of disk space (or quota), as the OSError the runners report in one line."""
-    kept = f"the earlier checkpoint {checkpoints.latest} is intact" if checkpoints.latest else "no checkpoint was kept"
-    return OSError(
-        errno.ENOSPC,
-        f"no space left for the checkpoint of step {step} ({kept}); free some space and rerun the same command",
-        checkpoints.folder,
-    )
 
 
 class _Interrupts:

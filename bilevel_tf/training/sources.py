@@ -1,6 +1,7 @@
 """Where ``bl.fit`` takes its batches from: one batch per upper iteration from None, a ``tf.data.Dataset``, a
 callable ``step -> batch`` or a Python iterable (:class:`Source`), and where the batches after the first of a
-multi-step call come from (:class:`Feed`, read inside the compiled call by ``BilevelSolver.run_feeds``)."""
+multi-step call come from (:class:`Feed`, read inside the compiled call by
+:func:`bilevel_tf.training.execution.run_steps`)."""
 
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ def _stack(batches: List[Any], name: str) -> Any:
 
 
 class Feed:
-    """Where the batches after the first of a :meth:`BilevelSolver.run_feeds` call come from.
+    """Where the batches after the first of a :func:`~bilevel_tf.training.execution.run_steps` call come from.
 
     ``Feed.iterator(it)``: a ``tf.data`` iterator (or a distributed one), drawn inside the graph;
     ``Feed.stacked(batch)``: a batch structure whose tensors hold one batch per iteration along axis 0

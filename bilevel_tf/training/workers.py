@@ -30,9 +30,9 @@ from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
 
-from ..runner import quiet_tensorflow
 from ..core import distribute
 from ..core.options import STRATEGIES
+from .terminal import stderr_silenced
 
 #: how long the chief waits for every worker of TF_CONFIG to join (seconds; 0 waits forever)
 TIMEOUT_VARIABLE = "BILEVEL_TF_WORKER_TIMEOUT"
@@ -103,7 +103,7 @@ def _join_cluster(timeout: float, verbose: int) -> tf.distribute.Strategy:
         )
     t0 = time.perf_counter()
     try:
-        with contextlib.nullcontext() if verbose >= 2 else quiet_tensorflow.stderr_silenced():  # its C++ retry logs
+        with contextlib.nullcontext() if verbose >= 2 else stderr_silenced():  # its C++ retry logs
             strategy = tf.distribute.MultiWorkerMirroredStrategy()
     except tf.errors.DeadlineExceededError:
         raise TimeoutError(
