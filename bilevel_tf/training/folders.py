@@ -156,8 +156,9 @@ class FolderLock:
 
     It covers the folder's subfolders too: taking it is refused while another process holds the lock of a
     folder enclosing it (a runner's run folder holds ``bl.fit``'s checkpoints under its one lock), and
-    :func:`refuse_if_locked` lets the holder of an enclosing lock check a subfolder. Re-entrant within one process; released (and its file removed) by :meth:`release` or by the end of the
-    process, whatever ends it. Use as a context manager or call :meth:`acquire` / :meth:`release`.
+    :func:`refuse_if_locked` lets the holder of an enclosing lock check a subfolder. Re-entrant within one
+    process; released (and its file removed) by :meth:`release` or by the end of the process, whatever ends it.
+    Use as a context manager or call :meth:`acquire` / :meth:`release`.
     """
 
     def __init__(self, folder: str, name: str = ".lock"):
