@@ -9,7 +9,7 @@ A runner's app reads like its experiment::
     args = experiment.parse(p, argv, "data_denoising/mnist_large_scale")  # seeds, --out
     ... load data ...
     with run_folder.Run(args, data=experiment.fingerprint(y_noisy)) as run:  # lock, resume check
-        history = bl.fit(solver, ..., checkpoint_dir=experiment.checkpoint_dir(args), config=run.config)
+        history = bl.fit(solver, ..., callbacks=[run.backup()])  # checkpoints under the run's lock and record
         results_file.write_results(args, metrics=..., history=history,
                                    seconds_per_upper_iteration=history.seconds_per_step)
 

@@ -11,10 +11,10 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
 from . import flag_roles
-from .experiment import start_tensorflow
+from .experiment import checkpoint_dir, start_tensorflow
 from .results_file import config_of
 from ..training.files import atomic_write_text
 from ..training.folders import (
@@ -27,6 +27,9 @@ from ..training.folders import (
     read_record,
     remove_partial_files,
 )
+
+if TYPE_CHECKING:  # TensorFlow is imported when a run starts, not with this module
+    from ..training.backup import BackupAndRestore
 
 #: the checkout the runner scripts live in (bilevel_tf/runner/../..): commands name their script relative to it
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -64,7 +67,7 @@ class Run:
         with run_folder.Run(args, data=experiment.fingerprint(y_noisy)) as run:
             if run.complete:            # rerun of a finished run: outputs left as they are
                 return run.metrics
-            ... bl.fit(..., config=run.config) ...; results_file.write_results(...)
+            ... bl.fit(..., callbacks=[..., run.backup()]) ...; results_file.write_results(...)
 
     Opening locks ``--out`` (a second run is refused; a killed run's lock is free), removes what a kill left
     half-written, and with ``--fresh`` deletes what the folder's record says the run wrote (:func:`output_path`
@@ -77,7 +80,8 @@ class Run:
     differences. The ``BUDGET_FLAGS`` may grow (a rerun continues the run further); a finished run is reused
     when they are the same and refused when they are smaller (its results would be mislabelled). In a
     multi-worker run only the chief (``chief=True``) locks and writes the folder; the other workers check the
-    same configuration and read it.
+    same configuration and read it. :meth:`backup` gives ``bl.fit`` its checkpoints under this folder's lock
+    and identity, so a run holds one lock and one record.
     """
 
     def __init__(self, args: argparse.Namespace, *, chief: bool = True, **extra: Any):
@@ -173,6 +177,21 @@ class Run:
                 indent=1,
                 sort_keys=True,
             ),
+        )
+
+    def backup(self, phase: str = "bilevel") -> "BackupAndRestore":
+        """``bl.fit``'s checkpoints of ``phase`` in ``<out>/checkpoints/<phase>`` (every ``--checkpoint-every``
+        steps) under this run's lock (no second one) and identity: run.json's config, to which each checkpoint
+        adds only the solver's class and options. Call it inside the open run; pass it in ``callbacks=``."""
+        from ..training.backup import BackupAndRestore
+
+        if self.chief and self._lock is None:
+            raise RuntimeError("Run.backup: open the run first (with run_folder.Run(args) as run: ...)")
+        return BackupAndRestore(
+            checkpoint_dir(self.args, phase),
+            every=self.args.checkpoint_every,
+            lock=self._lock,
+            config=self.config,
         )
 
     def __exit__(self, *exc) -> None:

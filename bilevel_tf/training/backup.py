@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import errno
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
 import tensorflow as tf
 
@@ -11,8 +11,8 @@ from ..core import tensor_ops
 from ..solvers.checks import check_positive_int
 from . import workers
 from .callbacks import Callback, FitRun, crossed
-from .checkpoints import ResumeMismatchError, RunCheckpoints
-from .folders import FolderLock, remove_partial_files
+from .checkpoints import ResumeMismatchError, RunCheckpoints, run_config
+from .folders import FolderLock, refuse_if_locked, remove_partial_files
 
 
 class BackupAndRestore(Callback):
@@ -27,11 +27,31 @@ class BackupAndRestore(Callback):
     Ctrl-C), each time only from a finite state not already on disk, so the last checkpoint is always good. A
     full disk raises ``OSError`` (ENOSPC) naming the folder, the earlier checkpoints intact. At the end the lock
     is released and a non-chief worker's temporary folder removed. See :mod:`bilevel_tf.training.checkpoints`.
+
+    ``lock``: a :class:`~bilevel_tf.training.folders.FolderLock` this process already holds on ``checkpoint_dir``
+    or a folder containing it (a runner's run folder, :meth:`bilevel_tf.runner.run_folder.Run.backup`): the
+    callback checks it is held and takes no lock of its own (its owner releases it), so the run has one lock.
+    ``config``: the run's description (e.g. run.json's config) stored in every checkpoint and compared on
+    resume, with the solver's class and ``get_config()`` added; in place of ``bl.fit(config=...)``, which may
+    then be omitted (or equal).
     """
 
-    def __init__(self, checkpoint_dir: str, every: int = 100, max_to_keep: int = 3):
+    def __init__(
+        self,
+        checkpoint_dir: str,
+        every: int = 100,
+        max_to_keep: int = 3,
+        *,
+        lock: Optional[FolderLock] = None,
+        config: Optional[Mapping[str, Any]] = None,
+    ):
+        if lock is not None and not lock.covers(checkpoint_dir):
+            raise ValueError(f"lock: it locks {lock.folder}, which does not contain checkpoint_dir {checkpoint_dir}")
         self.checkpoint_dir, self.max_to_keep = checkpoint_dir, max_to_keep
         self.every = check_positive_int("every", every)
+        self.config = config
+        self._shared_lock = lock
+        self._identity: Dict[str, Any] = {}
         self.checkpoints: Optional[RunCheckpoints] = None
         self._lock: Optional[FolderLock] = None
         self._run: Optional[FitRun] = None
@@ -51,7 +71,8 @@ class BackupAndRestore(Callback):
         self._run, self._strategy = run, solver.strategy
         # multi-worker: every worker restores the chief's checkpoints; only the chief locks and writes there
         chief = workers.is_chief(solver.strategy)
-        self._lock = FolderLock(folder).acquire() if chief else None
+        self._identity = self._run_identity(run)
+        self._lock = self._own_lock() if chief else None
         try:
             if chief:
                 remove_partial_files(folder)
@@ -61,7 +82,7 @@ class BackupAndRestore(Callback):
                 max_to_keep=self.max_to_keep,
                 write_folder=workers.writable_dir(folder, solver.strategy),
             )
-            restored = self.checkpoints.restore(run.config)
+            restored = self.checkpoints.restore(self._identity)
             done = int(solver.iterations.numpy())
             if done > run.steps:  # its results would carry a budget it did not have
                 raise ResumeMismatchError(
@@ -97,10 +118,28 @@ class BackupAndRestore(Callback):
             raise RuntimeError("BackupAndRestore.save runs inside bl.fit only")
         if step != self._saved and bool(self._finite()):
             try:
-                checkpoints.save(step, run.config, run.records)
+                checkpoints.save(step, self._identity, run.records)
             except tf.errors.ResourceExhaustedError:  # a full disk or quota: nothing written is damaged
                 raise _disk_full(step, checkpoints) from None
             self._saved = step
+
+    def _run_identity(self, run: FitRun) -> Dict[str, Any]:
+        """What every checkpoint stores and a resume must match: ``config`` (else fit's) plus the solver's."""
+        if self.config is None:
+            return run.config
+        identity = run_config(run.solver, self.config)
+        if run.config["run"] and run.config != identity:
+            raise ValueError("config: bl.fit(config=...) differs from the BackupAndRestore's config; pass it once")
+        return identity
+
+    def _own_lock(self) -> Optional[FolderLock]:
+        """The folder's lock for this callback to release: none when it shares a lock its caller holds."""
+        if self._shared_lock is None:
+            return FolderLock(self.checkpoint_dir).acquire()
+        if not self._shared_lock.held:
+            raise ValueError(f"lock: {self._shared_lock.folder} is not locked by this process; acquire it first")
+        refuse_if_locked(self.checkpoint_dir)  # e.g. a standalone bl.fit of another process in the subfolder
+        return None
 
     def _release(self) -> None:
         if self._lock is not None:

@@ -154,12 +154,15 @@ _HELD_GUARD = threading.Lock()
 class FolderLock:
     """An exclusive lock on a folder for the lifetime of a run (``flock`` on ``<folder>/.lock``).
 
-    Re-entrant within one process; released (and its file removed) by :meth:`release` or by the end of the
-    process, whatever ends it. Use as a context manager or call :meth:`acquire` / :meth:`release`.
+    It covers the folder's subfolders too: taking it is refused while another process holds the lock of a
+    folder enclosing it (a runner's run folder holds ``bl.fit``'s checkpoints under its one lock), and
+    :func:`refuse_if_locked` lets the holder of an enclosing lock check a subfolder. Re-entrant within one
+    process; released (and its file removed) by :meth:`release` or by the end of the process, whatever ends it.
+    Use as a context manager or call :meth:`acquire` / :meth:`release`.
     """
 
     def __init__(self, folder: str, name: str = ".lock"):
-        self.folder = folder
+        self.folder, self.name = folder, name
         self.path = os.path.join(folder, name)
         self._key = os.path.abspath(self.path)
         self._held = False
@@ -183,6 +186,13 @@ class FolderLock:
                     os.close(fd)
                     raise
                 if _is_current(fd, self.path):
+                    try:
+                        for parent in _enclosing(self.folder):
+                            refuse_if_locked(parent, self.name)
+                    except BaseException:
+                        os.unlink(self.path)
+                        os.close(fd)
+                        raise
                     os.ftruncate(fd, 0)
                     os.write(fd, f"{socket.gethostname()} {os.getpid()}".encode())
                     _HELD[self._key] = [fd, 1]
@@ -190,6 +200,16 @@ class FolderLock:
                     return self
                 os.close(fd)  # the previous holder removed this file while we opened it: lock the new one
         raise FolderLockedError(f"could not lock {self.folder}; other processes keep taking it")
+
+    @property
+    def held(self) -> bool:
+        """This object holds the lock (acquired and not yet released)."""
+        return self._held
+
+    def covers(self, path: str) -> bool:
+        """``path`` is the locked folder or lies inside it (what one lock keeps a second process out of)."""
+        folder = os.path.realpath(self.folder)
+        return os.path.commonpath([folder, os.path.realpath(path)]) == folder
 
     def release(self) -> None:
         if not self._held:
@@ -214,6 +234,33 @@ class FolderLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def refuse_if_locked(folder: str, name: str = ".lock") -> None:
+    """Raise :class:`FolderLockedError` when another process holds ``folder``'s lock (this process's locks,
+    and a lock file nobody holds, pass). Probing holds the lock for an instant, never while anyone waits."""
+    path = os.path.join(folder, name)
+    if os.path.abspath(path) in _HELD:
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # no lock file: nobody holds it
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise FolderLockedError(_in_use(folder, _read_owner(fd))) from None
+    finally:
+        os.close(fd)  # also releases the probe's shared lock
+
+
+def _enclosing(folder: str) -> List[str]:
+    """The folders enclosing ``folder`` (its parent, the parent's parent, ... up to the root)."""
+    parents, here = [], os.path.abspath(folder)
+    while os.path.dirname(here) != here:
+        here = os.path.dirname(here)
+        parents.append(here)
+    return parents
 
 
 def _is_current(fd: int, path: str) -> bool:

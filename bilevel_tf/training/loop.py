@@ -93,7 +93,8 @@ def fit(
     cannot be checkpointed), which replays the same batches when the dataset's order is seeded.
 
     With ``checkpoint_dir`` (see :mod:`bilevel_tf.training.checkpoints`): the folder is locked for the run (a second
-    process is refused with ``FolderLockedError``; a killed one's lock is free at once) and leftovers
+    process is refused with ``FolderLockedError``; a killed one's lock is free at once; a folder the caller
+    already locks takes a :class:`BackupAndRestore` with ``lock=`` in ``callbacks`` instead) and leftovers
     of an interrupted write are removed; each checkpoint also stores the run's configuration (the solver's
     class and ``get_config()`` plus ``config``, any JSON-able description such as the runner's flags) and
     the history so far. Resuming under another configuration, or with ``steps`` below the restored iteration,

@@ -150,13 +150,10 @@ def run_in_folder(
         None,
         steps=args.outer_itr,
         steps_per_execution=args.steps_per_execution,
-        checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
-        checkpoint_every=args.checkpoint_every,
-        callbacks=[bl.Evaluate(evaluate, args.eval_every)],
+        callbacks=[bl.Evaluate(evaluate, args.eval_every), run.backup()],
         verbose=args.verbose,
         log_every=args.eval_every,
         csv_path=experiment.output_path(args, "history.csv"),
-        config=run.config,
         tensorboard_dir=tensorboard_logs.log_dir(args),
     )
     weights = 1.0 / (1.0 + np.exp(-task.x.numpy()))

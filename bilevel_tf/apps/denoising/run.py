@@ -109,6 +109,7 @@ def _bilevel_phase(setup: Setup, run: run_folder.Run, ckpt: str, resuming: bool)
     callbacks = [
         EpochEnd(task, spe, [solver.upper_optimizer, solver.lower_optimizer], halve),
         bl.Evaluate(evaluate, every=args.eval_every * spe),
+        run.backup(),
     ]
     chief = run.chief
     return bl.fit(
@@ -117,13 +118,10 @@ def _bilevel_phase(setup: Setup, run: run_folder.Run, ckpt: str, resuming: bool)
         setup.train_stream,
         steps=total,
         steps_per_execution=_steps_per_execution(args, spe),
-        checkpoint_dir=ckpt,
-        checkpoint_every=args.checkpoint_every,
         callbacks=callbacks,
         verbose=args.verbose,
         log_every=max(1, spe // 5),
         csv_path=experiment.output_path(args, "history.csv") if chief else None,
-        config=run.config,
         history=start,
         tensorboard_dir=tensorboard_logs.log_dir(args) if chief else None,
     )

@@ -271,12 +271,9 @@ def run_in_folder(
         source.support,
         steps=args.meta_iterations,
         steps_per_execution=args.steps_per_execution,
-        checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
-        checkpoint_every=args.checkpoint_every,
-        callbacks=[bl.Evaluate(lambda: accuracies.curve_point(args.eval_tasks), args.eval_every)],
+        callbacks=[bl.Evaluate(lambda: accuracies.curve_point(args.eval_tasks), args.eval_every), run.backup()],
         verbose=args.verbose,
         log_every=math.gcd(args.eval_every, 10),
-        config=run.config,
         tensorboard_dir=tensorboard_logs.log_dir(args),
     )
     console.status(args, f"meta-testing on {args.test_tasks} tasks of meta-train and of meta-test classes")

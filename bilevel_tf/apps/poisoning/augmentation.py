@@ -69,12 +69,9 @@ def attack_in_folder(args, data: PoisonData, run: run_folder.Run) -> Dict[str, A
         None,
         steps=args.epochs,
         steps_per_execution=args.steps_per_execution,
-        checkpoint_dir=experiment.checkpoint_dir(args, "bilevel"),
-        checkpoint_every=args.checkpoint_every,
-        callbacks=callbacks,
+        callbacks=[*callbacks, run.backup()],
         verbose=args.verbose,
         log_every=args.log_every,
-        config=run.config,
         tensorboard_dir=tensorboard_logs.log_dir(args),
     )
     learned = poison.numpy()
