@@ -24,6 +24,11 @@ def solvable(rows: List[Dict[str, Any]]) -> set:
     }
 
 
+def _family_head(families: List[str]) -> List[str]:
+    """The head of a table with one column per family."""
+    return ["| solver | all families | " + " | ".join(families) + " |", "|---|---|" + "---|" * len(families)]
+
+
 def _cell(row: Dict[str, Any]) -> tuple:
     return tuple(row[k] for k in ("family", "seed", "upper", "upper_lr", "lower", "lower_lr", "inner_steps"))
 
@@ -40,8 +45,7 @@ def lower_floor(rows: List[Dict[str, Any]], solvers: List[str]) -> List[str]:
         "Success over the cells the oracle adjoint (implicit differentiation with 30 conjugate-gradient steps at the",
         "same lower iterates) solves with the same optimizers and T:",
         "",
-        "| solver | all families | " + " | ".join(families) + " |",
-        "|---|---|" + "---|" * len(families),
+        *_family_head(families),
     ]
     for s in solvers:
         if s == "exact":
@@ -66,8 +70,7 @@ def summary(rows: List[Dict[str, Any]], solvers: List[str], budget: int) -> str:
         "",
         "Success over the cells the exact hypergradient solves with the same upper optimizer (all cells in brackets):",
         "",
-        "| solver | all families | " + " | ".join(families) + " |",
-        "|---|---|" + "---|" * len(families),
+        *_family_head(families),
     ]
     for s in solvers:
         sel = [r for r in feasible if r["solver"] == s]
