@@ -101,5 +101,6 @@ def fill_none(grads: Sequence[Optional[Grad]], variables: Sequence) -> List[Grad
 
 
 def all_finite(values: Sequence[tf.Tensor]) -> tf.Tensor:
-    """True when no entry of any tensor (or variable) is NaN or +-inf, in each tensor's own dtype."""
-    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v))) for v in values])
+    """True when no entry of any tensor (or variable) is NaN or +-inf, in each tensor's own dtype (True for none)."""
+    checks = [tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v))) for v in values]
+    return tf.reduce_all(checks) if checks else tf.constant(True)

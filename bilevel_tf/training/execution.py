@@ -14,6 +14,7 @@ from typing import Any, Dict, Tuple
 
 import tensorflow as tf
 
+from ..core import tensor_ops
 from ..solvers.base import BilevelSolver
 from ..solvers.checks import check_positive_int
 from .sources import Feed
@@ -121,5 +122,4 @@ class _CompiledLoops:
 
 
 def _all_finite(logs: Logs) -> tf.Tensor:
-    checks = [tf.reduce_all(tf.math.is_finite(v)) for v in logs.values() if v.dtype.is_floating]
-    return tf.reduce_all(checks) if checks else tf.constant(True)
+    return tensor_ops.all_finite([v for v in logs.values() if v.dtype.is_floating])

@@ -68,7 +68,7 @@ def run_in_folder(
     setup = prepare(spec, args, warm_start=warm is None, splits=splits, strategy=strategy)
     if warm is None:
         warm = _warm_start_metrics(setup, ckpt if run.chief else None)
-    fit_history = _bilevel_phase(setup, run, ckpt, resuming)
+    fit_history = _bilevel_phase(setup, run, resuming)
     if not run.chief:  # TensorFlow's rule: only the chief writes results; its evaluation would be discarded here
         print(
             f"[{args.experiment}] worker {workers.task_index(strategy)}: bilevel phase done, the chief writes "
@@ -98,7 +98,7 @@ def _warm_start_metrics(setup: Setup, folder: Optional[str]) -> Dict[str, Any]:
     return warm
 
 
-def _bilevel_phase(setup: Setup, run: run_folder.Run, ckpt: str, resuming: bool) -> bl.History:
+def _bilevel_phase(setup: Setup, run: run_folder.Run, resuming: bool) -> bl.History:
     args, task, solver = setup.args, setup.task, setup.solver
     evaluate = lower_evaluation(setup)
     spe = setup.steps_per_epoch
